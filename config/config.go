@@ -1,0 +1,298 @@
+// Package config loads, defaults and validates pve-autoscaler's one YAML
+// file. config.example.yaml at the repository root documents every field.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/pve-autoscaler/pve-autoscaler/internal/decode"
+)
+
+// Config is the whole file.
+type Config struct {
+	Cluster    Cluster    `json:"cluster"`
+	Proxmox    Proxmox    `json:"proxmox"`
+	Talos      Talos      `json:"talos"`
+	Kubernetes Kubernetes `json:"kubernetes"`
+	Policy     Policy     `json:"policy"`
+	Daemon     Daemon     `json:"daemon"`
+}
+
+// Cluster identifies the Kubernetes cluster the scaler serves.
+type Cluster struct {
+	// Name goes into every VM's tags (cluster-<name>), so two clusters on one PVE never touch each other's VMs.
+	Name string `json:"name"`
+}
+
+// Proxmox is how to reach PVE and how to build worker VMs.
+type Proxmox struct {
+	URL             string   `json:"url"`
+	TokenID         string   `json:"token_id"`
+	TokenSecretFile string   `json:"token_secret_file"`
+	TLS             TLS      `json:"tls"`
+	Template        VMRef    `json:"template"`
+	CloneMode       string   `json:"clone_mode"`
+	Storage         string   `json:"storage"`
+	Pool            string   `json:"pool"`
+	Hosts           []string `json:"hosts"`
+	HostMemReserve  ByteSize `json:"host_memory_reserve"`
+	VM              VM       `json:"vm"`
+	NamePrefix      string   `json:"name_prefix"`
+	VMIDRange       VMIDs    `json:"vmid_range"`
+	MaxParallel     int      `json:"max_parallel_clones"`
+}
+
+// TLS is how the PVE API's certificate is verified.
+type TLS struct {
+	CAFile             string `json:"ca_file"`
+	Fingerprint        string `json:"fingerprint"`
+	InsecureSkipVerify bool   `json:"insecure_skip_verify"`
+}
+
+// VM is the size of a worker VM.
+type VM struct {
+	Cores  int      `json:"cores"`
+	Memory ByteSize `json:"memory"`
+}
+
+// VMIDs is the range new VMs take their ids from.
+type VMIDs struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+// Talos is the machine configuration applied to new workers.
+type Talos struct {
+	WorkerConfigFile string   `json:"worker_config_file"`
+	TalosconfigFile  string   `json:"talosconfig_file"`
+	PatchFiles       []string `json:"patch_files"`
+	ResetUnreachable string   `json:"reset_unreachable"`
+}
+
+// Kubernetes is how to reach the cluster's API.
+type Kubernetes struct {
+	// Kubeconfig is a file path; empty means in-cluster configuration.
+	Kubeconfig string `json:"kubeconfig"`
+	Context    string `json:"context"`
+}
+
+// Policy is when and how much to scale.
+type Policy struct {
+	Interval         Duration         `json:"interval"`
+	MinWorkers       int              `json:"min_workers"`
+	MaxWorkers       int              `json:"max_workers"`
+	CPU              Thresholds       `json:"cpu"`
+	Memory           Thresholds       `json:"memory"`
+	ScaleUpAfter     Duration         `json:"scale_up_after"`
+	ScaleDownAfter   Duration         `json:"scale_down_after"`
+	Cooldown         Cooldown         `json:"cooldown"`
+	MaxNodesPerStep  int              `json:"max_nodes_per_step"`
+	PendingPods      PendingPods      `json:"pending_pods"`
+	ScaleDownMargin  float64          `json:"scale_down_margin"`
+	Schedules        []ScheduleConfig `json:"schedules"`
+	ScheduleLead     Duration         `json:"schedule_lead"`
+	Timezone         string           `json:"timezone"`
+	Drain            Drain            `json:"drain"`
+	MaxProvisionTime Duration         `json:"max_provision_time"`
+}
+
+// Thresholds is one resource's scale-up and scale-down points, in percent.
+type Thresholds struct {
+	ScaleUpAt   float64 `json:"scale_up_at"`
+	ScaleDownAt float64 `json:"scale_down_at"`
+	Target      float64 `json:"target"`
+}
+
+// Cooldown is how long to wait after each kind of event.
+type Cooldown struct {
+	AfterScaleUp   Duration `json:"after_scale_up"`
+	AfterScaleDown Duration `json:"after_scale_down"`
+	AfterFailure   Duration `json:"after_failure"`
+}
+
+// PendingPods is the unschedulable-pod trigger.
+type PendingPods struct {
+	Enabled bool     `json:"enabled"`
+	Grace   Duration `json:"grace"`
+}
+
+// ScheduleConfig raises the minimum during a weekly window.
+type ScheduleConfig struct {
+	Name       string `json:"name"`
+	Window     string `json:"window"`
+	MinWorkers int    `json:"min_workers"`
+}
+
+// Drain is how a node is emptied before removal.
+type Drain struct {
+	Timeout            Duration  `json:"timeout"`
+	DeleteEmptyDirData bool      `json:"delete_emptydir_data"`
+	GracePeriod        *Duration `json:"grace_period"`
+	RemoveUndrained    bool      `json:"remove_undrained"`
+}
+
+// Daemon is the running process's own settings.
+type Daemon struct {
+	Listen         string         `json:"listen"`
+	LeaderElection LeaderElection `json:"leader_election"`
+	Log            Log            `json:"log"`
+}
+
+// LeaderElection lets two daemons run with one active.
+type LeaderElection struct {
+	Enabled   bool   `json:"enabled"`
+	Namespace string `json:"namespace"`
+	LeaseName string `json:"lease_name"`
+}
+
+// Log is the logger's level and format.
+type Log struct {
+	Level  string `json:"level"`
+	Format string `json:"format"`
+}
+
+// Default returns the configuration with every default filled in; the
+// fields with no sensible default (cluster name, URLs, files) stay empty.
+func Default() Config {
+	return Config{
+		Proxmox: Proxmox{
+			CloneMode:      "linked",
+			HostMemReserve: 4 << 30,
+			VM:             VM{Cores: 4, Memory: 8 << 30},
+			NamePrefix:     "talos-worker-",
+			VMIDRange:      VMIDs{Min: 5000, Max: 5999},
+			MaxParallel:    2,
+		},
+		Talos: Talos{ResetUnreachable: "fail"},
+		Policy: Policy{
+			Interval:         Duration(60e9),
+			MinWorkers:       2,
+			MaxWorkers:       6,
+			CPU:              Thresholds{ScaleUpAt: 80, ScaleDownAt: 30},
+			Memory:           Thresholds{ScaleUpAt: 85, ScaleDownAt: 40},
+			ScaleUpAfter:     Duration(60e9),
+			ScaleDownAfter:   Duration(300e9),
+			Cooldown:         Cooldown{AfterScaleUp: Duration(300e9), AfterScaleDown: Duration(300e9), AfterFailure: Duration(300e9)},
+			MaxNodesPerStep:  3,
+			PendingPods:      PendingPods{Enabled: true, Grace: Duration(30e9)},
+			ScaleDownMargin:  10,
+			ScheduleLead:     Duration(600e9),
+			Timezone:         "Local",
+			Drain:            Drain{Timeout: Duration(300e9)},
+			MaxProvisionTime: Duration(900e9),
+		},
+		Daemon: Daemon{
+			Listen:         "127.0.0.1:9464",
+			LeaderElection: LeaderElection{Namespace: "kube-system", LeaseName: "pve-autoscaler"},
+			Log:            Log{Level: "info", Format: "console"},
+		},
+	}
+}
+
+// Problem is one thing wrong (or worth a warning) at one field path.
+type Problem = decode.Error
+
+// Error is a configuration that cannot be used: every problem in it.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %d problem", e.File, len(e.Problems))
+	if len(e.Problems) != 1 {
+		b.WriteString("s")
+	}
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Parse reads and strictly decodes a config file over the defaults. It
+// does not validate; see Validate. The returned error is an *Error listing
+// every decoding problem, or a read/YAML error naming the file.
+func Parse(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
+	}
+	return ParseBytes(path, data)
+}
+
+// ParseBytes is Parse for data already read; name is used in errors.
+func ParseBytes(name string, data []byte) (*Config, error) {
+	c := Default()
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: not valid YAML: %w", name, err)
+	}
+	if string(js) == "null" {
+		return nil, &Error{File: name, Problems: []Problem{{Message: "the file is empty; see config.example.yaml"}}}
+	}
+	if len(js) == 0 || js[0] != '{' {
+		return nil, &Error{File: name, Problems: []Problem{{Message: "expected a mapping of sections (cluster, proxmox, talos, kubernetes, policy, daemon)"}}}
+	}
+	if errs := decode.Strict(js, &c); len(errs) > 0 {
+		return &c, &Error{File: name, Problems: errs}
+	}
+	return &c, nil
+}
+
+// Load parses, applies override (command-line flags; may be nil), then
+// validates with opts. Warnings come back even when the config is usable;
+// err is an *Error with every problem found, or a read/YAML error.
+func Load(path string, opts ValidateOptions, override func(*Config)) (*Config, []Problem, error) {
+	c, err := Parse(path)
+	var cerr *Error
+	if err != nil && !errors.As(err, &cerr) {
+		return nil, nil, err
+	}
+	if override != nil {
+		override(c)
+	}
+	var decodeProblems []Problem
+	if cerr != nil {
+		decodeProblems = cerr.Problems
+	}
+	problems, warnings := c.Validate(opts)
+	all := MergeProblems(decodeProblems, problems)
+	if len(all) > 0 {
+		return c, warnings, &Error{File: path, Problems: all}
+	}
+	return c, warnings, nil
+}
+
+// MergeProblems joins decoding problems with validation problems, leaving
+// out validation problems at or under a path that failed to decode (its
+// value is the default, and a second message about it would mislead).
+func MergeProblems(decoded, validated []Problem) []Problem {
+	out := append([]Problem(nil), decoded...)
+	for _, v := range validated {
+		shadowed := false
+		for _, d := range decoded {
+			if v.Path == d.Path || strings.HasPrefix(v.Path, d.Path+".") || strings.HasPrefix(v.Path, d.Path+"[") {
+				shadowed = true
+				break
+			}
+		}
+		if !shadowed {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// YAML renders the effective configuration. The config holds no secret
+// itself (secrets are only ever referenced by file path), so nothing in it
+// needs hiding; secret file contents are never read into it.
+func (c *Config) YAML() ([]byte, error) {
+	return yaml.Marshal(c)
+}

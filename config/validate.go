@@ -1,0 +1,360 @@
+package config
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ValidateOptions says how far validation reaches.
+type ValidateOptions struct {
+	// CheckFiles checks that referenced files exist, and that secret files
+	// are not readable by other users. `plan --snapshot` turns it off: only
+	// the policy matters for a replay.
+	CheckFiles bool
+}
+
+// MinThresholdGap is the distance between scale-up and scale-down
+// thresholds under which a warning is given: close thresholds flap.
+const MinThresholdGap = 30
+
+var (
+	tagRE    = regexp.MustCompile(`^[a-z0-9_][a-z0-9_\-+.]*$`)
+	tokenRE  = regexp.MustCompile(`^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$`)
+	prefixRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*)$`)
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+// Validate checks every field and returns all problems (the config cannot
+// be used) and all warnings (it can, but probably should not be).
+func (c *Config) Validate(opts ValidateOptions) (problems, warnings []Problem) {
+	v := &validator{opts: opts}
+	v.cluster(c)
+	v.proxmox(c)
+	v.talos(c)
+	v.kubernetes(c)
+	v.policy(c)
+	v.daemon(c)
+	return v.problems, v.warnings
+}
+
+type validator struct {
+	opts               ValidateOptions
+	problems, warnings []Problem
+}
+
+func (v *validator) fail(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) warn(path, format string, args ...any) {
+	v.warnings = append(v.warnings, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) cluster(c *Config) {
+	n := c.Cluster.Name
+	switch {
+	case n == "":
+		v.fail("cluster.name", "required: a short name for this cluster (it goes into VM tags as cluster-<name>)")
+	case !tagRE.MatchString("cluster-"+n) || len(n) > 40:
+		v.fail("cluster.name", "%q is not usable in a PVE tag: expected lowercase letters, digits, '_', '-', '+' or '.', at most 40 characters", n)
+	}
+}
+
+func (v *validator) proxmox(c *Config) {
+	p := c.Proxmox
+	if p.URL == "" {
+		v.fail("proxmox.url", "required: the PVE API URL, e.g. https://pve1.lan:8006/api2/json")
+	} else if u, err := url.Parse(p.URL); err != nil || u.Host == "" {
+		v.fail("proxmox.url", "%q is not a URL: expected e.g. https://pve1.lan:8006/api2/json", p.URL)
+	} else if u.Scheme != "https" {
+		v.fail("proxmox.url", "%q: expected an https:// URL (the token travels in every request)", p.URL)
+	} else if u.Path != "" && u.Path != "/" && strings.TrimSuffix(u.Path, "/") != "/api2/json" {
+		v.fail("proxmox.url", "%q: expected the path /api2/json (or none)", p.URL)
+	}
+	switch {
+	case p.TokenID == "":
+		v.fail("proxmox.token_id", "required: the API token id, e.g. autoscaler@pve!scaler")
+	case !tokenRE.MatchString(p.TokenID):
+		v.fail("proxmox.token_id", "%q: expected USER@REALM!TOKENID, e.g. autoscaler@pve!scaler", p.TokenID)
+	}
+	if p.TokenSecretFile == "" {
+		v.fail("proxmox.token_secret_file", "required: a file holding the token secret (the secret is never written in this file)")
+	} else {
+		v.secretFile("proxmox.token_secret_file", p.TokenSecretFile)
+	}
+
+	if p.TLS.CAFile != "" {
+		v.file("proxmox.tls.ca_file", p.TLS.CAFile)
+	}
+	if p.TLS.Fingerprint != "" {
+		if _, err := ParseFingerprint(p.TLS.Fingerprint); err != nil {
+			v.fail("proxmox.tls.fingerprint", "%v", err)
+		}
+	}
+	set := 0
+	for _, b := range []bool{p.TLS.CAFile != "", p.TLS.Fingerprint != "", p.TLS.InsecureSkipVerify} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		v.fail("proxmox.tls", "ca_file, fingerprint and insecure_skip_verify exclude each other: set at most one")
+	}
+	if p.TLS.InsecureSkipVerify {
+		v.warn("proxmox.tls.insecure_skip_verify", "TLS certificates are not verified: anyone on the path can read the API token; prefer fingerprint")
+	}
+
+	if p.Template.IsZero() {
+		v.fail("proxmox.template", "required: the Talos template's vmid (e.g. 9000) or name")
+	} else if p.Template.ID != 0 && (p.Template.ID < 100 || p.Template.ID > 999999999) {
+		v.fail("proxmox.template", "vmid %d out of range: expected 100..999999999", p.Template.ID)
+	}
+	switch p.CloneMode {
+	case "linked":
+		if p.Storage != "" {
+			v.fail("proxmox.storage", "%q: a target storage is only allowed with clone_mode full (PVE refuses it for linked clones)", p.Storage)
+		}
+	case "full":
+	default:
+		v.fail("proxmox.clone_mode", "%q: expected linked or full", p.CloneMode)
+	}
+	if p.Storage != "" && !nameRE.MatchString(p.Storage) {
+		v.fail("proxmox.storage", "%q is not a PVE storage id", p.Storage)
+	}
+	if p.Pool != "" && !nameRE.MatchString(p.Pool) {
+		v.fail("proxmox.pool", "%q is not a PVE pool id", p.Pool)
+	}
+	for i, h := range p.Hosts {
+		if !nameRE.MatchString(h) {
+			v.fail(fmt.Sprintf("proxmox.hosts[%d]", i), "%q is not a PVE node name", h)
+		}
+	}
+	if p.HostMemReserve < 0 {
+		v.fail("proxmox.host_memory_reserve", "%s: expected zero or more", p.HostMemReserve)
+	}
+	if p.VM.Cores < 1 || p.VM.Cores > 512 {
+		v.fail("proxmox.vm.cores", "%d: expected 1..512", p.VM.Cores)
+	}
+	switch {
+	case p.VM.Memory < 1<<30:
+		v.fail("proxmox.vm.memory", "%s: expected at least 1GiB (Talos workers need 2GiB)", p.VM.Memory)
+	case p.VM.Memory < 2<<30:
+		v.warn("proxmox.vm.memory", "%s is below the 2GiB Talos asks for on a worker", p.VM.Memory)
+	}
+	if p.VM.Memory%(1<<20) != 0 {
+		v.fail("proxmox.vm.memory", "%s: expected whole MiB (PVE sizes memory in MiB)", p.VM.Memory)
+	}
+	if !prefixRE.MatchString(p.NamePrefix) || len(p.NamePrefix) > 50 {
+		v.fail("proxmox.name_prefix", "%q: expected a hostname start: lowercase letters, digits and '-', starting with a letter, at most 50 characters", p.NamePrefix)
+	}
+	r := p.VMIDRange
+	switch {
+	case r.Min < 100 || r.Max > 999999999:
+		v.fail("proxmox.vmid_range", "%d..%d: expected ids within 100..999999999", r.Min, r.Max)
+	case r.Min > r.Max:
+		v.fail("proxmox.vmid_range", "min %d is above max %d", r.Min, r.Max)
+	case r.Max-r.Min+1 < c.Policy.MaxWorkers:
+		v.fail("proxmox.vmid_range", "%d..%d holds %d ids, fewer than policy.max_workers %d", r.Min, r.Max, r.Max-r.Min+1, c.Policy.MaxWorkers)
+	}
+	if p.MaxParallel < 1 || p.MaxParallel > 32 {
+		v.fail("proxmox.max_parallel_clones", "%d: expected 1..32", p.MaxParallel)
+	}
+}
+
+func (v *validator) talos(c *Config) {
+	t := c.Talos
+	if t.WorkerConfigFile == "" {
+		v.fail("talos.worker_config_file", "required: the worker machine config (talosctl gen config's worker.yaml)")
+	} else {
+		v.secretFile("talos.worker_config_file", t.WorkerConfigFile)
+	}
+	if t.TalosconfigFile == "" {
+		v.fail("talos.talosconfig_file", "required: the talosconfig used to reset nodes on scale-down")
+	} else {
+		v.secretFile("talos.talosconfig_file", t.TalosconfigFile)
+	}
+	for i, f := range t.PatchFiles {
+		v.file(fmt.Sprintf("talos.patch_files[%d]", i), f)
+	}
+	if t.ResetUnreachable != "skip" && t.ResetUnreachable != "fail" {
+		v.fail("talos.reset_unreachable", "%q: expected skip or fail", t.ResetUnreachable)
+	}
+}
+
+func (v *validator) kubernetes(c *Config) {
+	if c.Kubernetes.Kubeconfig != "" {
+		v.secretFile("kubernetes.kubeconfig", c.Kubernetes.Kubeconfig)
+	} else if c.Kubernetes.Context != "" {
+		v.fail("kubernetes.context", "%q: a context needs kubernetes.kubeconfig (in-cluster configuration has none)", c.Kubernetes.Context)
+	}
+}
+
+func (v *validator) policy(c *Config) {
+	p := c.Policy
+	if p.Interval.D() < time.Second {
+		v.fail("policy.interval", "%s: expected at least 1s", p.Interval.D())
+	}
+	if p.MinWorkers < 0 {
+		v.fail("policy.min_workers", "%d: expected zero or more", p.MinWorkers)
+	}
+	if p.MaxWorkers < 1 {
+		v.fail("policy.max_workers", "%d: expected at least 1", p.MaxWorkers)
+	}
+	if p.MinWorkers > p.MaxWorkers {
+		v.fail("policy.min_workers", "%d is above max_workers %d", p.MinWorkers, p.MaxWorkers)
+	}
+	v.thresholds("policy.cpu", p.CPU)
+	v.thresholds("policy.memory", p.Memory)
+	for _, d := range []struct {
+		path string
+		d    Duration
+	}{
+		{"policy.scale_up_after", p.ScaleUpAfter},
+		{"policy.scale_down_after", p.ScaleDownAfter},
+		{"policy.cooldown.after_scale_up", p.Cooldown.AfterScaleUp},
+		{"policy.cooldown.after_scale_down", p.Cooldown.AfterScaleDown},
+		{"policy.cooldown.after_failure", p.Cooldown.AfterFailure},
+		{"policy.pending_pods.grace", p.PendingPods.Grace},
+		{"policy.schedule_lead", p.ScheduleLead},
+	} {
+		if d.d < 0 {
+			v.fail(d.path, "%s: expected zero or more", d.d.D())
+		}
+	}
+	if p.MaxNodesPerStep < 1 {
+		v.fail("policy.max_nodes_per_step", "%d: expected at least 1", p.MaxNodesPerStep)
+	}
+	minUp := min(p.CPU.ScaleUpAt, p.Memory.ScaleUpAt)
+	if p.ScaleDownMargin < 0 || p.ScaleDownMargin >= minUp {
+		v.fail("policy.scale_down_margin", "%g: expected 0 or more and below the lowest scale_up_at (%g)", p.ScaleDownMargin, minUp)
+	}
+	if _, err := time.LoadLocation(p.Timezone); err != nil {
+		v.fail("policy.timezone", "%q: expected an IANA zone such as Europe/Berlin, UTC or Local", p.Timezone)
+	}
+	for i, s := range p.Schedules {
+		path := fmt.Sprintf("policy.schedules[%d]", i)
+		if _, err := ParseWindow(s.Window); err != nil {
+			v.fail(path+".window", "%v", err)
+		}
+		if s.MinWorkers < 1 || s.MinWorkers > p.MaxWorkers {
+			v.fail(path+".min_workers", "%d: expected 1..max_workers (%d)", s.MinWorkers, p.MaxWorkers)
+		}
+	}
+	if p.Drain.Timeout.D() <= 0 {
+		v.fail("policy.drain.timeout", "%s: expected more than zero", p.Drain.Timeout.D())
+	}
+	if p.Drain.GracePeriod != nil && p.Drain.GracePeriod.D() < 0 {
+		v.fail("policy.drain.grace_period", "%s: expected zero or more (leave it out to use each pod's own)", p.Drain.GracePeriod.D())
+	}
+	if p.MaxProvisionTime.D() < time.Minute {
+		v.fail("policy.max_provision_time", "%s: expected at least 1m (clone, boot, install and join take minutes)", p.MaxProvisionTime.D())
+	}
+}
+
+func (v *validator) thresholds(path string, t Thresholds) {
+	bad := false
+	if t.ScaleUpAt <= 0 || t.ScaleUpAt > 100 {
+		v.fail(path+".scale_up_at", "%g: expected a percentage in (0,100]", t.ScaleUpAt)
+		bad = true
+	}
+	if t.ScaleDownAt <= 0 || t.ScaleDownAt > 100 {
+		v.fail(path+".scale_down_at", "%g: expected a percentage in (0,100]", t.ScaleDownAt)
+		bad = true
+	}
+	if bad {
+		return
+	}
+	if t.ScaleDownAt >= t.ScaleUpAt {
+		v.fail(path+".scale_down_at", "%g: expected below scale_up_at (%g)", t.ScaleDownAt, t.ScaleUpAt)
+		return
+	}
+	if t.Target != 0 && (t.Target <= t.ScaleDownAt || t.Target >= t.ScaleUpAt) {
+		v.fail(path+".target", "%g: expected between scale_down_at (%g) and scale_up_at (%g), or 0 for halfway", t.Target, t.ScaleDownAt, t.ScaleUpAt)
+	}
+	if gap := t.ScaleUpAt - t.ScaleDownAt; gap < MinThresholdGap {
+		v.warn(path, "scale_up_at %g and scale_down_at %g are %g points apart: under %d points a cluster tends to flap (add, remove, add)", t.ScaleUpAt, t.ScaleDownAt, gap, MinThresholdGap)
+	}
+}
+
+func (v *validator) daemon(c *Config) {
+	d := c.Daemon
+	if d.Listen != "" {
+		if _, port, err := net.SplitHostPort(d.Listen); err != nil || port == "" {
+			v.fail("daemon.listen", "%q: expected HOST:PORT, e.g. 127.0.0.1:9464 (empty turns the HTTP endpoint off)", d.Listen)
+		}
+	}
+	if d.LeaderElection.Enabled {
+		if d.LeaderElection.Namespace == "" {
+			v.fail("daemon.leader_election.namespace", "required when leader election is enabled")
+		}
+		if d.LeaderElection.LeaseName == "" {
+			v.fail("daemon.leader_election.lease_name", "required when leader election is enabled")
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, d.Log.Level) {
+		v.fail("daemon.log.level", "%q: expected debug, info, warn or error", d.Log.Level)
+	}
+	if d.Log.Format != "console" && d.Log.Format != "json" {
+		v.fail("daemon.log.format", "%q: expected console or json", d.Log.Format)
+	}
+}
+
+// file checks that a referenced file exists and is a regular file.
+func (v *validator) file(path, name string) (fs.FileInfo, bool) {
+	if !v.opts.CheckFiles {
+		return nil, false
+	}
+	st, err := os.Stat(name)
+	switch {
+	case err != nil:
+		v.fail(path, "%s: %v", name, unwrapPathError(err))
+		return nil, false
+	case !st.Mode().IsRegular():
+		v.fail(path, "%s: expected a regular file", name)
+		return nil, false
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		v.fail(path, "%s: %v", name, unwrapPathError(err))
+		return nil, false
+	}
+	_ = f.Close()
+	return st, true
+}
+
+// secretFile is file, and the file must not be readable by other users.
+func (v *validator) secretFile(path, name string) {
+	st, ok := v.file(path, name)
+	if !ok {
+		return
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		v.fail(path, "%s: mode %04o lets every user read this secret: expected no access for others (chmod 600 or 640)", name, st.Mode().Perm())
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// ParseFingerprint reads a SHA-256 certificate fingerprint written as 64
+// hex digits, with or without ':' separators (as PVE and openssl print it).
+func ParseFingerprint(s string) ([]byte, error) {
+	h := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("%q: expected a SHA-256 fingerprint, 32 hex bytes such as AB:CD:...", s)
+	}
+	return b, nil
+}

@@ -1,0 +1,667 @@
+package scaler
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// maxUnreadyCount and maxUnreadyPercent are the Cluster Autoscaler's rule:
+// with more than 3 or more than 45% of the managed nodes unready, the
+// cluster is unhealthy and nothing is removed.
+const (
+	maxUnreadyCount   = 3
+	maxUnreadyPercent = 45.0
+	// maxFitChecks bounds how many scale-down candidates are simulated per plan.
+	maxFitChecks = 64
+)
+
+// Decide turns a snapshot of the cluster into a plan. It is a pure function:
+// no I/O, no clock, no globals; the same inputs give the same plan.
+func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
+	d := newDecision(s, p, h, now)
+	d.observe()
+	d.planScaleUp()
+	if d.added == 0 && !d.wantsCapacity {
+		d.planScaleDown()
+	} else {
+		d.hold(CodeCapacityWanted, "scale-down held: the cluster wants more capacity, not less")
+	}
+	return d.finish()
+}
+
+// decision is the working state of one Decide call.
+type decision struct {
+	s   Snapshot
+	p   Policy
+	h   History
+	now time.Time
+
+	plan Plan
+
+	workers    []int // indexes into s.Nodes of workers not being removed
+	active     []int // Ready, schedulable workers: the utilization set
+	removing   map[string]bool
+	inFlight   int // provisions not yet visible as a Node
+	minWorkers int
+	shape      Resources
+
+	usage, alloc Resources
+	utilValid    bool
+	cpuPct       float64
+	memPct       float64
+
+	added         int
+	wantsCapacity bool
+}
+
+func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
+	d := &decision{s: s, p: p, h: h, now: now, removing: map[string]bool{}}
+	d.plan.Time = now
+	d.plan.Actions = []Action{}
+	d.plan.Holds = []Reason{}
+
+	nodeNames := make(map[string]bool, len(s.Nodes))
+	for _, n := range s.Nodes {
+		nodeNames[n.Name] = true
+	}
+	for _, op := range s.Operations {
+		switch op.Kind {
+		case OpRemove:
+			d.removing[op.Node] = true
+			d.plan.Workers.Removing++
+		case OpProvision:
+			// A provision whose Node has registered counts once, as that node.
+			if op.Node == "" || !nodeNames[op.Node] {
+				d.inFlight++
+			}
+		}
+	}
+	var newest *Node
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		if n.ControlPlane || d.removing[n.Name] {
+			continue
+		}
+		d.workers = append(d.workers, i)
+		if n.Ready {
+			d.plan.Workers.Ready++
+		} else {
+			d.plan.Workers.NotReady++
+		}
+		if n.Ready && !n.Unschedulable {
+			d.active = append(d.active, i)
+			d.usage = d.usage.Add(n.Usage)
+			d.alloc = d.alloc.Add(n.Allocatable)
+		}
+		if n.Managed && n.Ready && n.Allocatable.MilliCPU > 0 && n.Allocatable.Memory > 0 {
+			if newest == nil || n.Created.After(newest.Created) {
+				newest = n
+			}
+		}
+	}
+	d.plan.Workers.Provisioning = d.inFlight
+	d.plan.Workers.Current = len(d.workers) + d.inFlight
+	d.plan.Workers.Max = p.MaxWorkers
+
+	d.shape = p.Worker
+	if newest != nil {
+		d.shape = newest.Allocatable
+	}
+
+	d.minWorkers = p.MinWorkers
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	local := now.In(loc)
+	for _, sc := range p.Schedules {
+		if sc.activeAt(local, p.ScheduleLead) && sc.MinWorkers > d.minWorkers {
+			d.minWorkers = sc.MinWorkers
+			d.note(CodeScheduleActive, "schedule %q (%s) raises the minimum to %d", sc.Name, sc, sc.MinWorkers)
+		}
+	}
+	d.minWorkers = min(d.minWorkers, p.MaxWorkers)
+	d.plan.Workers.Min = d.minWorkers
+	return d
+}
+
+// observe computes utilization and moves the sustained-condition clocks.
+func (d *decision) observe() {
+	next := d.h
+	switch {
+	case d.s.Metrics.Stale:
+		msg := "metrics stale, no utilization decisions"
+		if d.s.Metrics.Error != "" {
+			msg += ": " + d.s.Metrics.Error
+		}
+		d.hold(CodeMetricsStale, "%s", msg)
+	case d.alloc.MilliCPU <= 0 || d.alloc.Memory <= 0:
+		d.hold(CodeNoCapacity, "no Ready, schedulable worker: utilization unknown, no utilization decisions")
+	default:
+		d.utilValid = true
+		d.cpuPct = pct(d.usage.MilliCPU, d.alloc.MilliCPU)
+		d.memPct = pct(d.usage.Memory, d.alloc.Memory)
+		d.plan.Utilization = &Utilization{CPU: round2(d.cpuPct), Memory: round2(d.memPct)}
+	}
+	if !d.utilValid {
+		// Fail static: without trustworthy figures the clocks start over.
+		next.CPUHighSince, next.MemoryHighSince, next.LowSince = time.Time{}, time.Time{}, time.Time{}
+	} else {
+		next.CPUHighSince = since(next.CPUHighSince, d.cpuPct >= d.p.CPU.Up, d.now)
+		next.MemoryHighSince = since(next.MemoryHighSince, d.memPct >= d.p.Memory.Up, d.now)
+		next.LowSince = since(next.LowSince, d.cpuPct <= d.p.CPU.Down && d.memPct <= d.p.Memory.Down, d.now)
+	}
+	d.plan.Next = next
+}
+
+func since(prev time.Time, cond bool, now time.Time) time.Time {
+	switch {
+	case !cond:
+		return time.Time{}
+	case prev.IsZero() || prev.After(now):
+		return now
+	default:
+		return prev
+	}
+}
+
+// planScaleUp sizes a scale-up to the largest of the needs it finds.
+func (d *decision) planScaleUp() {
+	var reasons []Reason
+	need := 0
+	current := d.plan.Workers.Current
+
+	if current < d.minWorkers {
+		n := d.minWorkers - current
+		code := CodeBelowMin
+		if d.minWorkers > d.p.MinWorkers {
+			code = CodeScheduleMin
+		}
+		reasons = append(reasons, reason(code, "%d workers, below the minimum of %d", current, d.minWorkers))
+		need = max(need, n)
+	}
+
+	if d.utilValid {
+		n, rs := d.utilizationNeed()
+		reasons = append(reasons, rs...)
+		need = max(need, n)
+	}
+
+	if d.p.PendingPods {
+		n, rs := d.pendingNeed()
+		reasons = append(reasons, rs...)
+		need = max(need, n)
+	}
+
+	if need == 0 {
+		return
+	}
+	d.wantsCapacity = true
+	if d.cooling(d.h.LastFailure, d.p.CooldownAfterFailure) {
+		d.hold(CodeCooldownFailure, "scale-up held: cooldown after a failed operation, %s left", d.left(d.h.LastFailure, d.p.CooldownAfterFailure))
+		return
+	}
+	add := need
+	if room := d.p.MaxWorkers - current; add > room {
+		add = max(room, 0)
+		d.hold(CodeMaxWorkers, "scale-up capped: max_workers %d reached (%d needed, %d now)", d.p.MaxWorkers, need, current)
+	}
+	if d.p.MaxStep > 0 && add > d.p.MaxStep {
+		add = d.p.MaxStep
+		d.hold(CodeMaxStep, "scale-up capped at %d workers per step (max_nodes_per_step); %d needed", d.p.MaxStep, need)
+	}
+	if room, known := d.hostRoom(); !known {
+		if d.s.Hosts == nil {
+			d.note(CodeHostsUnknown, "PVE host room unknown: placement decides when the VMs are cloned")
+		}
+	} else if add > room {
+		add = room
+		d.hold(CodeHostRoom, "scale-up capped at %d: PVE hosts have room for %d more workers of %s after the %s reserve", room, room, fmtBytes(d.p.VMMemory), fmtBytes(d.p.HostReserve))
+	}
+	if add <= 0 {
+		return
+	}
+	d.added = add
+	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionAdd, Count: add, Reasons: reasons})
+	d.plan.Next.LastScaleUp = d.now
+	d.plan.Next.LowSince = time.Time{}
+}
+
+// utilizationNeed returns the workers needed to bring each sustained-high
+// resource down to its target, counting VMs in flight as capacity.
+func (d *decision) utilizationNeed() (int, []Reason) {
+	type res struct {
+		name           string
+		code           Code
+		pct            float64
+		th             Threshold
+		highSince      time.Time
+		usage, alloc   int64
+		shape          int64
+		format         func(int64) string
+		windowReported *bool
+	}
+	all := []res{
+		{"CPU", CodeCPUHigh, d.cpuPct, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU, nil},
+		{"memory", CodeMemoryHigh, d.memPct, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes, nil},
+	}
+	need := 0
+	var reasons []Reason
+	for _, r := range all {
+		if r.highSince.IsZero() {
+			continue
+		}
+		held := d.now.Sub(r.highSince)
+		if held < d.p.UpWindow {
+			d.hold(CodeUpWindow, "%s %.1f%% at or above %g%% for %s of the %s window", r.name, r.pct, r.th.Up, fmtDur(held), fmtDur(d.p.UpWindow))
+			continue
+		}
+		if d.cooling(d.h.LastScaleUp, d.p.CooldownAfterUp) {
+			d.hold(CodeCooldownUp, "%s scale-up held: cooldown after scale-up, %s left (new workers take load first)", r.name, d.left(d.h.LastScaleUp, d.p.CooldownAfterUp))
+			continue
+		}
+		target := r.th.TargetOrDefault()
+		capacity := r.alloc + int64(d.inFlight)*r.shape
+		wantCap := float64(r.usage) * 100 / target
+		n := 0
+		if r.shape > 0 && wantCap > float64(capacity) {
+			n = int(math.Ceil((wantCap - float64(capacity)) / float64(r.shape)))
+		}
+		if n == 0 {
+			d.hold(CodeInFlight, "%s %.1f%% is high, but the %d workers in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, d.inFlight, pct(r.usage, capacity), target)
+			continue
+		}
+		newCap := capacity + int64(n)*r.shape
+		reasons = append(reasons, reason(r.code, "%s %.1f%% at or above %g%% for %s: %d more workers bring %s usage %s to %.1f%% (target %g%%)",
+			r.name, r.pct, r.th.Up, fmtDur(held), n, r.name, r.format(r.usage), pct(r.usage, newCap), target))
+		need = max(need, n)
+	}
+	return need, reasons
+}
+
+// pendingNeed packs the unschedulable pods (first-fit decreasing by
+// requests) onto the workers in flight and then onto new workers.
+func (d *decision) pendingNeed() (int, []Reason) {
+	var pods []PendingPod
+	tooLarge, young := 0, 0
+	var firstLarge PendingPod
+	for _, pp := range d.s.PendingPods {
+		if d.now.Sub(pp.Since) < d.p.PendingGrace {
+			young++
+			continue
+		}
+		if !pp.Requests.Fits(d.shape) {
+			if tooLarge == 0 {
+				firstLarge = pp
+			}
+			tooLarge++
+			continue
+		}
+		pods = append(pods, pp)
+	}
+	if young > 0 {
+		d.note(CodePendingGrace, "%d pods unschedulable for less than the %s grace", young, fmtDur(d.p.PendingGrace))
+	}
+	if tooLarge > 0 {
+		d.note(CodePodTooLarge, "%d pending pods request more than a worker has (%s), e.g. %s/%s (%s): adding workers cannot place them",
+			tooLarge, d.shape, firstLarge.Namespace, firstLarge.Name, firstLarge.Requests)
+	}
+	if len(pods) == 0 {
+		return 0, nil
+	}
+	shape := d.shape
+	dominant := func(r Resources) float64 {
+		return max(ratio(r.MilliCPU, shape.MilliCPU), ratio(r.Memory, shape.Memory))
+	}
+	slices.SortStableFunc(pods, func(a, b PendingPod) int {
+		if c := cmp.Compare(dominant(b.Requests), dominant(a.Requests)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	bins := make([]Resources, d.inFlight, d.inFlight+len(pods)/4+1)
+	for i := range bins {
+		bins[i] = shape
+	}
+	// first is the lowest bin index that may still have room for anything;
+	// bins before it are full to the smallest request seen so far.
+	for _, pp := range pods {
+		placed := false
+		for i := range bins {
+			if pp.Requests.Fits(bins[i]) {
+				bins[i] = bins[i].Sub(pp.Requests)
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			bins = append(bins, shape.Sub(pp.Requests))
+		}
+	}
+	n := len(bins) - d.inFlight
+	if n == 0 {
+		d.hold(CodeInFlight, "%d pods pending, the %d workers in flight will hold them", len(pods), d.inFlight)
+		return 0, nil
+	}
+	return n, []Reason{reason(CodePendingPods, "%d pods unschedulable for %s or more: they need %d more workers of %s (first-fit by requests, %d in flight counted)",
+		len(pods), fmtDur(d.p.PendingGrace), n, shape, d.inFlight)}
+}
+
+// hostRoom is how many more worker VMs the PVE hosts can start.
+func (d *decision) hostRoom() (int, bool) {
+	if d.s.Hosts == nil || d.p.VMMemory <= 0 {
+		return 0, false
+	}
+	room := 0
+	for _, h := range d.s.Hosts {
+		if !h.Online {
+			continue
+		}
+		if free := h.MemoryFree - d.p.HostReserve; free > 0 {
+			room += int(free / d.p.VMMemory)
+		}
+	}
+	return room, true
+}
+
+// planScaleDown removes at most one node, when every rule allows it.
+func (d *decision) planScaleDown() {
+	current := d.plan.Workers.Current
+	aboveMax := current > d.p.MaxWorkers
+	ok := true
+	if current <= d.minWorkers {
+		d.hold(CodeAtMin, "scale-down held: %d workers, at the minimum of %d", current, d.minWorkers)
+		return
+	}
+	if n := len(d.s.PendingPods); n > 0 {
+		d.hold(CodePendingHold, "scale-down held: %d pods are pending", n)
+		ok = false
+	}
+	if d.inFlight > 0 {
+		d.hold(CodeProvisioning, "scale-down held: %d workers still provisioning", d.inFlight)
+		ok = false
+	}
+	if d.plan.Workers.Removing > 0 {
+		d.hold(CodeRemoving, "scale-down held: a removal is in progress (one at a time)")
+		ok = false
+	}
+	for _, c := range []struct {
+		code  Code
+		last  time.Time
+		cool  time.Duration
+		label string
+	}{
+		{CodeCooldownUp, d.h.LastScaleUp, d.p.CooldownAfterUp, "after scale-up"},
+		{CodeCooldownDown, d.h.LastScaleDown, d.p.CooldownAfterDown, "after scale-down"},
+		{CodeCooldownFailure, d.h.LastFailure, d.p.CooldownAfterFailure, "after a failed operation"},
+	} {
+		if d.cooling(c.last, c.cool) {
+			d.hold(c.code, "scale-down held: cooldown %s, %s left", c.label, d.left(c.last, c.cool))
+			ok = false
+		}
+	}
+	if unready, managed := d.unreadyManaged(); unready > maxUnreadyCount || (managed > 0 && pct(int64(unready), int64(managed)) > maxUnreadyPercent) {
+		d.hold(CodeUnready, "scale-down held: %d of %d managed workers unready (more than %d or %g%%)", unready, managed, maxUnreadyCount, maxUnreadyPercent)
+		ok = false
+	}
+	var why []Reason
+	if aboveMax {
+		why = append(why, reason(CodeAboveMax, "%d workers, above max_workers %d", current, d.p.MaxWorkers))
+	} else if d.utilValid {
+		if d.plan.Next.LowSince.IsZero() {
+			d.hold(CodeNotLow, "scale-down held: CPU %.1f%% / memory %.1f%% not both at or below %g%% / %g%%", d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down)
+			ok = false
+		} else if held := d.now.Sub(d.plan.Next.LowSince); held < d.p.DownWindow {
+			d.hold(CodeDownWindow, "scale-down held: utilization low for %s of the %s window", fmtDur(held), fmtDur(d.p.DownWindow))
+			ok = false
+		} else {
+			why = append(why, reason(CodeUnderutilized, "CPU %.1f%% and memory %.1f%% at or below %g%% / %g%% for %s",
+				d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down, fmtDur(held)))
+		}
+	} else {
+		ok = false // the metrics hold is already in the plan
+	}
+	if !ok {
+		return
+	}
+	d.chooseRemoval(why, aboveMax)
+}
+
+func (d *decision) unreadyManaged() (unready, managed int) {
+	for _, i := range d.workers {
+		n := &d.s.Nodes[i]
+		if n.Managed {
+			managed++
+			if !n.Ready {
+				unready++
+			}
+		}
+	}
+	return unready, managed
+}
+
+// chooseRemoval picks the least utilized eligible node (ties: the newest)
+// whose removal keeps projected utilization under Up - margin and whose pods
+// fit on the remaining nodes.
+func (d *decision) chooseRemoval(why []Reason, aboveMax bool) {
+	type cand struct {
+		idx   int
+		score float64
+	}
+	var cands []cand
+	blocked := map[string]int{}
+	var example []string
+	for _, i := range d.active {
+		n := &d.s.Nodes[i]
+		if b := d.blocker(n); b != "" {
+			blocked[b]++
+			if len(example) < 3 {
+				example = append(example, n.Name+": "+b)
+			}
+			continue
+		}
+		cands = append(cands, cand{i, d.score(n)})
+	}
+	if len(cands) == 0 {
+		msg := "scale-down held: no removable node"
+		if len(example) > 0 {
+			msg += " (" + strings.Join(example, "; ") + ")"
+		}
+		d.hold(CodeNoCandidate, "%s", msg)
+		return
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if c := cmp.Compare(a.score, b.score); c != 0 {
+			return c
+		}
+		na, nb := &d.s.Nodes[a.idx], &d.s.Nodes[b.idx]
+		if c := nb.Created.Compare(na.Created); c != 0 {
+			return c
+		}
+		return cmp.Compare(na.Name, nb.Name)
+	})
+
+	free := make([]Resources, len(d.active))
+	pos := make(map[int]int, len(d.active))
+	for k, i := range d.active {
+		n := &d.s.Nodes[i]
+		free[k] = n.Allocatable.Sub(n.Requests)
+		pos[i] = k
+	}
+	var lastHold Reason
+	for k, c := range cands {
+		if k == maxFitChecks {
+			break
+		}
+		n := &d.s.Nodes[c.idx]
+		if !aboveMax {
+			rest := d.alloc.Sub(n.Allocatable)
+			cpuAfter, memAfter := pct(d.usage.MilliCPU, rest.MilliCPU), pct(d.usage.Memory, rest.Memory)
+			if cpuAfter >= d.p.CPU.Up-d.p.ScaleDownMargin || memAfter >= d.p.Memory.Up-d.p.ScaleDownMargin || rest.MilliCPU <= 0 || rest.Memory <= 0 {
+				lastHold = reason(CodeProjection, "scale-down held: without %s, CPU would be %.1f%% and memory %.1f%%, not under %g%% / %g%% (scale-up threshold minus the %g-point margin); it would scale up again",
+					n.Name, cpuAfter, memAfter, d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
+				// Every later candidate has the same or more allocatable only by
+				// chance; keep looking, the projection is per node.
+				continue
+			}
+		}
+		if pod, fits := d.podsFit(n, pos[c.idx], free); !fits {
+			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", pod.Namespace, pod.Name, n.Name, pod.Requests)
+			continue
+		}
+		if !aboveMax {
+			rest := d.alloc.Sub(n.Allocatable)
+			why = append(why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%); without it CPU %.1f%%, memory %.1f%%, and its pods fit elsewhere",
+				n.Name, c.score, pct(d.usage.MilliCPU, rest.MilliCPU), pct(d.usage.Memory, rest.Memory)))
+		} else {
+			why = append(why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%), and its pods fit elsewhere", n.Name, c.score))
+		}
+		d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: why})
+		d.plan.Next.LastScaleDown = d.now
+		return
+	}
+	if lastHold.Code == "" {
+		lastHold = reason(CodeNoCandidate, "scale-down held: none of the %d best candidates could go", maxFitChecks)
+	}
+	d.plan.Holds = append(d.plan.Holds, lastHold)
+}
+
+// blocker says why a node may not be removed, or "" when it may.
+func (d *decision) blocker(n *Node) string {
+	if !n.Managed {
+		return "not created by pve-autoscaler"
+	}
+	for _, k := range []string{AnnotationScaleDownDisabled, AnnotationCAScaleDownDisabled} {
+		if n.Annotations[k] == "true" {
+			return "annotated " + k + "=true"
+		}
+	}
+	for i := range n.Pods {
+		pod := &n.Pods[i]
+		if pod.OwnerKind == OwnerDaemonSet || pod.OwnerKind == OwnerNode {
+			continue
+		}
+		switch {
+		case pod.Annotations[AnnotationSafeToEvict] == "false":
+			return fmt.Sprintf("pod %s/%s is annotated %s=false", pod.Namespace, pod.Name, AnnotationSafeToEvict)
+		case pod.Annotations[AnnotationDoNotDisrupt] == "true":
+			return fmt.Sprintf("pod %s/%s is annotated %s=true", pod.Namespace, pod.Name, AnnotationDoNotDisrupt)
+		case pod.OwnerKind == "":
+			return fmt.Sprintf("pod %s/%s has no controller to recreate it", pod.Namespace, pod.Name)
+		case pod.LocalStorage && !d.p.AllowLocalStorage:
+			return fmt.Sprintf("pod %s/%s uses local storage (drain.delete_emptydir_data is off)", pod.Namespace, pod.Name)
+		case pod.PDB != nil && pod.PDB.DisruptionsAllowed < 1:
+			return fmt.Sprintf("pod %s/%s: PodDisruptionBudget %s allows no disruption", pod.Namespace, pod.Name, pod.PDB.Name)
+		}
+	}
+	return ""
+}
+
+// score is a node's utilization in percent: the larger of CPU and memory,
+// from usage, or from requests when usage is unknown.
+func (d *decision) score(n *Node) float64 {
+	u := n.Usage
+	if !d.utilValid {
+		u = n.Requests
+	}
+	return max(pct(u.MilliCPU, n.Allocatable.MilliCPU), pct(u.Memory, n.Allocatable.Memory))
+}
+
+// podsFit first-fits the node's movable pods, largest first, onto the free
+// room of the other active nodes. free is restored before returning.
+func (d *decision) podsFit(n *Node, self int, free []Resources) (Pod, bool) {
+	var pods []*Pod
+	for i := range n.Pods {
+		p := &n.Pods[i]
+		if p.OwnerKind != OwnerDaemonSet && p.OwnerKind != OwnerNode && !p.Requests.IsZero() {
+			pods = append(pods, p)
+		}
+	}
+	slices.SortStableFunc(pods, func(a, b *Pod) int {
+		return cmp.Or(cmp.Compare(b.Requests.MilliCPU, a.Requests.MilliCPU), cmp.Compare(b.Requests.Memory, a.Requests.Memory))
+	})
+	type change struct {
+		k int
+		r Resources
+	}
+	var undo []change
+	defer func() {
+		for _, c := range slices.Backward(undo) {
+			free[c.k] = free[c.k].Add(c.r)
+		}
+	}()
+	for _, p := range pods {
+		placed := false
+		for k := range free {
+			if k != self && p.Requests.Fits(free[k]) {
+				free[k] = free[k].Sub(p.Requests)
+				undo = append(undo, change{k, p.Requests})
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			return *p, false
+		}
+	}
+	return Pod{}, true
+}
+
+func (d *decision) finish() Plan {
+	w := &d.plan.Workers
+	desired := w.Current + d.added
+	if _, ok := d.plan.Removal(); ok {
+		desired--
+	}
+	w.Desired = min(max(desired, w.Min), w.Max)
+	return d.plan
+}
+
+func (d *decision) cooling(last time.Time, cool time.Duration) bool {
+	return !last.IsZero() && cool > 0 && d.now.Before(last.Add(cool))
+}
+
+func (d *decision) left(last time.Time, cool time.Duration) string {
+	return fmtDur(last.Add(cool).Sub(d.now))
+}
+
+func (d *decision) hold(c Code, format string, args ...any) {
+	d.plan.Holds = append(d.plan.Holds, reason(c, format, args...))
+}
+
+func (d *decision) note(c Code, format string, args ...any) {
+	d.plan.Notes = append(d.plan.Notes, reason(c, format, args...))
+}
+
+func reason(c Code, format string, args ...any) Reason {
+	return Reason{Code: c, Message: fmt.Sprintf(format, args...)}
+}
+
+func pct(part, whole int64) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return float64(part) * 100 / float64(whole)
+}
+
+func ratio(part, whole int64) float64 {
+	if whole <= 0 {
+		return 0
+	}
+	return float64(part) / float64(whole)
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+func fmtCPU(m int64) string   { return cpuQuantity(m).String() }
+func fmtBytes(b int64) string { return memQuantity(b).String() }
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	return d.Round(time.Second).String()
+}

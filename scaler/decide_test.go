@@ -1,0 +1,283 @@
+package scaler
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+type decideCase struct {
+	name   string
+	nodes  []Node
+	pend   []PendingPod
+	ops    []Operation
+	hosts  []Host
+	stale  bool
+	policy func(*Policy)
+	hist   History
+
+	wantAdd    int
+	wantRemove string   // node name; "" for none
+	wantCodes  []Code   // reason codes of the actions, in order
+	wantHolds  []Code   // each must be among the holds or notes
+	notHolds   []Code   // none may be among them
+	wantCur    int      // -1: don't check
+	check      func(*testing.T, Plan)
+}
+
+func ago(d time.Duration) time.Time { return t0.Add(-d) }
+
+// ordered gives w0..w2 increasing creation times (w2 newest) and optional
+// changes to the newest node, for the eligibility cases.
+func ordered(cpu float64, newest ...nodeOpt) []Node {
+	ns := workers(3, cpu, cpu)
+	for i := range ns {
+		ns[i].Created = ago(time.Duration(3-i) * time.Hour)
+	}
+	for _, o := range newest {
+		o(&ns[2])
+	}
+	return ns
+}
+
+func decideCases() []decideCase {
+	return []decideCase{
+		// --- scale-up on utilization ---
+		{name: "cpu high adds workers sized to the target", nodes: workers(2, 90, 50), wantAdd: 2, wantCodes: []Code{CodeCPUHigh}, wantCur: 2},
+		{name: "memory high adds workers sized to the target", nodes: workers(2, 50, 90), wantAdd: 1, wantCodes: []Code{CodeMemoryHigh}},
+		{name: "cpu exactly at the threshold scales up", nodes: workers(3, 80, 50), wantAdd: 2, wantCodes: []Code{CodeCPUHigh}},
+		{name: "cpu just below the threshold does nothing", nodes: workers(3, 79.9, 50), wantHolds: []Code{CodeNotLow}},
+		{name: "custom target sizes the step", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.CPU.Target = 70 }, wantAdd: 1},
+		{name: "up window not yet held", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.UpWindow = time.Minute }, wantHolds: []Code{CodeUpWindow},
+			check: func(t *testing.T, p Plan) {
+				if !p.Next.CPUHighSince.Equal(t0) {
+					t.Errorf("CPUHighSince = %v, want %v", p.Next.CPUHighSince, t0)
+				}
+			}},
+		{name: "up window held long enough", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.UpWindow = time.Minute },
+			hist: History{CPUHighSince: ago(61 * time.Second)}, wantAdd: 2, wantCodes: []Code{CodeCPUHigh}},
+		{name: "cooldown after scale-up holds a utilization scale-up", nodes: workers(2, 90, 50),
+			policy: func(p *Policy) { p.CooldownAfterUp = 5 * time.Minute }, hist: History{LastScaleUp: ago(100 * time.Second)},
+			wantHolds: []Code{CodeCooldownUp}},
+		{name: "cooldown after scale-up has passed", nodes: workers(2, 90, 50),
+			policy: func(p *Policy) { p.CooldownAfterUp = 5 * time.Minute }, hist: History{LastScaleUp: ago(301 * time.Second)}, wantAdd: 2},
+		{name: "VMs in flight cover the need", nodes: workers(2, 90, 50), ops: provisions(2), wantHolds: []Code{CodeInFlight, CodeProvisioning}, wantCur: 4},
+		{name: "VMs in flight cover part of the need", nodes: workers(2, 90, 50), ops: provisions(1), wantAdd: 1, wantCur: 3},
+		{name: "max step caps the step", nodes: workers(2, 100, 50), policy: func(p *Policy) { p.MaxStep = 1 }, wantAdd: 1, wantHolds: []Code{CodeMaxStep}},
+		{name: "max workers reached", nodes: workers(6, 95, 50), wantHolds: []Code{CodeMaxWorkers, CodeCapacityWanted}, notHolds: []Code{CodeUnderutilized}},
+		{name: "max workers caps the step", nodes: workers(5, 95, 50), wantAdd: 1, wantHolds: []Code{CodeMaxWorkers}},
+		{name: "host room caps the step", nodes: workers(3, 100, 50), hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 20 * gi}},
+			wantAdd: 2, wantHolds: []Code{CodeHostRoom}},
+		{name: "no host room", nodes: workers(2, 90, 50), hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 10 * gi}},
+			wantHolds: []Code{CodeHostRoom, CodeCapacityWanted}},
+		{name: "offline hosts give no room", nodes: workers(2, 90, 50),
+			hosts:   []Host{{Name: "pve1", Online: false, MemoryFree: 100 * gi}, {Name: "pve2", Online: true, MemoryFree: 12 * gi}},
+			wantAdd: 1, wantHolds: []Code{CodeHostRoom}},
+		{name: "unknown host room is noted, not capped", nodes: workers(2, 90, 50), wantAdd: 2, wantHolds: []Code{CodeHostsUnknown}},
+		{name: "control-plane nodes are not workers", nodes: append(workers(2, 90, 50), worker("cp", 0, 0, controlPlane)), wantAdd: 2, wantCur: 2},
+		{name: "cordoned nodes leave the utilization set", nodes: append(workers(2, 90, 50), worker("c", 0, 0, cordoned)), wantAdd: 2, wantCur: 3},
+
+		// --- minimum and schedules ---
+		{name: "below the minimum", nodes: workers(1, 50, 50), wantAdd: 1, wantCodes: []Code{CodeBelowMin}},
+		{name: "no workers at all", nodes: nil, wantAdd: 2, wantCodes: []Code{CodeBelowMin}, wantHolds: []Code{CodeNoCapacity}},
+		{name: "stale metrics still bring the count to the minimum", nodes: workers(1, 50, 50), stale: true, wantAdd: 1, wantHolds: []Code{CodeMetricsStale}},
+		{name: "schedule raises the minimum in its window", nodes: workers(2, 50, 50),
+			policy: func(p *Policy) { p.Schedules = []Schedule{win("fri", time.Friday, 11*60, 13*60, 4)} },
+			wantAdd: 2, wantCodes: []Code{CodeScheduleMin}, wantHolds: []Code{CodeScheduleActive}},
+		{name: "schedule applies its lead time before the window", nodes: workers(2, 50, 50),
+			policy: func(p *Policy) {
+				p.Schedules = []Schedule{win("fri", time.Friday, 12*60+5, 14*60, 4)}
+				p.ScheduleLead = 10 * time.Minute
+			}, wantAdd: 2, wantCodes: []Code{CodeScheduleMin}},
+		{name: "schedule outside its window and lead", nodes: workers(2, 50, 50),
+			policy: func(p *Policy) {
+				p.Schedules = []Schedule{win("fri", time.Friday, 13*60, 14*60, 4)}
+				p.ScheduleLead = 10 * time.Minute
+			}, notHolds: []Code{CodeScheduleActive}},
+		{name: "schedule running past midnight from the day before", nodes: workers(2, 50, 50),
+			policy: func(p *Policy) { p.Schedules = []Schedule{win("night", time.Thursday, 22*60, 12*60+30, 3)} }, wantAdd: 1},
+		{name: "schedule in another time zone", nodes: workers(2, 50, 50),
+			policy: func(p *Policy) {
+				// 12:00 UTC is 13:00 in Berlin in November.
+				p.Location = time.FixedZone("CET", 3600)
+				p.Schedules = []Schedule{win("fri", time.Friday, 13*60, 14*60, 3)}
+			}, wantAdd: 1},
+
+		// --- scale-up for pending pods ---
+		{name: "pending pods sized by first-fit decreasing", nodes: workers(2, 50, 50), pend: pending(5, 1500, gi, ago(time.Minute)),
+			policy: func(p *Policy) { p.PendingGrace = 30 * time.Second }, wantAdd: 3, wantCodes: []Code{CodePendingPods}},
+		{name: "pending pods mixed sizes pack tightly", nodes: workers(2, 50, 50),
+			pend: append(pending(2, 2500, gi, ago(time.Minute)), pending(2, 1500, gi, ago(time.Minute))...), wantAdd: 2},
+		{name: "pending pods within the grace", nodes: workers(3, 50, 50), pend: pending(5, 1500, gi, ago(10*time.Second)),
+			policy: func(p *Policy) { p.PendingGrace = 30 * time.Second }, wantHolds: []Code{CodePendingGrace, CodePendingHold}},
+		{name: "pending trigger disabled", nodes: workers(2, 50, 50), pend: pending(5, 1500, gi, ago(time.Hour)),
+			policy: func(p *Policy) { p.PendingPods = false }},
+		{name: "pending pod larger than a worker", nodes: workers(2, 50, 50), pend: pending(1, 5000, gi, ago(time.Hour)),
+			wantHolds: []Code{CodePodTooLarge}},
+		{name: "pending pods counted against VMs in flight", nodes: workers(2, 50, 50), ops: provisions(1), pend: pending(4, 1500, gi, ago(time.Hour)), wantAdd: 1},
+		{name: "pending pods scale up with stale metrics", nodes: workers(2, 50, 50), stale: true, pend: pending(2, 1500, gi, ago(time.Hour)),
+			wantAdd: 1, wantHolds: []Code{CodeMetricsStale}},
+		{name: "pending pods are not held by the cooldown after scale-up", nodes: workers(2, 50, 50), pend: pending(2, 1500, gi, ago(time.Minute)),
+			policy: func(p *Policy) { p.CooldownAfterUp = 5 * time.Minute }, hist: History{LastScaleUp: ago(time.Minute)}, wantAdd: 1},
+		{name: "failure cooldown holds every scale-up", nodes: workers(2, 50, 50), pend: pending(2, 1500, gi, ago(time.Minute)),
+			policy: func(p *Policy) { p.CooldownAfterFailure = 5 * time.Minute }, hist: History{LastFailure: ago(time.Minute)},
+			wantHolds: []Code{CodeCooldownFailure}},
+
+		// --- scale-down ---
+		{name: "low utilization removes the least utilized node",
+			nodes:      []Node{worker("a", 20, 20), worker("b", 10, 10), worker("c", 25, 20)},
+			wantRemove: "b", wantCodes: []Code{CodeUnderutilized, CodeCandidateSelection}},
+		{name: "ties go to the newest node", nodes: ordered(10), wantRemove: "w2"},
+		{name: "unmanaged nodes are never removed", nodes: workers(3, 10, 10, unmanaged), wantHolds: []Code{CodeNoCandidate}},
+		{name: "an unmanaged node is skipped for a managed one",
+			nodes:      []Node{worker("u", 5, 5, unmanaged), worker("m1", 10, 10), worker("m2", 10, 10, created(ago(time.Minute)))},
+			wantRemove: "m2"},
+		{name: "pve-autoscaler scale-down-disabled annotation", nodes: ordered(10, annotated(AnnotationScaleDownDisabled, "true")), wantRemove: "w1"},
+		{name: "cluster-autoscaler scale-down-disabled annotation", nodes: ordered(10, annotated(AnnotationCAScaleDownDisabled, "true")), wantRemove: "w1"},
+		{name: "pod with safe-to-evict=false", nodes: ordered(10, withPod(Pod{Name: "db", OwnerKind: "StatefulSet", Annotations: map[string]string{AnnotationSafeToEvict: "false"}})), wantRemove: "w1"},
+		{name: "pod with do-not-disrupt=true", nodes: ordered(10, withPod(Pod{Name: "job", OwnerKind: "Job", Annotations: map[string]string{AnnotationDoNotDisrupt: "true"}})), wantRemove: "w1"},
+		{name: "bare pod without a controller", nodes: ordered(10, withPod(Pod{Name: "bare"})), wantRemove: "w1"},
+		{name: "pod with local storage", nodes: ordered(10, withPod(Pod{Name: "cache", OwnerKind: "ReplicaSet", LocalStorage: true})), wantRemove: "w1"},
+		{name: "pod with local storage when allowed", nodes: ordered(10, withPod(Pod{Name: "cache", OwnerKind: "ReplicaSet", LocalStorage: true})),
+			policy: func(p *Policy) { p.AllowLocalStorage = true }, wantRemove: "w2"},
+		{name: "pod whose PDB allows no disruption", nodes: ordered(10, withPod(Pod{Name: "web", OwnerKind: "ReplicaSet", PDB: &PDBStatus{Name: "web", DisruptionsAllowed: 0}})), wantRemove: "w1"},
+		{name: "pod whose PDB allows one disruption", nodes: ordered(10, withPod(Pod{Name: "web", OwnerKind: "ReplicaSet", PDB: &PDBStatus{Name: "web", DisruptionsAllowed: 1}})), wantRemove: "w2"},
+		{name: "DaemonSet and mirror pods do not block", nodes: ordered(10,
+			withPod(Pod{Name: "ds", OwnerKind: OwnerDaemonSet, LocalStorage: true, Annotations: map[string]string{AnnotationSafeToEvict: "false"}}),
+			withPod(Pod{Name: "static", OwnerKind: OwnerNode})), wantRemove: "w2"},
+		{name: "at the minimum", nodes: workers(2, 10, 10), wantHolds: []Code{CodeAtMin}},
+		{name: "schedule minimum holds scale-down", nodes: workers(3, 10, 10),
+			policy: func(p *Policy) { p.Schedules = []Schedule{win("fri", time.Friday, 11*60, 13*60, 3)} }, wantHolds: []Code{CodeAtMin}},
+		{name: "cooldown after scale-down", nodes: workers(3, 10, 10), policy: func(p *Policy) { p.CooldownAfterDown = 5 * time.Minute },
+			hist: History{LastScaleDown: ago(time.Minute)}, wantHolds: []Code{CodeCooldownDown}},
+		{name: "cooldown after scale-up holds scale-down", nodes: workers(3, 10, 10), policy: func(p *Policy) { p.CooldownAfterUp = 5 * time.Minute },
+			hist: History{LastScaleUp: ago(time.Minute)}, wantHolds: []Code{CodeCooldownUp}},
+		{name: "cooldown after a failure holds scale-down", nodes: workers(3, 10, 10), policy: func(p *Policy) { p.CooldownAfterFailure = 5 * time.Minute },
+			hist: History{LastFailure: ago(time.Minute)}, wantHolds: []Code{CodeCooldownFailure}},
+		{name: "down window not yet held", nodes: workers(3, 10, 10), policy: func(p *Policy) { p.DownWindow = 5 * time.Minute },
+			wantHolds: []Code{CodeDownWindow},
+			check: func(t *testing.T, p Plan) {
+				if !p.Next.LowSince.Equal(t0) {
+					t.Errorf("LowSince = %v, want %v", p.Next.LowSince, t0)
+				}
+			}},
+		{name: "down window held long enough", nodes: workers(3, 10, 10), policy: func(p *Policy) { p.DownWindow = 5 * time.Minute },
+			hist: History{LowSince: ago(6 * time.Minute)}, wantRemove: "w0"},
+		{name: "only memory low is not low", nodes: workers(3, 50, 10), wantHolds: []Code{CodeNotLow}},
+		{name: "stale metrics hold scale-down", nodes: workers(3, 10, 10), stale: true, wantHolds: []Code{CodeMetricsStale}},
+		{name: "more than 3 managed nodes unready", nodes: append(workers(6, 10, 10), workers(4, 0, 0, notReady)...),
+			policy: func(p *Policy) { p.MaxWorkers = 12 }, wantHolds: []Code{CodeUnready}},
+		{name: "more than 45% of managed nodes unready", nodes: append(workers(2, 10, 10), workers(2, 0, 0, notReady)...),
+			wantHolds: []Code{CodeUnready}},
+		{name: "one of four managed nodes unready is healthy enough", nodes: append(workers(3, 10, 10), worker("down", 0, 0, notReady)),
+			wantRemove: "w0", notHolds: []Code{CodeUnready}},
+		{name: "projection over the up threshold minus margin", nodes: workers(3, 49, 10),
+			policy: func(p *Policy) { p.CPU = Threshold{Up: 70, Down: 50} }, wantHolds: []Code{CodeProjection}},
+		{name: "projection under the up threshold minus margin", nodes: workers(4, 49, 10),
+			policy: func(p *Policy) { p.CPU = Threshold{Up: 80, Down: 50} }, wantRemove: "w0"},
+		{name: "pods that fit nowhere else", nodes: workers(3, 10, 10, func(n *Node) {
+			n.Requests = Resources{MilliCPU: 3500, Memory: gi}
+			n.Pods[0].Requests = n.Requests
+		}), wantHolds: []Code{CodePodsDoNotFit}},
+		{name: "pending pods hold scale-down", nodes: workers(3, 10, 10), pend: pending(1, 5000, gi, ago(time.Hour)), wantHolds: []Code{CodePendingHold}},
+		{name: "provisioning holds scale-down", nodes: workers(3, 10, 10), ops: provisions(1), wantHolds: []Code{CodeProvisioning}, wantCur: 4},
+		{name: "a removal in progress holds the next and is not counted", nodes: workers(4, 10, 10),
+			ops: []Operation{{Kind: OpRemove, Node: "w3", VMID: 5003}}, wantHolds: []Code{CodeRemoving}, wantCur: 3},
+		{name: "above max removes even when busy", nodes: workers(8, 50, 50), wantRemove: "w0", wantCodes: []Code{CodeAboveMax, CodeCandidateSelection}},
+		{name: "a provision whose node registered counts once",
+			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), wantCur: 3,
+			check: func(t *testing.T, p Plan) {
+				if p.Workers.Provisioning != 0 || p.Workers.NotReady != 1 {
+					t.Errorf("workers = %+v, want 0 provisioning and 1 not ready", p.Workers)
+				}
+			}},
+	}
+}
+
+func win(name string, day time.Weekday, start, end, minWorkers int) Schedule {
+	s := Schedule{Name: name, Start: start, End: end, MinWorkers: minWorkers}
+	s.Days[day] = true
+	return s
+}
+
+func TestDecide(t *testing.T) {
+	for _, tc := range decideCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPolicy()
+			if tc.policy != nil {
+				tc.policy(&p)
+			}
+			snap := Snapshot{Nodes: tc.nodes, PendingPods: tc.pend, Operations: tc.ops, Hosts: tc.hosts, Metrics: MetricsState{Stale: tc.stale}}
+			plan := Decide(snap, p, tc.hist, t0)
+
+			if got := plan.Added(); got != tc.wantAdd {
+				t.Errorf("added %d workers, want %d\n%s", got, tc.wantAdd, dump(plan))
+			}
+			rm, ok := plan.Removal()
+			if got := rm.Node; ok != (tc.wantRemove != "") || got != tc.wantRemove {
+				t.Errorf("removed %q, want %q\n%s", got, tc.wantRemove, dump(plan))
+			}
+			if tc.wantCodes != nil {
+				var got []Code
+				for _, a := range plan.Actions {
+					for _, r := range a.Reasons {
+						got = append(got, r.Code)
+					}
+				}
+				if !slices.Equal(got, tc.wantCodes) {
+					t.Errorf("action reasons %v, want %v\n%s", got, tc.wantCodes, dump(plan))
+				}
+			}
+			for _, c := range tc.wantHolds {
+				if !plan.Held(c) {
+					t.Errorf("no hold or note %q\n%s", c, dump(plan))
+				}
+			}
+			for _, c := range tc.notHolds {
+				if plan.Held(c) {
+					t.Errorf("unexpected hold or note %q\n%s", c, dump(plan))
+				}
+			}
+			if tc.wantCur > 0 && plan.Workers.Current != tc.wantCur {
+				t.Errorf("current workers %d, want %d", plan.Workers.Current, tc.wantCur)
+			}
+			for _, a := range plan.Actions {
+				if len(a.Reasons) == 0 {
+					t.Errorf("action %+v has no reason", a)
+				}
+			}
+			for _, r := range append(append([]Reason{}, plan.Holds...), plan.Notes...) {
+				if r.Code == "" || r.Message == "" {
+					t.Errorf("reason without code or message: %+v", r)
+				}
+			}
+			if plan.Workers.Desired < plan.Workers.Min || plan.Workers.Desired > plan.Workers.Max {
+				t.Errorf("desired %d outside [%d, %d]", plan.Workers.Desired, plan.Workers.Min, plan.Workers.Max)
+			}
+			if tc.check != nil {
+				tc.check(t, plan)
+			}
+		})
+	}
+	if n := len(decideCases()); n < 40 {
+		t.Errorf("only %d cases", n)
+	}
+}
+
+func dump(p Plan) string {
+	var b strings.Builder
+	for _, a := range p.Actions {
+		b.WriteString("  action " + string(a.Kind) + "\n")
+		for _, r := range a.Reasons {
+			b.WriteString("    " + string(r.Code) + ": " + r.Message + "\n")
+		}
+	}
+	for _, r := range p.Holds {
+		b.WriteString("  hold " + string(r.Code) + ": " + r.Message + "\n")
+	}
+	for _, r := range p.Notes {
+		b.WriteString("  note " + string(r.Code) + ": " + r.Message + "\n")
+	}
+	return b.String()
+}

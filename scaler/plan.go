@@ -1,0 +1,145 @@
+package scaler
+
+import "time"
+
+// Code is a machine-readable reason for an action or a hold.
+type Code string
+
+// Reasons for actions.
+const (
+	CodeBelowMin      Code = "below_min"
+	CodeScheduleMin   Code = "schedule_min"
+	CodeCPUHigh       Code = "cpu_high"
+	CodeMemoryHigh    Code = "memory_high"
+	CodePendingPods   Code = "pending_pods"
+	CodeAboveMax      Code = "above_max"
+	CodeUnderutilized Code = "underutilized"
+)
+
+// Reasons for holds and notes.
+const (
+	CodeMaxWorkers         Code = "max_workers"
+	CodeMaxStep            Code = "max_step"
+	CodeHostRoom           Code = "host_room"
+	CodeInFlight           Code = "in_flight"
+	CodeCooldownUp         Code = "cooldown_after_scale_up"
+	CodeCooldownDown       Code = "cooldown_after_scale_down"
+	CodeCooldownFailure    Code = "cooldown_after_failure"
+	CodeMetricsStale       Code = "metrics_stale"
+	CodeNoCapacity         Code = "no_capacity"
+	CodeUpWindow           Code = "up_window"
+	CodeDownWindow         Code = "down_window"
+	CodeNotLow             Code = "not_low"
+	CodeAtMin              Code = "at_min"
+	CodeCapacityWanted     Code = "capacity_wanted"
+	CodePendingHold        Code = "pods_pending"
+	CodeProvisioning       Code = "provisioning"
+	CodeRemoving           Code = "removal_in_progress"
+	CodeUnready            Code = "unready_nodes"
+	CodeNoCandidate        Code = "no_candidate"
+	CodeProjection         Code = "projection_too_high"
+	CodePodsDoNotFit       Code = "pods_do_not_fit"
+	CodePodTooLarge        Code = "pod_too_large"
+	CodePendingGrace       Code = "pending_grace"
+	CodeScheduleActive     Code = "schedule_active"
+	CodeNodeNotEligible    Code = "node_not_eligible"
+	CodeShapeFromNode      Code = "worker_shape"
+	CodeHostsUnknown       Code = "hosts_unknown"
+	CodeCandidateSelection Code = "candidate"
+)
+
+// Reason is one machine-readable code with the sentence a person reads.
+type Reason struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// ActionKind says what an action does.
+type ActionKind string
+
+const (
+	// ActionAdd provisions Count new workers.
+	ActionAdd ActionKind = "add"
+	// ActionRemove drains and removes one managed worker.
+	ActionRemove ActionKind = "remove"
+)
+
+// Action is one thing the plan wants done, with why.
+type Action struct {
+	Kind    ActionKind `json:"kind"`
+	Count   int        `json:"count,omitempty"`
+	Node    string     `json:"node,omitempty"`
+	VMID    int        `json:"vmid,omitempty"`
+	Host    string     `json:"host,omitempty"`
+	Reasons []Reason   `json:"reasons"`
+}
+
+// Workers counts the workers the plan saw and the count it aims at.
+type Workers struct {
+	Ready        int `json:"ready"`
+	NotReady     int `json:"not_ready"`
+	Provisioning int `json:"provisioning"`
+	Removing     int `json:"removing"`
+	// Current is ready + not ready + provisioning; nodes being removed are already gone.
+	Current int `json:"current"`
+	// Min is the effective minimum (raised by an active schedule).
+	Min     int `json:"min"`
+	Max     int `json:"max"`
+	Desired int `json:"desired"`
+}
+
+// Utilization is the cluster's usage over allocatable of its Ready,
+// schedulable workers, in percent.
+type Utilization struct {
+	CPU    float64 `json:"cpu"`
+	Memory float64 `json:"memory"`
+}
+
+// Plan is Decide's answer: what to do now, why, and what held back.
+type Plan struct {
+	Time    time.Time `json:"time"`
+	Workers Workers   `json:"workers"`
+	// Utilization is nil when it cannot be computed (stale metrics, no ready worker).
+	Utilization *Utilization `json:"utilization,omitempty"`
+	Actions     []Action     `json:"actions"`
+	Holds       []Reason     `json:"holds"`
+	Notes       []Reason     `json:"notes,omitempty"`
+	// Next is the History to pass to the next Decide.
+	Next History `json:"next_history"`
+}
+
+// Added returns how many workers the plan adds.
+func (p Plan) Added() int {
+	n := 0
+	for _, a := range p.Actions {
+		if a.Kind == ActionAdd {
+			n += a.Count
+		}
+	}
+	return n
+}
+
+// Removal returns the removal action, if the plan has one.
+func (p Plan) Removal() (Action, bool) {
+	for _, a := range p.Actions {
+		if a.Kind == ActionRemove {
+			return a, true
+		}
+	}
+	return Action{}, false
+}
+
+// Held reports whether the plan carries a hold or note with code c.
+func (p Plan) Held(c Code) bool {
+	for _, r := range p.Holds {
+		if r.Code == c {
+			return true
+		}
+	}
+	for _, r := range p.Notes {
+		if r.Code == c {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,119 @@
+package scaler
+
+import (
+	"fmt"
+	"time"
+)
+
+// Threshold is one resource's scale-up and scale-down points, in percent.
+type Threshold struct {
+	// Up: at or above this utilization (sustained) the engine adds workers.
+	Up float64
+	// Down: at or below this utilization (sustained, for CPU and memory) a worker may go.
+	Down float64
+	// Target is where a scale-up aims to bring utilization; 0 means halfway between Down and Up.
+	Target float64
+}
+
+// TargetOrDefault returns Target, or halfway between Down and Up when unset.
+func (t Threshold) TargetOrDefault() float64 {
+	if t.Target > 0 {
+		return t.Target
+	}
+	return (t.Up + t.Down) / 2
+}
+
+// Policy is the decision engine's configuration (built from config.Policy).
+type Policy struct {
+	MinWorkers, MaxWorkers int
+	CPU, Memory            Threshold
+	// UpWindow / DownWindow: how long the condition must hold before acting.
+	UpWindow, DownWindow time.Duration
+	// CooldownAfterUp holds scale-down and further utilization scale-ups.
+	CooldownAfterUp time.Duration
+	// CooldownAfterDown holds further scale-downs.
+	CooldownAfterDown time.Duration
+	// CooldownAfterFailure holds every scaling action after a failed operation.
+	CooldownAfterFailure time.Duration
+	// MaxStep caps the workers added by one plan.
+	MaxStep int
+	// PendingPods enables scale-up for unschedulable pods older than PendingGrace.
+	PendingPods  bool
+	PendingGrace time.Duration
+	// ScaleDownMargin (percentage points): the utilization projected without
+	// the removed node must stay below Up - ScaleDownMargin.
+	ScaleDownMargin float64
+	// AllowLocalStorage lets nodes whose pods use emptyDir be removed (drain deletes the data).
+	AllowLocalStorage bool
+	// Schedules raise the minimum in time windows.
+	Schedules []Schedule
+	// ScheduleLead starts a schedule's raised minimum this long before its window.
+	ScheduleLead time.Duration
+	// Location is the time zone schedules are written in (nil: UTC).
+	Location *time.Location
+	// Worker is the allocatable capacity a new worker is expected to have,
+	// used until a managed node exists to learn it from.
+	Worker Resources
+	// VMMemory is the memory a new worker VM takes on its PVE host.
+	VMMemory int64
+	// HostReserve is the memory kept free on each PVE host.
+	HostReserve int64
+}
+
+// Schedule raises the minimum worker count during a weekly window.
+type Schedule struct {
+	Name string
+	// Days the window starts on (time.Sunday .. time.Saturday).
+	Days [7]bool
+	// Start and End are minutes after midnight; End <= Start runs past midnight.
+	Start, End int
+	MinWorkers int
+}
+
+// String renders the window as it is written in the config ("Fri 18:00-23:59").
+func (s Schedule) String() string {
+	days := ""
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		if s.Days[d] {
+			if days != "" {
+				days += ","
+			}
+			days += d.String()[:3]
+		}
+	}
+	return fmt.Sprintf("%s %02d:%02d-%02d:%02d", days, s.Start/60, s.Start%60, s.End/60, s.End%60)
+}
+
+// activeAt reports whether t (in the schedule's zone) falls in the window,
+// or within lead before its start.
+func (s Schedule) activeAt(t time.Time, lead time.Duration) bool {
+	return s.contains(t) || (lead > 0 && s.contains(t.Add(lead)))
+}
+
+func (s Schedule) contains(t time.Time) bool {
+	minute := t.Hour()*60 + t.Minute()
+	day := t.Weekday()
+	if s.End > s.Start {
+		return s.Days[day] && minute >= s.Start && minute < s.End
+	}
+	// Past midnight: from Start on a listed day until End on the next day.
+	if s.Days[day] && minute >= s.Start {
+		return true
+	}
+	prev := (day + 6) % 7
+	return s.Days[prev] && minute < s.End
+}
+
+// History is what Decide remembers between ticks. Decide returns the next
+// History in Plan.Next; the caller keeps it and passes it back. The
+// reconciler records failures in LastFailure.
+type History struct {
+	// CPUHighSince / MemoryHighSince: since when utilization has been at or above Up (zero: not now).
+	CPUHighSince    time.Time `json:"cpu_high_since,omitzero"`
+	MemoryHighSince time.Time `json:"memory_high_since,omitzero"`
+	// LowSince: since when CPU and memory have both been at or below Down (zero: not now).
+	LowSince      time.Time `json:"low_since,omitzero"`
+	LastScaleUp   time.Time `json:"last_scale_up,omitzero"`
+	LastScaleDown time.Time `json:"last_scale_down,omitzero"`
+	LastFailure   time.Time `json:"last_failure,omitzero"`
+}

@@ -1,0 +1,129 @@
+package scaler
+
+import "time"
+
+// Annotations and labels the engine reads.
+const (
+	// AnnotationScaleDownDisabled on a Node keeps it from being removed.
+	AnnotationScaleDownDisabled = "pve-autoscaler.io/scale-down-disabled"
+	// AnnotationCAScaleDownDisabled is the Cluster Autoscaler's equivalent, honoured too.
+	AnnotationCAScaleDownDisabled = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
+	// AnnotationSafeToEvict=false on a pod keeps its node from being removed.
+	AnnotationSafeToEvict = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+	// AnnotationDoNotDisrupt=true on a pod (Karpenter's) keeps its node from being removed.
+	AnnotationDoNotDisrupt = "karpenter.sh/do-not-disrupt"
+)
+
+// Owner kinds the engine treats specially.
+const (
+	OwnerDaemonSet = "DaemonSet"
+	// OwnerNode marks a mirror (static) pod.
+	OwnerNode = "Node"
+)
+
+// Snapshot is everything Decide knows about the world at one moment. The
+// adapters gather it; tests and `plan --snapshot` write it by hand.
+type Snapshot struct {
+	// Nodes are the cluster's worker nodes (control-plane nodes are left out
+	// by the adapter, or marked ControlPlane and ignored here).
+	Nodes []Node `json:"nodes"`
+	// PendingPods are pods whose PodScheduled condition is False with reason Unschedulable.
+	PendingPods []PendingPod `json:"pending_pods,omitempty"`
+	// Operations are provisions and removals the reconciler has in flight.
+	Operations []Operation `json:"operations,omitempty"`
+	// Hosts is the PVE hosts' room for new VMs; nil means unknown (no cap).
+	Hosts []Host `json:"hosts,omitempty"`
+	// Metrics tells whether usage figures are present and fresh.
+	Metrics MetricsState `json:"metrics"`
+}
+
+// MetricsState says whether the metrics.k8s.io usage in the snapshot can be trusted.
+type MetricsState struct {
+	// Stale is true when the Metrics API was missing, failing or old.
+	Stale bool `json:"stale,omitempty"`
+	// Error is the adapter's explanation when Stale.
+	Error string `json:"error,omitempty"`
+}
+
+// Node is one Kubernetes worker node.
+type Node struct {
+	Name string `json:"name"`
+	// Managed is true when the scaler created the node's VM (our labels on the Node).
+	Managed bool `json:"managed,omitempty"`
+	// ControlPlane nodes never count as workers.
+	ControlPlane bool `json:"control_plane,omitempty"`
+	VMID         int  `json:"vmid,omitempty"`
+	// Host is the PVE host the VM runs on.
+	Host          string    `json:"host,omitempty"`
+	Ready         bool      `json:"ready"`
+	Unschedulable bool      `json:"unschedulable,omitempty"`
+	Created       time.Time `json:"created,omitempty"`
+	Allocatable   Resources `json:"allocatable"`
+	// Usage is from metrics.k8s.io; meaningless when the snapshot's metrics are stale.
+	Usage Resources `json:"usage"`
+	// Requests is the sum of the requests of the pods bound to the node.
+	Requests    Resources         `json:"requests"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Pods are the pods bound to the node that matter for its removal.
+	Pods []Pod `json:"pods,omitempty"`
+}
+
+// Pod is a pod bound to a node, as far as removal is concerned.
+type Pod struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// OwnerKind is the controller's kind ("ReplicaSet", "StatefulSet",
+	// "DaemonSet", "Job", "Node" for a mirror pod), empty for a bare pod.
+	OwnerKind string    `json:"owner_kind,omitempty"`
+	Requests  Resources `json:"requests"`
+	// LocalStorage is true when the pod uses emptyDir (or other node-local) volumes.
+	LocalStorage bool              `json:"local_storage,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	// PDB is the PodDisruptionBudget covering the pod, if any.
+	PDB *PDBStatus `json:"pdb,omitempty"`
+}
+
+// PDBStatus is the part of a PodDisruptionBudget the engine needs.
+type PDBStatus struct {
+	Name               string `json:"name"`
+	DisruptionsAllowed int32  `json:"disruptions_allowed"`
+}
+
+// PendingPod is an unschedulable pod.
+type PendingPod struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	Requests  Resources `json:"requests"`
+	// Since is when the pod was first marked Unschedulable.
+	Since time.Time `json:"since"`
+}
+
+// OperationKind is what an in-flight operation does.
+type OperationKind string
+
+const (
+	// OpProvision is a worker being created (clone .. Node Ready).
+	OpProvision OperationKind = "provision"
+	// OpRemove is a worker being removed (cordon .. destroy).
+	OpRemove OperationKind = "remove"
+)
+
+// Operation is a provision or removal in flight.
+type Operation struct {
+	Kind OperationKind `json:"kind"`
+	VMID int           `json:"vmid,omitempty"`
+	// Node is the node (or VM) name.
+	Node    string    `json:"node,omitempty"`
+	Host    string    `json:"host,omitempty"`
+	Step    string    `json:"step,omitempty"`
+	Started time.Time `json:"started,omitempty"`
+}
+
+// Host is one PVE host's room for new workers.
+type Host struct {
+	Name   string `json:"name"`
+	Online bool   `json:"online"`
+	// MemoryFree is the memory not yet promised to VMs, in bytes, with the
+	// VMs in flight on this host already subtracted by the adapter.
+	MemoryFree int64 `json:"memory_free"`
+}

@@ -235,19 +235,18 @@ func (d *decision) planScaleUp() {
 // resource down to its target, counting VMs in flight as capacity.
 func (d *decision) utilizationNeed() (int, []Reason) {
 	type res struct {
-		name           string
-		code           Code
-		pct            float64
-		th             Threshold
-		highSince      time.Time
-		usage, alloc   int64
-		shape          int64
-		format         func(int64) string
-		windowReported *bool
+		name         string
+		code         Code
+		pct          float64
+		th           Threshold
+		highSince    time.Time
+		usage, alloc int64
+		shape        int64
+		format       func(int64) string
 	}
 	all := []res{
-		{"CPU", CodeCPUHigh, d.cpuPct, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU, nil},
-		{"memory", CodeMemoryHigh, d.memPct, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes, nil},
+		{"CPU", CodeCPUHigh, d.cpuPct, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU},
+		{"memory", CodeMemoryHigh, d.memPct, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes},
 	}
 	need := 0
 	var reasons []Reason
@@ -327,8 +326,6 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	for i := range bins {
 		bins[i] = shape
 	}
-	// first is the lowest bin index that may still have room for anything;
-	// bins before it are full to the smallest request seen so far.
 	for _, pp := range pods {
 		placed := false
 		for i := range bins {
@@ -504,8 +501,8 @@ func (d *decision) chooseRemoval(why []Reason, aboveMax bool) {
 			if cpuAfter >= d.p.CPU.Up-d.p.ScaleDownMargin || memAfter >= d.p.Memory.Up-d.p.ScaleDownMargin || rest.MilliCPU <= 0 || rest.Memory <= 0 {
 				lastHold = reason(CodeProjection, "scale-down held: without %s, CPU would be %.1f%% and memory %.1f%%, not under %g%% / %g%% (scale-up threshold minus the %g-point margin); it would scale up again",
 					n.Name, cpuAfter, memAfter, d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
-				// Every later candidate has the same or more allocatable only by
-				// chance; keep looking, the projection is per node.
+				// The projection depends on the node's allocatable: a smaller
+				// candidate further down may still pass.
 				continue
 			}
 		}

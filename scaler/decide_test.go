@@ -18,11 +18,11 @@ type decideCase struct {
 	hist   History
 
 	wantAdd    int
-	wantRemove string   // node name; "" for none
-	wantCodes  []Code   // reason codes of the actions, in order
-	wantHolds  []Code   // each must be among the holds or notes
-	notHolds   []Code   // none may be among them
-	wantCur    int      // -1: don't check
+	wantRemove string // node name; "" for none
+	wantCodes  []Code // reason codes of the actions, in order
+	wantHolds  []Code // each must be among the holds or notes
+	notHolds   []Code // none may be among them
+	wantCur    int    // -1: don't check
 	check      func(*testing.T, Plan)
 }
 
@@ -83,7 +83,7 @@ func decideCases() []decideCase {
 		{name: "no workers at all", nodes: nil, wantAdd: 2, wantCodes: []Code{CodeBelowMin}, wantHolds: []Code{CodeNoCapacity}},
 		{name: "stale metrics still bring the count to the minimum", nodes: workers(1, 50, 50), stale: true, wantAdd: 1, wantHolds: []Code{CodeMetricsStale}},
 		{name: "schedule raises the minimum in its window", nodes: workers(2, 50, 50),
-			policy: func(p *Policy) { p.Schedules = []Schedule{win("fri", time.Friday, 11*60, 13*60, 4)} },
+			policy:  func(p *Policy) { p.Schedules = []Schedule{win("fri", time.Friday, 11*60, 13*60, 4)} },
 			wantAdd: 2, wantCodes: []Code{CodeScheduleMin}, wantHolds: []Code{CodeScheduleActive}},
 		{name: "schedule applies its lead time before the window", nodes: workers(2, 50, 50),
 			policy: func(p *Policy) {

@@ -1,0 +1,258 @@
+package scaler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// gen turns fuzz bytes into values; past the end it yields zeros.
+type gen struct {
+	b []byte
+	i int
+}
+
+func (g *gen) u8() int {
+	if g.i >= len(g.b) {
+		return 0
+	}
+	v := g.b[g.i]
+	g.i++
+	return int(v)
+}
+func (g *gen) intn(n int) int { return g.u8() % max(n, 1) }
+func (g *gen) flag() bool     { return g.u8()&1 == 1 }
+func (g *gen) dur(choices ...time.Duration) time.Duration {
+	return choices[g.intn(len(choices))]
+}
+
+// world builds a policy, a snapshot and a history from fuzz bytes.
+func world(data []byte) (Policy, Snapshot, History) {
+	g := &gen{b: data}
+	p := testPolicy()
+	p.MinWorkers = g.intn(5)
+	p.MaxWorkers = max(1, p.MinWorkers+g.intn(9))
+	p.CPU.Up = float64(40 + g.intn(61))
+	p.CPU.Down = float64(5 + g.intn(int(p.CPU.Up)-5))
+	p.Memory.Up = float64(40 + g.intn(61))
+	p.Memory.Down = float64(5 + g.intn(int(p.Memory.Up)-5))
+	p.ScaleDownMargin = float64(g.intn(21))
+	ds := []time.Duration{0, time.Minute, 5 * time.Minute}
+	p.UpWindow, p.DownWindow = g.dur(ds...), g.dur(ds...)
+	p.CooldownAfterUp, p.CooldownAfterDown, p.CooldownAfterFailure = g.dur(ds...), g.dur(ds...), g.dur(ds...)
+	p.MaxStep = 1 + g.intn(4)
+	p.PendingPods = g.flag()
+	p.PendingGrace = g.dur(0, 30*time.Second)
+	p.AllowLocalStorage = g.flag()
+	if g.flag() {
+		s := Schedule{Name: "fuzz", Start: g.intn(24 * 60), End: g.intn(24 * 60), MinWorkers: 1 + g.intn(p.MaxWorkers)}
+		s.Days[g.intn(7)] = true
+		p.Schedules = []Schedule{s}
+		p.ScheduleLead = g.dur(0, 10*time.Minute)
+	}
+
+	var s Snapshot
+	owners := []string{"ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Node", ""}
+	for i := range g.intn(13) {
+		alloc := Resources{MilliCPU: int64(1000 * (1 + g.intn(8))), Memory: int64(1+g.intn(16)) * gi}
+		n := Node{
+			Name:          fmt.Sprintf("n%d", i),
+			Managed:       g.u8()%4 != 0,
+			ControlPlane:  g.u8()%10 == 0,
+			Ready:         g.u8()%6 != 0,
+			Unschedulable: g.u8()%8 == 0,
+			VMID:          5000 + i,
+			Created:       t0.Add(-time.Duration(1+g.intn(600)) * time.Minute),
+			Allocatable:   alloc,
+			Usage:         Resources{MilliCPU: alloc.MilliCPU * int64(g.intn(121)) / 100, Memory: alloc.Memory * int64(g.intn(121)) / 100},
+		}
+		if g.u8()%8 == 0 {
+			n.Annotations = map[string]string{AnnotationScaleDownDisabled: "true"}
+		}
+		for j := range g.intn(4) {
+			pod := Pod{
+				Namespace: "ns", Name: fmt.Sprintf("%s-p%d", n.Name, j),
+				OwnerKind:    owners[g.intn(len(owners))],
+				Requests:     Resources{MilliCPU: alloc.MilliCPU * int64(g.intn(40)) / 100, Memory: alloc.Memory * int64(g.intn(40)) / 100},
+				LocalStorage: g.u8()%5 == 0,
+			}
+			switch g.intn(6) {
+			case 0:
+				pod.Annotations = map[string]string{AnnotationSafeToEvict: "false"}
+			case 1:
+				pod.PDB = &PDBStatus{Name: "pdb", DisruptionsAllowed: int32(g.intn(2))}
+			}
+			n.Requests = n.Requests.Add(pod.Requests)
+			n.Pods = append(n.Pods, pod)
+		}
+		s.Nodes = append(s.Nodes, n)
+	}
+	for i := range g.intn(6) {
+		s.PendingPods = append(s.PendingPods, PendingPod{
+			Namespace: "ns", Name: fmt.Sprintf("pending%d", i),
+			Requests: Resources{MilliCPU: int64(100 * g.intn(50)), Memory: int64(g.intn(12)) * gi / 2},
+			Since:    t0.Add(-time.Duration(g.intn(120)) * time.Second),
+		})
+	}
+	for i := range g.intn(3) {
+		s.Operations = append(s.Operations, Operation{Kind: OpProvision, VMID: 6000 + i, Node: fmt.Sprintf("prov%d", i)})
+	}
+	if len(s.Nodes) > 0 && g.u8()%5 == 0 {
+		s.Operations = append(s.Operations, Operation{Kind: OpRemove, Node: s.Nodes[g.intn(len(s.Nodes))].Name})
+	}
+	if g.flag() {
+		s.Hosts = []Host{}
+		for i := range 1 + g.intn(3) {
+			s.Hosts = append(s.Hosts, Host{Name: fmt.Sprintf("pve%d", i), Online: g.u8()%4 != 0, MemoryFree: int64(g.intn(64)) * gi})
+		}
+	}
+	s.Metrics.Stale = g.u8()%6 == 0
+
+	past := func() time.Time {
+		if g.flag() {
+			return time.Time{}
+		}
+		return t0.Add(-time.Duration(g.intn(600)) * time.Second)
+	}
+	h := History{CPUHighSince: past(), MemoryHighSince: past(), LowSince: past(), LastScaleUp: past(), LastScaleDown: past(), LastFailure: past()}
+	return p, s, h
+}
+
+func FuzzDecide(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte("seed: two workers, busy cluster, pending pods, hosts"))
+	f.Add([]byte{2, 6, 40, 20, 45, 10, 10, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 12, 1, 1, 1, 1, 0, 0, 3, 4, 100, 100, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, s, h := world(data)
+		plan := Decide(s, p, h, t0)
+		checkInvariants(t, p, s, h, plan)
+
+		if add := plan.Added(); add > 0 {
+			// Applying a scale-up: the new VMs are in flight. Deciding again
+			// must never remove a node; and if nothing capped the step, it must
+			// not add more either (VMs in flight count toward the need).
+			s2 := s
+			s2.Operations = append(slices.Clone(s.Operations), provisions(add)...)
+			for i := range s2.Operations[len(s.Operations):] {
+				s2.Operations[len(s.Operations)+i].Node = fmt.Sprintf("applied%d", i)
+			}
+			capped := plan.Held(CodeMaxStep) || plan.Held(CodeMaxWorkers) || plan.Held(CodeHostRoom) || s.Hosts != nil
+			again := Decide(s2, p, plan.Next, t0)
+			checkInvariants(t, p, s2, plan.Next, again)
+			if _, ok := again.Removal(); ok {
+				t.Fatalf("scale-up of %d reversed by a removal\n%s\nthen\n%s", add, dump(plan), dump(again))
+			}
+			if !capped && again.Added() > 0 {
+				t.Fatalf("scale-up of %d followed by %d more for the same need\n%s\nthen\n%s", add, again.Added(), dump(plan), dump(again))
+			}
+		}
+		if rm, ok := plan.Removal(); ok {
+			// Applying a removal: the node goes, its usage and pods move to the
+			// remaining Ready, schedulable workers. Deciding again must not add.
+			s2 := applyRemoval(s, rm.Node)
+			again := Decide(s2, p, plan.Next, t0)
+			checkInvariants(t, p, s2, plan.Next, again)
+			if again.Added() > 0 {
+				t.Fatalf("removal of %s reversed by adding %d\n%s\nthen\n%s", rm.Node, again.Added(), dump(plan), dump(again))
+			}
+		}
+	})
+}
+
+func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
+	t.Helper()
+	w := plan.Workers
+	if w.Desired < w.Min || w.Desired > w.Max || w.Max != p.MaxWorkers {
+		t.Fatalf("desired %d outside [%d, %d] (max_workers %d)", w.Desired, w.Min, w.Max, p.MaxWorkers)
+	}
+	if add := plan.Added(); add > 0 && w.Current+add > p.MaxWorkers {
+		t.Fatalf("adds %d to %d workers, beyond max_workers %d", add, w.Current, p.MaxWorkers)
+	}
+	removals := 0
+	for _, a := range plan.Actions {
+		if a.Kind != ActionRemove {
+			continue
+		}
+		removals++
+		i := slices.IndexFunc(s.Nodes, func(n Node) bool { return n.Name == a.Node })
+		if i < 0 {
+			t.Fatalf("removes unknown node %q", a.Node)
+		}
+		if !s.Nodes[i].Managed {
+			t.Fatalf("removes unmanaged node %q", a.Node)
+		}
+		if s.Nodes[i].Annotations[AnnotationScaleDownDisabled] == "true" {
+			t.Fatalf("removes %q despite its scale-down-disabled annotation", a.Node)
+		}
+		for _, c := range []struct {
+			last time.Time
+			cool time.Duration
+		}{{h.LastScaleUp, p.CooldownAfterUp}, {h.LastScaleDown, p.CooldownAfterDown}, {h.LastFailure, p.CooldownAfterFailure}} {
+			if !c.last.IsZero() && t0.Before(c.last.Add(c.cool)) {
+				t.Fatalf("removes %q inside a cooldown (last %v, cooldown %v)", a.Node, c.last, c.cool)
+			}
+		}
+		if w.Current <= w.Min {
+			t.Fatalf("removes %q at %d workers, minimum %d", a.Node, w.Current, w.Min)
+		}
+		if a.Kind == ActionAdd && a.Count < 1 {
+			t.Fatalf("add action with count %d", a.Count)
+		}
+	}
+	if removals > 1 {
+		t.Fatalf("%d removals in one plan", removals)
+	}
+	if removals > 0 && plan.Added() > 0 {
+		t.Fatalf("a plan both adds and removes")
+	}
+}
+
+// applyRemoval returns s without the named node, its usage spread over the
+// remaining Ready, schedulable workers in proportion to their allocatable,
+// and its pods first-fit onto them by requests.
+func applyRemoval(s Snapshot, name string) Snapshot {
+	out := s
+	out.Nodes = nil
+	var gone Node
+	for _, n := range s.Nodes {
+		if n.Name == name {
+			gone = n
+			continue
+		}
+		n.Pods = slices.Clone(n.Pods)
+		out.Nodes = append(out.Nodes, n)
+	}
+	var active []int
+	var alloc Resources
+	for i, n := range out.Nodes {
+		if !n.ControlPlane && n.Ready && !n.Unschedulable && !slices.ContainsFunc(s.Operations, func(o Operation) bool { return o.Kind == OpRemove && o.Node == n.Name }) {
+			active = append(active, i)
+			alloc = alloc.Add(n.Allocatable)
+		}
+	}
+	for _, i := range active {
+		n := &out.Nodes[i]
+		n.Usage.MilliCPU += gone.Usage.MilliCPU * n.Allocatable.MilliCPU / max(alloc.MilliCPU, 1)
+		n.Usage.Memory += int64(float64(gone.Usage.Memory) * float64(n.Allocatable.Memory) / float64(max(alloc.Memory, 1)))
+	}
+	pods := slices.Clone(gone.Pods)
+	slices.SortStableFunc(pods, func(a, b Pod) int {
+		return cmp.Or(cmp.Compare(b.Requests.MilliCPU, a.Requests.MilliCPU), cmp.Compare(b.Requests.Memory, a.Requests.Memory))
+	})
+	for _, pod := range pods {
+		if pod.OwnerKind == OwnerDaemonSet || pod.OwnerKind == OwnerNode {
+			continue
+		}
+		for _, i := range active {
+			n := &out.Nodes[i]
+			if pod.Requests.Fits(n.Allocatable.Sub(n.Requests)) {
+				n.Requests = n.Requests.Add(pod.Requests)
+				n.Pods = append(n.Pods, pod)
+				break
+			}
+		}
+	}
+	return out
+}

@@ -211,16 +211,18 @@ func fieldsOf(t reflect.Type) map[string][]int {
 	return out
 }
 
-// closest returns the known name nearest to k, if it is near enough to be a typo.
+// closest returns the known name nearest to k, if it is near enough to be
+// a typo: within a third of the longer name's length (at least 2 edits).
 func closest(k string, fields map[string][]int) string {
-	best, bestD := "", len(k)/2+2
+	best, bestD := "", -1
 	for name := range fields {
-		if d := distance(strings.ToLower(k), name); d < bestD || (d == bestD && name < best) {
+		d := distance(strings.ToLower(k), name)
+		if d > max(2, max(len(k), len(name))/3) {
+			continue
+		}
+		if bestD < 0 || d < bestD || (d == bestD && name < best) {
 			best, bestD = name, d
 		}
-	}
-	if bestD > max(2, len(k)/3) {
-		return ""
 	}
 	return best
 }

@@ -354,7 +354,7 @@ func ParseFingerprint(s string) ([]byte, error) {
 	h := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
 	b, err := hex.DecodeString(h)
 	if err != nil || len(b) != 32 {
-		return nil, fmt.Errorf("%q: expected a SHA-256 fingerprint, 32 hex bytes such as AB:CD:...", s)
+		return nil, fmt.Errorf("%q: expected a SHA-256 fingerprint: 32 hex bytes, colons optional, as PVE shows it (AB:CD:EF:01 and so on)", s)
 	}
 	return b, nil
 }

@@ -25,9 +25,10 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	d := newDecision(s, p, h, now)
 	d.observe()
 	d.planScaleUp()
-	if d.added == 0 && !d.wantsCapacity {
+	switch {
+	case !d.wantsCapacity:
 		d.planScaleDown()
-	} else {
+	case d.added == 0:
 		d.hold(CodeCapacityWanted, "scale-down held: the cluster wants more capacity, not less")
 	}
 	return d.finish()
@@ -181,7 +182,7 @@ func (d *decision) planScaleUp() {
 		if d.minWorkers > d.p.MinWorkers {
 			code = CodeScheduleMin
 		}
-		reasons = append(reasons, reason(code, "%d workers, below the minimum of %d", current, d.minWorkers))
+		reasons = append(reasons, reason(code, "%s, below the minimum of %d", count(current, "worker"), d.minWorkers))
 		need = max(need, n)
 	}
 
@@ -212,7 +213,7 @@ func (d *decision) planScaleUp() {
 	}
 	if d.p.MaxStep > 0 && add > d.p.MaxStep {
 		add = d.p.MaxStep
-		d.hold(CodeMaxStep, "scale-up capped at %d workers per step (max_nodes_per_step); %d needed", d.p.MaxStep, need)
+		d.hold(CodeMaxStep, "scale-up capped at %s per step (max_nodes_per_step); %d needed", count(d.p.MaxStep, "worker"), need)
 	}
 	if room, known := d.hostRoom(); !known {
 		if d.s.Hosts == nil {
@@ -220,7 +221,7 @@ func (d *decision) planScaleUp() {
 		}
 	} else if add > room {
 		add = room
-		d.hold(CodeHostRoom, "scale-up capped at %d: PVE hosts have room for %d more workers of %s after the %s reserve", room, room, fmtBytes(d.p.VMMemory), fmtBytes(d.p.HostReserve))
+		d.hold(CodeHostRoom, "scale-up capped at %d: PVE hosts have room for %s of %s after the %s reserve", room, count(room, "worker"), fmtBytes(d.p.VMMemory), fmtBytes(d.p.HostReserve))
 	}
 	if add <= 0 {
 		return
@@ -271,12 +272,12 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 			n = int(math.Ceil((wantCap - float64(capacity)) / float64(r.shape)))
 		}
 		if n == 0 {
-			d.hold(CodeInFlight, "%s %.1f%% is high, but the %d workers in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, d.inFlight, pct(r.usage, capacity), target)
+			d.hold(CodeInFlight, "%s %.1f%% is high, but the %s in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, count(d.inFlight, "worker"), pct(r.usage, capacity), target)
 			continue
 		}
 		newCap := capacity + int64(n)*r.shape
-		reasons = append(reasons, reason(r.code, "%s %.1f%% at or above %g%% for %s: %d more workers bring %s usage %s to %.1f%% (target %g%%)",
-			r.name, r.pct, r.th.Up, fmtDur(held), n, r.name, r.format(r.usage), pct(r.usage, newCap), target))
+		reasons = append(reasons, reason(r.code, "%s %.1f%% at or above %g%% for %s: adding %s brings %s usage %s to %.1f%% (target %g%%)",
+			r.name, r.pct, r.th.Up, fmtDur(held), count(n, "worker"), r.name, r.format(r.usage), pct(r.usage, newCap), target))
 		need = max(need, n)
 	}
 	return need, reasons
@@ -303,11 +304,11 @@ func (d *decision) pendingNeed() (int, []Reason) {
 		pods = append(pods, pp)
 	}
 	if young > 0 {
-		d.note(CodePendingGrace, "%d pods unschedulable for less than the %s grace", young, fmtDur(d.p.PendingGrace))
+		d.note(CodePendingGrace, "%s unschedulable for less than the %s grace", count(young, "pod"), fmtDur(d.p.PendingGrace))
 	}
 	if tooLarge > 0 {
-		d.note(CodePodTooLarge, "%d pending pods request more than a worker has (%s), e.g. %s/%s (%s): adding workers cannot place them",
-			tooLarge, d.shape, firstLarge.Namespace, firstLarge.Name, firstLarge.Requests)
+		d.note(CodePodTooLarge, "%s request more than a worker has (%s), e.g. %s/%s (%s): adding workers cannot place them",
+			count(tooLarge, "pending pod"), d.shape, firstLarge.Namespace, firstLarge.Name, firstLarge.Requests)
 	}
 	if len(pods) == 0 {
 		return 0, nil
@@ -341,11 +342,11 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	}
 	n := len(bins) - d.inFlight
 	if n == 0 {
-		d.hold(CodeInFlight, "%d pods pending, the %d workers in flight will hold them", len(pods), d.inFlight)
+		d.hold(CodeInFlight, "%s pending, the %s in flight will hold them", count(len(pods), "pod"), count(d.inFlight, "worker"))
 		return 0, nil
 	}
-	return n, []Reason{reason(CodePendingPods, "%d pods unschedulable for %s or more: they need %d more workers of %s (first-fit by requests, %d in flight counted)",
-		len(pods), fmtDur(d.p.PendingGrace), n, shape, d.inFlight)}
+	return n, []Reason{reason(CodePendingPods, "%s unschedulable for %s or more: they need %s of %s (first-fit by requests, %d in flight counted)",
+		count(len(pods), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), shape, d.inFlight)}
 }
 
 // hostRoom is how many more worker VMs the PVE hosts can start.
@@ -371,15 +372,15 @@ func (d *decision) planScaleDown() {
 	aboveMax := current > d.p.MaxWorkers
 	ok := true
 	if current <= d.minWorkers {
-		d.hold(CodeAtMin, "scale-down held: %d workers, at the minimum of %d", current, d.minWorkers)
+		d.hold(CodeAtMin, "scale-down held: %s, at the minimum of %d", count(current, "worker"), d.minWorkers)
 		return
 	}
 	if n := len(d.s.PendingPods); n > 0 {
-		d.hold(CodePendingHold, "scale-down held: %d pods are pending", n)
+		d.hold(CodePendingHold, "scale-down held: %s pending", count(n, "pod"))
 		ok = false
 	}
 	if d.inFlight > 0 {
-		d.hold(CodeProvisioning, "scale-down held: %d workers still provisioning", d.inFlight)
+		d.hold(CodeProvisioning, "scale-down held: %s still provisioning", count(d.inFlight, "worker"))
 		ok = false
 	}
 	if d.plan.Workers.Removing > 0 {
@@ -650,6 +651,14 @@ func ratio(part, whole int64) float64 {
 		return 0
 	}
 	return float64(part) / float64(whole)
+}
+
+// count renders "1 worker", "3 workers".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

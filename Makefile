@@ -1,0 +1,56 @@
+# pve-autoscaler: build, test, benchmark.
+#
+#   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, go test -race
+#   make build   static release binary in bin/
+#   make bench   benchmarks
+#   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
+#   make fmt     gofmt -w
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN       := bin
+FUZZTIME  ?= 60s
+
+# Tools are installed once per version into a cache outside the work tree.
+CACHE               ?= $(HOME)/.cache/pve-autoscaler
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
+
+.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/pve-autoscaler ./cmd/pve-autoscaler
+
+test: fmt-check vet staticcheck unit
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted (run make fmt):"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+$(STATICCHECK):
+	@echo "installing staticcheck $(STATICCHECK_VERSION) (first run only)"
+	@mkdir -p $(CACHE)/tools/tmp
+	GOBIN=$(CACHE)/tools/tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(CACHE)/tools/tmp/staticcheck $@
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecide -fuzztime $(FUZZTIME) ./scaler
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const (
+	planConfig  = "testdata/plan.yaml"
+	exampleSnap = "../../docs/snapshot.example.json"
+)
+
+func runMain(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// writeConfig writes a valid config whose files exist, plus extra YAML
+// appended under the policy section.
+func writeConfig(t *testing.T, policyExtra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	file := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("secret-"+name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	y := fmt.Sprintf(`cluster: {name: homelab}
+proxmox:
+  url: https://pve1.lan:8006
+  token_id: autoscaler@pve!scaler
+  token_secret_file: %s
+  template: 9000
+talos:
+  worker_config_file: %s
+  talosconfig_file: %s
+kubernetes: {kubeconfig: %s}
+policy:
+  timezone: UTC
+%s`, file("token"), file("worker.yaml"), file("talosconfig"), file("kubeconfig"), policyExtra)
+	p := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestHelp(t *testing.T) {
+	for _, cmd := range []string{"run", "plan", "validate", "version"} {
+		code, out, _ := runMain(cmd, "--help")
+		if code != exitOK || !strings.Contains(out, "Usage: pve-autoscaler "+cmd) {
+			t.Errorf("%s --help: exit %d, %q", cmd, code, out)
+		}
+	}
+	code, out, _ := runMain("--help")
+	if code != exitOK || !strings.Contains(out, "Commands:") || !strings.Contains(out, "plan") {
+		t.Errorf("--help: exit %d, %q", code, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"scale"}, {"plan", "--bogus"}, {"validate", "extra-arg"}, {"run", "--dry-run=maybe"}} {
+		code, _, errOut := runMain(args...)
+		if code != exitUsage || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runMain("version")
+	if code != exitOK || !strings.HasPrefix(out, "pve-autoscaler dev (go") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	p := writeConfig(t, "")
+	code, out, errOut := runMain("validate", "--config", p)
+	if code != exitOK || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{"# effective configuration of " + p, "name: homelab", "interval: 1m0s", "memory: 8GiB", "scale_up_at: 80"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secret-token") {
+		t.Error("secret file content printed")
+	}
+}
+
+func TestValidateWarns(t *testing.T) {
+	p := writeConfig(t, "  cpu: {scale_up_at: 70, scale_down_at: 50}\n")
+	code, _, errOut := runMain("validate", "--config", p)
+	if code != exitOK || !strings.Contains(errOut, "warning: config "+p+": policy.cpu: scale_up_at 70 and scale_down_at 50 are 20 points apart") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	p := writeConfig(t, "  min_workers: 9\n  intervall: 30s\n  cpu: {scale_up_at: 20, scale_down_at: 30}\n")
+	code, out, errOut := runMain("validate", "--config", p)
+	if code != exitUsage || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{
+		"config " + p + ": 3 problems",
+		`policy.intervall: unknown field (did you mean "interval"?)`,
+		"policy.min_workers: 9 is above max_workers 6",
+		"policy.cpu.scale_down_at: 30: expected below scale_up_at (20)",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	code, _, errOut = runMain("validate", "--config", filepath.Join(t.TempDir(), "nope.yaml"))
+	if code != exitUsage || !strings.Contains(errOut, "nope.yaml") {
+		t.Errorf("missing file: exit %d, %q", code, errOut)
+	}
+}
+
+func TestPlanText(t *testing.T) {
+	code, out, errOut := runMain("plan", "--config", planConfig, "--snapshot", exampleSnap)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{
+		"Plan at 2026-11-27T17:55:00Z",
+		"Workers:      2 now (2 ready, 0 not ready, 0 provisioning; 0 being removed)",
+		"4 desired (min 4, max 6)",
+		"CPU 86.1% (scale up at 80%, down at 30%)",
+		"+ add 2 workers",
+		"schedule_min: 2 workers, below the minimum of 4",
+		"cpu_high: CPU 86.1% at or above 80% for 3m0s",
+		"pending_pods: 2 pods unschedulable for 30s or more",
+		`schedule_active: schedule "movie-night" (Fri 18:00-23:59) raises the minimum to 4`,
+		"pending_grace: 1 pod unschedulable",
+		"Plan: 2 to add, 0 to remove.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestPlanJSONAndNow(t *testing.T) {
+	// After midnight the movie-night window is over: only CPU and pending pods count.
+	code, out, errOut := runMain("plan", "--config", planConfig, "--snapshot", exampleSnap, "--output", "json", "--now", "2026-11-28T00:30:00Z")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	var plan struct {
+		Time    string
+		Workers struct{ Min, Desired int }
+		Actions []struct {
+			Kind    string
+			Count   int
+			Reasons []struct{ Code string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if plan.Time != "2026-11-28T00:30:00Z" || plan.Workers.Min != 2 || len(plan.Actions) != 1 || plan.Actions[0].Kind != "add" {
+		t.Fatalf("plan %+v", plan)
+	}
+	for _, r := range plan.Actions[0].Reasons {
+		if r.Code == "schedule_min" {
+			t.Errorf("schedule counted after its window: %+v", plan.Actions[0])
+		}
+	}
+}
+
+func TestPlanErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"time": "2026-11-27T17:55:00Z", "nodes": [{"name": "a", "allocatable": {"cpu": "lots"}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badCfg := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badCfg, []byte("policy: {max_workers: 0}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", planConfig}, "--snapshot FILE is required"},
+		{[]string{"--config", planConfig, "--snapshot", exampleSnap, "--output", "yaml"}, `--output "yaml": expected text or json`},
+		{[]string{"--config", planConfig, "--snapshot", exampleSnap, "--now", "tomorrow"}, `--now "tomorrow": expected an RFC 3339 time`},
+		{[]string{"--config", planConfig, "--snapshot", bad}, `nodes[0].allocatable: cpu: "lots" is not a quantity`},
+		{[]string{"--config", planConfig, "--snapshot", filepath.Join(dir, "none.json")}, "none.json"},
+		{[]string{"--config", badCfg, "--snapshot", exampleSnap}, "policy.max_workers: 0: expected at least 1"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runMain(append([]string{"plan"}, c.args...)...)
+		if code != exitUsage || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("plan %v: exit %d, stdout %q, stderr %q; want %q", c.args, code, out, errOut, c.want)
+		}
+	}
+}
+
+func TestRun(t *testing.T) {
+	p := writeConfig(t, "")
+	code, _, errOut := runMain("run", "--config", p, "--log-level", "loud")
+	if code != exitUsage || !strings.Contains(errOut, `daemon.log.level: "loud": expected debug, info, warn or error`) {
+		t.Errorf("bad --log-level: exit %d, %q", code, errOut)
+	}
+	code, _, errOut = runMain("run", "--config", p, "--log-format", "json", "--dry-run")
+	if code != exitFailure {
+		t.Errorf("run: exit %d, want %d until the adapters exist", code, exitFailure)
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(strings.SplitN(errOut, "\n", 2)[0]), &first); err != nil {
+		t.Fatalf("--log-format json not applied: %v\n%s", err, errOut)
+	}
+	if first["msg"] != "configuration loaded" || first["dry_run"] != true || first["cluster"] != "homelab" {
+		t.Errorf("first log line %v", first)
+	}
+	if !strings.Contains(errOut, "adapters are not built yet") || strings.Contains(errOut, "secret-") {
+		t.Errorf("run log:\n%s", errOut)
+	}
+}

@@ -47,7 +47,7 @@ func decideCases() []decideCase {
 		{name: "cpu high adds workers sized to the target", nodes: workers(2, 90, 50), wantAdd: 2, wantCodes: []Code{CodeCPUHigh}, wantCur: 2},
 		{name: "memory high adds workers sized to the target", nodes: workers(2, 50, 90), wantAdd: 1, wantCodes: []Code{CodeMemoryHigh}},
 		{name: "cpu exactly at the threshold scales up", nodes: workers(3, 80, 50), wantAdd: 2, wantCodes: []Code{CodeCPUHigh}},
-		{name: "cpu just below the threshold does nothing", nodes: workers(3, 79.9, 50), wantHolds: []Code{CodeNotLow}},
+		{name: "cpu just below the threshold does nothing", nodes: workers(3, 79.9, 50), wantHolds: []Code{CodeNotLow, CodeNoScaleUpNeed}},
 		{name: "custom target sizes the step", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.CPU.Target = 70 }, wantAdd: 1},
 		{name: "up window not yet held", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.UpWindow = time.Minute }, wantHolds: []Code{CodeUpWindow},
 			check: func(t *testing.T, p Plan) {

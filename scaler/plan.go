@@ -46,6 +46,7 @@ const (
 	CodeShapeFromNode      Code = "worker_shape"
 	CodeHostsUnknown       Code = "hosts_unknown"
 	CodeCandidateSelection Code = "candidate"
+	CodeNoScaleUpNeed      Code = "no_scale_up_needed"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.

@@ -1,0 +1,436 @@
+// Package talos applies the worker machine configuration to new VMs in
+// Talos maintenance mode and resets nodes before their VMs are destroyed,
+// through the Talos machinery client.
+//
+// The machine configuration and the talosconfig are secrets: this package
+// never logs them, and its errors never quote them.
+package talos
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"github.com/siderolabs/talos/pkg/machinery/client"
+	clientconfig "github.com/siderolabs/talos/pkg/machinery/client/config"
+	tconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
+	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	"github.com/siderolabs/talos/pkg/machinery/config/types/network"
+)
+
+// Labels put on every node the scaler creates.
+const (
+	LabelManaged = "pve-autoscaler.io/managed"
+	LabelVMID    = "pve-autoscaler.io/vmid"
+	LabelHost    = "pve-autoscaler.io/pve-host"
+)
+
+// DefaultPort is the Talos API (apid) port.
+const DefaultPort = 50000
+
+// Options configures the adapter.
+type Options struct {
+	WorkerConfigFile string
+	TalosconfigFile  string
+	PatchFiles       []string
+	// Port is the Talos API port on the nodes (default 50000).
+	Port int
+	// ApplyTimeout bounds the wait for a booting VM's maintenance API (default 10m).
+	ApplyTimeout time.Duration
+	// ResetTimeout bounds a reset (default 5m).
+	ResetTimeout time.Duration
+	// RetryInterval is the pause between connection attempts (default 2s).
+	RetryInterval time.Duration
+	Log           *zap.Logger
+}
+
+// Node is the VM a configuration is built for and sent to.
+type Node struct {
+	// Name is the VM name; it becomes the hostname and so the Node name.
+	Name string
+	VMID int
+	// Host is the PVE host the VM runs on.
+	Host string
+	// IP is the VM's address (from the guest agent or the MAC/IP pool).
+	IP string
+}
+
+// Client is the Talos adapter.
+type Client struct {
+	opts        Options
+	worker      tconfig.Provider
+	hostnameDoc bool // the worker config has a HostnameConfig document
+	patches     []patchFile
+	talosconfig *clientconfig.Config
+	log         *zap.Logger
+}
+
+type patchFile struct {
+	name  string
+	patch configpatcher.Patch
+}
+
+// UnreachableError means the node's Talos API did not answer in time. The
+// reconciler decides from talos.reset_unreachable whether to go on.
+type UnreachableError struct {
+	Node string
+	Op   string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("talos %s: node %s did not answer the Talos API: %v", e.Op, e.Node, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// TLSError means the node answered but its certificate did not verify
+// against the talosconfig's CA: it may not be the machine we think it is.
+// It is never treated as unreachable.
+type TLSError struct {
+	Node string
+	Err  error
+}
+
+func (e *TLSError) Error() string {
+	return fmt.Sprintf("talos: node %s: TLS verification failed (its certificate is not from the talosconfig's CA; is another machine at this address?): %v", e.Node, e.Err)
+}
+
+func (e *TLSError) Unwrap() error { return e.Err }
+
+// RejectedError means Talos answered and refused the request; Message is Talos's own text.
+type RejectedError struct {
+	Node    string
+	Op      string
+	Message string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("talos %s: node %s refused: %s", e.Op, e.Node, e.Message)
+}
+
+// New loads and checks the worker config, the patches and the talosconfig.
+// Each error names the file at fault.
+func New(opts Options) (*Client, error) {
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	if opts.ApplyTimeout == 0 {
+		opts.ApplyTimeout = 10 * time.Minute
+	}
+	if opts.ResetTimeout == 0 {
+		opts.ResetTimeout = 5 * time.Minute
+	}
+	if opts.RetryInterval == 0 {
+		opts.RetryInterval = 2 * time.Second
+	}
+	log := opts.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	c := &Client{opts: opts, log: log}
+
+	worker, err := LoadWorkerConfig(opts.WorkerConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	c.worker = worker
+	for _, d := range worker.Documents() {
+		if d.Kind() == network.HostnameKind {
+			c.hostnameDoc = true
+		}
+	}
+
+	for _, name := range opts.PatchFiles {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("talos patch file %s: %w", name, unwrapPath(err))
+		}
+		p, err := configpatcher.LoadPatch(data)
+		if err != nil {
+			return nil, fmt.Errorf("talos patch file %s: not a strategic merge patch or JSON 6902 patch: %v", name, err)
+		}
+		c.patches = append(c.patches, patchFile{name: name, patch: p})
+	}
+	// Build one config now, so a patch that does not apply fails at start-up.
+	if _, err := c.Render(Node{Name: "pve-autoscaler-check", VMID: 100, Host: "check", IP: "127.0.0.1"}); err != nil {
+		return nil, err
+	}
+
+	data, err := os.ReadFile(opts.TalosconfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("talosconfig %s: %w", opts.TalosconfigFile, unwrapPath(err))
+	}
+	tc, err := clientconfig.FromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("talosconfig %s: not a talosconfig: %v", opts.TalosconfigFile, err)
+	}
+	ctxName := tc.Context
+	if ctxName == "" || tc.Contexts[ctxName] == nil {
+		return nil, fmt.Errorf("talosconfig %s: its current context %q is not defined", opts.TalosconfigFile, ctxName)
+	}
+	if cx := tc.Contexts[ctxName]; cx.CA == "" || cx.Crt == "" || cx.Key == "" {
+		return nil, fmt.Errorf("talosconfig %s: context %q lacks the CA or the client certificate needed for mTLS", opts.TalosconfigFile, ctxName)
+	}
+	c.talosconfig = tc
+	return c, nil
+}
+
+// LoadWorkerConfig loads a machine config, checks that it is a worker
+// config and that it validates as Talos would on a VM.
+func LoadWorkerConfig(path string) (tconfig.Provider, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("talos worker config %s: %w", path, unwrapPath(err))
+	}
+	cfg, err := configloader.NewFromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("talos worker config %s: not a Talos machine config: %v", path, err)
+	}
+	if cfg.Machine() == nil {
+		return nil, fmt.Errorf("talos worker config %s: has no machine section (v1alpha1 config)", path)
+	}
+	if t := cfg.Machine().Type(); t != machine.TypeWorker {
+		return nil, fmt.Errorf("talos worker config %s: is a %s config; pve-autoscaler adds workers: use the worker.yaml of talosctl gen config", path, t)
+	}
+	if _, err := cfg.Validate(metalMode{}); err != nil {
+		return nil, fmt.Errorf("talos worker config %s: fails Talos validation: %v", path, err)
+	}
+	return cfg, nil
+}
+
+// metalMode is the runtime mode a Proxmox VM runs Talos in.
+type metalMode struct{}
+
+func (metalMode) String() string        { return "metal" }
+func (metalMode) RequiresInstall() bool { return true }
+func (metalMode) InContainer() bool     { return false }
+
+// Render builds the node's machine config: the worker config with the
+// per-node patch (hostname, our labels), then the user's patches in order.
+// The result is a secret.
+func (c *Client) Render(n Node) ([]byte, error) {
+	nodePatch := fmt.Sprintf(`machine:
+  nodeLabels:
+    %s: "true"
+    %s: "%d"
+    %s: %q
+`, LabelManaged, LabelVMID, n.VMID, LabelHost, n.Host)
+	if c.hostnameDoc {
+		// Recent configs carry a HostnameConfig document (auto: stable);
+		// a hostname there needs auto off, or validation refuses it.
+		nodePatch += fmt.Sprintf("---\napiVersion: v1alpha1\nkind: %s\nauto: off\nhostname: %s\n", network.HostnameKind, n.Name)
+	} else {
+		// Single-document configs (older contracts) keep the hostname in
+		// v1alpha1, and stay single-document, so JSON 6902 patches still apply.
+		nodePatch += fmt.Sprintf("  network:\n    hostname: %s\n", n.Name)
+	}
+	p, err := configpatcher.LoadPatch([]byte(nodePatch))
+	if err != nil {
+		return nil, fmt.Errorf("talos: per-node patch for %s: %v", n.Name, err)
+	}
+	out, err := configpatcher.Apply(configpatcher.WithConfig(c.worker), []configpatcher.Patch{p})
+	if err != nil {
+		return nil, fmt.Errorf("talos: per-node patch for %s: %v", n.Name, err)
+	}
+	for _, pf := range c.patches {
+		cfg, err := out.Config()
+		if err != nil {
+			return nil, fmt.Errorf("talos patch file %s: %v", pf.name, err)
+		}
+		if out, err = configpatcher.Apply(configpatcher.WithConfig(cfg), []configpatcher.Patch{pf.patch}); err != nil {
+			return nil, fmt.Errorf("talos patch file %s: does not apply to the worker config: %v", pf.name, err)
+		}
+	}
+	cfg, err := out.Config()
+	if err != nil {
+		return nil, fmt.Errorf("talos: config for %s after patches: %v", n.Name, err)
+	}
+	if _, err := cfg.Validate(metalMode{}); err != nil {
+		return nil, fmt.Errorf("talos: config for %s fails Talos validation after the patches: %v", n.Name, err)
+	}
+	return cfg.Bytes()
+}
+
+func (c *Client) endpoint(ip string) string {
+	return net.JoinHostPort(ip, strconv.Itoa(c.opts.Port))
+}
+
+// Apply sends the node's config to its Talos maintenance API, as
+// `talosctl apply-config --insecure` does: TLS without a client certificate
+// and without verifying the server (a node in maintenance mode has no
+// identity yet). It retries until the API answers or ApplyTimeout passes.
+func (c *Client) Apply(ctx context.Context, n Node) error {
+	data, err := c.Render(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ApplyTimeout)
+	defer cancel()
+	tc, err := client.New(ctx,
+		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // maintenance mode has no certificate to verify
+		client.WithEndpoints(c.endpoint(n.IP)))
+	if err != nil {
+		return fmt.Errorf("talos apply: node %s: %v", n.Name, err)
+	}
+	defer func() { _ = tc.Close() }()
+
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		_, err := tc.ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{
+			Data: data,
+			Mode: machineapi.ApplyConfigurationRequest_AUTO,
+		})
+		if err == nil {
+			c.log.Info("talos config applied", zap.String("node", n.Name), zap.String("ip", n.IP), zap.Int("attempts", attempt), zap.Duration("waited", time.Since(start)))
+			return nil
+		}
+		if !retryable(err) {
+			return &RejectedError{Node: n.Name, Op: "apply", Message: talosMessage(err)}
+		}
+		c.log.Debug("talos maintenance API not answering yet", zap.String("node", n.Name), zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return &UnreachableError{Node: n.Name, Op: "apply", Err: fmt.Errorf("no answer within %s (%d attempts): %v", c.opts.ApplyTimeout, attempt, talosMessage(err))}
+		case <-time.After(c.opts.RetryInterval):
+		}
+	}
+}
+
+// secureClient connects to one node with the talosconfig's mTLS credentials.
+func (c *Client) secureClient(ctx context.Context, ip string) (*client.Client, context.Context, error) {
+	tc, err := client.New(ctx, client.WithConfig(c.talosconfig), client.WithEndpoints(c.endpoint(ip)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, client.WithNode(ctx, ip), nil
+}
+
+// Reset resets the node gracefully, as `talosctl reset` does by default:
+// graceful, no reboot (the VM halts and is destroyed next), every disk wiped.
+// An unreachable node gives an *UnreachableError; a certificate that does
+// not verify, a *TLSError.
+func (c *Client) Reset(ctx context.Context, n Node) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ResetTimeout)
+	defer cancel()
+	tc, nctx, err := c.secureClient(ctx, n.IP)
+	if err != nil {
+		return fmt.Errorf("talos reset: node %s: %v", n.Name, err)
+	}
+	defer func() { _ = tc.Close() }()
+	for attempt := 1; ; attempt++ {
+		err = tc.ResetGeneric(nctx, &machineapi.ResetRequest{
+			Graceful: true,
+			Reboot:   false,
+			Mode:     machineapi.ResetRequest_ALL,
+		})
+		if err == nil {
+			c.log.Info("talos reset requested", zap.String("node", n.Name), zap.String("ip", n.IP))
+			return nil
+		}
+		if te := tlsFailure(n.Name, err); te != nil {
+			return te
+		}
+		if !retryable(err) {
+			return &RejectedError{Node: n.Name, Op: "reset", Message: talosMessage(err)}
+		}
+		select {
+		case <-ctx.Done():
+			return &UnreachableError{Node: n.Name, Op: "reset", Err: fmt.Errorf("no answer within %s (%d attempts): %v", c.opts.ResetTimeout, attempt, talosMessage(err))}
+		case <-time.After(c.opts.RetryInterval):
+		}
+	}
+}
+
+// Version asks the node's Talos API (with mTLS) for its version: the probe
+// that a node is up and is ours.
+func (c *Client) Version(ctx context.Context, n Node) (string, error) {
+	tc, nctx, err := c.secureClient(ctx, n.IP)
+	if err != nil {
+		return "", fmt.Errorf("talos version: node %s: %v", n.Name, err)
+	}
+	defer func() { _ = tc.Close() }()
+	resp, err := tc.Version(nctx)
+	if err != nil {
+		if te := tlsFailure(n.Name, err); te != nil {
+			return "", te
+		}
+		if retryable(err) {
+			return "", &UnreachableError{Node: n.Name, Op: "version", Err: errors.New(talosMessage(err))}
+		}
+		return "", &RejectedError{Node: n.Name, Op: "version", Message: talosMessage(err)}
+	}
+	for _, m := range resp.GetMessages() {
+		if v := m.GetVersion(); v != nil {
+			return v.GetTag(), nil
+		}
+	}
+	return "", fmt.Errorf("talos version: node %s answered without a version", n.Name)
+}
+
+// retryable reports whether err means "not answering (yet)" rather than a refusal.
+func retryable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// tlsFailure recognises a certificate that did not verify.
+func tlsFailure(node string, err error) error {
+	if status.Code(err) != codes.Unavailable {
+		return nil
+	}
+	msg := status.Convert(err).Message()
+	for _, s := range []string{"x509:", "tls: ", "certificate"} {
+		if strings.Contains(msg, s) {
+			return &TLSError{Node: node, Err: errors.New(msg)}
+		}
+	}
+	return nil
+}
+
+// talosMessage is the text Talos (or gRPC) gave, without the rpc error prefix.
+func talosMessage(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return s.Message()
+	}
+	return err.Error()
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// OptionsFrom takes the adapter's files from the config's talos section.
+func OptionsFrom(c config.Talos, log *zap.Logger) Options {
+	return Options{
+		WorkerConfigFile: c.WorkerConfigFile,
+		TalosconfigFile:  c.TalosconfigFile,
+		PatchFiles:       c.PatchFiles,
+		Log:              log,
+	}
+}

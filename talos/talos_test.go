@@ -469,3 +469,19 @@ func TestOptionsFromConfig(t *testing.T) {
 		t.Errorf("defaults %+v", cl.opts)
 	}
 }
+
+func TestNodeNeverComesBackAfterInstall(t *testing.T) {
+	c := newCluster(t)
+	node := startNode(t, c, talosfake.Options{})
+	node.NeverUp()
+	cl := newClient(t, c, node.Port(), nil, nil)
+	n := Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP()}
+	if err := cl.Apply(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, node, talosfake.Down)
+	var ue *UnreachableError
+	if _, err := cl.Version(context.Background(), n); !errors.As(err, &ue) {
+		t.Fatalf("want UnreachableError from a node that never came back, got %v", err)
+	}
+}

@@ -1,0 +1,821 @@
+package pvesim
+
+import (
+	"crypto/sha1" //nolint:gosec // PVE's config digest is SHA-1
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// schema is an endpoint's parameters: name -> kind ('i' integer, 'b'
+// boolean, 's' string), with '!' appended when required.
+type schema map[string]string
+
+func (sc schema) check(p map[string]string) *apiError {
+	errs := map[string]string{}
+	for k, v := range p {
+		kind, ok := sc[k]
+		if !ok {
+			errs[k] = "property is not defined in schema and the schema does not allow additional properties"
+			continue
+		}
+		switch strings.TrimSuffix(kind, "!") {
+		case "i":
+			if _, err := strconv.Atoi(v); err != nil {
+				errs[k] = fmt.Sprintf("type check ('integer') failed - got '%s'", v)
+			}
+		case "b":
+			if v != "0" && v != "1" {
+				errs[k] = fmt.Sprintf("type check ('boolean') failed - got '%s'", v)
+			}
+		}
+	}
+	for k, kind := range sc {
+		if strings.HasSuffix(kind, "!") {
+			if _, ok := p[k]; !ok {
+				errs[k] = "property is missing and it is not optional"
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return paramErr(errs)
+	}
+	return nil
+}
+
+var (
+	noParams       = schema{}
+	nextidSchema   = schema{"vmid": "i"}
+	resourceSchema = schema{"type": "s"}
+	cloneSchema    = schema{"node": "s", "vmid": "i", "newid": "i!", "name": "s", "description": "s", "pool": "s", "snapname": "s",
+		"storage": "s", "format": "s", "full": "b", "target": "s", "bwlimit": "i"}
+	configSchema = schema{"node": "s", "vmid": "i", "cores": "i", "memory": "s", "tags": "s", "description": "s", "name": "s",
+		"net0": "s", "agent": "s", "onboot": "b", "delete": "s", "digest": "s", "revert": "s", "sockets": "i", "cpu": "s", "balloon": "i"}
+	getConfigSchema = schema{"current": "b", "snapshot": "s"}
+	startSchema     = schema{"timeout": "i", "skiplock": "b"}
+	stopSchema      = schema{"timeout": "i", "skiplock": "b", "keepActive": "b", "overrule-shutdown": "b"}
+	shutdownSchema  = schema{"timeout": "i", "forceStop": "b", "keepActive": "b", "skiplock": "b"}
+	deleteSchema    = schema{"purge": "b", "destroy-unreferenced-disks": "b", "skiplock": "b"}
+	logSchema       = schema{"start": "i", "limit": "i"}
+	ticketSchema    = schema{"username": "s!", "password": "s!", "realm": "s", "otp": "s"}
+)
+
+func (s *Sim) dispatch(req *request, route string) (any, *apiError) {
+	p := req.parts
+	key := req.method + " " + route
+	if len(p) >= 2 && p[0] == "nodes" {
+		if aerr := s.nodeReachable(p[1]); aerr != nil {
+			return nil, aerr
+		}
+	}
+	var sc schema
+	var h func(*request) (any, *apiError)
+	switch key {
+	case "GET /version":
+		sc, h = noParams, s.getVersion
+	case "GET /cluster/nextid":
+		sc, h = nextidSchema, s.getNextID
+	case "GET /cluster/resources":
+		sc, h = resourceSchema, s.getResources
+	case "GET /nodes":
+		sc, h = noParams, s.getNodes
+	case "GET /nodes/{node}/status":
+		sc, h = noParams, s.getNodeStatus
+	case "POST /nodes/{node}/qemu/{vmid}/clone":
+		sc, h = cloneSchema, s.postClone
+	case "GET /nodes/{node}/qemu/{vmid}/config":
+		sc, h = getConfigSchema, s.getConfig
+	case "POST /nodes/{node}/qemu/{vmid}/config", "PUT /nodes/{node}/qemu/{vmid}/config":
+		sc, h = configSchema, s.setConfig
+	case "POST /nodes/{node}/qemu/{vmid}/status/start":
+		sc, h = startSchema, s.power("qmstart")
+	case "POST /nodes/{node}/qemu/{vmid}/status/stop":
+		sc, h = stopSchema, s.power("qmstop")
+	case "POST /nodes/{node}/qemu/{vmid}/status/shutdown":
+		sc, h = shutdownSchema, s.power("qmshutdown")
+	case "GET /nodes/{node}/qemu/{vmid}/status/current":
+		sc, h = noParams, s.getCurrent
+	case "DELETE /nodes/{node}/qemu/{vmid}":
+		sc, h = deleteSchema, s.deleteVM
+	case "GET /nodes/{node}/qemu/{vmid}/agent/network-get-interfaces":
+		sc, h = noParams, s.getInterfaces
+	case "GET /nodes/{node}/tasks/{upid}/status":
+		sc, h = noParams, s.getTaskStatus
+	case "GET /nodes/{node}/tasks/{upid}/log":
+		sc, h = logSchema, s.getTaskLog
+	case "POST /access/ticket":
+		sc, h = ticketSchema, s.postTicket
+	default:
+		return nil, fail(501, "Method '%s /%s' not implemented", req.method, strings.Join(p, "/"))
+	}
+	if aerr := sc.check(req.params); aerr != nil {
+		return nil, aerr
+	}
+	return h(req)
+}
+
+func (s *Sim) nodeReachable(name string) *apiError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hosts[name]
+	switch {
+	case h == nil:
+		return fail(500, "hostname lookup '%s' failed - failed to get address info for: %s: Name or service not known", name, name)
+	case !h.online:
+		return fail(595, "Connection refused")
+	}
+	return nil
+}
+
+// allowed checks a privilege on an ACL path for the request's token.
+func (s *Sim) allowed(req *request, path, priv string) *apiError {
+	if s.denied[priv] || (req.token != nil && req.token.privs != nil && !req.token.privs[priv]) {
+		return fail(403, "Permission check failed (%s, %s)", path, priv)
+	}
+	return nil
+}
+
+func (s *Sim) getVersion(*request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rel := s.version
+	if i := strings.LastIndex(rel, "."); i > 0 {
+		rel = rel[:i]
+	}
+	return map[string]any{"version": s.version, "release": rel, "repoid": "a1b2c3d4"}, nil
+}
+
+func (s *Sim) getNextID(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := req.params["vmid"]; ok {
+		id, _ := strconv.Atoi(v)
+		if s.vms[id] != nil {
+			return nil, paramErr(map[string]string{"vmid": fmt.Sprintf("VM %d already exists", id)})
+		}
+		if id < 100 || id > 999999999 {
+			return nil, paramErr(map[string]string{"vmid": fmt.Sprintf("value must have a minimum value of 100")})
+		}
+		return strconv.Itoa(id), nil
+	}
+	for id := 100; ; id++ {
+		if s.vms[id] == nil {
+			return strconv.Itoa(id), nil
+		}
+	}
+}
+
+func (s *Sim) getResources(req *request) (any, *apiError) {
+	typ := req.params["type"]
+	if typ != "" && typ != "vm" && typ != "node" && typ != "storage" && typ != "sdn" {
+		return nil, paramErr(map[string]string{"type": fmt.Sprintf("value '%s' does not have a value in the enumeration 'vm, storage, node, sdn'", typ)})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	out := []map[string]any{}
+	if typ == "" || typ == "node" {
+		for _, h := range s.sortedHosts() {
+			e := map[string]any{"id": "node/" + h.name, "type": "node", "node": h.name, "status": "offline", "maxcpu": h.cores, "maxmem": h.memory,
+				"maxdisk": int64(100 << 30), "disk": int64(10 << 30), "level": ""}
+			if h.online {
+				e["status"] = "online"
+				e["cpu"] = 0.05
+				e["mem"] = s.usedMemory(h.name)
+				e["uptime"] = int64(now.Sub(h.started).Seconds())
+			}
+			out = append(out, e)
+		}
+	}
+	if typ == "" || typ == "vm" {
+		for _, v := range s.sortedVMs() {
+			if s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Audit") != nil {
+				continue // PVE leaves out what the token may not audit
+			}
+			e := map[string]any{"id": fmt.Sprintf("qemu/%d", v.vmid), "type": "qemu", "vmid": v.vmid, "name": v.name, "node": v.node,
+				"status": "stopped", "template": 0, "maxcpu": v.cores, "maxmem": v.memory << 20, "maxdisk": v.disk, "disk": 0,
+				"cpu": 0, "mem": 0, "uptime": 0, "tags": strings.Join(v.tags, ";"), "hastate": ""}
+			if v.template {
+				e["template"] = 1
+			}
+			if v.running {
+				e["status"] = "running"
+				e["uptime"] = int64(now.Sub(v.startedAt).Seconds())
+				e["mem"] = v.memory << 19
+				e["cpu"] = 0.1
+			}
+			if !s.hosts[v.node].online {
+				e["status"] = "unknown"
+			}
+			if v.lock != "" {
+				e["lock"] = v.lock
+			}
+			if v.pool != "" {
+				e["pool"] = v.pool
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (s *Sim) sortedHosts() []*host {
+	out := make([]*host, 0, len(s.hosts))
+	for _, h := range s.hosts {
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (s *Sim) sortedVMs() []*vm {
+	out := make([]*vm, 0, len(s.vms))
+	for _, v := range s.vms {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].vmid < out[j].vmid })
+	return out
+}
+
+// usedMemory is the memory running VMs on a host take, plus 2 GiB for the host itself.
+func (s *Sim) usedMemory(node string) int64 {
+	used := int64(2 << 30)
+	for _, v := range s.vms {
+		if v.node == node && v.running {
+			used += v.memory << 20
+		}
+	}
+	return used
+}
+
+func (s *Sim) getNodes(*request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []map[string]any{}
+	for _, h := range s.sortedHosts() {
+		e := map[string]any{"node": h.name, "status": "offline", "maxcpu": h.cores, "maxmem": h.memory, "maxdisk": int64(100 << 30),
+			"ssl_fingerprint": "00:11:22:33", "level": "", "id": "node/" + h.name, "type": "node"}
+		if h.online {
+			e["status"] = "online"
+			e["cpu"] = 0.05
+			e["mem"] = s.usedMemory(h.name)
+			e["disk"] = int64(10 << 30)
+			e["uptime"] = int64(s.clock.Now().Sub(h.started).Seconds())
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (s *Sim) getNodeStatus(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hosts[req.parts[1]]
+	used := s.usedMemory(h.name)
+	return map[string]any{
+		"cpu": 0.05, "loadavg": []string{"0.50", "0.40", "0.30"}, "uptime": int64(s.clock.Now().Sub(h.started).Seconds()),
+		"memory":     map[string]any{"total": h.memory, "used": used, "free": h.memory - used, "available": h.memory - used},
+		"cpuinfo":    map[string]any{"cpus": h.cores, "cores": h.cores, "sockets": 1, "model": "Simulated CPU"},
+		"pveversion": "pve-manager/" + s.version + "/a1b2c3d4",
+	}, nil
+}
+
+// vmAt finds the VM whose config lives on the path's node, as PVE does.
+func (s *Sim) vmAt(req *request) (*vm, *apiError) {
+	id, err := strconv.Atoi(req.parts[3])
+	if err != nil {
+		return nil, paramErr(map[string]string{"vmid": fmt.Sprintf("type check ('integer') failed - got '%s'", req.parts[3])})
+	}
+	v := s.vms[id]
+	if v == nil || v.node != req.parts[1] {
+		return nil, fail(500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", req.parts[1], id)
+	}
+	return v, nil
+}
+
+// newTask registers a running task; s.mu must be held.
+func (s *Sim) newTask(node, typ, id, user string) *task {
+	s.pidSeq++
+	now := s.clock.Now()
+	t := &task{node: node, typ: typ, id: id, user: user, pid: 100000 + s.pidSeq, pstart: 5000000 + s.pidSeq*7, start: now, running: true}
+	t.upid = fmt.Sprintf("UPID:%s:%08X:%08X:%08X:%s:%s:%s:", node, t.pid, t.pstart, now.Unix(), typ, id, user)
+	if i := strings.Index(user, "!"); i > 0 {
+		t.tokenid = user[i+1:]
+	}
+	s.tasks[t.upid] = t
+	return t
+}
+
+// finishAfter ends the task after d: finish runs under s.mu and returns the
+// exit status ("OK" or the error text), log lines and events to emit.
+func (s *Sim) finishAfter(t *task, d time.Duration, finish func() (string, []string, []Event)) {
+	s.clock.AfterFunc(d, func() {
+		s.mu.Lock()
+		exit, lines, evs := finish()
+		t.log = append(t.log, lines...)
+		if exit == "OK" {
+			t.log = append(t.log, "TASK OK")
+		} else {
+			t.log = append(t.log, "TASK ERROR: "+exit)
+		}
+		t.exit, t.running = exit, false
+		s.mu.Unlock()
+		s.emit(evs...)
+	})
+}
+
+func (s *Sim) postClone(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	src, aerr := s.vmAt(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	newid, _ := strconv.Atoi(req.params["newid"])
+	if newid < 100 || newid > 999999999 {
+		return nil, paramErr(map[string]string{"newid": "value must have a minimum value of 100"})
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", src.vmid), "VM.Clone"); aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", newid), "VM.Allocate"); aerr != nil {
+		return nil, aerr
+	}
+	if s.vms[newid] != nil {
+		return nil, fail(500, "unable to create VM %d: config file already exists", newid)
+	}
+	if src.lock != "" {
+		return nil, fail(500, "VM %d is locked (%s)", src.vmid, src.lock)
+	}
+	full := !src.template
+	if f, ok := req.params["full"]; ok {
+		full = f == "1"
+	}
+	if !full && !src.template {
+		return nil, fail(500, "Linked clone feature is not supported for drive 'scsi0'")
+	}
+	target := src.node
+	if t, ok := req.params["target"]; ok {
+		h := s.hosts[t]
+		if h == nil {
+			return nil, paramErr(map[string]string{"target": fmt.Sprintf("no such cluster node '%s'", t)})
+		}
+		if !h.online {
+			return nil, fail(500, "target node '%s' is not online", t)
+		}
+		target = t
+	}
+	stName := src.storage
+	if st, ok := req.params["storage"]; ok {
+		if !full {
+			return nil, fail(500, "parameter 'storage' not allowed for linked clones")
+		}
+		if s.storages[st] == nil {
+			return nil, paramErr(map[string]string{"storage": fmt.Sprintf("storage '%s' does not exist", st)})
+		}
+		stName = st
+	}
+	if _, ok := req.params["format"]; ok && !full {
+		return nil, fail(500, "parameter 'format' not allowed for linked clones")
+	}
+	if target != src.node && !s.storages[stName].shared {
+		return nil, fail(500, "can't clone VM to node '%s' (VM uses local storage)", target)
+	}
+	if aerr := s.allowed(req, "/storage/"+stName, "Datastore.AllocateSpace"); aerr != nil {
+		return nil, aerr
+	}
+	if pool, ok := req.params["pool"]; ok {
+		if aerr := s.allowed(req, "/pool/"+pool, "Pool.Allocate"); aerr != nil {
+			return nil, aerr
+		}
+	}
+	name := req.params["name"]
+	if name == "" {
+		name = fmt.Sprintf("Copy-of-VM-%s", src.name)
+	}
+	nv := &vm{vmid: newid, name: name, node: target, cores: src.cores, memory: src.memory, tags: append([]string(nil), src.tags...),
+		description: req.params["description"], agent: src.agent, lock: "clone", storage: stName, disk: src.disk, pool: req.params["pool"],
+		net0: "virtio=" + s.mac() + ",bridge=vmbr0", agentSilent: s.faults.agentSilentNew}
+	s.vms[newid] = nv
+	t := s.newTask(src.node, "qmclone", strconv.Itoa(src.vmid), req.user)
+
+	// Latency: linked clones take seconds; full clones copy the disk at a
+	// bandwidth shared by the full clones running at once.
+	d := s.lat.LinkedClone
+	if full {
+		s.cloning[stName]++
+		bw := max(s.lat.FullCloneBandwidth, 1) / int64(s.cloning[stName])
+		d = time.Duration(float64(src.disk) / float64(bw) * float64(time.Second))
+	} else {
+		s.cloning[stName]++
+	}
+	if s.faults.slowNextClone > 0 {
+		d, s.faults.slowNextClone = s.faults.slowNextClone, 0
+	}
+	failMsg := s.faults.failNextClone
+	s.faults.failNextClone = ""
+	if s.faults.storageLockMax > 0 && s.cloning[stName] > s.faults.storageLockMax {
+		failMsg = fmt.Sprintf("can't lock file '/var/lock/pve-manager/pve-storage-%s' - got timeout", stName)
+		d = s.lat.StorageLock
+	}
+	lines := []string{fmt.Sprintf("create full clone of drive scsi0 (%s:vm-%d-disk-0)", stName, src.vmid)}
+	if !full {
+		lines = []string{fmt.Sprintf("create linked clone of drive scsi0 (%s:base-%d-disk-0)", stName, src.vmid)}
+	} else {
+		lines = append(lines, fmt.Sprintf("transferred %d of %d (100.00%%)", src.disk, src.disk))
+	}
+	s.finishAfter(t, d, func() (string, []string, []Event) {
+		s.cloning[stName]--
+		cur := s.vms[newid]
+		if failMsg != "" {
+			if cur == nv {
+				delete(s.vms, newid) // PVE removes the half-made VM
+			}
+			return failMsg, nil, nil
+		}
+		if cur != nv {
+			return fmt.Sprintf("unable to finish clone: VM %d disappeared", newid), nil, nil
+		}
+		nv.lock = ""
+		return "OK", lines, []Event{s.event(EventCreated, nv)}
+	})
+	return t.upid, nil
+}
+
+func (s *Sim) digest(v *vm) string {
+	sum := sha1.Sum(fmt.Appendf(nil, "%d/%d/%d/%s/%s/%s/%d", v.vmid, v.cores, v.memory, strings.Join(v.tags, ";"), v.description, v.name, v.digestN)) //nolint:gosec
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Sim) getConfig(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, aerr := s.vmAt(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Audit"); aerr != nil {
+		return nil, aerr
+	}
+	cfg := map[string]any{
+		"name": v.name, "cores": v.cores, "memory": strconv.FormatInt(v.memory, 10), "net0": v.net0, "digest": s.digest(v),
+		"scsi0": fmt.Sprintf("%s:vm-%d-disk-0,size=%dG", v.storage, v.vmid, v.disk>>30), "ostype": "l26", "scsihw": "virtio-scsi-single",
+		"boot": "order=scsi0;net0", "smbios1": "uuid=" + fmt.Sprintf("%08x-0000-4000-8000-%012x", v.vmid, v.vmid),
+	}
+	if len(v.tags) > 0 {
+		cfg["tags"] = strings.Join(v.tags, ";")
+	}
+	if v.description != "" {
+		cfg["description"] = v.description
+	}
+	if v.agent {
+		cfg["agent"] = "1"
+	}
+	if v.lock != "" {
+		cfg["lock"] = v.lock
+	}
+	if v.template {
+		cfg["template"] = 1
+	}
+	if req.params["current"] != "1" {
+		for k, val := range v.pending {
+			if k == "cores" {
+				n, _ := strconv.Atoi(val)
+				cfg[k] = n
+			} else {
+				cfg[k] = val
+			}
+		}
+	}
+	return cfg, nil
+}
+
+func (s *Sim) setConfig(req *request) (any, *apiError) {
+	s.mu.Lock()
+	v, aerr := s.vmAt(req)
+	if aerr != nil {
+		s.mu.Unlock()
+		return nil, aerr
+	}
+	path := fmt.Sprintf("/vms/%d", v.vmid)
+	for k, priv := range map[string]string{"cores": "VM.Config.CPU", "memory": "VM.Config.Memory", "net0": "VM.Config.Network",
+		"tags": "VM.Config.Options", "description": "VM.Config.Options", "name": "VM.Config.Options", "agent": "VM.Config.Options"} {
+		if _, ok := req.params[k]; ok {
+			if aerr := s.allowed(req, path, priv); aerr != nil {
+				s.mu.Unlock()
+				return nil, aerr
+			}
+		}
+	}
+	if v.lock != "" {
+		s.mu.Unlock()
+		return nil, fail(500, "VM %d is locked (%s)", v.vmid, v.lock)
+	}
+	if d, ok := req.params["digest"]; ok && d != s.digest(v) {
+		s.mu.Unlock()
+		return nil, fail(500, "detected modified configuration - file changed by other user? Try again.")
+	}
+	errs := map[string]string{}
+	var tags []string
+	if t, ok := req.params["tags"]; ok {
+		var err error
+		if tags, err = normalizeTags(t); err != nil {
+			errs["tags"] = err.Error()
+		}
+	}
+	var mem int64
+	if m, ok := req.params["memory"]; ok {
+		n, err := strconv.ParseInt(strings.TrimPrefix(m, "current="), 10, 64)
+		if err != nil || n < 16 {
+			errs["memory"] = fmt.Sprintf("value '%s' does not match the format 'memory'", m)
+		}
+		mem = n
+	}
+	if c, ok := req.params["cores"]; ok {
+		if n, _ := strconv.Atoi(c); n < 1 || n > 1024 {
+			errs["cores"] = "value must have a minimum value of 1"
+		}
+	}
+	if len(errs) > 0 {
+		s.mu.Unlock()
+		return nil, paramErr(errs)
+	}
+	apply := func() {
+		for k, val := range req.params {
+			switch k {
+			case "cores", "memory":
+				if v.running {
+					if v.pending == nil {
+						v.pending = map[string]string{}
+					}
+					v.pending[k] = val
+					continue
+				}
+				if k == "cores" {
+					v.cores, _ = strconv.Atoi(val)
+				} else {
+					v.memory = mem
+				}
+			case "tags":
+				v.tags = tags
+			case "description":
+				v.description = val
+			case "name":
+				v.name = val
+			case "net0":
+				v.net0 = val
+			case "agent":
+				v.agent = strings.HasPrefix(val, "1") || strings.Contains(val, "enabled=1")
+			}
+		}
+		v.digestN++
+	}
+	if req.method == "PUT" {
+		apply()
+		s.mu.Unlock()
+		return nil, nil
+	}
+	t := s.newTask(req.parts[1], "qmconfig", strconv.Itoa(v.vmid), req.user)
+	s.mu.Unlock()
+	s.finishAfter(t, s.lat.Config, func() (string, []string, []Event) {
+		if s.vms[v.vmid] != v {
+			return fmt.Sprintf("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", t.node, v.vmid), nil, nil
+		}
+		apply()
+		return "OK", nil, nil
+	})
+	return t.upid, nil
+}
+
+func (s *Sim) power(typ string) func(*request) (any, *apiError) {
+	return func(req *request) (any, *apiError) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		v, aerr := s.vmAt(req)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.PowerMgmt"); aerr != nil {
+			return nil, aerr
+		}
+		t := s.newTask(req.parts[1], typ, strconv.Itoa(v.vmid), req.user)
+		switch typ {
+		case "qmstart":
+			s.finishAfter(t, s.lat.Start, func() (string, []string, []Event) {
+				switch {
+				case s.vms[v.vmid] != v:
+					return fmt.Sprintf("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", t.node, v.vmid), nil, nil
+				case v.template:
+					return "you can't start a vm if it's a template", nil, nil
+				case v.lock != "":
+					return fmt.Sprintf("VM %d is locked (%s)", v.vmid, v.lock), nil, nil
+				case v.running:
+					return fmt.Sprintf("VM %d already running", v.vmid), nil, nil
+				}
+				for k, val := range v.pending {
+					if k == "cores" {
+						v.cores, _ = strconv.Atoi(val)
+					} else {
+						v.memory, _ = strconv.ParseInt(val, 10, 64)
+					}
+				}
+				v.pending = nil
+				now := s.clock.Now()
+				v.running, v.startedAt, v.agentAt = true, now, now.Add(s.lat.Agent)
+				if v.ip == "" {
+					v.ip = s.allocIP()
+				}
+				return "OK", nil, []Event{s.event(EventStarted, v)}
+			})
+		case "qmstop":
+			s.finishAfter(t, s.lat.Stop, func() (string, []string, []Event) {
+				if s.vms[v.vmid] != v {
+					return fmt.Sprintf("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", t.node, v.vmid), nil, nil
+				}
+				if !v.running {
+					return "OK", nil, nil
+				}
+				v.running = false
+				return "OK", nil, []Event{s.event(EventStopped, v)}
+			})
+		case "qmshutdown":
+			timeout := 60 * time.Second
+			if tv, ok := req.params["timeout"]; ok {
+				n, _ := strconv.Atoi(tv)
+				timeout = time.Duration(n) * time.Second
+			}
+			force := req.params["forceStop"] == "1"
+			d := s.lat.Shutdown
+			if v.ignoreACPI {
+				d = timeout
+			}
+			s.finishAfter(t, d, func() (string, []string, []Event) {
+				if s.vms[v.vmid] != v {
+					return fmt.Sprintf("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", t.node, v.vmid), nil, nil
+				}
+				if !v.running {
+					return "OK", nil, nil
+				}
+				if v.ignoreACPI && !force {
+					return "VM quit/powerdown failed - got timeout", nil, nil
+				}
+				v.running = false
+				return "OK", nil, []Event{s.event(EventStopped, v)}
+			})
+		}
+		return t.upid, nil
+	}
+}
+
+func (s *Sim) getCurrent(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, aerr := s.vmAt(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Audit"); aerr != nil {
+		return nil, aerr
+	}
+	out := map[string]any{"vmid": v.vmid, "name": v.name, "status": "stopped", "qmpstatus": "stopped", "cpus": v.cores,
+		"maxmem": v.memory << 20, "mem": 0, "uptime": 0, "tags": strings.Join(v.tags, ";"), "ha": map[string]any{"managed": 0}}
+	if v.running {
+		out["status"], out["qmpstatus"] = "running", "running"
+		out["uptime"] = int64(s.clock.Now().Sub(v.startedAt).Seconds())
+		out["mem"] = v.memory << 19
+	}
+	if v.lock != "" {
+		out["lock"] = v.lock
+	}
+	if v.template {
+		out["template"] = 1
+	}
+	if v.agent {
+		out["agent"] = 1
+	}
+	return out, nil
+}
+
+func (s *Sim) deleteVM(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, aerr := s.vmAt(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Allocate"); aerr != nil {
+		return nil, aerr
+	}
+	if v.running {
+		return nil, fail(500, "VM %d is running - destroy failed", v.vmid)
+	}
+	if v.lock != "" {
+		return nil, fail(500, "VM %d is locked (%s)", v.vmid, v.lock)
+	}
+	v.lock = "destroyed"
+	t := s.newTask(req.parts[1], "qmdestroy", strconv.Itoa(v.vmid), req.user)
+	s.finishAfter(t, s.lat.Destroy, func() (string, []string, []Event) {
+		if s.vms[v.vmid] != v {
+			return "OK", nil, nil
+		}
+		delete(s.vms, v.vmid)
+		return "OK", []string{fmt.Sprintf("Removing image: 100%% complete...done.")}, []Event{s.event(EventDestroyed, v)}
+	})
+	return t.upid, nil
+}
+
+func (s *Sim) getInterfaces(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, aerr := s.vmAt(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.GuestAgent.Audit"); aerr != nil {
+		return nil, aerr
+	}
+	switch {
+	case !v.agent:
+		return nil, fail(500, "No QEMU guest agent configured")
+	case !v.running:
+		return nil, fail(500, "VM %d is not running", v.vmid)
+	case v.agentSilent || s.clock.Now().Before(v.agentAt):
+		return nil, fail(500, "QEMU guest agent is not running")
+	}
+	mac := strings.ToLower(strings.TrimPrefix(strings.SplitN(v.net0, ",", 2)[0], "virtio="))
+	return map[string]any{"result": []map[string]any{
+		{"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": []map[string]any{
+			{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}, {"ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128}}},
+		{"name": "eth0", "hardware-address": mac, "ip-addresses": []map[string]any{
+			{"ip-address": v.ip, "ip-address-type": "ipv4", "prefix": 24},
+			{"ip-address": "fe80::be24:11ff:fe00:1", "ip-address-type": "ipv6", "prefix": 64}}},
+	}}, nil
+}
+
+func (s *Sim) task(req *request) (*task, *apiError) {
+	t := s.tasks[req.parts[3]]
+	if t == nil || t.node != req.parts[1] {
+		return nil, fail(400, "no such task")
+	}
+	return t, nil
+}
+
+func (s *Sim) getTaskStatus(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, aerr := s.task(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	out := map[string]any{"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.start.Unix(),
+		"type": t.typ, "id": t.id, "user": strings.SplitN(t.user, "!", 2)[0], "status": "running"}
+	if t.tokenid != "" {
+		out["tokenid"] = t.tokenid
+	}
+	if !t.running {
+		out["status"] = "stopped"
+		out["exitstatus"] = t.exit
+	}
+	return out, nil
+}
+
+func (s *Sim) getTaskLog(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, aerr := s.task(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	start, _ := strconv.Atoi(req.params["start"])
+	limit := 50
+	if l, ok := req.params["limit"]; ok {
+		limit, _ = strconv.Atoi(l)
+	}
+	out := []map[string]any{}
+	for i := start; i < len(t.log) && len(out) < limit; i++ {
+		out = append(out, map[string]any{"n": i + 1, "t": t.log[i]})
+	}
+	return withTotal{out, len(t.log)}, nil
+}
+
+func (s *Sim) postTicket(req *request) (any, *apiError) {
+	user := req.params["username"]
+	if r := req.params["realm"]; r != "" && !strings.Contains(user, "@") {
+		user += "@" + r
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pw, ok := s.users[user]
+	if !ok || pw != req.params["password"] {
+		return nil, fail(401, "authentication failure")
+	}
+	ticket := fmt.Sprintf("PVE:%s:%08X::%016x", user, s.clock.Now().Unix(), rand.Uint64())
+	csrf := fmt.Sprintf("%08X:%016x", s.clock.Now().Unix(), rand.Uint64())
+	s.tickets[ticket], s.csrf[ticket] = user, csrf
+	return map[string]any{"username": user, "ticket": ticket, "CSRFPreventionToken": csrf, "clustername": "sim",
+		"cap": map[string]any{"vms": map[string]int{"VM.Allocate": 1}}}, nil
+}

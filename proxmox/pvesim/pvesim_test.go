@@ -1,0 +1,405 @@
+package pvesim
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const secret = "5f0c3b1e-0000-4000-8000-000000000001"
+
+// fast is every latency at a few milliseconds.
+func fast() Latencies {
+	return Latencies{LinkedClone: 30 * time.Millisecond, FullCloneBandwidth: 10 << 30, Start: 10 * time.Millisecond, Stop: 10 * time.Millisecond,
+		Shutdown: 10 * time.Millisecond, Destroy: 10 * time.Millisecond, Config: 5 * time.Millisecond, Agent: 50 * time.Millisecond,
+		AuthFailure: 5 * time.Millisecond, StorageLock: 20 * time.Millisecond}
+}
+
+type env struct {
+	t   *testing.T
+	sim *Sim
+	srv *Server
+	hc  *http.Client
+}
+
+func start(t *testing.T, mod func(*World)) *env {
+	t.Helper()
+	w := DefaultWorld(secret)
+	w.Latencies = fast()
+	w.Users = []UserSpec{{Name: "root@pam", Password: "pw"}}
+	w.VMs = []VMSpec{{VMID: 100, Name: "pihole", Host: "pve1", Storage: "local-lvm", Cores: 1, Memory: 1024, Disk: 8 << 30, Running: true}}
+	if mod != nil {
+		mod(&w)
+	}
+	sim, err := New(w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sim.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(srv.CertPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	return &env{t: t, sim: sim, srv: srv, hc: hc}
+}
+
+type answer struct {
+	status string
+	code   int
+	body   map[string]any
+	raw    string
+}
+
+// call sends a raw request; body is form-encoded unless it starts with '{'.
+func (e *env) call(method, path, body string, hdr ...string) answer {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "PVEAPIToken=autoscaler@pve!scaler="+secret)
+	if body != "" {
+		if strings.HasPrefix(body, "{") {
+			req.Header.Set("Content-Type", "application/json")
+		} else {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			req.Header.Del(hdr[i])
+		} else {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	res, err := e.hc.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	a := answer{status: res.Status, code: res.StatusCode, raw: string(raw)}
+	_ = json.Unmarshal(raw, &a.body)
+	return a
+}
+
+func (e *env) ok(method, path, body string) any {
+	e.t.Helper()
+	a := e.call(method, path, body)
+	if a.code != 200 {
+		e.t.Fatalf("%s %s: %s %s", method, path, a.status, a.raw)
+	}
+	return a.body["data"]
+}
+
+// wait polls a task until it stops and returns its status answer.
+func (e *env) wait(upid string) map[string]any {
+	e.t.Helper()
+	node := strings.Split(upid, ":")[1]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st := e.ok("GET", "/nodes/"+node+"/tasks/"+url.PathEscape(upid)+"/status", "").(map[string]any)
+		if st["status"] == "stopped" {
+			return st
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("task %s still running", upid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func expectError(t *testing.T, a answer, code int, msg string) {
+	t.Helper()
+	if want := fmt.Sprintf("%d %s", code, msg); a.code != code || a.status != want {
+		t.Errorf("status line %q, want %q", a.status, want)
+	}
+	if a.body == nil || a.body["data"] != nil || a.body["message"] != msg+"\n" {
+		t.Errorf("body %s, want data null and message %q", a.raw, msg+"\n")
+	}
+}
+
+
+var upidRE = regexp.MustCompile(`^UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:qmclone:9000:autoscaler@pve!scaler:$`)
+
+func TestEnvelopeAndVersion(t *testing.T) {
+	e := start(t, nil)
+	a := e.call("GET", "/version", "")
+	if a.code != 200 || a.status != "200 OK" || !strings.HasPrefix(a.raw, `{"data":{`) {
+		t.Fatalf("%s %s", a.status, a.raw)
+	}
+	v := a.body["data"].(map[string]any)
+	if v["version"] != "9.0.3" || v["release"] != "9.0" {
+		t.Errorf("version %v", v)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	e := start(t, nil)
+	expectError(t, e.call("GET", "/version", "", "Authorization", ""), 401, "No ticket")
+	expectError(t, e.call("GET", "/version", "", "Authorization", "PVEAPIToken=autoscaler@pve!scaler=wrong"), 401, "authentication failure")
+
+	// Ticket auth: the cookie for reads, plus the CSRF header for writes.
+	a := e.call("POST", "/access/ticket", "username=root@pam&password=pw", "Authorization", "")
+	if a.code != 200 {
+		t.Fatalf("ticket: %s %s", a.status, a.raw)
+	}
+	d := a.body["data"].(map[string]any)
+	ticket, csrf := d["ticket"].(string), d["CSRFPreventionToken"].(string)
+	if !strings.HasPrefix(ticket, "PVE:root@pam:") || csrf == "" {
+		t.Fatalf("ticket %v", d)
+	}
+	cookie := "PVEAuthCookie=" + ticket
+	if a := e.call("GET", "/cluster/nextid", "", "Authorization", "", "Cookie", cookie); a.code != 200 {
+		t.Errorf("GET with ticket: %s", a.status)
+	}
+	expectError(t, e.call("POST", "/nodes/pve1/qemu/100/status/stop", "", "Authorization", "", "Cookie", cookie), 401, "Permission denied - invalid csrf token")
+	if a := e.call("POST", "/nodes/pve1/qemu/100/status/stop", "", "Authorization", "", "Cookie", cookie, "CSRFPreventionToken", csrf); a.code != 200 {
+		t.Errorf("POST with ticket and CSRF: %s %s", a.status, a.raw)
+	}
+	expectError(t, e.call("POST", "/access/ticket", "username=root@pam&password=nope", "Authorization", ""), 401, "authentication failure")
+}
+
+func TestNextIDAndParameterErrors(t *testing.T) {
+	e := start(t, nil)
+	a := e.call("GET", "/cluster/nextid", "")
+	if a.raw != `{"data":"101"}` {
+		t.Errorf("nextid %s (a string; 100 is taken)", a.raw)
+	}
+	a = e.call("GET", "/cluster/nextid?vmid=9000", "")
+	expectError(t, a, 400, "Parameter verification failed.")
+	if errs := a.body["errors"].(map[string]any); errs["vmid"] != "VM 9000 already exists" {
+		t.Errorf("errors %v", errs)
+	}
+	a = e.call("POST", "/nodes/pve1/qemu/9000/clone", "newid=5000&colour=blue&full=true")
+	expectError(t, a, 400, "Parameter verification failed.")
+	errs := a.body["errors"].(map[string]any)
+	if !strings.Contains(errs["colour"].(string), "property is not defined in schema") || errs["full"] != "type check ('boolean') failed - got 'true'" {
+		t.Errorf("errors %v", errs)
+	}
+	a = e.call("POST", "/nodes/pve1/qemu/9000/clone", "name=x")
+	if errs := a.body["errors"].(map[string]any); errs["newid"] != "property is missing and it is not optional" {
+		t.Errorf("missing newid: %s", a.raw)
+	}
+	expectError(t, e.call("GET", "/nodes/pve1/frobnicate", ""), 501, "Method 'GET /nodes/pve1/frobnicate' not implemented")
+	expectError(t, e.call("GET", "/nodes/pve1/tasks/UPID:pve1:00000001:00000001:00000001:qmstart:1:x@pve:/status", ""), 400, "no such task")
+}
+
+func TestLinkedCloneLifecycle(t *testing.T) {
+	e := start(t, nil)
+	var events []Event
+	var mu sync.Mutex
+	e.sim.Subscribe(func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() })
+
+	// JSON body, JSON booleans.
+	upid := e.ok("POST", "/nodes/pve1/qemu/9000/clone", `{"newid": 5000, "name": "talos-worker-5000", "full": false, "target": "pve2", "description": "x"}`).(string)
+	if !upidRE.MatchString(upid) {
+		t.Fatalf("UPID %q", upid)
+	}
+	cfg := e.ok("GET", "/nodes/pve2/qemu/5000/config", "").(map[string]any)
+	if cfg["lock"] != "clone" {
+		t.Errorf("new VM not locked while cloning: %v", cfg)
+	}
+	expectError(t, e.call("PUT", "/nodes/pve2/qemu/5000/config", "cores=4"), 500, "VM 5000 is locked (clone)")
+	st := e.wait(upid)
+	if st["exitstatus"] != "OK" || st["type"] != "qmclone" || st["id"] != "9000" || st["node"] != "pve1" || st["user"] != "autoscaler@pve" || st["tokenid"] != "scaler" {
+		t.Errorf("task status %v", st)
+	}
+	log := e.call("GET", "/nodes/pve1/tasks/"+url.PathEscape(upid)+"/log?start=0&limit=50", "")
+	lines := log.body["data"].([]any)
+	if log.body["total"] != float64(len(lines)) || lines[len(lines)-1].(map[string]any)["t"] != "TASK OK" || lines[0].(map[string]any)["n"] != float64(1) {
+		t.Errorf("task log %s", log.raw)
+	}
+	if !strings.Contains(lines[0].(map[string]any)["t"].(string), "create linked clone of drive scsi0") {
+		t.Errorf("log line %v", lines[0])
+	}
+
+	// Tags are normalized as PVE stores them; PUT is synchronous.
+	if a := e.call("PUT", "/nodes/pve2/qemu/5000/config", "cores=4&memory=8192&tags="+url.QueryEscape("Pve-Autoscaler;cluster-homelab,zeta+1 pve-autoscaler")); a.raw != `{"data":null}` {
+		t.Fatalf("PUT config: %s %s", a.status, a.raw)
+	}
+	cfg = e.ok("GET", "/nodes/pve2/qemu/5000/config", "").(map[string]any)
+	if cfg["tags"] != "cluster-homelab;pve-autoscaler;zeta+1" || cfg["cores"] != float64(4) || cfg["memory"] != "8192" || cfg["lock"] != nil {
+		t.Errorf("config %v", cfg)
+	}
+	a := e.call("PUT", "/nodes/pve2/qemu/5000/config", "tags=-bad")
+	if a.code != 400 || !strings.Contains(a.raw, "invalid tag") {
+		t.Errorf("bad tag: %s %s", a.status, a.raw)
+	}
+
+	// The agent: not running while stopped, then silent until it boots.
+	expectError(t, e.call("GET", "/nodes/pve2/qemu/5000/agent/network-get-interfaces", ""), 500, "VM 5000 is not running")
+	st = e.wait(e.ok("POST", "/nodes/pve2/qemu/5000/status/start", "").(string))
+	if st["exitstatus"] != "OK" {
+		t.Fatalf("start %v", st)
+	}
+	expectError(t, e.call("GET", "/nodes/pve2/qemu/5000/agent/network-get-interfaces", ""), 500, "QEMU guest agent is not running")
+	if st := e.wait(e.ok("POST", "/nodes/pve2/qemu/5000/status/start", "").(string)); st["exitstatus"] != "VM 5000 already running" {
+		t.Errorf("second start: %v", st)
+	}
+	time.Sleep(60 * time.Millisecond)
+	ifs := e.ok("GET", "/nodes/pve2/qemu/5000/agent/network-get-interfaces", "").(map[string]any)["result"].([]any)
+	eth0 := ifs[1].(map[string]any)
+	ip := eth0["ip-addresses"].([]any)[0].(map[string]any)
+	if eth0["name"] != "eth0" || !strings.HasPrefix(ip["ip-address"].(string), "127.0.0.") || ip["ip-address-type"] != "ipv4" {
+		t.Errorf("interfaces %v", ifs)
+	}
+	cur := e.ok("GET", "/nodes/pve2/qemu/5000/status/current", "").(map[string]any)
+	if cur["status"] != "running" || cur["agent"] != float64(1) || cur["template"] != nil {
+		t.Errorf("status/current %v", cur)
+	}
+
+	// Destroy is refused while running; stop, then destroy.
+	expectError(t, e.call("DELETE", "/nodes/pve2/qemu/5000?purge=1&destroy-unreferenced-disks=1", ""), 500, "VM 5000 is running - destroy failed")
+	e.wait(e.ok("POST", "/nodes/pve2/qemu/5000/status/stop", "").(string))
+	st = e.wait(e.ok("DELETE", "/nodes/pve2/qemu/5000?purge=1&destroy-unreferenced-disks=1", "").(string))
+	if st["exitstatus"] != "OK" || st["type"] != "qmdestroy" {
+		t.Errorf("destroy %v", st)
+	}
+	expectError(t, e.call("GET", "/nodes/pve2/qemu/5000/config", ""), 500, "Configuration file 'nodes/pve2/qemu-server/5000.conf' does not exist")
+
+	mu.Lock()
+	defer mu.Unlock()
+	var kinds []string
+	for _, ev := range events {
+		kinds = append(kinds, string(ev.Type))
+	}
+	if strings.Join(kinds, ",") != "created,started,stopped,destroyed" || events[1].IP == "" || events[1].Host != "pve2" {
+		t.Errorf("events %v", events)
+	}
+}
+
+func TestSynchronousCloneRefusals(t *testing.T) {
+	e := start(t, func(w *World) {
+		w.VMs = append(w.VMs, VMSpec{VMID: 200, Name: "plain", Host: "pve1", Storage: "local-lvm", Cores: 1, Memory: 512, Disk: 1 << 30})
+	})
+	expectError(t, e.call("POST", "/nodes/pve1/qemu/9000/clone", "newid=100"), 500, "unable to create VM 100: config file already exists")
+	expectError(t, e.call("POST", "/nodes/pve1/qemu/9000/clone", "newid=5000&full=0&storage=local-lvm"), 500, "parameter 'storage' not allowed for linked clones")
+	expectError(t, e.call("POST", "/nodes/pve1/qemu/200/clone", "newid=5000&full=0"), 500, "Linked clone feature is not supported for drive 'scsi0'")
+	expectError(t, e.call("POST", "/nodes/pve1/qemu/200/clone", "newid=5000&target=pve2"), 500, "can't clone VM to node 'pve2' (VM uses local storage)")
+	expectError(t, e.call("POST", "/nodes/pve2/qemu/9000/clone", "newid=5000"), 500, "Configuration file 'nodes/pve2/qemu-server/9000.conf' does not exist")
+	// A template cannot start: the failure is inside the task.
+	if st := e.wait(e.ok("POST", "/nodes/pve1/qemu/9000/status/start", "").(string)); st["exitstatus"] != "you can't start a vm if it's a template" {
+		t.Errorf("start template: %v", st)
+	}
+	if len(e.sim.VMs()) != 3 {
+		t.Errorf("a refused clone left a VM behind: %v", e.sim.VMs())
+	}
+}
+
+func TestFaults(t *testing.T) {
+	e := start(t, nil)
+
+	e.sim.FailNextClone("clone failed: command 'qemu-img' failed: exit code 1")
+	st := e.wait(e.ok("POST", "/nodes/pve1/qemu/9000/clone", "newid=5000&full=0").(string))
+	if st["exitstatus"] != "clone failed: command 'qemu-img' failed: exit code 1" {
+		t.Errorf("failed clone: %v", st)
+	}
+	if _, ok := e.sim.Lookup(5000); ok {
+		t.Error("failed clone left its VM")
+	}
+
+	e.sim.SetStorageLockLimit(1)
+	u1 := e.ok("POST", "/nodes/pve1/qemu/9000/clone", "newid=5001&full=0").(string)
+	u2 := e.ok("POST", "/nodes/pve1/qemu/9000/clone", "newid=5002&full=0").(string)
+	if st := e.wait(u2); st["exitstatus"] != "can't lock file '/var/lock/pve-manager/pve-storage-shared' - got timeout" {
+		t.Errorf("second parallel clone: %v", st)
+	}
+	if st := e.wait(u1); st["exitstatus"] != "OK" {
+		t.Errorf("first parallel clone: %v", st)
+	}
+	e.sim.SetStorageLockLimit(0)
+
+	e.sim.DenyPrivilege("VM.Allocate")
+	expectError(t, e.call("POST", "/nodes/pve1/qemu/9000/clone", "newid=5003"), 403, "Permission check failed (/vms/5003, VM.Allocate)")
+
+	e.sim.SetHostOnline("pve3", false)
+	expectError(t, e.call("GET", "/nodes/pve3/status", ""), 595, "Connection refused")
+	nodes := e.ok("GET", "/cluster/resources?type=node", "").([]any)
+	if nodes[2].(map[string]any)["status"] != "offline" {
+		t.Errorf("offline host shown as %v", nodes[2])
+	}
+
+	e.sim.FailRequests(1, 500, "proxy loop detected")
+	expectError(t, e.call("GET", "/version", ""), 500, "proxy loop detected")
+	if a := e.call("GET", "/version", ""); a.code != 200 {
+		t.Errorf("fault outlived its count: %s", a.status)
+	}
+
+	e.sim.HangRequests(1)
+	short := *e.hc
+	short.Timeout = 100 * time.Millisecond
+	req, _ := http.NewRequest("GET", e.srv.URL+"/version", nil)
+	if _, err := short.Do(req); err == nil {
+		t.Error("hung request answered")
+	}
+
+	if err := e.sim.MigrateVM(5001, "pve2"); err != nil {
+		t.Fatal(err)
+	}
+	expectError(t, e.call("GET", "/nodes/pve1/qemu/5001/config", ""), 500, "Configuration file 'nodes/pve1/qemu-server/5001.conf' does not exist")
+	res := e.ok("GET", "/cluster/resources?type=vm", "").([]any)
+	found := false
+	for _, r := range res {
+		if m := r.(map[string]any); m["vmid"] == float64(5001) && m["node"] == "pve2" && m["id"] == "qemu/5001" && m["type"] == "qemu" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("migrated VM not found on pve2 in %v", res)
+	}
+	if !e.sim.DeleteVM(5001) {
+		t.Error("DeleteVM")
+	}
+}
+
+func TestShutdownTimeoutAndCounters(t *testing.T) {
+	e := start(t, nil)
+	before := e.sim.Writes()
+	e.sim.IgnoreShutdown(100)
+	if st := e.wait(e.ok("POST", "/nodes/pve1/qemu/100/status/shutdown", "timeout=0").(string)); st["exitstatus"] != "VM quit/powerdown failed - got timeout" {
+		t.Errorf("shutdown ignored: %v", st)
+	}
+	if st := e.wait(e.ok("POST", "/nodes/pve1/qemu/100/status/shutdown", "timeout=0&forceStop=1").(string)); st["exitstatus"] != "OK" {
+		t.Errorf("forced shutdown: %v", st)
+	}
+	// Stop on a stopped VM succeeds.
+	if st := e.wait(e.ok("POST", "/nodes/pve1/qemu/100/status/stop", "").(string)); st["exitstatus"] != "OK" {
+		t.Errorf("stop stopped: %v", st)
+	}
+	if got := e.sim.Writes() - before; got != 3 {
+		t.Errorf("writes %d, want 3", got)
+	}
+	if n := e.sim.Requests()["POST /nodes/{node}/qemu/{vmid}/status/shutdown"]; n != 2 {
+		t.Errorf("shutdown count %d (%v)", n, e.sim.Requests())
+	}
+}
+
+func TestServeOnlyLoopback(t *testing.T) {
+	sim, err := New(DefaultWorld("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range []string{"0.0.0.0:0", "192.0.2.1:8006", ":8006"} {
+		if srv, err := sim.Serve(addr); err == nil {
+			srv.Close()
+			t.Errorf("%s accepted", addr)
+		}
+	}
+}

@@ -1,0 +1,544 @@
+// Package pvesim is a Proxmox VE API simulator: an HTTPS server on loopback
+// that answers the endpoints pve-autoscaler uses with PVE's own shapes (the
+// {"data": ...} envelope, the error text in the HTTP status line and the
+// body, 400 parameter errors with their errors map, API-token and ticket
+// auth, asynchronous UPID tasks, locks, cluster/nextid as a string) and
+// PVE's behaviour (docs: ../shared/docs/PVE-API.md), with latencies on an
+// injectable clock, faults to inject from Go, request counters, and VM
+// lifecycle events for other simulators to follow.
+package pvesim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// World is the simulator's starting state and behaviour.
+type World struct {
+	Hosts     []HostSpec    `json:"hosts"`
+	Storages  []StorageSpec `json:"storages"`
+	Templates []VMSpec      `json:"templates"`
+	// VMs are other guests present at start (not ours: the scaler must never touch them).
+	VMs       []VMSpec    `json:"vms"`
+	Tokens    []TokenSpec `json:"tokens"`
+	Users     []UserSpec  `json:"users"`
+	Latencies Latencies   `json:"latencies"`
+	// IPPool is where started VMs' guest agents take their IPv4 from (default 127.0.0.0/24, from .10).
+	IPPool string `json:"ip_pool"`
+	// Version is what /version reports (default 9.0.3).
+	Version string `json:"version"`
+}
+
+// HostSpec is a PVE node.
+type HostSpec struct {
+	Name    string `json:"name"`
+	Cores   int    `json:"cores"`
+	Memory  int64  `json:"memory"` // bytes
+	Offline bool   `json:"offline"`
+}
+
+// StorageSpec is a storage; Shared ones are reachable from every host.
+type StorageSpec struct {
+	Name   string `json:"name"`
+	Shared bool   `json:"shared"`
+	Size   int64  `json:"size"` // bytes
+}
+
+// VMSpec is a VM or template present at start.
+type VMSpec struct {
+	VMID     int    `json:"vmid"`
+	Name     string `json:"name"`
+	Host     string `json:"host"`
+	Storage  string `json:"storage"`
+	Cores    int    `json:"cores"`
+	Memory   int64  `json:"memory"` // MiB
+	Disk     int64  `json:"disk"`   // bytes
+	Agent    bool   `json:"agent"`
+	Template bool   `json:"template"`
+	Running  bool   `json:"running"`
+	Tags     string `json:"tags"`
+}
+
+// TokenSpec is an API token. Privileges nil means every privilege.
+type TokenSpec struct {
+	ID         string   `json:"id"` // user@realm!name
+	Secret     string   `json:"secret"`
+	Privileges []string `json:"privileges"`
+}
+
+// UserSpec is a user for ticket (password) auth.
+type UserSpec struct {
+	Name     string `json:"name"` // user@realm
+	Password string `json:"password"`
+}
+
+// Latencies are in simulated time.
+type Latencies struct {
+	LinkedClone time.Duration `json:"linked_clone"`
+	// FullCloneBandwidth is bytes per second shared by the full clones running at once.
+	FullCloneBandwidth int64         `json:"full_clone_bandwidth"`
+	Start              time.Duration `json:"start"`
+	Stop               time.Duration `json:"stop"`
+	Shutdown           time.Duration `json:"shutdown"`
+	Destroy            time.Duration `json:"destroy"`
+	Config             time.Duration `json:"config"`
+	// Agent is how long after start the guest agent answers.
+	Agent time.Duration `json:"agent"`
+	// AuthFailure delays 401 answers (PVE: 3 s).
+	AuthFailure time.Duration `json:"auth_failure"`
+	// StorageLock is how long a clone waits for a storage lock before timing out.
+	StorageLock time.Duration `json:"storage_lock"`
+}
+
+// DefaultLatencies are PVE-API.md's realistic figures.
+func DefaultLatencies() Latencies {
+	return Latencies{
+		LinkedClone: 3 * time.Second, FullCloneBandwidth: 200 << 20,
+		Start: 2 * time.Second, Stop: time.Second, Shutdown: 5 * time.Second, Destroy: 2 * time.Second,
+		Config: 500 * time.Millisecond, Agent: 15 * time.Second, AuthFailure: 3 * time.Second, StorageLock: 10 * time.Second,
+	}
+}
+
+// DefaultWorld is three 32-core 64 GiB hosts, a shared storage holding the
+// Talos template 9000 (agent on), local-lvm on each host, and the token
+// autoscaler@pve!scaler with the given secret.
+func DefaultWorld(secret string) World {
+	w := World{
+		Storages:  []StorageSpec{{Name: "shared", Shared: true, Size: 4 << 40}, {Name: "local-lvm", Size: 1 << 40}},
+		Templates: []VMSpec{{VMID: 9000, Name: "talos-worker-template", Host: "pve1", Storage: "shared", Cores: 2, Memory: 2048, Disk: 10 << 30, Agent: true, Template: true}},
+		Tokens:    []TokenSpec{{ID: "autoscaler@pve!scaler", Secret: secret}},
+		Latencies: DefaultLatencies(),
+	}
+	for i := 1; i <= 3; i++ {
+		w.Hosts = append(w.Hosts, HostSpec{Name: fmt.Sprintf("pve%d", i), Cores: 32, Memory: 64 << 30})
+	}
+	return w
+}
+
+// EventType is a VM lifecycle event.
+type EventType string
+
+const (
+	EventCreated   EventType = "created"
+	EventStarted   EventType = "started"
+	EventStopped   EventType = "stopped"
+	EventDestroyed EventType = "destroyed"
+)
+
+// Event tells observers what happened to a VM.
+type Event struct {
+	Type   EventType
+	VMID   int
+	Name   string
+	Host   string
+	IP     string
+	Cores  int
+	Memory int64 // MiB
+	Tags   []string
+}
+
+type host struct {
+	name    string
+	cores   int
+	memory  int64
+	online  bool
+	started time.Time
+}
+
+type storage struct {
+	name   string
+	shared bool
+	size   int64
+}
+
+type vm struct {
+	vmid        int
+	name        string
+	node        string
+	running     bool
+	template    bool
+	cores       int
+	memory      int64 // MiB
+	pending     map[string]string
+	tags        []string
+	description string
+	net0        string
+	agent       bool
+	lock        string
+	storage     string
+	disk        int64
+	pool        string
+	ip          string
+	startedAt   time.Time
+	agentAt     time.Time
+	agentSilent bool
+	ignoreACPI  bool
+	digestN     int
+}
+
+type task struct {
+	upid, node, typ, id, user, tokenid string
+	pid, pstart                        int
+	start                              time.Time
+	running                            bool
+	exit                               string
+	log                                []string
+}
+
+type token struct {
+	secret string
+	privs  map[string]bool // nil: all
+}
+
+// Sim is the simulated PVE cluster. Its methods are safe for concurrent use.
+type Sim struct {
+	clock Clock
+	lat   Latencies
+
+	mu        sync.Mutex
+	version   string
+	hosts     map[string]*host
+	storages  map[string]*storage
+	vms       map[int]*vm
+	tasks     map[string]*task
+	tokens    map[string]*token
+	users     map[string]string
+	tickets   map[string]string // ticket -> user
+	csrf      map[string]string // ticket -> CSRF token
+	ipPool    netip.Prefix
+	nextIP    netip.Addr
+	rnd       *rand.Rand
+	observers []func(Event)
+	pidSeq    int
+
+	faults   faults
+	requests map[string]int
+	writes   int
+	cloning  map[string]int // storage -> clones running
+
+	denied map[string]bool
+}
+
+type faults struct {
+	failNextClone  string
+	slowNextClone  time.Duration
+	storageLockMax int
+	agentSilentNew bool
+	failRequests   int
+	failCode       int
+	failMessage    string
+	hangRequests   int
+	hang           chan struct{}
+}
+
+// New builds a simulator from a world. clock nil means real time.
+func New(w World, clock Clock) (*Sim, error) {
+	if clock == nil {
+		clock = NewScaledClock(1)
+	}
+	s := &Sim{
+		clock: clock, lat: w.Latencies, version: w.Version,
+		hosts: map[string]*host{}, storages: map[string]*storage{}, vms: map[int]*vm{},
+		tasks: map[string]*task{}, tokens: map[string]*token{}, users: map[string]string{},
+		tickets: map[string]string{}, csrf: map[string]string{},
+		rnd:      rand.New(rand.NewPCG(1, 2)),
+		requests: map[string]int{}, cloning: map[string]int{}, denied: map[string]bool{},
+	}
+	if s.version == "" {
+		s.version = "9.0.3"
+	}
+	if (s.lat == Latencies{}) {
+		s.lat = DefaultLatencies()
+	}
+	pool := w.IPPool
+	if pool == "" {
+		pool = "127.0.0.0/24"
+	}
+	p, err := netip.ParsePrefix(pool)
+	if err != nil || !p.Addr().Is4() {
+		return nil, fmt.Errorf("pvesim: ip_pool %q: expected an IPv4 prefix such as 127.0.0.0/24", pool)
+	}
+	s.ipPool = p.Masked()
+	s.nextIP = s.ipPool.Addr()
+	for range 10 {
+		s.nextIP = s.nextIP.Next()
+	}
+	now := clock.Now()
+	for _, h := range w.Hosts {
+		if h.Name == "" || h.Cores < 1 || h.Memory < 1 {
+			return nil, fmt.Errorf("pvesim: host %q: needs a name, cores and memory", h.Name)
+		}
+		s.hosts[h.Name] = &host{name: h.Name, cores: h.Cores, memory: h.Memory, online: !h.Offline, started: now.Add(-24 * time.Hour)}
+	}
+	for _, st := range w.Storages {
+		s.storages[st.Name] = &storage{name: st.Name, shared: st.Shared, size: st.Size}
+	}
+	for _, list := range [][]VMSpec{w.Templates, w.VMs} {
+		for _, v := range list {
+			if s.hosts[v.Host] == nil {
+				return nil, fmt.Errorf("pvesim: VM %d: unknown host %q", v.VMID, v.Host)
+			}
+			if s.storages[v.Storage] == nil {
+				return nil, fmt.Errorf("pvesim: VM %d: unknown storage %q", v.VMID, v.Storage)
+			}
+			if s.vms[v.VMID] != nil || v.VMID < 100 {
+				return nil, fmt.Errorf("pvesim: VM %d: duplicate or below 100", v.VMID)
+			}
+			tags, _ := normalizeTags(v.Tags)
+			nv := &vm{vmid: v.VMID, name: v.Name, node: v.Host, template: v.Template, cores: max(v.Cores, 1), memory: max(v.Memory, 512),
+				tags: tags, agent: v.Agent, storage: v.Storage, disk: v.Disk, net0: "virtio=" + s.mac() + ",bridge=vmbr0"}
+			if v.Running && !v.Template {
+				nv.running, nv.startedAt, nv.agentAt = true, now, now
+				nv.ip = s.allocIP()
+			}
+			s.vms[v.VMID] = nv
+		}
+	}
+	for _, t := range w.Tokens {
+		tk := &token{secret: t.Secret}
+		if t.Privileges != nil {
+			tk.privs = map[string]bool{}
+			for _, p := range t.Privileges {
+				tk.privs[p] = true
+			}
+		}
+		s.tokens[t.ID] = tk
+	}
+	for _, u := range w.Users {
+		s.users[u.Name] = u.Password
+	}
+	return s, nil
+}
+
+// Subscribe registers an observer of VM lifecycle events. Observers run
+// outside the simulator's lock, in the order events happen.
+func (s *Sim) Subscribe(f func(Event)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observers = append(s.observers, f)
+}
+
+func (s *Sim) event(t EventType, v *vm) Event {
+	return Event{Type: t, VMID: v.vmid, Name: v.name, Host: v.node, IP: v.ip, Cores: v.cores, Memory: v.memory, Tags: append([]string(nil), v.tags...)}
+}
+
+// emit delivers events; call without s.mu held.
+func (s *Sim) emit(evs ...Event) {
+	s.mu.Lock()
+	obs := append([]func(Event){}, s.observers...)
+	s.mu.Unlock()
+	for _, e := range evs {
+		for _, o := range obs {
+			o(e)
+		}
+	}
+}
+
+func (s *Sim) mac() string {
+	return fmt.Sprintf("BC:24:11:%02X:%02X:%02X", s.rnd.IntN(256), s.rnd.IntN(256), s.rnd.IntN(256))
+}
+
+func (s *Sim) allocIP() string {
+	ip := s.nextIP
+	s.nextIP = s.nextIP.Next()
+	if !s.ipPool.Contains(s.nextIP) {
+		s.nextIP = s.ipPool.Addr().Next()
+	}
+	return ip.String()
+}
+
+// --- fault injection and inspection from Go ---
+
+// FailNextClone makes the next clone task fail with msg (in the task, as PVE does).
+func (s *Sim) FailNextClone(msg string) { s.mu.Lock(); s.faults.failNextClone = msg; s.mu.Unlock() }
+
+// SlowNextClone makes the next clone take d of simulated time.
+func (s *Sim) SlowNextClone(d time.Duration) { s.mu.Lock(); s.faults.slowNextClone = d; s.mu.Unlock() }
+
+// SetStorageLockLimit makes a clone fail with a storage lock timeout when
+// more than n clones already run on its target storage (0: no limit).
+func (s *Sim) SetStorageLockLimit(n int) { s.mu.Lock(); s.faults.storageLockMax = n; s.mu.Unlock() }
+
+// SilenceAgentOfNewVMs makes the guest agent of VMs cloned from now on never answer.
+func (s *Sim) SilenceAgentOfNewVMs(on bool) { s.mu.Lock(); s.faults.agentSilentNew = on; s.mu.Unlock() }
+
+// SilenceAgent makes one VM's guest agent never answer.
+func (s *Sim) SilenceAgent(vmid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.vms[vmid]; v != nil {
+		v.agentSilent = true
+	}
+}
+
+// IgnoreShutdown makes a VM ignore ACPI shutdown requests.
+func (s *Sim) IgnoreShutdown(vmid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.vms[vmid]; v != nil {
+		v.ignoreACPI = true
+	}
+}
+
+// SetHostOnline takes a host offline (its VMs unreachable, requests through it 595) or back.
+func (s *Sim) SetHostOnline(name string, online bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.hosts[name]; h != nil {
+		h.online = online
+	}
+}
+
+// DeleteVM removes a VM behind the scaler's back, as a person in the web UI would.
+func (s *Sim) DeleteVM(vmid int) bool {
+	s.mu.Lock()
+	v := s.vms[vmid]
+	if v == nil {
+		s.mu.Unlock()
+		return false
+	}
+	delete(s.vms, vmid)
+	ev := s.event(EventDestroyed, v)
+	s.mu.Unlock()
+	s.emit(ev)
+	return true
+}
+
+// MigrateVM moves a VM to another host, as HA or a migration would.
+func (s *Sim) MigrateVM(vmid int, to string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vms[vmid]
+	if v == nil || s.hosts[to] == nil {
+		return fmt.Errorf("pvesim: no VM %d or host %q", vmid, to)
+	}
+	v.node = to
+	return nil
+}
+
+// FailRequests answers the next n API requests with code and message.
+func (s *Sim) FailRequests(n, code int, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.failRequests, s.faults.failCode, s.faults.failMessage = n, code, message
+}
+
+// HangRequests makes the next n API requests hang until the client gives up.
+func (s *Sim) HangRequests(n int) { s.mu.Lock(); s.faults.hangRequests = n; s.mu.Unlock() }
+
+// DenyPrivilege makes every check of priv fail with 403, whatever the token has.
+func (s *Sim) DenyPrivilege(priv string) { s.mu.Lock(); s.denied[priv] = true; s.mu.Unlock() }
+
+// VM is a read-only view of a VM for tests.
+type VM struct {
+	VMID        int
+	Name        string
+	Host        string
+	Running     bool
+	Template    bool
+	Cores       int
+	Memory      int64 // MiB
+	Tags        []string
+	Description string
+	Lock        string
+	IP          string
+	Pool        string
+	Storage     string
+	Net0        string
+}
+
+// VMs returns every VM, sorted by vmid.
+func (s *Sim) VMs() []VM {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]VM, 0, len(s.vms))
+	for _, v := range s.vms {
+		out = append(out, VM{VMID: v.vmid, Name: v.name, Host: v.node, Running: v.running, Template: v.template, Cores: v.cores, Memory: v.memory,
+			Tags: append([]string(nil), v.tags...), Description: v.description, Lock: v.lock, IP: v.ip, Pool: v.pool, Storage: v.storage, Net0: v.net0})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
+	return out
+}
+
+// Lookup returns one VM.
+func (s *Sim) Lookup(vmid int) (VM, bool) {
+	for _, v := range s.VMs() {
+		if v.VMID == vmid {
+			return v, true
+		}
+	}
+	return VM{}, false
+}
+
+// Requests returns the request count by "METHOD /route", e.g. "POST /nodes/{node}/qemu/{vmid}/clone".
+func (s *Sim) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.requests))
+	for k, v := range s.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// Writes returns the number of requests that were not GETs (every one a
+// possible change), authenticated or not.
+func (s *Sim) Writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
+
+// RunningTasks returns how many tasks are still running.
+func (s *Sim) RunningTasks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, t := range s.tasks {
+		if t.running {
+			n++
+		}
+	}
+	return n
+}
+
+// normalizeTags does what PVE does with a tags value: split on , ; and
+// spaces, check each, lowercase, sort, de-duplicate.
+func normalizeTags(in string) ([]string, error) {
+	f := strings.FieldsFunc(in, func(r rune) bool { return r == ',' || r == ';' || r == ' ' })
+	set := map[string]bool{}
+	for _, t := range f {
+		t = strings.ToLower(t)
+		if !tagOK(t) {
+			return nil, fmt.Errorf("invalid format - invalid tag %q", t)
+		}
+		set[t] = true
+	}
+	out := make([]string, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func tagOK(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i, r := range t {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_'
+		if i > 0 {
+			ok = ok || r == '-' || r == '+' || r == '.'
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -135,7 +135,6 @@ func expectError(t *testing.T, a answer, code int, msg string) {
 	}
 }
 
-
 var upidRE = regexp.MustCompile(`^UPID:pve1:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:qmclone:9000:autoscaler@pve!scaler:$`)
 
 func TestEnvelopeAndVersion(t *testing.T) {

@@ -45,6 +45,20 @@ type Proxmox struct {
 	NamePrefix      string   `json:"name_prefix"`
 	VMIDRange       VMIDs    `json:"vmid_range"`
 	MaxParallel     int      `json:"max_parallel_clones"`
+	// IPCIDR keeps only guest-agent addresses inside it (empty: the first IPv4 that is not loopback).
+	IPCIDR string `json:"ip_cidr"`
+	// MACIPPool is for templates without the guest agent: the clone's net0
+	// takes the next free MAC, and the VM is reached at its IP (your DHCP reservations).
+	MACIPPool       []MACIP  `json:"mac_ip_pool"`
+	TaskTimeout     Duration `json:"task_timeout"`
+	AgentTimeout    Duration `json:"agent_timeout"`
+	ShutdownTimeout Duration `json:"shutdown_timeout"`
+}
+
+// MACIP is one DHCP reservation: a MAC address and the IPv4 it is given.
+type MACIP struct {
+	MAC string `json:"mac"`
+	IP  string `json:"ip"`
 }
 
 // TLS is how the PVE API's certificate is verified.
@@ -161,12 +175,15 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Proxmox: Proxmox{
-			CloneMode:      "linked",
-			HostMemReserve: 4 << 30,
-			VM:             VM{Cores: 4, Memory: 8 << 30},
-			NamePrefix:     "talos-worker-",
-			VMIDRange:      VMIDs{Min: 5000, Max: 5999},
-			MaxParallel:    2,
+			CloneMode:       "linked",
+			HostMemReserve:  4 << 30,
+			VM:              VM{Cores: 4, Memory: 8 << 30},
+			NamePrefix:      "talos-worker-",
+			VMIDRange:       VMIDs{Min: 5000, Max: 5999},
+			MaxParallel:     2,
+			TaskTimeout:     Duration(600e9),
+			AgentTimeout:    Duration(300e9),
+			ShutdownTimeout: Duration(60e9),
 		},
 		Talos: Talos{ResetUnreachable: "fail"},
 		Policy: Policy{

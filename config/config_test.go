@@ -68,6 +68,7 @@ func TestExampleParsesToTheDefaults(t *testing.T) {
 	want.Kubernetes.Kubeconfig = "/etc/pve-autoscaler/kubeconfig"
 	// Empty lists in the example decode as empty, not nil.
 	want.Proxmox.Hosts, want.Talos.PatchFiles, want.Policy.Schedules = []string{}, []string{}, []ScheduleConfig{}
+	want.Proxmox.MACIPPool = []MACIP{}
 	if !reflect.DeepEqual(*c, want) {
 		got, _ := yaml.Marshal(c)
 		exp, _ := yaml.Marshal(want)

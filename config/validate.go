@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -166,6 +167,40 @@ func (v *validator) proxmox(c *Config) {
 	}
 	if p.MaxParallel < 1 || p.MaxParallel > 32 {
 		v.fail("proxmox.max_parallel_clones", "%d: expected 1..32", p.MaxParallel)
+	}
+	if p.IPCIDR != "" {
+		if pfx, err := netip.ParsePrefix(p.IPCIDR); err != nil || !pfx.Addr().Is4() {
+			v.fail("proxmox.ip_cidr", "%q: expected an IPv4 CIDR such as 192.168.10.0/24", p.IPCIDR)
+		}
+	}
+	seen := map[string]bool{}
+	for i, e := range p.MACIPPool {
+		path := fmt.Sprintf("proxmox.mac_ip_pool[%d]", i)
+		if hw, err := net.ParseMAC(e.MAC); err != nil || len(hw) != 6 {
+			v.fail(path+".mac", "%q: expected a MAC address such as BC:24:11:00:00:01", e.MAC)
+		} else if seen[strings.ToUpper(e.MAC)] {
+			v.fail(path+".mac", "%q appears twice", e.MAC)
+		}
+		seen[strings.ToUpper(e.MAC)] = true
+		if a, err := netip.ParseAddr(e.IP); err != nil || !a.Is4() {
+			v.fail(path+".ip", "%q: expected an IPv4 address", e.IP)
+		}
+	}
+	if n := len(p.MACIPPool); n > 0 && n < c.Policy.MaxWorkers {
+		v.warn("proxmox.mac_ip_pool", "%d entries for up to %d workers (policy.max_workers): scale-ups stop when the pool runs out", n, c.Policy.MaxWorkers)
+	}
+	for _, d := range []struct {
+		path string
+		d    Duration
+		min  time.Duration
+	}{
+		{"proxmox.task_timeout", p.TaskTimeout, 10 * time.Second},
+		{"proxmox.agent_timeout", p.AgentTimeout, 10 * time.Second},
+		{"proxmox.shutdown_timeout", p.ShutdownTimeout, time.Second},
+	} {
+		if d.d.D() < d.min {
+			v.fail(d.path, "%s: expected at least %s", d.d.D(), d.min)
+		}
 	}
 }
 

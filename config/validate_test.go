@@ -55,6 +55,22 @@ func TestValidationRules(t *testing.T) {
 		{"vmid range bounds", func(c *Config) { c.Proxmox.VMIDRange = VMIDs{Min: 10, Max: 5000} }, "proxmox.vmid_range", "100..999999999", false},
 		{"vmid range size", func(c *Config) { c.Proxmox.VMIDRange = VMIDs{Min: 5000, Max: 5002} }, "proxmox.vmid_range", "fewer than policy.max_workers", false},
 		{"max parallel clones", func(c *Config) { c.Proxmox.MaxParallel = 0 }, "proxmox.max_parallel_clones", "1..32", false},
+		{"ip cidr", func(c *Config) { c.Proxmox.IPCIDR = "192.168.10.0" }, "proxmox.ip_cidr", "IPv4 CIDR", false},
+		{"mac pool mac", func(c *Config) { c.Proxmox.MACIPPool = []MACIP{{MAC: "zz", IP: "10.0.0.1"}}; c.Policy.MaxWorkers = 1 }, "proxmox.mac_ip_pool[0].mac", "MAC address", false},
+		{"mac pool ip", func(c *Config) {
+			c.Proxmox.MACIPPool = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}, {MAC: "BC:24:11:00:00:02", IP: "fe80::1"}}
+			c.Policy.MaxWorkers = 2
+		}, "proxmox.mac_ip_pool[1].ip", "IPv4", false},
+		{"mac pool duplicate", func(c *Config) {
+			c.Proxmox.MACIPPool = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}, {MAC: "bc:24:11:00:00:01", IP: "10.0.0.2"}}
+			c.Policy.MaxWorkers = 2
+		}, "proxmox.mac_ip_pool[1].mac", "twice", false},
+		{"mac pool smaller than max", func(c *Config) {
+			c.Proxmox.MACIPPool = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
+		}, "proxmox.mac_ip_pool", "runs out", true},
+		{"task timeout", func(c *Config) { c.Proxmox.TaskTimeout = Duration(time.Second) }, "proxmox.task_timeout", "at least 10s", false},
+		{"agent timeout", func(c *Config) { c.Proxmox.AgentTimeout = 0 }, "proxmox.agent_timeout", "at least 10s", false},
+		{"shutdown timeout", func(c *Config) { c.Proxmox.ShutdownTimeout = 0 }, "proxmox.shutdown_timeout", "at least 1s", false},
 		{"worker config required", func(c *Config) { c.Talos.WorkerConfigFile = "" }, "talos.worker_config_file", "required", false},
 		{"worker config exists", func(c *Config) { c.Talos.WorkerConfigFile = missing }, "talos.worker_config_file", "no such file", false},
 		{"worker config secret", func(c *Config) { _ = os.Chmod(c.Talos.WorkerConfigFile, 0o604) }, "talos.worker_config_file", "every user", false},

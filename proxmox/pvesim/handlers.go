@@ -158,7 +158,7 @@ func (s *Sim) getNextID(req *request) (any, *apiError) {
 			return nil, paramErr(map[string]string{"vmid": fmt.Sprintf("VM %d already exists", id)})
 		}
 		if id < 100 || id > 999999999 {
-			return nil, paramErr(map[string]string{"vmid": fmt.Sprintf("value must have a minimum value of 100")})
+			return nil, paramErr(map[string]string{"vmid": "value must have a minimum value of 100"})
 		}
 		return strconv.Itoa(id), nil
 	}
@@ -723,7 +723,7 @@ func (s *Sim) deleteVM(req *request) (any, *apiError) {
 			return "OK", nil, nil
 		}
 		delete(s.vms, v.vmid)
-		return "OK", []string{fmt.Sprintf("Removing image: 100%% complete...done.")}, []Event{s.event(EventDestroyed, v)}
+		return "OK", []string{"Removing image: 100% complete...done."}, []Event{s.event(EventDestroyed, v)}
 	})
 	return t.upid, nil
 }

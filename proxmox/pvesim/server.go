@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -62,7 +63,7 @@ func (s *Sim) Serve(addr string) (*Server, error) {
 		// need a hijacked connection to carry their own reason phrase.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		TLSConfig:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		ErrorLog:     nil,
+		ErrorLog:     log.New(io.Discard, "", 0), // clients that refuse our certificate are expected in tests
 	}
 	out := &Server{Sim: s, Fingerprint: fp, CertPEM: certPEM, srv: srv, lis: lis, done: make(chan struct{})}
 	out.URL = "https://" + lis.Addr().String() + "/api2/json"

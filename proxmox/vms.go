@@ -1,0 +1,624 @@
+package proxmox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// VM is one VM as /cluster/resources shows it.
+type VM struct {
+	VMID     int
+	Name     string
+	Host     string
+	Status   string // running, stopped, unknown (host offline)
+	Template bool
+	Tags     []string
+	Lock     string
+	MaxMem   int64
+	Pool     string
+}
+
+// Host is one PVE host and its room for new VMs.
+type Host struct {
+	Name     string
+	Online   bool
+	MemTotal int64
+	MemUsed  int64
+	// OurVMs counts this cluster's VMs on the host.
+	OurVMs int
+	// InFlight is the memory of our VMs there that are not running yet
+	// (cloning, stopped): PVE does not count it as used, we must.
+	InFlight int64
+}
+
+// Inventory is what one /cluster/resources call tells.
+type Inventory struct {
+	// Ours are the VMs tagged pve-autoscaler and cluster-<name>, wherever they run now.
+	Ours []VM
+	// All is every VM the token may see.
+	All      []VM
+	Template *VM
+	Hosts    []Host
+}
+
+type resource struct {
+	Type     string  `json:"type"`
+	VMID     int     `json:"vmid"`
+	Name     string  `json:"name"`
+	Node     string  `json:"node"`
+	Status   string  `json:"status"`
+	Template int     `json:"template"`
+	Tags     string  `json:"tags"`
+	Lock     string  `json:"lock"`
+	MaxMem   int64   `json:"maxmem"`
+	Mem      int64   `json:"mem"`
+	Pool     string  `json:"pool"`
+	CPU      float64 `json:"cpu"`
+}
+
+// Owns reports whether a VM carries both of our tags for this cluster.
+func (c *Client) Owns(v VM) bool {
+	return slices.Contains(v.Tags, TagOwner) && slices.Contains(v.Tags, ClusterTag(c.cluster))
+}
+
+// Inventory lists our VMs, the template and the hosts' room in one call.
+func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
+	var res []resource
+	if err := c.retry(ctx, "GET /cluster/resources", func() error {
+		return apiErr(c.api.Get(ctx, "/cluster/resources", &res))
+	}); err != nil {
+		return Inventory{}, fmt.Errorf("PVE inventory: %w", err)
+	}
+	var inv Inventory
+	hosts := map[string]*Host{}
+	for _, r := range res {
+		if r.Type == "node" {
+			hosts[r.Node] = &Host{Name: r.Node, Online: r.Status == "online", MemTotal: r.MaxMem, MemUsed: r.Mem}
+		}
+	}
+	for _, r := range res {
+		if r.Type != "qemu" {
+			continue
+		}
+		v := VM{VMID: r.VMID, Name: r.Name, Host: r.Node, Status: r.Status, Template: r.Template == 1, Lock: r.Lock, MaxMem: r.MaxMem, Pool: r.Pool}
+		if r.Tags != "" {
+			v.Tags = strings.FieldsFunc(strings.ToLower(r.Tags), func(c rune) bool { return c == ';' || c == ',' || c == ' ' })
+		}
+		inv.All = append(inv.All, v)
+		if c.matchesTemplate(v) {
+			t := v
+			inv.Template = &t
+		}
+		if c.Owns(v) {
+			inv.Ours = append(inv.Ours, v)
+			if h := hosts[v.Host]; h != nil {
+				h.OurVMs++
+				if v.Status != "running" {
+					h.InFlight += v.MaxMem
+				}
+			}
+		}
+	}
+	for _, h := range hosts {
+		inv.Hosts = append(inv.Hosts, *h)
+	}
+	sort.Slice(inv.Hosts, func(i, j int) bool { return inv.Hosts[i].Name < inv.Hosts[j].Name })
+	return inv, nil
+}
+
+func (c *Client) matchesTemplate(v VM) bool {
+	t := c.cfg.Template
+	if t.ID != 0 {
+		return v.VMID == t.ID
+	}
+	return v.Name == t.Name
+}
+
+func (c *Client) vmMemory() int64 { return int64(c.cfg.VM.Memory) }
+
+// Free is the memory a host can still give new VMs: total less used, less
+// the configured reserve, less our VMs not running yet, less reserved.
+func (c *Client) Free(h Host, reserved int64) int64 {
+	return h.MemTotal - h.MemUsed - int64(c.cfg.HostMemReserve) - h.InFlight - reserved
+}
+
+// NoRoomError lists each host's shortfall when no host can take a worker.
+type NoRoomError struct{ Reasons []string }
+
+func (e *NoRoomError) Error() string {
+	return "no PVE host has room for a worker: " + strings.Join(e.Reasons, "; ")
+}
+
+// Place picks the host for a new worker: online, allowed, with free memory
+// for it; then the one with the fewest of our VMs, then the most free
+// memory. reserved is memory promised to provisions not yet visible in the
+// inventory, by host.
+func (c *Client) Place(inv Inventory, reserved map[string]int64) (string, error) {
+	need := c.vmMemory()
+	best, bestFree, bestOurs := "", int64(0), 0
+	var reasons []string
+	for _, h := range inv.Hosts {
+		switch {
+		case len(c.cfg.Hosts) > 0 && !slices.Contains(c.cfg.Hosts, h.Name):
+			continue
+		case !h.Online:
+			reasons = append(reasons, h.Name+" is offline")
+			continue
+		}
+		free := c.Free(h, reserved[h.Name])
+		if free < need {
+			reasons = append(reasons, fmt.Sprintf("%s has %s free after the %s reserve, %s short of %s",
+				h.Name, mib(max(free, 0)), mib(int64(c.cfg.HostMemReserve)), mib(need-max(free, 0)), mib(need)))
+			continue
+		}
+		if best == "" || h.OurVMs < bestOurs || (h.OurVMs == bestOurs && free > bestFree) {
+			best, bestFree, bestOurs = h.Name, free, h.OurVMs
+		}
+	}
+	if best == "" {
+		if len(reasons) == 0 {
+			reasons = append(reasons, fmt.Sprintf("none of the allowed hosts %v is in the cluster", c.cfg.Hosts))
+		}
+		return "", &NoRoomError{Reasons: reasons}
+	}
+	return best, nil
+}
+
+func mib(b int64) string { return fmt.Sprintf("%dMiB", b>>20) }
+
+// Name is the VM (and node) name for an id.
+func (c *Client) Name(vmid int) string { return c.cfg.NamePrefix + strconv.Itoa(vmid) }
+
+// AllocateID picks a free vmid in the configured range: free in the
+// inventory, confirmed by cluster/nextid, and not being allocated by this
+// process. Release it if the clone is not made.
+func (c *Client) AllocateID(ctx context.Context, inv Inventory) (int, error) {
+	used := map[int]bool{}
+	for _, v := range inv.All {
+		used[v.VMID] = true
+	}
+	for id := c.cfg.VMIDRange.Min; id <= c.cfg.VMIDRange.Max; id++ {
+		c.mu.Lock()
+		taken := used[id] || c.claimed[id]
+		if !taken {
+			c.claimed[id] = true
+		}
+		c.mu.Unlock()
+		if taken {
+			continue
+		}
+		var got string
+		err := c.retry(ctx, "GET /cluster/nextid", func() error {
+			return apiErr(c.api.Get(ctx, "/cluster/nextid?vmid="+strconv.Itoa(id), &got))
+		})
+		if err == nil {
+			return id, nil
+		}
+		c.Release(id)
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Code == 400 && strings.Contains(ae.Message, "already exists") {
+			continue
+		}
+		return 0, fmt.Errorf("PVE cluster/nextid: %w", err)
+	}
+	return 0, fmt.Errorf("no free vmid in proxmox.vmid_range %d..%d", c.cfg.VMIDRange.Min, c.cfg.VMIDRange.Max)
+}
+
+// Release forgets a claimed vmid.
+func (c *Client) Release(vmid int) {
+	c.mu.Lock()
+	delete(c.claimed, vmid)
+	c.mu.Unlock()
+}
+
+// ErrIDTaken means another VM got the id first; allocate another.
+var ErrIDTaken = errors.New("vmid taken by another VM")
+
+// Description is the metadata block written on every VM we create.
+func (c *Client) Description(now time.Time) string {
+	return fmt.Sprintf("Worker VM managed by pve-autoscaler %s. Removing it by hand is safe; editing the lines below is not.\n\npve-autoscaler/cluster: %s\npve-autoscaler/created: %s\n",
+		c.version, c.cluster, now.UTC().Format(time.RFC3339))
+}
+
+// Clone clones the template to vmid on host: linked when the template is
+// a template and clone_mode is linked, else full (to the target storage).
+// Repeating it for a VM that exists already (a resumed provisioning)
+// waits for it instead of cloning again.
+func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string) error {
+	defer c.Release(vmid)
+	if inv.Template == nil {
+		return fmt.Errorf("proxmox.template %s not found in the cluster (or the token may not see it)", c.cfg.Template)
+	}
+	tpl := *inv.Template
+	select {
+	case c.clones <- struct{}{}:
+		defer func() { <-c.clones }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	params := map[string]any{
+		"newid":       vmid,
+		"name":        c.Name(vmid),
+		"target":      host,
+		"description": c.Description(time.Now()),
+	}
+	full := c.cfg.CloneMode == "full" || !tpl.Template
+	params["full"] = full
+	if full && c.cfg.Storage != "" {
+		params["storage"] = c.cfg.Storage
+	}
+	if c.cfg.Pool != "" {
+		params["pool"] = c.cfg.Pool
+	}
+	path := fmt.Sprintf("/nodes/%s/qemu/%d/clone", tpl.Host, tpl.VMID)
+	return c.retry(ctx, "clone", func() error {
+		var upid string
+		err := apiErr(c.api.Post(ctx, path, params, &upid))
+		if err != nil {
+			if strings.Contains(err.Error(), "config file already exists") {
+				return fmt.Errorf("%w: %v", ErrIDTaken, err)
+			}
+			return fmt.Errorf("clone of %s (vmid %d) to %d on %s: %w", tpl.Name, tpl.VMID, vmid, host, err)
+		}
+		c.log.Info("cloning", zap.Int("vmid", vmid), zap.String("host", host), zap.Bool("full", full), zap.String("upid", upid))
+		if err := c.waitTask(ctx, upid); err != nil {
+			return fmt.Errorf("clone to %d on %s: %w", vmid, host, err)
+		}
+		return nil
+	})
+}
+
+type vmConfig struct {
+	Name        string `json:"name"`
+	Tags        string `json:"tags"`
+	Description string `json:"description"`
+	Net0        string `json:"net0"`
+	Lock        string `json:"lock"`
+	Digest      string `json:"digest"`
+}
+
+func (c *Client) config(ctx context.Context, host string, vmid int) (vmConfig, error) {
+	var cfg vmConfig
+	err := c.retry(ctx, "GET config", func() error {
+		return apiErr(c.api.Get(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", host, vmid), &cfg))
+	})
+	return cfg, err
+}
+
+// createdByUs reads the metadata block of a VM's description.
+func (c *Client) createdByUs(cfg vmConfig) bool {
+	return strings.Contains(cfg.Description, "\npve-autoscaler/cluster: "+c.cluster+"\n")
+}
+
+// Configure sizes and tags a freshly cloned VM (and gives it a MAC of the
+// pool when the template has no guest agent). The VM must carry our
+// description or our tags: the scaler configures only VMs it created.
+func (c *Client) Configure(ctx context.Context, vmid int, host string, mac string) error {
+	cfg, err := c.config(ctx, host, vmid)
+	if err != nil {
+		return fmt.Errorf("configure %d: %w", vmid, err)
+	}
+	tags := strings.FieldsFunc(cfg.Tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
+	if !c.createdByUs(cfg) && !(slices.Contains(tags, TagOwner) && slices.Contains(tags, ClusterTag(c.cluster))) {
+		return &NotOursError{VMID: vmid, Why: "its description has no pve-autoscaler metadata for cluster " + c.cluster}
+	}
+	params := map[string]any{
+		"cores":  c.cfg.VM.Cores,
+		"memory": strconv.FormatInt(c.vmMemory()>>20, 10),
+		"tags":   TagOwner + ";" + ClusterTag(c.cluster),
+		"digest": cfg.Digest,
+	}
+	if mac != "" {
+		params["net0"] = "virtio=" + strings.ToUpper(mac) + ",bridge=" + bridgeOf(cfg.Net0)
+	}
+	return c.retry(ctx, "configure", func() error {
+		if err := apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", host, vmid), params, nil)); err != nil {
+			return fmt.Errorf("configure %d on %s: %w", vmid, host, err)
+		}
+		return nil
+	})
+}
+
+func bridgeOf(net0 string) string {
+	for _, kv := range strings.Split(net0, ",") {
+		if b, ok := strings.CutPrefix(kv, "bridge="); ok {
+			return b
+		}
+	}
+	return "vmbr0"
+}
+
+// NextMAC returns the first pool entry whose MAC no VM uses yet.
+func (c *Client) NextMAC(ctx context.Context, inv Inventory) (mac, ip string, err error) {
+	used := map[string]bool{}
+	for _, v := range inv.All {
+		if v.Template {
+			continue
+		}
+		cfg, err := c.config(ctx, v.Host, v.VMID)
+		if err != nil {
+			if h := hostOf(inv, v.Host); h != nil && !h.Online {
+				continue
+			}
+			return "", "", fmt.Errorf("reading VM %d's MAC: %w", v.VMID, err)
+		}
+		for _, kv := range strings.Split(cfg.Net0, ",") {
+			if _, m, ok := strings.Cut(kv, "="); ok {
+				if _, perr := net.ParseMAC(m); perr == nil {
+					used[strings.ToUpper(m)] = true
+				}
+			}
+		}
+	}
+	for _, e := range c.cfg.MACIPPool {
+		if !used[strings.ToUpper(e.MAC)] {
+			return e.MAC, e.IP, nil
+		}
+	}
+	return "", "", fmt.Errorf("proxmox.mac_ip_pool: all %d MAC addresses are in use", len(c.cfg.MACIPPool))
+}
+
+func hostOf(inv Inventory, name string) *Host {
+	for i := range inv.Hosts {
+		if inv.Hosts[i].Name == name {
+			return &inv.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// Start starts a VM of ours; a VM already running is fine.
+func (c *Client) Start(ctx context.Context, vmid int) error {
+	v, err := c.ours(ctx, vmid)
+	if err != nil {
+		return fmt.Errorf("start %d: %w", vmid, err)
+	}
+	if v.Status == "running" {
+		return nil
+	}
+	return c.retry(ctx, "start", func() error {
+		var upid string
+		if err := apiErr(c.api.Post(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/status/start", v.Host, vmid), nil, &upid)); err != nil {
+			return fmt.Errorf("start %d on %s: %w", vmid, v.Host, err)
+		}
+		err := c.waitTask(ctx, upid)
+		var te *TaskError
+		if errors.As(err, &te) && strings.Contains(te.Status, "already running") {
+			return nil
+		}
+		return err
+	})
+}
+
+type agentIfaces struct {
+	Result []struct {
+		Name string `json:"name"`
+		Addr []struct {
+			IP   string `json:"ip-address"`
+			Type string `json:"ip-address-type"`
+		} `json:"ip-addresses"`
+	} `json:"result"`
+}
+
+// WaitIP asks the guest agent for the VM's first IPv4 that is not loopback
+// (inside ip_cidr when set), until agent_timeout passes.
+func (c *Client) WaitIP(ctx context.Context, vmid int, host string) (string, error) {
+	var filter netip.Prefix
+	if c.cfg.IPCIDR != "" {
+		filter, _ = netip.ParsePrefix(c.cfg.IPCIDR)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.AgentTimeout.D())
+	defer cancel()
+	delay := c.poll
+	var last error
+	for {
+		var ifs agentIfaces
+		err := apiErr(c.api.Get(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/agent/network-get-interfaces", host, vmid), &ifs))
+		if err == nil {
+			for _, i := range ifs.Result {
+				for _, a := range i.Addr {
+					ip, perr := netip.ParseAddr(a.IP)
+					if perr != nil || !ip.Is4() || i.Name == "lo" {
+						continue
+					}
+					// A loopback address counts only when ip_cidr asks for it
+					// (the simulated world's VMs live on 127.0.0.x).
+					if filter.IsValid() && !filter.Contains(ip) || !filter.IsValid() && ip.IsLoopback() {
+						continue
+					}
+					return ip.String(), nil
+				}
+			}
+			err = errors.New("the guest agent reports no IPv4 address" + map[bool]string{true: " in " + c.cfg.IPCIDR, false: ""}[filter.IsValid()])
+		} else if ae := (*APIError)(nil); errors.As(err, &ae) && strings.Contains(ae.Message, "No QEMU guest agent configured") {
+			return "", fmt.Errorf("VM %d has no guest agent configured: enable agent on the template, or set proxmox.mac_ip_pool", vmid)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("VM %d on %s: no address from the guest agent within %s: %v", vmid, host, c.cfg.AgentTimeout.D(), last)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 10*time.Second)
+	}
+}
+
+// NotOursError refuses to touch a VM the scaler did not create.
+type NotOursError struct {
+	VMID int
+	Why  string
+}
+
+func (e *NotOursError) Error() string {
+	return fmt.Sprintf("refusing to touch VM %d: %s", e.VMID, e.Why)
+}
+
+// ErrGone means the VM no longer exists.
+var ErrGone = errors.New("VM does not exist")
+
+// ours re-reads a VM (wherever it runs now) and checks our tags.
+func (c *Client) ours(ctx context.Context, vmid int) (VM, error) {
+	inv, err := c.Inventory(ctx)
+	if err != nil {
+		return VM{}, err
+	}
+	for _, v := range inv.All {
+		if v.VMID != vmid {
+			continue
+		}
+		if !c.Owns(v) {
+			return v, &NotOursError{VMID: vmid, Why: fmt.Sprintf("it lacks the tags %s and %s (tags: %v)", TagOwner, ClusterTag(c.cluster), v.Tags)}
+		}
+		if v.Template {
+			return v, &NotOursError{VMID: vmid, Why: "it is a template"}
+		}
+		return v, nil
+	}
+	return VM{}, ErrGone
+}
+
+// Remove shuts a VM of ours down (stopping it if it does not go within
+// shutdown_timeout), waits for that, destroys it with its disks, waits, and
+// checks it is gone. Ownership is checked before each destructive call. A
+// VM already gone is success.
+func (c *Client) Remove(ctx context.Context, vmid int) error {
+	v, err := c.ours(ctx, vmid)
+	if errors.Is(err, ErrGone) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %d: %w", vmid, err)
+	}
+	if v.Status == "unknown" {
+		return fmt.Errorf("remove %d: its host %s is offline", vmid, v.Host)
+	}
+	if v.Status == "running" {
+		if err := c.stop(ctx, v); err != nil {
+			return fmt.Errorf("remove %d: %w", vmid, err)
+		}
+	}
+	// Re-read: the VM may have moved or been retagged meanwhile.
+	v, err = c.ours(ctx, vmid)
+	if errors.Is(err, ErrGone) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %d: %w", vmid, err)
+	}
+	if v.Status == "running" {
+		return fmt.Errorf("remove %d: still running after stop; not destroying", vmid)
+	}
+	err = c.retry(ctx, "destroy", func() error {
+		var upid string
+		err := apiErr(c.api.Delete(ctx, fmt.Sprintf("/nodes/%s/qemu/%d?purge=1&destroy-unreferenced-disks=1", v.Host, vmid), &upid))
+		if err != nil {
+			return err
+		}
+		c.log.Info("destroying", zap.Int("vmid", vmid), zap.String("host", v.Host), zap.String("upid", upid))
+		return c.waitTask(ctx, upid)
+	})
+	if err != nil && !strings.Contains(err.Error(), "does not exist") {
+		return fmt.Errorf("remove %d: destroy: %w", vmid, err)
+	}
+	if _, err := c.ours(ctx, vmid); !errors.Is(err, ErrGone) {
+		return fmt.Errorf("remove %d: the VM is still there after its destroy task", vmid)
+	}
+	return nil
+}
+
+// stop shuts down gracefully, then stops; it returns when the VM is stopped.
+func (c *Client) stop(ctx context.Context, v VM) error {
+	base := fmt.Sprintf("/nodes/%s/qemu/%d/status/", v.Host, v.VMID)
+	timeout := int(c.cfg.ShutdownTimeout.D() / time.Second)
+	var upid string
+	err := apiErr(c.api.Post(ctx, base+"shutdown", map[string]any{"timeout": timeout, "forceStop": false}, &upid))
+	if err == nil {
+		err = c.waitTask(ctx, upid)
+	}
+	if err != nil {
+		c.log.Info("shutdown did not finish, stopping", zap.Int("vmid", v.VMID), zap.Error(err))
+		if err := c.retry(ctx, "stop", func() error {
+			var upid string
+			if err := apiErr(c.api.Post(ctx, base+"stop", nil, &upid)); err != nil {
+				return err
+			}
+			return c.waitTask(ctx, upid)
+		}); err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+	}
+	var cur struct {
+		Status string `json:"status"`
+	}
+	if err := apiErr(c.api.Get(ctx, base+"current", &cur)); err != nil {
+		return fmt.Errorf("status after stop: %w", err)
+	}
+	if cur.Status != "stopped" {
+		return fmt.Errorf("status %q after stop", cur.Status)
+	}
+	return nil
+}
+
+// CloneNew allocates an id and clones to host, taking another id when a
+// concurrent clone (another process, another daemon) got there first.
+func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int, error) {
+	for range 10 {
+		vmid, err := c.AllocateID(ctx, inv)
+		if err != nil {
+			return 0, err
+		}
+		err = c.Clone(ctx, inv, vmid, host)
+		if !errors.Is(err, ErrIDTaken) {
+			return vmid, err
+		}
+		c.log.Info("vmid taken by a concurrent clone, allocating another", zap.Int("vmid", vmid))
+		if inv, err = c.Inventory(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return 0, errors.New("clone: ten vmids in a row were taken by concurrent clones")
+}
+
+// Cleanup removes a VM this cluster's scaler created even if provisioning
+// stopped before it was tagged (a clone that outlived its timeout, a crash
+// between clone and configure): it waits for the clone's lock to clear,
+// checks the description's metadata, tags it, then removes it. A VM
+// already gone is success.
+func (c *Client) Cleanup(ctx context.Context, vmid int) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.TaskTimeout.D())
+	defer cancel()
+	for {
+		inv, err := c.Inventory(ctx)
+		if err != nil {
+			return fmt.Errorf("cleanup %d: %w", vmid, err)
+		}
+		i := slices.IndexFunc(inv.All, func(v VM) bool { return v.VMID == vmid })
+		if i < 0 {
+			return nil
+		}
+		v := inv.All[i]
+		if v.Lock == "" {
+			if !c.Owns(v) {
+				if err := c.Configure(ctx, vmid, v.Host, ""); err != nil {
+					return fmt.Errorf("cleanup %d: %w", vmid, err)
+				}
+			}
+			return c.Remove(ctx, vmid)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cleanup %d: still locked (%s) after %s", vmid, v.Lock, c.cfg.TaskTimeout.D())
+		case <-time.After(c.poll):
+		}
+	}
+}

@@ -1,7 +1,7 @@
 # pve-autoscaler: build, test, benchmark.
 #
 #   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, go test -race
-#   make build   static release binary in bin/
+#   make build   static release binaries in bin/ (pve-autoscaler, pvesim)
 #   make bench   benchmarks
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
 #   make fmt     gofmt -w
@@ -21,7 +21,7 @@ STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/pve-autoscaler ./cmd/pve-autoscaler
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./cmd/pve-autoscaler ./cmd/pvesim
 
 test: fmt-check vet staticcheck unit
 

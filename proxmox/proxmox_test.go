@@ -564,3 +564,25 @@ func TestConnectErrors(t *testing.T) {
 		t.Errorf("empty token file: %v", err)
 	}
 }
+
+func TestTaskWarningsAreSuccess(t *testing.T) {
+	w := newWorld(t, nil)
+	core, logs := observer.New(zap.InfoLevel)
+	c := w.client(nil, zap.New(core))
+	ctx := context.Background()
+	inv, _ := c.Inventory(ctx)
+	vmid, err := c.CloneNew(ctx, inv, "pve1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Configure(ctx, vmid, "pve1", ""); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.WarnNextTask(2)
+	if err := c.Start(ctx, vmid); err != nil {
+		t.Fatalf("start ending with WARNINGS: %v", err)
+	}
+	if logs.FilterMessage("PVE task ended with warnings").Len() != 1 {
+		t.Errorf("warnings not logged: %v", logs.All())
+	}
+}

@@ -317,7 +317,11 @@ func (s *Sim) finishAfter(t *task, d time.Duration, finish func() (string, []str
 		s.mu.Lock()
 		exit, lines, evs := finish()
 		t.log = append(t.log, lines...)
-		if exit == "OK" {
+		if exit == "OK" && s.faults.warnNextTask > 0 {
+			exit = fmt.Sprintf("WARNINGS: %d", s.faults.warnNextTask)
+			s.faults.warnNextTask = 0
+			t.log = append(t.log, "WARN: simulated warning", "TASK "+exit)
+		} else if exit == "OK" {
 			t.log = append(t.log, "TASK OK")
 		} else {
 			t.log = append(t.log, "TASK ERROR: "+exit)

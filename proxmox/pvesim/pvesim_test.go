@@ -402,3 +402,27 @@ func TestServeOnlyLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestAsyncConfigAndPendingChanges(t *testing.T) {
+	e := start(t, nil)
+	// POST config is a task (qmconfig); on a running VM, cores become pending.
+	upid := e.ok("POST", "/nodes/pve1/qemu/100/config", "cores=2&description=dns").(string)
+	if !strings.Contains(upid, ":qmconfig:100:") {
+		t.Fatalf("UPID %s", upid)
+	}
+	if st := e.wait(upid); st["exitstatus"] != "OK" {
+		t.Fatalf("config task %v", st)
+	}
+	cfg := e.ok("GET", "/nodes/pve1/qemu/100/config", "").(map[string]any)
+	cur := e.ok("GET", "/nodes/pve1/qemu/100/config?current=1", "").(map[string]any)
+	if cfg["cores"] != float64(2) || cur["cores"] != float64(1) || cfg["description"] != "dns" {
+		t.Errorf("pending %v current %v", cfg["cores"], cur["cores"])
+	}
+	// A stale digest is refused.
+	expectError(t, e.call("PUT", "/nodes/pve1/qemu/100/config", "name=x&digest=0000"), 500, "detected modified configuration - file changed by other user? Try again.")
+	// Success with warnings.
+	e.sim.WarnNextTask(1)
+	if st := e.wait(e.ok("POST", "/nodes/pve1/qemu/100/status/stop", "").(string)); st["exitstatus"] != "WARNINGS: 1" {
+		t.Errorf("warned task %v", st)
+	}
+}

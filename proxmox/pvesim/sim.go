@@ -225,6 +225,7 @@ type Sim struct {
 }
 
 type faults struct {
+	warnNextTask   int
 	failNextClone  string
 	slowNextClone  time.Duration
 	storageLockMax int
@@ -356,6 +357,10 @@ func (s *Sim) allocIP() string {
 
 // FailNextClone makes the next clone task fail with msg (in the task, as PVE does).
 func (s *Sim) FailNextClone(msg string) { s.mu.Lock(); s.faults.failNextClone = msg; s.mu.Unlock() }
+
+// WarnNextTask makes the next task that would end "OK" end "WARNINGS: n"
+// (PVE's success with warnings).
+func (s *Sim) WarnNextTask(n int) { s.mu.Lock(); s.faults.warnNextTask = n; s.mu.Unlock() }
 
 // SlowNextClone makes the next clone take d of simulated time.
 func (s *Sim) SlowNextClone(d time.Duration) { s.mu.Lock(); s.faults.slowNextClone = d; s.mu.Unlock() }

@@ -426,3 +426,18 @@ func TestAsyncConfigAndPendingChanges(t *testing.T) {
 		t.Errorf("warned task %v", st)
 	}
 }
+
+func TestFullClone(t *testing.T) {
+	e := start(t, nil)
+	upid := e.ok("POST", "/nodes/pve1/qemu/9000/clone", "newid=6000&full=1&storage=local-lvm&name=full").(string)
+	if st := e.wait(upid); st["exitstatus"] != "OK" {
+		t.Fatalf("full clone %v", st)
+	}
+	log := e.call("GET", "/nodes/pve1/tasks/"+url.PathEscape(upid)+"/log", "")
+	if !strings.Contains(log.raw, "create full clone of drive scsi0") || !strings.Contains(log.raw, "transferred 10737418240 of 10737418240 (100.00%)") {
+		t.Errorf("log %s", log.raw)
+	}
+	if v, _ := e.sim.Lookup(6000); v.Storage != "local-lvm" || v.Host != "pve1" || v.Template {
+		t.Errorf("full clone %+v", v)
+	}
+}

@@ -1,6 +1,7 @@
 # pve-autoscaler: build, test, benchmark.
 #
-#   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, go test -race
+#   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, the
+#                Kubernetes test bed (built on first run), go test -race
 #   make build   static release binaries in bin/ (pve-autoscaler, pvesim)
 #   make bench   benchmarks
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
@@ -16,7 +17,7 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean
+.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean kube-testbed
 
 all: build
 
@@ -43,7 +44,11 @@ $(STATICCHECK):
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
-unit:
+# The real Kubernetes control plane the kube tests run on (built once, cached).
+kube-testbed:
+	@bash hack/kube-testbed.sh >/dev/null
+
+unit: kube-testbed
 	$(GO) test -race ./...
 
 bench:

@@ -58,8 +58,21 @@ fi
 
 if ! need kwok; then
   echo "building kwok $KWOK_VERSION (first run only)" >&2
-  GOBIN="$OUT" go install sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION
+  GOBIN="$OUT" go install -trimpath -ldflags "-s -w" sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION
   done_ kwok
+fi
+
+if ! [ -f "$OUT/.kwok-stages.yaml.complete" ]; then
+  # kwok's own stages, as its module ships them: nodes become Ready and keep
+  # a lease heartbeat; pods become Ready, Jobs complete, deletions finish.
+  kwokdir=$(cd "$work" && go mod download -json sigs.k8s.io/kwok@$KWOK_VERSION | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  st="$kwokdir/kustomize/stage"
+  : > "$OUT/kwok-stages.yaml"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    { echo "---"; cat "$st/$f"; } >> "$OUT/kwok-stages.yaml"
+  done
+  done_ kwok-stages.yaml
 fi
 
 echo "$OUT"

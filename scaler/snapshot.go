@@ -2,6 +2,14 @@ package scaler
 
 import "time"
 
+// Labels the Talos config puts on every node the scaler creates; the
+// Kubernetes adapter reads them back.
+const (
+	LabelManaged = "pve-autoscaler.io/managed"
+	LabelVMID    = "pve-autoscaler.io/vmid"
+	LabelHost    = "pve-autoscaler.io/pve-host"
+)
+
 // Annotations and labels the engine reads.
 const (
 	// AnnotationScaleDownDisabled on a Node keeps it from being removed.

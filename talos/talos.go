@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -33,11 +34,11 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/types/network"
 )
 
-// Labels put on every node the scaler creates.
+// Labels put on every node the scaler creates (defined with the engine, which reads them).
 const (
-	LabelManaged = "pve-autoscaler.io/managed"
-	LabelVMID    = "pve-autoscaler.io/vmid"
-	LabelHost    = "pve-autoscaler.io/pve-host"
+	LabelManaged = scaler.LabelManaged
+	LabelVMID    = scaler.LabelVMID
+	LabelHost    = scaler.LabelHost
 )
 
 // DefaultPort is the Talos API (apid) port.

@@ -1,0 +1,170 @@
+// Package kube is the scaler's adapter to the Kubernetes API: the snapshot
+// the decision engine decides on (nodes, pods, PodDisruptionBudgets through
+// shared informers, usage from metrics.k8s.io), waiting for a new node,
+// cordon and PDB-safe drain (k8s.io/kubectl/pkg/drain), node removal,
+// labels, Events, and Lease leader election.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	policylisters "k8s.io/client-go/listers/policy/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+)
+
+// Options configures the adapter.
+type Options struct {
+	// Kubeconfig is a file; empty means in-cluster configuration.
+	Kubeconfig string
+	Context    string
+	Drain      config.Drain
+	Log        *zap.Logger
+	// EvictRetry is the pause between evictions a PDB refused (default 2s).
+	EvictRetry time.Duration
+	// MetricsMaxAge: node metrics older than this count as stale (default 5m).
+	MetricsMaxAge time.Duration
+}
+
+// Client is the Kubernetes adapter.
+type Client struct {
+	cs       kubernetes.Interface
+	metrics  metricsclient.Interface
+	opts     Options
+	log      *zap.Logger
+	factory  informers.SharedInformerFactory
+	nodes    corelisters.NodeLister
+	pods     corelisters.PodLister
+	pdbs     policylisters.PodDisruptionBudgetLister
+	events   record.EventBroadcaster
+	recorder record.EventRecorder
+}
+
+// RestConfig loads a kubeconfig file (and context), or the in-cluster
+// configuration when path is empty.
+func RestConfig(path, context string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes: no kubernetes.kubeconfig set and not running in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes.kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// New builds the adapter from a kubeconfig path or in-cluster config.
+func New(opts Options) (*Client, error) {
+	cfg, err := RestConfig(opts.Kubeconfig, opts.Context)
+	if err != nil {
+		return nil, err
+	}
+	return NewForConfig(cfg, opts)
+}
+
+// NewForConfig builds the adapter for a rest config. It makes no API call.
+func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.UserAgent = "pve-autoscaler"
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 20, 40
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	mc, err := metricsclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("metrics client: %w", err)
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.EvictRetry <= 0 {
+		opts.EvictRetry = 2 * time.Second
+	}
+	if opts.MetricsMaxAge <= 0 {
+		opts.MetricsMaxAge = 5 * time.Minute
+	}
+	if opts.Drain.Timeout <= 0 {
+		opts.Drain.Timeout = config.Duration(5 * time.Minute)
+	}
+	c := &Client{cs: cs, metrics: mc, opts: opts, log: opts.Log}
+	c.events = record.NewBroadcaster()
+	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "pve-autoscaler"})
+	return c, nil
+}
+
+// Clientset is the underlying client (for leader election and tests).
+func (c *Client) Clientset() kubernetes.Interface { return c.cs }
+
+// PermissionError means the credentials lack a permission the scaler needs.
+type PermissionError struct {
+	What string
+	Err  error
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("kubernetes: cannot %s: %v (deploy/rbac.yaml grants what pve-autoscaler needs)", e.What, e.Err)
+}
+
+func (e *PermissionError) Unwrap() error { return e.Err }
+
+// Start checks access, starts the shared informers (nodes, pods, PDBs)
+// and waits for their caches. It stops when ctx ends.
+func (c *Client) Start(ctx context.Context) error {
+	// Informers retry forbidden lists forever and never sync: ask once
+	// directly, so missing RBAC is a clear error instead of a hang.
+	one := metav1.ListOptions{Limit: 1}
+	for what, list := range map[string]func() error{
+		"list nodes":                func() error { _, err := c.cs.CoreV1().Nodes().List(ctx, one); return err },
+		"list pods":                 func() error { _, err := c.cs.CoreV1().Pods("").List(ctx, one); return err },
+		"list poddisruptionbudgets": func() error { _, err := c.cs.PolicyV1().PodDisruptionBudgets("").List(ctx, one); return err },
+	} {
+		if err := list(); err != nil {
+			return &PermissionError{What: what, Err: err}
+		}
+	}
+	c.factory = informers.NewSharedInformerFactory(c.cs, 10*time.Minute)
+	c.nodes = c.factory.Core().V1().Nodes().Lister()
+	c.pods = c.factory.Core().V1().Pods().Lister()
+	c.pdbs = c.factory.Policy().V1().PodDisruptionBudgets().Lister()
+	c.factory.Start(ctx.Done())
+	synced := c.factory.WaitForCacheSync(ctx.Done())
+	for typ, ok := range synced {
+		if !ok {
+			return fmt.Errorf("kubernetes: %v cache did not sync: %w", typ, errors.Join(ctx.Err(), errors.New("informer not synced")))
+		}
+	}
+	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cs.CoreV1().Events("")})
+	go func() { <-ctx.Done(); c.events.Shutdown() }()
+	return nil
+}
+
+// synced reports whether Start has run.
+func (c *Client) synced() error {
+	if c.factory == nil {
+		return errors.New("kubernetes adapter: Start was not called")
+	}
+	return nil
+}

@@ -1,0 +1,450 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/klog/v2"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+func TestMain(m *testing.M) {
+	// client-go's leader election logs through klog; keep test output readable.
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
+	os.Exit(kubetest.Main(m, kubetest.Options{}))
+}
+
+// adapter starts an adapter as the harness admin.
+func adapter(t *testing.T, env *kubetest.Env, drain config.Drain) *Client {
+	t.Helper()
+	c, err := NewForConfig(env.Rest, Options{Drain: drain, EvictRetry: 200 * time.Millisecond, Log: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testNodes creates kwok nodes labelled for this test only.
+func testNodes(t *testing.T, env *kubetest.Env, group string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := env.CreateNode(context.Background(), kubetest.NodeSpec{Name: n, CPU: "4", Memory: "8Gi",
+			Labels: map[string]string{"test-group": group, scaler.LabelManaged: "true", scaler.LabelVMID: "5" + fmt.Sprint(len(n)), scaler.LabelHost: "pve1"}}); err != nil {
+			t.Fatal(err)
+		}
+		name := n
+		t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+	for _, n := range names {
+		waitReady(t, env, n)
+	}
+}
+
+func waitReady(t *testing.T, env *kubetest.Env, name string) {
+	t.Helper()
+	waitFor(t, name+" Ready", 30*time.Second, func() bool {
+		n, err := env.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		return err == nil && ready(n)
+	})
+}
+
+func deployment(ns, name, group string, replicas int32, cpu string, annotations map[string]string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{"test-group": group},
+					Tolerations:  []corev1.Toleration{{Key: "kwok.x-k8s.io/node", Operator: corev1.TolerationOpExists}},
+					Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1",
+						Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse("256Mi")}}}},
+				},
+			},
+		},
+	}
+}
+
+func runningOn(t *testing.T, env *kubetest.Env, ns, app, node string) int {
+	t.Helper()
+	pods, err := env.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.Spec.NodeName == node && p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func readyPods(env *kubetest.Env, ns, app string) int {
+	pods, err := env.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func nodeOf(s scaler.Snapshot, name string) *scaler.Node {
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == name {
+			return &s.Nodes[i]
+		}
+	}
+	return nil
+}
+
+func TestSnapshot(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	testNodes(t, env, "snap", "snap-a", "snap-b")
+	if err := env.CreateNode(ctx, kubetest.NodeSpec{Name: "snap-cp", CPU: "2", Memory: "4Gi", Labels: map[string]string{LabelControlPlane: ""}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Nodes().Delete(context.Background(), "snap-cp", metav1.DeleteOptions{})
+	})
+	env.Metrics.SetNode("snap-a", "1500m", "3Gi")
+	env.Metrics.SetNode("snap-b", "250m", "1Gi")
+	env.Metrics.SetNode("snap-cp", "100m", "1Gi")
+
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "web", "snap", 3, "1", map[string]string{scaler.AnnotationSafeToEvict: "true"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	if _, err := env.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 web pods ready", 30*time.Second, func() bool { return readyPods(env, ns, "web") == 3 })
+
+	c := adapter(t, env, config.Drain{})
+	var snap scaler.Snapshot
+	waitFor(t, "snapshot with 3 pods and PDB status", 20*time.Second, func() bool {
+		var err error
+		snap, err = c.Snapshot(ctx, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods := 0
+		for _, name := range []string{"snap-a", "snap-b"} {
+			for _, p := range nodeOf(snap, name).Pods {
+				if p.PDB != nil && p.PDB.DisruptionsAllowed == 2 {
+					pods++
+				}
+			}
+		}
+		return pods == 3
+	})
+	a, b, cp := nodeOf(snap, "snap-a"), nodeOf(snap, "snap-b"), nodeOf(snap, "snap-cp")
+	if a == nil || b == nil || cp == nil {
+		t.Fatalf("nodes missing: %+v", snap.Nodes)
+	}
+	if a.Usage != (scaler.Resources{MilliCPU: 1500, Memory: 3 << 30}) || b.Usage.MilliCPU != 250 {
+		t.Errorf("usage a %v b %v", a.Usage, b.Usage)
+	}
+	if a.Allocatable != (scaler.Resources{MilliCPU: 4000, Memory: 8 << 30}) || !a.Ready || !a.Managed || a.VMID == 0 || a.Host != "pve1" || a.ControlPlane {
+		t.Errorf("node a %+v", a)
+	}
+	if !cp.ControlPlane || cp.Managed {
+		t.Errorf("control plane %+v", cp)
+	}
+	if got := a.Requests.MilliCPU + b.Requests.MilliCPU; got != 3000 {
+		t.Errorf("requests on a and b: %dm, want 3000m", got)
+	}
+	for _, p := range append(a.Pods, b.Pods...) {
+		if p.OwnerKind != "ReplicaSet" || p.Annotations[scaler.AnnotationSafeToEvict] != "true" || p.PDB.Name != "web" || p.Requests.MilliCPU != 1000 {
+			t.Errorf("pod %+v", p)
+		}
+	}
+	if snap.Metrics.Stale {
+		t.Errorf("metrics stale: %s", snap.Metrics.Error)
+	}
+
+	// A pod the real scheduler cannot place is pending until a node joins.
+	big := deployment(ns, "big", "snap", 1, "6", nil)
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, big, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "big pod pending as Unschedulable", 30*time.Second, func() bool {
+		s, _ := c.Snapshot(ctx, time.Now())
+		for _, p := range s.PendingPods {
+			if p.Namespace == ns && strings.HasPrefix(p.Name, "big-") && p.Requests.MilliCPU == 6000 && !p.Since.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+	if err := env.CreateNode(ctx, kubetest.NodeSpec{Name: "snap-big", CPU: "8", Memory: "16Gi", Labels: map[string]string{"test-group": "snap"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Nodes().Delete(context.Background(), "snap-big", metav1.DeleteOptions{})
+	})
+	waitFor(t, "big pod scheduled on the new node", 30*time.Second, func() bool {
+		s, _ := c.Snapshot(ctx, time.Now())
+		for _, p := range s.PendingPods {
+			if p.Namespace == ns {
+				return false
+			}
+		}
+		n := nodeOf(s, "snap-big")
+		return n != nil && n.Requests.MilliCPU == 6000
+	})
+}
+
+func TestMetricsUnavailable(t *testing.T) {
+	env := kubetest.Require(t)
+	testNodes(t, env, "nometrics", "nometrics-a")
+	c := adapter(t, env, config.Drain{})
+	env.Metrics.SetDown(true)
+	defer env.Metrics.SetDown(false)
+	snap, err := c.Snapshot(context.Background(), time.Now())
+	var mu *MetricsUnavailableError
+	if !errors.As(err, &mu) || !snap.Metrics.Stale || len(snap.Nodes) == 0 {
+		t.Fatalf("want a stale snapshot and MetricsUnavailableError, got %v (stale %v, %d nodes)", err, snap.Metrics.Stale, len(snap.Nodes))
+	}
+	for _, want := range []string{"install metrics-server", "--kubelet-insecure-tls"} {
+		if !strings.Contains(err.Error(), want) || !strings.Contains(snap.Metrics.Error, want) {
+			t.Errorf("message lacks %q: %v", want, err)
+		}
+	}
+	env.Metrics.SetDown(false)
+	env.Metrics.SetNode("old-figures", "1", "1Gi")
+	env.Metrics.SetTimestamp(time.Now().Add(-time.Hour))
+	defer env.Metrics.Reset()
+	if _, err := c.Snapshot(context.Background(), time.Now()); !errors.As(err, &mu) || !strings.Contains(err.Error(), "old") {
+		t.Errorf("old figures: %v", err)
+	}
+}
+
+func TestWaitReady(t *testing.T) {
+	env := kubetest.Require(t)
+	c := adapter(t, env, config.Drain{})
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_ = env.CreateNode(context.Background(), kubetest.NodeSpec{Name: "join-1", CPU: "2", Memory: "4Gi"})
+	}()
+	t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), "join-1", metav1.DeleteOptions{}) })
+	err := c.WaitReady(context.Background(), "join-1", 30*time.Second, func(s string) { mu.Lock(); seen = append(seen, s); mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if seen[0] != "not registered" || seen[len(seen)-1] != "Ready" {
+		t.Errorf("progress %v", seen)
+	}
+	mu.Unlock()
+	err = c.WaitReady(context.Background(), "never-joins", 500*time.Millisecond, nil)
+	if err == nil || !strings.Contains(err.Error(), "not Ready within 500ms (last seen: not registered)") {
+		t.Errorf("absent node: %v", err)
+	}
+}
+
+func TestDrainHonoursPDB(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	testNodes(t, env, "pdb", "pdb-a")
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "api", "pdb", 3, "500m", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	two := intstr.FromInt32(2)
+	if _, err := env.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: ns}, Spec: appsv1.DaemonSetSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "agent"}}, Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{"test-group": "pdb"},
+			Containers:   []corev1.Container{{Name: "agent", Image: "registry.example/agent:1"}}}}}}
+	if _, err := env.Client.AppsV1().DaemonSets(ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 api pods on pdb-a", 30*time.Second, func() bool { return runningOn(t, env, ns, "api", "pdb-a") == 3 && readyPods(env, ns, "api") == 3 })
+	waitFor(t, "agent on pdb-a", 30*time.Second, func() bool { return runningOn(t, env, ns, "agent", "pdb-a") == 1 })
+	testNodes(t, env, "pdb", "pdb-b")
+
+	// Watch availability through the drain: it must never drop below minAvailable.
+	var minSeen atomic.Int64
+	minSeen.Store(3)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if n := int64(readyPods(env, ns, "api")); n >= 0 && n < minSeen.Load() {
+				minSeen.Store(n)
+			}
+		}
+	})
+	c := adapter(t, env, config.Drain{Timeout: config.Duration(60 * time.Second)})
+	err := c.Drain(ctx, "pdb-a")
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if m := minSeen.Load(); m < 2 {
+		t.Errorf("availability dropped to %d, below the PDB's minAvailable 2", m)
+	}
+	if n := runningOn(t, env, ns, "api", "pdb-a"); n != 0 {
+		t.Errorf("%d api pods left on the drained node", n)
+	}
+	if n := runningOn(t, env, ns, "agent", "pdb-a"); n != 1 {
+		t.Errorf("DaemonSet pod gone from the drained node (%d)", n)
+	}
+	node, _ := env.Client.CoreV1().Nodes().Get(ctx, "pdb-a", metav1.GetOptions{})
+	if !node.Spec.Unschedulable {
+		t.Error("drained node not cordoned")
+	}
+}
+
+func TestDrainRefusalsAndTimeout(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	testNodes(t, env, "hold", "hold-a", "hold-b")
+	// Everything goes to hold-a first: hold-b is cordoned while pods start.
+	if err := adapter(t, env, config.Drain{}).SetCordon(ctx, "hold-b", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "db", "hold", 1, "100m", map[string]string{scaler.AnnotationSafeToEvict: "false"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "db on hold-a", 30*time.Second, func() bool { return runningOn(t, env, ns, "db", "hold-a") == 1 })
+	c := adapter(t, env, config.Drain{Timeout: config.Duration(3 * time.Second)})
+	err := c.Drain(ctx, "hold-a")
+	var de *DrainError
+	if !errors.As(err, &de) || !strings.Contains(err.Error(), "safe-to-evict=false") || !strings.Contains(err.Error(), ns+"/db-") {
+		t.Fatalf("want a DrainError naming the protected pod, got %v", err)
+	}
+	node, _ := env.Client.CoreV1().Nodes().Get(ctx, "hold-a", metav1.GetOptions{})
+	if node.Spec.Unschedulable {
+		t.Error("node left cordoned after a refused drain")
+	}
+	if runningOn(t, env, ns, "db", "hold-a") != 1 {
+		t.Error("protected pod evicted")
+	}
+
+	// A PDB that allows no disruption: the drain times out, uncordons, and says why.
+	if err := env.Client.AppsV1().Deployments(ns).Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "cache", "hold", 2, "100m", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := intstr.FromInt32(2)
+	if _, err := env.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "cache", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &all, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cache pods ready on hold-a", 30*time.Second, func() bool { return runningOn(t, env, ns, "cache", "hold-a") == 2 && readyPods(env, ns, "cache") == 2 })
+	start := time.Now()
+	err = c.Drain(ctx, "hold-a")
+	if !errors.As(err, &de) || len(de.Pods) != 2 || !strings.Contains(err.Error(), "disruption budget") {
+		t.Fatalf("want a DrainError naming both pods and the PDB, got %v", err)
+	}
+	if el := time.Since(start); el > 20*time.Second {
+		t.Errorf("drain took %v with a 3s timeout", el)
+	}
+	node, _ = env.Client.CoreV1().Nodes().Get(ctx, "hold-a", metav1.GetOptions{})
+	if node.Spec.Unschedulable {
+		t.Error("node left cordoned after a drain timeout")
+	}
+	if runningOn(t, env, ns, "cache", "hold-a") != 2 {
+		t.Error("a PDB-protected pod was evicted")
+	}
+}
+
+func TestLeaderElection(t *testing.T) {
+	env := kubetest.Require(t)
+	var leading atomic.Int32
+	var leaders sync.Map
+	run := func(ctx context.Context, id string) {
+		_ = RunLeader(ctx, env.Client, LeaderOptions{Namespace: "kube-system", Name: "pve-autoscaler-test", Identity: id,
+			Lease: 2 * time.Second, Renew: time.Second, Retry: 100 * time.Millisecond}, func(lctx context.Context) {
+			if n := leading.Add(1); n > 1 {
+				t.Errorf("%d leaders at once", n)
+			}
+			leaders.Store(id, true)
+			<-lctx.Done()
+			leading.Add(-1)
+		})
+	}
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	var wg sync.WaitGroup
+	wg.Go(func() { run(ctxA, "daemon-a") })
+	waitFor(t, "daemon-a leading", 10*time.Second, func() bool { _, ok := leaders.Load("daemon-a"); return ok })
+	wg.Go(func() { run(ctxB, "daemon-b") })
+	time.Sleep(time.Second)
+	if _, ok := leaders.Load("daemon-b"); ok {
+		t.Fatal("daemon-b leads while daemon-a holds the lease")
+	}
+	stopA()
+	waitFor(t, "daemon-b taking over", 10*time.Second, func() bool { _, ok := leaders.Load("daemon-b"); return ok })
+	stopB()
+	wg.Wait()
+}

@@ -1,0 +1,267 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/kubectl/pkg/drain"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// WaitReady waits for a node to register and report Ready, calling
+// progress (if set) when what it sees changes. It polls the informer cache.
+func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Duration, progress func(string)) error {
+	if err := c.synced(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	report := func(s string) {
+		if s != last {
+			last = s
+			c.log.Info("waiting for node", zap.String("node", name), zap.String("state", s))
+			if progress != nil {
+				progress(s)
+			}
+		}
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n, err := c.nodes.Get(name)
+		switch {
+		case apierrors.IsNotFound(err):
+			report("not registered")
+		case err != nil:
+			report("lookup failed: " + err.Error())
+		case ready(n):
+			report("Ready")
+			return nil
+		default:
+			report("registered, not Ready")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s not Ready within %s (last seen: %s)", name, timeout, last)
+		case <-tick.C:
+		}
+	}
+}
+
+// SetCordon cordons (true) or uncordons (false) a node.
+func (c *Client) SetCordon(ctx context.Context, name string, cordon bool) error {
+	n, err := c.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("cordon %s: %w", name, err)
+	}
+	h := &drain.Helper{Ctx: ctx, Client: c.cs, Out: logWriter{c.log}, ErrOut: logWriter{c.log}}
+	if err := drain.RunCordonOrUncordon(h, n, cordon); err != nil {
+		verb := "cordon"
+		if !cordon {
+			verb = "uncordon"
+		}
+		return fmt.Errorf("%s %s: %w", verb, name, err)
+	}
+	return nil
+}
+
+// PodHold is a pod that kept a drain from finishing, and why.
+type PodHold struct {
+	Namespace, Name, Reason string
+}
+
+// DrainError is a drain that did not finish: the node was uncordoned and
+// stays; Pods says what held it.
+type DrainError struct {
+	Node string
+	Pods []PodHold
+	Err  error
+}
+
+func (e *DrainError) Error() string {
+	var parts []string
+	for _, p := range e.Pods {
+		parts = append(parts, fmt.Sprintf("%s/%s (%s)", p.Namespace, p.Name, p.Reason))
+	}
+	held := "no pod named"
+	if len(parts) > 0 {
+		held = "held by " + strings.Join(parts, ", ")
+	}
+	return fmt.Sprintf("drain of %s did not finish, node uncordoned and kept: %s: %v", e.Node, held, e.Err)
+}
+
+func (e *DrainError) Unwrap() error { return e.Err }
+
+var evictErrRE = regexp.MustCompile(`error when evicting pods/"([^"]+)" -n "([^"]+)" \(will retry after [^)]*\): (.*)`)
+
+// Drain cordons the node and evicts its pods through the Eviction API (so
+// PodDisruptionBudgets hold), leaving DaemonSet and mirror pods, deleting
+// emptyDir data only when policy.drain.delete_emptydir_data says so, and
+// refusing pods annotated safe-to-evict=false or do-not-disrupt=true. When
+// it does not finish within the drain timeout, the node is uncordoned and a
+// *DrainError names the pods that held it and why.
+func (c *Client) Drain(ctx context.Context, name string) error {
+	if err := c.SetCordon(ctx, name, true); err != nil {
+		return err
+	}
+	holds := &holdLog{reasons: map[string]string{}, log: c.log}
+	grace := -1
+	if g := c.opts.Drain.GracePeriod; g != nil {
+		grace = int(g.D() / time.Second)
+	}
+	h := &drain.Helper{
+		Ctx:                  ctx,
+		Client:               c.cs,
+		IgnoreAllDaemonSets:  true,
+		DeleteEmptyDirData:   c.opts.Drain.DeleteEmptyDirData,
+		GracePeriodSeconds:   grace,
+		Timeout:              c.opts.Drain.Timeout.D(),
+		EvictErrorRetryDelay: c.opts.EvictRetry,
+		AdditionalFilters:    []drain.PodFilter{protectedFilter},
+		Out:                  logWriter{c.log},
+		ErrOut:               holds,
+		OnPodDeletedOrEvicted: func(p *corev1.Pod, _ bool) {
+			c.log.Info("pod evicted", zap.String("node", name), zap.String("pod", p.Namespace+"/"+p.Name))
+		},
+	}
+	err := drain.RunNodeDrain(h, name)
+	if err == nil {
+		return nil
+	}
+	derr := &DrainError{Node: name, Err: err}
+	// Which pods are still there, and what each last heard.
+	pods, lerr := c.cs.CoreV1().Pods("").List(context.WithoutCancel(ctx), metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
+	if lerr == nil {
+		for _, p := range pods.Items {
+			if ds := metav1.GetControllerOf(&p); ds != nil && ds.Kind == "DaemonSet" {
+				continue
+			}
+			if _, mirror := p.Annotations[mirrorAnnotation]; mirror {
+				continue
+			}
+			reason := holds.reason(p.Namespace, p.Name)
+			if reason == "" {
+				if st := protectedFilter(p); !st.Delete {
+					reason = st.Message
+				} else if p.DeletionTimestamp != nil {
+					reason = "still terminating"
+				} else {
+					reason = "not evicted: " + firstLine(err.Error())
+				}
+			}
+			derr.Pods = append(derr.Pods, PodHold{Namespace: p.Namespace, Name: p.Name, Reason: reason})
+		}
+		sort.Slice(derr.Pods, func(i, j int) bool {
+			return derr.Pods[i].Namespace+derr.Pods[i].Name < derr.Pods[j].Namespace+derr.Pods[j].Name
+		})
+	}
+	if uerr := c.SetCordon(context.WithoutCancel(ctx), name, false); uerr != nil {
+		derr.Err = errors.Join(err, uerr)
+	}
+	return derr
+}
+
+// protectedFilter refuses (as an error, so the drain fails rather than
+// skipping them) pods that must not be evicted.
+func protectedFilter(p corev1.Pod) drain.PodDeleteStatus {
+	if p.Annotations[scaler.AnnotationSafeToEvict] == "false" {
+		return drain.MakePodDeleteStatusWithError(fmt.Sprintf("pod %s/%s is annotated %s=false", p.Namespace, p.Name, scaler.AnnotationSafeToEvict))
+	}
+	if p.Annotations[scaler.AnnotationDoNotDisrupt] == "true" {
+		return drain.MakePodDeleteStatusWithError(fmt.Sprintf("pod %s/%s is annotated %s=true", p.Namespace, p.Name, scaler.AnnotationDoNotDisrupt))
+	}
+	return drain.MakePodDeleteStatusOkay()
+}
+
+func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
+
+// holdLog reads the drain helper's error output: the last reason each
+// pod's eviction was refused (a PodDisruptionBudget, say).
+type holdLog struct {
+	mu      sync.Mutex
+	reasons map[string]string
+	log     *zap.Logger
+	buf     bytes.Buffer
+}
+
+func (h *holdLog) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.buf.Write(p)
+	for {
+		line, err := h.buf.ReadString('\n')
+		if err != nil {
+			h.buf.WriteString(line)
+			break
+		}
+		line = strings.TrimSpace(line)
+		if m := evictErrRE.FindStringSubmatch(line); m != nil {
+			h.reasons[m[2]+"/"+m[1]] = m[3]
+		}
+		h.log.Info("drain", zap.String("message", line))
+	}
+	return len(p), nil
+}
+
+func (h *holdLog) reason(ns, name string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reasons[ns+"/"+name]
+}
+
+// logWriter routes the drain helper's output to the log.
+type logWriter struct{ log *zap.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(p)), "\n") {
+		if line != "" {
+			w.log.Info("drain", zap.String("message", line))
+		}
+	}
+	return len(p), nil
+}
+
+// DeleteNode deletes the Node object; a node already gone is fine.
+func (c *Client) DeleteNode(ctx context.Context, name string) error {
+	err := c.cs.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete node %s: %w", name, err)
+	}
+	return nil
+}
+
+// Annotate merges labels and annotations into a node (a nil value removes the key).
+func (c *Client) Annotate(ctx context.Context, name string, labels, annotations map[string]*string) error {
+	patch := map[string]any{"metadata": map[string]any{"labels": labels, "annotations": annotations}}
+	b, err := jsonMarshal(patch)
+	if err != nil {
+		return err
+	}
+	if _, err := c.cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("label node %s: %w", name, err)
+	}
+	return nil
+}
+
+// Event records a Kubernetes Event on a node (type Normal or Warning).
+func (c *Client) Event(node, eventType, reason, message string) {
+	ref := &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"}
+	if n, err := c.nodes.Get(node); err == nil {
+		ref.UID = n.UID
+	}
+	c.recorder.Event(ref, eventType, reason, message)
+}

@@ -1,0 +1,138 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	authv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+)
+
+// applyRBAC creates every object of deploy/rbac.yaml.
+func applyRBAC(t *testing.T, env *kubetest.Env) {
+	t.Helper()
+	data, err := os.ReadFile("../deploy/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kinds := 0
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("deploy/rbac.yaml: %v", err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = env.Client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRole:
+			_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.Role:
+			_, err = env.Client.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.RoleBinding:
+			_, err = env.Client.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("deploy/rbac.yaml: unexpected %T", obj)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds++
+	}
+	if kinds != 5 {
+		t.Fatalf("%d objects in deploy/rbac.yaml", kinds)
+	}
+}
+
+// saConfig is a rest config authenticating as a ServiceAccount.
+func saConfig(t *testing.T, env *kubetest.Env, ns, name string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := env.Client.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		if _, err := env.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := env.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authv1.TokenRequest{Spec: authv1.TokenRequestSpec{}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rest.Config{Host: env.APIServer, BearerToken: tr.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAData: env.CAPEM}}
+}
+
+// TestRBAC runs the adapter with exactly deploy/rbac.yaml's permissions:
+// everything it does works; without the binding it fails clearly.
+func TestRBAC(t *testing.T) {
+	env := kubetest.Require(t)
+	applyRBAC(t, env)
+	ctx := context.Background()
+	testNodes(t, env, "rbac", "rbac-a")
+	env.Metrics.SetNode("rbac-a", "1", "1Gi")
+
+	c, err := NewForConfig(saConfig(t, env, "kube-system", "pve-autoscaler"), Options{Drain: config.Drain{Timeout: config.Duration(10 * time.Second)}, EvictRetry: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := c.Start(sctx); err != nil {
+		t.Fatalf("start with deploy/rbac.yaml: %v", err)
+	}
+	snap, err := c.Snapshot(ctx, time.Now())
+	if err != nil || nodeOf(snap, "rbac-a") == nil || nodeOf(snap, "rbac-a").Usage.MilliCPU != 1000 {
+		t.Fatalf("snapshot with deploy/rbac.yaml: %v", err)
+	}
+	if err := c.WaitReady(ctx, "rbac-a", 5*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	v := "yes"
+	if err := c.Annotate(ctx, "rbac-a", map[string]*string{"pve-autoscaler.io/test": &v}, map[string]*string{"pve-autoscaler.io/step": &v}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx, "rbac-a"); err != nil {
+		t.Fatalf("drain with deploy/rbac.yaml: %v", err)
+	}
+	c.Event("rbac-a", corev1.EventTypeNormal, "ScaleDown", "removing worker rbac-a: test")
+	waitFor(t, "the Event on the node", 10*time.Second, func() bool {
+		evs, err := env.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=rbac-a,reason=ScaleDown"})
+		return err == nil && len(evs.Items) == 1 && evs.Items[0].Source.Component == "pve-autoscaler"
+	})
+	lctx, stop := context.WithTimeout(ctx, 10*time.Second)
+	led := false
+	_ = RunLeader(lctx, c.Clientset(), LeaderOptions{Namespace: "kube-system", Name: "pve-autoscaler", Identity: "rbac-test",
+		Lease: 2 * time.Second, Renew: time.Second, Retry: 100 * time.Millisecond}, func(context.Context) { led = true; stop() })
+	stop()
+	if !led {
+		t.Error("leader election failed with deploy/rbac.yaml")
+	}
+	if err := c.DeleteNode(ctx, "rbac-a"); err != nil {
+		t.Fatalf("delete node with deploy/rbac.yaml: %v", err)
+	}
+	if err := c.DeleteNode(ctx, "rbac-a"); err != nil {
+		t.Errorf("deleting a node already gone: %v", err)
+	}
+
+	// Without the binding: a clear error, not a hang.
+	none, err := NewForConfig(saConfig(t, env, "kube-system", "no-permissions"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = none.Start(sctx)
+	var pe *PermissionError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "forbidden") || !strings.Contains(err.Error(), "deploy/rbac.yaml") {
+		t.Fatalf("want a PermissionError naming deploy/rbac.yaml, got %v", err)
+	}
+}

@@ -1,0 +1,188 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	resourcehelper "k8s.io/component-helpers/resource"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// LabelControlPlane marks control-plane nodes.
+const LabelControlPlane = "node-role.kubernetes.io/control-plane"
+
+// mirrorAnnotation marks a static pod's mirror.
+const mirrorAnnotation = "kubernetes.io/config.mirror"
+
+// MetricsUnavailableError means metrics.k8s.io could not be read: the
+// snapshot comes back marked stale and the engine fails static.
+type MetricsUnavailableError struct{ Err error }
+
+func (e *MetricsUnavailableError) Error() string {
+	return fmt.Sprintf("the Metrics API (metrics.k8s.io) is not available: %v; install metrics-server "+
+		"(on Talos with --kubelet-insecure-tls, because kubelet certificates are self-signed); until then no utilization decisions are made", e.Err)
+}
+
+func (e *MetricsUnavailableError) Unwrap() error { return e.Err }
+
+// Snapshot builds the engine's view of the cluster from the informers'
+// caches and one metrics.k8s.io call. When metrics cannot be read, it still
+// returns a snapshot (marked stale) together with a *MetricsUnavailableError.
+func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, error) {
+	if err := c.synced(); err != nil {
+		return scaler.Snapshot{}, err
+	}
+	nodes, err := c.nodes.List(labels.Everything())
+	if err != nil {
+		return scaler.Snapshot{}, err
+	}
+	pods, err := c.pods.List(labels.Everything())
+	if err != nil {
+		return scaler.Snapshot{}, err
+	}
+	pdbs, err := c.pdbs.List(labels.Everything())
+	if err != nil {
+		return scaler.Snapshot{}, err
+	}
+	var snap scaler.Snapshot
+
+	usage, metricsErr := c.nodeUsage(ctx, now)
+	if metricsErr != nil {
+		snap.Metrics = scaler.MetricsState{Stale: true, Error: metricsErr.Error()}
+	}
+
+	byNode := map[string][]*corev1.Pod{}
+	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if p.Spec.NodeName != "" {
+			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
+			continue
+		}
+		if since, ok := unschedulable(p); ok {
+			snap.PendingPods = append(snap.PendingPods, scaler.PendingPod{Namespace: p.Namespace, Name: p.Name, Requests: requests(p), Since: since})
+		}
+	}
+
+	for _, n := range nodes {
+		sn := scaler.Node{
+			Name:          n.Name,
+			ControlPlane:  hasKey(n.Labels, LabelControlPlane),
+			Managed:       n.Labels[scaler.LabelManaged] == "true",
+			Host:          n.Labels[scaler.LabelHost],
+			Ready:         ready(n),
+			Unschedulable: n.Spec.Unschedulable,
+			Created:       n.CreationTimestamp.Time,
+			Allocatable:   toResources(n.Status.Allocatable),
+			Usage:         usage[n.Name],
+			Annotations:   n.Annotations,
+		}
+		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
+		for _, p := range byNode[n.Name] {
+			r := requests(p)
+			sn.Requests = sn.Requests.Add(r)
+			sn.Pods = append(sn.Pods, c.pod(p, r, pdbs))
+		}
+		snap.Nodes = append(snap.Nodes, sn)
+	}
+	if metricsErr != nil {
+		return snap, metricsErr
+	}
+	return snap, nil
+}
+
+// nodeUsage reads metrics.k8s.io node metrics; figures older than
+// MetricsMaxAge make the whole set stale.
+func (c *Client) nodeUsage(ctx context.Context, now time.Time) (map[string]scaler.Resources, error) {
+	list, err := c.metrics.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, &MetricsUnavailableError{Err: err}
+	}
+	out := make(map[string]scaler.Resources, len(list.Items))
+	for _, m := range list.Items {
+		if age := now.Sub(m.Timestamp.Time); age > c.opts.MetricsMaxAge {
+			return nil, &MetricsUnavailableError{Err: fmt.Errorf("node %s's figures are %s old (more than %s)", m.Name, age.Round(time.Second), c.opts.MetricsMaxAge)}
+		}
+		out[m.Name] = toResources(m.Usage)
+	}
+	return out, nil
+}
+
+func (c *Client) pod(p *corev1.Pod, r scaler.Resources, pdbs []*policyv1.PodDisruptionBudget) scaler.Pod {
+	sp := scaler.Pod{Namespace: p.Namespace, Name: p.Name, Requests: r}
+	if ref := metav1.GetControllerOf(p); ref != nil {
+		sp.OwnerKind = ref.Kind
+	}
+	if _, ok := p.Annotations[mirrorAnnotation]; ok {
+		sp.OwnerKind = scaler.OwnerNode
+	}
+	for _, v := range p.Spec.Volumes {
+		if v.EmptyDir != nil {
+			sp.LocalStorage = true
+		}
+	}
+	for _, k := range []string{scaler.AnnotationSafeToEvict, scaler.AnnotationDoNotDisrupt} {
+		if v, ok := p.Annotations[k]; ok {
+			if sp.Annotations == nil {
+				sp.Annotations = map[string]string{}
+			}
+			sp.Annotations[k] = v
+		}
+	}
+	for _, pdb := range pdbs {
+		if pdb.Namespace != p.Namespace || pdb.Spec.Selector == nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() || !sel.Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		if sp.PDB == nil || pdb.Status.DisruptionsAllowed < sp.PDB.DisruptionsAllowed {
+			sp.PDB = &scaler.PDBStatus{Name: pdb.Name, DisruptionsAllowed: pdb.Status.DisruptionsAllowed}
+		}
+	}
+	return sp
+}
+
+// unschedulable reports a pending pod the scheduler could not place, and since when.
+func unschedulable(p *corev1.Pod) (time.Time, bool) {
+	if p.Status.Phase != corev1.PodPending {
+		return time.Time{}, false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c.LastTransitionTime.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func requests(p *corev1.Pod) scaler.Resources {
+	return toResources(resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}))
+}
+
+func toResources(l corev1.ResourceList) scaler.Resources {
+	return scaler.Resources{MilliCPU: l.Cpu().MilliValue(), Memory: l.Memory().Value()}
+}
+
+func ready(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}

@@ -297,6 +297,18 @@ func (s *Sim) vmAt(req *request) (*vm, *apiError) {
 	return v, nil
 }
 
+// vmPriv is vmAt plus a privilege check on the VM's ACL path; s.mu must be held.
+func (s *Sim) vmPriv(req *request, priv string) (*vm, *apiError) {
+	v, aerr := s.vmAt(req)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), priv); aerr != nil {
+		return nil, aerr
+	}
+	return v, nil
+}
+
 // newTask registers a running task; s.mu must be held.
 func (s *Sim) newTask(node, typ, id, user string) *task {
 	s.pidSeq++
@@ -458,11 +470,8 @@ func (s *Sim) digest(v *vm) string {
 func (s *Sim) getConfig(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, aerr := s.vmAt(req)
+	v, aerr := s.vmPriv(req, "VM.Audit")
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Audit"); aerr != nil {
 		return nil, aerr
 	}
 	cfg := map[string]any{
@@ -599,11 +608,8 @@ func (s *Sim) power(typ string) func(*request) (any, *apiError) {
 	return func(req *request) (any, *apiError) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		v, aerr := s.vmAt(req)
+		v, aerr := s.vmPriv(req, "VM.PowerMgmt")
 		if aerr != nil {
-			return nil, aerr
-		}
-		if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.PowerMgmt"); aerr != nil {
 			return nil, aerr
 		}
 		t := s.newTask(req.parts[1], typ, strconv.Itoa(v.vmid), req.user)
@@ -678,11 +684,8 @@ func (s *Sim) power(typ string) func(*request) (any, *apiError) {
 func (s *Sim) getCurrent(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, aerr := s.vmAt(req)
+	v, aerr := s.vmPriv(req, "VM.Audit")
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Audit"); aerr != nil {
 		return nil, aerr
 	}
 	out := map[string]any{"vmid": v.vmid, "name": v.name, "status": "stopped", "qmpstatus": "stopped", "cpus": v.cores,
@@ -707,11 +710,8 @@ func (s *Sim) getCurrent(req *request) (any, *apiError) {
 func (s *Sim) deleteVM(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, aerr := s.vmAt(req)
+	v, aerr := s.vmPriv(req, "VM.Allocate")
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.Allocate"); aerr != nil {
 		return nil, aerr
 	}
 	if v.running {
@@ -735,11 +735,8 @@ func (s *Sim) deleteVM(req *request) (any, *apiError) {
 func (s *Sim) getInterfaces(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, aerr := s.vmAt(req)
+	v, aerr := s.vmPriv(req, "VM.GuestAgent.Audit")
 	if aerr != nil {
-		return nil, aerr
-	}
-	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", v.vmid), "VM.GuestAgent.Audit"); aerr != nil {
 		return nil, aerr
 	}
 	switch {

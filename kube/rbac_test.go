@@ -11,6 +11,7 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -47,7 +48,7 @@ func applyRBAC(t *testing.T, env *kubetest.Env) {
 		default:
 			t.Fatalf("deploy/rbac.yaml: unexpected %T", obj)
 		}
-		if err != nil {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
 		kinds++
@@ -105,10 +106,16 @@ func TestRBAC(t *testing.T) {
 	if err := c.Drain(ctx, "rbac-a"); err != nil {
 		t.Fatalf("drain with deploy/rbac.yaml: %v", err)
 	}
-	c.Event("rbac-a", corev1.EventTypeNormal, "ScaleDown", "removing worker rbac-a: test")
+	msg := "removing worker rbac-a: test " + time.Now().Format(time.RFC3339Nano)
+	c.Event("rbac-a", corev1.EventTypeNormal, "ScaleDown", msg)
 	waitFor(t, "the Event on the node", 10*time.Second, func() bool {
 		evs, err := env.Client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=rbac-a,reason=ScaleDown"})
-		return err == nil && len(evs.Items) == 1 && evs.Items[0].Source.Component == "pve-autoscaler"
+		for _, e := range evs.Items {
+			if err == nil && e.Message == msg && e.Source.Component == "pve-autoscaler" && e.InvolvedObject.Kind == "Node" {
+				return true
+			}
+		}
+		return false
 	})
 	lctx, stop := context.WithTimeout(ctx, 10*time.Second)
 	led := false

@@ -19,7 +19,9 @@ func TestControlPlane(t *testing.T) {
 	if err := e.CreateNode(ctx, NodeSpec{Name: "kt-node-1", CPU: "4", Memory: "8Gi"}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = e.Client.CoreV1().Nodes().Delete(context.Background(), "kt-node-1", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = e.Client.CoreV1().Nodes().Delete(context.Background(), "kt-node-1", metav1.DeleteOptions{})
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		n, err := e.Client.CoreV1().Nodes().Get(ctx, "kt-node-1", metav1.GetOptions{})

@@ -45,6 +45,10 @@ type Host struct {
 type Inventory struct {
 	// Ours are the VMs tagged pve-autoscaler and cluster-<name>, wherever they run now.
 	Ours []VM
+	// Untagged are VMs with our name prefix in our vmid range but no tags
+	// yet: possibly ours, cloned by a daemon that stopped before configuring
+	// them. Only their description can tell (Created).
+	Untagged []VM
 	// All is every VM the token may see.
 	All      []VM
 	Template *VM
@@ -98,6 +102,9 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 		if c.matchesTemplate(v) {
 			t := v
 			inv.Template = &t
+		}
+		if len(v.Tags) == 0 && !v.Template && strings.HasPrefix(v.Name, c.cfg.NamePrefix) && v.VMID >= c.cfg.VMIDRange.Min && v.VMID <= c.cfg.VMIDRange.Max {
+			inv.Untagged = append(inv.Untagged, v)
 		}
 		if c.Owns(v) {
 			inv.Ours = append(inv.Ours, v)
@@ -300,10 +307,63 @@ func (c *Client) createdByUs(cfg vmConfig) bool {
 	return strings.Contains(cfg.Description, "\npve-autoscaler/cluster: "+c.cluster+"\n")
 }
 
+// StepTag is the tag recording a provisioning or removal step.
+func StepTag(step string) string { return "step-" + step }
+
+// Step reads the step tag of a VM ("" when none).
+func Step(v VM) string {
+	for _, t := range v.Tags {
+		if s, ok := strings.CutPrefix(t, "step-"); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// ownTags is our tags plus the step's.
+func (c *Client) ownTags(step string) string {
+	tags := TagOwner + ";" + ClusterTag(c.cluster)
+	if step != "" {
+		tags += ";" + StepTag(step)
+	}
+	return tags
+}
+
+// Created reads when one of our VMs was cloned, from its description; it
+// also tells whether the description marks it ours.
+func (c *Client) Created(ctx context.Context, vmid int, host string) (time.Time, bool, error) {
+	cfg, err := c.config(ctx, host, vmid)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if !c.createdByUs(cfg) {
+		return time.Time{}, false, nil
+	}
+	for _, line := range strings.Split(cfg.Description, "\n") {
+		if v, ok := strings.CutPrefix(line, "pve-autoscaler/created: "); ok {
+			t, err := time.Parse(time.RFC3339, strings.TrimSpace(v))
+			return t, true, err
+		}
+	}
+	return time.Time{}, true, nil
+}
+
+// SetStep re-tags one of our VMs with the step reached.
+func (c *Client) SetStep(ctx context.Context, vmid int, step string) error {
+	v, err := c.ours(ctx, vmid)
+	if err != nil {
+		return fmt.Errorf("record step %s on %d: %w", step, vmid, err)
+	}
+	return c.retry(ctx, "set step", func() error {
+		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", v.Host, vmid), map[string]any{"tags": c.ownTags(step)}, nil))
+	})
+}
+
 // Configure sizes and tags a freshly cloned VM (and gives it a MAC of the
-// pool when the template has no guest agent). The VM must carry our
-// description or our tags: the scaler configures only VMs it created.
-func (c *Client) Configure(ctx context.Context, vmid int, host string, mac string) error {
+// pool when the template has no guest agent), recording step in its tags
+// when given. The VM must carry our description or our tags: the scaler
+// configures only VMs it created.
+func (c *Client) Configure(ctx context.Context, vmid int, host string, mac string, step ...string) error {
 	cfg, err := c.config(ctx, host, vmid)
 	if err != nil {
 		return fmt.Errorf("configure %d: %w", vmid, err)
@@ -315,7 +375,7 @@ func (c *Client) Configure(ctx context.Context, vmid int, host string, mac strin
 	params := map[string]any{
 		"cores":  c.cfg.VM.Cores,
 		"memory": strconv.FormatInt(c.vmMemory()>>20, 10),
-		"tags":   TagOwner + ";" + ClusterTag(c.cluster),
+		"tags":   c.ownTags(strings.Join(step, "")),
 		"digest": cfg.Digest,
 	}
 	if mac != "" {
@@ -621,4 +681,25 @@ func (c *Client) Cleanup(ctx context.Context, vmid int) error {
 		case <-time.After(c.poll):
 		}
 	}
+}
+
+// Reserve is the memory kept free on each host.
+func (c *Client) Reserve() int64 { return int64(c.cfg.HostMemReserve) }
+
+// PoolAddress is the IP of the MAC/IP pool entry whose MAC a VM has.
+func (c *Client) PoolAddress(ctx context.Context, vmid int) (string, error) {
+	v, err := c.ours(ctx, vmid)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := c.config(ctx, v.Host, vmid)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range c.cfg.MACIPPool {
+		if strings.Contains(strings.ToUpper(cfg.Net0), strings.ToUpper(e.MAC)) {
+			return e.IP, nil
+		}
+	}
+	return "", fmt.Errorf("VM %d's net0 holds no MAC of proxmox.mac_ip_pool", vmid)
 }

@@ -1,0 +1,121 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/kube"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"github.com/pve-autoscaler/pve-autoscaler/talos"
+)
+
+// Options are what the command line (or a test) adds to the config.
+type Options struct {
+	DryRun  bool
+	Log     *zap.Logger
+	Version string
+	// TalosPort overrides the Talos API port (the simulated world's).
+	TalosPort int
+	// Poll is the adapters' poll interval (default 1s; tests: milliseconds).
+	Poll time.Duration
+	// Kube overrides the rest config (tests count its writes).
+	Kube *rest.Config
+	// AfterStep is passed to the reconciler (tests crash with it).
+	AfterStep func(scaler.OperationKind, int, string)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Daemon is the assembled scaler: adapters, glue and reconciler.
+type Daemon struct {
+	Config     *config.Config
+	PVE        *proxmox.Client
+	Talos      *talos.Client
+	Kube       *kube.Client
+	Reconciler *scaler.Reconciler
+	Policy     scaler.Policy
+	log        *zap.Logger
+}
+
+// Build connects the adapters (starting the Kubernetes informers, which
+// stop when ctx ends) and assembles the reconciler. It changes nothing.
+func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) {
+	log := o.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	policy, err := cfg.ScalerPolicy()
+	if err != nil {
+		return nil, err
+	}
+	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version})
+	if err != nil {
+		return nil, err
+	}
+	topts := talos.OptionsFrom(cfg.Talos, log.Named("talos"))
+	topts.Port = o.TalosPort
+	if o.Poll > 0 {
+		topts.RetryInterval = o.Poll * 10
+	}
+	tal, err := talos.New(topts)
+	if err != nil {
+		return nil, err
+	}
+	kopts := kube.Options{Kubeconfig: cfg.Kubernetes.Kubeconfig, Context: cfg.Kubernetes.Context, Drain: cfg.Policy.Drain, Log: log.Named("kube")}
+	var kc *kube.Client
+	if o.Kube != nil {
+		kc, err = kube.NewForConfig(o.Kube, kopts)
+	} else {
+		kc, err = kube.New(kopts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := kc.Start(ctx); err != nil {
+		return nil, err
+	}
+	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log}
+	d.Reconciler = scaler.NewReconciler(
+		NewInfra(pve, int64(cfg.Proxmox.VM.Memory), len(cfg.Proxmox.MACIPPool) > 0),
+		OS{Talos: tal}, Cluster{Kube: kc}, policy,
+		scaler.ReconcileOptions{
+			MaxProvisionTime:     cfg.Policy.MaxProvisionTime.D(),
+			SkipUnreachableReset: cfg.Talos.ResetUnreachable == "skip",
+			RemoveUndrained:      cfg.Policy.Drain.RemoveUndrained,
+			DryRun:               o.DryRun,
+			Log:                  log.Named("reconciler"),
+			AfterStep:            o.AfterStep,
+			Now:                  o.Now,
+		})
+	return d, nil
+}
+
+// Snapshot gathers a live snapshot (for `plan`): Kubernetes plus PVE host
+// room and the VMs in flight. Nothing is changed.
+func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, error) {
+	snap, kerr := d.Kube.Snapshot(ctx, now)
+	if kerr != nil && !snap.Metrics.Stale {
+		return snap, kerr
+	}
+	machines, hosts, err := NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false).Machines(ctx)
+	if err != nil {
+		return snap, fmt.Errorf("proxmox: %w", err)
+	}
+	snap.Hosts = hosts
+	for _, m := range machines {
+		switch m.Step {
+		case scaler.StepJoined:
+		case scaler.StepRemoving:
+			snap.Operations = append(snap.Operations, scaler.Operation{Kind: scaler.OpRemove, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
+		default:
+			snap.Operations = append(snap.Operations, scaler.Operation{Kind: scaler.OpProvision, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step, Started: m.Created})
+		}
+	}
+	return snap, kerr
+}

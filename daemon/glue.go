@@ -1,0 +1,250 @@
+// Package daemon wires the adapters (proxmox, talos, kube) to the
+// reconciler's small interfaces, and runs the loop with its HTTP endpoints.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/kube"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"github.com/pve-autoscaler/pve-autoscaler/talos"
+)
+
+// Infra adapts the proxmox adapter to scaler.Infra.
+type Infra struct {
+	PVE *proxmox.Client
+
+	mu       sync.Mutex
+	reserved map[string]int64 // memory promised to clones not yet visible
+	memory   int64
+	hosts    map[int]string // vmid -> host, as last seen
+	macIP    map[int]string // vmid -> IP from the MAC/IP pool
+	pool     bool
+}
+
+// NewInfra builds the glue; vmMemory is the worker VM's memory in bytes.
+func NewInfra(pve *proxmox.Client, vmMemory int64, macPool bool) *Infra {
+	return &Infra{PVE: pve, memory: vmMemory, pool: macPool, reserved: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}}
+}
+
+// Machines lists our VMs (and untagged ones whose description is ours) and the hosts' room.
+func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, error) {
+	inv, err := i.PVE.Inventory(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []scaler.Machine
+	add := func(v proxmox.VM, step string) error {
+		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Step: step}
+		if step != scaler.StepJoined && step != scaler.StepRemoving {
+			created, ours, err := i.PVE.Created(ctx, v.VMID, v.Host)
+			if err != nil {
+				return err
+			}
+			if !ours {
+				return nil // an untagged VM that is not ours: never touched
+			}
+			m.Created = created
+		}
+		out = append(out, m)
+		return nil
+	}
+	for _, v := range inv.Ours {
+		if err := add(v, proxmox.Step(v)); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, v := range inv.Untagged {
+		if err := add(v, scaler.StepCloned); err != nil {
+			return nil, nil, err
+		}
+	}
+	i.mu.Lock()
+	for _, m := range out {
+		i.hosts[m.VMID] = m.Host
+	}
+	var hosts []scaler.Host
+	for _, h := range inv.Hosts {
+		// The engine subtracts the reserve itself.
+		hosts = append(hosts, scaler.Host{Name: h.Name, Online: h.Online, MemoryFree: i.PVE.Free(h, i.reserved[h.Name]) + i.PVE.Reserve()})
+	}
+	i.mu.Unlock()
+	return out, hosts, nil
+}
+
+// Create places, allocates and clones one VM.
+func (i *Infra) Create(ctx context.Context) (scaler.Machine, error) {
+	inv, err := i.PVE.Inventory(ctx)
+	if err != nil {
+		return scaler.Machine{}, err
+	}
+	i.mu.Lock()
+	host, err := i.PVE.Place(inv, i.reserved)
+	if err == nil {
+		i.reserved[host] += i.memory
+	}
+	i.mu.Unlock()
+	if err != nil {
+		return scaler.Machine{}, err
+	}
+	defer func() {
+		i.mu.Lock()
+		i.reserved[host] -= i.memory
+		i.mu.Unlock()
+	}()
+	vmid, err := i.PVE.CloneNew(ctx, inv, host)
+	m := scaler.Machine{VMID: vmid, Name: i.PVE.Name(vmid), Host: host, Step: scaler.StepCloned, Created: time.Now()}
+	if err == nil {
+		i.mu.Lock()
+		i.hosts[vmid] = host
+		i.mu.Unlock()
+	}
+	return m, err
+}
+
+func (i *Infra) host(ctx context.Context, vmid int) (string, error) {
+	i.mu.Lock()
+	h, ok := i.hosts[vmid]
+	i.mu.Unlock()
+	if ok {
+		return h, nil
+	}
+	if _, _, err := i.Machines(ctx); err != nil {
+		return "", err
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if h, ok := i.hosts[vmid]; ok {
+		return h, nil
+	}
+	return "", fmt.Errorf("VM %d not found", vmid)
+}
+
+// Configure sizes and tags, taking a MAC of the pool when configured.
+func (i *Infra) Configure(ctx context.Context, vmid int, step string) error {
+	host, err := i.host(ctx, vmid)
+	if err != nil {
+		return err
+	}
+	mac := ""
+	if i.pool {
+		inv, err := i.PVE.Inventory(ctx)
+		if err != nil {
+			return err
+		}
+		var ip string
+		if mac, ip, err = i.PVE.NextMAC(ctx, inv); err != nil {
+			return err
+		}
+		i.mu.Lock()
+		i.macIP[vmid] = ip
+		i.mu.Unlock()
+	}
+	return i.PVE.Configure(ctx, vmid, host, mac, step)
+}
+
+// Record re-tags the VM with its step.
+func (i *Infra) Record(ctx context.Context, vmid int, step string) error {
+	return i.PVE.SetStep(ctx, vmid, step)
+}
+
+// Start starts the VM.
+func (i *Infra) Start(ctx context.Context, vmid int) error { return i.PVE.Start(ctx, vmid) }
+
+// Address is the VM's IP: from the MAC/IP pool, or the guest agent.
+func (i *Infra) Address(ctx context.Context, vmid int) (string, error) {
+	i.mu.Lock()
+	ip, ok := i.macIP[vmid]
+	i.mu.Unlock()
+	if ok {
+		return ip, nil
+	}
+	if i.pool {
+		if ip, err := i.PVE.PoolAddress(ctx, vmid); err == nil {
+			return ip, nil
+		}
+	}
+	host, err := i.host(ctx, vmid)
+	if err != nil {
+		return "", err
+	}
+	return i.PVE.WaitIP(ctx, vmid, host)
+}
+
+// Destroy removes the VM (tagged or still untagged).
+func (i *Infra) Destroy(ctx context.Context, vmid int) error {
+	err := i.PVE.Cleanup(ctx, vmid)
+	if err == nil {
+		i.mu.Lock()
+		delete(i.hosts, vmid)
+		delete(i.macIP, vmid)
+		i.mu.Unlock()
+	}
+	return err
+}
+
+// OS adapts the talos adapter.
+type OS struct{ Talos *talos.Client }
+
+func node(m scaler.Machine, ip string) talos.Node {
+	return talos.Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip}
+}
+
+// Apply sends the worker config in maintenance mode.
+func (o OS) Apply(ctx context.Context, m scaler.Machine, ip string) error {
+	return o.Talos.Apply(ctx, node(m, ip))
+}
+
+// Reset resets the node gracefully.
+func (o OS) Reset(ctx context.Context, m scaler.Machine, ip string) error {
+	return o.Talos.Reset(ctx, node(m, ip))
+}
+
+// Unreachable reports a node that did not answer.
+func (o OS) Unreachable(err error) bool {
+	var ue *talos.UnreachableError
+	return errors.As(err, &ue)
+}
+
+// Cluster adapts the kube adapter.
+type Cluster struct{ Kube *kube.Client }
+
+// Snapshot is the kube snapshot.
+func (c Cluster) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, error) {
+	return c.Kube.Snapshot(ctx, now)
+}
+
+// WaitReady waits for the node.
+func (c Cluster) WaitReady(ctx context.Context, name string, timeout time.Duration) error {
+	return c.Kube.WaitReady(ctx, name, timeout, nil)
+}
+
+// SetRemovalStep records the removal step on the node.
+func (c Cluster) SetRemovalStep(ctx context.Context, name, step string) error {
+	var v *string
+	if step != "" {
+		v = &step
+	}
+	return c.Kube.Annotate(ctx, name, nil, map[string]*string{scaler.AnnotationRemoval: v})
+}
+
+// Cordon cordons or uncordons.
+func (c Cluster) Cordon(ctx context.Context, name string, on bool) error {
+	return c.Kube.SetCordon(ctx, name, on)
+}
+
+// Drain drains the node.
+func (c Cluster) Drain(ctx context.Context, name string) error { return c.Kube.Drain(ctx, name) }
+
+// DeleteNode deletes the Node object.
+func (c Cluster) DeleteNode(ctx context.Context, name string) error {
+	return c.Kube.DeleteNode(ctx, name)
+}
+
+// Event records an Event on the node.
+func (c Cluster) Event(n, t, reason, msg string) { c.Kube.Event(n, t, reason, msg) }

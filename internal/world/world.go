@@ -1,0 +1,251 @@
+// Package world is the simulated world pve-autoscaler runs against in its
+// end-to-end tests (and the demo): pvesim for Proxmox, a fake Talos API on
+// each started VM's address, and a real Kubernetes control plane with kwok.
+// It is consistent end to end: when a VM's Talos endpoint receives its
+// config and "reboots", a Node registers with the hostname and labels from
+// that config and the VM's cores and memory as capacity.
+package world
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	tconfig "github.com/siderolabs/talos/pkg/machinery/config"
+	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate"
+	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
+	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
+	"github.com/pve-autoscaler/pve-autoscaler/talos/talosfake"
+)
+
+// Options shape the world.
+type Options struct {
+	// Latencies of PVE (default: a few milliseconds each).
+	Latencies *pvesim.Latencies
+	// InstallDelay is how long Talos takes to install and reboot (default 50ms).
+	InstallDelay time.Duration
+}
+
+// World is a running simulated world.
+type World struct {
+	Sim       *pvesim.Sim
+	PVE       *pvesim.Server
+	Kube      *kubetest.Env
+	Dir       string
+	TalosPort int
+	IPPool    string
+
+	bundle *secrets.Bundle
+	opts   Options
+
+	mu       sync.Mutex
+	fakes    map[int]*talosfake.Node
+	applies  int
+	resets   int
+	neverUp  int
+	closed   bool
+	nodeMade map[string]bool
+}
+
+const tokenSecret = "11111111-2222-4333-8444-555566667777"
+
+// FastLatencies is every PVE latency at a few milliseconds.
+func FastLatencies() pvesim.Latencies {
+	return pvesim.Latencies{LinkedClone: 30 * time.Millisecond, FullCloneBandwidth: 100 << 30, Start: 10 * time.Millisecond, Stop: 10 * time.Millisecond,
+		Shutdown: 10 * time.Millisecond, Destroy: 10 * time.Millisecond, Config: 5 * time.Millisecond, Agent: 20 * time.Millisecond,
+		AuthFailure: 5 * time.Millisecond, StorageLock: 20 * time.Millisecond}
+}
+
+func randInt(n int64) int64 {
+	v, _ := rand.Int(rand.Reader, big.NewInt(n))
+	return v.Int64()
+}
+
+// New starts pvesim and the Talos side, on the given control plane.
+func New(kube *kubetest.Env, opts Options) (*World, error) {
+	if opts.InstallDelay == 0 {
+		opts.InstallDelay = 50 * time.Millisecond
+	}
+	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}}
+	// A loopback /24 and a port of our own, so parallel test packages never meet.
+	w.IPPool = fmt.Sprintf("127.%d.%d.0/24", 100+randInt(100), 1+randInt(250))
+	w.TalosPort = int(20000 + randInt(30000))
+
+	pw := pvesim.DefaultWorld(tokenSecret)
+	pw.IPPool = w.IPPool
+	pw.Latencies = FastLatencies()
+	if opts.Latencies != nil {
+		pw.Latencies = *opts.Latencies
+	}
+	sim, err := pvesim.New(pw, nil)
+	if err != nil {
+		return nil, err
+	}
+	w.Sim = sim
+	sim.Subscribe(w.follow)
+	if w.PVE, err = sim.Serve("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+
+	if w.Dir, err = os.MkdirTemp("", "world-"); err != nil {
+		return nil, err
+	}
+	if err := w.talosFiles(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// talosFiles generates the cluster's secrets, worker config and talosconfig.
+func (w *World) talosFiles() error {
+	bundle, err := secrets.NewBundle(secrets.NewFixedClock(time.Now()), tconfig.TalosVersionCurrent)
+	if err != nil {
+		return err
+	}
+	w.bundle = bundle
+	in, err := generate.NewInput("homelab", "https://127.0.0.1:6443", "1.34.0", generate.WithSecretsBundle(bundle),
+		generate.WithEndpointList([]string{"127.0.0.1"}), generate.WithInstallDisk("/dev/sda"))
+	if err != nil {
+		return err
+	}
+	cfg, err := in.Config(machine.TypeWorker)
+	if err != nil {
+		return err
+	}
+	b, err := cfg.Bytes()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(w.Dir, "worker.yaml"), b, 0o600); err != nil {
+		return err
+	}
+	tc, err := in.Talosconfig()
+	if err != nil {
+		return err
+	}
+	if b, err = tc.Bytes(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(w.Dir, "talosconfig"), b, 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(w.Dir, "pve-token"), []byte(tokenSecret+"\n"), 0o600)
+}
+
+// Config is a daemon configuration for this world (policy at its defaults).
+func (w *World) Config() *config.Config {
+	c := config.Default()
+	c.Cluster.Name = "homelab"
+	c.Proxmox.URL = w.PVE.URL
+	c.Proxmox.TokenID = "autoscaler@pve!scaler"
+	c.Proxmox.TokenSecretFile = filepath.Join(w.Dir, "pve-token")
+	c.Proxmox.TLS.Fingerprint = w.PVE.Fingerprint
+	c.Proxmox.Template = config.VMRef{Name: "talos-worker-template"}
+	c.Proxmox.IPCIDR = w.IPPool
+	c.Proxmox.TaskTimeout = config.Duration(10 * time.Second)
+	c.Proxmox.AgentTimeout = config.Duration(10 * time.Second)
+	c.Proxmox.ShutdownTimeout = config.Duration(2 * time.Second)
+	c.Talos.WorkerConfigFile = filepath.Join(w.Dir, "worker.yaml")
+	c.Talos.TalosconfigFile = filepath.Join(w.Dir, "talosconfig")
+	c.Kubernetes.Kubeconfig = w.Kube.Kubeconfig
+	c.Policy.Timezone = "UTC"
+	return &c
+}
+
+// NeverUp makes the next n Talos endpoints never come back after install.
+func (w *World) NeverUp(n int) { w.mu.Lock(); w.neverUp = n; w.mu.Unlock() }
+
+// Counts returns the Talos applies and resets so far.
+func (w *World) Counts() (applies, resets int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.applies, w.resets
+}
+
+// follow keeps a fake Talos API on every started VM's address.
+func (w *World) follow(e pvesim.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	switch e.Type {
+	case pvesim.EventStarted:
+		if w.fakes[e.VMID] != nil || e.IP == "" {
+			return
+		}
+		vm := e
+		n, err := talosfake.Start(talosfake.Options{
+			Addr: net.JoinHostPort(e.IP, strconv.Itoa(w.TalosPort)), CA: w.bundle.Certs.OS, InstallDelay: w.opts.InstallDelay,
+			OnInstalled: func(_ *talosfake.Node, cfg []byte) { w.join(vm, cfg) },
+		})
+		if err != nil {
+			return
+		}
+		if w.neverUp > 0 {
+			w.neverUp--
+			n.NeverUp()
+		}
+		w.fakes[e.VMID] = n
+	case pvesim.EventStopped, pvesim.EventDestroyed:
+		if n := w.fakes[e.VMID]; n != nil {
+			w.applies += len(n.Applied())
+			w.resets += len(n.Resets())
+			go n.Close()
+			delete(w.fakes, e.VMID)
+		}
+	}
+}
+
+// join registers the Node the applied config describes.
+func (w *World) join(vm pvesim.Event, data []byte) {
+	cfg, err := configloader.NewFromBytes(data)
+	if err != nil || cfg.Machine() == nil {
+		return
+	}
+	name := vm.Name
+	if h := cfg.NetworkHostnameConfig(); h != nil && h.Hostname() != "" {
+		name = h.Hostname()
+	}
+	labels := map[string]string{}
+	for k, v := range cfg.Machine().NodeLabels() {
+		labels[k] = v
+	}
+	err = w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels})
+	if err == nil {
+		w.mu.Lock()
+		w.nodeMade[name] = true
+		w.mu.Unlock()
+	}
+}
+
+// Close stops the fakes and pvesim and deletes the Nodes the world made.
+func (w *World) Close() {
+	w.mu.Lock()
+	w.closed = true
+	fakes := w.fakes
+	w.fakes = map[int]*talosfake.Node{}
+	made := w.nodeMade
+	w.mu.Unlock()
+	for _, n := range fakes {
+		n.Close()
+	}
+	w.PVE.Close()
+	for name := range made {
+		_ = w.Kube.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
+	}
+	_ = os.RemoveAll(w.Dir)
+}

@@ -1,0 +1,639 @@
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Steps recorded on a VM (as a tag step-<name>) while it is provisioned or
+// removed, so that a restarted daemon resumes where the last one stopped.
+const (
+	StepCloned     = "cloned"     // the VM exists; only its description says it is ours
+	StepConfigured = "configured" // sized and tagged
+	StepStarted    = "started"
+	StepApplying   = "applying" // the Talos config is being sent: never sent twice
+	StepJoined     = "joined"   // a Ready node: provisioning done
+	StepRemoving   = "removing"
+)
+
+// Removal steps, recorded on the Node (annotation AnnotationRemoval).
+const (
+	RemovalMarked  = "marked"
+	RemovalDrained = "drained"
+	RemovalReset   = "reset"
+)
+
+// AnnotationRemoval records on a Node how far its removal got.
+const AnnotationRemoval = "pve-autoscaler.io/removal"
+
+// Machine is one of this cluster's VMs as the infrastructure reports it.
+type Machine struct {
+	VMID    int
+	Name    string
+	Host    string
+	Running bool
+	Step    string
+	// Created is when the VM was cloned (zero: unknown).
+	Created time.Time
+}
+
+// Infra is the Proxmox side of the reconciler.
+type Infra interface {
+	// Machines lists this cluster's VMs, wherever they run now, and the hosts' room.
+	Machines(ctx context.Context) ([]Machine, []Host, error)
+	// Create places, allocates an id and clones a VM whose description marks it ours.
+	Create(ctx context.Context) (Machine, error)
+	// Configure sizes and tags a VM, recording step.
+	Configure(ctx context.Context, vmid int, step string) error
+	// Record re-tags a VM with the step reached.
+	Record(ctx context.Context, vmid int, step string) error
+	Start(ctx context.Context, vmid int) error
+	// Address is the VM's IP (guest agent or MAC/IP pool).
+	Address(ctx context.Context, vmid int) (string, error)
+	// Destroy stops and destroys one of our VMs, tagged or not yet; a VM gone is success.
+	Destroy(ctx context.Context, vmid int) error
+}
+
+// OS is the Talos side.
+type OS interface {
+	Apply(ctx context.Context, m Machine, ip string) error
+	Reset(ctx context.Context, m Machine, ip string) error
+	// Unreachable reports whether a Reset error means the node did not answer.
+	Unreachable(err error) bool
+}
+
+// Cluster is the Kubernetes side.
+type Cluster interface {
+	Snapshot(ctx context.Context, now time.Time) (Snapshot, error)
+	WaitReady(ctx context.Context, name string, timeout time.Duration) error
+	// SetRemovalStep records a removal step on the Node ("" clears it).
+	SetRemovalStep(ctx context.Context, name, step string) error
+	Cordon(ctx context.Context, name string, on bool) error
+	Drain(ctx context.Context, name string) error
+	DeleteNode(ctx context.Context, name string) error
+	Event(node, eventType, reason, message string)
+}
+
+// ReconcileOptions are the reconciler's settings.
+type ReconcileOptions struct {
+	MaxProvisionTime time.Duration
+	// BackoffMin and BackoffMax bound the exponential pause after failures (5m, 30m).
+	BackoffMin, BackoffMax time.Duration
+	// ResetUnreachable: go on with the removal when Talos does not answer the reset.
+	SkipUnreachableReset bool
+	// RemoveUndrained: remove a node whose drain did not finish.
+	RemoveUndrained bool
+	// StopGrace bounds how long running steps may finish after the context ends.
+	StopGrace time.Duration
+	DryRun    bool
+	Log       *zap.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// AfterStep, if set, is called after each step; tests use it to crash.
+	AfterStep func(kind OperationKind, vmid int, step string)
+}
+
+// Reconciler carries plans out and keeps operations going across restarts.
+type Reconciler struct {
+	infra   Infra
+	os      OS
+	cluster Cluster
+	policy  Policy
+	o       ReconcileOptions
+	log     *zap.Logger
+
+	mu       sync.Mutex
+	ops      map[int]*operation // by vmid
+	creating int                // provisions still cloning (no vmid yet)
+	hist     History
+	failures int
+	last     Status
+	wg       sync.WaitGroup
+	work     context.Context
+	cancel   context.CancelFunc
+	stopping bool
+}
+
+type operation struct {
+	kind    OperationKind
+	vmid    int
+	name    string
+	host    string
+	step    string
+	started time.Time
+}
+
+// Status is what the reconciler reports (the daemon's /status).
+type Status struct {
+	Time       time.Time   `json:"time"`
+	Plan       *Plan       `json:"plan,omitempty"`
+	Machines   []Machine   `json:"machines"`
+	Operations []Operation `json:"operations"`
+	LastError  string      `json:"last_error,omitempty"`
+	Failures   int         `json:"consecutive_failures"`
+	DryRun     bool        `json:"dry_run"`
+}
+
+// NewReconciler builds a reconciler; Run or Tick drive it.
+func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOptions) *Reconciler {
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxProvisionTime == 0 {
+		o.MaxProvisionTime = 15 * time.Minute
+	}
+	if o.BackoffMin == 0 {
+		o.BackoffMin, o.BackoffMax = 5*time.Minute, 30*time.Minute
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = 30 * time.Second
+	}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}}
+	r.work, r.cancel = context.WithCancel(context.Background())
+	return r
+}
+
+// Backoff is the pause after n consecutive failures: BackoffMin doubling up to BackoffMax.
+func (r *Reconciler) Backoff(n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	d := r.o.BackoffMin
+	for i := 1; i < n && d < r.o.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, r.o.BackoffMax)
+}
+
+// Status returns the last tick's report.
+func (r *Reconciler) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// Run ticks every interval until ctx ends, then lets running steps finish
+// (up to StopGrace) and returns; everything left is resumable.
+func (r *Reconciler) Run(ctx context.Context, interval time.Duration, onTick func(Plan, error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		plan, err := r.Tick(ctx)
+		if onTick != nil {
+			onTick(plan, err)
+		}
+		select {
+		case <-ctx.Done():
+			r.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop starts nothing new and waits for running operations to reach a
+// step boundary, cancelling them after StopGrace.
+func (r *Reconciler) Stop() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.o.StopGrace):
+		r.cancel()
+		<-done
+	}
+	r.cancel()
+}
+
+// Abort stops at once, as a crash would: running operations end at their
+// next step boundary or are cancelled mid-step; what they leave is
+// resumable by a new reconciler.
+func (r *Reconciler) Abort() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	r.cancel()
+}
+
+// Wait blocks until no operation runs (tests).
+func (r *Reconciler) Wait() { r.wg.Wait() }
+
+// Tick observes, resumes what an earlier run left half-done, decides, and
+// starts the plan's actions. It returns the plan.
+func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
+	now := r.o.Now()
+	snap, err := r.cluster.Snapshot(ctx, now)
+	if err != nil && len(snap.Nodes) == 0 && !snap.Metrics.Stale {
+		return Plan{}, r.fail(now, fmt.Errorf("kubernetes snapshot: %w", err))
+	}
+	machines, hosts, err := r.infra.Machines(ctx)
+	if err != nil {
+		return Plan{}, r.fail(now, fmt.Errorf("proxmox inventory: %w", err))
+	}
+	snap.Hosts = hosts
+	r.resume(ctx, snap, machines, now)
+
+	r.mu.Lock()
+	for _, op := range r.ops {
+		snap.Operations = append(snap.Operations, Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started})
+	}
+	for range r.creating {
+		snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, Step: "creating"})
+	}
+	// A machine still provisioning but not resumed (dry-run) counts too.
+	for _, m := range machines {
+		if _, ok := r.ops[m.VMID]; !ok && m.Step != StepJoined && m.Step != StepRemoving {
+			snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
+		}
+	}
+	p := r.policy
+	p.CooldownAfterFailure = r.Backoff(r.failures)
+	hist := r.hist
+	r.mu.Unlock()
+	sort.Slice(snap.Operations, func(i, j int) bool { return snap.Operations[i].VMID < snap.Operations[j].VMID })
+
+	plan := Decide(snap, p, hist, now)
+	r.mu.Lock()
+	r.hist = plan.Next
+	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun}
+	stopping := r.stopping
+	r.mu.Unlock()
+	r.logPlan(plan)
+	if r.o.DryRun || stopping {
+		return plan, nil
+	}
+	for range plan.Added() {
+		r.startProvision(Machine{}, now)
+	}
+	if rm, ok := plan.Removal(); ok {
+		why := ""
+		if len(rm.Reasons) > 0 {
+			why = rm.Reasons[0].Message
+		}
+		r.cluster.Event(rm.Node, "Normal", "ScaleDown", "pve-autoscaler removes this worker: "+why)
+		r.startRemoval(rm.VMID, rm.Node, rm.Host, "")
+	}
+	return plan, nil
+}
+
+func (r *Reconciler) fail(now time.Time, err error) error {
+	r.mu.Lock()
+	r.last.Time, r.last.LastError = now, err.Error()
+	r.mu.Unlock()
+	r.log.Error("tick failed", zap.Error(err))
+	return err
+}
+
+func (r *Reconciler) logPlan(p Plan) {
+	fields := []zap.Field{zap.Int("current", p.Workers.Current), zap.Int("desired", p.Workers.Desired), zap.Bool("dry_run", r.o.DryRun)}
+	if p.Utilization != nil {
+		fields = append(fields, zap.Float64("cpu_pct", p.Utilization.CPU), zap.Float64("memory_pct", p.Utilization.Memory))
+	}
+	for _, a := range p.Actions {
+		msgs := make([]string, len(a.Reasons))
+		for i, rs := range a.Reasons {
+			msgs[i] = string(rs.Code) + ": " + rs.Message
+		}
+		r.log.Info("decision", append(fields, zap.String("action", string(a.Kind)), zap.Int("count", a.Count), zap.String("node", a.Node), zap.Strings("reasons", msgs))...)
+	}
+	if len(p.Actions) == 0 {
+		holds := make([]string, len(p.Holds))
+		for i, h := range p.Holds {
+			holds[i] = string(h.Code) + ": " + h.Message
+		}
+		r.log.Info("no action", append(fields, zap.Strings("holds", holds))...)
+	}
+}
+
+// resume picks up what is half-done: provisions and removals of an earlier
+// run, and Node objects whose VM is gone.
+func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, now time.Time) {
+	byVMID := map[int]Machine{}
+	for _, m := range machines {
+		byVMID[m.VMID] = m
+	}
+	nodes := map[string]Node{}
+	for _, n := range snap.Nodes {
+		nodes[n.Name] = n
+	}
+	for _, m := range machines {
+		r.mu.Lock()
+		_, running := r.ops[m.VMID]
+		r.mu.Unlock()
+		if running {
+			continue
+		}
+		switch {
+		case m.Step == StepRemoving:
+			if r.o.DryRun {
+				continue
+			}
+			r.startRemoval(m.VMID, m.Name, m.Host, nodes[m.Name].Annotations[AnnotationRemoval])
+		case m.Step == StepJoined:
+			if n, ok := nodes[m.Name]; ok && n.Annotations[AnnotationRemoval] != "" && !r.o.DryRun {
+				r.startRemoval(m.VMID, m.Name, m.Host, n.Annotations[AnnotationRemoval])
+			}
+		default:
+			if r.o.DryRun {
+				continue
+			}
+			r.log.Info("resuming provisioning", zap.Int("vmid", m.VMID), zap.String("step", m.Step))
+			r.startProvision(m, now)
+		}
+	}
+	for _, n := range snap.Nodes {
+		if !n.Managed || n.VMID == 0 {
+			continue
+		}
+		if _, ok := byVMID[n.VMID]; ok {
+			continue
+		}
+		r.mu.Lock()
+		_, busy := r.ops[n.VMID]
+		r.mu.Unlock()
+		if busy || r.o.DryRun {
+			continue
+		}
+		r.log.Info("deleting the Node of a VM that is gone", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+		if err := r.cluster.DeleteNode(ctx, n.Name); err != nil {
+			r.log.Warn("delete node", zap.String("node", n.Name), zap.Error(err))
+		}
+	}
+}
+
+func (r *Reconciler) after(kind OperationKind, vmid int, step string) {
+	if r.o.AfterStep != nil {
+		r.o.AfterStep(kind, vmid, step)
+	}
+}
+
+// halted reports whether the reconciler is stopping: steps end at the next boundary.
+func (r *Reconciler) halted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopping || r.work.Err() != nil
+}
+
+// errHalted ends an operation at a step boundary, leaving it resumable.
+var errHalted = errors.New("stopping: left resumable")
+
+func (r *Reconciler) startProvision(m Machine, now time.Time) {
+	r.mu.Lock()
+	if r.stopping {
+		r.mu.Unlock()
+		return
+	}
+	var op *operation
+	if m.VMID == 0 {
+		r.creating++
+	} else {
+		started := m.Created
+		if started.IsZero() {
+			started = now
+		}
+		op = &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started}
+		r.ops[m.VMID] = op
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		vmid, err := r.provision(m, op, now)
+		r.finish(OpProvision, vmid, err)
+	}()
+}
+
+func (r *Reconciler) setStep(op *operation, step string) {
+	r.mu.Lock()
+	op.step = step
+	r.mu.Unlock()
+}
+
+// provision runs the provisioning steps from where m is; it returns the
+// vmid (known once cloned).
+func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, error) {
+	started := now
+	if op != nil {
+		started = op.started
+	}
+	ctx, cancel := context.WithDeadline(r.work, started.Add(r.o.MaxProvisionTime))
+	defer cancel()
+	if op == nil {
+		created, err := r.infra.Create(ctx)
+		r.mu.Lock()
+		r.creating--
+		if err == nil {
+			op = &operation{kind: OpProvision, vmid: created.VMID, name: created.Name, host: created.Host, step: StepCloned, started: started}
+			r.ops[created.VMID] = op
+		}
+		r.mu.Unlock()
+		if err != nil {
+			if created.VMID != 0 {
+				r.cleanup(created.VMID)
+			}
+			return 0, fmt.Errorf("create VM: %w", err)
+		}
+		m = created
+		m.Step = StepCloned
+		r.after(OpProvision, m.VMID, StepCloned)
+	}
+	err := r.provisionSteps(ctx, m, op)
+	if err == nil || errors.Is(err, errHalted) {
+		return m.VMID, err
+	}
+	if r.work.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return m.VMID, errHalted // shut down mid-step: resumable
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
+	}
+	r.log.Warn("provisioning failed, destroying the VM", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
+	r.cleanup(m.VMID)
+	return m.VMID, err
+}
+
+func (r *Reconciler) cleanup(vmid int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), 10*time.Minute)
+	defer cancel()
+	if err := r.infra.Destroy(ctx, vmid); err != nil {
+		r.log.Error("could not destroy the failed VM", zap.Int("vmid", vmid), zap.Error(err))
+	}
+}
+
+func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operation) error {
+	step := m.Step
+	do := func(next string, f func() error) error {
+		if r.halted() {
+			return errHalted
+		}
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", next, err)
+		}
+		r.setStep(op, next)
+		step = next
+		r.after(OpProvision, m.VMID, next)
+		return nil
+	}
+	if step == "" || step == StepCloned {
+		if err := do(StepConfigured, func() error { return r.infra.Configure(ctx, m.VMID, StepConfigured) }); err != nil {
+			return err
+		}
+	}
+	if step == StepConfigured {
+		if err := do(StepStarted, func() error {
+			if err := r.infra.Start(ctx, m.VMID); err != nil {
+				return err
+			}
+			return r.infra.Record(ctx, m.VMID, StepStarted)
+		}); err != nil {
+			return err
+		}
+	}
+	if step == StepStarted {
+		if err := do(StepApplying, func() error {
+			ip, err := r.infra.Address(ctx, m.VMID)
+			if err != nil {
+				return err
+			}
+			// Recorded before the config is sent: a config is never sent twice.
+			if err := r.infra.Record(ctx, m.VMID, StepApplying); err != nil {
+				return err
+			}
+			return r.os.Apply(ctx, m, ip)
+		}); err != nil {
+			return err
+		}
+	}
+	if step == StepApplying {
+		if err := do(StepJoined, func() error {
+			deadline, _ := ctx.Deadline()
+			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
+				return err
+			}
+			return r.infra.Record(ctx, m.VMID, StepJoined)
+		}); err != nil {
+			return err
+		}
+		r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler added this worker (VM %d on %s)", m.VMID, m.Host))
+	}
+	return nil
+}
+
+func (r *Reconciler) startRemoval(vmid int, name, host, from string) {
+	r.mu.Lock()
+	if r.stopping || r.ops[vmid] != nil {
+		r.mu.Unlock()
+		return
+	}
+	op := &operation{kind: OpRemove, vmid: vmid, name: name, host: host, step: from, started: r.o.Now()}
+	r.ops[vmid] = op
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		r.finish(OpRemove, vmid, r.remove(op, from))
+	}()
+}
+
+func (r *Reconciler) remove(op *operation, from string) error {
+	ctx := r.work
+	m := Machine{VMID: op.vmid, Name: op.name, Host: op.host}
+	step := from
+	do := func(next string, f func() error) error {
+		if r.halted() {
+			return errHalted
+		}
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", next, err)
+		}
+		r.setStep(op, next)
+		step = next
+		r.after(OpRemove, op.vmid, next)
+		return nil
+	}
+	if step == "" {
+		if err := do(RemovalMarked, func() error {
+			if err := r.cluster.SetRemovalStep(ctx, m.Name, RemovalMarked); err != nil {
+				return err
+			}
+			return r.infra.Record(ctx, m.VMID, StepRemoving)
+		}); err != nil {
+			return err
+		}
+	}
+	if step == RemovalMarked {
+		err := do(RemovalDrained, func() error {
+			if err := r.cluster.Drain(ctx, m.Name); err != nil {
+				if !r.o.RemoveUndrained {
+					return err
+				}
+				r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", m.Name), zap.Error(err))
+			}
+			return r.cluster.SetRemovalStep(ctx, m.Name, RemovalDrained)
+		})
+		if err != nil {
+			if errors.Is(err, errHalted) {
+				return err
+			}
+			// The node stays: uncordoned (by the drain), unmarked, back to joined.
+			r.cluster.Event(m.Name, "Warning", "DrainFailed", err.Error())
+			bg := context.WithoutCancel(ctx)
+			_ = r.cluster.SetRemovalStep(bg, m.Name, "")
+			_ = r.infra.Record(bg, m.VMID, StepJoined)
+			return err
+		}
+	}
+	if step == RemovalDrained {
+		if err := do(RemovalReset, func() error {
+			ip, err := r.infra.Address(ctx, m.VMID)
+			if err == nil {
+				err = r.os.Reset(ctx, m, ip)
+			}
+			if err != nil && r.o.SkipUnreachableReset && (ip == "" || r.os.Unreachable(err)) {
+				r.log.Warn("Talos reset skipped: node unreachable (talos.reset_unreachable: skip)", zap.String("node", m.Name), zap.Error(err))
+				err = nil
+			}
+			if err != nil {
+				return err
+			}
+			return r.cluster.SetRemovalStep(ctx, m.Name, RemovalReset)
+		}); err != nil {
+			return err
+		}
+	}
+	if err := do("destroyed", func() error { return r.infra.Destroy(ctx, m.VMID) }); err != nil {
+		return err
+	}
+	return do("deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) })
+}
+
+// finish ends an operation and records its outcome.
+func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if vmid != 0 {
+		delete(r.ops, vmid)
+	}
+	switch {
+	case err == nil:
+		r.failures = 0
+	case errors.Is(err, errHalted):
+	default:
+		r.failures++
+		r.hist.LastFailure = r.o.Now()
+		r.last.LastError = err.Error()
+		r.log.Error("operation failed", zap.String("kind", string(kind)), zap.Int("vmid", vmid), zap.Int("consecutive_failures", r.failures), zap.Error(err))
+	}
+}

@@ -311,4 +311,3 @@ func TestMaxProvisionTimeAndBackoff(t *testing.T) {
 		t.Errorf("backoff after 9 failures %v", b)
 	}
 }
-

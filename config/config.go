@@ -86,6 +86,7 @@ type Talos struct {
 	TalosconfigFile  string   `json:"talosconfig_file"`
 	PatchFiles       []string `json:"patch_files"`
 	ResetUnreachable string   `json:"reset_unreachable"`
+	Port             int      `json:"port"`
 }
 
 // Kubernetes is how to reach the cluster's API.
@@ -185,7 +186,7 @@ func Default() Config {
 			AgentTimeout:    Duration(300e9),
 			ShutdownTimeout: Duration(60e9),
 		},
-		Talos: Talos{ResetUnreachable: "fail"},
+		Talos: Talos{ResetUnreachable: "fail", Port: 50000},
 		Policy: Policy{
 			Interval:         Duration(60e9),
 			MinWorkers:       2,

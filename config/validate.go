@@ -219,6 +219,9 @@ func (v *validator) talos(c *Config) {
 	for i, f := range t.PatchFiles {
 		v.file(fmt.Sprintf("talos.patch_files[%d]", i), f)
 	}
+	if t.Port < 1 || t.Port > 65535 {
+		v.fail("talos.port", "%d: expected a TCP port (1..65535)", t.Port)
+	}
 	if t.ResetUnreachable != "skip" && t.ResetUnreachable != "fail" {
 		v.fail("talos.reset_unreachable", "%q: expected skip or fail", t.ResetUnreachable)
 	}

@@ -76,6 +76,7 @@ func TestValidationRules(t *testing.T) {
 		{"worker config secret", func(c *Config) { _ = os.Chmod(c.Talos.WorkerConfigFile, 0o604) }, "talos.worker_config_file", "every user", false},
 		{"talosconfig required", func(c *Config) { c.Talos.TalosconfigFile = "" }, "talos.talosconfig_file", "required", false},
 		{"patch file exists", func(c *Config) { c.Talos.PatchFiles = append(c.Talos.PatchFiles, missing) }, "talos.patch_files[1]", "no such file", false},
+		{"talos port", func(c *Config) { c.Talos.Port = 70000 }, "talos.port", "TCP port", false},
 		{"reset unreachable", func(c *Config) { c.Talos.ResetUnreachable = "ignore" }, "talos.reset_unreachable", "skip or fail", false},
 		{"kubeconfig exists", func(c *Config) { c.Kubernetes.Kubeconfig = missing }, "kubernetes.kubeconfig", "no such file", false},
 		{"context needs kubeconfig", func(c *Config) { c.Kubernetes.Kubeconfig = ""; c.Kubernetes.Context = "admin" }, "kubernetes.context", "needs kubernetes.kubeconfig", false},

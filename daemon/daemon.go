@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,6 +31,8 @@ type Options struct {
 	AfterStep func(scaler.OperationKind, int, string)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Observer hears steps and outcomes (the daemon's metrics).
+	Observer scaler.Observer
 }
 
 // Daemon is the assembled scaler: adapters, glue and reconciler.
@@ -59,7 +62,9 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, err
 	}
 	topts := talos.OptionsFrom(cfg.Talos, log.Named("talos"))
-	topts.Port = o.TalosPort
+	if o.TalosPort != 0 {
+		topts.Port = o.TalosPort
+	}
 	if o.Poll > 0 {
 		topts.RetryInterval = o.Poll * 10
 	}
@@ -92,6 +97,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 			Log:                  log.Named("reconciler"),
 			AfterStep:            o.AfterStep,
 			Now:                  o.Now,
+			Observer:             o.Observer,
 		})
 	return d, nil
 }
@@ -119,3 +125,5 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	}
 	return snap, kerr
 }
+
+func osHostname() (string, error) { return os.Hostname() }

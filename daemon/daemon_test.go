@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -310,4 +311,65 @@ func TestMaxProvisionTimeAndBackoff(t *testing.T) {
 	if b := d.Reconciler.Backoff(9); b != 30*time.Minute {
 		t.Errorf("backoff after 9 failures %v", b)
 	}
+}
+
+func TestHTTPEndpoints(t *testing.T) {
+	w := newWorld(t)
+	metrics := NewMetrics()
+	d, _ := build(t, w, testConfig(w, 1, 3), Options{Observer: metrics})
+	srv := NewServer(d.Reconciler, metrics, time.Minute)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	if code, _ := httpGet(t, ts.URL+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz before any tick: %d", code)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		plan, err := d.Reconciler.Tick(context.Background())
+		srv.Ticked(plan, err)
+		if v, n := joined(t, w); v == 1 && n == 1 && plan.Workers.Ready == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no worker")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.Reconciler.Wait()
+	plan, err := d.Reconciler.Tick(context.Background()) // observes the finished worker
+	srv.Ticked(plan, err)
+	_, body := httpGet(t, ts.URL+"/metrics")
+	for _, want := range []string{
+		`pve_autoscaler_scale_events_total{direction="up",result="success"} 1`,
+		`pve_autoscaler_step_duration_seconds_count{operation="provision",step="joined"} 1`,
+		`pve_autoscaler_step_duration_seconds_count{operation="provision",step="cloned"} 1`,
+		`pve_autoscaler_workers{state="ready"} 1`,
+		`pve_autoscaler_utilization_ratio{resource="cpu"} 0`,
+		"pve_autoscaler_last_decision_timestamp_seconds",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	code, body := httpGet(t, ts.URL+"/status")
+	if code != 200 || !strings.Contains(body, `"step": "joined"`) || !strings.Contains(body, `"leader": true`) || !strings.Contains(body, `"next_history"`) {
+		t.Errorf("/status %d:\n%s", code, body)
+	}
+	if code, _ := httpGet(t, ts.URL+"/readyz"); code != 200 {
+		t.Errorf("/readyz after a tick: %d", code)
+	}
+	if code, body := httpGet(t, ts.URL+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz %d %q", code, body)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }

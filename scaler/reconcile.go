@@ -34,13 +34,13 @@ const AnnotationRemoval = "pve-autoscaler.io/removal"
 
 // Machine is one of this cluster's VMs as the infrastructure reports it.
 type Machine struct {
-	VMID    int
-	Name    string
-	Host    string
-	Running bool
-	Step    string
+	VMID    int    `json:"vmid"`
+	Name    string `json:"name"`
+	Host    string `json:"host"`
+	Running bool   `json:"running"`
+	Step    string `json:"step"`
 	// Created is when the VM was cloned (zero: unknown).
-	Created time.Time
+	Created time.Time `json:"created,omitzero"`
 }
 
 // Infra is the Proxmox side of the reconciler.
@@ -97,6 +97,14 @@ type ReconcileOptions struct {
 	Now func() time.Time
 	// AfterStep, if set, is called after each step; tests use it to crash.
 	AfterStep func(kind OperationKind, vmid int, step string)
+	// Observer, if set, hears step durations and operation outcomes (metrics).
+	Observer Observer
+}
+
+// Observer hears what the reconciler does, for metrics.
+type Observer interface {
+	Step(kind OperationKind, step string, took time.Duration)
+	Done(kind OperationKind, err error)
 }
 
 // Reconciler carries plans out and keeps operations going across restarts.
@@ -373,6 +381,12 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 	}
 }
 
+func (r *Reconciler) observeStep(kind OperationKind, step string, d time.Duration) {
+	if r.o.Observer != nil {
+		r.o.Observer.Step(kind, step, d)
+	}
+}
+
 func (r *Reconciler) after(kind OperationKind, vmid int, step string) {
 	if r.o.AfterStep != nil {
 		r.o.AfterStep(kind, vmid, step)
@@ -431,7 +445,11 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	ctx, cancel := context.WithDeadline(r.work, started.Add(r.o.MaxProvisionTime))
 	defer cancel()
 	if op == nil {
+		t0 := time.Now()
 		created, err := r.infra.Create(ctx)
+		if err == nil {
+			r.observeStep(OpProvision, StepCloned, time.Since(t0))
+		}
 		r.mu.Lock()
 		r.creating--
 		if err == nil {
@@ -478,9 +496,11 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 		if r.halted() {
 			return errHalted
 		}
+		t0 := time.Now()
 		if err := f(); err != nil {
 			return fmt.Errorf("%s: %w", next, err)
 		}
+		r.observeStep(OpProvision, next, time.Since(t0))
 		r.setStep(op, next)
 		step = next
 		r.after(OpProvision, m.VMID, next)
@@ -555,9 +575,11 @@ func (r *Reconciler) remove(op *operation, from string) error {
 		if r.halted() {
 			return errHalted
 		}
+		t0 := time.Now()
 		if err := f(); err != nil {
 			return fmt.Errorf("%s: %w", next, err)
 		}
+		r.observeStep(OpRemove, next, time.Since(t0))
 		r.setStep(op, next)
 		step = next
 		r.after(OpRemove, op.vmid, next)
@@ -621,6 +643,9 @@ func (r *Reconciler) remove(op *operation, from string) error {
 
 // finish ends an operation and records its outcome.
 func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
+	if r.o.Observer != nil && !errors.Is(err, errHalted) {
+		r.o.Observer.Done(kind, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if vmid != 0 {

@@ -432,6 +432,7 @@ func OptionsFrom(c config.Talos, log *zap.Logger) Options {
 		WorkerConfigFile: c.WorkerConfigFile,
 		TalosconfigFile:  c.TalosconfigFile,
 		PatchFiles:       c.PatchFiles,
+		Port:             c.Port,
 		Log:              log,
 	}
 }

@@ -31,6 +31,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the autoscaler daemon", runCmd},
 		{"plan", "show what the autoscaler would do now, and why", planCmd},
+		{"status", "show a running daemon's workers, operations and last plan", statusCmd},
 		{"validate", "check a config file and print the effective configuration", validateCmd},
 		{"version", "print the version", versionCmd},
 	}

@@ -194,7 +194,8 @@ func TestPlanErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--config", planConfig}, "--snapshot FILE is required"},
+		// Without --snapshot the plan is live: the config's files must exist.
+		{[]string{"--config", planConfig}, "proxmox.token_secret_file: /etc/pve-autoscaler/pve-token: no such file or directory"},
 		{[]string{"--config", planConfig, "--snapshot", exampleSnap, "--output", "yaml"}, `--output "yaml": expected text or json`},
 		{[]string{"--config", planConfig, "--snapshot", exampleSnap, "--now", "tomorrow"}, `--now "tomorrow": expected an RFC 3339 time`},
 		{[]string{"--config", planConfig, "--snapshot", bad}, `nodes[0].allocatable: cpu: "lots" is not a quantity`},
@@ -209,24 +210,25 @@ func TestPlanErrors(t *testing.T) {
 	}
 }
 
-func TestRun(t *testing.T) {
+func TestRunRefusesBadInput(t *testing.T) {
 	p := writeConfig(t, "")
 	code, _, errOut := runMain("run", "--config", p, "--log-level", "loud")
 	if code != exitUsage || !strings.Contains(errOut, `daemon.log.level: "loud": expected debug, info, warn or error`) {
 		t.Errorf("bad --log-level: exit %d, %q", code, errOut)
 	}
+	// The config's worker.yaml is not a Talos config: a clear error naming it, exit 1.
 	code, _, errOut = runMain("run", "--config", p, "--log-format", "json", "--dry-run")
 	if code != exitFailure {
-		t.Errorf("run: exit %d, want %d until the adapters exist", code, exitFailure)
+		t.Errorf("run: exit %d, want %d", code, exitFailure)
 	}
 	var first map[string]any
 	if err := json.Unmarshal([]byte(strings.SplitN(errOut, "\n", 2)[0]), &first); err != nil {
 		t.Fatalf("--log-format json not applied: %v\n%s", err, errOut)
 	}
-	if first["msg"] != "configuration loaded" || first["dry_run"] != true || first["cluster"] != "homelab" {
+	if first["msg"] != "starting" || first["dry_run"] != true || first["cluster"] != "homelab" {
 		t.Errorf("first log line %v", first)
 	}
-	if !strings.Contains(errOut, "adapters are not built yet") || strings.Contains(errOut, "secret-") {
+	if !strings.Contains(errOut, "worker.yaml: not a Talos machine config") || strings.Contains(errOut, "secret-") {
 		t.Errorf("run log:\n%s", errOut)
 	}
 }

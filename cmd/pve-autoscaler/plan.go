@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,13 +9,14 @@ import (
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 func planCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("plan", "plan [--config FILE] --snapshot FILE.json [--output text|json] [--now TIME]", stderr)
+	fs := flagSet("plan", "plan [--config FILE] [--snapshot FILE.json] [--output text|json] [--now TIME]", stderr)
 	path := fs.String("config", defaultConfigPath, "config file")
-	snapPath := fs.String("snapshot", "", "situation to decide on: a JSON file with time, nodes, pending_pods, operations, hosts, metrics and history (see docs/snapshot.md)")
+	snapPath := fs.String("snapshot", "", "decide on this situation (a JSON file, see docs/snapshot.md) instead of the live one from PVE and Kubernetes")
 	output := fs.String("output", "text", "output format: text or json")
 	nowFlag := fs.String("now", "", "decide as of this RFC 3339 time instead of the snapshot's own time")
 	if code, done := parse(fs, args, stdout); done {
@@ -33,12 +35,8 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		now = t
 	}
-	if *snapPath == "" {
-		fmt.Fprintln(stderr, "pve-autoscaler plan: --snapshot FILE is required: gathering a live snapshot from PVE and Kubernetes is not built yet")
-		return exitUsage
-	}
 	// A replay needs only the policy: files the config names need not exist here.
-	c, code := loadConfig(*path, nil, config.ValidateOptions{CheckFiles: false}, stderr)
+	c, code := loadConfig(*path, nil, config.ValidateOptions{CheckFiles: *snapPath == ""}, stderr)
 	if code != exitOK {
 		return code
 	}
@@ -47,15 +45,22 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pve-autoscaler plan: config %s: %v\n", *path, err)
 		return exitUsage
 	}
-	data, err := os.ReadFile(*snapPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler plan: snapshot %v\n", err)
-		return exitUsage
-	}
-	sit, err := scaler.ParseSituation(*snapPath, data)
-	if err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler plan: %v\n", err)
-		return exitUsage
+	var sit scaler.Situation
+	if *snapPath == "" {
+		if sit, err = liveSituation(c); err != nil {
+			fmt.Fprintf(stderr, "pve-autoscaler plan: %v\n", err)
+			return exitFailure
+		}
+	} else {
+		data, err := os.ReadFile(*snapPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "pve-autoscaler plan: snapshot %v\n", err)
+			return exitUsage
+		}
+		if sit, err = scaler.ParseSituation(*snapPath, data); err != nil {
+			fmt.Fprintf(stderr, "pve-autoscaler plan: %v\n", err)
+			return exitUsage
+		}
 	}
 	if now.IsZero() {
 		now = sit.Time
@@ -72,4 +77,22 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	renderPlan(stdout, plan, policy)
 	return exitOK
+}
+
+// liveSituation gathers the situation from PVE and Kubernetes, changing
+// nothing. The history is empty: sustained windows and cooldowns are not
+// known to a one-off plan (a running daemon's /status has them).
+func liveSituation(c *config.Config) (scaler.Situation, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := daemon.Build(ctx, c, daemon.Options{DryRun: true, Version: version})
+	if err != nil {
+		return scaler.Situation{}, err
+	}
+	now := time.Now()
+	snap, err := d.Snapshot(ctx, now)
+	if err != nil && !snap.Metrics.Stale {
+		return scaler.Situation{}, err
+	}
+	return scaler.Situation{Time: now, Snapshot: snap}, nil
 }

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 )
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
@@ -36,12 +41,33 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer func() { _ = log.Sync() }()
-	log.Info("configuration loaded", zap.String("file", *path), zap.String("cluster", c.Cluster.Name),
-		zap.Bool("dry_run", *dryRun), zap.Int("min_workers", c.Policy.MinWorkers), zap.Int("max_workers", c.Policy.MaxWorkers))
-	// The live loop needs the Proxmox, Talos and Kubernetes adapters; until
-	// they exist, refuse plainly rather than pretend to run.
-	log.Error("the daemon loop is not available in this build: the PVE, Talos and Kubernetes adapters are not built yet; use 'pve-autoscaler plan --snapshot FILE' to see decisions")
-	return exitFailure
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("starting", zap.String("version", version), zap.String("config", *path), zap.String("cluster", c.Cluster.Name),
+		zap.Bool("dry_run", *dryRun), zap.Int("min_workers", c.Policy.MinWorkers), zap.Int("max_workers", c.Policy.MaxWorkers),
+		zap.Duration("interval", c.Policy.Interval.D()))
+
+	metrics := daemon.NewMetrics()
+	d, err := daemon.Build(ctx, c, daemon.Options{DryRun: *dryRun, Log: log, Version: version, Observer: metrics})
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return exitFailure
+	}
+	srv := daemon.NewServer(d.Reconciler, metrics, c.Policy.Interval.D())
+	addr, err := daemon.Serve(ctx, c.Daemon.Listen, srv.Handler(), log)
+	if err != nil {
+		log.Error("cannot listen", zap.String("daemon.listen", c.Daemon.Listen), zap.Error(err))
+		return exitFailure
+	}
+	if addr != "" {
+		log.Info("serving /healthz /readyz /metrics /status", zap.String("address", addr))
+	}
+	if err := d.Run(ctx, srv); err != nil {
+		log.Error("stopped", zap.Error(err))
+		return exitFailure
+	}
+	log.Info("stopped: everything left is resumable")
+	return exitOK
 }
 
 // newLogger builds the zap logger the config asks for, writing to w.

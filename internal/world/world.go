@@ -160,6 +160,7 @@ func (w *World) Config() *config.Config {
 	c.Proxmox.ShutdownTimeout = config.Duration(2 * time.Second)
 	c.Talos.WorkerConfigFile = filepath.Join(w.Dir, "worker.yaml")
 	c.Talos.TalosconfigFile = filepath.Join(w.Dir, "talosconfig")
+	c.Talos.Port = w.TalosPort
 	c.Kubernetes.Kubeconfig = w.Kube.Kubeconfig
 	c.Policy.Timezone = "UTC"
 	return &c

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+)
+
+func TestMain(m *testing.M) {
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
+	os.Exit(kubetest.Main(m, kubetest.Options{}))
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// TestRunDryRunThenSIGTERM runs the real daemon, exactly as `run` does,
+// against the simulated world in dry-run: it plans (two workers below the
+// minimum) and changes nothing anywhere; its HTTP endpoints answer; SIGTERM
+// stops it with exit 0.
+func TestRunDryRunThenSIGTERM(t *testing.T) {
+	env := kubetest.Require(t)
+	w, err := world.New(env, world.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cfg := w.Config()
+	cfg.Policy.Interval = config.Duration(time.Second)
+	cfg.Daemon.Listen = "127.0.0.1:0"
+	y, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuf{}
+	done := make(chan int, 1)
+	go func() {
+		done <- Main([]string{"run", "--config", path, "--dry-run", "--log-format", "json"}, io.Discard, stderr)
+	}()
+
+	addrRE := regexp.MustCompile(`"msg":"serving /healthz /readyz /metrics /status","address":"([^"]+)"`)
+	var addr string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil && strings.Contains(stderr.String(), `"msg":"decision"`) {
+			addr = m[1]
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run ended with %d:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no tick:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(stderr.String(), `"action":"add","count":2`) || !strings.Contains(stderr.String(), "below the minimum of 2") {
+		t.Errorf("decision not logged with its reasons:\n%s", stderr.String())
+	}
+	if code, body := get(t, "http://"+addr+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz %d %q", code, body)
+	}
+	if code, _ := get(t, "http://"+addr+"/readyz"); code != 200 {
+		t.Errorf("/readyz %d", code)
+	}
+	if code, body := get(t, "http://"+addr+"/metrics"); code != 200 || !strings.Contains(body, "pve_autoscaler_last_decision_timestamp_seconds") || !strings.Contains(body, `pve_autoscaler_workers{state="ready"} 0`) {
+		t.Errorf("/metrics %d:\n%s", code, body)
+	}
+	if code, body := get(t, "http://"+addr+"/status"); code != 200 || !strings.Contains(body, `"dry_run": true`) || !strings.Contains(body, `"below_min"`) {
+		t.Errorf("/status %d:\n%s", code, body)
+	}
+	code, out, errOut := runMain("status", "--address", addr)
+	if code != exitOK || !strings.Contains(out, "leader, dry-run") || !strings.Contains(out, "Last plan: 0 workers, 2 desired") {
+		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
+	}
+
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("exit %d after SIGTERM:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop on SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), "everything left is resumable") {
+		t.Errorf("no clean stop:\n%s", stderr.String())
+	}
+	applies, resets := w.Counts()
+	if n := w.Sim.Writes(); n != 0 || applies != 0 || resets != 0 {
+		t.Errorf("dry-run changed things: %d PVE writes, %d Talos applies, %d resets", n, applies, resets)
+	}
+}
+
+// TestPlanLive gathers a live snapshot from the simulated world.
+func TestPlanLive(t *testing.T) {
+	env := kubetest.Require(t)
+	w, err := world.New(env, world.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	y, err := w.Config().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain("plan", "--config", path)
+	if code != exitOK || !strings.Contains(out, "+ add 2 workers") || !strings.Contains(out, "below the minimum of 2") {
+		t.Fatalf("live plan: exit %d\n%s%s", code, out, errOut)
+	}
+	if w.Sim.Writes() != 0 {
+		t.Errorf("plan wrote to PVE")
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+func statusCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("status", "status [--config FILE | --address HOST:PORT]", stderr)
+	path := fs.String("config", defaultConfigPath, "config file (for daemon.listen)")
+	addr := fs.String("address", "", "the daemon's HTTP address (default: daemon.listen from the config)")
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	if *addr == "" {
+		c, code := loadConfig(*path, nil, config.ValidateOptions{}, stderr)
+		if code != exitOK {
+			return code
+		}
+		if *addr = c.Daemon.Listen; *addr == "" {
+			fmt.Fprintf(stderr, "pve-autoscaler status: config %s: daemon.listen is empty, the daemon serves no /status\n", *path)
+			return exitUsage
+		}
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	res, err := hc.Get("http://" + *addr + "/status")
+	if err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler status: %v (is the daemon running?)\n", err)
+		return exitFailure
+	}
+	defer res.Body.Close()
+	var st struct {
+		Leader bool `json:"leader"`
+		scaler.Status
+	}
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil || res.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "pve-autoscaler status: %s answered %s: %v\n", *addr, res.Status, err)
+		return exitFailure
+	}
+	renderStatus(stdout, st.Status, st.Leader)
+	return exitOK
+}
+
+func renderStatus(w io.Writer, st scaler.Status, leader bool) {
+	role := "leader"
+	if !leader {
+		role = "standby (another daemon leads)"
+	}
+	mode := ""
+	if st.DryRun {
+		mode = ", dry-run"
+	}
+	fmt.Fprintf(w, "pve-autoscaler: %s%s, last tick %s\n", role, mode, st.Time.UTC().Format(time.RFC3339))
+	if st.LastError != "" {
+		fmt.Fprintf(w, "last error: %s (%d consecutive failures)\n", st.LastError, st.Failures)
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nVMID\tNAME\tHOST\tRUNNING\tSTEP")
+	for _, m := range st.Machines {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", m.VMID, m.Name, m.Host, m.Running, m.Step)
+	}
+	_ = tw.Flush()
+	if len(st.Operations) > 0 {
+		fmt.Fprintln(w, "\nIn flight:")
+		for _, op := range st.Operations {
+			fmt.Fprintf(w, "  %s %s (vmid %d) at %s\n", op.Kind, op.Node, op.VMID, op.Step)
+		}
+	}
+	if p := st.Plan; p != nil {
+		fmt.Fprintf(w, "\nLast plan: %d workers, %d desired", p.Workers.Current, p.Workers.Desired)
+		if u := p.Utilization; u != nil {
+			fmt.Fprintf(w, ", CPU %.1f%%, memory %.1f%%", u.CPU, u.Memory)
+		}
+		fmt.Fprintln(w)
+		for _, a := range p.Actions {
+			var why []string
+			for _, r := range a.Reasons {
+				why = append(why, r.Message)
+			}
+			fmt.Fprintf(w, "  %s %d %s: %s\n", a.Kind, a.Count, a.Node, strings.Join(why, "; "))
+		}
+		for _, h := range p.Holds {
+			fmt.Fprintf(w, "  held: %s\n", h.Message)
+		}
+	}
+}

@@ -1,0 +1,195 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/pve-autoscaler/pve-autoscaler/kube"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// Metrics are the daemon's Prometheus metrics, in a registry of their own.
+type Metrics struct {
+	Registry     *prometheus.Registry
+	nodes        *prometheus.GaugeVec
+	events       *prometheus.CounterVec
+	steps        *prometheus.HistogramVec
+	errors       *prometheus.CounterVec
+	utilization  *prometheus.GaugeVec
+	lastDecision prometheus.Gauge
+}
+
+// NewMetrics registers the metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	m.nodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_workers", Help: "Workers by state: ready, not_ready, provisioning, removing."}, []string{"state"})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pve_autoscaler_scale_events_total", Help: "Provisions (up) and removals (down) finished, by result."}, []string{"direction", "result"})
+	m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pve_autoscaler_step_duration_seconds", Help: "Duration of each provisioning and removal step.",
+		Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600}}, []string{"operation", "step"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pve_autoscaler_errors_total", Help: "Errors by stage: tick, provision, remove."}, []string{"stage"})
+	m.utilization = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_utilization_ratio", Help: "Cluster utilization of Ready, schedulable workers (0-1), by resource."}, []string{"resource"})
+	m.lastDecision = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_last_decision_timestamp_seconds", Help: "When the last decision was made (Unix time)."})
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Step records a step's duration.
+func (m *Metrics) Step(kind scaler.OperationKind, step string, took time.Duration) {
+	m.steps.WithLabelValues(string(kind), step).Observe(took.Seconds())
+}
+
+// Done records an operation's outcome.
+func (m *Metrics) Done(kind scaler.OperationKind, err error) {
+	dir := "up"
+	if kind == scaler.OpRemove {
+		dir = "down"
+	}
+	result := "success"
+	if err != nil {
+		result = "failure"
+		m.errors.WithLabelValues(string(kind)).Inc()
+	}
+	m.events.WithLabelValues(dir, result).Inc()
+}
+
+// Tick records a tick's plan or error.
+func (m *Metrics) Tick(p scaler.Plan, err error) {
+	if err != nil {
+		m.errors.WithLabelValues("tick").Inc()
+		return
+	}
+	w := p.Workers
+	m.nodes.WithLabelValues("ready").Set(float64(w.Ready))
+	m.nodes.WithLabelValues("not_ready").Set(float64(w.NotReady))
+	m.nodes.WithLabelValues("provisioning").Set(float64(w.Provisioning))
+	m.nodes.WithLabelValues("removing").Set(float64(w.Removing))
+	if u := p.Utilization; u != nil {
+		m.utilization.WithLabelValues("cpu").Set(u.CPU / 100)
+		m.utilization.WithLabelValues("memory").Set(u.Memory / 100)
+	}
+	m.lastDecision.Set(float64(p.Time.Unix()))
+}
+
+// Server serves /healthz, /readyz, /metrics and /status.
+type Server struct {
+	rec      *scaler.Reconciler
+	metrics  *Metrics
+	interval time.Duration
+
+	mu     sync.Mutex
+	lastOK time.Time
+	leader bool
+}
+
+// NewServer builds the HTTP handlers.
+func NewServer(rec *scaler.Reconciler, m *Metrics, interval time.Duration) *Server {
+	return &Server{rec: rec, metrics: m, interval: interval, leader: true}
+}
+
+// Ticked records a tick's outcome for /readyz and the metrics.
+func (s *Server) Ticked(p scaler.Plan, err error) {
+	s.metrics.Tick(p, err)
+	if err == nil {
+		s.mu.Lock()
+		s.lastOK = time.Now()
+		s.mu.Unlock()
+	}
+}
+
+// SetLeader tells /status whether this daemon leads.
+func (s *Server) SetLeader(on bool) { s.mu.Lock(); s.leader = on; s.mu.Unlock() }
+
+// Handler is the daemon's HTTP API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		last, leader := s.lastOK, s.leader
+		s.mu.Unlock()
+		switch {
+		case !leader:
+			_, _ = w.Write([]byte("ok: standby, another daemon leads\n"))
+		case last.IsZero() || time.Since(last) > 3*s.interval:
+			http.Error(w, "not ready: no successful tick in the last "+(3*s.interval).String(), http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		s.mu.Lock()
+		leader := s.leader
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			Leader bool `json:"leader"`
+			scaler.Status
+		}{leader, s.rec.Status()})
+	})
+	return mux
+}
+
+// Serve listens on addr (empty: no HTTP) until ctx ends.
+func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) (string, error) {
+	if addr == "" {
+		return "", nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server", zap.Error(err))
+		}
+	}()
+	return lis.Addr().String(), nil
+}
+
+// Run ticks until ctx ends (leading first, when leader election is on),
+// then stops gracefully.
+func (d *Daemon) Run(ctx context.Context, srv *Server) error {
+	interval := d.Config.Policy.Interval.D()
+	tick := func(lctx context.Context) {
+		srv.SetLeader(true)
+		d.Reconciler.Run(lctx, interval, srv.Ticked)
+	}
+	le := d.Config.Daemon.LeaderElection
+	if !le.Enabled {
+		tick(ctx)
+		return nil
+	}
+	srv.SetLeader(false)
+	id, _ := osHostname()
+	if err := kube.RunLeader(ctx, d.Kube.Clientset(), kube.LeaderOptions{Namespace: le.Namespace, Name: le.LeaseName, Identity: id, Log: d.log}, tick); err != nil {
+		return err
+	}
+	srv.SetLeader(false)
+	if ctx.Err() == nil {
+		// A reconciler that stopped cannot tick again: exit, and let the
+		// service manager start a fresh daemon that competes for the lease.
+		return errors.New("leadership lost: exiting so the service manager restarts a fresh daemon")
+	}
+	return nil
+}

@@ -6,18 +6,23 @@
 #   make bench   benchmarks
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
 #   make fmt     gofmt -w
+#   make deb     Debian package in dist/ (nfpm, pinned in go.mod as a tool)
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN       := bin
 FUZZTIME  ?= 60s
+DIST      ?= dist
+DEB_ARCH  ?= amd64
+# Debian versions must start with a digit: tags v1.2.3 become 1.2.3.
+DEB_VERSION ?= $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' | grep . || echo 0.0.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
 
 # Tools are installed once per version into a cache outside the work tree.
 CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean kube-testbed
+.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean kube-testbed deb
 
 all: build
 
@@ -57,5 +62,9 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecide -fuzztime $(FUZZTIME) ./scaler
 
+deb: build
+	@mkdir -p $(DIST)
+	VERSION=$(DEB_VERSION) ARCH=$(DEB_ARCH) $(GO) tool nfpm pkg --packager deb --config deploy/nfpm.yaml --target $(DIST)/
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

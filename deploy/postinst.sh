@@ -1,0 +1,22 @@
+#!/bin/sh
+# pve-autoscaler postinst: the service's own system user and group.
+set -e
+if [ "$1" = "configure" ] || [ "$1" = "" ]; then
+  if ! getent group pve-autoscaler >/dev/null; then
+    addgroup --system pve-autoscaler >/dev/null
+  fi
+  if ! getent passwd pve-autoscaler >/dev/null; then
+    adduser --system --ingroup pve-autoscaler --no-create-home --home /nonexistent \
+      --shell /usr/sbin/nologin --gecos "pve-autoscaler" pve-autoscaler >/dev/null
+  fi
+  chown root:pve-autoscaler /etc/pve-autoscaler /etc/pve-autoscaler/config.yaml
+  chmod 0750 /etc/pve-autoscaler
+  chmod 0640 /etc/pve-autoscaler/config.yaml
+  if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null || true
+  fi
+  echo "pve-autoscaler installed. Edit /etc/pve-autoscaler/config.yaml, check it with"
+  echo "  pve-autoscaler validate --config /etc/pve-autoscaler/config.yaml"
+  echo "then run it in dry-run first: pve-autoscaler run --config /etc/pve-autoscaler/config.yaml --dry-run"
+fi
+exit 0

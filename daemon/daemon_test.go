@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,8 +17,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -372,4 +378,188 @@ func httpGet(t *testing.T, url string) (int, string) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b)
+}
+
+func events(t *testing.T, w *world.World, reason string) []corev1.Event {
+	t.Helper()
+	list, err := w.Kube.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + reason})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// TestDrainFailureKeepsTheNode: a PodDisruptionBudget that allows no
+// eviction holds the drain past its timeout; the node is uncordoned and
+// stays, its VM back at joined, the failure recorded and told as an Event.
+func TestDrainFailureKeepsTheNode(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
+	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+	d.Reconciler.Wait()
+	ctx := context.Background()
+	ns := w.Kube.Namespace(t)
+	// One db pod on each worker (required anti-affinity).
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}}, Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{scaler.LabelManaged: "true"},
+			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, TopologyKey: "kubernetes.io/hostname"}}}},
+			Containers: []corev1.Container{{Name: "db", Image: "registry.example/db:1"}}}}}}
+	if _, err := w.Kube.Client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, w, ns, "app=db", 2)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)
+	// A PodDisruptionBudget allowing nothing appears once the removal has
+	// started (the engine never picks a node a PDB already pins).
+	pdbHook := func(kind scaler.OperationKind, _ int, step string) {
+		if kind != scaler.OpRemove || step != scaler.RemovalMarked {
+			return
+		}
+		zero := intstr.FromInt32(0)
+		if _, err := w.Kube.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
+			Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &zero, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}, metav1.CreateOptions{}); err != nil {
+			t.Errorf("PDB: %v", err)
+			return
+		}
+		// Wait until the disruption controller has computed it.
+		for range 100 {
+			p, err := w.Kube.Client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "db", metav1.GetOptions{})
+			if err == nil && p.Status.ObservedGeneration >= p.Generation && p.Status.ExpectedPods == 2 {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Errorf("PDB status never computed")
+	}
+	d2, _ := build(t, w, cfg, Options{AfterStep: pdbHook})
+	node := ""
+	converge(t, d2, "a removal to start", 30*time.Second, func() bool {
+		for _, op := range d2.Reconciler.Status().Operations {
+			if op.Kind == scaler.OpRemove {
+				node = op.Node
+			}
+		}
+		return node != ""
+	})
+	d2.Reconciler.Wait()
+	st := d2.Reconciler.Status()
+	if !strings.Contains(st.LastError, "disruption budget") {
+		t.Fatalf("status after the failed drain (node %s): error %q, ops %+v", node, st.LastError, st.Operations)
+	}
+	n, err := w.Kube.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil || n.Spec.Unschedulable || n.Annotations[scaler.AnnotationRemoval] != "" {
+		t.Fatalf("node %s after a failed drain: %v, unschedulable %v, annotations %v", node, err, n.Spec.Unschedulable, n.Annotations)
+	}
+	if v, _ := joined(t, w); v != 2 {
+		t.Errorf("%d VMs at joined, want 2 (the node stays)", v)
+	}
+	found := false
+	for _, e := range events(t, w, "DrainFailed") {
+		if e.InvolvedObject.Name == node && e.Type == corev1.EventTypeWarning {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no DrainFailed event on the node")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func waitRunning(t *testing.T, w *world.World, ns, selector string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pods, err := w.Kube.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+		running := 0
+		for _, p := range pods.Items {
+			if err == nil && p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		if running == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d pods running", running, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestNodesOfVanishedVMsAndForeignVMs: a Node whose VM was deleted by hand
+// is deleted; a VM that looks like ours (name, id range) but whose
+// description is not ours is never touched.
+func TestNodesOfVanishedVMsAndForeignVMs(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 1, 3), Options{})
+	converge(t, d, "1 worker", 60*time.Second, func() bool { v, n := joined(t, w); return v == 1 && n == 1 })
+	d.Reconciler.Wait()
+	if ev := events(t, w, "ScaleUp"); len(ev) == 0 {
+		t.Error("no ScaleUp event")
+	}
+	var gone pvesimVM
+	for _, v := range w.Sim.VMs() {
+		if !v.Template {
+			gone = pvesimVM{v.VMID, v.Name}
+		}
+	}
+	old, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), gone.name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Sim.DeleteVM(gone.vmid)
+	// A foreign VM in our range with our prefix: the scaler must leave it.
+	foreign := 5900
+	if err := createForeign(w, foreign); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, d, "the orphaned Node deleted and a new worker", 60*time.Second, func() bool {
+		// The id is free again, so the new worker may take the same name: a
+		// new Node object (another UID) proves the old one was deleted.
+		cur, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), gone.name, metav1.GetOptions{})
+		v, n := joined(t, w)
+		return (err != nil || cur.UID != old.UID) && v == 1 && n == 1
+	})
+	d.Reconciler.Wait()
+	if v, ok := w.Sim.Lookup(foreign); !ok || len(v.Tags) != 0 || v.Running {
+		t.Errorf("foreign VM touched: %+v (present %v)", v, ok)
+	}
+}
+
+type pvesimVM struct {
+	vmid int
+	name string
+}
+
+// createForeign clones a VM named like ours, with a description of its own.
+func createForeign(w *world.World, vmid int) error {
+	req, err := http.NewRequest("POST", w.PVE.URL+"/nodes/pve1/qemu/9000/clone", strings.NewReader(
+		"newid="+strconv.Itoa(vmid)+"&name=talos-worker-"+strconv.Itoa(vmid)+"&description=made+by+hand"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "PVEAPIToken=autoscaler@pve!scaler="+w.TokenSecret())
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // test client of the simulator
+	res, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		return fmt.Errorf("clone: %s", res.Status)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, ok := w.Sim.Lookup(vmid); ok && v.Lock == "" {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("foreign clone did not finish")
 }

@@ -166,6 +166,9 @@ func (w *World) Config() *config.Config {
 	return &c
 }
 
+// TokenSecret is the PVE API token's secret.
+func (w *World) TokenSecret() string { return tokenSecret }
+
 // NeverUp makes the next n Talos endpoints never come back after install.
 func (w *World) NeverUp(n int) { w.mu.Lock(); w.neverUp = n; w.mu.Unlock() }
 

@@ -324,6 +324,7 @@ func TestHTTPEndpoints(t *testing.T) {
 	metrics := NewMetrics()
 	d, _ := build(t, w, testConfig(w, 1, 3), Options{Observer: metrics})
 	srv := NewServer(d.Reconciler, metrics, time.Minute)
+	srv.SetLeader(true) // as Run does without leader election
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 	if code, _ := httpGet(t, ts.URL+"/readyz"); code != http.StatusServiceUnavailable {
@@ -562,4 +563,71 @@ func createForeign(w *world.World, vmid int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("foreign clone did not finish")
+}
+
+// TestLeaderElectionRun: two daemons on one world with leader election;
+// one leads and acts, the other stands by, and takes over when it stops.
+func TestLeaderElectionRun(t *testing.T) {
+	w := newWorld(t)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.Interval = config.Duration(time.Second)
+	cfg.Daemon.LeaderElection = config.LeaderElection{Enabled: true, Namespace: "kube-system", LeaseName: "pve-autoscaler-" + strconv.Itoa(w.TalosPort)}
+	type runner struct {
+		srv    *Server
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func() runner {
+		ctx, cancel := context.WithCancel(context.Background())
+		d, err := Build(ctx, cfg, Options{TalosPort: w.TalosPort, Poll: 5 * time.Millisecond, Log: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := runner{srv: NewServer(d.Reconciler, NewMetrics(), time.Second), cancel: cancel, done: make(chan error, 1)}
+		go func() { r.done <- d.Run(ctx, r.srv) }()
+		t.Cleanup(cancel)
+		return r
+	}
+	leading := func(r runner) bool {
+		r.srv.mu.Lock()
+		defer r.srv.mu.Unlock()
+		return r.srv.leader
+	}
+	a := start()
+	deadline := time.Now().Add(20 * time.Second)
+	for !leading(a) {
+		if time.Now().After(deadline) {
+			t.Fatal("first daemon never leads")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b := start()
+	for {
+		if v, n := joined(t, w); v == 1 && n == 1 {
+			break
+		}
+		if time.Now().After(deadline.Add(40 * time.Second)) {
+			t.Fatal("the leader did not provision")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if leading(b) {
+		t.Fatal("two leaders")
+	}
+	a.cancel()
+	if err := <-a.done; err != nil {
+		t.Errorf("leader stopped with %v", err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for !leading(b) {
+		if time.Now().After(deadline) {
+			t.Fatal("standby never took over")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.cancel()
+	<-b.done
+	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 1 {
+		t.Errorf("%d clones with two daemons, want 1", got)
+	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"net"
@@ -87,14 +88,15 @@ type Server struct {
 	metrics  *Metrics
 	interval time.Duration
 
-	mu     sync.Mutex
-	lastOK time.Time
-	leader bool
+	mu       sync.Mutex
+	lastOK   time.Time
+	leader   bool
+	election bool
 }
 
 // NewServer builds the HTTP handlers.
 func NewServer(rec *scaler.Reconciler, m *Metrics, interval time.Duration) *Server {
-	return &Server{rec: rec, metrics: m, interval: interval, leader: true}
+	return &Server{rec: rec, metrics: m, interval: interval}
 }
 
 // Ticked records a tick's outcome for /readyz and the metrics.
@@ -116,10 +118,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		s.mu.Lock()
-		last, leader := s.lastOK, s.leader
+		last, leader, election := s.lastOK, s.leader, s.election
 		s.mu.Unlock()
 		switch {
-		case !leader:
+		case !leader && election:
 			_, _ = w.Write([]byte("ok: standby, another daemon leads\n"))
 		case last.IsZero() || time.Since(last) > 3*s.interval:
 			http.Error(w, "not ready: no successful tick in the last "+(3*s.interval).String(), http.StatusServiceUnavailable)
@@ -180,8 +182,13 @@ func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 		tick(ctx)
 		return nil
 	}
-	srv.SetLeader(false)
-	id, _ := osHostname()
+	srv.mu.Lock()
+	srv.election = true
+	srv.mu.Unlock()
+	// Hostname plus a random suffix: two daemons never share an identity,
+	// not even on one host.
+	host, _ := osHostname()
+	id := host + "_" + rand.Text()[:8]
 	if err := kube.RunLeader(ctx, d.Kube.Clientset(), kube.LeaderOptions{Namespace: le.Namespace, Name: le.LeaseName, Identity: id, Log: d.log}, tick); err != nil {
 		return err
 	}

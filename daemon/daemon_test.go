@@ -143,6 +143,7 @@ func ours(w *world.World) int {
 }
 
 func TestProvisionThenRemove(t *testing.T) {
+	begin := time.Now().Add(-time.Second)
 	w := newWorld(t)
 	d, _ := build(t, w, testConfig(w, 2, 4), Options{})
 	converge(t, d, "2 joined workers", 60*time.Second, func() bool {
@@ -171,6 +172,15 @@ func TestProvisionThenRemove(t *testing.T) {
 	d2.Reconciler.Wait()
 	if _, resets := w.Counts(); resets != 1 {
 		t.Errorf("%d Talos resets, want 1", resets)
+	}
+	n := 0
+	for _, e := range events(t, w, "ScaleDown") {
+		if e.LastTimestamp.After(begin) && strings.Contains(e.Message, "pve-autoscaler removes this worker") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d ScaleDown events, want 1", n)
 	}
 	// Steady: nothing more happens.
 	writes := w.Sim.Writes()
@@ -629,5 +639,52 @@ func TestLeaderElectionRun(t *testing.T) {
 	<-b.done
 	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 1 {
 		t.Errorf("%d clones with two daemons, want 1", got)
+	}
+}
+
+// TestStopLeavesResumable: stopping (SIGTERM) while a worker is being
+// provisioned lets the running step finish, returns, and a new daemon
+// completes that worker instead of cloning another.
+func TestStopLeavesResumable(t *testing.T) {
+	w := newWorld(t)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.Interval = config.Duration(time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	stepped := make(chan struct{})
+	var once sync.Once
+	d, err := Build(ctx, cfg, Options{TalosPort: w.TalosPort, Poll: 5 * time.Millisecond, Log: zap.NewNop(),
+		AfterStep: func(k scaler.OperationKind, _ int, s string) {
+			if k == scaler.OpProvision && s == scaler.StepConfigured {
+				once.Do(func() { close(stepped) })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(d.Reconciler, NewMetrics(), time.Second)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, srv) }()
+	select {
+	case <-stepped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("provisioning never started")
+	}
+	cancel() // SIGTERM
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("Run did not return after the context ended")
+	}
+	if v, _ := joined(t, w); v != 0 || ours(w) != 1 {
+		t.Fatalf("after stopping: %d joined, %d VMs; want one half-provisioned VM", v, ours(w))
+	}
+	d2, _ := build(t, w, testConfig(w, 1, 3), Options{})
+	converge(t, d2, "the worker finished by a new daemon", 60*time.Second, func() bool { v, n := joined(t, w); return v == 1 && n == 1 && ours(w) == 1 })
+	d2.Reconciler.Wait()
+	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 1 {
+		t.Errorf("%d clones, want 1", got)
 	}
 }

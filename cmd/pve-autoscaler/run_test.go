@@ -126,6 +126,9 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not stop on SIGTERM")
 	}
+	if strings.Contains(stderr.String(), w.TokenSecret()) || strings.Contains(stderr.String(), "BEGIN") {
+		t.Error("a secret reached the log")
+	}
 	if !strings.Contains(stderr.String(), "everything left is resumable") {
 		t.Errorf("no clean stop:\n%s", stderr.String())
 	}

@@ -381,6 +381,22 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 	}
 }
 
+// runStep runs one step at a step boundary (none once stopping), timing
+// it, recording it on the operation, and telling AfterStep.
+func (r *Reconciler) runStep(op *operation, next string, f func() error) error {
+	if r.halted() {
+		return errHalted
+	}
+	t0 := time.Now()
+	if err := f(); err != nil {
+		return fmt.Errorf("%s: %w", next, err)
+	}
+	r.observeStep(op.kind, next, time.Since(t0))
+	r.setStep(op, next)
+	r.after(op.kind, op.vmid, next)
+	return nil
+}
+
 func (r *Reconciler) observeStep(kind OperationKind, step string, d time.Duration) {
 	if r.o.Observer != nil {
 		r.o.Observer.Step(kind, step, d)
@@ -493,17 +509,10 @@ func (r *Reconciler) cleanup(vmid int) {
 func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operation) error {
 	step := m.Step
 	do := func(next string, f func() error) error {
-		if r.halted() {
-			return errHalted
+		if err := r.runStep(op, next, f); err != nil {
+			return err
 		}
-		t0 := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", next, err)
-		}
-		r.observeStep(OpProvision, next, time.Since(t0))
-		r.setStep(op, next)
 		step = next
-		r.after(OpProvision, m.VMID, next)
 		return nil
 	}
 	if step == "" || step == StepCloned {
@@ -572,17 +581,10 @@ func (r *Reconciler) remove(op *operation, from string) error {
 	m := Machine{VMID: op.vmid, Name: op.name, Host: op.host}
 	step := from
 	do := func(next string, f func() error) error {
-		if r.halted() {
-			return errHalted
+		if err := r.runStep(op, next, f); err != nil {
+			return err
 		}
-		t0 := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", next, err)
-		}
-		r.observeStep(OpRemove, next, time.Since(t0))
-		r.setStep(op, next)
 		step = next
-		r.after(OpRemove, op.vmid, next)
 		return nil
 	}
 	if step == "" {

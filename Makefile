@@ -1,5 +1,6 @@
 # pve-autoscaler: build, test, benchmark.
 #
+#   make demo    the daemon against the simulated world (DEMO_ARGS='--speed 20')
 #   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, the
 #                Kubernetes test bed (built on first run), go test -race
 #   make build   static release binaries in bin/ (pve-autoscaler, pvesim)
@@ -22,7 +23,7 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean kube-testbed deb
+.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean kube-testbed deb demo
 
 all: build
 
@@ -52,6 +53,11 @@ staticcheck: $(STATICCHECK)
 # The real Kubernetes control plane the kube tests run on (built once, cached).
 kube-testbed:
 	@bash hack/kube-testbed.sh >/dev/null
+
+DEMO_ARGS ?=
+demo:
+	@bash hack/kube-testbed.sh >/dev/null
+	$(GO) run ./cmd/pve-autoscaler demo $(DEMO_ARGS)
 
 unit: kube-testbed
 	$(GO) test -race ./...

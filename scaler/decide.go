@@ -327,6 +327,42 @@ func (d *decision) pendingNeed() (int, []Reason) {
 		}
 		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
+	// Workers that joined after a pod was marked unschedulable have not been
+	// tried for it yet: the scheduler will place there what fits. Only the
+	// rest needs new workers.
+	type fresh struct {
+		created time.Time
+		free    Resources
+	}
+	var newer []fresh
+	for _, i := range d.active {
+		n := &d.s.Nodes[i]
+		newer = append(newer, fresh{n.Created, n.Allocatable.Sub(n.Requests)})
+	}
+	waiting := 0
+	kept := pods[:0]
+	for _, pp := range pods {
+		placed := false
+		for k := range newer {
+			if newer[k].created.After(pp.Since) && pp.Requests.Fits(newer[k].free) {
+				newer[k].free = newer[k].free.Sub(pp.Requests)
+				placed = true
+				break
+			}
+		}
+		if placed {
+			waiting++
+		} else {
+			kept = append(kept, pp)
+		}
+	}
+	pods = kept
+	if waiting > 0 {
+		d.note(CodeNewNodes, "%s fit on workers that joined after they were marked unschedulable: the scheduler will place them", count(waiting, "pending pod"))
+	}
+	if len(pods) == 0 {
+		return 0, nil
+	}
 	bins := make([]Resources, d.inFlight, d.inFlight+len(pods)/4+1)
 	for i := range bins {
 		bins[i] = shape

@@ -47,6 +47,7 @@ const (
 	CodeHostsUnknown       Code = "hosts_unknown"
 	CodeCandidateSelection Code = "candidate"
 	CodeNoScaleUpNeed      Code = "no_scale_up_needed"
+	CodeNewNodes           Code = "fits_new_nodes"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.

@@ -30,6 +30,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run the autoscaler daemon", runCmd},
+		{"demo", "run the daemon against a simulated world through a load ramp (make demo)", demoCmd},
 		{"plan", "show what the autoscaler would do now, and why", planCmd},
 		{"status", "show a running daemon's workers, operations and last plan", statusCmd},
 		{"validate", "check a config file and print the effective configuration", validateCmd},

@@ -33,6 +33,8 @@ type Options struct {
 	Now func() time.Time
 	// Observer hears steps and outcomes (the daemon's metrics).
 	Observer scaler.Observer
+	// RequestTimeout bounds one PVE request (default 30s).
+	RequestTimeout time.Duration
 }
 
 // Daemon is the assembled scaler: adapters, glue and reconciler.
@@ -57,7 +59,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version})
+	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +93,9 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		OS{Talos: tal}, Cluster{Kube: kc}, policy,
 		scaler.ReconcileOptions{
 			MaxProvisionTime:     cfg.Policy.MaxProvisionTime.D(),
+			// After failures: cooldown.after_failure, doubling, up to six times it (5m to 30m by default).
+			BackoffMin:           cfg.Policy.Cooldown.AfterFailure.D(),
+			BackoffMax:           6 * cfg.Policy.Cooldown.AfterFailure.D(),
 			SkipUnreachableReset: cfg.Talos.ResetUnreachable == "skip",
 			RemoveUndrained:      cfg.Policy.Drain.RemoveUndrained,
 			DryRun:               o.DryRun,

@@ -131,11 +131,11 @@ func joined(t *testing.T, w *world.World) (vms, nodes int) {
 	return vms, nodes
 }
 
-// ours counts the VMs that are not the template or foreign.
+// ours counts the VMs that are not the template or the foreign guest.
 func ours(w *world.World) int {
 	n := 0
 	for _, v := range w.Sim.VMs() {
-		if !v.Template {
+		if !v.Template && v.VMID != world.ForeignVMID {
 			n++
 		}
 	}
@@ -152,7 +152,7 @@ func TestProvisionThenRemove(t *testing.T) {
 	})
 	d.Reconciler.Wait()
 	for _, v := range w.Sim.VMs() {
-		if v.Template {
+		if v.Template || v.VMID == world.ForeignVMID {
 			continue
 		}
 		if v.Cores != 4 || v.Memory != 8192 || !v.Running || !strings.HasPrefix(v.Name, "talos-worker-") {
@@ -515,7 +515,7 @@ func TestNodesOfVanishedVMsAndForeignVMs(t *testing.T) {
 	}
 	var gone pvesimVM
 	for _, v := range w.Sim.VMs() {
-		if !v.Template {
+		if !v.Template && v.VMID != world.ForeignVMID {
 			gone = pvesimVM{v.VMID, v.Name}
 		}
 	}

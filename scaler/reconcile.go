@@ -160,7 +160,10 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 		o.MaxProvisionTime = 15 * time.Minute
 	}
 	if o.BackoffMin == 0 {
-		o.BackoffMin, o.BackoffMax = 5*time.Minute, 30*time.Minute
+		o.BackoffMin = 5 * time.Minute
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = 6 * o.BackoffMin
 	}
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second

@@ -56,11 +56,15 @@ type World struct {
 	applies  int
 	resets   int
 	neverUp  int
+	reject   int
 	closed   bool
 	nodeMade map[string]bool
 }
 
 const tokenSecret = "11111111-2222-4333-8444-555566667777"
+
+// ForeignVMID is a running VM of someone else's in every world.
+const ForeignVMID = 100
 
 // FastLatencies is every PVE latency at a few milliseconds.
 func FastLatencies() pvesim.Latencies {
@@ -86,6 +90,8 @@ func New(kube *kubetest.Env, opts Options) (*World, error) {
 
 	pw := pvesim.DefaultWorld(tokenSecret)
 	pw.IPPool = w.IPPool
+	// A guest that is not ours: the scaler must never touch it.
+	pw.VMs = []pvesim.VMSpec{{VMID: ForeignVMID, Name: "pihole", Host: "pve1", Storage: "local-lvm", Cores: 1, Memory: 1024, Disk: 8 << 30, Running: true, Tags: "dns"}}
 	pw.Latencies = FastLatencies()
 	if opts.Latencies != nil {
 		pw.Latencies = *opts.Latencies
@@ -169,6 +175,9 @@ func (w *World) Config() *config.Config {
 // TokenSecret is the PVE API token's secret.
 func (w *World) TokenSecret() string { return tokenSecret }
 
+// RejectNextApply makes the next n Talos endpoints refuse their config.
+func (w *World) RejectNextApply(n int) { w.mu.Lock(); w.reject = n; w.mu.Unlock() }
+
 // NeverUp makes the next n Talos endpoints never come back after install.
 func (w *World) NeverUp(n int) { w.mu.Lock(); w.neverUp = n; w.mu.Unlock() }
 
@@ -202,6 +211,10 @@ func (w *World) follow(e pvesim.Event) {
 		if w.neverUp > 0 {
 			w.neverUp--
 			n.NeverUp()
+		}
+		if w.reject > 0 {
+			w.reject--
+			n.RejectApply("1 error occurred:\n\t* machine.install.disk: disk /dev/sda not found")
 		}
 		w.fakes[e.VMID] = n
 	case pvesim.EventStopped, pvesim.EventDestroyed:

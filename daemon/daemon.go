@@ -92,7 +92,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		NewInfra(pve, int64(cfg.Proxmox.VM.Memory), len(cfg.Proxmox.MACIPPool) > 0),
 		OS{Talos: tal}, Cluster{Kube: kc}, policy,
 		scaler.ReconcileOptions{
-			MaxProvisionTime:     cfg.Policy.MaxProvisionTime.D(),
+			MaxProvisionTime: cfg.Policy.MaxProvisionTime.D(),
 			// After failures: cooldown.after_failure, doubling, up to six times it (5m to 30m by default).
 			BackoffMin:           cfg.Policy.Cooldown.AfterFailure.D(),
 			BackoffMax:           6 * cfg.Policy.Cooldown.AfterFailure.D(),

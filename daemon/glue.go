@@ -40,7 +40,7 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 	}
 	var out []scaler.Machine
 	add := func(v proxmox.VM, step string) error {
-		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Step: step}
+		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Step: step, Locked: v.Lock != ""}
 		if step != scaler.StepJoined && step != scaler.StepRemoving {
 			created, ours, err := i.PVE.Created(ctx, v.VMID, v.Host)
 			if err != nil {

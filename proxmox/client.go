@@ -311,6 +311,10 @@ func (c *Client) waitTask(ctx context.Context, upid string) error {
 		return fmt.Errorf("PVE answered %q where a task id (UPID) was expected", upid)
 	}
 	node, typ := parts[1], parts[5]
+	limit := c.cfg.TaskTimeout.D()
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < limit {
+		limit = max(time.Until(dl), 0).Round(time.Millisecond) // the caller's deadline comes first
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.TaskTimeout.D())
 	defer cancel()
 	path := fmt.Sprintf("/nodes/%s/tasks/%s/status", node, url.PathEscape(upid))
@@ -332,7 +336,7 @@ func (c *Client) waitTask(ctx context.Context, upid string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return &TaskTimeoutError{UPID: upid, Type: typ, Timeout: c.cfg.TaskTimeout.D()}
+			return &TaskTimeoutError{UPID: upid, Type: typ, Timeout: limit}
 		case <-time.After(c.poll):
 		}
 	}

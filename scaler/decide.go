@@ -47,6 +47,7 @@ type decision struct {
 	active     []int // Ready, schedulable workers: the utilization set
 	removing   map[string]bool
 	inFlight   int // provisions not yet visible as a Node
+	joining    int // provisions whose Node registered but is not Ready yet
 	minWorkers int
 	shape      Resources
 
@@ -66,8 +67,10 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	d.plan.Holds = []Reason{}
 
 	nodeNames := make(map[string]bool, len(s.Nodes))
+	nodeReady := make(map[string]bool, len(s.Nodes))
 	for _, n := range s.Nodes {
 		nodeNames[n.Name] = true
+		nodeReady[n.Name] = n.Ready && !n.Unschedulable
 	}
 	for _, op := range s.Operations {
 		switch op.Kind {
@@ -75,9 +78,12 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 			d.removing[op.Node] = true
 			d.plan.Workers.Removing++
 		case OpProvision:
-			// A provision whose Node has registered counts once, as that node.
+			// A provision whose Node has registered counts once, as that
+			// node; until it is Ready its capacity is still on its way.
 			if op.Node == "" || !nodeNames[op.Node] {
 				d.inFlight++
+			} else if !nodeReady[op.Node] {
+				d.joining++
 			}
 		}
 	}
@@ -269,14 +275,14 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 			continue
 		}
 		target := r.th.TargetOrDefault()
-		capacity := r.alloc + int64(d.inFlight)*r.shape
+		capacity := r.alloc + int64(d.inFlight+d.joining)*r.shape
 		wantCap := float64(r.usage) * 100 / target
 		n := 0
 		if r.shape > 0 && wantCap > float64(capacity) {
 			n = int(math.Ceil((wantCap - float64(capacity)) / float64(r.shape)))
 		}
 		if n == 0 {
-			d.hold(CodeInFlight, "%s %.1f%% is high, but the %s in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, count(d.inFlight, "worker"), pct(r.usage, capacity), target)
+			d.hold(CodeInFlight, "%s %.1f%% is high, but the %s in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, count(d.inFlight+d.joining, "worker"), pct(r.usage, capacity), target)
 			continue
 		}
 		newCap := capacity + int64(n)*r.shape
@@ -344,7 +350,7 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	for _, pp := range pods {
 		placed := false
 		for k := range newer {
-			if newer[k].created.After(pp.Since) && pp.Requests.Fits(newer[k].free) {
+			if !newer[k].created.Before(pp.Since) && pp.Requests.Fits(newer[k].free) { // timestamps have whole seconds: the same second counts
 				newer[k].free = newer[k].free.Sub(pp.Requests)
 				placed = true
 				break
@@ -363,7 +369,8 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	if len(pods) == 0 {
 		return 0, nil
 	}
-	bins := make([]Resources, d.inFlight, d.inFlight+len(pods)/4+1)
+	inFlight := d.inFlight + d.joining
+	bins := make([]Resources, inFlight, inFlight+len(pods)/4+1)
 	for i := range bins {
 		bins[i] = shape
 	}
@@ -380,13 +387,13 @@ func (d *decision) pendingNeed() (int, []Reason) {
 			bins = append(bins, shape.Sub(pp.Requests))
 		}
 	}
-	n := len(bins) - d.inFlight
+	n := len(bins) - inFlight
 	if n == 0 {
-		d.hold(CodeInFlight, "%s pending, the %s in flight will hold them", count(len(pods), "pod"), count(d.inFlight, "worker"))
+		d.hold(CodeInFlight, "%s pending, the %s in flight will hold them", count(len(pods), "pod"), count(inFlight, "worker"))
 		return 0, nil
 	}
 	return n, []Reason{reason(CodePendingPods, "%s unschedulable for %s or more: they need %s of %s (first-fit by requests, %d in flight counted)",
-		count(len(pods), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), shape, d.inFlight)}
+		count(len(pods), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), shape, inFlight)}
 }
 
 // hostRoom is how many more worker VMs the PVE hosts can start.
@@ -419,8 +426,8 @@ func (d *decision) planScaleDown() {
 		d.hold(CodePendingHold, "scale-down held: %s pending", count(n, "pod"))
 		ok = false
 	}
-	if d.inFlight > 0 {
-		d.hold(CodeProvisioning, "scale-down held: %s still provisioning", count(d.inFlight, "worker"))
+	if n := d.inFlight + d.joining; n > 0 {
+		d.hold(CodeProvisioning, "scale-down held: %s still provisioning", count(n, "worker"))
 		ok = false
 	}
 	if d.plan.Workers.Removing > 0 {

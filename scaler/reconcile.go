@@ -39,6 +39,8 @@ type Machine struct {
 	Host    string `json:"host"`
 	Running bool   `json:"running"`
 	Step    string `json:"step"`
+	// Locked is true while PVE holds a lock on the VM (a clone still copying).
+	Locked bool `json:"locked,omitempty"`
 	// Created is when the VM was cloned (zero: unknown).
 	Created time.Time `json:"created,omitzero"`
 }
@@ -121,6 +123,7 @@ type Reconciler struct {
 	creating int                // provisions still cloning (no vmid yet)
 	hist     History
 	failures int
+	lastErr  string // the last error seen, kept until another replaces it
 	last     Status
 	wg       sync.WaitGroup
 	work     context.Context
@@ -143,9 +146,10 @@ type Status struct {
 	Plan       *Plan       `json:"plan,omitempty"`
 	Machines   []Machine   `json:"machines"`
 	Operations []Operation `json:"operations"`
-	LastError  string      `json:"last_error,omitempty"`
-	Failures   int         `json:"consecutive_failures"`
-	DryRun     bool        `json:"dry_run"`
+	// LastError is the last error seen (it stays until another replaces it).
+	LastError string `json:"last_error,omitempty"`
+	Failures  int    `json:"consecutive_failures"`
+	DryRun    bool   `json:"dry_run"`
 }
 
 // NewReconciler builds a reconciler; Run or Tick drive it.
@@ -278,7 +282,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	plan := Decide(snap, p, hist, now)
 	r.mu.Lock()
 	r.hist = plan.Next
-	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun}
+	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun, LastError: r.lastErr}
 	stopping := r.stopping
 	r.mu.Unlock()
 	r.logPlan(plan)
@@ -301,7 +305,8 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 
 func (r *Reconciler) fail(now time.Time, err error) error {
 	r.mu.Lock()
-	r.last.Time, r.last.LastError = now, err.Error()
+	r.lastErr = err.Error()
+	r.last.Time, r.last.LastError = now, r.lastErr
 	r.mu.Unlock()
 	r.log.Error("tick failed", zap.Error(err))
 	return err
@@ -343,8 +348,8 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		r.mu.Lock()
 		_, running := r.ops[m.VMID]
 		r.mu.Unlock()
-		if running {
-			continue
+		if running || m.Locked {
+			continue // an operation of ours runs, or PVE still works on the VM (a clone copying)
 		}
 		switch {
 		case m.Step == StepRemoving:
@@ -471,16 +476,25 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		}
 		r.mu.Lock()
 		r.creating--
-		if err == nil {
-			op = &operation{kind: OpProvision, vmid: created.VMID, name: created.Name, host: created.Host, step: StepCloned, started: started}
+		if created.VMID != 0 {
+			// Registered even on failure: while its clean-up runs, no tick
+			// may take the half-made VM for one to resume.
+			step := StepCloned
+			if err != nil {
+				step = "cleanup"
+			}
+			op = &operation{kind: OpProvision, vmid: created.VMID, name: created.Name, host: created.Host, step: step, started: started}
 			r.ops[created.VMID] = op
 		}
 		r.mu.Unlock()
 		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
+			}
 			if created.VMID != 0 {
 				r.cleanup(created.VMID)
 			}
-			return 0, fmt.Errorf("create VM: %w", err)
+			return created.VMID, fmt.Errorf("create VM: %w", err)
 		}
 		m = created
 		m.Step = StepCloned
@@ -663,7 +677,8 @@ func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
 	default:
 		r.failures++
 		r.hist.LastFailure = r.o.Now()
-		r.last.LastError = err.Error()
+		r.lastErr = err.Error()
+		r.last.LastError, r.last.Failures = r.lastErr, r.failures
 		r.log.Error("operation failed", zap.String("kind", string(kind)), zap.Int("vmid", vmid), zap.Int("consecutive_failures", r.failures), zap.Error(err))
 	}
 }

@@ -1,0 +1,253 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// checkWorld asserts the end state of a fault row: exactly want workers,
+// each a joined VM with a Ready Node; no orphaned VM (untagged, half-made,
+// or without a Node); no Node without its VM; the foreign guest untouched.
+func checkWorld(t *testing.T, w *world.World, want int) {
+	t.Helper()
+	ctx := context.Background()
+	nodes, err := w.Kube.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: scaler.LabelManaged + "=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, n := range nodes.Items {
+		names[n.Name] = true
+	}
+	count := 0
+	for _, v := range w.Sim.VMs() {
+		switch {
+		case v.Template:
+		case v.VMID == world.ForeignVMID:
+			if !v.Running || !slices.Equal(v.Tags, []string{"dns"}) || v.Lock != "" {
+				t.Errorf("foreign VM touched: %+v", v)
+			}
+		default:
+			count++
+			if !slices.Contains(v.Tags, "step-"+scaler.StepJoined) || !v.Running || !names[v.Name] {
+				t.Errorf("orphaned VM %d (%s): tags %v, running %v, node %v", v.VMID, v.Name, v.Tags, v.Running, names[v.Name])
+			}
+			delete(names, v.Name)
+		}
+	}
+	if count != want {
+		t.Errorf("%d worker VMs, want %d", count, want)
+	}
+	for n := range names {
+		t.Errorf("Node %s has no VM", n)
+	}
+	if _, ready := joined(t, w); ready != want {
+		t.Errorf("%d Ready managed nodes, want %d", ready, want)
+	}
+}
+
+// faultConfig: instant windows, and a one-second failure backoff so a row
+// can retry within the test.
+func faultConfig(w *world.World, minW, maxW int) *config.Config {
+	c := testConfig(w, minW, maxW)
+	c.Policy.Cooldown.AfterFailure = config.Duration(time.Second)
+	c.Policy.MaxProvisionTime = config.Duration(20 * time.Second)
+	return c
+}
+
+// TestFaultMatrix provisions through each fault PVE, Talos or Kubernetes
+// can throw, and checks that each row ends with the right workers, no
+// orphan, and the foreign guest untouched.
+func TestFaultMatrix(t *testing.T) {
+	rows := []struct {
+		name   string
+		min    int
+		mod    func(*config.Config)
+		before func(*world.World)
+		after  func(*testing.T, *world.World, *Daemon) // once the workers are up
+		want   int
+		errSub string // expected in the last error seen, if any
+		check  func(*testing.T, *world.World)
+	}{
+		{name: "clone task fails", min: 1, before: func(w *world.World) {
+			w.Sim.FailNextClone("clone failed: command '/usr/bin/qemu-img convert' failed: exit code 1")
+		}, want: 1, errSub: "qemu-img convert"},
+		{name: "storage lock timeout under parallel clones", min: 3, mod: func(c *config.Config) { c.Proxmox.MaxParallel = 3 },
+			before: func(w *world.World) { w.Sim.SetStorageLockLimit(1) }, want: 3,
+			check: func(t *testing.T, w *world.World) {
+				if n := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; n <= 3 {
+					t.Errorf("%d clone requests: no lock timeout was hit and retried", n)
+				}
+			}},
+		{name: "clone slower than max provision time", min: 1, mod: func(c *config.Config) { c.Policy.MaxProvisionTime = config.Duration(2 * time.Second) },
+			before: func(w *world.World) { w.Sim.SlowNextClone(4 * time.Second) }, want: 1, errSub: "max_provision_time"},
+		{name: "guest agent silent", min: 1, mod: func(c *config.Config) { c.Proxmox.AgentTimeout = config.Duration(10 * time.Second) },
+			before: func(w *world.World) {
+				w.Sim.SilenceAgentOfNewVMs(true)
+				time.AfterFunc(time.Second, func() { w.Sim.SilenceAgentOfNewVMs(false) })
+			},
+			want: 1, errSub: "QEMU guest agent is not running"},
+		{name: "Talos apply rejected", min: 1, before: func(w *world.World) { w.RejectNextApply(1) }, want: 1, errSub: "disk /dev/sda not found"},
+		{name: "node never Ready", min: 1, mod: func(c *config.Config) { c.Policy.MaxProvisionTime = config.Duration(3 * time.Second) },
+			before: func(w *world.World) { w.NeverUp(1) }, want: 1, errSub: "max_provision_time"},
+		{name: "a PVE host offline", min: 3, before: func(w *world.World) { w.Sim.SetHostOnline("pve3", false) }, want: 3,
+			check: func(t *testing.T, w *world.World) {
+				for _, v := range w.Sim.VMs() {
+					if v.Host == "pve3" {
+						t.Errorf("VM %d placed on the offline host", v.VMID)
+					}
+				}
+			}},
+		{name: "PVE answers 503 and hangs", min: 2, before: func(w *world.World) { w.Sim.FailRequests(3, 503, "Service Unavailable"); w.Sim.HangRequests(1) }, want: 2},
+		{name: "metrics API missing", min: 2, before: func(w *world.World) { w.Kube.Metrics.SetDown(true) }, want: 2},
+		{name: "our VM deleted by hand", min: 2, after: func(t *testing.T, w *world.World, _ *Daemon) {
+			for _, v := range w.Sim.VMs() {
+				if !v.Template && v.VMID != world.ForeignVMID {
+					w.Sim.DeleteVM(v.VMID)
+					return
+				}
+			}
+		}, want: 2},
+		{name: "our VM migrated, then scaled down", min: 2, after: func(t *testing.T, w *world.World, d *Daemon) {
+			for _, v := range w.Sim.VMs() {
+				if !v.Template && v.VMID != world.ForeignVMID {
+					to := "pve1"
+					if v.Host == "pve1" {
+						to = "pve2"
+					}
+					if err := w.Sim.MigrateVM(v.VMID, to); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			d.Reconciler = scaler.NewReconciler(NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false), OS{Talos: d.Talos}, Cluster{Kube: d.Kube},
+				withMin(d.Policy, 1), scaler.ReconcileOptions{Log: zap.NewNop(), MaxProvisionTime: time.Minute, BackoffMin: time.Second})
+		}, want: 1},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			w := newWorld(t)
+			defer w.Kube.Metrics.SetDown(false)
+			cfg := faultConfig(w, row.min, 3)
+			if row.mod != nil {
+				row.mod(cfg)
+			}
+			if row.before != nil {
+				row.before(w)
+			}
+			var log *zap.Logger
+			if os.Getenv("FAULT_DEBUG") != "" {
+				log, _ = zap.NewDevelopment()
+			}
+			d, _ := build(t, w, cfg, Options{RequestTimeout: 300 * time.Millisecond, Log: log})
+			minReady := guard(t, w)
+			lastErr := ""
+			up := func() bool {
+				if e := d.Reconciler.Status().LastError; e != "" {
+					lastErr = e
+				}
+				v, n := joined(t, w)
+				return v == row.min && n == row.min && ours(w) == row.min
+			}
+			converge(t, d, "workers up through the fault", 90*time.Second, up)
+			d.Reconciler.Wait()
+			if row.after != nil {
+				row.after(t, w, d)
+				converge(t, d, "recovery", 90*time.Second, func() bool {
+					v, n := joined(t, w)
+					return v == row.want && n == row.want && ours(w) == row.want
+				})
+				d.Reconciler.Wait()
+			}
+			if row.errSub != "" && !strings.Contains(lastErr, row.errSub) {
+				t.Errorf("the fault was not seen: last error %q, want it to mention %q", lastErr, row.errSub)
+			}
+			checkWorld(t, w, row.want)
+			if row.check != nil {
+				row.check(t, w)
+			}
+			if m := minReady(); m < 1 {
+				t.Errorf("the guarded workload dropped to %d Ready pods, below its PodDisruptionBudget's minAvailable 1", m)
+			}
+		})
+	}
+}
+
+func withMin(p scaler.Policy, n int) scaler.Policy {
+	p.MinWorkers = n
+	return p
+}
+
+// guard runs a two-replica workload with a PodDisruptionBudget
+// (minAvailable 1) on the workers and watches it: the returned function
+// tells the fewest Ready pods seen once both first ran. Evictions a PDB
+// forbids would show as a drop to 0.
+func guard(t *testing.T, w *world.World) func() int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ns := w.Kube.Namespace(t)
+	labels := map[string]string{"app": "guard"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "guard", Namespace: ns}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			NodeSelector: map[string]string{scaler.LabelManaged: "true"},
+			Containers:   []corev1.Container{{Name: "g", Image: "registry.example/g:1"}}}}}}
+	if _, err := w.Kube.Client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := intstr.FromInt32(1)
+	if _, err := w.Kube.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "guard", Namespace: ns},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: labels}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	minSeen, armed := 2, false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			pods, err := w.Kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=guard"})
+			if err == nil {
+				ready := 0
+				for _, p := range pods.Items {
+					for _, c := range p.Status.Conditions {
+						if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
+							ready++
+						}
+					}
+				}
+				mu.Lock()
+				if ready == 2 {
+					armed = true
+				}
+				if armed && ready < minSeen {
+					minSeen = ready
+				}
+				mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return minSeen
+	}
+}

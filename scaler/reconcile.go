@@ -123,7 +123,8 @@ type Reconciler struct {
 	creating int                // provisions still cloning (no vmid yet)
 	hist     History
 	failures int
-	lastErr  string // the last error seen, kept until another replaces it
+	lastErr  string      // the last error seen, kept until another replaces it
+	nodeless map[int]int // joined VMs seen without a Node, by consecutive ticks
 	last     Status
 	wg       sync.WaitGroup
 	work     context.Context
@@ -172,7 +173,7 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, nodeless: map[int]int{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -351,14 +352,38 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		if running || m.Locked {
 			continue // an operation of ours runs, or PVE still works on the VM (a clone copying)
 		}
+		n, hasNode := nodes[m.Name]
+		if hasNode {
+			r.mu.Lock()
+			delete(r.nodeless, m.VMID)
+			r.mu.Unlock()
+		}
 		switch {
 		case m.Step == StepRemoving:
 			if r.o.DryRun {
 				continue
 			}
-			r.startRemoval(m.VMID, m.Name, m.Host, nodes[m.Name].Annotations[AnnotationRemoval])
+			from := n.Annotations[AnnotationRemoval]
+			if !hasNode {
+				from = RemovalReset // the Node is gone (a reset machine leaves): destroy the VM
+			}
+			r.startRemoval(m.VMID, m.Name, m.Host, from)
 		case m.Step == StepJoined:
-			if n, ok := nodes[m.Name]; ok && n.Annotations[AnnotationRemoval] != "" && !r.o.DryRun {
+			switch {
+			case r.o.DryRun:
+			case !hasNode:
+				// A worker whose Node was deleted serves nobody: reset and
+				// destroy it, once two ticks in a row agree (the snapshot is
+				// taken before the VM list, and may just predate the Node).
+				r.mu.Lock()
+				r.nodeless[m.VMID]++
+				seen := r.nodeless[m.VMID]
+				r.mu.Unlock()
+				if seen >= 2 {
+					r.log.Info("the Node of a joined worker is gone; removing its VM", zap.String("node", m.Name), zap.Int("vmid", m.VMID))
+					r.startRemoval(m.VMID, m.Name, m.Host, RemovalDrained)
+				}
+			case n.Annotations[AnnotationRemoval] != "":
 				r.startRemoval(m.VMID, m.Name, m.Host, n.Annotations[AnnotationRemoval])
 			}
 		default:
@@ -649,7 +674,11 @@ func (r *Reconciler) remove(op *operation, from string) error {
 			if err != nil {
 				return err
 			}
-			return r.cluster.SetRemovalStep(ctx, m.Name, RemovalReset)
+			// Best effort: a reset node may already have left the cluster.
+			if err := r.cluster.SetRemovalStep(ctx, m.Name, RemovalReset); err != nil {
+				r.log.Info("could not record the reset on the Node", zap.String("node", m.Name), zap.Error(err))
+			}
+			return nil
 		}); err != nil {
 			return err
 		}

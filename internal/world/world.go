@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	tconfig "github.com/siderolabs/talos/pkg/machinery/config"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
@@ -204,6 +205,8 @@ func (w *World) follow(e pvesim.Event) {
 		n, err := talosfake.Start(talosfake.Options{
 			Addr: net.JoinHostPort(e.IP, strconv.Itoa(w.TalosPort)), CA: w.bundle.Certs.OS, InstallDelay: w.opts.InstallDelay,
 			OnInstalled: func(_ *talosfake.Node, cfg []byte) { w.join(vm, cfg) },
+			// A reset node leaves the cluster: its kubelet is gone.
+			OnReset: func(*talosfake.Node, *machineapi.ResetRequest) { w.leave(vm.Name) },
 		})
 		if err != nil {
 			return
@@ -247,6 +250,11 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 		w.nodeMade[name] = true
 		w.mu.Unlock()
 	}
+}
+
+// leave deletes the Node a reset machine had registered.
+func (w *World) leave(name string) {
+	_ = w.Kube.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
 }
 
 // Close stops the fakes and pvesim and deletes the Nodes the world made.

@@ -340,10 +340,17 @@ func (d *decision) pendingNeed() (int, []Reason) {
 		created time.Time
 		free    Resources
 	}
-	var newer []fresh
+	oldest := pods[0].Since
+	for _, pp := range pods {
+		if pp.Since.Before(oldest) {
+			oldest = pp.Since
+		}
+	}
+	var newer []fresh // only workers no older than the oldest pending pod can matter
 	for _, i := range d.active {
-		n := &d.s.Nodes[i]
-		newer = append(newer, fresh{n.Created, n.Allocatable.Sub(n.Requests)})
+		if n := &d.s.Nodes[i]; !n.Created.Before(oldest) {
+			newer = append(newer, fresh{n.Created, n.Allocatable.Sub(n.Requests)})
+		}
 	}
 	waiting := 0
 	kept := pods[:0]

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -130,5 +129,3 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	}
 	return snap, kerr
 }
-
-func osHostname() (string, error) { return os.Hostname() }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -187,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 	srv.mu.Unlock()
 	// Hostname plus a random suffix: two daemons never share an identity,
 	// not even on one host.
-	host, _ := osHostname()
+	host, _ := os.Hostname()
 	id := host + "_" + rand.Text()[:8]
 	if err := kube.RunLeader(ctx, d.Kube.Clientset(), kube.LeaderOptions{Namespace: le.Namespace, Name: le.LeaseName, Identity: id, Log: d.log}, tick); err != nil {
 		return err

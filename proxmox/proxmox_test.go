@@ -29,18 +29,12 @@ type world struct {
 	dir string
 }
 
-func fastLatencies() pvesim.Latencies {
-	return pvesim.Latencies{LinkedClone: 20 * time.Millisecond, FullCloneBandwidth: 100 << 30, Start: 10 * time.Millisecond, Stop: 10 * time.Millisecond,
-		Shutdown: 10 * time.Millisecond, Destroy: 10 * time.Millisecond, Config: 5 * time.Millisecond, Agent: 30 * time.Millisecond,
-		AuthFailure: 5 * time.Millisecond, StorageLock: 30 * time.Millisecond}
-}
-
 // newWorld starts pvesim with the default three hosts and template, a
 // foreign VM (100) and a VM of another cluster (5500), and a config for it.
 func newWorld(t *testing.T, mod func(*pvesim.World)) *world {
 	t.Helper()
 	w := pvesim.DefaultWorld(secret)
-	w.Latencies = fastLatencies()
+	w.Latencies = pvesim.FastLatencies()
 	w.VMs = []pvesim.VMSpec{
 		{VMID: 100, Name: "pihole", Host: "pve1", Storage: "local-lvm", Cores: 1, Memory: 1024, Disk: 8 << 30, Running: true},
 		{VMID: 5500, Name: "talos-worker-5500", Host: "pve2", Storage: "shared", Cores: 4, Memory: 8192, Disk: 10 << 30, Running: true, Tags: "pve-autoscaler;cluster-other"},

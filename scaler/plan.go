@@ -42,8 +42,6 @@ const (
 	CodePodTooLarge        Code = "pod_too_large"
 	CodePendingGrace       Code = "pending_grace"
 	CodeScheduleActive     Code = "schedule_active"
-	CodeNodeNotEligible    Code = "node_not_eligible"
-	CodeShapeFromNode      Code = "worker_shape"
 	CodeHostsUnknown       Code = "hosts_unknown"
 	CodeCandidateSelection Code = "candidate"
 	CodeNoScaleUpNeed      Code = "no_scale_up_needed"

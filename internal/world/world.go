@@ -67,13 +67,6 @@ const tokenSecret = "11111111-2222-4333-8444-555566667777"
 // ForeignVMID is a running VM of someone else's in every world.
 const ForeignVMID = 100
 
-// FastLatencies is every PVE latency at a few milliseconds.
-func FastLatencies() pvesim.Latencies {
-	return pvesim.Latencies{LinkedClone: 30 * time.Millisecond, FullCloneBandwidth: 100 << 30, Start: 10 * time.Millisecond, Stop: 10 * time.Millisecond,
-		Shutdown: 10 * time.Millisecond, Destroy: 10 * time.Millisecond, Config: 5 * time.Millisecond, Agent: 20 * time.Millisecond,
-		AuthFailure: 5 * time.Millisecond, StorageLock: 20 * time.Millisecond}
-}
-
 func randInt(n int64) int64 {
 	v, _ := rand.Int(rand.Reader, big.NewInt(n))
 	return v.Int64()
@@ -93,7 +86,7 @@ func New(kube *kubetest.Env, opts Options) (*World, error) {
 	pw.IPPool = w.IPPool
 	// A guest that is not ours: the scaler must never touch it.
 	pw.VMs = []pvesim.VMSpec{{VMID: ForeignVMID, Name: "pihole", Host: "pve1", Storage: "local-lvm", Cores: 1, Memory: 1024, Disk: 8 << 30, Running: true, Tags: "dns"}}
-	pw.Latencies = FastLatencies()
+	pw.Latencies = pvesim.FastLatencies()
 	if opts.Latencies != nil {
 		pw.Latencies = *opts.Latencies
 	}

@@ -17,13 +17,6 @@ import (
 
 const secret = "5f0c3b1e-0000-4000-8000-000000000001"
 
-// fast is every latency at a few milliseconds.
-func fast() Latencies {
-	return Latencies{LinkedClone: 30 * time.Millisecond, FullCloneBandwidth: 10 << 30, Start: 10 * time.Millisecond, Stop: 10 * time.Millisecond,
-		Shutdown: 10 * time.Millisecond, Destroy: 10 * time.Millisecond, Config: 5 * time.Millisecond, Agent: 50 * time.Millisecond,
-		AuthFailure: 5 * time.Millisecond, StorageLock: 20 * time.Millisecond}
-}
-
 type env struct {
 	t   *testing.T
 	sim *Sim
@@ -34,7 +27,7 @@ type env struct {
 func start(t *testing.T, mod func(*World)) *env {
 	t.Helper()
 	w := DefaultWorld(secret)
-	w.Latencies = fast()
+	w.Latencies = FastLatencies()
 	w.Users = []UserSpec{{Name: "root@pam", Password: "pw"}}
 	w.VMs = []VMSpec{{VMID: 100, Name: "pihole", Host: "pve1", Storage: "local-lvm", Cores: 1, Memory: 1024, Disk: 8 << 30, Running: true}}
 	if mod != nil {

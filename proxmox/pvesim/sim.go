@@ -104,6 +104,13 @@ func DefaultLatencies() Latencies {
 	}
 }
 
+// FastLatencies is every latency at a few milliseconds, for tests.
+func FastLatencies() Latencies {
+	return Latencies{LinkedClone: 30 * time.Millisecond, FullCloneBandwidth: 10 << 30, Start: 10 * time.Millisecond, Stop: 10 * time.Millisecond,
+		Shutdown: 10 * time.Millisecond, Destroy: 10 * time.Millisecond, Config: 5 * time.Millisecond, Agent: 30 * time.Millisecond,
+		AuthFailure: 5 * time.Millisecond, StorageLock: 20 * time.Millisecond}
+}
+
 // DefaultWorld is three 32-core 64 GiB hosts, a shared storage holding the
 // Talos template 9000 (agent on), local-lvm on each host, and the token
 // autoscaler@pve!scaler with the given secret.

@@ -718,7 +718,14 @@ func count(n int, noun string) string {
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
 func fmtCPU(m int64) string   { return cpuQuantity(m).String() }
-func fmtBytes(b int64) string { return memQuantity(b).String() }
+// fmtBytes renders bytes as a quantity, rounded to MiB from 1 MiB up so a
+// reason reads "15Gi" or "14745Mi", never "15461882264".
+func fmtBytes(b int64) string {
+	if b >= 1<<20 {
+		b = (b + 1<<19) >> 20 << 20
+	}
+	return memQuantity(b).String()
+}
 func fmtDur(d time.Duration) string {
 	if d < 0 {
 		d = 0

@@ -32,6 +32,7 @@ func commands() []command {
 		{"run", "run the autoscaler daemon", runCmd},
 		{"demo", "run the daemon against a simulated world through a load ramp (make demo)", demoCmd},
 		{"plan", "show what the autoscaler would do now, and why", planCmd},
+		{"simulate", "replay a load trace through the policy (and the recipe) without a cluster", simulateCmd},
 		{"status", "show a running daemon's workers, operations and last plan", statusCmd},
 		{"validate", "check a config file and print the effective configuration", validateCmd},
 		{"version", "print the version", versionCmd},

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/simulate"
+)
+
+func simulateCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flagSet("simulate", "simulate --config FILE --trace FILE.csv [--compare recipe] [--chart FILE.svg|FILE.html]", stderr)
+	path := fs.String("config", defaultConfigPath, "config whose policy is replayed (its secret files need not exist)")
+	tracePath := fs.String("trace", "", "load trace, CSV with the header "+simulate.TraceHeader+" (required)")
+	compare := fs.String("compare", "", `"recipe": also replay the kubectl-top + terraform script, side by side`)
+	chart := fs.String("chart", "", "write a chart: FILE.svg, or FILE.html (chart and table)")
+	output := fs.String("output", "table", "table or json")
+	def := simulate.DefaultModel()
+	podCPU := fs.String("pod-cpu", "500m", "CPU request of one pending pod (and of the pods the demand is made of)")
+	podMem := fs.String("pod-memory", "1Gi", "memory request of one pending pod")
+	start := fs.Int("start-workers", 0, "workers Ready at the start (0: policy.min_workers)")
+	recipeApply := fs.Duration("recipe-apply", def.RecipeApply, "the recipe's time for one terraform apply")
+	disk := fs.String("template-disk", "10Gi", "disk a full clone copies")
+	rate := fs.String("clone-rate", "200Mi", "full-clone copy speed per second, shared by parallel clones")
+	join := fs.Duration("join", def.Join, "apply-config to Node Ready (install, reboot, kubelet)")
+	epoch := fs.String("start", def.Epoch.Format(time.RFC3339), "wall-clock time of the trace's 0 s (for schedules)")
+	if code, done := parse(fs, args, stdout); done {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "pve-autoscaler simulate: "+format+"\n", a...)
+		return exitUsage
+	}
+	switch {
+	case *tracePath == "":
+		return fail("--trace: required (a CSV with the header %s; examples in internal/simulate/testdata)", simulate.TraceHeader)
+	case *compare != "" && *compare != "recipe":
+		return fail("--compare %q: expected \"recipe\"", *compare)
+	case *output != "table" && *output != "json":
+		return fail("--output %q: expected table or json", *output)
+	}
+	ext := strings.ToLower(filepath.Ext(*chart))
+	if *chart != "" && ext != ".svg" && ext != ".html" {
+		return fail("--chart %q: expected a file name ending in .svg or .html", *chart)
+	}
+	m := def
+	var err error
+	quantity := func(flag, v string, out *int64, milli bool) bool {
+		q, perr := resource.ParseQuantity(v)
+		if perr != nil || q.Sign() <= 0 {
+			err = fmt.Errorf("%s %q: expected a positive quantity such as %s", flag, v, map[bool]string{true: "500m or 2", false: "512Mi or 2Gi"}[milli])
+			return false
+		}
+		if milli {
+			*out = q.MilliValue()
+		} else {
+			*out = q.Value()
+		}
+		return true
+	}
+	if !quantity("--pod-cpu", *podCPU, &m.Pod.MilliCPU, true) || !quantity("--pod-memory", *podMem, &m.Pod.Memory, false) ||
+		!quantity("--template-disk", *disk, &m.TemplateDisk, false) || !quantity("--clone-rate", *rate, &m.FullCloneRate, false) {
+		return fail("%v", err)
+	}
+	if m.Epoch, err = time.Parse(time.RFC3339, *epoch); err != nil {
+		return fail("--start %q: expected an RFC 3339 time such as 2026-01-05T00:00:00Z", *epoch)
+	}
+	m.StartWorkers, m.RecipeApply, m.Join = *start, *recipeApply, *join
+	if *join < 0 {
+		return fail("--join: expected 0s or more")
+	}
+	if err := m.Check(); err != nil {
+		return fail("%v", err)
+	}
+	c, code := loadConfig(*path, nil, config.ValidateOptions{}, stderr)
+	if code != exitOK {
+		return code
+	}
+	if m.StartWorkers > c.Policy.MaxWorkers {
+		return fail("--start-workers %d: expected at most policy.max_workers (%d)", m.StartWorkers, c.Policy.MaxWorkers)
+	}
+	setup, err := simulate.SetupFrom(c)
+	if err != nil {
+		return fail("config %s: %v", *path, err)
+	}
+	f, err := os.Open(*tracePath)
+	if err != nil {
+		return fail("--trace: %v", err)
+	}
+	tr, err := simulate.ParseTrace(*tracePath, f)
+	f.Close()
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	rep := simulate.Simulate(tr, setup, m, *compare == "recipe")
+	if *chart != "" {
+		var b bytes.Buffer
+		th := simulate.ThresholdsOf(setup)
+		if ext == ".svg" {
+			err = rep.WriteSVG(&b, th)
+		} else {
+			err = rep.WriteHTML(&b, th)
+		}
+		if err == nil {
+			err = os.WriteFile(*chart, b.Bytes(), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pve-autoscaler simulate: --chart: %v\n", err)
+			return exitFailure
+		}
+	}
+	if *output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteTable(stdout)
+		if err == nil && *chart != "" {
+			_, err = fmt.Fprintf(stdout, "chart: %s\n", *chart)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler simulate: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const movieNight = "../../internal/simulate/testdata/movie-night.csv"
+
+func TestSimulate(t *testing.T) {
+	cfg := writeConfig(t, "")
+	dir := t.TempDir()
+	svg, page := filepath.Join(dir, "c.svg"), filepath.Join(dir, "c.html")
+	code, out, errs := runMain("simulate", "--config", cfg, "--trace", movieNight, "--compare", "recipe", "--chart", svg)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"pve-autoscaler", "recipe", "node-hours", "minutes over the up threshold", "pending pod-minutes", "flaps", "time to capacity, mean", "terraform apply", "chart: " + svg} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if b, err := os.ReadFile(svg); err != nil || !strings.HasPrefix(string(b), "<svg") {
+		t.Fatalf("chart: %v %.40q", err, b)
+	}
+	// The same again, with an HTML page: the table is byte-identical.
+	code, again, _ := runMain("simulate", "--config", cfg, "--trace", movieNight, "--compare", "recipe", "--chart", page)
+	if code != exitOK || strings.ReplaceAll(again, page, svg) != out {
+		t.Errorf("a second run differs (exit %d)", code)
+	}
+	if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "node-hours") {
+		t.Errorf("html page: %v", err)
+	}
+	code, js, _ := runMain("simulate", "--config", cfg, "--trace", movieNight, "--output", "json")
+	if code != exitOK || !strings.Contains(js, `"node_hours"`) || strings.Contains(js, `"recipe"`) {
+		t.Errorf("json (no --compare): exit %d %.200s", code, js)
+	}
+}
+
+func TestSimulateErrors(t *testing.T) {
+	cfg := writeConfig(t, "")
+	bad := filepath.Join(t.TempDir(), "bad.csv")
+	if err := os.WriteFile(bad, []byte("time_s,cpu_cores,memory_gib,pending_pods\n0,1,1,0\n60,two,1,0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badCfg := writeConfig(t, "  min_workers: 9\n")
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", cfg}, "--trace: required"},
+		{[]string{"--config", cfg, "--trace", movieNight, "--compare", "karpenter"}, `--compare "karpenter": expected "recipe"`},
+		{[]string{"--config", cfg, "--trace", movieNight, "--chart", "out.png"}, "expected a file name ending in .svg or .html"},
+		{[]string{"--config", cfg, "--trace", bad}, bad + `:3: cpu_cores "two": expected a number`},
+		{[]string{"--config", cfg, "--trace", "/nonexistent.csv"}, "--trace: open /nonexistent.csv"},
+		{[]string{"--config", cfg, "--trace", movieNight, "--pod-cpu", "0"}, `--pod-cpu "0": expected a positive quantity`},
+		{[]string{"--config", cfg, "--trace", movieNight, "--start", "monday"}, `--start "monday": expected an RFC 3339 time`},
+		{[]string{"--config", badCfg, "--trace", movieNight}, "policy.min_workers"},
+		{[]string{"--config", cfg, "--trace", movieNight, "--start-workers", "7"}, "--start-workers 7: expected at most policy.max_workers (6)"},
+	}
+	for _, c := range cases {
+		code, _, errs := runMain(append([]string{"simulate"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
+}

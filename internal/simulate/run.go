@@ -1,0 +1,182 @@
+package simulate
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// Host is the one PVE host the simulation places VMs on (room is not modelled).
+const Host = "pve"
+
+// Run replays the trace through the real decision engine.
+func Run(tr Trace, s Setup, m Model) Result {
+	c := newCluster(m, s)
+	r := Result{Name: "pve-autoscaler"}
+	end := tr.Duration()
+	a := accountant{r: &r, cpuUp: s.Policy.CPU.Up, memUp: s.Policy.Memory.Up, every: seriesEvery(end, m.Step)}
+	var hist scaler.History
+	slots := make([]time.Duration, max(s.MaxParallel, 1)) // when each clone slot frees
+	var next time.Duration
+	si := 0
+	var l load
+	for t := time.Duration(0); t < end; t += m.Step {
+		var smp Sample
+		smp, si = tr.at(t, si)
+		l = c.load(t, smp)
+		c.track(t, l.pending)
+		if t >= next {
+			next = t + s.Interval
+			plan := scaler.Decide(c.snapshot(t, l), s.Policy, hist, m.Epoch.Add(t))
+			hist = plan.Next
+			if add := plan.Added(); add > 0 {
+				k := min(add, len(slots))
+				for range add {
+					i := 0
+					for j := range slots {
+						if slots[j] < slots[i] {
+							i = j
+						}
+					}
+					start := max(t, slots[i])
+					slots[i] = start + m.clone(s.FullClone, k)
+					c.add(t, start+m.Provision(s.FullClone, k))
+				}
+				r.event(t, add, plan.Workers.Desired, why(plan, scaler.ActionAdd))
+			}
+			if rm, ok := plan.Removal(); ok {
+				for _, v := range c.vms {
+					if v.name == rm.Node {
+						v.leave, v.gone = t, t+m.Removal()
+					}
+				}
+				r.event(t, -1, plan.Workers.Desired, why(plan, scaler.ActionRemove))
+			}
+			l = c.load(t, smp)
+		}
+		a.step(t, m.Step, l, smp)
+	}
+	smp, _ := tr.at(end, si)
+	a.finish(end, c.load(end, smp))
+	return r
+}
+
+func why(p scaler.Plan, kind scaler.ActionKind) string {
+	for _, a := range p.Actions {
+		if a.Kind == kind && len(a.Reasons) > 0 {
+			return a.Reasons[0].Message
+		}
+	}
+	return ""
+}
+
+// snapshot is what the Kubernetes and Proxmox adapters would report.
+func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
+	var s scaler.Snapshot
+	epoch := c.m.Epoch
+	for i, v := range l.ready {
+		n := scaler.Node{
+			Name: v.name, Managed: true, VMID: v.vmid, Host: Host, Ready: true,
+			Created: epoch.Add(v.ready), Allocatable: c.alloc, Usage: l.perNode[i], Requests: l.perNode[i],
+		}
+		n.Pods = c.pods(v.name, l.base, l.podsOn[i])
+		s.Nodes = append(s.Nodes, n)
+	}
+	for _, v := range c.vms {
+		switch {
+		case v.exists(t) && t < v.ready:
+			s.Operations = append(s.Operations, scaler.Operation{Kind: scaler.OpProvision, VMID: v.vmid, Node: v.name, Host: Host, Step: "joining", Started: epoch.Add(v.created)})
+		case v.leave >= 0 && t >= v.leave && v.exists(t):
+			s.Operations = append(s.Operations, scaler.Operation{Kind: scaler.OpRemove, VMID: v.vmid, Node: v.name, Host: Host, Step: "removing", Started: epoch.Add(v.leave)})
+		}
+	}
+	for i, since := range c.pending {
+		s.PendingPods = append(s.PendingPods, scaler.PendingPod{Namespace: "sim", Name: fmt.Sprintf("pending-%d", i), Requests: c.m.Pod, Since: epoch.Add(since)})
+	}
+	return s
+}
+
+// pods splits a node's base share into pods of about the model's size, plus
+// the placed pods of exactly that size.
+func (c *cluster) pods(node string, base scaler.Resources, placed int) []scaler.Pod {
+	k := ceilDiv(base.MilliCPU, c.m.Pod.MilliCPU)
+	k = max(k, ceilDiv(base.Memory, c.m.Pod.Memory))
+	pods := make([]scaler.Pod, 0, int(k)+placed)
+	for i := int64(0); i < k; i++ {
+		pods = append(pods, scaler.Pod{Namespace: "sim", Name: fmt.Sprintf("%s-base-%d", node, i), OwnerKind: "ReplicaSet",
+			Requests: scaler.Resources{MilliCPU: base.MilliCPU / k, Memory: base.Memory / k}})
+	}
+	for i := range placed {
+		pods = append(pods, scaler.Pod{Namespace: "sim", Name: fmt.Sprintf("%s-pod-%d", node, i), OwnerKind: "ReplicaSet", Requests: c.m.Pod})
+	}
+	return pods
+}
+
+// RunRecipe replays the trace through the recipe: every RecipeInterval it
+// averages `kubectl top nodes` CPU; at or above RecipeUp it adds one
+// worker, at or below RecipeDown it removes the last one (no drain), each
+// change one blocking `terraform apply` of RecipeApply, then RecipeCooldown
+// from the change's start before the next. Memory and pending pods are
+// invisible to it.
+func RunRecipe(tr Trace, s Setup, m Model) Result {
+	c := newCluster(m, s)
+	r := Result{Name: "recipe"}
+	end := tr.Duration()
+	a := accountant{r: &r, cpuUp: s.Policy.CPU.Up, memUp: s.Policy.Memory.Up, every: seriesEvery(end, m.Step)}
+	count := len(c.vms) // worker_count in terraform.tfvars
+	var next time.Duration
+	last := time.Duration(-1)
+	si := 0
+	var l load
+	for t := time.Duration(0); t < end; t += m.Step {
+		var smp Sample
+		smp, si = tr.at(t, si)
+		l = c.load(t, smp)
+		c.track(t, l.pending)
+		if t >= next {
+			next = t + m.RecipeInterval
+			cooled := last < 0 || t-last >= m.RecipeCooldown
+			switch {
+			case len(l.ready) == 0 || !cooled:
+			case l.cpu >= m.RecipeUp && count < s.Policy.MaxWorkers:
+				count++
+				c.add(t, t+m.RecipeApply)
+				last, next = t, t+m.RecipeApply+m.RecipeInterval
+				r.event(t, +1, count, fmt.Sprintf("average CPU %.0f%% >= %.0f%%: worker_count=%d, terraform apply", l.cpu, m.RecipeUp, count))
+			case l.cpu <= m.RecipeDown && count > s.Policy.MinWorkers:
+				count--
+				// Terraform's count removes the highest index: the newest VM.
+				var newest *vm
+				for _, v := range c.vms {
+					if v.gone < 0 && (newest == nil || v.vmid > newest.vmid) {
+						newest = v
+					}
+				}
+				newest.leave, newest.gone = t+m.RecipeApply, t+m.RecipeApply
+				last, next = t, t+m.RecipeApply+m.RecipeInterval
+				r.event(t, -1, count, fmt.Sprintf("average CPU %.0f%% <= %.0f%%: worker_count=%d, terraform apply (no drain)", l.cpu, m.RecipeDown, count))
+			}
+			l = c.load(t, smp)
+		}
+		a.step(t, m.Step, l, smp)
+	}
+	smp, _ := tr.at(end, si)
+	a.finish(end, c.load(end, smp))
+	return r
+}
+
+// Simulate runs the engine over the trace and, with compare, the recipe.
+func Simulate(tr Trace, s Setup, m Model, compare bool) Report {
+	rep := Report{Trace: tr.Name, Duration: tr.Duration(), Samples: len(tr.Samples), Provision: m.Provision(s.FullClone, 1)}
+	rep.Results = append(rep.Results, Run(tr, s, m))
+	if compare {
+		rep.Results = append(rep.Results, RunRecipe(tr, s, m))
+	}
+	return rep
+}
+
+// ThresholdsOf returns the policy's thresholds for the chart.
+func ThresholdsOf(s Setup) Thresholds {
+	return Thresholds{CPUUp: s.Policy.CPU.Up, CPUDown: s.Policy.CPU.Down, MemUp: s.Policy.Memory.Up, MemDown: s.Policy.Memory.Down}
+}

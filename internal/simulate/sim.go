@@ -1,0 +1,260 @@
+package simulate
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// FlapWindow: a removal followed by an addition within it is a flap.
+const FlapWindow = 15 * time.Minute
+
+// Event is one scale decision carried out.
+type Event struct {
+	At time.Duration `json:"at_s"`
+	// Delta is the workers added (> 0) or removed (< 0).
+	Delta int `json:"delta"`
+	// Workers is the count aimed at after the event (ready + on the way).
+	Workers int `json:"workers"`
+	// Why is the decision's first reason.
+	Why string `json:"why"`
+}
+
+// Point is the cluster at one moment, for the chart.
+type Point struct {
+	At      time.Duration `json:"at_s"`
+	Workers int           `json:"workers"`
+	CPU     float64       `json:"cpu_pct"`
+	Memory  float64       `json:"memory_pct"`
+	Pending int           `json:"pending"`
+}
+
+// Result is one scaler's run over a trace.
+type Result struct {
+	Name string `json:"name"`
+	// NodeHours: worker VMs existing (provisioning, ready or being removed), in hours.
+	NodeHours float64 `json:"node_hours"`
+	// OverMinutes: minutes with CPU or memory at or above the config's up threshold
+	// (or demand and no worker).
+	OverMinutes float64 `json:"minutes_over_threshold"`
+	// PendingPodMinutes: the sum over time of pods waiting for room, in pod-minutes.
+	PendingPodMinutes float64 `json:"pending_pod_minutes"`
+	ScaleUps          int     `json:"scale_ups"`
+	ScaleDowns        int     `json:"scale_downs"`
+	// Flaps: additions started within FlapWindow after a removal.
+	Flaps int `json:"flaps"`
+	// Episodes of need (pending pods, or CPU or memory at or above the up
+	// threshold) and how long they lasted until capacity caught up.
+	Episodes  int           `json:"need_episodes"`
+	MeanTTC   time.Duration `json:"mean_time_to_capacity_ns"`
+	WorstTTC  time.Duration `json:"worst_time_to_capacity_ns"`
+	Peak      int           `json:"peak_workers"`
+	End       int           `json:"end_workers"`
+	Events    []Event       `json:"events"`
+	Series    []Point       `json:"-"`
+	removedAt []time.Duration
+}
+
+// vm is one worker VM in the modelled cluster.
+type vm struct {
+	name    string
+	vmid    int
+	created time.Duration // VM exists from here
+	ready   time.Duration // Node Ready (capacity) from here
+	leave   time.Duration // capacity gone from here (-1: never)
+	gone    time.Duration // VM destroyed at (-1: never)
+}
+
+func (v *vm) exists(t time.Duration) bool   { return t >= v.created && (v.gone < 0 || t < v.gone) }
+func (v *vm) capacity(t time.Duration) bool { return t >= v.ready && (v.leave < 0 || t < v.leave) }
+
+// cluster is the modelled cluster both scalers run: demand spread evenly
+// over the Ready workers, pods of the model's size placed where they fit.
+type cluster struct {
+	m      Model
+	s      Setup
+	alloc  scaler.Resources
+	vms    []*vm
+	nextID int
+	// pending is when each pending pod started waiting, oldest first.
+	pending []time.Duration
+}
+
+func newCluster(m Model, s Setup) *cluster {
+	c := &cluster{m: m, s: s, alloc: s.Policy.Worker, nextID: s.FirstVMID}
+	n := m.StartWorkers
+	if n == 0 {
+		n = s.Policy.MinWorkers
+	}
+	for range n {
+		c.add(-24*time.Hour, -time.Hour)
+	}
+	return c
+}
+
+func (c *cluster) add(created, ready time.Duration) *vm {
+	v := &vm{name: fmt.Sprintf("%s%d", c.s.NamePrefix, c.nextID), vmid: c.nextID, created: created, ready: ready, leave: -1, gone: -1}
+	c.nextID++
+	c.vms = append(c.vms, v)
+	return v
+}
+
+// load is the cluster's state at one moment.
+type load struct {
+	ready    []*vm
+	base     scaler.Resources   // the base demand's share on each ready node
+	perNode  []scaler.Resources // requests (= usage) on each ready node
+	podsOn   []int              // pods of the model's size placed on each node (beyond the base)
+	pending  int
+	cpu, mem float64 // utilization in percent; 100 with demand and no worker
+	vms      int
+}
+
+func (c *cluster) load(t time.Duration, s Sample) load {
+	var l load
+	for _, v := range c.vms {
+		if v.exists(t) {
+			l.vms++
+		}
+		if v.capacity(t) {
+			l.ready = append(l.ready, v)
+		}
+	}
+	n := int64(len(l.ready))
+	pod := c.m.Pod
+	demandCPU := int64(math.Round(s.CPU * 1000))
+	demandMem := int64(s.Memory)
+	want := s.Pending
+	if n == 0 {
+		l.pending = want
+		if demandCPU > 0 {
+			l.pending += int(ceilDiv(demandCPU, pod.MilliCPU))
+		}
+		if demandCPU > 0 || demandMem > 0 || want > 0 {
+			l.cpu, l.mem = 100, 100
+		}
+		return l
+	}
+	// The base demand, evenly spread; what does not fit waits as pods.
+	capCPU, capMem := n*c.alloc.MilliCPU, n*c.alloc.Memory
+	over := max(float64(demandCPU-capCPU)/float64(pod.MilliCPU), float64(demandMem-capMem)/float64(pod.Memory), 0)
+	want += int(math.Ceil(over))
+	baseCPU, baseMem := min(demandCPU, capCPU)/n, min(demandMem, capMem)/n
+	l.base = scaler.Resources{MilliCPU: baseCPU, Memory: baseMem}
+	freeCPU, freeMem := c.alloc.MilliCPU-baseCPU, c.alloc.Memory-baseMem
+	fitEach := int(min(freeCPU/pod.MilliCPU, freeMem/pod.Memory))
+	fit := min(want, fitEach*int(n))
+	l.pending = want - fit
+	l.perNode = make([]scaler.Resources, n)
+	l.podsOn = make([]int, n)
+	var usedCPU, usedMem int64
+	for i := range l.ready {
+		k := fit / int(n)
+		if i < fit%int(n) {
+			k++
+		}
+		l.podsOn[i] = k
+		l.perNode[i] = scaler.Resources{MilliCPU: baseCPU + int64(k)*pod.MilliCPU, Memory: baseMem + int64(k)*pod.Memory}
+		usedCPU += l.perNode[i].MilliCPU
+		usedMem += l.perNode[i].Memory
+	}
+	l.cpu = 100 * float64(usedCPU) / float64(capCPU)
+	l.mem = 100 * float64(usedMem) / float64(capMem)
+	return l
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// track keeps the pending pods' ages: new ones wait from t; the oldest are
+// placed first.
+func (c *cluster) track(t time.Duration, pending int) {
+	for len(c.pending) < pending {
+		c.pending = append(c.pending, t)
+	}
+	if len(c.pending) > pending {
+		c.pending = c.pending[len(c.pending)-pending:]
+	}
+}
+
+// account adds one step's figures to r, and tracks need episodes.
+type accountant struct {
+	r         *Result
+	cpuUp     float64
+	memUp     float64
+	needSince time.Duration
+	needy     bool
+	total     time.Duration
+	every     time.Duration
+	// Sums kept exact; converted at the end.
+	nodeTime, overTime, pendingTime time.Duration
+}
+
+func (a *accountant) step(t, dt time.Duration, l load, s Sample) {
+	a.nodeTime += time.Duration(l.vms) * dt
+	over := l.cpu >= a.cpuUp || l.mem >= a.memUp
+	if over {
+		a.overTime += dt
+	}
+	a.pendingTime += time.Duration(l.pending) * dt
+	need := over || l.pending > 0
+	switch {
+	case need && !a.needy:
+		a.needy, a.needSince = true, t
+	case !need && a.needy:
+		a.needy = false
+		a.episode(t - a.needSince)
+	}
+	if len(l.ready) > a.r.Peak {
+		a.r.Peak = len(l.ready)
+	}
+	if t%a.every == 0 {
+		a.r.Series = append(a.r.Series, Point{At: t, Workers: len(l.ready), CPU: round1(l.cpu), Memory: round1(l.mem), Pending: l.pending})
+	}
+}
+
+func (a *accountant) episode(d time.Duration) {
+	a.r.Episodes++
+	a.total += d
+	a.r.MeanTTC = a.total / time.Duration(a.r.Episodes)
+	a.r.WorstTTC = max(a.r.WorstTTC, d)
+}
+
+func (a *accountant) finish(t time.Duration, l load) {
+	if a.needy {
+		a.episode(t - a.needSince)
+	}
+	a.r.NodeHours = a.nodeTime.Hours()
+	a.r.OverMinutes = a.overTime.Minutes()
+	a.r.PendingPodMinutes = a.pendingTime.Minutes()
+	a.r.End = len(l.ready)
+	a.r.Series = append(a.r.Series, Point{At: t, Workers: len(l.ready), CPU: round1(l.cpu), Memory: round1(l.mem), Pending: l.pending})
+}
+
+func (r *Result) event(t time.Duration, delta, workers int, why string) {
+	if delta > 0 {
+		r.ScaleUps++
+		for _, rm := range r.removedAt {
+			if t-rm <= FlapWindow {
+				r.Flaps++
+				break
+			}
+		}
+	} else {
+		r.ScaleDowns++
+		r.removedAt = append(r.removedAt, t)
+	}
+	r.Events = append(r.Events, Event{At: t, Delta: delta, Workers: workers, Why: why})
+}
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }
+
+// seriesEvery picks a chart resolution giving at most ~2000 points.
+func seriesEvery(d, step time.Duration) time.Duration {
+	every := max(step, (d / 2000).Truncate(step))
+	if every < step {
+		every = step
+	}
+	return every
+}

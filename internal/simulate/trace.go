@@ -1,0 +1,145 @@
+// Package simulate replays a load trace through the real decision engine
+// and, for comparison, through a model of the recipe it replaces (a script
+// that reads `kubectl top nodes` and runs `terraform apply`), with modelled
+// provisioning delays. Everything is computed: the same config and trace
+// always give the same figures.
+package simulate
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sample is one row of a load trace: from At on (until the next row) the
+// cluster's workload asks for CPU cores and Memory bytes, and Pending more
+// pods (of the simulation's pod size) want to run on top of it.
+type Sample struct {
+	At      time.Duration
+	CPU     float64 // cores
+	Memory  float64 // bytes
+	Pending int
+}
+
+// TraceHeader is the first line every trace starts with.
+const TraceHeader = "time_s,cpu_cores,memory_gib,pending_pods"
+
+// Trace is a parsed load trace.
+type Trace struct {
+	Name    string
+	Samples []Sample
+}
+
+// Duration is the trace's length: the last row's time.
+func (t Trace) Duration() time.Duration {
+	if len(t.Samples) == 0 {
+		return 0
+	}
+	return t.Samples[len(t.Samples)-1].At
+}
+
+// at returns the sample in force at d (rows hold until the next one).
+func (t Trace) at(d time.Duration, from int) (Sample, int) {
+	i := from
+	for i+1 < len(t.Samples) && t.Samples[i+1].At <= d {
+		i++
+	}
+	return t.Samples[i], i
+}
+
+// ParseTrace reads a CSV trace. Errors name the file, the line and the
+// column, and say what is expected.
+func ParseTrace(name string, r io.Reader) (Trace, error) {
+	tr := Trace{Name: name}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	line := 0
+	header := false
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		if !header {
+			if h := strings.ReplaceAll(text, " ", ""); h != TraceHeader {
+				return tr, fmt.Errorf("%s:%d: header %q: expected %q", name, line, text, TraceHeader)
+			}
+			header = true
+			continue
+		}
+		s, err := parseRow(text)
+		if err != nil {
+			return tr, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		if n := len(tr.Samples); n > 0 && s.At <= tr.Samples[n-1].At {
+			return tr, fmt.Errorf("%s:%d: time_s %g: expected a time after the previous row's %g", name, line, s.At.Seconds(), tr.Samples[n-1].At.Seconds())
+		}
+		if len(tr.Samples) == 0 && s.At != 0 {
+			return tr, fmt.Errorf("%s:%d: time_s %g: expected the first row at 0", name, line, s.At.Seconds())
+		}
+		tr.Samples = append(tr.Samples, s)
+	}
+	if err := sc.Err(); err != nil {
+		return tr, fmt.Errorf("%s:%d: %w", name, line+1, err)
+	}
+	if !header {
+		return tr, fmt.Errorf("%s: empty: expected the header %q and at least two rows", name, TraceHeader)
+	}
+	if len(tr.Samples) < 2 {
+		return tr, fmt.Errorf("%s: %d row(s): expected at least two (a start at 0 and an end)", name, len(tr.Samples))
+	}
+	return tr, nil
+}
+
+const maxTrace = 366 * 24 * time.Hour
+
+func parseRow(text string) (Sample, error) {
+	f := strings.Split(text, ",")
+	if len(f) != 4 {
+		return Sample{}, fmt.Errorf("%d columns: expected 4 (%s)", len(f), TraceHeader)
+	}
+	num := func(col string, v string) (float64, error) {
+		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+			return 0, fmt.Errorf("%s %q: expected a number", col, strings.TrimSpace(v))
+		}
+		if x < 0 {
+			return 0, fmt.Errorf("%s %g: expected 0 or more", col, x)
+		}
+		return x, nil
+	}
+	t, err := num("time_s", f[0])
+	if err != nil {
+		return Sample{}, err
+	}
+	if t > maxTrace.Seconds() {
+		return Sample{}, fmt.Errorf("time_s %g: expected at most %g (a year)", t, maxTrace.Seconds())
+	}
+	cpu, err := num("cpu_cores", f[1])
+	if err != nil {
+		return Sample{}, err
+	}
+	mem, err := num("memory_gib", f[2])
+	if err != nil {
+		return Sample{}, err
+	}
+	pv := strings.TrimSpace(f[3])
+	pending, err := strconv.Atoi(pv)
+	if err != nil || pending < 0 || pending > 100000 {
+		return Sample{}, fmt.Errorf("pending_pods %q: expected a whole number from 0 to 100000", pv)
+	}
+	if cpu > 100000 || mem > 1<<20 {
+		return Sample{}, fmt.Errorf("cpu_cores %g / memory_gib %g: expected at most 100000 cores and 1048576 GiB", cpu, mem)
+	}
+	return Sample{
+		At:      time.Duration(t * float64(time.Second)).Round(time.Millisecond),
+		CPU:     cpu,
+		Memory:  mem * (1 << 30),
+		Pending: pending,
+	}, nil
+}

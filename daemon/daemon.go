@@ -102,6 +102,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 			AfterStep:            o.AfterStep,
 			Now:                  o.Now,
 			Observer:             o.Observer,
+			Wake:                 kc.Wake(),
 		})
 	return d, nil
 }

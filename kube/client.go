@@ -21,6 +21,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	policylisters "k8s.io/client-go/listers/policy/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
@@ -53,6 +54,7 @@ type Client struct {
 	pdbs     policylisters.PodDisruptionBudgetLister
 	events   record.EventBroadcaster
 	recorder record.EventRecorder
+	wake     chan struct{}
 }
 
 // RestConfig loads a kubeconfig file (and context), or the in-cluster
@@ -109,7 +111,7 @@ func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
 	if opts.Drain.Timeout <= 0 {
 		opts.Drain.Timeout = config.Duration(5 * time.Minute)
 	}
-	c := &Client{cs: cs, metrics: mc, opts: opts, log: opts.Log}
+	c := &Client{cs: cs, metrics: mc, opts: opts, log: opts.Log, wake: make(chan struct{}, 1)}
 	c.events = record.NewBroadcaster()
 	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "pve-autoscaler"})
 	return c, nil
@@ -149,6 +151,12 @@ func (c *Client) Start(ctx context.Context) error {
 	c.nodes = c.factory.Core().V1().Nodes().Lister()
 	c.pods = c.factory.Core().V1().Pods().Lister()
 	c.pdbs = c.factory.Policy().V1().PodDisruptionBudgets().Lister()
+	if _, err := c.factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.podChanged(nil, obj) },
+		UpdateFunc: c.podChanged,
+	}); err != nil {
+		return fmt.Errorf("kubernetes: pod informer: %w", err)
+	}
 	c.factory.Start(ctx.Done())
 	synced := c.factory.WaitForCacheSync(ctx.Done())
 	for typ, ok := range synced {
@@ -159,6 +167,29 @@ func (c *Client) Start(ctx context.Context) error {
 	c.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.cs.CoreV1().Events("")})
 	go func() { <-ctx.Done(); c.events.Shutdown() }()
 	return nil
+}
+
+// Wake signals (coalesced) when a pod becomes unschedulable, so the daemon
+// decides at once instead of at its next interval.
+func (c *Client) Wake() <-chan struct{} { return c.wake }
+
+func (c *Client) podChanged(old, obj any) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok || p.Spec.NodeName != "" {
+		return
+	}
+	if _, now := unschedulable(p); !now {
+		return
+	}
+	if op, ok := old.(*corev1.Pod); ok {
+		if _, before := unschedulable(op); before {
+			return
+		}
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // synced reports whether Start has run.

@@ -448,3 +448,41 @@ func TestLeaderElection(t *testing.T) {
 	stopB()
 	wg.Wait()
 }
+
+// TestWakeOnUnschedulable: a pod the scheduler cannot place wakes the
+// daemon once; a scheduled pod does not.
+func TestWakeOnUnschedulable(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	ns := env.Namespace(t)
+	testNodes(t, env, "wake", "wake-a")
+	c := adapter(t, env, config.Drain{})
+	// Pods pending from earlier tests wake it as the informer lists them:
+	// wait until it has been quiet for a while.
+	for quiet := false; !quiet; {
+		select {
+		case <-c.Wake():
+		case <-time.After(500 * time.Millisecond):
+			quiet = true
+		}
+	}
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "fits", "wake", 1, "1", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pod that fits running", 30*time.Second, func() bool { return readyPods(env, ns, "fits") == 1 })
+	select {
+	case <-c.Wake():
+		t.Fatal("a scheduled pod woke the daemon")
+	default:
+	}
+	created := time.Now()
+	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "huge", "wake", 1, "64", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Wake():
+		t.Logf("woken %s after the Deployment was created", time.Since(created).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("an unschedulable pod did not wake the daemon")
+	}
+}

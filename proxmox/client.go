@@ -39,7 +39,8 @@ type Options struct {
 	Proxmox config.Proxmox
 	Cluster string
 	Log     *zap.Logger
-	// PollInterval is the pause between task and agent polls (default 1s).
+	// PollInterval is the longest pause between task and agent polls
+	// (default 500ms); polls start at 50ms and grow by half each time.
 	PollInterval time.Duration
 	// Version is written into the VMs' description (default "dev").
 	Version string
@@ -99,7 +100,7 @@ func New(opts Options) (*Client, error) {
 	}
 	poll := opts.PollInterval
 	if poll <= 0 {
-		poll = time.Second
+		poll = 500 * time.Millisecond
 	}
 	version := opts.Version
 	if version == "" {
@@ -252,6 +253,18 @@ func transient(err error) bool {
 	return true
 }
 
+// backoff returns a poll's pause schedule: 50ms first, growing by half
+// each time up to the poll interval, so a short task is seen done within
+// a fraction of its length and a long one costs a request per interval.
+func (c *Client) backoff() func() time.Duration {
+	d := min(50*time.Millisecond, c.poll)
+	return func() time.Duration {
+		cur := d
+		d = min(d*3/2, c.poll)
+		return cur
+	}
+}
+
 // retry runs f with exponential backoff while it fails transiently.
 func (c *Client) retry(ctx context.Context, what string, f func() error) error {
 	delay := c.poll
@@ -318,6 +331,7 @@ func (c *Client) waitTask(ctx context.Context, upid string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.TaskTimeout.D())
 	defer cancel()
 	path := fmt.Sprintf("/nodes/%s/tasks/%s/status", node, url.PathEscape(upid))
+	pause := c.backoff()
 	for {
 		var st taskStatus
 		err := apiErr(c.api.Get(ctx, path, &st))
@@ -337,7 +351,7 @@ func (c *Client) waitTask(ctx context.Context, upid string) error {
 		select {
 		case <-ctx.Done():
 			return &TaskTimeoutError{UPID: upid, Type: typ, Timeout: limit}
-		case <-time.After(c.poll):
+		case <-time.After(pause()):
 		}
 	}
 }

@@ -479,7 +479,7 @@ func (c *Client) WaitIP(ctx context.Context, vmid int, host string) (string, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.AgentTimeout.D())
 	defer cancel()
-	delay := c.poll
+	pause := c.backoff()
 	var last error
 	for {
 		var ifs agentIfaces
@@ -503,13 +503,14 @@ func (c *Client) WaitIP(ctx context.Context, vmid int, host string) (string, err
 		} else if ae := (*APIError)(nil); errors.As(err, &ae) && strings.Contains(ae.Message, "No QEMU guest agent configured") {
 			return "", fmt.Errorf("VM %d has no guest agent configured: enable agent on the template, or set proxmox.mac_ip_pool", vmid)
 		}
-		last = err
+		if ctx.Err() == nil || last == nil {
+			last = err // a request cut by the deadline says less than the answer before it
+		}
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("VM %d on %s: no address from the guest agent within %s: %v", vmid, host, c.cfg.AgentTimeout.D(), last)
-		case <-time.After(delay):
+		case <-time.After(pause()):
 		}
-		delay = min(delay*2, 10*time.Second)
 	}
 }
 

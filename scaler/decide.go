@@ -43,13 +43,14 @@ type decision struct {
 
 	plan Plan
 
-	workers    []int // indexes into s.Nodes of workers not being removed
-	active     []int // Ready, schedulable workers: the utilization set
-	removing   map[string]bool
-	inFlight   int // provisions not yet visible as a Node
-	joining    int // provisions whose Node registered but is not Ready yet
-	minWorkers int
-	shape      Resources
+	workers      []int // indexes into s.Nodes of workers not being removed
+	active       []int // Ready, schedulable workers: the utilization set
+	removing     map[string]bool
+	inFlight     int       // provisions not yet visible as a Node
+	joining      int       // provisions whose Node registered but is not Ready yet
+	newestJoined time.Time // the newest managed, Ready worker's registration
+	minWorkers   int
+	shape        Resources
 
 	usage, alloc Resources
 	utilValid    bool
@@ -117,6 +118,7 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	d.shape = p.Worker
 	if newest != nil {
 		d.shape = newest.Allocatable
+		d.newestJoined = newest.Created
 	}
 
 	d.minWorkers = p.MinWorkers
@@ -204,6 +206,7 @@ func (d *decision) planScaleUp() {
 		need = max(need, n)
 	}
 
+	d.plan.Next.UpOwed = 0
 	if need == 0 {
 		if d.utilValid {
 			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%, no pod unschedulable past the grace, %s at or above the minimum of %d",
@@ -222,7 +225,13 @@ func (d *decision) planScaleUp() {
 		d.hold(CodeMaxWorkers, "scale-up capped: max_workers %d reached (%d needed, %d now)", d.p.MaxWorkers, need, current)
 	}
 	if d.p.MaxStep > 0 && add > d.p.MaxStep {
+		owed := add - d.p.MaxStep
 		add = d.p.MaxStep
+		defer func() {
+			if d.added > 0 {
+				d.plan.Next.UpOwed = owed // the rest at the next decision
+			}
+		}()
 		d.hold(CodeMaxStep, "scale-up capped at %s per step (max_nodes_per_step); %d needed", count(d.p.MaxStep, "worker"), need)
 	}
 	if room, known := d.hostRoom(); !known {
@@ -267,12 +276,22 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		}
 		held := d.now.Sub(r.highSince)
 		if held < d.p.UpWindow {
+			d.recheck(r.highSince.Add(d.p.UpWindow))
 			d.hold(CodeUpWindow, "%s %.1f%% at or above %g%% for %s of the %s window", r.name, r.pct, r.th.Up, fmtDur(held), fmtDur(d.p.UpWindow))
 			continue
 		}
-		if d.cooling(d.h.LastScaleUp, d.p.CooldownAfterUp) {
-			d.hold(CodeCooldownUp, "%s scale-up held: cooldown after scale-up, %s left (new workers take load first)", r.name, d.left(d.h.LastScaleUp, d.p.CooldownAfterUp))
-			continue
+		owed := 0
+		if d.cooling(d.h.LastScaleUp, d.p.CooldownAfterUp) && !d.newWorkersSettled() {
+			if d.inFlight+d.joining == 0 && !d.newestJoined.Before(d.h.LastScaleUp) {
+				d.recheck(d.newestJoined.Add(SettleTime))
+			}
+			if d.h.UpOwed == 0 {
+				d.hold(CodeCooldownUp, "%s scale-up held: cooldown after scale-up, %s left (new workers take load first)", r.name, d.left(d.h.LastScaleUp, d.p.CooldownAfterUp))
+				continue
+			}
+			// The last scale-up was cut by max_nodes_per_step: the rest of
+			// that need goes on now, the cooldown holds anything beyond it.
+			owed = d.h.UpOwed
 		}
 		target := r.th.TargetOrDefault()
 		capacity := r.alloc + int64(d.inFlight+d.joining)*r.shape
@@ -280,6 +299,10 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		n := 0
 		if r.shape > 0 && wantCap > float64(capacity) {
 			n = int(math.Ceil((wantCap - float64(capacity)) / float64(r.shape)))
+		}
+		if owed > 0 && n > owed {
+			d.hold(CodeCooldownUp, "%s scale-up limited to the %s a capped scale-up still owes: cooldown after scale-up, %s left", r.name, count(owed, "worker"), d.left(d.h.LastScaleUp, d.p.CooldownAfterUp))
+			n = owed
 		}
 		if n == 0 {
 			d.hold(CodeInFlight, "%s %.1f%% is high, but the %s in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, count(d.inFlight+d.joining, "worker"), pct(r.usage, capacity), target)
@@ -302,6 +325,7 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	for _, pp := range d.s.PendingPods {
 		if d.now.Sub(pp.Since) < d.p.PendingGrace {
 			young++
+			d.recheck(pp.Since.Add(d.p.PendingGrace))
 			continue
 		}
 		if !pp.Requests.Fits(d.shape) {
@@ -681,6 +705,30 @@ func (d *decision) left(last time.Time, cool time.Duration) string {
 	return fmtDur(last.Add(cool).Sub(d.now))
 }
 
+// SettleTime is how long the newest worker must have been registered
+// before the cooldown after a scale-up stops holding utilization
+// scale-ups: a metrics-server window, so its usage is in the figures.
+const SettleTime = time.Minute
+
+// newWorkersSettled reports whether the last scale-up's workers have all
+// joined and had SettleTime to take load: the cooldown after scale-up has
+// then done its job for utilization scale-ups ("new workers take load
+// first"), though it still holds scale-downs for its whole length.
+func (d *decision) newWorkersSettled() bool {
+	if d.inFlight+d.joining > 0 || d.newestJoined.Before(d.h.LastScaleUp) {
+		return false
+	}
+	return d.now.Sub(d.newestJoined) >= SettleTime
+}
+
+// recheck asks for the next decision no later than t, when a held
+// condition ripens (an up window or a pending pod's grace ends).
+func (d *decision) recheck(t time.Time) {
+	if d.plan.NextCheck.IsZero() || t.Before(d.plan.NextCheck) {
+		d.plan.NextCheck = t
+	}
+}
+
 func (d *decision) hold(c Code, format string, args ...any) {
 	d.plan.Holds = append(d.plan.Holds, reason(c, format, args...))
 }
@@ -717,7 +765,8 @@ func count(n int, noun string) string {
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
 
-func fmtCPU(m int64) string   { return cpuQuantity(m).String() }
+func fmtCPU(m int64) string { return cpuQuantity(m).String() }
+
 // fmtBytes renders bytes as a quantity, rounded to MiB from 1 MiB up so a
 // reason reads "15Gi" or "14745Mi", never "15461882264".
 func fmtBytes(b int64) string {

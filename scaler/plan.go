@@ -104,6 +104,10 @@ type Plan struct {
 	Actions     []Action     `json:"actions"`
 	Holds       []Reason     `json:"holds"`
 	Notes       []Reason     `json:"notes,omitempty"`
+	// NextCheck, when set, is the moment a held condition ripens (an up
+	// window or a pending pod's grace ends): the reconciler decides again
+	// then instead of at its next interval.
+	NextCheck time.Time `json:"next_check,omitzero"`
 	// Next is the History to pass to the next Decide.
 	Next History `json:"next_history"`
 }

@@ -116,4 +116,7 @@ type History struct {
 	LastScaleUp   time.Time `json:"last_scale_up,omitzero"`
 	LastScaleDown time.Time `json:"last_scale_down,omitzero"`
 	LastFailure   time.Time `json:"last_failure,omitzero"`
+	// UpOwed is what the last scale-up left out because of max_nodes_per_step;
+	// it is added at the next decision despite the cooldown.
+	UpOwed int `json:"up_owed,omitempty"`
 }

@@ -101,7 +101,16 @@ type ReconcileOptions struct {
 	AfterStep func(kind OperationKind, vmid int, step string)
 	// Observer, if set, hears step durations and operation outcomes (metrics).
 	Observer Observer
+	// Wake, if set, signals that the cluster changed in a way worth a
+	// decision now (a pod became unschedulable); Run decides at once instead
+	// of at its next interval.
+	Wake <-chan struct{}
 }
+
+// MinTickGap is the shortest pause Run makes between two decisions, so a
+// burst of wake-ups (a Deployment scaled up, its pods going pending one by
+// one) is decided on together.
+const MinTickGap = 200 * time.Millisecond
 
 // Observer hears what the reconciler does, for metrics.
 type Observer interface {
@@ -199,19 +208,38 @@ func (r *Reconciler) Status() Status {
 
 // Run ticks every interval until ctx ends, then lets running steps finish
 // (up to StopGrace) and returns; everything left is resumable.
+// A plan's NextCheck and a Wake signal bring the next tick forward.
 func (r *Reconciler) Run(ctx context.Context, interval time.Duration, onTick func(Plan, error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
 	for {
+		started := time.Now()
+		next := started.Add(interval)
 		plan, err := r.Tick(ctx)
 		if onTick != nil {
 			onTick(plan, err)
 		}
+		wait := time.Until(next)
+		if !plan.NextCheck.IsZero() {
+			// NextCheck is on the reconciler's clock (scaled in the demo).
+			wait = min(wait, plan.NextCheck.Sub(r.o.Now())+10*time.Millisecond)
+		}
+		wait = max(wait, MinTickGap-time.Since(started), 0)
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			r.Stop()
 			return
-		case <-t.C:
+		case <-timer.C:
+		case <-r.o.Wake:
+			timer.Stop() // Go 1.23 timers: no stale tick after Stop
+			// Let the rest of a burst arrive, within MinTickGap of the last tick.
+			if d := MinTickGap - time.Since(started); d > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(d):
+				}
+			}
 		}
 	}
 }

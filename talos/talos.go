@@ -21,6 +21,8 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -55,7 +57,8 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// ResetTimeout bounds a reset (default 5m).
 	ResetTimeout time.Duration
-	// RetryInterval is the pause between connection attempts (default 2s).
+	// RetryInterval is the longest pause between connection attempts
+	// (default 1s); attempts start 100ms apart and grow by half each time.
 	RetryInterval time.Duration
 	Log           *zap.Logger
 }
@@ -138,7 +141,7 @@ func New(opts Options) (*Client, error) {
 		opts.ResetTimeout = 5 * time.Minute
 	}
 	if opts.RetryInterval == 0 {
-		opts.RetryInterval = 2 * time.Second
+		opts.RetryInterval = time.Second
 	}
 	log := opts.Log
 	if log == nil {
@@ -285,13 +288,14 @@ func (c *Client) Apply(ctx context.Context, n Node) error {
 	defer cancel()
 	tc, err := client.New(ctx,
 		client.WithTLSConfig(&tls.Config{InsecureSkipVerify: true}), //nolint:gosec // maintenance mode has no certificate to verify
-		client.WithEndpoints(c.endpoint(n.IP)))
+		client.WithEndpoints(c.endpoint(n.IP)), c.dialBackoff())
 	if err != nil {
 		return fmt.Errorf("talos apply: node %s: %v", n.Name, err)
 	}
 	defer func() { _ = tc.Close() }()
 
 	start := time.Now()
+	pause := c.pauses()
 	for attempt := 1; ; attempt++ {
 		_, err := tc.ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{
 			Data: data,
@@ -308,14 +312,36 @@ func (c *Client) Apply(ctx context.Context, n Node) error {
 		select {
 		case <-ctx.Done():
 			return &UnreachableError{Node: n.Name, Op: "apply", Err: fmt.Errorf("no answer within %s (%d attempts): %v", c.opts.ApplyTimeout, attempt, talosMessage(err))}
-		case <-time.After(c.opts.RetryInterval):
+		case <-time.After(pause()):
 		}
 	}
 }
 
+// pauses returns the retry schedule: 100ms first, growing by half each
+// time up to RetryInterval, so a node that answers a moment after the
+// first try is not kept waiting a whole interval.
+func (c *Client) pauses() func() time.Duration {
+	d := min(100*time.Millisecond, c.opts.RetryInterval)
+	return func() time.Duration {
+		cur := d
+		d = min(d*3/2, c.opts.RetryInterval)
+		return cur
+	}
+}
+
+// dialBackoff keeps gRPC's own reconnect backoff (1s growing to 2 minutes
+// by default) within RetryInterval: a node still booting must be retried
+// by our schedule, not left in a long transient-failure backoff.
+func (c *Client) dialBackoff() client.OptionFunc {
+	return client.WithGRPCDialOptions(grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.opts.RetryInterval},
+		MinConnectTimeout: 5 * time.Second,
+	}))
+}
+
 // secureClient connects to one node with the talosconfig's mTLS credentials.
 func (c *Client) secureClient(ctx context.Context, ip string) (*client.Client, context.Context, error) {
-	tc, err := client.New(ctx, client.WithConfig(c.talosconfig), client.WithEndpoints(c.endpoint(ip)))
+	tc, err := client.New(ctx, client.WithConfig(c.talosconfig), client.WithEndpoints(c.endpoint(ip)), c.dialBackoff())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -334,6 +360,7 @@ func (c *Client) Reset(ctx context.Context, n Node) error {
 		return fmt.Errorf("talos reset: node %s: %v", n.Name, err)
 	}
 	defer func() { _ = tc.Close() }()
+	pause := c.pauses()
 	for attempt := 1; ; attempt++ {
 		err = tc.ResetGeneric(nctx, &machineapi.ResetRequest{
 			Graceful: true,
@@ -353,7 +380,7 @@ func (c *Client) Reset(ctx context.Context, n Node) error {
 		select {
 		case <-ctx.Done():
 			return &UnreachableError{Node: n.Name, Op: "reset", Err: fmt.Errorf("no answer within %s (%d attempts): %v", c.opts.ResetTimeout, attempt, talosMessage(err))}
-		case <-time.After(c.opts.RetryInterval):
+		case <-time.After(pause()):
 		}
 	}
 }

@@ -19,17 +19,25 @@ func Run(tr Trace, s Setup, m Model) Result {
 	var hist scaler.History
 	slots := make([]time.Duration, max(s.MaxParallel, 1)) // when each clone slot frees
 	var next time.Duration
-	si := 0
+	si, lastPending := 0, 0
 	var l load
 	for t := time.Duration(0); t < end; t += m.Step {
 		var smp Sample
 		smp, si = tr.at(t, si)
 		l = c.load(t, smp)
 		c.track(t, l.pending)
-		if t >= next {
+		// As the daemon: a pod going pending wakes it; a plan's NextCheck
+		// (a grace or window ending) brings the next decision forward.
+		woken := l.pending > lastPending
+		lastPending = l.pending
+		if t >= next || woken {
 			next = t + s.Interval
 			plan := scaler.Decide(c.snapshot(t, l), s.Policy, hist, m.Epoch.Add(t))
 			hist = plan.Next
+			if !plan.NextCheck.IsZero() {
+				at := plan.NextCheck.Sub(m.Epoch).Round(m.Step)
+				next = min(next, max(at, t+m.Step))
+			}
 			if add := plan.Added(); add > 0 {
 				k := min(add, len(slots))
 				for range add {

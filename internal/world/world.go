@@ -38,6 +38,9 @@ type Options struct {
 	Latencies *pvesim.Latencies
 	// InstallDelay is how long Talos takes to install and reboot (default 50ms).
 	InstallDelay time.Duration
+	// BootDelay is how long after a VM starts its Talos maintenance API
+	// answers (default 0: at once).
+	BootDelay time.Duration
 }
 
 // World is a running simulated world.
@@ -60,6 +63,8 @@ type World struct {
 	reject   int
 	closed   bool
 	nodeMade map[string]bool
+	joined   map[string]time.Time
+	booting  map[int]*time.Timer
 }
 
 const tokenSecret = "11111111-2222-4333-8444-555566667777"
@@ -77,7 +82,7 @@ func New(kube *kubetest.Env, opts Options) (*World, error) {
 	if opts.InstallDelay == 0 {
 		opts.InstallDelay = 50 * time.Millisecond
 	}
-	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}}
+	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}, joined: map[string]time.Time{}, booting: map[int]*time.Timer{}}
 	// A loopback /24 and a port of our own, so parallel test packages never meet.
 	w.IPPool = fmt.Sprintf("127.%d.%d.0/24", 100+randInt(100), 1+randInt(250))
 	w.TalosPort = int(20000 + randInt(30000))
@@ -191,29 +196,27 @@ func (w *World) follow(e pvesim.Event) {
 	}
 	switch e.Type {
 	case pvesim.EventStarted:
-		if w.fakes[e.VMID] != nil || e.IP == "" {
+		if w.fakes[e.VMID] != nil || w.booting[e.VMID] != nil || e.IP == "" {
 			return
 		}
-		vm := e
-		n, err := talosfake.Start(talosfake.Options{
-			Addr: net.JoinHostPort(e.IP, strconv.Itoa(w.TalosPort)), CA: w.bundle.Certs.OS, InstallDelay: w.opts.InstallDelay,
-			OnInstalled: func(_ *talosfake.Node, cfg []byte) { w.join(vm, cfg) },
-			// A reset node leaves the cluster: its kubelet is gone.
-			OnReset: func(*talosfake.Node, *machineapi.ResetRequest) { w.leave(vm.Name) },
-		})
-		if err != nil {
+		if w.opts.BootDelay > 0 {
+			w.booting[e.VMID] = time.AfterFunc(w.opts.BootDelay, func() {
+				w.mu.Lock()
+				defer w.mu.Unlock()
+				if w.booting[e.VMID] == nil || w.closed {
+					return
+				}
+				delete(w.booting, e.VMID)
+				w.boot(e)
+			})
 			return
 		}
-		if w.neverUp > 0 {
-			w.neverUp--
-			n.NeverUp()
-		}
-		if w.reject > 0 {
-			w.reject--
-			n.RejectApply("1 error occurred:\n\t* machine.install.disk: disk /dev/sda not found")
-		}
-		w.fakes[e.VMID] = n
+		w.boot(e)
 	case pvesim.EventStopped, pvesim.EventDestroyed:
+		if t := w.booting[e.VMID]; t != nil {
+			t.Stop()
+			delete(w.booting, e.VMID)
+		}
 		if n := w.fakes[e.VMID]; n != nil {
 			w.applies += len(n.Applied())
 			w.resets += len(n.Resets())
@@ -221,6 +224,35 @@ func (w *World) follow(e pvesim.Event) {
 			delete(w.fakes, e.VMID)
 		}
 	}
+}
+
+// boot starts a VM's fake Talos API in maintenance mode; w.mu is held.
+func (w *World) boot(vm pvesim.Event) {
+	n, err := talosfake.Start(talosfake.Options{
+		Addr: net.JoinHostPort(vm.IP, strconv.Itoa(w.TalosPort)), CA: w.bundle.Certs.OS, InstallDelay: w.opts.InstallDelay,
+		OnInstalled: func(_ *talosfake.Node, cfg []byte) { w.join(vm, cfg) },
+		// A reset node leaves the cluster: its kubelet is gone.
+		OnReset: func(*talosfake.Node, *machineapi.ResetRequest) { w.leave(vm.Name) },
+	})
+	if err != nil {
+		return
+	}
+	if w.neverUp > 0 {
+		w.neverUp--
+		n.NeverUp()
+	}
+	if w.reject > 0 {
+		w.reject--
+		n.RejectApply("1 error occurred:\n\t* machine.install.disk: disk /dev/sda not found")
+	}
+	w.fakes[vm.VMID] = n
+}
+
+// JoinedAt is when the world registered the Node name (zero: not yet).
+func (w *World) JoinedAt(name string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.joined[name]
 }
 
 // join registers the Node the applied config describes.
@@ -241,6 +273,7 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 	if err == nil {
 		w.mu.Lock()
 		w.nodeMade[name] = true
+		w.joined[name] = time.Now()
 		w.mu.Unlock()
 	}
 }
@@ -254,6 +287,9 @@ func (w *World) leave(name string) {
 func (w *World) Close() {
 	w.mu.Lock()
 	w.closed = true
+	for _, t := range w.booting {
+		t.Stop()
+	}
 	fakes := w.fakes
 	w.fakes = map[int]*talosfake.Node{}
 	made := w.nodeMade

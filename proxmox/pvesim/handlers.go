@@ -325,6 +325,7 @@ func (s *Sim) newTask(node, typ, id, user string) *task {
 // finishAfter ends the task after d: finish runs under s.mu and returns the
 // exit status ("OK" or the error text), log lines and events to emit.
 func (s *Sim) finishAfter(t *task, d time.Duration, finish func() (string, []string, []Event)) {
+	s.taskTime += d
 	s.clock.AfterFunc(d, func() {
 		s.mu.Lock()
 		exit, lines, evs := finish()

@@ -163,6 +163,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		s.writes++
 	}
+	for _, f := range s.requestHooks {
+		f(r.Method, route)
+	}
 	var injected *apiError
 	var hang chan struct{}
 	switch {

@@ -221,6 +221,10 @@ type Sim struct {
 	nextIP    netip.Addr
 	rnd       *rand.Rand
 	observers []func(Event)
+	// requestHooks hear each request as it arrives (under s.mu).
+	requestHooks []func(method, route string)
+	// taskTime is the latency injected into tasks so far.
+	taskTime time.Duration
 	pidSeq    int
 
 	faults   faults
@@ -496,6 +500,23 @@ func (s *Sim) Requests() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// OnRequest calls f with each request's method and route (e.g. "POST
+// /nodes/{node}/qemu/{vmid}/clone") as it arrives, before it is answered.
+// f runs under the simulator's lock: it must not call back into it.
+func (s *Sim) OnRequest(f func(method, route string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requestHooks = append(s.requestHooks, f)
+}
+
+// TaskTime is the latency the simulator has put into its tasks so far
+// (clones, config changes, starts, stops, destroys).
+func (s *Sim) TaskTime() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.taskTime
 }
 
 // Writes returns the number of requests that were not GETs (every one a

@@ -48,7 +48,7 @@ func TestCappedScaleUpContinues(t *testing.T) {
 	p.MaxStep = 2
 	p.MaxWorkers = 20
 	p.CooldownAfterUp = 5 * time.Minute
-	hot := Snapshot{Nodes: workers(2, 100, 50)} // 8 cores used; target 55% wants 14.5 cores: 2 more at least
+	hot := Snapshot{Nodes: workers(2, 100, 50)}                           // 8 cores used; target 55% wants 14.5 cores: 2 more at least
 	hot.Nodes[0].Usage.MilliCPU, hot.Nodes[1].Usage.MilliCPU = 8000, 8000 // 200%: usage as reported under overcommit
 	first := Decide(hot, p, History{}, t0)
 	if first.Added() != 2 || first.Next.UpOwed == 0 {

@@ -225,7 +225,7 @@ type Sim struct {
 	requestHooks []func(method, route string)
 	// taskTime is the latency injected into tasks so far.
 	taskTime time.Duration
-	pidSeq    int
+	pidSeq   int
 
 	faults   faults
 	requests map[string]int

@@ -4,7 +4,10 @@
 #   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, the
 #                Kubernetes test bed (built on first run), go test -race
 #   make build   static release binaries in bin/ (pve-autoscaler, pvesim)
-#   make bench   benchmarks
+#   make bench       fast benchmarks (decision engine, simulator, idle tick)
+#   make bench-e2e   scale-up latency and time to capacity in the simulated
+#                    world with realistic latencies (about 6 minutes)
+#   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
 #   make fmt     gofmt -w
 #   make deb     Debian package in dist/ (nfpm, pinned in go.mod as a tool)
@@ -23,7 +26,7 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit bench fuzz clean kube-testbed deb demo
+.PHONY: all build test fmt fmt-check vet staticcheck unit bench bench-e2e bench-idle fuzz clean kube-testbed deb demo
 
 all: build
 
@@ -62,8 +65,16 @@ demo:
 unit: kube-testbed
 	$(GO) test -race ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: kube-testbed
+	$(GO) test -run '^$$' -bench . -benchmem ./scaler ./internal/simulate
+	$(GO) test -run '^$$' -bench IdleTick -benchtime 50x ./daemon
+
+bench-e2e: kube-testbed
+	$(GO) test -run '^$$' -bench 'ScaleUpLatency' -benchtime 3x -timeout 30m ./daemon
+	$(GO) test -run '^$$' -bench 'TimeToCapacity2to6' -benchtime 1x -timeout 30m ./daemon
+
+bench-idle: kube-testbed
+	$(GO) test -run '^$$' -bench IdleDaemon -benchtime 1x -timeout 30m ./cmd/pve-autoscaler
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecide -fuzztime $(FUZZTIME) ./scaler

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -174,9 +175,21 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) (s
 // then stops gracefully.
 func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 	interval := d.Config.Policy.Interval.D()
+	var once sync.Once
 	tick := func(lctx context.Context) {
 		srv.SetLeader(true)
-		d.Reconciler.Run(lctx, interval, srv.Ticked)
+		d.Reconciler.Run(lctx, interval, func(p scaler.Plan, err error) {
+			srv.Ticked(p, err)
+			// Start-up is over once the first decision is made: what only
+			// package initialisation touched goes back to the kernel.
+			once.Do(func() {
+				go func() {
+					if n := ReleaseStartupPages(); n > 0 {
+						d.log.Info("released start-up pages of the executable", zap.String("size", fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))))
+					}
+				}()
+			})
+		})
 	}
 	le := d.Config.Daemon.LeaderElection
 	if !le.Enabled {

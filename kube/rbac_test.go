@@ -143,3 +143,74 @@ func TestRBAC(t *testing.T) {
 		t.Fatalf("want a PermissionError naming deploy/rbac.yaml, got %v", err)
 	}
 }
+
+// TestRequiredAccessMatchesRBAC: deploy/rbac.yaml grants every permission
+// RequiredAccess lists (asked as the ServiceAccount through
+// SelfSubjectAccessReview, as doctor asks), and a ServiceAccount without it
+// is told no.
+func TestRequiredAccessMatchesRBAC(t *testing.T) {
+	env := kubetest.Require(t)
+	applyRBAC(t, env)
+	ctx := context.Background()
+	c, err := NewForConfig(saConfig(t, env, "kube-system", "pve-autoscaler"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := NewForConfig(saConfig(t, env, "kube-system", "no-permissions"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := RequiredAccess("kube-system")
+	if len(need) < 20 {
+		t.Fatalf("only %d permissions listed", len(need))
+	}
+	for _, a := range need {
+		if ok, err := c.CanI(ctx, a); err != nil || !ok {
+			t.Errorf("deploy/rbac.yaml does not grant %s (%s): %v", a, a.Why, err)
+		}
+		if ok, err := none.CanI(ctx, a); err != nil || ok {
+			t.Errorf("a ServiceAccount without the binding may %s: %v", a, err)
+		}
+	}
+	if v, err := c.ServerVersion(); err != nil || v == "" {
+		t.Errorf("server version %q %v", v, err)
+	}
+
+	// And rbac.yaml grants nothing RequiredAccess does not list.
+	listed := map[string]bool{}
+	for _, a := range need {
+		r := a.Resource
+		if a.Subresource != "" {
+			r += "/" + a.Subresource
+		}
+		listed[a.Group+" "+r+" "+a.Verb] = true
+	}
+	data, err := os.ReadFile("../deploy/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rules []rbacv1.PolicyRule
+		switch o := obj.(type) {
+		case *rbacv1.ClusterRole:
+			rules = o.Rules
+		case *rbacv1.Role:
+			rules = o.Rules
+		}
+		for _, r := range rules {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					for _, v := range r.Verbs {
+						if !listed[g+" "+res+" "+v] {
+							t.Errorf("deploy/rbac.yaml grants %s %s.%s, which RequiredAccess does not list", v, res, g)
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -7,8 +7,12 @@
 package talos
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	stdx509 "crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -18,13 +22,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/pve-autoscaler/pve-autoscaler/config"
-	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 
 	machineapi "github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/client"
@@ -462,4 +466,42 @@ func OptionsFrom(c config.Talos, log *zap.Logger) Options {
 		Port:             c.Port,
 		Log:              log,
 	}
+}
+
+// CheckCA verifies that the talosconfig's CA is one the worker config's
+// machines present (machine.ca, or one of machine.acceptedCAs): otherwise
+// every reset would fail TLS verification against the nodes it creates.
+func (c *Client) CheckCA() error {
+	cx := c.talosconfig.Contexts[c.talosconfig.Context]
+	caPEM, err := base64.StdEncoding.DecodeString(cx.CA)
+	if err != nil {
+		return fmt.Errorf("talosconfig %s: context %q: the CA is not base64: %v", c.opts.TalosconfigFile, c.talosconfig.Context, err)
+	}
+	want, err := firstCert(caPEM)
+	if err != nil {
+		return fmt.Errorf("talosconfig %s: context %q: the CA: %v", c.opts.TalosconfigFile, c.talosconfig.Context, err)
+	}
+	sec := c.worker.Machine().Security()
+	var have [][]byte
+	if ca := sec.IssuingCA(); ca != nil {
+		have = append(have, ca.Crt)
+	}
+	for _, a := range sec.AcceptedCAs() {
+		have = append(have, a.Crt)
+	}
+	for _, pemBytes := range have {
+		if got, err := firstCert(pemBytes); err == nil && bytes.Equal(got.Raw, want.Raw) {
+			return nil
+		}
+	}
+	return fmt.Errorf("talosconfig %s: its CA (%s) is not the CA of the machines %s configures: resets would fail TLS verification; use the talosconfig generated with this worker config (talosctl gen config writes both)",
+		c.opts.TalosconfigFile, want.Subject, c.opts.WorkerConfigFile)
+}
+
+func firstCert(pemBytes []byte) (*stdx509.Certificate, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return stdx509.ParseCertificate(block.Bytes)
 }

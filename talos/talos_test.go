@@ -485,3 +485,22 @@ func TestNodeNeverComesBackAfterInstall(t *testing.T) {
 		t.Fatalf("want UnreachableError from a node that never came back, got %v", err)
 	}
 }
+
+// TestCheckCA: the talosconfig of the same cluster matches; one from
+// another cluster's secrets is refused, naming both files.
+func TestCheckCA(t *testing.T) {
+	c := newCluster(t)
+	cl := newClient(t, c, "50000", nil, nil)
+	if err := cl.CheckCA(); err != nil {
+		t.Fatalf("same cluster: %v", err)
+	}
+	other := newClusterFor(t, tconfig.TalosVersion1_11) // its own secrets bundle
+	mixed, err := New(Options{WorkerConfigFile: c.worker, TalosconfigFile: other.talosconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mixed.CheckCA()
+	if err == nil || !strings.Contains(err.Error(), other.talosconfig) || !strings.Contains(err.Error(), c.worker) || !strings.Contains(err.Error(), "is not the CA") {
+		t.Fatalf("mismatched CA: %v", err)
+	}
+}

@@ -31,6 +31,7 @@ func commands() []command {
 	return []command{
 		{"run", "run the autoscaler daemon", runCmd},
 		{"demo", "run the daemon against a simulated world through a load ramp (make demo)", demoCmd},
+		{"doctor", "check the config, Proxmox, Talos and Kubernetes before enabling the daemon", doctorCmd},
 		{"plan", "show what the autoscaler would do now, and why", planCmd},
 		{"simulate", "replay a load trace through the policy (and the recipe) without a cluster", simulateCmd},
 		{"status", "show a running daemon's workers, operations and last plan", statusCmd},

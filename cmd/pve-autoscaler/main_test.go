@@ -54,7 +54,7 @@ policy:
 }
 
 func TestHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "plan", "simulate", "validate", "version"} {
+	for _, cmd := range []string{"run", "plan", "simulate", "doctor", "validate", "version"} {
 		code, out, _ := runMain(cmd, "--help")
 		if code != exitOK || !strings.Contains(out, "Usage: pve-autoscaler "+cmd) {
 			t.Errorf("%s --help: exit %d, %q", cmd, code, out)

@@ -41,6 +41,9 @@ type Options struct {
 	// BootDelay is how long after a VM starts its Talos maintenance API
 	// answers (default 0: at once).
 	BootDelay time.Duration
+	// PVE, if set, changes the simulated Proxmox VE before it starts
+	// (its version, tokens, storages).
+	PVE func(*pvesim.World)
 }
 
 // World is a running simulated world.
@@ -94,6 +97,9 @@ func New(kube *kubetest.Env, opts Options) (*World, error) {
 	pw.Latencies = pvesim.FastLatencies()
 	if opts.Latencies != nil {
 		pw.Latencies = *opts.Latencies
+	}
+	if opts.PVE != nil {
+		opts.PVE(&pw)
 	}
 	sim, err := pvesim.New(pw, nil)
 	if err != nil {

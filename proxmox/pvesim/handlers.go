@@ -51,6 +51,7 @@ var (
 	noParams       = schema{}
 	nextidSchema   = schema{"vmid": "i"}
 	resourceSchema = schema{"type": "s"}
+	permSchema     = schema{"path": "s", "userid": "s"}
 	cloneSchema    = schema{"node": "s", "vmid": "i", "newid": "i!", "name": "s", "description": "s", "pool": "s", "snapname": "s",
 		"storage": "s", "format": "s", "full": "b", "target": "s", "bwlimit": "i"}
 	configSchema = schema{"node": "s", "vmid": "i", "cores": "i", "memory": "s", "tags": "s", "description": "s", "name": "s",
@@ -109,6 +110,8 @@ func (s *Sim) dispatch(req *request, route string) (any, *apiError) {
 		sc, h = logSchema, s.getTaskLog
 	case "POST /access/ticket":
 		sc, h = ticketSchema, s.postTicket
+	case "GET /access/permissions":
+		sc, h = permSchema, s.getPermissions
 	default:
 		return nil, fail(501, "Method '%s /%s' not implemented", req.method, strings.Join(p, "/"))
 	}
@@ -129,6 +132,59 @@ func (s *Sim) nodeReachable(name string) *apiError {
 		return fail(595, "Connection refused")
 	}
 	return nil
+}
+
+// storageUsed is the space the VMs' disks take on a storage (on host, for
+// a local one); s.mu must be held.
+func (s *Sim) storageUsed(name, host string) int64 {
+	var used int64
+	for _, v := range s.vms {
+		if v.storage == name && (s.storages[name].shared || v.node == host) {
+			used += v.disk
+		}
+	}
+	return used
+}
+
+// Privileges lists the privileges a PVE release knows (the VM, datastore,
+// SDN and system ones pve-autoscaler may meet). PVE 9 split VM.Monitor into
+// VM.GuestAgent.* and Sys.Audit-gated ones; PVE 8 has VM.Monitor and no
+// VM.GuestAgent.*.
+func Privileges(version string) []string {
+	common := []string{"Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit",
+		"SDN.Audit", "SDN.Use", "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt",
+		"VM.Allocate", "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Cloudinit",
+		"VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
+		"VM.Console", "VM.Migrate", "VM.PowerMgmt", "VM.Snapshot", "VM.Snapshot.Rollback"}
+	if strings.HasPrefix(version, "8.") || strings.HasPrefix(version, "7.") {
+		return append(common, "VM.Monitor")
+	}
+	return append(common, "VM.GuestAgent.Audit", "VM.GuestAgent.FileRead", "VM.GuestAgent.FileWrite", "VM.GuestAgent.FileSystemMgmt", "VM.GuestAgent.Unrestricted")
+}
+
+// getPermissions answers the token's (or user's) effective privileges by
+// ACL path, each with 1 (propagated). The simulator grants everything on
+// "/": a token with a privilege list has exactly those.
+func (s *Sim) getPermissions(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if uid := req.params["userid"]; uid != "" && uid != req.user {
+		if req.token != nil || s.denied["Sys.Audit"] {
+			return nil, fail(403, "Permission check failed (/access, Sys.Audit)")
+		}
+	}
+	privs := map[string]int{}
+	for _, p := range Privileges(s.version) {
+		if s.denied[p] || (req.token != nil && req.token.privs != nil && !req.token.privs[p]) {
+			continue
+		}
+		privs[p] = 1
+	}
+	path := req.params["path"]
+	if path == "" || path == "/" {
+		return map[string]any{"/": privs}, nil
+	}
+	return map[string]any{path: privs}, nil
 }
 
 // allowed checks a privilege on an ACL path for the request's token.
@@ -189,6 +245,27 @@ func (s *Sim) getResources(req *request) (any, *apiError) {
 				e["uptime"] = int64(now.Sub(h.started).Seconds())
 			}
 			out = append(out, e)
+		}
+	}
+	if typ == "" || typ == "storage" {
+		names := make([]string, 0, len(s.storages))
+		for n := range s.storages {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, h := range s.sortedHosts() {
+			for _, n := range names {
+				st := s.storages[n]
+				if !h.online {
+					continue // PVE lists an offline node's storages as unknown; left out here
+				}
+				shared := 0
+				if st.shared {
+					shared = 1
+				}
+				out = append(out, map[string]any{"id": "storage/" + h.name + "/" + n, "type": "storage", "node": h.name, "storage": n,
+					"status": "available", "shared": shared, "maxdisk": st.size, "disk": s.storageUsed(n, h.name), "plugintype": "lvmthin", "content": "images,rootdir"})
+			}
 		}
 	}
 	if typ == "" || typ == "vm" {

@@ -450,6 +450,24 @@ func (s *Sim) HangRequests(n int) { s.mu.Lock(); s.faults.hangRequests = n; s.mu
 // DenyPrivilege makes every check of priv fail with 403, whatever the token has.
 func (s *Sim) DenyPrivilege(priv string) { s.mu.Lock(); s.denied[priv] = true; s.mu.Unlock() }
 
+// SetStorageSize changes a storage's size (bytes).
+func (s *Sim) SetStorageSize(name string, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.storages[name]; st != nil {
+		st.size = size
+	}
+}
+
+// SetTemplateAgent turns the guest agent option of a VM (a template) on or off.
+func (s *Sim) SetTemplateAgent(vmid int, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.vms[vmid]; v != nil {
+		v.agent = on
+	}
+}
+
 // VM is a read-only view of a VM for tests.
 type VM struct {
 	VMID        int

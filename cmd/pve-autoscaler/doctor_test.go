@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+)
+
+// TestDoctorExitCodes: 0 when nothing fails (JSON for scripts), 1 when a
+// check fails, 2 for bad flags.
+func TestDoctorExitCodes(t *testing.T) {
+	env := kubetest.Require(t)
+	w, err := world.New(env, world.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	write := func(mod func(*config.Config)) string {
+		c := w.Config()
+		if mod != nil {
+			mod(c)
+		}
+		y, err := c.YAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(p, y, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env.Metrics.SetNode("doctor-cli", "1", "1Gi")
+	if err := env.CreateNode(t.Context(), kubetest.NodeSpec{Name: "doctor-cli", CPU: "4", Memory: "8Gi"}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runMain("doctor", "--config", write(nil), "--output", "json")
+	var rep struct {
+		Checks []struct{ Area, Check, Status string }
+		OK     int `json:"ok"`
+		Fail   int `json:"fail"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("json: %v\n%s%s", err, out, errs)
+	}
+	if code != exitOK || rep.Fail != 0 || rep.OK < 15 || len(rep.Checks) != rep.OK {
+		t.Fatalf("clean: exit %d, %+v\n%s", code, rep, out)
+	}
+	code, out, _ = runMain("doctor", "--config", write(func(c *config.Config) { c.Proxmox.Template = config.VMRef{Name: "missing"} }))
+	if code != exitFailure || !strings.Contains(out, "FAIL  template") || !strings.Contains(out, "fix: set proxmox.template") {
+		t.Fatalf("missing template: exit %d\n%s", code, out)
+	}
+	if code, _, errs := runMain("doctor", "--output", "yaml"); code != exitUsage || !strings.Contains(errs, `--output "yaml"`) {
+		t.Errorf("bad flag: exit %d %s", code, errs)
+	}
+}

@@ -1,0 +1,188 @@
+// Package doctor checks the whole autoscaling stack before the daemon is
+// enabled: the config, the Proxmox VE API and token, the Talos files, and
+// the Kubernetes layers below node autoscaling (the Metrics API, HPAs, VPAs,
+// PodDisruptionBudgets). Every check is a read; nothing is changed.
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+)
+
+// Status is a check's outcome.
+type Status string
+
+// Outcomes.
+const (
+	OK   Status = "OK"
+	Warn Status = "WARN"
+	Fail Status = "FAIL"
+)
+
+// Check is one finding: what was looked at, what was found, how to fix it.
+type Check struct {
+	Area    string `json:"area"`
+	Name    string `json:"check"`
+	Status  Status `json:"status"`
+	Finding string `json:"finding"`
+	Fix     string `json:"fix,omitempty"`
+}
+
+// Report is every check of one run, in order.
+type Report struct {
+	Config string  `json:"config"`
+	Checks []Check `json:"checks"`
+}
+
+func (r *Report) add(area, name string, st Status, fix string, format string, args ...any) {
+	r.Checks = append(r.Checks, Check{Area: area, Name: name, Status: st, Finding: fmt.Sprintf(format, args...), Fix: fix})
+}
+
+// Failed reports whether any check failed.
+func (r Report) Failed() bool {
+	for _, c := range r.Checks {
+		if c.Status == Fail {
+			return true
+		}
+	}
+	return false
+}
+
+// Count returns how many checks ended with st.
+func (r Report) Count(st Status) int {
+	n := 0
+	for _, c := range r.Checks {
+		if c.Status == st {
+			n++
+		}
+	}
+	return n
+}
+
+// Find returns the checks of an area and name (tests, scripts).
+func (r Report) Find(area, name string) []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if c.Area == area && c.Name == name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WriteText prints the report: per area, one line of finding per check
+// and, for WARN and FAIL, one line of fix.
+func (r Report) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "pve-autoscaler doctor: %s\n", r.Config)
+	area := ""
+	for _, c := range r.Checks {
+		if c.Area != area {
+			area = c.Area
+			fmt.Fprintf(w, "\n%s\n", strings.ToUpper(area))
+		}
+		fmt.Fprintf(w, "  %-4s  %-18s %s\n", c.Status, c.Name, c.Finding)
+		if c.Fix != "" && c.Status != OK {
+			fmt.Fprintf(w, "        fix: %s\n", c.Fix)
+		}
+	}
+	_, err := fmt.Fprintf(w, "\n%d checks: %d OK, %d WARN, %d FAIL\n", len(r.Checks), r.Count(OK), r.Count(Warn), r.Count(Fail))
+	return err
+}
+
+// Options are doctor's inputs.
+type Options struct {
+	// Path is the config file.
+	Path string
+	// Override, if set, changes the loaded config (flags).
+	Override func(*config.Config)
+	// Timeout bounds each area's API calls (default 20s).
+	Timeout time.Duration
+	Log     *zap.Logger
+	// TalosPort overrides talos.port (tests).
+	TalosPort int
+}
+
+// Run checks everything. A config that does not load stops the run after
+// its problems: the other checks need it.
+func Run(ctx context.Context, o Options) Report {
+	if o.Timeout <= 0 {
+		o.Timeout = 20 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	r := Report{Config: o.Path}
+	c := checkConfig(&r, o)
+	if c == nil {
+		return r
+	}
+	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	px := checkProxmox(pctx, &r, c, o)
+	cancel()
+	checkTalos(&r, c, o)
+	kctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	kx := checkKubernetes(kctx, &r, c, o)
+	cancel()
+	checkCooldown(&r, c, px, kx)
+	rank := map[string]int{"config": 0, "proxmox": 1, "talos": 2, "kubernetes": 3}
+	sort.SliceStable(r.Checks, func(i, j int) bool { return rank[r.Checks[i].Area] < rank[r.Checks[j].Area] })
+	return r
+}
+
+// checkConfig loads the config, reporting each problem and warning.
+func checkConfig(r *Report, o Options) *config.Config {
+	c, warnings, err := config.Load(o.Path, config.ValidateOptions{CheckFiles: true}, o.Override)
+	var cerr *config.Error
+	switch {
+	case errors.As(err, &cerr):
+		for _, p := range cerr.Problems {
+			fix := "correct it in " + o.Path + " (config.example.yaml documents every field)"
+			if strings.Contains(p.Message, "no such file") {
+				fix = "create the file (README: Install on a Proxmox VE node), or correct the path in " + o.Path
+			}
+			r.add("config", shortPath(p.Path), Fail, fix, "%s", p.Message)
+		}
+	case err != nil:
+		r.add("config", "file", Fail, "pass the config with --config (default /etc/pve-autoscaler/config.yaml)", "%v", err)
+	}
+	for _, wn := range warnings {
+		r.add("config", shortPath(wn.Path), Warn, warningFix(wn.Path), "%s", wn.Message)
+	}
+	if err != nil {
+		return nil
+	}
+	p := c.Policy
+	r.add("config", "file", OK, "", "valid: cluster %s, %d to %d workers, checked every %s, scale up at CPU %g%% / memory %g%%, down at %g%% / %g%%",
+		c.Cluster.Name, p.MinWorkers, p.MaxWorkers, p.Interval.D(), p.CPU.ScaleUpAt, p.Memory.ScaleUpAt, p.CPU.ScaleDownAt, p.Memory.ScaleDownAt)
+	return c
+}
+
+func shortPath(p string) string {
+	if p == "" {
+		return "file"
+	}
+	return p
+}
+
+func warningFix(path string) string {
+	switch {
+	case strings.HasSuffix(path, ".cpu") || strings.HasSuffix(path, ".memory"):
+		return "move scale_up_at and scale_down_at at least 30 points apart; `pve-autoscaler simulate --compare recipe` on a trace of your load shows the flaps either way"
+	case strings.Contains(path, "insecure_skip_verify"):
+		return "pin the certificate instead: set proxmox.tls.fingerprint (the proxmox checks below show the one PVE presents)"
+	case strings.Contains(path, "mac_ip_pool"):
+		return "add DHCP reservations until the pool holds policy.max_workers entries"
+	case strings.Contains(path, "vm.memory"):
+		return "give workers at least 2GiB (proxmox.vm.memory)"
+	}
+	return "see config.example.yaml"
+}

@@ -1,0 +1,91 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Access is one permission the daemon uses.
+type Access struct {
+	Group, Resource, Subresource, Verb string
+	// Namespace is empty for cluster-wide access.
+	Namespace string
+	// Why is the step that uses it.
+	Why string
+}
+
+func (a Access) String() string {
+	r := a.Resource
+	if a.Subresource != "" {
+		r += "/" + a.Subresource
+	}
+	if a.Group != "" {
+		r += "." + a.Group
+	}
+	if a.Namespace != "" {
+		return fmt.Sprintf("%s %s in %s", a.Verb, r, a.Namespace)
+	}
+	return a.Verb + " " + r
+}
+
+// RequiredAccess lists what the daemon does with the Kubernetes API;
+// deploy/rbac.yaml grants exactly this (a test keeps the two in step).
+// leaseNamespace is empty when leader election is off.
+func RequiredAccess(leaseNamespace string) []Access {
+	var out []Access
+	add := func(group, resource, sub, why string, verbs ...string) {
+		for _, v := range verbs {
+			out = append(out, Access{Group: group, Resource: resource, Subresource: sub, Verb: v, Why: why})
+		}
+	}
+	add("", "nodes", "", "snapshot, join wait, cordon, labels, removal", "get", "list", "watch", "patch", "update", "delete")
+	add("", "pods", "", "snapshot and drain", "get", "list", "watch")
+	add("", "pods", "eviction", "drain through the Eviction API", "create")
+	add("apps", "daemonsets", "", "drain leaves DaemonSet pods", "get")
+	add("policy", "poddisruptionbudgets", "", "snapshot (removal candidates)", "get", "list", "watch")
+	add("", "events", "", "events on nodes", "create", "patch", "update")
+	add("metrics.k8s.io", "nodes", "", "usage from metrics-server", "get", "list")
+	add("metrics.k8s.io", "pods", "", "usage from metrics-server", "get", "list")
+	if leaseNamespace != "" {
+		for _, v := range []string{"get", "create", "update"} {
+			out = append(out, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: v, Namespace: leaseNamespace, Why: "leader election"})
+		}
+	}
+	return out
+}
+
+// CanI asks the API server whether these credentials have a permission
+// (SelfSubjectAccessReview).
+func (c *Client) CanI(ctx context.Context, a Access) (bool, error) {
+	r, err := c.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Group: a.Group, Resource: a.Resource, Subresource: a.Subresource, Verb: a.Verb, Namespace: a.Namespace,
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return r.Status.Allowed, nil
+}
+
+// ServerVersion is the API server's version ("v1.37.2"): it proves the
+// API reachable with these credentials.
+func (c *Client) ServerVersion() (string, error) {
+	v, err := c.cs.Discovery().ServerVersion()
+	if err != nil {
+		return "", err
+	}
+	return v.GitVersion, nil
+}
+
+// NodeMetrics lists node usage from metrics.k8s.io once (for doctor).
+func (c *Client) NodeMetrics(ctx context.Context) (int, error) {
+	list, err := c.metrics.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	return len(list.Items), nil
+}

@@ -206,7 +206,9 @@ func acting(mode string) bool {
 }
 
 // evicting reports whether a VPA mode resizes running pods.
-func evicting(mode string) bool { return mode == "Auto" || mode == "Recreate" || mode == "InPlaceOrRecreate" }
+func evicting(mode string) bool {
+	return mode == "Auto" || mode == "Recreate" || mode == "InPlaceOrRecreate"
+}
 
 // resourceMetrics returns the cpu/memory resources an HPA scales on, with
 // whether the target is a utilization (which needs requests) and, for

@@ -114,6 +114,15 @@ type Policy struct {
 	Timezone         string           `json:"timezone"`
 	Drain            Drain            `json:"drain"`
 	MaxProvisionTime Duration         `json:"max_provision_time"`
+	Standby          Standby          `json:"standby"`
+}
+
+// Standby is the warm pool: stopped workers, installed and joined, that a
+// scale-up starts instead of cloning.
+type Standby struct {
+	Size   int      `json:"size"`
+	Hosts  []string `json:"hosts"`
+	MaxAge Duration `json:"max_age"`
 }
 
 // Thresholds is one resource's scale-up and scale-down points, in percent.
@@ -203,6 +212,7 @@ func Default() Config {
 			Timezone:         "Local",
 			Drain:            Drain{Timeout: Duration(300e9)},
 			MaxProvisionTime: Duration(900e9),
+			Standby:          Standby{Hosts: []string{}, MaxAge: Duration(7 * 24 * 3600e9)},
 		},
 		Daemon: Daemon{
 			Listen:         "127.0.0.1:9464",

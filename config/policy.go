@@ -46,8 +46,11 @@ func (c *Config) ScalerPolicy() (scaler.Policy, error) {
 			MilliCPU: int64(c.Proxmox.VM.Cores)*1000 - kubeletReservedMilliCPU,
 			Memory:   int64(c.Proxmox.VM.Memory) - kubeletReservedMemory,
 		},
-		VMMemory:    int64(c.Proxmox.VM.Memory),
-		HostReserve: int64(c.Proxmox.HostMemReserve),
+		VMMemory:      int64(c.Proxmox.VM.Memory),
+		HostReserve:   int64(c.Proxmox.HostMemReserve),
+		StandbySize:   p.Standby.Size,
+		StandbyHosts:  p.Standby.Hosts,
+		StandbyMaxAge: p.Standby.MaxAge.D(),
 	}
 	for i, s := range p.Schedules {
 		w, err := ParseWindow(s.Window)

@@ -295,6 +295,20 @@ func (v *validator) policy(c *Config) {
 	if p.MaxProvisionTime.D() < time.Minute {
 		v.fail("policy.max_provision_time", "%s: expected at least 1m (clone, boot, install and join take minutes)", p.MaxProvisionTime.D())
 	}
+	sb := p.Standby
+	if sb.Size < 0 || sb.Size > p.MaxWorkers {
+		v.fail("policy.standby.size", "%d: expected 0 (off) to max_workers (%d)", sb.Size, p.MaxWorkers)
+	}
+	if sb.MaxAge.D() < time.Hour {
+		v.fail("policy.standby.max_age", "%s: expected at least 1h (a standby worker older than this is replaced)", sb.MaxAge.D())
+	}
+	for i, h := range sb.Hosts {
+		if h == "" {
+			v.fail(fmt.Sprintf("policy.standby.hosts[%d]", i), "empty: expected a PVE node name")
+		} else if len(c.Proxmox.Hosts) > 0 && !slices.Contains(c.Proxmox.Hosts, h) {
+			v.fail(fmt.Sprintf("policy.standby.hosts[%d]", i), "%q: expected one of proxmox.hosts (%s)", h, strings.Join(c.Proxmox.Hosts, ", "))
+		}
+	}
 }
 
 func (v *validator) thresholds(path string, t Thresholds) {

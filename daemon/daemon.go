@@ -22,8 +22,10 @@ type Options struct {
 	Version string
 	// TalosPort overrides the Talos API port (the simulated world's).
 	TalosPort int
-	// Poll is the adapters' poll interval (default 1s; tests: milliseconds).
+	// Poll is the adapters' poll interval (default 500ms; tests: milliseconds).
 	Poll time.Duration
+	// TemplateCheck is how long the template's digest is trusted (default 5m).
+	TemplateCheck time.Duration
 	// Kube overrides the rest config (tests count its writes).
 	Kube *rest.Config
 	// AfterStep is passed to the reconciler (tests crash with it).
@@ -58,7 +60,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout})
+	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck})
 	if err != nil {
 		return nil, err
 	}

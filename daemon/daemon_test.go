@@ -465,6 +465,9 @@ func TestDrainFailureKeepsTheNode(t *testing.T) {
 	if err != nil || n.Spec.Unschedulable || n.Annotations[scaler.AnnotationRemoval] != "" {
 		t.Fatalf("node %s after a failed drain: %v, unschedulable %v, annotations %v", node, err, n.Spec.Unschedulable, n.Annotations)
 	}
+	if n.Labels[scaler.LabelManaged] != "true" || n.Labels[scaler.LabelVMID] == "" {
+		t.Errorf("node %s lost its labels in the failed removal: %v", node, n.Labels)
+	}
 	if v, _ := joined(t, w); v != 2 {
 		t.Errorf("%d VMs at joined, want 2 (the node stays)", v)
 	}

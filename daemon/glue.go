@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,17 +40,30 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 		return nil, nil, err
 	}
 	var out []scaler.Machine
+	template, templateRead := "", false
 	add := func(v proxmox.VM, step string) error {
 		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Step: step, Locked: v.Lock != ""}
 		if step != scaler.StepJoined && step != scaler.StepRemoving {
-			created, ours, err := i.PVE.Created(ctx, v.VMID, v.Host)
+			// Read once per VM (descriptions do not change): no request per tick.
+			meta, err := i.PVE.Meta(ctx, v.VMID, v.Host)
 			if err != nil {
 				return err
 			}
-			if !ours {
+			if !meta.Ours {
 				return nil // an untagged VM that is not ours: never touched
 			}
-			m.Created = created
+			m.Created = meta.Created
+			if step == scaler.StepStandby && meta.Template != "" {
+				if !templateRead {
+					// At most one request per five minutes (cached by the adapter).
+					template, _ = i.PVE.TemplateDigest(ctx, inv)
+					templateRead = true
+				}
+				if template != "" && template != meta.Template {
+					tid, _, _ := strings.Cut(meta.Template, "@")
+					m.Stale = "cloned from template " + tid + " whose configuration has changed since"
+				}
+			}
 		}
 		out = append(out, m)
 		return nil
@@ -188,11 +202,14 @@ func (i *Infra) Destroy(ctx context.Context, vmid int) error {
 	return err
 }
 
+// PowerOff shuts the VM down and keeps it (the warm pool).
+func (i *Infra) PowerOff(ctx context.Context, vmid int) error { return i.PVE.PowerOff(ctx, vmid) }
+
 // OS adapts the talos adapter.
 type OS struct{ Talos *talos.Client }
 
 func node(m scaler.Machine, ip string) talos.Node {
-	return talos.Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip}
+	return talos.Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip, Standby: m.ForStandby}
 }
 
 // Apply sends the worker config in maintenance mode.
@@ -236,6 +253,11 @@ func (c Cluster) SetRemovalStep(ctx context.Context, name, step string) error {
 // Cordon cordons or uncordons.
 func (c Cluster) Cordon(ctx context.Context, name string, on bool) error {
 	return c.Kube.SetCordon(ctx, name, on)
+}
+
+// SetStandby taints or untaints the node for the warm pool.
+func (c Cluster) SetStandby(ctx context.Context, name string, on bool) error {
+	return c.Kube.SetStandby(ctx, name, on)
 }
 
 // Drain drains the node.

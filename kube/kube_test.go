@@ -486,3 +486,46 @@ func TestWakeOnUnschedulable(t *testing.T) {
 		t.Fatal("an unschedulable pod did not wake the daemon")
 	}
 }
+
+// TestAnnotateKeepsLabels: recording a step on a Node (annotations only)
+// leaves its labels alone; a merge patch with "labels": null would wipe
+// them, and a worker whose drain failed would lose its managed label.
+func TestAnnotateKeepsLabels(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	testNodes(t, env, "annotate", "annotate-a")
+	c := adapter(t, env, config.Drain{})
+	v := "marked"
+	if err := c.Annotate(ctx, "annotate-a", nil, map[string]*string{scaler.AnnotationRemoval: &v}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Annotate(ctx, "annotate-a", nil, map[string]*string{scaler.AnnotationRemoval: nil}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := env.Client.CoreV1().Nodes().Get(ctx, "annotate-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Labels[scaler.LabelManaged] != "true" || n.Labels["test-group"] != "annotate" {
+		t.Errorf("labels after annotating: %v", n.Labels)
+	}
+	if _, ok := n.Annotations[scaler.AnnotationRemoval]; ok {
+		t.Errorf("annotation not removed: %v", n.Annotations)
+	}
+	// And the standby taint goes on and off, once.
+	for _, on := range []bool{true, true, false, false} {
+		if err := c.SetStandby(ctx, "annotate-a", on); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := env.Client.CoreV1().Nodes().Get(ctx, "annotate-a", metav1.GetOptions{})
+		count := 0
+		for _, tt := range n.Spec.Taints {
+			if tt.Key == scaler.TaintStandby && tt.Effect == corev1.TaintEffectNoSchedule {
+				count++
+			}
+		}
+		if want := map[bool]int{true: 1, false: 0}[on]; count != want {
+			t.Errorf("standby %v: %d taints", on, count)
+		}
+	}
+}

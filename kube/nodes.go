@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/kubectl/pkg/drain"
 
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -246,7 +248,16 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 
 // Annotate merges labels and annotations into a node (a nil value removes the key).
 func (c *Client) Annotate(ctx context.Context, name string, labels, annotations map[string]*string) error {
-	patch := map[string]any{"metadata": map[string]any{"labels": labels, "annotations": annotations}}
+	// A nil map must stay out of the patch: "labels": null would delete
+	// every label of the Node (JSON merge patch semantics).
+	meta := map[string]any{}
+	if labels != nil {
+		meta["labels"] = labels
+	}
+	if annotations != nil {
+		meta["annotations"] = annotations
+	}
+	patch := map[string]any{"metadata": meta}
 	b, err := jsonMarshal(patch)
 	if err != nil {
 		return err
@@ -264,4 +275,31 @@ func (c *Client) Event(node, eventType, reason, message string) {
 		ref.UID = n.UID
 	}
 	c.recorder.Event(ref, eventType, reason, message)
+}
+
+// SetStandby taints a Node pve-autoscaler.io/standby=true:NoSchedule (on)
+// or takes the taint away (off): a standby worker's Node keeps pods off
+// while its VM is stopped in the warm pool.
+func (c *Client) SetStandby(ctx context.Context, name string, on bool) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := c.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		has := slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
+		switch {
+		case on && has, !on && !has:
+			return nil
+		case on:
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: scaler.TaintStandby, Value: "true", Effect: corev1.TaintEffectNoSchedule})
+		default:
+			n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
+		}
+		_, err = c.cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("standby taint on %s: %w", name, err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -80,6 +81,7 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 			Host:          n.Labels[scaler.LabelHost],
 			Ready:         ready(n),
 			Unschedulable: n.Spec.Unschedulable,
+			Standby:       slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby }),
 			Created:       n.CreationTimestamp.Time,
 			Allocatable:   toResources(n.Status.Allocatable),
 			Usage:         usage[n.Name],

@@ -39,6 +39,8 @@ type Options struct {
 	Proxmox config.Proxmox
 	Cluster string
 	Log     *zap.Logger
+	// TemplateCheck is how long a read template digest is trusted (default 5m).
+	TemplateCheck time.Duration
 	// PollInterval is the longest pause between task and agent polls
 	// (default 500ms); polls start at 50ms and grow by half each time.
 	PollInterval time.Duration
@@ -59,8 +61,12 @@ type Client struct {
 	version string
 	clones  chan struct{} // bounds clones running at once
 
-	mu      sync.Mutex
-	claimed map[int]bool // vmids being allocated by this process
+	mu            sync.Mutex
+	claimed       map[int]bool // vmids being allocated by this process
+	metas         map[int]Meta // description metadata, by vmid
+	tplDigest     string       // the template's identity, and when it was read
+	tplAt         time.Time
+	templateCheck time.Duration
 }
 
 // New connects to PVE with the token read from its file and TLS verified
@@ -112,9 +118,15 @@ func New(opts Options) (*Client, error) {
 		cluster: opts.Cluster,
 		log:     log,
 		poll:    poll,
+		templateCheck: func() time.Duration {
+			if opts.TemplateCheck > 0 {
+				return opts.TemplateCheck
+			}
+			return 5 * time.Minute
+		}(),
 		version: version,
 		clones:  make(chan struct{}, max(p.MaxParallel, 1)),
-		claimed: map[int]bool{},
+		claimed: map[int]bool{}, metas: map[int]Meta{},
 	}, nil
 }
 

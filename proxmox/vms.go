@@ -110,7 +110,9 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			inv.Ours = append(inv.Ours, v)
 			if h := hosts[v.Host]; h != nil {
 				h.OurVMs++
-				if v.Status != "running" {
+				// A stopped VM in the warm pool costs its disk, not memory: its
+				// start checks the host's room then.
+				if v.Status != "running" && !slices.Contains(v.Tags, StepTag("standby")) {
 					h.InFlight += v.MaxMem
 				}
 			}
@@ -119,6 +121,18 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 	for _, h := range hosts {
 		inv.Hosts = append(inv.Hosts, *h)
 	}
+	// Forget the metadata of VMs gone (deleted by hand: the id may return).
+	present := make(map[int]bool, len(inv.All))
+	for _, v := range inv.All {
+		present[v.VMID] = true
+	}
+	c.mu.Lock()
+	for id := range c.metas {
+		if !present[id] {
+			delete(c.metas, id)
+		}
+	}
+	c.mu.Unlock()
 	sort.Slice(inv.Hosts, func(i, j int) bool { return inv.Hosts[i].Name < inv.Hosts[j].Name })
 	return inv, nil
 }
@@ -232,9 +246,13 @@ func (c *Client) Release(vmid int) {
 var ErrIDTaken = errors.New("vmid taken by another VM")
 
 // Description is the metadata block written on every VM we create.
-func (c *Client) Description(now time.Time) string {
-	return fmt.Sprintf("Worker VM managed by pve-autoscaler %s. Removing it by hand is safe; editing the lines below is not.\n\npve-autoscaler/cluster: %s\npve-autoscaler/created: %s\n",
+func (c *Client) Description(now time.Time, template string) string {
+	d := fmt.Sprintf("Worker VM managed by pve-autoscaler %s. Removing it by hand is safe; editing the lines below is not.\n\npve-autoscaler/cluster: %s\npve-autoscaler/created: %s\n",
 		c.version, c.cluster, now.UTC().Format(time.RFC3339))
+	if template != "" {
+		d += "pve-autoscaler/template: " + template + "\n"
+	}
+	return d
 }
 
 // Clone clones the template to vmid on host: linked when the template is
@@ -253,11 +271,17 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// The template's digest now, for the drift check of standby workers
+	// (best effort: an unreadable digest only disables that check).
+	digest, err := c.TemplateDigest(ctx, inv)
+	if err != nil {
+		c.log.Info("template digest unreadable", zap.Error(err))
+	}
 	params := map[string]any{
 		"newid":       vmid,
 		"name":        c.Name(vmid),
 		"target":      host,
-		"description": c.Description(time.Now()),
+		"description": c.Description(time.Now(), digest),
 	}
 	full := c.cfg.CloneMode == "full" || !tpl.Template
 	params["full"] = full
@@ -329,23 +353,104 @@ func (c *Client) ownTags(step string) string {
 	return tags
 }
 
+// Meta is what a VM's description records: when it was cloned and from
+// which template configuration (the template's config digest then).
+type Meta struct {
+	Ours     bool
+	Created  time.Time
+	Template string
+}
+
 // Created reads when one of our VMs was cloned, from its description; it
 // also tells whether the description marks it ours.
 func (c *Client) Created(ctx context.Context, vmid int, host string) (time.Time, bool, error) {
+	m, err := c.Meta(ctx, vmid, host)
+	return m.Created, m.Ours, err
+}
+
+// Meta reads a VM's description metadata. Descriptions of our VMs never
+// change, so what was read is kept (by vmid and creation time) and later
+// calls cost no API request.
+func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) {
+	c.mu.Lock()
+	m, ok := c.metas[vmid]
+	c.mu.Unlock()
+	if ok {
+		return m, nil
+	}
 	cfg, err := c.config(ctx, host, vmid)
 	if err != nil {
-		return time.Time{}, false, err
+		return Meta{}, err
 	}
 	if !c.createdByUs(cfg) {
-		return time.Time{}, false, nil
+		return Meta{}, nil
 	}
+	m.Ours = true
 	for _, line := range strings.Split(cfg.Description, "\n") {
 		if v, ok := strings.CutPrefix(line, "pve-autoscaler/created: "); ok {
 			t, err := time.Parse(time.RFC3339, strings.TrimSpace(v))
-			return t, true, err
+			if err != nil {
+				return m, err
+			}
+			m.Created = t
+		}
+		if v, ok := strings.CutPrefix(line, "pve-autoscaler/template: "); ok {
+			m.Template = strings.TrimSpace(v)
 		}
 	}
-	return time.Time{}, true, nil
+	c.mu.Lock()
+	c.metas[vmid] = m
+	c.mu.Unlock()
+	return m, nil
+}
+
+// forget drops what is known of a VM (destroyed: its id may come back).
+func (c *Client) forget(vmid int) {
+	c.mu.Lock()
+	delete(c.metas, vmid)
+	c.mu.Unlock()
+}
+
+// TemplateDigest is the template's identity for drift checks: its vmid
+// and config digest ("9000@3f2a..."), read at most every TemplateCheck.
+func (c *Client) TemplateDigest(ctx context.Context, inv Inventory) (string, error) {
+	if inv.Template == nil {
+		return "", fmt.Errorf("proxmox.template %s not found in the cluster (or the token may not see it)", c.cfg.Template)
+	}
+	c.mu.Lock()
+	d, at := c.tplDigest, c.tplAt
+	c.mu.Unlock()
+	if d != "" && time.Since(at) < c.templateCheck && strings.HasPrefix(d, strconv.Itoa(inv.Template.VMID)+"@") {
+		return d, nil
+	}
+	cfg, err := c.config(ctx, inv.Template.Host, inv.Template.VMID)
+	if err != nil {
+		return "", fmt.Errorf("template %d config: %w", inv.Template.VMID, err)
+	}
+	d = fmt.Sprintf("%d@%s", inv.Template.VMID, cfg.Digest)
+	c.mu.Lock()
+	c.tplDigest, c.tplAt = d, time.Now()
+	c.mu.Unlock()
+	return d, nil
+}
+
+// PowerOff shuts one of our VMs down (gracefully, then stopped); a VM
+// stopped already is success. Its disks and configuration stay.
+func (c *Client) PowerOff(ctx context.Context, vmid int) error {
+	v, err := c.ours(ctx, vmid)
+	if err != nil {
+		return fmt.Errorf("power off %d: %w", vmid, err)
+	}
+	switch v.Status {
+	case "stopped":
+		return nil
+	case "unknown":
+		return fmt.Errorf("power off %d: its host %s is offline", vmid, v.Host)
+	}
+	if err := c.stop(ctx, v); err != nil {
+		return fmt.Errorf("power off %d: %w", vmid, err)
+	}
+	return nil
 }
 
 // SetStep re-tags one of our VMs with the step reached.
@@ -594,6 +699,7 @@ func (c *Client) Remove(ctx context.Context, vmid int) error {
 	if _, err := c.ours(ctx, vmid); !errors.Is(err, ErrGone) {
 		return fmt.Errorf("remove %d: the VM is still there after its destroy task", vmid)
 	}
+	c.forget(vmid)
 	return nil
 }
 

@@ -23,6 +23,7 @@ const (
 // no I/O, no clock, no globals; the same inputs give the same plan.
 func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	d := newDecision(s, p, h, now)
+	d.newPool()
 	d.observe()
 	d.planScaleUp()
 	switch {
@@ -31,6 +32,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	case d.added == 0:
 		d.hold(CodeCapacityWanted, "scale-down held: the cluster wants more capacity, not less")
 	}
+	d.planPool()
 	return d.finish()
 }
 
@@ -59,6 +61,7 @@ type decision struct {
 
 	added         int
 	wantsCapacity bool
+	pool          pool
 }
 
 func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
@@ -70,6 +73,9 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	nodeNames := make(map[string]bool, len(s.Nodes))
 	nodeReady := make(map[string]bool, len(s.Nodes))
 	for _, n := range s.Nodes {
+		if n.Standby {
+			continue // a parked worker's Node: not a worker (a waking one is in flight)
+		}
 		nodeNames[n.Name] = true
 		nodeReady[n.Name] = n.Ready && !n.Unschedulable
 	}
@@ -91,7 +97,7 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	var newest *Node
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
-		if n.ControlPlane || d.removing[n.Name] {
+		if n.ControlPlane || n.Standby || d.removing[n.Name] {
 			continue
 		}
 		d.workers = append(d.workers, i)
@@ -246,7 +252,8 @@ func (d *decision) planScaleUp() {
 		return
 	}
 	d.added = add
-	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionAdd, Count: add, Reasons: reasons})
+	wake, why := d.wake(add)
+	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionAdd, Count: add, Wake: wake, Reasons: append(reasons, why...)})
 	d.plan.Next.LastScaleUp = d.now
 	d.plan.Next.LowSince = time.Time{}
 }
@@ -596,7 +603,9 @@ func (d *decision) chooseRemoval(why []Reason, aboveMax bool) {
 		} else {
 			why = append(why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%), and its pods fit elsewhere", n.Name, c.score))
 		}
-		d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: why})
+		a := Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: why}
+		d.parkRemoval(&a)
+		d.plan.Actions = append(d.plan.Actions, a)
 		d.plan.Next.LastScaleDown = d.now
 		return
 	}

@@ -60,18 +60,28 @@ type ActionKind string
 const (
 	// ActionAdd provisions Count new workers.
 	ActionAdd ActionKind = "add"
-	// ActionRemove drains and removes one managed worker.
+	// ActionRemove drains and removes one managed worker (Park: keeps it
+	// stopped in the warm pool instead of destroying it).
 	ActionRemove ActionKind = "remove"
+	// ActionRefill builds one standby worker for the warm pool.
+	ActionRefill ActionKind = "refill"
+	// ActionRetire destroys a standby worker too old or built from an old template.
+	ActionRetire ActionKind = "retire"
 )
 
 // Action is one thing the plan wants done, with why.
 type Action struct {
-	Kind    ActionKind `json:"kind"`
-	Count   int        `json:"count,omitempty"`
-	Node    string     `json:"node,omitempty"`
-	VMID    int        `json:"vmid,omitempty"`
-	Host    string     `json:"host,omitempty"`
-	Reasons []Reason   `json:"reasons"`
+	Kind  ActionKind `json:"kind"`
+	Count int        `json:"count,omitempty"`
+	Node  string     `json:"node,omitempty"`
+	VMID  int        `json:"vmid,omitempty"`
+	Host  string     `json:"host,omitempty"`
+	// Wake lists the standby workers (vmids) an add starts; the rest of
+	// Count is cloned.
+	Wake []int `json:"wake,omitempty"`
+	// Park: a removal keeps the drained worker stopped in the warm pool.
+	Park    bool     `json:"park,omitempty"`
+	Reasons []Reason `json:"reasons"`
 }
 
 // Workers counts the workers the plan saw and the count it aims at.
@@ -88,6 +98,24 @@ type Workers struct {
 	Desired int `json:"desired"`
 }
 
+// Pool is the warm pool as the plan saw it.
+type Pool struct {
+	// Size is the configured size; Ready the members that can be started.
+	Size    int          `json:"size"`
+	Ready   int          `json:"ready"`
+	Members []PoolMember `json:"members"`
+}
+
+// PoolMember is one standby worker.
+type PoolMember struct {
+	VMID int           `json:"vmid"`
+	Name string        `json:"name"`
+	Host string        `json:"host"`
+	Age  time.Duration `json:"age_ns"`
+	// Stale, when set, is why it will be destroyed rather than started.
+	Stale string `json:"stale,omitempty"`
+}
+
 // Utilization is the cluster's usage over allocatable of its Ready,
 // schedulable workers, in percent.
 type Utilization struct {
@@ -102,8 +130,10 @@ type Plan struct {
 	// Utilization is nil when it cannot be computed (stale metrics, no ready worker).
 	Utilization *Utilization `json:"utilization,omitempty"`
 	Actions     []Action     `json:"actions"`
-	Holds       []Reason     `json:"holds"`
-	Notes       []Reason     `json:"notes,omitempty"`
+	// Pool is the warm pool (nil when standby is off and the pool is empty).
+	Pool  *Pool    `json:"pool,omitempty"`
+	Holds []Reason `json:"holds"`
+	Notes []Reason `json:"notes,omitempty"`
 	// NextCheck, when set, is the moment a held condition ripens (an up
 	// window or a pending pod's grace ends): the reconciler decides again
 	// then instead of at its next interval.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,15 @@ const (
 	StepApplying   = "applying" // the Talos config is being sent: never sent twice
 	StepJoined     = "joined"   // a Ready node: provisioning done
 	StepRemoving   = "removing"
+	StepParking    = "parking"  // drained, being stopped into the warm pool
+	StepStandby    = "standby"  // stopped in the warm pool
+	StepWaking     = "waking"   // a standby worker being started
+	StepRetiring   = "retiring" // a stale standby worker being destroyed
 )
+
+// PoolPrefix marks the provisioning steps of a VM built for the warm pool
+// ("pool-started"): a resumed build parks the worker instead of serving.
+const PoolPrefix = "pool-"
 
 // Removal steps, recorded on the Node (annotation AnnotationRemoval).
 const (
@@ -43,6 +52,11 @@ type Machine struct {
 	Locked bool `json:"locked,omitempty"`
 	// Created is when the VM was cloned (zero: unknown).
 	Created time.Time `json:"created,omitzero"`
+	// ForStandby: built for the warm pool (its steps carry PoolPrefix).
+	ForStandby bool `json:"for_standby,omitempty"`
+	// Stale, for a standby worker, says why it must not be started
+	// (its template changed since it was cloned).
+	Stale string `json:"stale,omitempty"`
 }
 
 // Infra is the Proxmox side of the reconciler.
@@ -60,6 +74,8 @@ type Infra interface {
 	Address(ctx context.Context, vmid int) (string, error)
 	// Destroy stops and destroys one of our VMs, tagged or not yet; a VM gone is success.
 	Destroy(ctx context.Context, vmid int) error
+	// PowerOff shuts one of our VMs down and keeps it; stopped already is success.
+	PowerOff(ctx context.Context, vmid int) error
 }
 
 // OS is the Talos side.
@@ -77,6 +93,8 @@ type Cluster interface {
 	// SetRemovalStep records a removal step on the Node ("" clears it).
 	SetRemovalStep(ctx context.Context, name, step string) error
 	Cordon(ctx context.Context, name string, on bool) error
+	// SetStandby taints (on) or untaints a Node TaintStandby.
+	SetStandby(ctx context.Context, name string, on bool) error
 	Drain(ctx context.Context, name string) error
 	DeleteNode(ctx context.Context, name string) error
 	Event(node, eventType, reason, message string)
@@ -148,6 +166,7 @@ type operation struct {
 	host    string
 	step    string
 	started time.Time
+	park    bool // a removal that parks the worker in the warm pool
 }
 
 // Status is what the reconciler reports (the daemon's /status).
@@ -286,6 +305,11 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, r.fail(now, fmt.Errorf("proxmox inventory: %w", err))
 	}
+	for i := range machines {
+		if step, ok := strings.CutPrefix(machines[i].Step, PoolPrefix); ok {
+			machines[i].Step, machines[i].ForStandby = step, true
+		}
+	}
 	snap.Hosts = hosts
 	r.resume(ctx, snap, machines, now)
 
@@ -296,9 +320,20 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	for range r.creating {
 		snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, Step: "creating"})
 	}
-	// A machine still provisioning but not resumed (dry-run) counts too.
 	for _, m := range machines {
-		if _, ok := r.ops[m.VMID]; !ok && m.Step != StepJoined && m.Step != StepRemoving {
+		if _, ok := r.ops[m.VMID]; ok {
+			continue
+		}
+		switch {
+		case m.Step == StepStandby:
+			snap.Standby = append(snap.Standby, StandbyWorker{VMID: m.VMID, Name: m.Name, Host: m.Host, Created: m.Created, Stale: m.Stale})
+		case m.Step == StepJoined || m.Step == StepRemoving || m.Step == StepRetiring:
+		case m.Step == StepParking:
+			snap.Operations = append(snap.Operations, Operation{Kind: OpRemove, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
+		case m.ForStandby:
+			snap.Operations = append(snap.Operations, Operation{Kind: OpRefill, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
+		default:
+			// A machine still provisioning but not resumed (dry-run) counts too.
 			snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
 		}
 	}
@@ -318,16 +353,31 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	if r.o.DryRun || stopping {
 		return plan, nil
 	}
-	for range plan.Added() {
-		r.startProvision(Machine{}, now)
+	byVMID := make(map[int]Machine, len(machines))
+	for _, m := range machines {
+		byVMID[m.VMID] = m
 	}
-	if rm, ok := plan.Removal(); ok {
-		why := ""
-		if len(rm.Reasons) > 0 {
-			why = rm.Reasons[0].Message
+	for _, a := range plan.Actions {
+		switch a.Kind {
+		case ActionAdd:
+			for _, vmid := range a.Wake {
+				r.startWake(byVMID[vmid], now)
+			}
+			for range a.Count - len(a.Wake) {
+				r.startProvision(Machine{}, now)
+			}
+		case ActionRemove:
+			why := ""
+			if len(a.Reasons) > 0 {
+				why = a.Reasons[0].Message
+			}
+			r.cluster.Event(a.Node, "Normal", "ScaleDown", "pve-autoscaler removes this worker: "+why)
+			r.startRemoval(a.VMID, a.Node, a.Host, "", a.Park)
+		case ActionRefill:
+			r.startProvision(Machine{ForStandby: true}, now)
+		case ActionRetire:
+			r.startRetire(byVMID[a.VMID])
 		}
-		r.cluster.Event(rm.Node, "Normal", "ScaleDown", "pve-autoscaler removes this worker: "+why)
-		r.startRemoval(rm.VMID, rm.Node, rm.Host, "")
 	}
 	return plan, nil
 }
@@ -387,15 +437,30 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 			r.mu.Unlock()
 		}
 		switch {
+		case m.Step == StepStandby:
+			// In the warm pool: nothing runs on it.
+		case r.o.DryRun && (m.Step != StepJoined || m.ForStandby):
 		case m.Step == StepRemoving:
-			if r.o.DryRun {
-				continue
-			}
 			from := n.Annotations[AnnotationRemoval]
 			if !hasNode {
 				from = RemovalReset // the Node is gone (a reset machine leaves): destroy the VM
 			}
-			r.startRemoval(m.VMID, m.Name, m.Host, from)
+			r.startRemoval(m.VMID, m.Name, m.Host, from, false)
+		case m.Step == StepParking:
+			// A park that stopped half-way: the drain goes on where the
+			// annotation says; once the annotation is cleared, the drain was done.
+			from := n.Annotations[AnnotationRemoval]
+			if from == "" {
+				from = RemovalDrained
+			}
+			r.startRemoval(m.VMID, m.Name, m.Host, from, true)
+		case m.Step == StepWaking:
+			r.startWake(m, now)
+		case m.Step == StepRetiring:
+			r.startRetire(m)
+		case m.Step == StepJoined && m.ForStandby:
+			// Built for the pool and joined: park it.
+			r.startRemoval(m.VMID, m.Name, m.Host, RemovalDrained, true)
 		case m.Step == StepJoined:
 			switch {
 			case r.o.DryRun:
@@ -409,16 +474,13 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 				r.mu.Unlock()
 				if seen >= 2 {
 					r.log.Info("the Node of a joined worker is gone; removing its VM", zap.String("node", m.Name), zap.Int("vmid", m.VMID))
-					r.startRemoval(m.VMID, m.Name, m.Host, RemovalDrained)
+					r.startRemoval(m.VMID, m.Name, m.Host, RemovalDrained, false)
 				}
 			case n.Annotations[AnnotationRemoval] != "":
-				r.startRemoval(m.VMID, m.Name, m.Host, n.Annotations[AnnotationRemoval])
+				r.startRemoval(m.VMID, m.Name, m.Host, n.Annotations[AnnotationRemoval], false)
 			}
 		default:
-			if r.o.DryRun {
-				continue
-			}
-			r.log.Info("resuming provisioning", zap.Int("vmid", m.VMID), zap.String("step", m.Step))
+			r.log.Info("resuming provisioning", zap.Int("vmid", m.VMID), zap.String("step", m.Step), zap.Bool("for_standby", m.ForStandby))
 			r.startProvision(m, now)
 		}
 	}
@@ -486,6 +548,10 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		r.mu.Unlock()
 		return
 	}
+	kind := OpProvision
+	if m.ForStandby {
+		kind = OpRefill
+	}
 	var op *operation
 	if m.VMID == 0 {
 		r.creating++
@@ -494,7 +560,7 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		if started.IsZero() {
 			started = now
 		}
-		op = &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started}
+		op = &operation{kind: kind, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started}
 		r.ops[m.VMID] = op
 	}
 	r.wg.Add(1)
@@ -502,7 +568,7 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 	go func() {
 		defer r.wg.Done()
 		vmid, err := r.provision(m, op, now)
-		r.finish(OpProvision, vmid, err)
+		r.finish(kind, vmid, err)
 	}()
 }
 
@@ -536,7 +602,11 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 			if err != nil {
 				step = "cleanup"
 			}
-			op = &operation{kind: OpProvision, vmid: created.VMID, name: created.Name, host: created.Host, step: step, started: started}
+			kind := OpProvision
+			if m.ForStandby {
+				kind = OpRefill
+			}
+			op = &operation{kind: kind, vmid: created.VMID, name: created.Name, host: created.Host, step: step, started: started}
 			r.ops[created.VMID] = op
 		}
 		r.mu.Unlock()
@@ -549,11 +619,23 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 			}
 			return created.VMID, fmt.Errorf("create VM: %w", err)
 		}
+		created.ForStandby = m.ForStandby
 		m = created
 		m.Step = StepCloned
-		r.after(OpProvision, m.VMID, StepCloned)
+		r.after(op.kind, m.VMID, StepCloned)
 	}
 	err := r.provisionSteps(ctx, m, op)
+	if err == nil && m.ForStandby {
+		// Built for the pool: park it (its Node registered tainted).
+		op.park = true
+		err = r.park(r.work, op, Machine{VMID: m.VMID, Name: m.Name, Host: m.Host})
+		if err != nil && !errors.Is(err, errHalted) {
+			r.log.Warn("parking a new standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.Error(err))
+			r.cleanup(m.VMID)
+			r.deleteNode(m.Name)
+		}
+		return m.VMID, err
+	}
 	if err == nil || errors.Is(err, errHalted) {
 		return m.VMID, err
 	}
@@ -585,8 +667,15 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 		step = next
 		return nil
 	}
+	// A build for the pool records its steps with PoolPrefix.
+	rec := func(s string) string {
+		if m.ForStandby {
+			return PoolPrefix + s
+		}
+		return s
+	}
 	if step == "" || step == StepCloned {
-		if err := do(StepConfigured, func() error { return r.infra.Configure(ctx, m.VMID, StepConfigured) }); err != nil {
+		if err := do(StepConfigured, func() error { return r.infra.Configure(ctx, m.VMID, rec(StepConfigured)) }); err != nil {
 			return err
 		}
 	}
@@ -595,7 +684,7 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 			if err := r.infra.Start(ctx, m.VMID); err != nil {
 				return err
 			}
-			return r.infra.Record(ctx, m.VMID, StepStarted)
+			return r.infra.Record(ctx, m.VMID, rec(StepStarted))
 		}); err != nil {
 			return err
 		}
@@ -607,7 +696,7 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 				return err
 			}
 			// Recorded before the config is sent: a config is never sent twice.
-			if err := r.infra.Record(ctx, m.VMID, StepApplying); err != nil {
+			if err := r.infra.Record(ctx, m.VMID, rec(StepApplying)); err != nil {
 				return err
 			}
 			return r.os.Apply(ctx, m, ip)
@@ -621,22 +710,28 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
 				return err
 			}
-			return r.infra.Record(ctx, m.VMID, StepJoined)
+			return r.infra.Record(ctx, m.VMID, rec(StepJoined))
 		}); err != nil {
 			return err
 		}
-		r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler added this worker (VM %d on %s)", m.VMID, m.Host))
+		if !m.ForStandby {
+			r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler added this worker (VM %d on %s)", m.VMID, m.Host))
+		}
 	}
 	return nil
 }
 
-func (r *Reconciler) startRemoval(vmid int, name, host, from string) {
+func (r *Reconciler) startRemoval(vmid int, name, host, from string, park bool) {
 	r.mu.Lock()
 	if r.stopping || r.ops[vmid] != nil {
 		r.mu.Unlock()
 		return
 	}
-	op := &operation{kind: OpRemove, vmid: vmid, name: name, host: host, step: from, started: r.o.Now()}
+	step := from
+	if park {
+		step = StepParking // what Decide counts as a park in flight
+	}
+	op := &operation{kind: OpRemove, vmid: vmid, name: name, host: host, step: step, started: r.o.Now(), park: park}
 	r.ops[vmid] = op
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -661,6 +756,9 @@ func (r *Reconciler) remove(op *operation, from string) error {
 		if err := do(RemovalMarked, func() error {
 			if err := r.cluster.SetRemovalStep(ctx, m.Name, RemovalMarked); err != nil {
 				return err
+			}
+			if op.park {
+				return r.infra.Record(ctx, m.VMID, StepParking)
 			}
 			return r.infra.Record(ctx, m.VMID, StepRemoving)
 		}); err != nil {
@@ -689,6 +787,9 @@ func (r *Reconciler) remove(op *operation, from string) error {
 			return err
 		}
 	}
+	if step == RemovalDrained && op.park {
+		return r.park(ctx, op, m)
+	}
 	if step == RemovalDrained {
 		if err := do(RemovalReset, func() error {
 			ip, err := r.infra.Address(ctx, m.VMID)
@@ -715,6 +816,132 @@ func (r *Reconciler) remove(op *operation, from string) error {
 		return err
 	}
 	return do("deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) })
+}
+
+// park keeps a drained worker in the warm pool: its Node tainted and
+// cordoned (nothing schedules there), its VM shut down and tagged standby.
+// Each step is idempotent: a park that stopped half-way is run again.
+func (r *Reconciler) park(ctx context.Context, op *operation, m Machine) error {
+	if err := r.runStep(op, StepParking, func() error {
+		if err := r.infra.Record(ctx, m.VMID, StepParking); err != nil {
+			return err
+		}
+		if err := r.cluster.SetStandby(ctx, m.Name, true); err != nil {
+			return err
+		}
+		if err := r.cluster.Cordon(ctx, m.Name, true); err != nil {
+			return err
+		}
+		return r.cluster.SetRemovalStep(ctx, m.Name, "")
+	}); err != nil {
+		return err
+	}
+	if err := r.runStep(op, StepStandby, func() error {
+		if err := r.infra.PowerOff(ctx, m.VMID); err != nil {
+			return err
+		}
+		return r.infra.Record(ctx, m.VMID, StepStandby)
+	}); err != nil {
+		return err
+	}
+	r.cluster.Event(m.Name, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
+	return nil
+}
+
+// startWake starts a standby worker: its VM boots, its Node comes back
+// Ready, the taint and the cordon go.
+func (r *Reconciler) startWake(m Machine, now time.Time) {
+	r.mu.Lock()
+	if r.stopping || r.ops[m.VMID] != nil || m.VMID == 0 {
+		r.mu.Unlock()
+		return
+	}
+	op := &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: StepWaking, started: now}
+	r.ops[m.VMID] = op
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		r.finish(OpProvision, m.VMID, r.wake(op, m))
+	}()
+}
+
+func (r *Reconciler) wake(op *operation, m Machine) error {
+	ctx, cancel := context.WithDeadline(r.work, op.started.Add(r.o.MaxProvisionTime))
+	defer cancel()
+	err := r.runStep(op, StepWaking, func() error {
+		if err := r.infra.Record(ctx, m.VMID, StepWaking); err != nil {
+			return err
+		}
+		return r.infra.Start(ctx, m.VMID)
+	})
+	if err == nil {
+		err = r.runStep(op, StepJoined, func() error {
+			deadline, _ := ctx.Deadline()
+			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
+				return err
+			}
+			if err := r.cluster.SetStandby(ctx, m.Name, false); err != nil {
+				return err
+			}
+			if err := r.cluster.Cordon(ctx, m.Name, false); err != nil {
+				return err
+			}
+			return r.infra.Record(ctx, m.VMID, StepJoined)
+		})
+	}
+	switch {
+	case err == nil:
+		r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler started this worker from the warm pool (VM %d on %s)", m.VMID, m.Host))
+		return nil
+	case errors.Is(err, errHalted):
+		return err
+	case r.work.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return errHalted
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
+	}
+	r.log.Warn("waking a standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
+	r.cleanup(m.VMID)
+	r.deleteNode(m.Name)
+	return fmt.Errorf("wake %s: %w", m.Name, err)
+}
+
+// startRetire destroys a stale standby worker (too old, or its template
+// changed) and deletes its Node. Its VM is stopped, so there is no Talos
+// API to reset: destroying it purges its disks, which is what the reset
+// would have wiped, and the Node is deleted as the reset's leave would.
+func (r *Reconciler) startRetire(m Machine) {
+	r.mu.Lock()
+	if r.stopping || r.ops[m.VMID] != nil || m.VMID == 0 {
+		r.mu.Unlock()
+		return
+	}
+	op := &operation{kind: OpRetire, vmid: m.VMID, name: m.Name, host: m.Host, step: StepRetiring, started: r.o.Now()}
+	r.ops[m.VMID] = op
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		ctx := r.work
+		err := r.runStep(op, StepRetiring, func() error { return r.infra.Record(ctx, m.VMID, StepRetiring) })
+		if err == nil {
+			err = r.runStep(op, "destroyed", func() error { return r.infra.Destroy(ctx, m.VMID) })
+		}
+		if err == nil {
+			err = r.runStep(op, "deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) })
+		}
+		r.finish(OpRetire, m.VMID, err)
+	}()
+}
+
+func (r *Reconciler) deleteNode(name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), time.Minute)
+	defer cancel()
+	if err := r.cluster.DeleteNode(ctx, name); err != nil {
+		r.log.Warn("delete node", zap.String("node", name), zap.Error(err))
+	}
 }
 
 // finish ends an operation and records its outcome.

@@ -41,6 +41,8 @@ type Snapshot struct {
 	Operations []Operation `json:"operations,omitempty"`
 	// Hosts is the PVE hosts' room for new VMs; nil means unknown (no cap).
 	Hosts []Host `json:"hosts,omitempty"`
+	// Standby is the warm pool: stopped workers, installed and joined.
+	Standby []StandbyWorker `json:"standby,omitempty"`
 	// Metrics tells whether usage figures are present and fresh.
 	Metrics MetricsState `json:"metrics"`
 }
@@ -60,7 +62,10 @@ type Node struct {
 	Managed bool `json:"managed,omitempty"`
 	// ControlPlane nodes never count as workers.
 	ControlPlane bool `json:"control_plane,omitempty"`
-	VMID         int  `json:"vmid,omitempty"`
+	// Standby marks the Node of a worker parked in the warm pool (tainted
+	// TaintStandby): not a worker until woken.
+	Standby bool `json:"standby,omitempty"`
+	VMID    int  `json:"vmid,omitempty"`
 	// Host is the PVE host the VM runs on.
 	Host          string    `json:"host,omitempty"`
 	Ready         bool      `json:"ready"`
@@ -112,8 +117,12 @@ type OperationKind string
 const (
 	// OpProvision is a worker being created (clone .. Node Ready).
 	OpProvision OperationKind = "provision"
-	// OpRemove is a worker being removed (cordon .. destroy).
+	// OpRemove is a worker being removed (cordon .. destroy, or parked).
 	OpRemove OperationKind = "remove"
+	// OpRefill is a standby worker being built: not capacity for the cluster.
+	OpRefill OperationKind = "refill"
+	// OpRetire is a stale standby worker being destroyed.
+	OpRetire OperationKind = "retire"
 )
 
 // Operation is a provision or removal in flight.
@@ -125,6 +134,20 @@ type Operation struct {
 	Host    string    `json:"host,omitempty"`
 	Step    string    `json:"step,omitempty"`
 	Started time.Time `json:"started,omitempty"`
+}
+
+// TaintStandby keeps pods off a standby worker's Node (NoSchedule).
+const TaintStandby = "pve-autoscaler.io/standby"
+
+// StandbyWorker is one stopped worker in the warm pool.
+type StandbyWorker struct {
+	VMID int    `json:"vmid"`
+	Name string `json:"name"`
+	Host string `json:"host"`
+	// Created is when its VM was cloned.
+	Created time.Time `json:"created"`
+	// Stale, when set, says why it must not be started (its template changed).
+	Stale string `json:"stale,omitempty"`
 }
 
 // Host is one PVE host's room for new workers.

@@ -76,7 +76,13 @@ type Node struct {
 	Host string
 	// IP is the VM's address (from the guest agent or the MAC/IP pool).
 	IP string
+	// Standby: built for the warm pool; its kubelet registers the Node
+	// tainted StandbyTaint, so no pod lands there before it is parked.
+	Standby bool
 }
+
+// StandbyTaint is the taint a standby worker's kubelet registers with.
+const StandbyTaint = scaler.TaintStandby + "=true:NoSchedule"
 
 // Client is the Talos adapter.
 type Client struct {
@@ -239,6 +245,9 @@ func (c *Client) Render(n Node) ([]byte, error) {
     %s: "%d"
     %s: %q
 `, LabelManaged, LabelVMID, n.VMID, LabelHost, n.Host)
+	if n.Standby {
+		nodePatch += fmt.Sprintf("  kubelet:\n    extraArgs:\n      register-with-taints: %q\n", StandbyTaint)
+	}
 	if c.hostnameDoc {
 		// Recent configs carry a HostnameConfig document (auto: stable);
 		// a hostname there needs auto off, or validation refuses it.

@@ -504,3 +504,28 @@ func TestCheckCA(t *testing.T) {
 		t.Fatalf("mismatched CA: %v", err)
 	}
 }
+
+// TestRenderStandby: a standby build's kubelet registers the Node with the
+// standby taint; a normal one does not. Both validate, on both contracts.
+func TestRenderStandby(t *testing.T) {
+	for _, c := range []*cluster{newCluster(t), newClusterFor(t, tconfig.TalosVersion1_11)} {
+		cl := newClient(t, c, "50000", nil, nil)
+		for _, sb := range []bool{false, true} {
+			data, err := cl.Render(Node{Name: "w1", VMID: 5001, Host: "pve1", IP: "127.0.0.1", Standby: sb})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := configloader.NewFromBytes(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Machine().NodeLabels()[LabelManaged] != "true" {
+				t.Errorf("standby %v: labels %v", sb, cfg.Machine().NodeLabels())
+			}
+			got := strings.Join(cfg.Machine().Kubelet().ExtraArgs()["register-with-taints"], ",")
+			if sb && got != StandbyTaint || !sb && got != "" {
+				t.Errorf("standby %v: register-with-taints %q", sb, got)
+			}
+		}
+	}
+}

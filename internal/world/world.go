@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,7 +25,9 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/generate"
 	"github.com/siderolabs/talos/pkg/machinery/config/generate/secrets"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
@@ -68,6 +71,9 @@ type World struct {
 	nodeMade map[string]bool
 	joined   map[string]time.Time
 	booting  map[int]*time.Timer
+	// installed remembers each VM's applied config: started again (the
+	// warm pool), it boots installed and its Node comes back.
+	installed map[int][]byte
 }
 
 const tokenSecret = "11111111-2222-4333-8444-555566667777"
@@ -85,7 +91,7 @@ func New(kube *kubetest.Env, opts Options) (*World, error) {
 	if opts.InstallDelay == 0 {
 		opts.InstallDelay = 50 * time.Millisecond
 	}
-	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}, joined: map[string]time.Time{}, booting: map[int]*time.Timer{}}
+	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}, joined: map[string]time.Time{}, booting: map[int]*time.Timer{}, installed: map[int][]byte{}}
 	// A loopback /24 and a port of our own, so parallel test packages never meet.
 	w.IPPool = fmt.Sprintf("127.%d.%d.0/24", 100+randInt(100), 1+randInt(250))
 	w.TalosPort = int(20000 + randInt(30000))
@@ -229,17 +235,42 @@ func (w *World) follow(e pvesim.Event) {
 			go n.Close()
 			delete(w.fakes, e.VMID)
 		}
+		if e.Type == pvesim.EventDestroyed {
+			delete(w.installed, e.VMID)
+		} else if w.installed[e.VMID] != nil {
+			// Its kubelet stops: the Node goes NotReady (kwok lets go of it).
+			w.power(e.Name, false)
+		}
 	}
 }
 
-// boot starts a VM's fake Talos API in maintenance mode; w.mu is held.
+// boot starts a VM's fake Talos API: in maintenance mode, or installed
+// when it was installed before; w.mu is held.
 func (w *World) boot(vm pvesim.Event) {
-	n, err := talosfake.Start(talosfake.Options{
+	opts := talosfake.Options{
 		Addr: net.JoinHostPort(vm.IP, strconv.Itoa(w.TalosPort)), CA: w.bundle.Certs.OS, InstallDelay: w.opts.InstallDelay,
-		OnInstalled: func(_ *talosfake.Node, cfg []byte) { w.join(vm, cfg) },
+		OnInstalled: func(_ *talosfake.Node, cfg []byte) {
+			w.mu.Lock()
+			w.installed[vm.VMID] = cfg
+			w.mu.Unlock()
+			w.join(vm, cfg)
+		},
 		// A reset node leaves the cluster: its kubelet is gone.
-		OnReset: func(*talosfake.Node, *machineapi.ResetRequest) { w.leave(vm.Name) },
-	})
+		OnReset: func(*talosfake.Node, *machineapi.ResetRequest) {
+			w.mu.Lock()
+			delete(w.installed, vm.VMID)
+			w.mu.Unlock()
+			w.leave(vm.Name)
+		},
+	}
+	var n *talosfake.Node
+	var err error
+	if cfg := w.installed[vm.VMID]; cfg != nil {
+		opts.OnInstalled = func(_ *talosfake.Node, cfg []byte) { w.rejoin(vm, cfg) }
+		n, err = talosfake.StartInstalled(opts, cfg)
+	} else {
+		n, err = talosfake.Start(opts)
+	}
 	if err != nil {
 		return
 	}
@@ -275,13 +306,84 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 	for k, v := range cfg.Machine().NodeLabels() {
 		labels[k] = v
 	}
-	err = w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels})
+	var taints []corev1.Taint
+	for _, t := range cfg.Machine().Kubelet().ExtraArgs()["register-with-taints"] {
+		for _, one := range strings.Split(t, ",") {
+			kv, effect, _ := strings.Cut(one, ":")
+			k, v, _ := strings.Cut(kv, "=")
+			taints = append(taints, corev1.Taint{Key: k, Value: v, Effect: corev1.TaintEffect(effect)})
+		}
+	}
+	err = w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints})
 	if err == nil {
 		w.mu.Lock()
 		w.nodeMade[name] = true
 		w.joined[name] = time.Now()
 		w.mu.Unlock()
 	}
+}
+
+// rejoin is an installed machine started again: its Node comes back
+// Ready (or registers, if it was deleted meanwhile).
+func (w *World) rejoin(vm pvesim.Event, data []byte) {
+	cfg, err := configloader.NewFromBytes(data)
+	if err != nil || cfg.Machine() == nil {
+		return
+	}
+	name := vm.Name
+	if h := cfg.NetworkHostnameConfig(); h != nil && h.Hostname() != "" {
+		name = h.Hostname()
+	}
+	if _, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{}); err != nil {
+		w.join(vm, data)
+		return
+	}
+	w.power(name, true)
+	w.mu.Lock()
+	w.joined[name] = time.Now()
+	w.mu.Unlock()
+}
+
+// power makes a Node's kubelet stop (off: kwok lets go of it and it goes
+// NotReady) or come back (on: kwok runs it again and it turns Ready).
+func (w *World) power(name string, on bool) {
+	ctx := context.Background()
+	nodes := w.Kube.Client.CoreV1().Nodes()
+	value := "off"
+	if on {
+		value = "fake"
+	}
+	_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil
+		}
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
+		}
+		n.Annotations[kubetest.KwokAnnotation] = value
+		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
+	if on {
+		return
+	}
+	_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := nodes.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil
+		}
+		for i, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				n.Status.Conditions[i].Status = corev1.ConditionFalse
+				n.Status.Conditions[i].Reason = "KubeletNotReady"
+				n.Status.Conditions[i].Message = "the VM is stopped"
+				n.Status.Conditions[i].LastTransitionTime = metav1.Now()
+			}
+		}
+		_, err = nodes.UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	})
 }
 
 // leave deletes the Node a reset machine had registered.

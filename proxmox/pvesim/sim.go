@@ -465,6 +465,17 @@ func (s *Sim) SetTemplateAgent(vmid int, on bool) {
 	defer s.mu.Unlock()
 	if v := s.vms[vmid]; v != nil {
 		v.agent = on
+		v.digestN++ // a config change: its digest changes
+	}
+}
+
+// SetHostMemory changes a host's total memory (bytes): a host that has
+// filled up, for the scaler.
+func (s *Sim) SetHostMemory(name string, total int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.hosts[name]; h != nil {
+		h.memory = total
 	}
 }
 

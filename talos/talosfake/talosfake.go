@@ -390,3 +390,29 @@ func selfSigned(ip string) (tls.Certificate, error) {
 	}
 	return tls.X509KeyPair(ca.CrtPEM, ca.KeyPEM)
 }
+
+// StartInstalled starts a machine installed with cfg before (a start after
+// a stop, a reboot): it skips maintenance mode and comes up in secure mode
+// at opts.Addr (which must name the port), calling OnInstalled once it
+// serves, from its own goroutine.
+func StartInstalled(opts Options, cfg []byte) (*Node, error) {
+	if opts.Version == "" {
+		opts.Version = "v1.13.9"
+	}
+	host, port, err := net.SplitHostPort(opts.Addr)
+	if err != nil || port == "0" {
+		return nil, fmt.Errorf("talosfake: address %q: expected IP:PORT with the port it was installed at", opts.Addr)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("talosfake: address %q: only loopback addresses are allowed", opts.Addr)
+	}
+	n := &Node{opts: opts, ip: host, port: port, state: Installing}
+	n.timer = time.AfterFunc(0, func() {
+		if err := n.boot(cfg); err != nil {
+			n.mu.Lock()
+			n.state = Down
+			n.mu.Unlock()
+		}
+	})
+	return n, nil
+}

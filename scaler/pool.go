@@ -1,0 +1,195 @@
+package scaler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Reason codes of the warm pool.
+const (
+	CodeStandbyWake   Code = "standby_wake"
+	CodeStandbyPark   Code = "standby_park"
+	CodeStandbyRefill Code = "standby_refill"
+	CodeStandbyRetire Code = "standby_retire"
+	CodeStandbyNoRoom Code = "standby_no_room"
+)
+
+// pool is the warm pool's working state in one decision.
+type pool struct {
+	usable    []StandbyWorker // fresh, not being woken or retired: can be started
+	stale     []StandbyWorker // to retire, with why
+	staleWhy  map[int]string
+	busy      map[int]bool // vmids an operation works on
+	parking   int          // removals that will park
+	refilling int
+}
+
+// newPool sorts the snapshot's standby workers into usable and stale.
+func (d *decision) newPool() {
+	pl := pool{staleWhy: map[int]string{}, busy: map[int]bool{}}
+	for _, op := range d.s.Operations {
+		switch op.Kind {
+		case OpRefill:
+			pl.refilling++
+		case OpRemove:
+			if op.Step == StepParking {
+				pl.parking++
+			}
+		}
+		if op.VMID != 0 {
+			pl.busy[op.VMID] = true
+		}
+	}
+	for _, w := range d.s.Standby {
+		if pl.busy[w.VMID] {
+			continue
+		}
+		why := w.Stale
+		if why == "" && d.p.StandbyMaxAge > 0 && !w.Created.IsZero() && d.now.Sub(w.Created) > d.p.StandbyMaxAge {
+			why = fmt.Sprintf("%s old, older than max_age %s", fmtDur(d.now.Sub(w.Created).Round(time.Minute)), fmtDur(d.p.StandbyMaxAge))
+		}
+		if why != "" {
+			pl.stale = append(pl.stale, w)
+			pl.staleWhy[w.VMID] = why
+			continue
+		}
+		pl.usable = append(pl.usable, w)
+	}
+	// Newest first: the freshest image serves first, the oldest ages out.
+	slices.SortFunc(pl.usable, func(a, b StandbyWorker) int {
+		if c := b.Created.Compare(a.Created); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.VMID, b.VMID)
+	})
+	d.pool = pl
+	if d.p.StandbySize > 0 || len(d.s.Standby) > 0 {
+		p := &Pool{Size: d.p.StandbySize, Ready: len(pl.usable), Members: []PoolMember{}}
+		for _, w := range d.s.Standby {
+			m := PoolMember{VMID: w.VMID, Name: w.Name, Host: w.Host, Stale: pl.staleWhy[w.VMID]}
+			if !w.Created.IsZero() {
+				m.Age = d.now.Sub(w.Created)
+			}
+			p.Members = append(p.Members, m)
+		}
+		d.plan.Pool = p
+	}
+}
+
+// wake picks up to n usable standby workers whose host still has the
+// memory to start them, for an add action; it explains the choice.
+func (d *decision) wake(n int) ([]int, []Reason) {
+	if n <= 0 || len(d.pool.usable) == 0 {
+		return nil, nil
+	}
+	free := map[string]int64{}
+	known := d.s.Hosts != nil
+	for _, h := range d.s.Hosts {
+		if h.Online {
+			free[h.Name] = h.MemoryFree - d.p.HostReserve
+		}
+	}
+	var wake []int
+	var noRoom []string
+	for _, w := range d.pool.usable {
+		if len(wake) == n {
+			break
+		}
+		if known {
+			if f, ok := free[w.Host]; !ok || f < d.p.VMMemory {
+				noRoom = append(noRoom, fmt.Sprintf("%s on %s", w.Name, w.Host))
+				continue
+			}
+			free[w.Host] -= d.p.VMMemory
+		}
+		wake = append(wake, w.VMID)
+	}
+	var why []Reason
+	if len(wake) > 0 {
+		why = append(why, reason(CodeStandbyWake, "%s started from the warm pool, %d cloned", count(len(wake), "standby worker"), n-len(wake)))
+	}
+	if len(noRoom) > 0 {
+		d.note(CodeStandbyNoRoom, "standby %s not started: the host lacks the %s to start it", joinMax(noRoom, 3), fmtBytes(d.p.VMMemory))
+	}
+	return wake, why
+}
+
+// parkRemoval turns the chosen removal into a park while the pool has room.
+func (d *decision) parkRemoval(a *Action) {
+	if d.p.StandbySize <= 0 {
+		return
+	}
+	have := len(d.pool.usable) + d.pool.parking + d.pool.refilling
+	if have >= d.p.StandbySize {
+		return
+	}
+	if len(d.p.StandbyHosts) > 0 && !slices.Contains(d.p.StandbyHosts, a.Host) {
+		d.note(CodeStandbyPark, "%s is not parked: its host %s may not hold standby workers (policy.standby.hosts)", a.Node, a.Host)
+		return
+	}
+	a.Park = true
+	a.Reasons = append(a.Reasons, reason(CodeStandbyPark, "parked stopped in the warm pool (%d of %d) instead of destroyed", have+1, d.p.StandbySize))
+}
+
+// planPool retires stale standby workers and refills the pool when the
+// cluster is calm. It runs after the scale decisions.
+func (d *decision) planPool() {
+	for _, w := range d.pool.stale {
+		d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRetire, VMID: w.VMID, Node: w.Name, Host: w.Host,
+			Reasons: []Reason{reason(CodeStandbyRetire, "standby worker %s is %s: destroyed rather than started", w.Name, d.pool.staleWhy[w.VMID])}})
+		break // one at a time
+	}
+	if d.p.StandbySize <= 0 {
+		return
+	}
+	have := len(d.pool.usable) + d.pool.parking + d.pool.refilling
+	if have >= d.p.StandbySize {
+		return
+	}
+	calm := ""
+	switch {
+	case len(d.plan.Actions) > 0:
+		calm = "the cluster is scaling"
+	case len(d.s.Operations) > 0:
+		calm = "operations in flight"
+	case len(d.s.PendingPods) > 0:
+		calm = "pods pending"
+	case !d.utilValid:
+		calm = "utilization unknown"
+	case d.cpuPct >= d.p.CPU.Up || d.memPct >= d.p.Memory.Up:
+		calm = "utilization high"
+	case d.cooling(d.h.LastScaleUp, d.p.CooldownAfterUp) || d.cooling(d.h.LastScaleDown, d.p.CooldownAfterDown) || d.cooling(d.h.LastFailure, d.p.CooldownAfterFailure):
+		calm = "a cooldown runs"
+	}
+	if calm == "" {
+		if room, known := d.hostRoom(); known && room < 1 {
+			calm = "no host has room to build one"
+		}
+	}
+	if calm != "" {
+		d.note(CodeStandbyRefill, "warm pool %d of %d: refill waits (%s)", have, d.p.StandbySize, calm)
+		return
+	}
+	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRefill, Count: 1,
+		Reasons: []Reason{reason(CodeStandbyRefill, "warm pool %d of %d and the cluster calm: one standby worker is built", have, d.p.StandbySize)}})
+}
+
+func joinMax(items []string, n int) string {
+	if len(items) > n {
+		return fmt.Sprintf("%s and %d more", joinComma(items[:n]), len(items)-n)
+	}
+	return joinComma(items)
+}
+
+func joinComma(items []string) string {
+	out := ""
+	for i, s := range items {
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	return out
+}

@@ -5,8 +5,8 @@
 #                Kubernetes test bed (built on first run), go test -race
 #   make build   static release binaries in bin/ (pve-autoscaler, pvesim)
 #   make bench       fast benchmarks (decision engine, simulator, idle tick)
-#   make bench-e2e   scale-up latency and time to capacity in the simulated
-#                    world with realistic latencies (about 6 minutes)
+#   make bench-e2e   scale-up latency, time to capacity and warm standby in the
+#                    simulated world with realistic latencies (about 13 minutes)
 #   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
 #   make fmt     gofmt -w
@@ -72,6 +72,7 @@ bench: kube-testbed
 bench-e2e: kube-testbed
 	$(GO) test -run '^$$' -bench 'ScaleUpLatency' -benchtime 3x -timeout 30m ./daemon
 	$(GO) test -run '^$$' -bench 'TimeToCapacity2to6' -benchtime 1x -timeout 30m ./daemon
+	$(GO) test -run '^$$' -bench 'StandbyVsClone' -benchtime 1x -timeout 30m ./daemon
 
 bench-idle: kube-testbed
 	$(GO) test -run '^$$' -bench IdleDaemon -benchtime 1x -timeout 30m ./cmd/pve-autoscaler

@@ -315,3 +315,82 @@ func BenchmarkTimeToCapacity2to6(b *testing.B) {
 	res := simulate.Run(tr, setup, m)
 	b.ReportMetric(res.WorstTTC.Seconds(), "model-s")
 }
+
+// BenchmarkStandbyVsClone: time to capacity for one worker started from
+// the warm pool against one cloned, on the same realistic latencies, with
+// a realistic install (90 s: PVE-API.md's 60-120 s from apply-config to
+// kubelet Ready). Reported: standby-s and clone-s (a pod's creation to its
+// placement on the new worker) and x-faster (goal: at least 4).
+//
+// Run: go test ./daemon -run '^$' -bench StandbyVsClone -benchtime 1x -timeout 30m (about 7 minutes)
+func BenchmarkStandbyVsClone(b *testing.B) {
+	env := kubetest.Require(b)
+	lat := pvesim.DefaultLatencies()
+	const install = 90 * time.Second
+	var standby, clone time.Duration
+	for range b.N {
+		b.StopTimer()
+		w, err := world.New(env, world.Options{Latencies: &lat, BootDelay: benchBoot, InstallDelay: install})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := w.Config()
+		cfg.Policy.MinWorkers, cfg.Policy.MaxWorkers, cfg.Policy.Standby.Size = 1, 4, 1
+		cfg.Policy.PendingPods.Grace = 0
+		cfg.Policy.ScaleUpAfter, cfg.Policy.ScaleDownAfter, cfg.Policy.Cooldown = 0, 0, config.Cooldown{}
+		cfg.Proxmox.AgentTimeout = config.Duration(time.Minute)
+		cfg.Proxmox.TaskTimeout = config.Duration(time.Minute)
+		ctx, cancel := context.WithCancel(context.Background())
+		d, err := Build(ctx, cfg, Options{TalosPort: w.TalosPort, Log: zap.NewNop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go d.Reconciler.Run(ctx, 5*time.Second, nil)
+		ns := env.Namespace(b)
+		placed := func(name string) time.Time {
+			deadline := time.Now().Add(10 * time.Minute)
+			for {
+				p, err := env.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+				if err == nil && p.Spec.NodeName != "" {
+					return time.Now()
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("pod %s not placed", name)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		create := func(name string) time.Time {
+			if _, err := env.Client.CoreV1().Pods(ns).Create(ctx, bigPod(ns, name), metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			return time.Now()
+		}
+		// The minimum's worker, filled, and a full pool.
+		placed(func() string { create("filler"); return "filler" }())
+		deadline := time.Now().Add(10 * time.Minute)
+		for {
+			p := d.Reconciler.Status().Plan
+			if p != nil && p.Pool != nil && p.Pool.Ready == 1 && len(d.Reconciler.Status().Operations) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("the warm pool was not built")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		b.StartTimer()
+		t0 := create("from-standby")
+		standby += placed("from-standby").Sub(t0)
+		t0 = create("from-clone") // the pool is empty now
+		clone += placed("from-clone").Sub(t0)
+		b.StopTimer()
+		cancel()
+		d.Reconciler.Wait()
+		w.Close()
+	}
+	n := float64(b.N)
+	b.ReportMetric(standby.Seconds()/n, "standby-s")
+	b.ReportMetric(clone.Seconds()/n, "clone-s")
+	b.ReportMetric(clone.Seconds()/standby.Seconds(), "x-faster")
+}

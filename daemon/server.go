@@ -30,6 +30,8 @@ type Metrics struct {
 	errors       *prometheus.CounterVec
 	utilization  *prometheus.GaugeVec
 	lastDecision prometheus.Gauge
+	pool         *prometheus.GaugeVec
+	poolOldest   prometheus.Gauge
 }
 
 // NewMetrics registers the metrics.
@@ -42,7 +44,9 @@ func NewMetrics() *Metrics {
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pve_autoscaler_errors_total", Help: "Errors by stage: tick, provision, remove."}, []string{"stage"})
 	m.utilization = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_utilization_ratio", Help: "Cluster utilization of Ready, schedulable workers (0-1), by resource."}, []string{"resource"})
 	m.lastDecision = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_last_decision_timestamp_seconds", Help: "When the last decision was made (Unix time)."})
-	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision,
+	m.pool = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_workers", Help: "The warm pool: size (configured), ready (startable), stale (to be replaced)."}, []string{"state"})
+	m.poolOldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_oldest_age_seconds", Help: "Age of the oldest standby worker (0: none)."})
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.pool, m.poolOldest,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -55,8 +59,11 @@ func (m *Metrics) Step(kind scaler.OperationKind, step string, took time.Duratio
 // Done records an operation's outcome.
 func (m *Metrics) Done(kind scaler.OperationKind, err error) {
 	dir := "up"
-	if kind == scaler.OpRemove {
+	switch kind {
+	case scaler.OpRemove:
 		dir = "down"
+	case scaler.OpRefill, scaler.OpRetire:
+		dir = string(kind) // the warm pool's upkeep
 	}
 	result := "success"
 	if err != nil {
@@ -82,6 +89,21 @@ func (m *Metrics) Tick(p scaler.Plan, err error) {
 		m.utilization.WithLabelValues("memory").Set(u.Memory / 100)
 	}
 	m.lastDecision.Set(float64(p.Time.Unix()))
+	var size, ready, stale int
+	var oldest time.Duration
+	if pl := p.Pool; pl != nil {
+		size, ready = pl.Size, pl.Ready
+		for _, mb := range pl.Members {
+			if mb.Stale != "" {
+				stale++
+			}
+			oldest = max(oldest, mb.Age)
+		}
+	}
+	m.pool.WithLabelValues("size").Set(float64(size))
+	m.pool.WithLabelValues("ready").Set(float64(ready))
+	m.pool.WithLabelValues("stale").Set(float64(stale))
+	m.poolOldest.Set(oldest.Seconds())
 }
 
 // Server serves /healthz, /readyz, /metrics and /status.

@@ -107,6 +107,18 @@ func replaced(t *testing.T, w *world.World, old *corev1.Node) bool {
 	return n == nil || n.UID != old.UID
 }
 
+// closed reports, for converge, whether ch is closed.
+func closed(ch chan struct{}) func() bool {
+	return func() bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 func clones(w *world.World) int { return w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"] }
 
 // withStandby is the test config with a warm pool of size.
@@ -334,14 +346,7 @@ func TestStandbyCrashWhileParkingAndWaking(t *testing.T) {
 	var crashed *Daemon
 	hook, hit := crashAt(scaler.OpRemove, scaler.StepParking, func() { crashed.Reconciler.Abort() })
 	crashed, cancel = build(t, w, withStandby(w, 1, 4, 1), Options{AfterStep: hook})
-	converge(t, crashed, "the crash while parking", time.Minute, func() bool {
-		select {
-		case <-hit:
-			return true
-		default:
-			return false
-		}
-	})
+	converge(t, crashed, "the crash while parking", time.Minute, closed(hit))
 	crashed.Reconciler.Wait()
 	cancel()
 	d, cancel = build(t, w, withStandby(w, 1, 4, 1), Options{})
@@ -352,14 +357,7 @@ func TestStandbyCrashWhileParkingAndWaking(t *testing.T) {
 	// Wake, crashing once the waking step is recorded.
 	hook, hit = crashAt(scaler.OpProvision, scaler.StepWaking, func() { crashed.Reconciler.Abort() })
 	crashed, cancel = build(t, w, withStandby(w, 2, 4, 1), Options{AfterStep: hook})
-	converge(t, crashed, "the crash while waking", time.Minute, func() bool {
-		select {
-		case <-hit:
-			return true
-		default:
-			return false
-		}
-	})
+	converge(t, crashed, "the crash while waking", time.Minute, closed(hit))
 	crashed.Reconciler.Wait()
 	cancel()
 	before := clones(w)

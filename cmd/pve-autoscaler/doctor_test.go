@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
@@ -40,6 +43,11 @@ func TestDoctorExitCodes(t *testing.T) {
 	if err := env.CreateNode(t.Context(), kubetest.NodeSpec{Name: "doctor-cli", CPU: "4", Memory: "8Gi"}); err != nil {
 		t.Fatal(err)
 	}
+	// The control plane is shared by this package's tests: leave no worker behind.
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Nodes().Delete(context.Background(), "doctor-cli", metav1.DeleteOptions{})
+		env.Metrics.Reset()
+	})
 	code, out, errs := runMain("doctor", "--config", write(nil), "--output", "json")
 	var rep struct {
 		Checks []struct{ Area, Check, Status string }

@@ -22,6 +22,10 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 		fmt.Fprintln(w, "Utilization:  unknown")
 	}
 
+	if pl := p.Pool; pl != nil {
+		writePool(w, pl, "Warm pool:    ", "              ")
+	}
+
 	fmt.Fprintln(w, "\nActions:")
 	if len(p.Actions) == 0 {
 		fmt.Fprintln(w, "  none")
@@ -29,7 +33,15 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 	for _, a := range p.Actions {
 		switch a.Kind {
 		case scaler.ActionAdd:
-			fmt.Fprintf(w, "  + add %d worker%s\n", a.Count, plural(a.Count))
+			fmt.Fprintf(w, "  + add %d worker%s", a.Count, plural(a.Count))
+			if len(a.Wake) > 0 {
+				fmt.Fprintf(w, ": start standby %s, clone %d", vmids(a.Wake), a.Count-len(a.Wake))
+			}
+			fmt.Fprintln(w)
+		case scaler.ActionRefill:
+			fmt.Fprintf(w, "  + build %d standby worker%s for the warm pool (clone, install, join, park)\n", a.Count, plural(a.Count))
+		case scaler.ActionRetire:
+			fmt.Fprintf(w, "  - retire standby %s (vmid %d on %s): destroy VM and Node\n", a.Node, a.VMID, a.Host)
 		case scaler.ActionRemove:
 			where := ""
 			if a.VMID != 0 {
@@ -39,7 +51,11 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 				}
 				where += ")"
 			}
-			fmt.Fprintf(w, "  - remove %s%s: cordon, drain, reset, destroy\n", a.Node, where)
+			how := "cordon, drain, reset, destroy"
+			if a.Park {
+				how = "cordon, drain, taint, stop: parked in the warm pool"
+			}
+			fmt.Fprintf(w, "  - remove %s%s: %s\n", a.Node, where, how)
 		}
 		for _, r := range a.Reasons {
 			fmt.Fprintf(w, "      %s: %s\n", r.Code, r.Message)
@@ -62,6 +78,29 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 		removed = 1
 	}
 	fmt.Fprintf(w, "\nPlan: %d to add, %d to remove.\n", p.Added(), removed)
+}
+
+// writePool prints the warm pool: a summary line, then one per member.
+func writePool(w io.Writer, pl *scaler.Pool, first, indent string) {
+	fmt.Fprintf(w, "%s%d of %d ready to start\n", first, pl.Ready, pl.Size)
+	for _, m := range pl.Members {
+		state := "ready"
+		if m.Stale != "" {
+			state = "stale: " + m.Stale
+		}
+		fmt.Fprintf(w, "%s%s (vmid %d on %s), %s old, %s\n", indent, m.Name, m.VMID, m.Host, m.Age.Round(time.Minute), state)
+	}
+}
+
+func vmids(ids []int) string {
+	s := ""
+	for i, id := range ids {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprint(id)
+	}
+	return s
 }
 
 func plural(n int) string {

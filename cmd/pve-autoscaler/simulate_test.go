@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,48 @@ func TestSimulateErrors(t *testing.T) {
 		code, _, errs := runMain(append([]string{"simulate"}, c.args...)...)
 		if code != exitUsage || !strings.Contains(errs, c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
+}
+
+// TestPlanShowsTheWarmPool: plan names the standby workers a scale-up
+// starts and shows the pool with ages and what is stale.
+func TestPlanShowsTheWarmPool(t *testing.T) {
+	data, err := os.ReadFile(exampleSnap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap map[string]any
+	if err := json.Unmarshal(data, &snap); err != nil {
+		t.Fatal(err)
+	}
+	snap["standby"] = []any{
+		map[string]any{"vmid": 5007, "name": "talos-worker-5007", "host": "pve1", "created": "2026-11-27T08:00:00Z"},
+		map[string]any{"vmid": 5008, "name": "talos-worker-5008", "host": "pve2", "created": "2026-11-27T09:00:00Z", "stale": "cloned from template 9000 whose configuration has changed since"},
+	}
+	b, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "snap.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "  standby: {size: 2}\n")
+	code, out, errs := runMain("plan", "--config", cfg, "--snapshot", path)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"Warm pool:    1 of 2 ready to start",
+		"talos-worker-5007 (vmid 5007 on pve1), 9h55m0s old, ready",
+		"talos-worker-5008 (vmid 5008 on pve2), 8h55m0s old, stale: cloned from template 9000",
+		"start standby 5007, clone",
+		"standby_wake: 1 standby worker started from the warm pool",
+		"- retire standby talos-worker-5008 (vmid 5008 on pve2): destroy VM and Node",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
 		}
 	}
 }

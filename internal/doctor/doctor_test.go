@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
@@ -461,5 +463,50 @@ func installVPA(t *testing.T, env *kubetest.Env) {
 			t.Fatal("the VPA CRD was not served within 30s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestStandbyPool: doctor shows the warm pool and what keeps it from
+// serving.
+func TestStandbyPool(t *testing.T) {
+	s := newSetup(t, world.Options{})
+	cleanCluster(t, s.env)
+	r := s.run(func(c *config.Config) { c.Policy.Standby.Size = 2 })
+	expect(t, r, "proxmox", "standby", Warn, "warm pool 0 of 2 (hosts: any): empty", "refills the pool")
+	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1; c.Policy.Standby.Hosts = []string{"pve9"} })
+	expect(t, r, "proxmox", "standby", Fail, "names pve9, not a node", "correct policy.standby.hosts")
+
+	// A daemon builds the pool; doctor lists its worker.
+	c := s.w.Config()
+	c.Policy.MinWorkers, c.Policy.Standby.Size = 1, 1
+	c.Policy.ScaleUpAfter, c.Policy.ScaleDownAfter, c.Policy.Cooldown = 0, 0, config.Cooldown{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d, err := daemon.Build(ctx, c, daemon.Options{TalosPort: s.w.TalosPort, Poll: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, _ := d.Reconciler.Tick(ctx)
+		if p.Pool != nil && p.Pool.Ready == 1 && len(d.Reconciler.Status().Operations) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no standby worker built: %+v", p.Pool)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.Reconciler.Wait()
+	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1 })
+	expect(t, r, "proxmox", "standby", OK, "warm pool 1 of 1 (hosts: any): talos-worker-", "")
+	s.w.Sim.SetTemplateAgent(9000, true)
+	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1 })
+	if !slices.ContainsFunc(r.Checks, func(c Check) bool {
+		return strings.HasPrefix(c.Name, "standby talos-worker-") && c.Status == Warn && strings.Contains(c.Finding, "template whose configuration has changed")
+	}) {
+		var b bytes.Buffer
+		_ = r.WriteText(&b)
+		t.Errorf("no stale standby warning:\n%s", b.String())
 	}
 }

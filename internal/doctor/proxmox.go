@@ -82,7 +82,66 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 	f.inv = &inv
 	checkTemplate(ctx, r, c, pc, inv, agent)
 	checkHosts(r, c, pc, inv)
+	checkPool(ctx, r, c, pc, inv)
 	return f
+}
+
+// checkPool shows the warm pool: its members, their ages and hosts, and
+// whether each can be started now and is current.
+func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory) {
+	const area = "proxmox"
+	sb := c.Policy.Standby
+	var members []proxmox.VM
+	for _, v := range inv.Ours {
+		if proxmox.Step(v) == "standby" {
+			members = append(members, v)
+		}
+	}
+	if sb.Size == 0 && len(members) == 0 {
+		return
+	}
+	for _, h := range sb.Hosts {
+		if !slices.ContainsFunc(inv.Hosts, func(x proxmox.Host) bool { return x.Name == h }) {
+			r.add(area, "standby", Fail, "correct policy.standby.hosts (pvecm nodes lists the cluster's nodes)", "policy.standby.hosts names %s, not a node of this PVE cluster", h)
+		}
+	}
+	template, _ := pc.TemplateDigest(ctx, inv)
+	var lines []string
+	for _, v := range members {
+		meta, err := pc.Meta(ctx, v.VMID, v.Host)
+		age := "age unknown"
+		if err == nil && !meta.Created.IsZero() {
+			age = time.Since(meta.Created).Round(time.Minute).String() + " old"
+		}
+		lines = append(lines, fmt.Sprintf("%s on %s, %s", v.Name, v.Host, age))
+		switch {
+		case err == nil && meta.Template != "" && template != "" && meta.Template != template:
+			r.add(area, "standby "+v.Name, Warn, "nothing to do: the daemon replaces it (destroys it and builds a new one when the cluster is calm)", "cloned from a template whose configuration has changed since: it will not be started")
+		case err == nil && !meta.Created.IsZero() && time.Since(meta.Created) > sb.MaxAge.D():
+			r.add(area, "standby "+v.Name, Warn, "nothing to do: the daemon replaces it", "older than policy.standby.max_age %s: it will not be started", sb.MaxAge.D())
+		}
+		for _, h := range inv.Hosts {
+			if h.Name == v.Host && (!h.Online || pc.Room(h) < 1) {
+				r.add(area, "standby "+v.Name, Warn, "free memory on "+h.Name+" (a stopped standby worker reserves none): until then a scale-up clones instead", "its host %s has no room to start it now", h.Name)
+			}
+		}
+	}
+	st, fix := OK, ""
+	if len(members) < sb.Size {
+		st, fix = Warn, "nothing to do if the daemon runs: it refills the pool when the cluster is calm (no pending pods, no cooldown)"
+	}
+	detail := "empty"
+	if len(lines) > 0 {
+		detail = strings.Join(lines, "; ")
+	}
+	r.add(area, "standby", st, fix, "warm pool %d of %d (hosts: %s): %s", len(members), sb.Size, orAny(sb.Hosts), detail)
+}
+
+func orAny(hosts []string) string {
+	if len(hosts) == 0 {
+		return "any"
+	}
+	return strings.Join(hosts, ", ")
 }
 
 // apiFix says how to fix an unreachable or refusing API.

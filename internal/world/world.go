@@ -294,13 +294,9 @@ func (w *World) JoinedAt(name string) time.Time {
 
 // join registers the Node the applied config describes.
 func (w *World) join(vm pvesim.Event, data []byte) {
-	cfg, err := configloader.NewFromBytes(data)
-	if err != nil || cfg.Machine() == nil {
+	cfg, name, ok := nodeConfig(vm, data)
+	if !ok {
 		return
-	}
-	name := vm.Name
-	if h := cfg.NetworkHostnameConfig(); h != nil && h.Hostname() != "" {
-		name = h.Hostname()
 	}
 	labels := map[string]string{}
 	for k, v := range cfg.Machine().NodeLabels() {
@@ -314,7 +310,7 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 			taints = append(taints, corev1.Taint{Key: k, Value: v, Effect: corev1.TaintEffect(effect)})
 		}
 	}
-	err = w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints})
+	err := w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints})
 	if err == nil {
 		w.mu.Lock()
 		w.nodeMade[name] = true
@@ -323,16 +319,25 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 	}
 }
 
-// rejoin is an installed machine started again: its Node comes back
-// Ready (or registers, if it was deleted meanwhile).
-func (w *World) rejoin(vm pvesim.Event, data []byte) {
+// nodeConfig reads an applied machine config and the Node name it gives.
+func nodeConfig(vm pvesim.Event, data []byte) (tconfig.Provider, string, bool) {
 	cfg, err := configloader.NewFromBytes(data)
 	if err != nil || cfg.Machine() == nil {
-		return
+		return nil, "", false
 	}
 	name := vm.Name
 	if h := cfg.NetworkHostnameConfig(); h != nil && h.Hostname() != "" {
 		name = h.Hostname()
+	}
+	return cfg, name, true
+}
+
+// rejoin is an installed machine started again: its Node comes back
+// Ready (or registers, if it was deleted meanwhile).
+func (w *World) rejoin(vm pvesim.Event, data []byte) {
+	_, name, ok := nodeConfig(vm, data)
+	if !ok {
+		return
 	}
 	if _, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{}); err != nil {
 		w.join(vm, data)

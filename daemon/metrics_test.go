@@ -1,0 +1,37 @@
+package daemon
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// TestPoolMetrics: the warm pool's size, ready and stale members and the
+// oldest's age reach /metrics.
+func TestPoolMetrics(t *testing.T) {
+	m := NewMetrics()
+	m.Tick(scaler.Plan{Time: time.Now(), Pool: &scaler.Pool{Size: 2, Ready: 1, Members: []scaler.PoolMember{
+		{VMID: 5007, Age: 3 * time.Hour}, {VMID: 5008, Age: 9 * time.Hour, Stale: "template changed"},
+	}}}, nil)
+	want := `
+# HELP pve_autoscaler_standby_workers The warm pool: size (configured), ready (startable), stale (to be replaced).
+# TYPE pve_autoscaler_standby_workers gauge
+pve_autoscaler_standby_workers{state="ready"} 1
+pve_autoscaler_standby_workers{state="size"} 2
+pve_autoscaler_standby_workers{state="stale"} 1
+# HELP pve_autoscaler_standby_oldest_age_seconds Age of the oldest standby worker (0: none).
+# TYPE pve_autoscaler_standby_oldest_age_seconds gauge
+pve_autoscaler_standby_oldest_age_seconds 32400
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pve_autoscaler_standby_workers", "pve_autoscaler_standby_oldest_age_seconds"); err != nil {
+		t.Fatal(err)
+	}
+	m.Done(scaler.OpRefill, nil)
+	if got := testutil.ToFloat64(m.events.WithLabelValues("refill", "success")); got != 1 {
+		t.Errorf("refill events %v", got)
+	}
+}

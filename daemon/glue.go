@@ -92,13 +92,13 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 }
 
 // Create places, allocates and clones one VM.
-func (i *Infra) Create(ctx context.Context) (scaler.Machine, error) {
+func (i *Infra) Create(ctx context.Context, only []string) (scaler.Machine, error) {
 	inv, err := i.PVE.Inventory(ctx)
 	if err != nil {
 		return scaler.Machine{}, err
 	}
 	i.mu.Lock()
-	host, err := i.PVE.Place(inv, i.reserved)
+	host, err := i.PVE.Place(inv, i.reserved, only...)
 	if err == nil {
 		i.reserved[host] += i.memory
 	}

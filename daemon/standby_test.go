@@ -170,10 +170,15 @@ func pendingPods(t *testing.T, w *world.World, ns string, n int) {
 // workers starts the standby one and clones the other; the pool refills.
 func TestStandbyRefillThenServeMixed(t *testing.T) {
 	w := newWorld(t)
-	d, _ := build(t, w, withStandby(w, 1, 4, 1), Options{})
+	cfg := withStandby(w, 1, 4, 1)
+	cfg.Policy.Standby.Hosts = []string{"pve3"}
+	d, _ := build(t, w, cfg, Options{})
 	settlePool(t, w, d, 1, 1)
 	sb, _ := pool(w)
 	parked := sb[0]
+	if parked.Host != "pve3" {
+		t.Errorf("the pool's worker was built on %s, want pve3 (policy.standby.hosts)", parked.Host)
+	}
 	if parked.Running {
 		t.Fatalf("standby VM %d is running", parked.VMID)
 	}

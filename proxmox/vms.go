@@ -164,13 +164,15 @@ func (e *NoRoomError) Error() string {
 // for it; then the one with the fewest of our VMs, then the most free
 // memory. reserved is memory promised to provisions not yet visible in the
 // inventory, by host.
-func (c *Client) Place(inv Inventory, reserved map[string]int64) (string, error) {
+func (c *Client) Place(inv Inventory, reserved map[string]int64, only ...string) (string, error) {
 	need := c.vmMemory()
 	best, bestFree, bestOurs := "", int64(0), 0
 	var reasons []string
 	for _, h := range inv.Hosts {
 		switch {
 		case len(c.cfg.Hosts) > 0 && !slices.Contains(c.cfg.Hosts, h.Name):
+			continue
+		case len(only) > 0 && !slices.Contains(only, h.Name):
 			continue
 		case !h.Online:
 			reasons = append(reasons, h.Name+" is offline")
@@ -188,7 +190,7 @@ func (c *Client) Place(inv Inventory, reserved map[string]int64) (string, error)
 	}
 	if best == "" {
 		if len(reasons) == 0 {
-			reasons = append(reasons, fmt.Sprintf("none of the allowed hosts %v is in the cluster", c.cfg.Hosts))
+			reasons = append(reasons, fmt.Sprintf("none of the allowed hosts %v is in the cluster", append(c.cfg.Hosts, only...)))
 		}
 		return "", &NoRoomError{Reasons: reasons}
 	}

@@ -435,13 +435,13 @@ func (d *decision) pendingNeed() (int, []Reason) {
 }
 
 // hostRoom is how many more worker VMs the PVE hosts can start.
-func (d *decision) hostRoom() (int, bool) {
+func (d *decision) hostRoom(only ...string) (int, bool) {
 	if d.s.Hosts == nil || d.p.VMMemory <= 0 {
 		return 0, false
 	}
 	room := 0
 	for _, h := range d.s.Hosts {
-		if !h.Online {
+		if !h.Online || len(only) > 0 && !slices.Contains(only, h.Name) {
 			continue
 		}
 		if free := h.MemoryFree - d.p.HostReserve; free > 0 {

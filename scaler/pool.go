@@ -164,8 +164,8 @@ func (d *decision) planPool() {
 		calm = "a cooldown runs"
 	}
 	if calm == "" {
-		if room, known := d.hostRoom(); known && room < 1 {
-			calm = "no host has room to build one"
+		if room, known := d.hostRoom(d.p.StandbyHosts...); known && room < 1 {
+			calm = "no host that may hold one has room to build it"
 		}
 	}
 	if calm != "" {

@@ -101,6 +101,7 @@ func TestPoolRefillsOnlyWhenCalm(t *testing.T) {
 		"no room": func(s *Snapshot, _ *History) { s.Hosts = []Host{{Name: "pve1", Online: true, MemoryFree: 5 * gi}} },
 	} {
 		snap, h := calm, History{}
+		p.StandbyHosts = nil
 		s(&snap, &h)
 		plan := Decide(snap, p, h, t0)
 		for _, a := range plan.Actions {

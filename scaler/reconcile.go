@@ -63,8 +63,9 @@ type Machine struct {
 type Infra interface {
 	// Machines lists this cluster's VMs, wherever they run now, and the hosts' room.
 	Machines(ctx context.Context) ([]Machine, []Host, error)
-	// Create places, allocates an id and clones a VM whose description marks it ours.
-	Create(ctx context.Context) (Machine, error)
+	// Create places (on one of hosts, when given), allocates an id and clones
+	// a VM whose description marks it ours.
+	Create(ctx context.Context, hosts []string) (Machine, error)
 	// Configure sizes and tags a VM, recording step.
 	Configure(ctx context.Context, vmid int, step string) error
 	// Record re-tags a VM with the step reached.
@@ -591,7 +592,11 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	defer cancel()
 	if op == nil {
 		t0 := time.Now()
-		created, err := r.infra.Create(ctx)
+		var hosts []string
+		if m.ForStandby {
+			hosts = r.policy.StandbyHosts // a pool build goes where standby workers may be kept
+		}
+		created, err := r.infra.Create(ctx, hosts)
 		if err == nil {
 			r.observeStep(OpProvision, StepCloned, time.Since(t0))
 		}

@@ -376,3 +376,30 @@ func TestStandbyCrashWhileParkingAndWaking(t *testing.T) {
 		t.Errorf("%d clones after the wake resumed", clones(w)-before)
 	}
 }
+
+// TestStandbyCrashWhileBuilding: a daemon that dies half-way through a
+// pool build leaves a VM whose steps say it is for the pool; the next
+// daemon finishes it as a standby worker, not as a worker.
+func TestStandbyCrashWhileBuilding(t *testing.T) {
+	w := newWorld(t)
+	var crashed *Daemon
+	hook, hit := crashAt(scaler.OpRefill, scaler.StepStarted, func() { crashed.Reconciler.Abort() })
+	crashed, cancel := build(t, w, withStandby(w, 1, 4, 1), Options{AfterStep: hook})
+	converge(t, crashed, "the crash while building", time.Minute, closed(hit))
+	crashed.Reconciler.Wait()
+	cancel()
+	building := false
+	for _, v := range w.Sim.VMs() {
+		building = building || slices.Contains(v.Tags, "step-"+scaler.PoolPrefix+scaler.StepStarted)
+	}
+	if !building {
+		t.Fatalf("no VM recorded as a pool build: %+v", w.Sim.VMs())
+	}
+	before := clones(w)
+	d, _ := build(t, w, withStandby(w, 1, 4, 1), Options{})
+	settlePool(t, w, d, 1, 1)
+	if clones(w) != before {
+		t.Errorf("%d clones after resuming the build", clones(w)-before)
+	}
+	checkPool(t, w, 1, 1)
+}

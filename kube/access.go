@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,11 +82,9 @@ func (c *Client) ServerVersion() (string, error) {
 	return v.GitVersion, nil
 }
 
-// NodeMetrics lists node usage from metrics.k8s.io once (for doctor).
+// NodeMetrics reads node usage from metrics.k8s.io once, as a snapshot
+// does (figures too old are an error), and counts the nodes (for doctor).
 func (c *Client) NodeMetrics(ctx context.Context) (int, error) {
-	list, err := c.metrics.MetricsV1beta1().NodeMetricses().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return 0, err
-	}
-	return len(list.Items), nil
+	usage, err := c.nodeUsage(ctx, time.Now())
+	return len(usage), err
 }

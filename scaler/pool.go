@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -178,18 +179,7 @@ func (d *decision) planPool() {
 
 func joinMax(items []string, n int) string {
 	if len(items) > n {
-		return fmt.Sprintf("%s and %d more", joinComma(items[:n]), len(items)-n)
+		return fmt.Sprintf("%s and %d more", strings.Join(items[:n], ", "), len(items)-n)
 	}
-	return joinComma(items)
-}
-
-func joinComma(items []string) string {
-	out := ""
-	for i, s := range items {
-		if i > 0 {
-			out += ", "
-		}
-		out += s
-	}
-	return out
+	return strings.Join(items, ", ")
 }

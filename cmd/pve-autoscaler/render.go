@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -93,14 +95,11 @@ func writePool(w io.Writer, pl *scaler.Pool, first, indent string) {
 }
 
 func vmids(ids []int) string {
-	s := ""
+	s := make([]string, len(ids))
 	for i, id := range ids {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprint(id)
+		s[i] = strconv.Itoa(id)
 	}
-	return s
+	return strings.Join(s, ", ")
 }
 
 func plural(n int) string {

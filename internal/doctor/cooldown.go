@@ -16,9 +16,8 @@ import (
 // worker takes from clone to Node: measured on the workers pve-autoscaler
 // made (the VM's creation in its description, the Node's creation), or
 // else modelled as `simulate` does.
-func checkCooldown(r *Report, c *config.Config, px pveFacts, kx kubeFacts) {
-	const area = "config"
-	measured := provisionTimes(px, kx)
+func checkCooldown(ctx context.Context, r *Report, c *config.Config, px pveFacts, kx kubeFacts) {
+	measured := provisionTimes(ctx, px, kx)
 	var took time.Duration
 	how := ""
 	if len(measured) > 0 {
@@ -31,14 +30,14 @@ func checkCooldown(r *Report, c *config.Config, px pveFacts, kx kubeFacts) {
 	}
 	cool := c.Policy.Cooldown.AfterScaleUp.D()
 	if cool < took {
-		r.add(area, "cooldown", Warn, fmt.Sprintf("set policy.cooldown.after_scale_up to at least %s", took.Round(time.Minute)+time.Minute),
+		r.add(areaConfig, "cooldown", Warn, fmt.Sprintf("set policy.cooldown.after_scale_up to at least %s", took.Round(time.Minute)+time.Minute),
 			"cooldown.after_scale_up %s is shorter than a worker's provisioning, %s (%s): scale-downs may start before the new workers take load", cool, took.Round(time.Second), how)
 		return
 	}
-	r.add(area, "cooldown", OK, "", "cooldown.after_scale_up %s covers a worker's provisioning, %s (%s)", cool, took.Round(time.Second), how)
+	r.add(areaConfig, "cooldown", OK, "", "cooldown.after_scale_up %s covers a worker's provisioning, %s (%s)", cool, took.Round(time.Second), how)
 }
 
-func provisionTimes(px pveFacts, kx kubeFacts) []time.Duration {
+func provisionTimes(ctx context.Context, px pveFacts, kx kubeFacts) []time.Duration {
 	if px.client == nil || px.inv == nil {
 		return nil
 	}
@@ -56,8 +55,8 @@ func provisionTimes(px pveFacts, kx kubeFacts) []time.Duration {
 		if !ok {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		created, ours, err := px.client.Created(ctx, vmid, host)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		created, ours, err := px.client.Created(cctx, vmid, host)
 		cancel()
 		if err != nil || !ours || created.IsZero() {
 			continue

@@ -28,6 +28,14 @@ const (
 	Fail Status = "FAIL"
 )
 
+// The areas checks belong to, in the order the report prints them.
+const (
+	areaConfig  = "config"
+	areaProxmox = "proxmox"
+	areaTalos   = "talos"
+	areaKube    = "kubernetes"
+)
+
 // Check is one finding: what was looked at, what was found, how to fix it.
 type Check struct {
 	Area    string `json:"area"`
@@ -132,8 +140,8 @@ func Run(ctx context.Context, o Options) Report {
 	kctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	kx := checkKubernetes(kctx, &r, c, o)
 	cancel()
-	checkCooldown(&r, c, px, kx)
-	rank := map[string]int{"config": 0, "proxmox": 1, "talos": 2, "kubernetes": 3}
+	checkCooldown(ctx, &r, c, px, kx)
+	rank := map[string]int{areaConfig: 0, areaProxmox: 1, areaTalos: 2, areaKube: 3}
 	sort.SliceStable(r.Checks, func(i, j int) bool { return rank[r.Checks[i].Area] < rank[r.Checks[j].Area] })
 	return r
 }
@@ -149,19 +157,19 @@ func checkConfig(r *Report, o Options) *config.Config {
 			if strings.Contains(p.Message, "no such file") {
 				fix = "create the file (README: Install on a Proxmox VE node), or correct the path in " + o.Path
 			}
-			r.add("config", shortPath(p.Path), Fail, fix, "%s", p.Message)
+			r.add(areaConfig, shortPath(p.Path), Fail, fix, "%s", p.Message)
 		}
 	case err != nil:
-		r.add("config", "file", Fail, "pass the config with --config (default /etc/pve-autoscaler/config.yaml)", "%v", err)
+		r.add(areaConfig, "file", Fail, "pass the config with --config (default /etc/pve-autoscaler/config.yaml)", "%v", err)
 	}
 	for _, wn := range warnings {
-		r.add("config", shortPath(wn.Path), Warn, warningFix(wn.Path), "%s", wn.Message)
+		r.add(areaConfig, shortPath(wn.Path), Warn, warningFix(wn.Path), "%s", wn.Message)
 	}
 	if err != nil {
 		return nil
 	}
 	p := c.Policy
-	r.add("config", "file", OK, "", "valid: cluster %s, %d to %d workers, checked every %s, scale up at CPU %g%% / memory %g%%, down at %g%% / %g%%",
+	r.add(areaConfig, "file", OK, "", "valid: cluster %s, %d to %d workers, checked every %s, scale up at CPU %g%% / memory %g%%, down at %g%% / %g%%",
 		c.Cluster.Name, p.MinWorkers, p.MaxWorkers, p.Interval.D(), p.CPU.ScaleUpAt, p.Memory.ScaleUpAt, p.CPU.ScaleDownAt, p.Memory.ScaleDownAt)
 	return c
 }

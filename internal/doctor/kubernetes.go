@@ -33,26 +33,25 @@ type kubeFacts struct {
 const metricsFix = "install metrics-server (kubectl apply -f https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml); on Talos add --kubelet-insecure-tls to its args, or enable kubelet serving-certificate rotation and approve the kubelets' CSRs"
 
 func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options) kubeFacts {
-	const area = "kubernetes"
 	var f kubeFacts
 	k := c.Kubernetes
 	rc, err := kube.RestConfig(k.Kubeconfig, k.Context)
 	if err != nil {
-		r.add(area, "api", Fail, "set kubernetes.kubeconfig to a kubeconfig for the cluster (README: A kubeconfig for the daemon)", "%v", err)
+		r.add(areaKube, "api", Fail, "set kubernetes.kubeconfig to a kubeconfig for the cluster (README: A kubeconfig for the daemon)", "%v", err)
 		return f
 	}
 	rc.Timeout = 15 * time.Second
 	kc, err := kube.NewForConfig(rc, kube.Options{Log: o.Log.Named("kube")})
 	if err != nil {
-		r.add(area, "api", Fail, "correct kubernetes.kubeconfig", "%v", err)
+		r.add(areaKube, "api", Fail, "correct kubernetes.kubeconfig", "%v", err)
 		return f
 	}
 	version, err := kc.ServerVersion()
 	if err != nil {
-		r.add(area, "api", Fail, "check the kubeconfig's server address and credentials (kubectl --kubeconfig "+k.Kubeconfig+" version)", "%s: %v", rc.Host, err)
+		r.add(areaKube, "api", Fail, "check the kubeconfig's server address and credentials (kubectl --kubeconfig "+k.Kubeconfig+" version)", "%s: %v", rc.Host, err)
 		return f
 	}
-	r.add(area, "api", OK, "", "Kubernetes %s answers at %s", version, rc.Host)
+	r.add(areaKube, "api", OK, "", "Kubernetes %s answers at %s", version, rc.Host)
 
 	// RBAC: what the daemon does, asked as these credentials.
 	lease := ""
@@ -63,7 +62,7 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 	for _, a := range kube.RequiredAccess(lease) {
 		ok, err := kc.CanI(ctx, a)
 		if err != nil {
-			r.add(area, "rbac", Fail, "the credentials must be allowed to create selfsubjectaccessreviews (every authenticated user is, by default)", "cannot ask the API server: %v", err)
+			r.add(areaKube, "rbac", Fail, "the credentials must be allowed to create selfsubjectaccessreviews (every authenticated user is, by default)", "cannot ask the API server: %v", err)
 			missing = nil
 			break
 		}
@@ -73,26 +72,26 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 	}
 	switch {
 	case len(missing) > 0:
-		r.add(area, "rbac", Fail, "kubectl apply -f deploy/rbac.yaml, and give the daemon a kubeconfig for its ServiceAccount (README: A kubeconfig for the daemon)",
+		r.add(areaKube, "rbac", Fail, "kubectl apply -f deploy/rbac.yaml, and give the daemon a kubeconfig for its ServiceAccount (README: A kubeconfig for the daemon)",
 			"the credentials may not: %s", strings.Join(missing, ", "))
-	case len(r.Find(area, "rbac")) == 0:
-		r.add(area, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease)))
+	case len(r.Find(areaKube, "rbac")) == 0:
+		r.add(areaKube, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease)))
 	}
 
 	n, err := kc.NodeMetrics(ctx)
 	switch {
 	case err != nil:
-		r.add(area, "metrics api", Fail, metricsFix, "metrics.k8s.io unavailable: %v; without it only pending pods and the minimum drive scaling", err)
+		r.add(areaKube, "metrics api", Fail, metricsFix, "metrics.k8s.io unavailable: %v; without it only pending pods and the minimum drive scaling", err)
 	case n == 0:
-		r.add(area, "metrics api", Warn, "check metrics-server's logs (kubectl -n kube-system logs deploy/metrics-server): on Talos it needs --kubelet-insecure-tls or approved serving certificates", "metrics.k8s.io answers but reports no node")
+		r.add(areaKube, "metrics api", Warn, "check metrics-server's logs (kubectl -n kube-system logs deploy/metrics-server): on Talos it needs --kubelet-insecure-tls or approved serving certificates", "metrics.k8s.io answers but reports no node")
 	default:
-		r.add(area, "metrics api", OK, "", "metrics.k8s.io reports usage for %d nodes", n)
+		r.add(areaKube, "metrics api", OK, "", "metrics.k8s.io reports usage for %d nodes", n)
 	}
 
 	cs := kc.Clientset()
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
-		r.add(area, "vpa", Fail, "", "%v", err)
+		r.add(areaKube, "vpa", Fail, "", "%v", err)
 		return f
 	}
 	w := workloads{ctx: ctx, cs: cs, r: r}
@@ -117,16 +116,14 @@ type workloads struct {
 	r   *Report
 }
 
-const area = "kubernetes"
-
 // listFailed reports a list the credentials may not make: doctor then says
 // what it could not check, with the fix.
 func (w workloads) listFailed(name, what string, err error) {
 	if apierrors.IsForbidden(err) {
-		w.r.add(area, name, Warn, "run doctor with a kubeconfig that may read the whole cluster (--kubeconfig), the daemon's own does not need to", "not checked: these credentials may not list %s", what)
+		w.r.add(areaKube, name, Warn, "run doctor with a kubeconfig that may read the whole cluster (--kubeconfig), the daemon's own does not need to", "not checked: these credentials may not list %s", what)
 		return
 	}
-	w.r.add(area, name, Warn, "", "not checked: listing %s: %v", what, err)
+	w.r.add(areaKube, name, Warn, "", "not checked: listing %s: %v", what, err)
 }
 
 func (w workloads) hpas() ([]autoscalingv2.HorizontalPodAutoscaler, bool) {
@@ -149,7 +146,7 @@ type vpa struct {
 func (w workloads) vpas(dyn dynamic.Interface) ([]vpa, bool) {
 	list, err := dyn.Resource(VPAResource).Namespace("").List(w.ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) {
-		w.r.add(area, "vpa", OK, "", "the VerticalPodAutoscaler API is not installed: nothing can fight the HPAs")
+		w.r.add(areaKube, "vpa", OK, "", "the VerticalPodAutoscaler API is not installed: nothing can fight the HPAs")
 		return nil, true
 	}
 	if err != nil {
@@ -196,7 +193,7 @@ func (w workloads) vpas(dyn dynamic.Interface) ([]vpa, bool) {
 		sort.Strings(v.controlled)
 		out = append(out, v)
 	}
-	w.r.add(area, "vpa", OK, "", "%d VerticalPodAutoscalers", len(out))
+	w.r.add(areaKube, "vpa", OK, "", "%d VerticalPodAutoscalers", len(out))
 	return out, true
 }
 
@@ -292,14 +289,14 @@ func (w workloads) hpaRequests(hpas []autoscalingv2.HorizontalPodAutoscaler) {
 				continue
 			}
 			bad++
-			w.r.add(area, "hpa requests", Warn,
+			w.r.add(areaKube, "hpa requests", Warn,
 				fmt.Sprintf("set resources.requests.%s on %s (kubectl -n %s set resources %s/%s -c %s --requests=%s=...)", m.resource, strings.Join(lacking, ", "), h.Namespace, strings.ToLower(ref.Kind), ref.Name, lacking[0], m.resource),
 				"HPA %s/%s scales %s %s on %s utilization, but container(s) %s request no %s: it shows <unknown> and never scales",
 				h.Namespace, h.Name, ref.Kind, ref.Name, m.resource, strings.Join(lacking, ", "), m.resource)
 		}
 	}
 	if bad == 0 {
-		w.r.add(area, "hpa requests", OK, "", "%d HPAs; each one on CPU or memory utilization measures containers that request it", len(hpas))
+		w.r.add(areaKube, "hpa requests", OK, "", "%d HPAs; each one on CPU or memory utilization measures containers that request it", len(hpas))
 	}
 }
 
@@ -322,14 +319,14 @@ func (w workloads) hpaVPA(hpas []autoscalingv2.HorizontalPodAutoscaler, vpas []v
 				continue
 			}
 			bad++
-			w.r.add(area, "hpa and vpa", Warn,
+			w.r.add(areaKube, "hpa and vpa", Warn,
 				"let the HPA scale on another metric (custom or external), or limit the VPA's controlledResources to what the HPA does not use, or set its updateMode to Off",
 				"HPA %s/%s and VPA %s/%s (%s) both act on %s of %s %s: they fight (the VPA raises requests, the HPA then sees lower utilization and removes replicas)",
 				h.Namespace, h.Name, v.ns, v.name, v.mode, strings.Join(both, " and "), ref.Kind, ref.Name)
 		}
 	}
 	if bad == 0 {
-		w.r.add(area, "hpa and vpa", OK, "", "no workload has an HPA and a VPA acting on the same resource")
+		w.r.add(areaKube, "hpa and vpa", OK, "", "no workload has an HPA and a VPA acting on the same resource")
 	}
 }
 
@@ -352,11 +349,11 @@ func (w workloads) vpaSingleReplica(hpas []autoscalingv2.HorizontalPodAutoscaler
 			continue
 		}
 		bad++
-		w.r.add(area, "vpa single replica", Warn, "run at least 2 replicas (with a PodDisruptionBudget), or set the VPA's updateMode to Initial",
+		w.r.add(areaKube, "vpa single replica", Warn, "run at least 2 replicas (with a PodDisruptionBudget), or set the VPA's updateMode to Initial",
 			"VPA %s/%s in %s mode on %s %s with 1 replica: every resize evicts the only pod (downtime)", v.ns, v.name, v.mode, v.kind, v.ref)
 	}
 	if bad == 0 {
-		w.r.add(area, "vpa single replica", OK, "", "no VPA resizes a workload that runs a single replica")
+		w.r.add(areaKube, "vpa single replica", OK, "", "no VPA resizes a workload that runs a single replica")
 	}
 }
 
@@ -386,11 +383,11 @@ func (w workloads) pdbs() {
 		if !zero {
 			why = fmt.Sprintf("with %d healthy of %d pods it allows no disruption", p.Status.CurrentHealthy, p.Status.ExpectedPods)
 		}
-		w.r.add(area, "pdb", Warn, "allow at least one disruption (maxUnavailable: 1, or minAvailable below the replica count, with a replica to spare)",
+		w.r.add(areaKube, "pdb", Warn, "allow at least one disruption (maxUnavailable: 1, or minAvailable below the replica count, with a replica to spare)",
 			"PodDisruptionBudget %s/%s: %s; no worker running its pods can be drained, so none can be removed", p.Namespace, p.Name, why)
 	}
 	if bad == 0 {
-		w.r.add(area, "pdb", OK, "", "%d PodDisruptionBudgets, each allowing a disruption", len(list.Items))
+		w.r.add(areaKube, "pdb", OK, "", "%d PodDisruptionBudgets, each allowing a disruption", len(list.Items))
 	}
 }
 
@@ -422,6 +419,6 @@ func (w workloads) workers() []corev1.Node {
 		}
 		msg += fmt.Sprintf("; %d it did not create (%s): counted towards min and max, never removed", len(foreign), strings.Join(shown, ", "))
 	}
-	w.r.add(area, "workers", OK, "", "%s", msg)
+	w.r.add(areaKube, "workers", OK, "", "%s", msg)
 	return list.Items
 }

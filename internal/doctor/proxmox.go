@@ -21,40 +21,39 @@ type pveFacts struct {
 const roleDoc = "deploy/proxmox-role.md"
 
 func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) pveFacts {
-	const area = "proxmox"
 	var f pveFacts
 	p := c.Proxmox
 	pc, err := proxmox.New(proxmox.Options{Proxmox: p, Cluster: c.Cluster.Name, Log: o.Log.Named("proxmox"), RequestTimeout: 10 * time.Second})
 	if err != nil {
-		r.add(area, "api", Fail, "correct the proxmox section of the config", "%v", err)
+		r.add(areaProxmox, "api", Fail, "correct the proxmox section of the config", "%v", err)
 		return f
 	}
 	version, err := pc.Version(ctx)
 	if err != nil {
-		r.add(area, "api", Fail, apiFix(ctx, p, err), "%s: %v", p.URL, err)
+		r.add(areaProxmox, "api", Fail, apiFix(ctx, p, err), "%s: %v", p.URL, err)
 		return f
 	}
 	f.client = pc
-	r.add(area, "api", OK, "", "PVE %s answers at %s with token %s", version, p.URL, p.TokenID)
+	r.add(areaProxmox, "api", OK, "", "PVE %s answers at %s with token %s", version, p.URL, p.TokenID)
 	switch {
 	case p.TLS.InsecureSkipVerify:
 		fix := "pin the certificate: set proxmox.tls.fingerprint"
 		if fp, err := proxmox.PeerFingerprint(ctx, p.URL); err == nil {
 			fix += ` to "` + fp + `" (what PVE presents now; compare it with Datacenter > node > Certificates) and insecure_skip_verify to false`
 		}
-		r.add(area, "tls", Warn, fix, "certificate not verified (proxmox.tls.insecure_skip_verify): anyone on the path can read the API token")
+		r.add(areaProxmox, "tls", Warn, fix, "certificate not verified (proxmox.tls.insecure_skip_verify): anyone on the path can read the API token")
 	case p.TLS.Fingerprint != "":
-		r.add(area, "tls", OK, "", "certificate verified against the pinned SHA-256 fingerprint")
+		r.add(areaProxmox, "tls", OK, "", "certificate verified against the pinned SHA-256 fingerprint")
 	case p.TLS.CAFile != "":
-		r.add(area, "tls", OK, "", "certificate verified against the CA in %s", p.TLS.CAFile)
+		r.add(areaProxmox, "tls", OK, "", "certificate verified against the CA in %s", p.TLS.CAFile)
 	default:
-		r.add(area, "tls", OK, "", "certificate verified against the system's roots")
+		r.add(areaProxmox, "tls", OK, "", "certificate verified against the system's roots")
 	}
 
 	agent := len(p.MACIPPool) == 0
 	privs, err := pc.Privileges(ctx)
 	if err != nil {
-		r.add(area, "privileges", Fail, "grant Sys.Audit on / so the token may read its own permissions ("+roleDoc+")", "cannot read the token's permissions (GET /access/permissions): %v", err)
+		r.add(areaProxmox, "privileges", Fail, "grant Sys.Audit on / so the token may read its own permissions ("+roleDoc+")", "cannot read the token's permissions (GET /access/permissions): %v", err)
 	} else {
 		var missing, why []string
 		for _, n := range proxmox.Needs(version, agent) {
@@ -66,17 +65,17 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 			}
 		}
 		if len(missing) > 0 {
-			r.add(area, "privileges", Fail,
+			r.add(areaProxmox, "privileges", Fail,
 				fmt.Sprintf(`pveum role modify PVEAutoscaler --append 1 --privs "%s"   (the role granted to %s on /; PVE %d names, see %s)`, strings.Join(missing, " "), p.TokenID, proxmox.Major(version), roleDoc),
 				"token %s lacks %s", p.TokenID, strings.Join(why, ", "))
 		} else {
-			r.add(area, "privileges", OK, "", "token %s holds every privilege the steps need on PVE %d", p.TokenID, proxmox.Major(version))
+			r.add(areaProxmox, "privileges", OK, "", "token %s holds every privilege the steps need on PVE %d", p.TokenID, proxmox.Major(version))
 		}
 	}
 
 	inv, err := pc.Inventory(ctx)
 	if err != nil {
-		r.add(area, "inventory", Fail, "grant VM.Audit and Sys.Audit on / ("+roleDoc+")", "%v", err)
+		r.add(areaProxmox, "inventory", Fail, "grant VM.Audit and Sys.Audit on / ("+roleDoc+")", "%v", err)
 		return f
 	}
 	f.inv = &inv
@@ -89,7 +88,6 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 // checkPool shows the warm pool: its members, their ages and hosts, and
 // whether each can be started now and is current.
 func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory) {
-	const area = "proxmox"
 	sb := c.Policy.Standby
 	var members []proxmox.VM
 	for _, v := range inv.Ours {
@@ -102,7 +100,7 @@ func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Cli
 	}
 	for _, h := range sb.Hosts {
 		if !slices.ContainsFunc(inv.Hosts, func(x proxmox.Host) bool { return x.Name == h }) {
-			r.add(area, "standby", Fail, "correct policy.standby.hosts (pvecm nodes lists the cluster's nodes)", "policy.standby.hosts names %s, not a node of this PVE cluster", h)
+			r.add(areaProxmox, "standby", Fail, "correct policy.standby.hosts (pvecm nodes lists the cluster's nodes)", "policy.standby.hosts names %s, not a node of this PVE cluster", h)
 		}
 	}
 	template, _ := pc.TemplateDigest(ctx, inv)
@@ -116,13 +114,13 @@ func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Cli
 		lines = append(lines, fmt.Sprintf("%s on %s, %s", v.Name, v.Host, age))
 		switch {
 		case err == nil && meta.Template != "" && template != "" && meta.Template != template:
-			r.add(area, "standby "+v.Name, Warn, "nothing to do: the daemon replaces it (destroys it and builds a new one when the cluster is calm)", "cloned from a template whose configuration has changed since: it will not be started")
+			r.add(areaProxmox, "standby "+v.Name, Warn, "nothing to do: the daemon replaces it (destroys it and builds a new one when the cluster is calm)", "cloned from a template whose configuration has changed since: it will not be started")
 		case err == nil && !meta.Created.IsZero() && time.Since(meta.Created) > sb.MaxAge.D():
-			r.add(area, "standby "+v.Name, Warn, "nothing to do: the daemon replaces it", "older than policy.standby.max_age %s: it will not be started", sb.MaxAge.D())
+			r.add(areaProxmox, "standby "+v.Name, Warn, "nothing to do: the daemon replaces it", "older than policy.standby.max_age %s: it will not be started", sb.MaxAge.D())
 		}
 		for _, h := range inv.Hosts {
 			if h.Name == v.Host && (!h.Online || pc.Room(h) < 1) {
-				r.add(area, "standby "+v.Name, Warn, "free memory on "+h.Name+" (a stopped standby worker reserves none): until then a scale-up clones instead", "its host %s has no room to start it now", h.Name)
+				r.add(areaProxmox, "standby "+v.Name, Warn, "free memory on "+h.Name+" (a stopped standby worker reserves none): until then a scale-up clones instead", "its host %s has no room to start it now", h.Name)
 			}
 		}
 	}
@@ -134,7 +132,7 @@ func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Cli
 	if len(lines) > 0 {
 		detail = strings.Join(lines, "; ")
 	}
-	r.add(area, "standby", st, fix, "warm pool %d of %d (hosts: %s): %s", len(members), sb.Size, orAny(sb.Hosts), detail)
+	r.add(areaProxmox, "standby", st, fix, "warm pool %d of %d (hosts: %s): %s", len(members), sb.Size, orAny(sb.Hosts), detail)
 }
 
 func orAny(hosts []string) string {
@@ -165,30 +163,29 @@ func apiFix(ctx context.Context, p config.Proxmox, err error) string {
 }
 
 func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory, agent bool) {
-	const area = "proxmox"
 	p := c.Proxmox
 	tpl, err := pc.Template(ctx, inv)
 	if err != nil {
-		r.add(area, "template", Fail, "set proxmox.template to the vmid or name of your Talos template (qm list on a PVE node), and make sure the token may audit it", "%v", err)
+		r.add(areaProxmox, "template", Fail, "set proxmox.template to the vmid or name of your Talos template (qm list on a PVE node), and make sure the token may audit it", "%v", err)
 		return
 	}
 	switch {
 	case !tpl.Template && p.CloneMode == "linked":
-		r.add(area, "template", Fail, fmt.Sprintf("turn it into a template (qm template %d), or set proxmox.clone_mode: full", tpl.VMID),
+		r.add(areaProxmox, "template", Fail, fmt.Sprintf("turn it into a template (qm template %d), or set proxmox.clone_mode: full", tpl.VMID),
 			"VM %d (%s) on %s is not a template: PVE refuses linked clones of it", tpl.VMID, tpl.Name, tpl.Host)
 	case !tpl.Template:
-		r.add(area, "template", Fail, fmt.Sprintf("qm template %d (a template cannot be started by accident)", tpl.VMID),
+		r.add(areaProxmox, "template", Fail, fmt.Sprintf("qm template %d (a template cannot be started by accident)", tpl.VMID),
 			"VM %d (%s) on %s is not a template", tpl.VMID, tpl.Name, tpl.Host)
 	default:
-		r.add(area, "template", OK, "", "%d (%s) on %s is a template, boot disk %s on %s", tpl.VMID, tpl.Name, tpl.Host, gib(tpl.Disk), tpl.Storage)
+		r.add(areaProxmox, "template", OK, "", "%d (%s) on %s is a template, boot disk %s on %s", tpl.VMID, tpl.Name, tpl.Host, gib(tpl.Disk), tpl.Storage)
 	}
 	switch {
 	case tpl.Agent:
-		r.add(area, "guest agent", OK, "", "template has agent: 1: new workers report their address")
+		r.add(areaProxmox, "guest agent", OK, "", "template has agent: 1: new workers report their address")
 	case !agent:
-		r.add(area, "guest agent", OK, "", "template has no guest agent; proxmox.mac_ip_pool (%d entries) gives the addresses", len(p.MACIPPool))
+		r.add(areaProxmox, "guest agent", OK, "", "template has no guest agent; proxmox.mac_ip_pool (%d entries) gives the addresses", len(p.MACIPPool))
 	default:
-		r.add(area, "guest agent", Fail, fmt.Sprintf("qm set %d --agent enabled=1 (and build the Talos image with the qemu-guest-agent extension), or set proxmox.mac_ip_pool to your DHCP reservations", tpl.VMID),
+		r.add(areaProxmox, "guest agent", Fail, fmt.Sprintf("qm set %d --agent enabled=1 (and build the Talos image with the qemu-guest-agent extension), or set proxmox.mac_ip_pool to your DHCP reservations", tpl.VMID),
 			"template %d has no guest agent (agent: 1) and no mac_ip_pool is set: the address of a new worker cannot be learnt", tpl.VMID)
 	}
 	if p.CloneMode != "full" {
@@ -200,7 +197,7 @@ func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox
 	}
 	rooms, err := pc.Storages(ctx)
 	if err != nil {
-		r.add(area, "storage", Fail, "grant Datastore.Audit on / ("+roleDoc+")", "cannot read storage %s: %v", storage, err)
+		r.add(areaProxmox, "storage", Fail, "grant Datastore.Audit on / ("+roleDoc+")", "cannot read storage %s: %v", storage, err)
 		return
 	}
 	found := false
@@ -212,20 +209,20 @@ func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox
 		free := s.Total - s.Used
 		switch {
 		case free < tpl.Disk:
-			r.add(area, "storage", Fail, fmt.Sprintf("free space on %s (or set proxmox.storage to one with room; linked clones copy nothing)", storage),
+			r.add(areaProxmox, "storage", Fail, fmt.Sprintf("free space on %s (or set proxmox.storage to one with room; linked clones copy nothing)", storage),
 				"%s on %s has %s free, less than one full clone of %s", storage, s.Host, gib(free), gib(tpl.Disk))
 		case free < tpl.Disk*int64(c.Policy.MaxWorkers):
-			r.add(area, "storage", Warn, fmt.Sprintf("free space on %s, or lower policy.max_workers", storage),
+			r.add(areaProxmox, "storage", Warn, fmt.Sprintf("free space on %s, or lower policy.max_workers", storage),
 				"%s on %s has %s free: room for %d full clones of %s, fewer than max_workers %d", storage, s.Host, gib(free), free/max(tpl.Disk, 1), gib(tpl.Disk), c.Policy.MaxWorkers)
 		default:
-			r.add(area, "storage", OK, "", "%s on %s has %s free: room for %d full clones of %s", storage, s.Host, gib(free), free/max(tpl.Disk, 1), gib(tpl.Disk))
+			r.add(areaProxmox, "storage", OK, "", "%s on %s has %s free: room for %d full clones of %s", storage, s.Host, gib(free), free/max(tpl.Disk, 1), gib(tpl.Disk))
 		}
 		if s.Shared {
 			break // one line for a shared storage
 		}
 	}
 	if !found {
-		r.add(area, "storage", Fail, "set proxmox.storage to a storage available on the allowed hosts (pvesm status)", "storage %s for full clones is not available on any allowed host", storage)
+		r.add(areaProxmox, "storage", Fail, "set proxmox.storage to a storage available on the allowed hosts (pvesm status)", "storage %s for full clones is not available on any allowed host", storage)
 	}
 }
 
@@ -234,7 +231,6 @@ func hostAllowed(c *config.Config, host string) bool {
 }
 
 func checkHosts(r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory) {
-	const area = "proxmox"
 	total, online := 0, 0
 	seen := map[string]bool{}
 	for _, h := range inv.Hosts {
@@ -243,7 +239,7 @@ func checkHosts(r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inv
 		}
 		seen[h.Name] = true
 		if !h.Online {
-			r.add(area, "host "+h.Name, Warn, "bring it back, or leave it out of proxmox.hosts", "offline: no worker is placed there")
+			r.add(areaProxmox, "host "+h.Name, Warn, "bring it back, or leave it out of proxmox.hosts", "offline: no worker is placed there")
 			continue
 		}
 		online++
@@ -253,19 +249,19 @@ func checkHosts(r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inv
 		if room == 0 {
 			st, fix = Warn, "free memory on it, lower proxmox.host_memory_reserve, or leave it out of proxmox.hosts"
 		}
-		r.add(area, "host "+h.Name, st, fix, "online, %s of %s memory in use, room for %d workers of %s (after the %s reserve)",
+		r.add(areaProxmox, "host "+h.Name, st, fix, "online, %s of %s memory in use, room for %d workers of %s (after the %s reserve)",
 			gib(h.MemUsed+h.InFlight), gib(h.MemTotal), room, c.Proxmox.VM.Memory, c.Proxmox.HostMemReserve)
 	}
 	for _, name := range c.Proxmox.Hosts {
 		if !seen[name] {
-			r.add(area, "host "+name, Fail, "correct proxmox.hosts (pvecm nodes lists the cluster's nodes)", "in proxmox.hosts but not a node of this PVE cluster")
+			r.add(areaProxmox, "host "+name, Fail, "correct proxmox.hosts (pvecm nodes lists the cluster's nodes)", "in proxmox.hosts but not a node of this PVE cluster")
 		}
 	}
 	ours := len(inv.Ours)
 	if online == 0 {
-		r.add(area, "hosts", Fail, "bring a host online or correct proxmox.hosts", "no allowed host is online: no worker can be placed")
+		r.add(areaProxmox, "hosts", Fail, "bring a host online or correct proxmox.hosts", "no allowed host is online: no worker can be placed")
 	} else if need := c.Policy.MaxWorkers - ours; total < need {
-		r.add(area, "hosts", Warn, "free memory on the hosts or lower policy.max_workers", "room for %d more workers in all, but max_workers allows %d more (%d of ours exist)", total, need, ours)
+		r.add(areaProxmox, "hosts", Warn, "free memory on the hosts or lower policy.max_workers", "room for %d more workers in all, but max_workers allows %d more (%d of ours exist)", total, need, ours)
 	}
 }
 
@@ -279,32 +275,36 @@ func gib(b int64) string {
 // checkTalos loads the worker config, the patches and the talosconfig as
 // the daemon does, and checks the talosconfig's CA against the config's.
 func checkTalos(r *Report, c *config.Config, o Options) {
-	const area = "talos"
 	t := c.Talos
-	if _, err := talos.LoadWorkerConfig(t.WorkerConfigFile); err != nil {
-		r.add(area, "worker config", Fail, "use the worker.yaml that `talosctl gen config` wrote for this cluster", "%v", err)
-		return
-	}
-	r.add(area, "worker config", OK, "", "%s loads and validates as a worker config", t.WorkerConfigFile)
 	opts := talos.OptionsFrom(t, o.Log.Named("talos"))
 	if o.TalosPort != 0 {
 		opts.Port = o.TalosPort
 	}
+	// talos.New loads the worker config, the patches and the talosconfig,
+	// in that order, as the daemon does; its errors name the file at fault.
 	tc, err := talos.New(opts)
 	if err != nil {
-		name, fix := "talosconfig", "use the talosconfig `talosctl gen config` wrote with this worker config"
-		if slices.ContainsFunc(t.PatchFiles, func(pf string) bool { return strings.Contains(err.Error(), pf) }) {
+		msg := err.Error()
+		name, fix := "worker config", "use the worker.yaml that `talosctl gen config` wrote for this cluster"
+		switch {
+		case slices.ContainsFunc(t.PatchFiles, func(pf string) bool { return strings.Contains(msg, pf) }):
 			name, fix = "patches", "correct the patch: a strategic merge patch (YAML of the fields to change) or a JSON 6902 patch, applying to this worker config"
+		case strings.Contains(msg, t.TalosconfigFile):
+			name, fix = "talosconfig", "use the talosconfig `talosctl gen config` wrote with this worker config"
 		}
-		r.add(area, name, Fail, fix, "%v", err)
+		if name != "worker config" {
+			r.add(areaTalos, "worker config", OK, "", "%s loads and validates as a worker config", t.WorkerConfigFile)
+		}
+		r.add(areaTalos, name, Fail, fix, "%v", err)
 		return
 	}
+	r.add(areaTalos, "worker config", OK, "", "%s loads and validates as a worker config", t.WorkerConfigFile)
 	if len(t.PatchFiles) > 0 {
-		r.add(area, "patches", OK, "", "%d patch(es) apply to the worker config", len(t.PatchFiles))
+		r.add(areaTalos, "patches", OK, "", "%d patch(es) apply to the worker config", len(t.PatchFiles))
 	}
 	if err := tc.CheckCA(); err != nil {
-		r.add(area, "talosconfig", Fail, "use the talosconfig generated with this worker config (the same secrets bundle)", "%v", err)
+		r.add(areaTalos, "talosconfig", Fail, "use the talosconfig generated with this worker config (the same secrets bundle)", "%v", err)
 		return
 	}
-	r.add(area, "talosconfig", OK, "", "%s has a client certificate and the CA of the machines the worker config makes", t.TalosconfigFile)
+	r.add(areaTalos, "talosconfig", OK, "", "%s has a client certificate and the CA of the machines the worker config makes", t.TalosconfigFile)
 }

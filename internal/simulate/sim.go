@@ -252,9 +252,5 @@ func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
 // seriesEvery picks a chart resolution giving at most ~2000 points.
 func seriesEvery(d, step time.Duration) time.Duration {
-	every := max(step, (d / 2000).Truncate(step))
-	if every < step {
-		every = step
-	}
-	return every
+	return max(step, (d / 2000).Truncate(step))
 }

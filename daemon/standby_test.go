@@ -403,3 +403,33 @@ func TestStandbyCrashWhileBuilding(t *testing.T) {
 	}
 	checkPool(t, w, 1, 1)
 }
+
+// TestRunLoopDecidesWhenPodsGoPending: with a one-hour interval, the run
+// loop still acts on a pod gone unschedulable: the pod wakes it, the plan
+// holds for the pod's grace and asks to be checked again when it ends,
+// and the clone follows then, not an hour later.
+func TestRunLoopDecidesWhenPodsGoPending(t *testing.T) {
+	w := newWorld(t)
+	cfg := testConfig(w, 1, 4)
+	cfg.Policy.Interval = config.Duration(time.Hour)
+	cfg.Policy.PendingPods.Grace = config.Duration(2 * time.Second)
+	d, _ := build(t, w, cfg, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go d.Reconciler.Run(ctx, cfg.Policy.Interval.D(), nil)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s (the loop's interval is an hour)", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("the minimum's worker", func() bool { v, n := joined(t, w); return v == 1 && n == 1 })
+	before := clones(w)
+	pendingPods(t, w, w.Kube.Namespace(t), 2) // one fits the worker, one cannot
+	waitFor("a clone for the pending pod", func() bool { return clones(w) > before })
+	waitFor("both pods placed", func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+}

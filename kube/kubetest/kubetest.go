@@ -105,7 +105,16 @@ var (
 // the binaries exist), runs the tests and stops it in order.
 func Main(m *testing.M, opts Options) int {
 	if len(Missing()) == 0 {
-		once.Do(func() { shared, sharedErr = Start(opts) })
+		once.Do(func() {
+			// Ports are found free, then bound by the processes a moment
+			// later: the control plane of a test package running alongside
+			// may take one in between. A failed start cleans up; try again.
+			for range 3 {
+				if shared, sharedErr = Start(opts); sharedErr == nil {
+					break
+				}
+			}
+		})
 	}
 	code := m.Run()
 	if shared != nil {

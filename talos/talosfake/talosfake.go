@@ -321,10 +321,16 @@ func (s *service) ApplyConfiguration(ctx context.Context, req *machine.ApplyConf
 	}
 	n.applied = append(n.applied, append([]byte(nil), req.GetData()...))
 	if s.secure {
-		s.recordNode(ctx)
+		if md, ok := metadata.FromIncomingContext(ctx); ok { // n.mu is held: not recordNode
+			n.nodeMD = append(n.nodeMD, md.Get("node")...)
+		}
 		return &machine.ApplyConfigurationResponse{Messages: []*machine.ApplyConfiguration{{
 			Mode: machine.ApplyConfigurationRequest_NO_REBOOT, ModeDetails: "Applied configuration without a reboot",
 		}}}, nil
+	}
+	if n.closed || n.srv == nil {
+		// Closed (the VM stopped) while this request was on its way.
+		return nil, status.Error(codes.Unavailable, "connection closed: the machine is going down")
 	}
 	n.state = Installing
 	old := n.srv

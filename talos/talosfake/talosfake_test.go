@@ -1,8 +1,13 @@
 package talosfake
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/siderolabs/talos/pkg/machinery/api/machine"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestStartRefusesNonLoopback(t *testing.T) {
@@ -23,5 +28,19 @@ func TestStartRefusesNonLoopback(t *testing.T) {
 	n.GoDown()
 	if n.State() != Down {
 		t.Errorf("state %s after GoDown", n.State())
+	}
+}
+
+// TestApplyAfterCloseIsRefused: an apply that reaches a node closed while
+// it was on its way (the VM stopped) is refused, not a crash.
+func TestApplyAfterCloseIsRefused(t *testing.T) {
+	n, err := Start(Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	_, err = (&service{n: n}).ApplyConfiguration(context.Background(), &machine.ApplyConfigurationRequest{Data: []byte("version: v1alpha1\nmachine:\n  type: worker\n")})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("apply after close: %v, want Unavailable", err)
 	}
 }

@@ -30,8 +30,10 @@ func ParseSituation(name string, data []byte) (Situation, error) {
 		}
 	}
 	for i, op := range s.Operations {
-		if op.Kind != OpProvision && op.Kind != OpRemove {
-			errs = append(errs, decode.Error{Path: fmt.Sprintf("operations[%d].kind", i), Message: fmt.Sprintf("%q: expected provision or remove", op.Kind)})
+		switch op.Kind {
+		case OpProvision, OpRemove, OpRefill, OpRetire:
+		default:
+			errs = append(errs, decode.Error{Path: fmt.Sprintf("operations[%d].kind", i), Message: fmt.Sprintf("%q: expected provision, remove, refill or retire", op.Kind)})
 		}
 	}
 	if len(errs) > 0 {

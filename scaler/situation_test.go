@@ -17,7 +17,8 @@ func TestParseSituation(t *testing.T) {
              "pods": [{"namespace": "a", "name": "p", "owner_kind": "ReplicaSet", "requests": {"cpu": "1"},
                        "pdb": {"name": "p", "disruptions_allowed": 1}}]}],
   "pending_pods": [{"namespace": "a", "name": "q", "requests": {"cpu": "500m", "memory": "512Mi"}, "since": "2026-11-27T17:59:00Z"}],
-  "operations": [{"kind": "provision", "vmid": 5001, "step": "clone"}],
+  "operations": [{"kind": "provision", "vmid": 5001, "step": "clone"}, {"kind": "refill", "vmid": 5002, "step": "pool-started"},
+                 {"kind": "retire", "vmid": 5003, "step": "retiring"}, {"kind": "remove", "vmid": 5004, "step": "parking"}],
   "hosts": [{"name": "pve1", "online": true, "memory_free": 34359738368}],
   "metrics": {"stale": false},
   "history": {"last_scale_up": "2026-11-27T17:50:00Z"}
@@ -30,7 +31,7 @@ func TestParseSituation(t *testing.T) {
 	if n.Allocatable != (Resources{4000, 8 * gi}) || n.Usage != (Resources{3500, 6 * gi}) || n.Requests.MilliCPU != 3000 {
 		t.Errorf("node resources %+v", n)
 	}
-	if n.Pods[0].PDB.DisruptionsAllowed != 1 || s.PendingPods[0].Requests.Memory != 512<<20 || s.Operations[0].Kind != OpProvision {
+	if n.Pods[0].PDB.DisruptionsAllowed != 1 || s.PendingPods[0].Requests.Memory != 512<<20 || s.Operations[0].Kind != OpProvision || s.Operations[1].Kind != OpRefill || s.Operations[2].Kind != OpRetire || s.Operations[3].Kind != OpRemove {
 		t.Errorf("situation %+v", s)
 	}
 	if !s.History.LastScaleUp.Equal(time.Date(2026, 11, 27, 17, 50, 0, 0, time.UTC)) || !s.Time.Equal(time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)) {
@@ -52,7 +53,7 @@ func TestParseSituationErrors(t *testing.T) {
 		`nodes[0].usage: unknown resource "gpu"`,
 		`nodes[0].readdy: unknown field (did you mean "ready"?)`,
 		"nodes[0].name: required",
-		`operations[0].kind: "resize": expected provision or remove`,
+		`operations[0].kind: "resize": expected provision, remove, refill or retire`,
 		"history.last_scale_up:",
 		"time: required",
 	} {

@@ -147,8 +147,8 @@ type Reconciler struct {
 	log     *zap.Logger
 
 	mu       sync.Mutex
-	ops      map[int]*operation // by vmid
-	creating int                // provisions still cloning (no vmid yet)
+	ops      map[int]*operation    // by vmid
+	creating map[OperationKind]int // provisions and pool builds still cloning (no vmid yet), by kind
 	hist     History
 	failures int
 	lastErr  string      // the last error seen, kept until another replaces it
@@ -202,7 +202,7 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, nodeless: map[int]int{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, nodeless: map[int]int{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -320,8 +320,12 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	for _, op := range r.ops {
 		snap.Operations = append(snap.Operations, Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started})
 	}
-	for range r.creating {
-		snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, Step: "creating"})
+	fresh := 0 // creations in flight, counted here; a fresh clone listed may be one of them
+	for _, kind := range []OperationKind{OpProvision, OpRefill} {
+		for range r.creating[kind] {
+			snap.Operations = append(snap.Operations, Operation{Kind: kind, Step: "creating"})
+			fresh++
+		}
 	}
 	for _, m := range machines {
 		if _, ok := r.ops[m.VMID]; ok {
@@ -335,6 +339,8 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			snap.Operations = append(snap.Operations, Operation{Kind: OpRemove, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
 		case m.ForStandby:
 			snap.Operations = append(snap.Operations, Operation{Kind: OpRefill, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
+		case m.Step == StepCloned && fresh > 0:
+			fresh-- // counted above as a creation
 		default:
 			// A machine still provisioning but not resumed (dry-run) counts too.
 			snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
@@ -429,9 +435,17 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 	for _, m := range machines {
 		r.mu.Lock()
 		_, running := r.ops[m.VMID]
+		creating := r.creating[OpProvision] + r.creating[OpRefill]
 		r.mu.Unlock()
 		if running || m.Locked {
 			continue // an operation of ours runs, or PVE still works on the VM (a clone copying)
+		}
+		if m.Step == StepCloned && creating > 0 {
+			// A fresh clone while one of ours is being created may be that
+			// very one (its clone task ended, Create has not returned yet):
+			// it is left to it. A clone left over by a crash is resumed at
+			// the first tick with no creation in flight.
+			continue
 		}
 		n, hasNode := nodes[m.Name]
 		if hasNode {
@@ -556,8 +570,12 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		kind = OpRefill
 	}
 	var op *operation
+	if _, running := r.ops[m.VMID]; running && m.VMID != 0 {
+		r.mu.Unlock()
+		return
+	}
 	if m.VMID == 0 {
-		r.creating++
+		r.creating[kind]++
 	} else {
 		started := m.Created
 		if started.IsZero() {
@@ -600,18 +618,18 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		if err == nil {
 			r.observeStep(OpProvision, StepCloned, time.Since(t0))
 		}
+		kind := OpProvision
+		if m.ForStandby {
+			kind = OpRefill
+		}
 		r.mu.Lock()
-		r.creating--
+		r.creating[kind]--
 		if created.VMID != 0 {
 			// Registered even on failure: while its clean-up runs, no tick
 			// may take the half-made VM for one to resume.
 			step := StepCloned
 			if err != nil {
 				step = "cleanup"
-			}
-			kind := OpProvision
-			if m.ForStandby {
-				kind = OpRefill
 			}
 			op = &operation{kind: kind, vmid: created.VMID, name: created.Name, host: created.Host, step: step, started: started}
 			r.ops[created.VMID] = op

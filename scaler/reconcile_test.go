@@ -1,0 +1,234 @@
+package scaler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeInfra is a Proxmox whose Create can be held after the clone is
+// visible in Machines (its task ended) but before Create returns: the
+// window in which a tick lists the fresh clone.
+type fakeInfra struct {
+	mu        sync.Mutex
+	vms       map[int]Machine
+	next      int
+	cloned    chan int      // told the vmid once the clone is listed
+	release   chan struct{} // Create returns once this closes
+	configure map[int]int   // Configure calls by vmid
+}
+
+func newFakeInfra() *fakeInfra {
+	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}}
+}
+
+func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Machine
+	for _, m := range f.vms {
+		out = append(out, m)
+	}
+	return out, []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}}, nil
+}
+
+func (f *fakeInfra) Create(ctx context.Context, _ []string) (Machine, error) {
+	f.mu.Lock()
+	m := Machine{VMID: f.next, Name: "w" + string(rune('a'+f.next-100)), Host: "pve1", Step: StepCloned, Created: t0}
+	f.next++
+	f.vms[m.VMID] = m
+	f.mu.Unlock()
+	f.cloned <- m.VMID
+	select {
+	case <-f.release:
+	case <-ctx.Done():
+		return m, ctx.Err()
+	}
+	return m, nil
+}
+
+func (f *fakeInfra) set(vmid int, step string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.vms[vmid]
+	m.Step = step
+	f.vms[vmid] = m
+}
+
+func (f *fakeInfra) Configure(_ context.Context, vmid int, step string) error {
+	f.mu.Lock()
+	f.configure[vmid]++
+	f.mu.Unlock()
+	f.set(vmid, step)
+	return nil
+}
+func (f *fakeInfra) Record(_ context.Context, vmid int, step string) error {
+	f.set(vmid, step)
+	return nil
+}
+func (f *fakeInfra) Start(context.Context, int) error             { return nil }
+func (f *fakeInfra) Address(context.Context, int) (string, error) { return "127.0.0.1", nil }
+func (f *fakeInfra) PowerOff(context.Context, int) error          { return nil }
+func (f *fakeInfra) Destroy(_ context.Context, vmid int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.vms, vmid)
+	return nil
+}
+
+// fakeOS counts the machine configs sent, by node.
+type fakeOS struct {
+	mu      sync.Mutex
+	applied map[string]int
+}
+
+func (o *fakeOS) Apply(_ context.Context, m Machine, _ string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.applied[m.Name]++
+	return nil
+}
+func (o *fakeOS) Reset(context.Context, Machine, string) error { return nil }
+func (o *fakeOS) Unreachable(error) bool                       { return false }
+
+// fakeCluster has a Ready worker for each joined VM; nodes join at once.
+type fakeCluster struct {
+	infra   *fakeInfra
+	pending []PendingPod
+}
+
+func (c *fakeCluster) Snapshot(context.Context, time.Time) (Snapshot, error) {
+	c.infra.mu.Lock()
+	defer c.infra.mu.Unlock()
+	s := Snapshot{PendingPods: c.pending}
+	for _, m := range c.infra.vms {
+		if m.Step == StepJoined {
+			s.Nodes = append(s.Nodes, worker(m.Name, 50, 50, func(n *Node) { n.VMID = m.VMID }))
+		}
+	}
+	return s, nil
+}
+func (*fakeCluster) WaitReady(context.Context, string, time.Duration) error { return nil }
+func (*fakeCluster) SetRemovalStep(context.Context, string, string) error   { return nil }
+func (*fakeCluster) Cordon(context.Context, string, bool) error             { return nil }
+func (*fakeCluster) SetStandby(context.Context, string, bool) error         { return nil }
+func (*fakeCluster) Drain(context.Context, string) error                    { return nil }
+func (*fakeCluster) DeleteNode(context.Context, string) error               { return nil }
+func (*fakeCluster) Event(string, string, string, string)                   {}
+
+type countingObserver struct {
+	mu   sync.Mutex
+	done map[OperationKind][]error
+}
+
+func (c *countingObserver) Step(OperationKind, string, time.Duration) {}
+func (c *countingObserver) Done(kind OperationKind, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done[kind] = append(c.done[kind], err)
+}
+
+// TestTickLeavesAFreshCloneToItsCreation: a tick that lists the VM a
+// creation has just cloned, before Create has returned, neither resumes it
+// as a second provisioning (two configs sent to one machine) nor counts it
+// twice as capacity on its way.
+func TestTickLeavesAFreshCloneToItsCreation(t *testing.T) {
+	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
+	obs := &countingObserver{done: map[OperationKind][]error{}}
+	p := testPolicy()
+	p.MinWorkers, p.MaxWorkers = 1, 3
+	r := NewReconciler(infra, os, &fakeCluster{infra: infra}, p, ReconcileOptions{Now: func() time.Time { return t0 }, Observer: obs})
+	ctx := context.Background()
+	plan, err := r.Tick(ctx)
+	if err != nil || len(plan.Actions) != 1 || plan.Actions[0].Count != 1 {
+		t.Fatalf("first tick: %+v, %v", plan.Actions, err)
+	}
+	vmid := <-infra.cloned
+	// The clone is listed, unlocked, at step cloned; Create has not returned.
+	plan, err = r.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Actions) != 0 {
+		t.Errorf("second tick adds again: %+v", plan.Actions)
+	}
+	st := r.Status()
+	if len(st.Operations) != 1 {
+		t.Errorf("operations while creating: %+v", st.Operations)
+	}
+	close(infra.release)
+	r.Wait()
+	if _, err := r.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Wait()
+	infra.mu.Lock()
+	defer infra.mu.Unlock()
+	if infra.configure[vmid] != 1 || infra.vms[vmid].Step != StepJoined {
+		t.Errorf("VM %d configured %d times, at step %q", vmid, infra.configure[vmid], infra.vms[vmid].Step)
+	}
+	if n := os.applied[infra.vms[vmid].Name]; n != 1 {
+		t.Errorf("machine config sent %d times", n)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if d := obs.done[OpProvision]; len(d) != 1 || d[0] != nil {
+		t.Errorf("provisions finished: %v", d)
+	}
+}
+
+// TestTickResumesALeftOverClone: with no creation in flight, a clone left
+// at step cloned (a crash between clone and configure) is provisioned on.
+func TestTickResumesALeftOverClone(t *testing.T) {
+	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
+	infra.vms[100] = Machine{VMID: 100, Name: "left", Host: "pve1", Step: StepCloned, Created: t0}
+	infra.next = 101
+	p := testPolicy()
+	p.MinWorkers, p.MaxWorkers = 1, 3
+	r := NewReconciler(infra, os, &fakeCluster{infra: infra}, p, ReconcileOptions{Now: func() time.Time { return t0 }})
+	plan, err := r.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Actions) != 0 {
+		t.Errorf("adds beside the clone it resumes: %+v", plan.Actions)
+	}
+	r.Wait()
+	infra.mu.Lock()
+	defer infra.mu.Unlock()
+	if infra.configure[100] != 1 || infra.vms[100].Step != StepJoined || os.applied["left"] != 1 {
+		t.Errorf("left-over clone: configured %d, step %q, applied %d", infra.configure[100], infra.vms[100].Step, os.applied["left"])
+	}
+}
+
+// TestARefillBeingClonedIsNotCapacity: a standby worker still cloning is
+// told to the engine as a refill, so pods going pending meanwhile get a
+// worker of their own.
+func TestARefillBeingClonedIsNotCapacity(t *testing.T) {
+	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
+	infra.vms[99] = Machine{VMID: 99, Name: "w0", Host: "pve1", Step: StepJoined, Created: t0.Add(-time.Hour)}
+	cluster := &fakeCluster{infra: infra}
+	p := poolPolicy(1)
+	p.MinWorkers = 1
+	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }})
+	ctx := context.Background()
+	plan, err := r.Tick(ctx)
+	if err != nil || len(plan.Actions) != 1 || plan.Actions[0].Kind != ActionRefill {
+		t.Fatalf("calm tick: %+v, %v", plan.Actions, err)
+	}
+	<-infra.cloned
+	cluster.pending = pending(1, 3000, gi, t0.Add(-time.Minute))
+	plan, err = r.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Actions) != 1 || plan.Actions[0].Kind != ActionAdd || plan.Actions[0].Count != 1 {
+		t.Errorf("pending pod while a refill clones: %+v", plan.Actions)
+	}
+	if ops := r.Status().Operations; len(ops) == 0 || ops[0].Kind != OpRefill {
+		t.Errorf("operations: %+v", ops)
+	}
+	close(infra.release)
+	r.Wait()
+}

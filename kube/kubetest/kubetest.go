@@ -398,18 +398,25 @@ type NodeSpec struct {
 	Taints      []corev1.Taint
 }
 
-// CreateNode registers a node kwok runs (it becomes Ready within a second).
+// CreateNode registers a node kwok runs (it becomes Ready within a second),
+// labelled as a kubelet labels its Node (hostname, os, arch) besides
+// n.Labels: the scheduler's topology rules (anti-affinity on
+// kubernetes.io/hostname) need them.
 func (e *Env) CreateNode(ctx context.Context, n NodeSpec) error {
 	ann := map[string]string{KwokAnnotation: "fake"}
 	for k, v := range n.Annotations {
 		ann[k] = v
+	}
+	labels := map[string]string{corev1.LabelHostname: n.Name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64"}
+	for k, v := range n.Labels {
+		labels[k] = v
 	}
 	res := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse(n.CPU), corev1.ResourceMemory: resource.MustParse(n.Memory),
 		corev1.ResourcePods: resource.MustParse("110"),
 	}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels, Annotations: ann},
 		Spec:       corev1.NodeSpec{Taints: n.Taints},
 		Status:     corev1.NodeStatus{Capacity: res, Allocatable: res},
 	}

@@ -26,6 +26,9 @@ func TestControlPlane(t *testing.T) {
 	for {
 		n, err := e.Client.CoreV1().Nodes().Get(ctx, "kt-node-1", metav1.GetOptions{})
 		if err == nil && ready(n) {
+			if n.Labels[corev1.LabelHostname] != "kt-node-1" || n.Labels[corev1.LabelOSStable] != "linux" {
+				t.Errorf("node labels %v: a kubelet's hostname and os labels missing", n.Labels)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -79,7 +80,7 @@ func build(t *testing.T, w *world.World, cfg *config.Config, o Options) (*Daemon
 	o.TalosPort = w.TalosPort
 	o.Poll = 5 * time.Millisecond
 	if o.Log == nil {
-		o.Log = zap.NewNop()
+		o.Log = failureLog(t)
 	}
 	d, err := Build(ctx, cfg, o)
 	if err != nil {
@@ -88,6 +89,36 @@ func build(t *testing.T, w *world.World, cfg *config.Config, o Options) (*Daemon
 	}
 	t.Cleanup(cancel)
 	return d, cancel
+}
+
+// failureLog is a logger whose lines are printed when the test fails
+// (operations may still log after the test has ended: not through t.Log).
+func failureLog(t *testing.T) *zap.Logger {
+	var buf syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", buf.String())
+		}
+	})
+	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(&buf), zap.InfoLevel))
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // converge ticks until cond holds.

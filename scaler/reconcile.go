@@ -101,6 +101,13 @@ type Cluster interface {
 	Event(node, eventType, reason, message string)
 }
 
+// endedOp is an operation that has finished: when (in Reconciler.ends)
+// and what it was.
+type endedOp struct {
+	at uint64
+	op Operation
+}
+
 // ReconcileOptions are the reconciler's settings.
 type ReconcileOptions struct {
 	MaxProvisionTime time.Duration
@@ -149,6 +156,11 @@ type Reconciler struct {
 	mu       sync.Mutex
 	ops      map[int]*operation    // by vmid
 	creating map[OperationKind]int // provisions and pool builds still cloning (no vmid yet), by kind
+	// ends counts finished operations; ended is, by vmid, the count when
+	// an operation on that VM finished, so a VM list read before that is
+	// not taken for the VM's state (its last step may be missing from it).
+	ends     uint64
+	ended    map[int]endedOp
 	hist     History
 	failures int
 	lastErr  string      // the last error seen, kept until another replaces it
@@ -202,7 +214,7 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, nodeless: map[int]int{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, nodeless: map[int]int{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -300,13 +312,9 @@ func (r *Reconciler) Wait() { r.wg.Wait() }
 // starts the plan's actions. It returns the plan.
 func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	now := r.o.Now()
-	snap, err := r.cluster.Snapshot(ctx, now)
-	if err != nil && len(snap.Nodes) == 0 && !snap.Metrics.Stale {
-		return Plan{}, r.fail(now, fmt.Errorf("kubernetes snapshot: %w", err))
-	}
-	machines, hosts, err := r.infra.Machines(ctx)
+	snap, machines, hosts, stale, err := r.observe(ctx, now)
 	if err != nil {
-		return Plan{}, r.fail(now, fmt.Errorf("proxmox inventory: %w", err))
+		return Plan{}, r.fail(now, err)
 	}
 	for i := range machines {
 		if step, ok := strings.CutPrefix(machines[i].Step, PoolPrefix); ok {
@@ -314,7 +322,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 		}
 	}
 	snap.Hosts = hosts
-	r.resume(ctx, snap, machines, now)
+	r.resume(ctx, snap, machines, stale, now)
 
 	r.mu.Lock()
 	for _, op := range r.ops {
@@ -329,6 +337,10 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	}
 	for _, m := range machines {
 		if _, ok := r.ops[m.VMID]; ok {
+			continue
+		}
+		if op, ok := stale[m.VMID]; ok {
+			snap.Operations = append(snap.Operations, op)
 			continue
 		}
 		switch {
@@ -423,7 +435,56 @@ func (r *Reconciler) logPlan(p Plan) {
 
 // resume picks up what is half-done: provisions and removals of an earlier
 // run, and Node objects whose VM is gone.
-func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, now time.Time) {
+// observe reads the cluster and the VMs. An operation that ends while they
+// are read can leave the two disagreeing (a Node deleted after the
+// snapshot, its VM gone from the list), so they are read again, up to
+// twice; what still disagrees is named in stale.
+func (r *Reconciler) observe(ctx context.Context, now time.Time) (snap Snapshot, machines []Machine, hosts []Host, stale map[int]Operation, err error) {
+	for attempt := 0; ; attempt++ {
+		r.mu.Lock()
+		before := r.ends
+		r.mu.Unlock()
+		snap, err = r.cluster.Snapshot(ctx, now)
+		if err != nil && len(snap.Nodes) == 0 && !snap.Metrics.Stale {
+			return snap, nil, nil, nil, fmt.Errorf("kubernetes snapshot: %w", err)
+		}
+		if machines, hosts, err = r.infra.Machines(ctx); err != nil {
+			return snap, nil, nil, nil, fmt.Errorf("proxmox inventory: %w", err)
+		}
+		r.mu.Lock()
+		ended := r.ends != before
+		r.mu.Unlock()
+		if !ended || attempt == 2 {
+			return snap, machines, hosts, r.staleIn(machines, before), nil
+		}
+	}
+}
+
+// staleIn names, in a VM list read when listed operations had finished,
+// the VMs whose operation has finished since, with that operation: the
+// list may show them at a step before their last (a provisioned worker
+// still at applying, a woken one still standby), so this tick does not
+// resume them and counts them as the operation they were (the cluster
+// snapshot, read before, may not show its outcome yet); the next tick's
+// list has them right.
+func (r *Reconciler) staleIn(machines []Machine, listed uint64) map[int]Operation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stale := map[int]Operation{}
+	for _, m := range machines {
+		if e, ok := r.ended[m.VMID]; ok && e.at > listed {
+			stale[m.VMID] = e.op
+		}
+	}
+	for vmid, e := range r.ended {
+		if e.at <= listed {
+			delete(r.ended, vmid) // this list was read after it finished
+		}
+	}
+	return stale
+}
+
+func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, stale map[int]Operation, now time.Time) {
 	byVMID := map[int]Machine{}
 	for _, m := range machines {
 		byVMID[m.VMID] = m
@@ -437,8 +498,8 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		_, running := r.ops[m.VMID]
 		creating := r.creating[OpProvision] + r.creating[OpRefill]
 		r.mu.Unlock()
-		if running || m.Locked {
-			continue // an operation of ours runs, or PVE still works on the VM (a clone copying)
+		if _, ended := stale[m.VMID]; running || ended || m.Locked {
+			continue // an operation of ours runs or has just ended, or PVE still works on the VM (a clone copying)
 		}
 		if m.Step == StepCloned && creating > 0 {
 			// A fresh clone while one of ours is being created may be that
@@ -977,6 +1038,15 @@ func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if vmid != 0 {
+		r.ends++
+		e := endedOp{at: r.ends, op: Operation{Kind: kind, VMID: vmid}}
+		if op := r.ops[vmid]; op != nil {
+			e.op = Operation{Kind: op.kind, VMID: vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started}
+			if op.park {
+				e.op.Step = StepParking
+			}
+		}
+		r.ended[vmid] = e
 		delete(r.ops, vmid)
 	}
 	switch {

@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,9 @@ type fakeInfra struct {
 	cloned    chan int      // told the vmid once the clone is listed
 	release   chan struct{} // Create returns once this closes
 	configure map[int]int   // Configure calls by vmid
+	// onList, if set, runs after Machines has copied the list and before
+	// it returns it: what happens there is missing from that list.
+	onList func()
 }
 
 func newFakeInfra() *fakeInfra {
@@ -30,12 +34,17 @@ func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
 	for _, m := range f.vms {
 		out = append(out, m)
 	}
+	if hook := f.onList; hook != nil {
+		f.mu.Unlock()
+		hook()
+		f.mu.Lock()
+	}
 	return out, []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}}, nil
 }
 
 func (f *fakeInfra) Create(ctx context.Context, _ []string) (Machine, error) {
 	f.mu.Lock()
-	m := Machine{VMID: f.next, Name: "w" + string(rune('a'+f.next-100)), Host: "pve1", Step: StepCloned, Created: t0}
+	m := Machine{VMID: f.next, Name: fmt.Sprintf("w%d", f.next), Host: "pve1", Step: StepCloned, Created: t0}
 	f.next++
 	f.vms[m.VMID] = m
 	f.mu.Unlock()
@@ -96,6 +105,19 @@ func (o *fakeOS) Unreachable(error) bool                       { return false }
 type fakeCluster struct {
 	infra   *fakeInfra
 	pending []PendingPod
+	mu      sync.Mutex
+	ready   map[string]chan struct{} // WaitReady on these names waits for the channel
+}
+
+func (c *fakeCluster) hold(name string) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready == nil {
+		c.ready = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	c.ready[name] = ch
+	return ch
 }
 
 func (c *fakeCluster) Snapshot(context.Context, time.Time) (Snapshot, error) {
@@ -109,13 +131,26 @@ func (c *fakeCluster) Snapshot(context.Context, time.Time) (Snapshot, error) {
 	}
 	return s, nil
 }
-func (*fakeCluster) WaitReady(context.Context, string, time.Duration) error { return nil }
-func (*fakeCluster) SetRemovalStep(context.Context, string, string) error   { return nil }
-func (*fakeCluster) Cordon(context.Context, string, bool) error             { return nil }
-func (*fakeCluster) SetStandby(context.Context, string, bool) error         { return nil }
-func (*fakeCluster) Drain(context.Context, string) error                    { return nil }
-func (*fakeCluster) DeleteNode(context.Context, string) error               { return nil }
-func (*fakeCluster) Event(string, string, string, string)                   {}
+func (c *fakeCluster) WaitReady(ctx context.Context, name string, _ time.Duration) error {
+	c.mu.Lock()
+	ch := c.ready[name]
+	c.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (*fakeCluster) SetRemovalStep(context.Context, string, string) error { return nil }
+func (*fakeCluster) Cordon(context.Context, string, bool) error           { return nil }
+func (*fakeCluster) SetStandby(context.Context, string, bool) error       { return nil }
+func (*fakeCluster) Drain(context.Context, string) error                  { return nil }
+func (*fakeCluster) DeleteNode(context.Context, string) error             { return nil }
+func (*fakeCluster) Event(string, string, string, string)                 {}
 
 type countingObserver struct {
 	mu   sync.Mutex
@@ -231,4 +266,91 @@ func TestARefillBeingClonedIsNotCapacity(t *testing.T) {
 	}
 	close(infra.release)
 	r.Wait()
+}
+
+// TestTickDoesNotRedoAStepThatEndedWhileListing: operations that end
+// while a tick reads the VMs (the list still shows them at applying) are
+// neither resumed nor counted from that list: the tick reads again, and
+// after three reads leaves the last one's late ones for the next tick.
+func TestTickDoesNotRedoAStepThatEndedWhileListing(t *testing.T) {
+	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
+	close(infra.release)
+	cluster := &fakeCluster{infra: infra}
+	obs := &countingObserver{done: map[OperationKind][]error{}}
+	p := testPolicy()
+	p.MinWorkers, p.MaxWorkers, p.MaxStep = 3, 6, 3
+	var held []chan struct{}
+	for vmid := 100; vmid < 103; vmid++ {
+		held = append(held, cluster.hold(fmt.Sprintf("w%d", vmid)))
+	}
+	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }, Observer: obs})
+	ctx := context.Background()
+	if plan, err := r.Tick(ctx); err != nil || len(plan.Actions) != 1 || plan.Actions[0].Count != 3 {
+		t.Fatalf("first tick: %+v, %v", plan.Actions, err)
+	}
+	// All three wait for their Node at applying.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		infra.mu.Lock()
+		n := 0
+		for _, m := range infra.vms {
+			if m.Step == StepApplying {
+				n++
+			}
+		}
+		infra.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("provisions never reached applying")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Each read of the VMs lets one provision finish before returning.
+	lists := 0
+	infra.onList = func() {
+		if lists < len(held) {
+			close(held[lists])
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				r.mu.Lock()
+				done := len(r.ops) == 2-lists
+				r.mu.Unlock()
+				if done || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		lists++
+	}
+	plan, err := r.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range held[min(lists, len(held)):] {
+		close(ch) // read fewer times than expected: let the rest finish
+	}
+	r.Wait()
+	if lists != 3 {
+		t.Errorf("the VMs were read %d times, want 3", lists)
+	}
+	infra.onList = nil
+	if len(plan.Actions) != 0 {
+		t.Errorf("tick while provisions ended: %+v", plan.Actions)
+	}
+	if _, err := r.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Wait()
+	for vmid := 100; vmid < 103; vmid++ {
+		name := fmt.Sprintf("w%d", vmid)
+		if os.applied[name] != 1 || infra.vms[vmid].Step != StepJoined {
+			t.Errorf("%s: config sent %d times, step %q", name, os.applied[name], infra.vms[vmid].Step)
+		}
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if d := obs.done[OpProvision]; len(d) != 3 {
+		t.Errorf("provisions finished: %v (one redone from a stale list?)", d)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -527,5 +528,47 @@ func TestAnnotateKeepsLabels(t *testing.T) {
 		if want := map[bool]int{true: 1, false: 0}[on]; count != want {
 			t.Errorf("standby %v: %d taints", on, count)
 		}
+	}
+}
+
+// TestWritesAreInTheCacheWhenTheyReturn: cordon, the standby taint and
+// deleting a Node return once the informer's cache shows them, so the
+// snapshot the next tick reads agrees with the step just recorded.
+func TestWritesAreInTheCacheWhenTheyReturn(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	testNodes(t, env, "settle", "settle-a")
+	c := adapter(t, env, config.Drain{})
+	cached := func() *corev1.Node {
+		n, err := c.nodes.Get("settle-a")
+		if err != nil {
+			return nil
+		}
+		return n
+	}
+	tainted := func(n *corev1.Node) bool {
+		return slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
+	}
+	for range 3 {
+		for _, on := range []bool{true, false} {
+			if err := c.SetCordon(ctx, "settle-a", on); err != nil {
+				t.Fatal(err)
+			}
+			if n := cached(); n == nil || n.Spec.Unschedulable != on {
+				t.Fatalf("cordon %v returned before the cache had it", on)
+			}
+			if err := c.SetStandby(ctx, "settle-a", on); err != nil {
+				t.Fatal(err)
+			}
+			if n := cached(); n == nil || tainted(n) != on {
+				t.Fatalf("standby %v returned before the cache had it", on)
+			}
+		}
+	}
+	if err := c.DeleteNode(ctx, "settle-a"); err != nil {
+		t.Fatal(err)
+	}
+	if cached() != nil {
+		t.Fatal("delete returned while the cache still had the Node")
 	}
 }

@@ -78,7 +78,40 @@ func (c *Client) SetCordon(ctx context.Context, name string, cordon bool) error 
 		}
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
+	c.settle(ctx, name, func(n *corev1.Node) bool { return n == nil || n.Spec.Unschedulable == cordon })
 	return nil
+}
+
+// settleTimeout bounds how long a write waits to be seen in the informer's cache.
+const settleTimeout = 5 * time.Second
+
+// settle waits until the informer's cache shows what a write of ours did
+// (done gets nil while the cache has no such Node), so the next snapshot, read from
+// that cache, agrees with the step just recorded: a tick right after a
+// standby worker was woken must not see it tainted still and add another.
+// The watch delivers within milliseconds; past settleTimeout it gives up
+// (the write itself succeeded).
+func (c *Client) settle(ctx context.Context, name string, done func(*corev1.Node) bool) {
+	if c.nodes == nil {
+		return // informers not started (one-shot commands)
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		n, err := c.nodes.Get(name)
+		if apierrors.IsNotFound(err) {
+			n, err = nil, nil
+		}
+		if err == nil && done(n) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			c.log.Debug("node write not yet in the cache", zap.String("node", name))
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // PodHold is a pod that kept a drain from finishing, and why.
@@ -243,6 +276,7 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete node %s: %w", name, err)
 	}
+	c.settle(ctx, name, func(n *corev1.Node) bool { return n == nil })
 	return nil
 }
 
@@ -301,5 +335,8 @@ func (c *Client) SetStandby(ctx context.Context, name string, on bool) error {
 	if err != nil {
 		return fmt.Errorf("standby taint on %s: %w", name, err)
 	}
+	c.settle(ctx, name, func(n *corev1.Node) bool {
+		return n == nil || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby }) == on
+	})
 	return nil
 }

@@ -433,8 +433,6 @@ func (r *Reconciler) logPlan(p Plan) {
 	}
 }
 
-// resume picks up what is half-done: provisions and removals of an earlier
-// run, and Node objects whose VM is gone.
 // observe reads the cluster and the VMs. An operation that ends while they
 // are read can leave the two disagreeing (a Node deleted after the
 // snapshot, its VM gone from the list), so they are read again, up to
@@ -484,6 +482,8 @@ func (r *Reconciler) staleIn(machines []Machine, listed uint64) map[int]Operatio
 	return stale
 }
 
+// resume picks up what is half-done: provisions and removals of an earlier
+// run, and Node objects whose VM is gone.
 func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, stale map[int]Operation, now time.Time) {
 	byVMID := map[int]Machine{}
 	for _, m := range machines {

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -91,34 +91,21 @@ func build(t *testing.T, w *world.World, cfg *config.Config, o Options) (*Daemon
 	return d, cancel
 }
 
-// failureLog is a logger whose lines are printed when the test fails
+// failureLog is a logger whose entries are printed when the test fails
 // (operations may still log after the test has ended: not through t.Log).
 func failureLog(t *testing.T) *zap.Logger {
-	var buf syncBuffer
+	core, logs := observer.New(zap.InfoLevel)
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", buf.String())
+		if !t.Failed() {
+			return
 		}
+		var b strings.Builder
+		for _, e := range logs.All() {
+			fmt.Fprintf(&b, "%s %s %s: %s %v\n", e.Time.Format("15:04:05.000"), e.Level, e.LoggerName, e.Message, e.ContextMap())
+		}
+		t.Logf("daemon log:\n%s", b.String())
 	})
-	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(&buf), zap.InfoLevel))
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return zap.New(core)
 }
 
 // converge ticks until cond holds.

@@ -626,10 +626,7 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		r.mu.Unlock()
 		return
 	}
-	kind := OpProvision
-	if m.ForStandby {
-		kind = OpRefill
-	}
+	kind := provisionKind(m)
 	var op *operation
 	if _, running := r.ops[m.VMID]; running && m.VMID != 0 {
 		r.mu.Unlock()
@@ -652,6 +649,14 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		vmid, err := r.provision(m, op, now)
 		r.finish(kind, vmid, err)
 	}()
+}
+
+// provisionKind is a provisioning's kind: a build for the warm pool is a refill.
+func provisionKind(m Machine) OperationKind {
+	if m.ForStandby {
+		return OpRefill
+	}
+	return OpProvision
 }
 
 func (r *Reconciler) setStep(op *operation, step string) {
@@ -679,10 +684,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		if err == nil {
 			r.observeStep(OpProvision, StepCloned, time.Since(t0))
 		}
-		kind := OpProvision
-		if m.ForStandby {
-			kind = OpRefill
-		}
+		kind := provisionKind(m)
 		r.mu.Lock()
 		r.creating[kind]--
 		if created.VMID != 0 {

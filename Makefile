@@ -2,7 +2,8 @@
 #
 #   make demo    the daemon against the simulated world (DEMO_ARGS='--speed 20')
 #   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, the
-#                Kubernetes test bed (built on first run), go test -race
+#                Kubernetes test bed (built on first run), go test -race, and
+#                the date-dependent tests again a year back and a year ahead
 #   make build   static release binaries in bin/ (pve-autoscaler, pvesim)
 #   make bench       fast benchmarks (decision engine, simulator, idle tick)
 #   make bench-e2e   scale-up latency, time to capacity and warm standby in the
@@ -26,14 +27,14 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit bench bench-e2e bench-idle fuzz clean kube-testbed deb demo
+.PHONY: all build test fmt fmt-check vet staticcheck unit dates bench bench-e2e bench-idle fuzz clean kube-testbed deb demo
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./cmd/pve-autoscaler ./cmd/pvesim
 
-test: fmt-check vet staticcheck unit
+test: fmt-check vet staticcheck unit dates
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -64,6 +65,13 @@ demo:
 
 unit: kube-testbed
 	$(GO) test -race ./...
+
+# The date-dependent packages once more with their fixed dates a year
+# (52 weeks: same weekday and hour) in the past and in the future: no
+# result may depend on today's date.
+dates:
+	PVE_AUTOSCALER_TEST_SHIFT_WEEKS=-52 $(GO) test -count=1 ./scaler ./internal/simulate ./internal/testclock
+	PVE_AUTOSCALER_TEST_SHIFT_WEEKS=52 $(GO) test -count=1 ./scaler ./internal/simulate ./internal/testclock
 
 bench: kube-testbed
 	$(GO) test -run '^$$' -bench . -benchmem ./scaler ./internal/simulate

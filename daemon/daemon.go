@@ -60,7 +60,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck})
+	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck, Now: o.Now})
 	if err != nil {
 		return nil, err
 	}

@@ -112,7 +112,7 @@ func (i *Infra) Create(ctx context.Context, only []string) (scaler.Machine, erro
 		i.mu.Unlock()
 	}()
 	vmid, err := i.PVE.CloneNew(ctx, inv, host)
-	m := scaler.Machine{VMID: vmid, Name: i.PVE.Name(vmid), Host: host, Step: scaler.StepCloned, Created: time.Now()}
+	m := scaler.Machine{VMID: vmid, Name: i.PVE.Name(vmid), Host: host, Step: scaler.StepCloned, Created: i.PVE.Now()}
 	if err == nil {
 		i.mu.Lock()
 		i.hosts[vmid] = host

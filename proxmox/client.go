@@ -49,6 +49,9 @@ type Options struct {
 	// RequestTimeout bounds one HTTP request (default 30s): a hung PVE
 	// proxy must not hang the scaler.
 	RequestTimeout time.Duration
+	// Now is the clock the VMs' recorded creation times are read on
+	// (default time.Now); the reconciler measures max_provision_time on it.
+	Now func() time.Time
 }
 
 // Client is the Proxmox adapter.
@@ -60,6 +63,7 @@ type Client struct {
 	poll    time.Duration
 	version string
 	clones  chan struct{} // bounds clones running at once
+	now     func() time.Time
 
 	mu            sync.Mutex
 	claimed       map[int]bool // vmids being allocated by this process
@@ -108,6 +112,10 @@ func New(opts Options) (*Client, error) {
 	if poll <= 0 {
 		poll = 500 * time.Millisecond
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	version := opts.Version
 	if version == "" {
 		version = "dev"
@@ -126,9 +134,13 @@ func New(opts Options) (*Client, error) {
 		}(),
 		version: version,
 		clones:  make(chan struct{}, max(p.MaxParallel, 1)),
+		now:     now,
 		claimed: map[int]bool{}, metas: map[int]Meta{},
 	}, nil
 }
+
+// Now is the adapter's clock: creation times in descriptions are on it.
+func (c *Client) Now() time.Time { return c.now() }
 
 // apiURL makes sure the base URL ends in /api2/json, as go-proxmox needs.
 func apiURL(raw string) (string, error) {

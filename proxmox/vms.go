@@ -283,7 +283,7 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		"newid":       vmid,
 		"name":        c.Name(vmid),
 		"target":      host,
-		"description": c.Description(time.Now(), digest),
+		"description": c.Description(c.now(), digest),
 	}
 	full := c.cfg.CloneMode == "full" || !tpl.Template
 	params["full"] = full

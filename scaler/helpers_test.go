@@ -3,10 +3,12 @@ package scaler
 import (
 	"fmt"
 	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/internal/testclock"
 )
 
-// t0 is a Friday noon.
-var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+// t0 is a Friday noon (moved by whole weeks under testclock.Env).
+var t0 = testclock.Date(2026, 11, 27, 12, 0)
 
 const gi = int64(1) << 30
 

@@ -672,7 +672,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	if op != nil {
 		started = op.started
 	}
-	ctx, cancel := context.WithDeadline(r.work, started.Add(r.o.MaxProvisionTime))
+	ctx, cancel := r.provisionContext(started)
 	defer cancel()
 	if op == nil {
 		t0 := time.Now()
@@ -736,6 +736,15 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	r.log.Warn("provisioning failed, destroying the VM", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
 	r.cleanup(m.VMID)
 	return m.VMID, err
+}
+
+// provisionContext bounds a provisioning (or a wake) that started at
+// started, a time on the reconciler's clock, by what is left of
+// MaxProvisionTime on that same clock, turned into a timeout: the time the
+// VM recorded and the daemon's clock are never compared with the wall
+// clock that context deadlines use.
+func (r *Reconciler) provisionContext(started time.Time) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.work, started.Add(r.o.MaxProvisionTime).Sub(r.o.Now()))
 }
 
 func (r *Reconciler) cleanup(vmid int) {
@@ -955,7 +964,7 @@ func (r *Reconciler) startWake(m Machine, now time.Time) {
 }
 
 func (r *Reconciler) wake(op *operation, m Machine) error {
-	ctx, cancel := context.WithDeadline(r.work, op.started.Add(r.o.MaxProvisionTime))
+	ctx, cancel := r.provisionContext(op.started)
 	defer cancel()
 	err := r.runStep(op, StepWaking, func() error {
 		if err := r.infra.Record(ctx, m.VMID, StepWaking); err != nil {

@@ -5,23 +5,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/internal/testclock"
 )
 
 func TestParseSituation(t *testing.T) {
+	at := func(h, m int) string { return t0.Add(time.Duration(h-12)*time.Hour + time.Duration(m)*time.Minute).Format(time.RFC3339) }
 	in := `{
-  "time": "2026-11-27T18:00:00Z",
+  "time": "` + at(18, 0) + `",
   "nodes": [{"name": "w1", "managed": true, "ready": true,
              "allocatable": {"cpu": "4", "memory": "8Gi"},
              "usage": {"cpu": "3500m", "memory": "6Gi"},
              "requests": {"cpu": 3, "memory": "4Gi"},
              "pods": [{"namespace": "a", "name": "p", "owner_kind": "ReplicaSet", "requests": {"cpu": "1"},
                        "pdb": {"name": "p", "disruptions_allowed": 1}}]}],
-  "pending_pods": [{"namespace": "a", "name": "q", "requests": {"cpu": "500m", "memory": "512Mi"}, "since": "2026-11-27T17:59:00Z"}],
+  "pending_pods": [{"namespace": "a", "name": "q", "requests": {"cpu": "500m", "memory": "512Mi"}, "since": "` + at(17, 59) + `"}],
   "operations": [{"kind": "provision", "vmid": 5001, "step": "clone"}, {"kind": "refill", "vmid": 5002, "step": "pool-started"},
                  {"kind": "retire", "vmid": 5003, "step": "retiring"}, {"kind": "remove", "vmid": 5004, "step": "parking"}],
   "hosts": [{"name": "pve1", "online": true, "memory_free": 34359738368}],
   "metrics": {"stale": false},
-  "history": {"last_scale_up": "2026-11-27T17:50:00Z"}
+  "history": {"last_scale_up": "` + at(17, 50) + `"}
 }`
 	s, err := ParseSituation("s.json", []byte(in))
 	if err != nil {
@@ -34,7 +37,7 @@ func TestParseSituation(t *testing.T) {
 	if n.Pods[0].PDB.DisruptionsAllowed != 1 || s.PendingPods[0].Requests.Memory != 512<<20 || s.Operations[0].Kind != OpProvision || s.Operations[1].Kind != OpRefill || s.Operations[2].Kind != OpRetire || s.Operations[3].Kind != OpRemove {
 		t.Errorf("situation %+v", s)
 	}
-	if !s.History.LastScaleUp.Equal(time.Date(2026, 11, 27, 17, 50, 0, 0, time.UTC)) || !s.Time.Equal(time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)) {
+	if s.History.LastScaleUp.Format(time.RFC3339) != at(17, 50) || s.Time.Format(time.RFC3339) != at(18, 0) {
 		t.Errorf("times %v %v", s.Time, s.History)
 	}
 }
@@ -79,7 +82,7 @@ func TestResourcesJSONRoundTrip(t *testing.T) {
 }
 
 func TestScheduleWindows(t *testing.T) {
-	fri := func(h, m int) time.Time { return time.Date(2026, 11, 27, h, m, 0, 0, time.UTC) }
+	fri := func(h, m int) time.Time { return testclock.Date(2026, 11, 27, h, m) }
 	evening := win("evening", time.Friday, 18*60, 23*60+59, 4)
 	night := win("night", time.Friday, 22*60, 2*60, 4)
 	cases := []struct {

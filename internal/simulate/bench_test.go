@@ -18,7 +18,7 @@ func stepTrace(tb testing.TB) Trace {
 // to capacity and their ratio (goal: at least 3).
 func BenchmarkTimeToCapacity(b *testing.B) {
 	s := setup(b, nil)
-	m := DefaultModel()
+	m := testModel()
 	m.RecipeApply = m.Provision(s.FullClone, 1)
 	tr := stepTrace(b)
 	var ours, recipe Result
@@ -39,7 +39,7 @@ func BenchmarkTimeToCapacity(b *testing.B) {
 // same latencies.
 func TestTimeToCapacityGoal(t *testing.T) {
 	s := setup(t, nil)
-	m := DefaultModel()
+	m := testModel()
 	m.RecipeApply = m.Provision(s.FullClone, 1)
 	rep := Simulate(stepTrace(t), s, m, true)
 	ours, recipe := rep.Results[0], rep.Results[1]

@@ -12,7 +12,16 @@ import (
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/testclock"
 )
+
+// testModel is DefaultModel with its epoch moved by whole weeks under
+// testclock.Env: results must not depend on the date the trace starts.
+func testModel() Model {
+	m := DefaultModel()
+	m.Epoch = testclock.At(m.Epoch)
+	return m
+}
 
 func setup(t testing.TB, mod func(*config.Config)) Setup {
 	t.Helper()
@@ -78,7 +87,7 @@ func TestParseTraceErrors(t *testing.T) {
 // no scaler can change (min = max = 2).
 func TestAccounting(t *testing.T) {
 	s := setup(t, func(c *config.Config) { c.Policy.MinWorkers, c.Policy.MaxWorkers = 2, 2 })
-	m := DefaultModel()
+	m := testModel()
 	per := s.Policy.Worker
 	fitEach := int(min(per.MilliCPU/m.Pod.MilliCPU, per.Memory/m.Pod.Memory))
 	const extra = 5
@@ -102,7 +111,7 @@ func TestAccounting(t *testing.T) {
 }
 
 func TestModel(t *testing.T) {
-	m := DefaultModel()
+	m := testModel()
 	if got, want := m.Provision(false, 3), m.LinkedClone+m.Configure+m.Start+m.Maintenance+m.Join; got != want {
 		t.Errorf("linked provision %s, want %s", got, want)
 	}
@@ -131,7 +140,7 @@ func TestFlapCounting(t *testing.T) {
 // capacity, and memory and pending pods seen where the recipe is blind.
 func TestShippedTracesAgainstRecipe(t *testing.T) {
 	s := setup(t, nil)
-	m := DefaultModel()
+	m := testModel()
 	for name := range shipped {
 		t.Run(name, func(t *testing.T) {
 			rep := Simulate(shippedTrace(t, name), s, m, true)
@@ -166,7 +175,7 @@ func TestDeterministic(t *testing.T) {
 	s := setup(t, nil)
 	tr := shippedTrace(t, "movie-night.csv")
 	render := func() []byte {
-		rep := Simulate(tr, s, DefaultModel(), true)
+		rep := Simulate(tr, s, testModel(), true)
 		var b bytes.Buffer
 		if err := rep.WriteTable(&b); err != nil {
 			t.Fatal(err)
@@ -187,7 +196,7 @@ func TestDeterministic(t *testing.T) {
 
 func TestChartIsSVG(t *testing.T) {
 	s := setup(t, nil)
-	rep := Simulate(shippedTrace(t, "batch-import.csv"), s, DefaultModel(), true)
+	rep := Simulate(shippedTrace(t, "batch-import.csv"), s, testModel(), true)
 	var b bytes.Buffer
 	if err := rep.WriteSVG(&b, ThresholdsOf(s)); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,9 @@ import (
 )
 
 func TestParseSituation(t *testing.T) {
-	at := func(h, m int) string { return t0.Add(time.Duration(h-12)*time.Hour + time.Duration(m)*time.Minute).Format(time.RFC3339) }
+	at := func(h, m int) string {
+		return t0.Add(time.Duration(h-12)*time.Hour + time.Duration(m)*time.Minute).Format(time.RFC3339)
+	}
 	in := `{
   "time": "` + at(18, 0) + `",
   "nodes": [{"name": "w1", "managed": true, "ready": true,

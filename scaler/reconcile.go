@@ -43,9 +43,13 @@ const AnnotationRemoval = "pve-autoscaler.io/removal"
 
 // Machine is one of this cluster's VMs as the infrastructure reports it.
 type Machine struct {
-	VMID    int    `json:"vmid"`
-	Name    string `json:"name"`
-	Host    string `json:"host"`
+	VMID int    `json:"vmid"`
+	Name string `json:"name"`
+	Host string `json:"host"`
+	// UUID is the VM's SMBIOS UUID (smbios1 uuid=, which PVE generates
+	// for every clone): the identity a Node (systemUUID) and a Talos
+	// machine (SystemInformation) must show to be this VM. Empty: unknown.
+	UUID    string `json:"uuid,omitempty"`
 	Running bool   `json:"running"`
 	Step    string `json:"step"`
 	// Locked is true while PVE holds a lock on the VM (a clone still copying).

@@ -66,6 +66,9 @@ type Node struct {
 	// TaintStandby): not a worker until woken.
 	Standby bool `json:"standby,omitempty"`
 	VMID    int  `json:"vmid,omitempty"`
+	// SystemUUID is the kubelet's status.nodeInfo.systemUUID: the machine's
+	// SMBIOS UUID, which for one of our workers is its VM's smbios1 uuid.
+	SystemUUID string `json:"system_uuid,omitempty"`
 	// Host is the PVE host the VM runs on.
 	Host          string    `json:"host,omitempty"`
 	Ready         bool      `json:"ready"`

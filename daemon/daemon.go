@@ -121,14 +121,7 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 		return snap, fmt.Errorf("proxmox: %w", err)
 	}
 	snap.Hosts = hosts
-	for _, m := range machines {
-		switch m.Step {
-		case scaler.StepJoined:
-		case scaler.StepRemoving:
-			snap.Operations = append(snap.Operations, scaler.Operation{Kind: scaler.OpRemove, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
-		default:
-			snap.Operations = append(snap.Operations, scaler.Operation{Kind: scaler.OpProvision, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step, Started: m.Created})
-		}
-	}
+	// Counted as the daemon counts them (no operation runs in this process).
+	snap.Operations, snap.Standby = scaler.Classify(machines, nil, nil, 0)
 	return snap, kerr
 }

@@ -43,6 +43,9 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 	template, templateRead := "", false
 	add := func(v proxmox.VM, step string) error {
 		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Step: step, Locked: v.Lock != ""}
+		if s, ok := strings.CutPrefix(step, scaler.PoolPrefix); ok {
+			m.Step, m.ForStandby = s, true // a build for the warm pool
+		}
 		if step != scaler.StepJoined && step != scaler.StepRemoving {
 			// Read once per VM (descriptions do not change): no request per tick.
 			meta, err := i.PVE.Meta(ctx, v.VMID, v.Host)
@@ -190,8 +193,9 @@ func (i *Infra) Address(ctx context.Context, vmid int) (string, error) {
 	return i.PVE.WaitIP(ctx, vmid, host)
 }
 
-// Destroy removes the VM (tagged or still untagged).
-func (i *Infra) Destroy(ctx context.Context, vmid int) error {
+// Destroy removes the VM.
+func (i *Infra) Destroy(ctx context.Context, m scaler.Machine) error {
+	vmid := m.VMID
 	err := i.PVE.Cleanup(ctx, vmid)
 	if err == nil {
 		i.mu.Lock()
@@ -201,6 +205,12 @@ func (i *Infra) Destroy(ctx context.Context, vmid int) error {
 	}
 	return err
 }
+
+// Gone reads the VM directly: true only when PVE says it does not exist.
+func (i *Infra) Gone(ctx context.Context, vmid int) (bool, error) { return i.PVE.Gone(ctx, vmid) }
+
+// Sane checks that the VM list can be trusted to show what is missing.
+func (i *Infra) Sane(ctx context.Context) error { return i.PVE.Sane(ctx) }
 
 // PowerOff shuts the VM down and keeps it (the warm pool).
 func (i *Infra) PowerOff(ctx context.Context, vmid int) error { return i.PVE.PowerOff(ctx, vmid) }
@@ -266,6 +276,11 @@ func (c Cluster) Drain(ctx context.Context, name string) error { return c.Kube.D
 // DeleteNode deletes the Node object.
 func (c Cluster) DeleteNode(ctx context.Context, name string) error {
 	return c.Kube.DeleteNode(ctx, name)
+}
+
+// NodeOf reads the Node of m's identity from the API server.
+func (c Cluster) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, error) {
+	return c.Kube.NodeOf(ctx, m)
 }
 
 // Event records an Event on the node.

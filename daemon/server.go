@@ -32,6 +32,7 @@ type Metrics struct {
 	lastDecision prometheus.Gauge
 	pool         *prometheus.GaugeVec
 	poolOldest   prometheus.Gauge
+	safetyHolds  prometheus.Counter
 }
 
 // NewMetrics registers the metrics.
@@ -46,7 +47,8 @@ func NewMetrics() *Metrics {
 	m.lastDecision = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_last_decision_timestamp_seconds", Help: "When the last decision was made (Unix time)."})
 	m.pool = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_workers", Help: "The warm pool: size (configured), ready (startable), stale (to be replaced)."}, []string{"state"})
 	m.poolOldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_oldest_age_seconds", Help: "Age of the oldest standby worker (0: none)."})
-	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.pool, m.poolOldest,
+	m.safetyHolds = prometheus.NewCounter(prometheus.CounterOpts{Name: "pve_autoscaler_safety_holds_total", Help: "Decisions on which nothing destructive was done because the Proxmox and Kubernetes views disagreed (see /status safety_hold)."})
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.pool, m.poolOldest, m.safetyHolds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -72,6 +74,9 @@ func (m *Metrics) Done(kind scaler.OperationKind, err error) {
 	}
 	m.events.WithLabelValues(dir, result).Inc()
 }
+
+// SafetyHold counts a decision taken under a safety hold.
+func (m *Metrics) SafetyHold(string) { m.safetyHolds.Inc() }
 
 // Tick records a tick's plan or error.
 func (m *Metrics) Tick(p scaler.Plan, err error) {

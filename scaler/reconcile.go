@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,10 +22,12 @@ const (
 	StepApplying   = "applying" // the Talos config is being sent: never sent twice
 	StepJoined     = "joined"   // a Ready node: provisioning done
 	StepRemoving   = "removing"
-	StepParking    = "parking"  // drained, being stopped into the warm pool
-	StepStandby    = "standby"  // stopped in the warm pool
-	StepWaking     = "waking"   // a standby worker being started
-	StepRetiring   = "retiring" // a stale standby worker being destroyed
+	StepResetting  = "resetting" // drained; the Talos reset is being sent
+	StepReset      = "reset"     // the machine was reset: only the VM's destroy is left
+	StepParking    = "parking"   // drained, being stopped into the warm pool
+	StepStandby    = "standby"   // stopped in the warm pool
+	StepWaking     = "waking"    // a standby worker being started
+	StepRetiring   = "retiring"  // a stale standby worker being destroyed
 )
 
 // PoolPrefix marks the provisioning steps of a VM built for the warm pool
@@ -77,10 +80,18 @@ type Infra interface {
 	Start(ctx context.Context, vmid int) error
 	// Address is the VM's IP (guest agent or MAC/IP pool).
 	Address(ctx context.Context, vmid int) (string, error)
-	// Destroy stops and destroys one of our VMs, tagged or not yet; a VM gone is success.
-	Destroy(ctx context.Context, vmid int) error
+	// Destroy stops and destroys one of our VMs; a VM gone is success. The
+	// adapter checks ownership (and m's UUID, when known) on a fresh read
+	// right before each destructive call.
+	Destroy(ctx context.Context, m Machine) error
 	// PowerOff shuts one of our VMs down and keeps it; stopped already is success.
 	PowerOff(ctx context.Context, vmid int) error
+	// Gone reads one VM directly (not a list) and reports true only when
+	// PVE answers that it does not exist on any online host.
+	Gone(ctx context.Context, vmid int) (bool, error)
+	// Sane checks that the VM list can be trusted to show what is missing:
+	// the template is visible and the token still holds VM.Audit.
+	Sane(ctx context.Context) error
 }
 
 // OS is the Talos side.
@@ -102,6 +113,10 @@ type Cluster interface {
 	SetStandby(ctx context.Context, name string, on bool) error
 	Drain(ctx context.Context, name string) error
 	DeleteNode(ctx context.Context, name string) error
+	// NodeOf reads the Node of m's identity (vmid label and SMBIOS UUID,
+	// see SameWorker) directly from the API server, with the pods bound
+	// to it; nil when there is none.
+	NodeOf(ctx context.Context, m Machine) (*Node, error)
 	Event(node, eventType, reason, message string)
 }
 
@@ -146,6 +161,9 @@ const MinTickGap = 200 * time.Millisecond
 type Observer interface {
 	Step(kind OperationKind, step string, took time.Duration)
 	Done(kind OperationKind, err error)
+	// SafetyHold hears a tick on which destructive actions were withheld
+	// because the observations disagreed (Observation.Disagreement).
+	SafetyHold(reason string)
 }
 
 // Reconciler carries plans out and keeps operations going across restarts.
@@ -167,13 +185,17 @@ type Reconciler struct {
 	ended    map[int]endedOp
 	hist     History
 	failures int
-	lastErr  string      // the last error seen, kept until another replaces it
-	nodeless map[int]int // joined VMs seen without a Node, by consecutive ticks
-	last     Status
-	wg       sync.WaitGroup
-	work     context.Context
-	cancel   context.CancelFunc
-	stopping bool
+	lastErr  string // the last error seen, kept until another replaces it
+	// vmGone and nodeGone hold the direct reads that found a VM (of a
+	// managed Node) or a Node (of a joined VM) gone, by vmid.
+	vmGone, nodeGone Absence
+	hold             string   // why destructive actions are withheld ("" when not)
+	refused          []string // the last refusals (refuse), newest last
+	last             Status
+	wg               sync.WaitGroup
+	work             context.Context
+	cancel           context.CancelFunc
+	stopping         bool
 }
 
 type operation struct {
@@ -183,7 +205,8 @@ type operation struct {
 	host    string
 	step    string
 	started time.Time
-	park    bool // a removal that parks the worker in the warm pool
+	park    bool    // a removal that parks the worker in the warm pool
+	machine Machine // the VM as listed when the operation started
 }
 
 // Status is what the reconciler reports (the daemon's /status).
@@ -194,8 +217,14 @@ type Status struct {
 	Operations []Operation `json:"operations"`
 	// LastError is the last error seen (it stays until another replaces it).
 	LastError string `json:"last_error,omitempty"`
-	Failures  int    `json:"consecutive_failures"`
-	DryRun    bool   `json:"dry_run"`
+	// SafetyHold says why nothing destructive is done while the
+	// observations disagree ("" when they agree).
+	SafetyHold string `json:"safety_hold,omitempty"`
+	// Refused lists VMs that stopped being ours, or machines that did not
+	// prove their identity, and why: they are left alone.
+	Refused  []string `json:"refused,omitempty"`
+	Failures int      `json:"consecutive_failures"`
+	DryRun   bool     `json:"dry_run"`
 }
 
 // NewReconciler builds a reconciler; Run or Tick drive it.
@@ -218,7 +247,7 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, nodeless: map[int]int{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -326,10 +355,24 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 		}
 	}
 	snap.Hosts = hosts
-	r.resume(ctx, snap, machines, stale, now)
 
 	r.mu.Lock()
-	for _, op := range r.ops {
+	busy := map[int]bool{}
+	for vmid := range r.ops {
+		busy[vmid] = true
+	}
+	r.mu.Unlock()
+	for vmid := range stale {
+		busy[vmid] = true
+	}
+	hold := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy}.Disagreement()
+	r.setHold(hold, snap.Nodes)
+	r.resume(ctx, snap, machines, stale, hold, now)
+
+	r.mu.Lock()
+	running := map[int]bool{}
+	for vmid, op := range r.ops {
+		running[vmid] = true
 		snap.Operations = append(snap.Operations, Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started})
 	}
 	fresh := 0 // creations in flight, counted here; a fresh clone listed may be one of them
@@ -339,29 +382,9 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			fresh++
 		}
 	}
-	for _, m := range machines {
-		if _, ok := r.ops[m.VMID]; ok {
-			continue
-		}
-		if op, ok := stale[m.VMID]; ok {
-			snap.Operations = append(snap.Operations, op)
-			continue
-		}
-		switch {
-		case m.Step == StepStandby:
-			snap.Standby = append(snap.Standby, StandbyWorker{VMID: m.VMID, Name: m.Name, Host: m.Host, Created: m.Created, Stale: m.Stale})
-		case m.Step == StepJoined || m.Step == StepRemoving || m.Step == StepRetiring:
-		case m.Step == StepParking:
-			snap.Operations = append(snap.Operations, Operation{Kind: OpRemove, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
-		case m.ForStandby:
-			snap.Operations = append(snap.Operations, Operation{Kind: OpRefill, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
-		case m.Step == StepCloned && fresh > 0:
-			fresh-- // counted above as a creation
-		default:
-			// A machine still provisioning but not resumed (dry-run) counts too.
-			snap.Operations = append(snap.Operations, Operation{Kind: OpProvision, VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step})
-		}
-	}
+	ops, standby := Classify(machines, running, stale, fresh)
+	snap.Operations = append(snap.Operations, ops...)
+	snap.Standby = append(snap.Standby, standby...)
 	p := r.policy
 	p.CooldownAfterFailure = r.Backoff(r.failures)
 	hist := r.hist
@@ -369,9 +392,12 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	sort.Slice(snap.Operations, func(i, j int) bool { return snap.Operations[i].VMID < snap.Operations[j].VMID })
 
 	plan := Decide(snap, p, hist, now)
+	if hold != "" {
+		plan = withhold(plan, hold)
+	}
 	r.mu.Lock()
 	r.hist = plan.Next
-	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun, LastError: r.lastErr}
+	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun, LastError: r.lastErr, SafetyHold: hold, Refused: slices.Clone(r.refused)}
 	stopping := r.stopping
 	r.mu.Unlock()
 	r.logPlan(plan)
@@ -381,6 +407,10 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	byVMID := make(map[int]Machine, len(machines))
 	for _, m := range machines {
 		byVMID[m.VMID] = m
+	}
+	nodes := make(map[string]Node, len(snap.Nodes))
+	for _, n := range snap.Nodes {
+		nodes[n.Name] = n
 	}
 	for _, a := range plan.Actions {
 		switch a.Kind {
@@ -392,12 +422,19 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 				r.startProvision(Machine{}, now)
 			}
 		case ActionRemove:
+			// The Node's vmid label is the kubelet's to write: the VM to
+			// remove must be that Node's by identity too.
+			m, listed := byVMID[a.VMID]
+			if !listed || !SameWorker(m, nodes[a.Node]) {
+				r.refuse(fmt.Sprintf("Node %s (vmid label %d) is not the Node of any VM of ours by vmid and SMBIOS UUID: not removed", a.Node, a.VMID))
+				continue
+			}
 			why := ""
 			if len(a.Reasons) > 0 {
 				why = a.Reasons[0].Message
 			}
 			r.cluster.Event(a.Node, "Normal", "ScaleDown", "pve-autoscaler removes this worker: "+why)
-			r.startRemoval(a.VMID, a.Node, a.Host, "", a.Park)
+			r.startRemoval(removal{m: m, node: a.Node, park: a.Park})
 		case ActionRefill:
 			r.startProvision(Machine{ForStandby: true}, now)
 		case ActionRetire:
@@ -406,6 +443,78 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	}
 	return plan, nil
 }
+
+// withhold drops a plan's destructive actions (removals, retirements)
+// while the observations disagree, and says so in its holds.
+func withhold(p Plan, why string) Plan {
+	kept := p.Actions[:0:0]
+	dropped := 0
+	for _, a := range p.Actions {
+		if a.Kind == ActionRemove || a.Kind == ActionRetire {
+			dropped++
+			continue
+		}
+		kept = append(kept, a)
+	}
+	p.Actions = kept
+	msg := "nothing is destroyed, reset, drained or deleted while the observations disagree: " + why
+	if dropped > 0 {
+		msg = fmt.Sprintf("%d removal(s) withheld: %s", dropped, msg)
+	}
+	p.Holds = append(p.Holds, Reason{Code: CodeSafetyHold, Message: msg})
+	return p
+}
+
+// setHold records the safety hold of this tick and reports it loudly:
+// an error log and an event each tick it holds, the observer's counter.
+func (r *Reconciler) setHold(hold string, nodes []Node) {
+	r.mu.Lock()
+	was := r.hold
+	r.hold = hold
+	r.mu.Unlock()
+	switch {
+	case hold != "":
+		r.log.Error("safety hold: the Proxmox and Kubernetes views disagree; nothing destructive is done, provisioning goes on", zap.String("why", hold))
+		if r.o.Observer != nil {
+			r.o.Observer.SafetyHold(hold)
+		}
+		if hold != was {
+			for _, n := range nodes {
+				if n.Managed {
+					r.cluster.Event(n.Name, "Warning", "SafetyHold", "pve-autoscaler does nothing destructive: "+hold)
+					break
+				}
+			}
+		}
+	case was != "":
+		r.log.Info("safety hold over: the views agree again")
+	}
+}
+
+// holding reports whether destructive actions are withheld.
+func (r *Reconciler) holding() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hold != ""
+}
+
+// refuse reports a VM or machine left alone, in the log and /status.
+func (r *Reconciler) refuse(why string) {
+	r.log.Error("refused", zap.String("why", why))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := slices.Index(r.refused, why); i >= 0 {
+		r.refused = slices.Delete(r.refused, i, i+1)
+	}
+	r.refused = append(r.refused, why)
+	if len(r.refused) > maxRefused {
+		r.refused = r.refused[len(r.refused)-maxRefused:]
+	}
+	r.last.Refused = slices.Clone(r.refused)
+}
+
+// maxRefused bounds the refusals /status keeps.
+const maxRefused = 20
 
 func (r *Reconciler) fail(now time.Time, err error) error {
 	r.mu.Lock()
@@ -486,104 +595,200 @@ func (r *Reconciler) staleIn(machines []Machine, listed uint64) map[int]Operatio
 	return stale
 }
 
-// resume picks up what is half-done: provisions and removals of an earlier
-// run, and Node objects whose VM is gone.
-func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, stale map[int]Operation, now time.Time) {
-	byVMID := map[int]Machine{}
+// resume picks up what is half-done (provisions, removals, parks of an
+// earlier run), as DecideResume says for each machine, and deals with
+// what is missing: a Node whose VM is gone, a joined VM whose Node is
+// gone, each only once direct reads confirm it (ConfirmAbsence). While
+// hold says the observations disagree, nothing destructive starts.
+func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, stale map[int]Operation, hold string, now time.Time) {
+	r.mu.Lock()
+	creating := r.creating[OpProvision]+r.creating[OpRefill] > 0
+	r.mu.Unlock()
+	listed := map[int]bool{}
 	for _, m := range machines {
-		byVMID[m.VMID] = m
-	}
-	nodes := map[string]Node{}
-	for _, n := range snap.Nodes {
-		nodes[n.Name] = n
-	}
-	for _, m := range machines {
+		listed[m.VMID] = true
 		r.mu.Lock()
 		_, running := r.ops[m.VMID]
-		creating := r.creating[OpProvision] + r.creating[OpRefill]
 		r.mu.Unlock()
-		if _, ended := stale[m.VMID]; running || ended || m.Locked {
-			continue // an operation of ours runs or has just ended, or PVE still works on the VM (a clone copying)
+		_, ended := stale[m.VMID]
+		f := MachineFacts{Machine: m, Busy: running || ended, Creating: creating, DryRun: r.o.DryRun,
+			Expired: !m.Created.IsZero() && now.Sub(m.Created) > r.o.MaxProvisionTime}
+		if n, ok := NodeOf(m, snap.Nodes); ok {
+			f.Node = &n
+			r.mu.Lock()
+			r.nodeGone.Present(m.VMID)
+			r.mu.Unlock()
+		} else {
+			r.mu.Lock()
+			first, seen := r.nodeGone[m.VMID]
+			r.mu.Unlock()
+			f.NodeGone = seen && now.Sub(first) >= ConfirmAbsence
 		}
-		if m.Step == StepCloned && creating > 0 {
-			// A fresh clone while one of ours is being created may be that
-			// very one (its clone task ended, Create has not returned yet):
-			// it is left to it. A clone left over by a crash is resumed at
-			// the first tick with no creation in flight.
+		v := DecideResume(f)
+		if v.Kind != ResumeNothing {
+			r.log.Debug("resume", zap.Int("vmid", m.VMID), zap.String("step", m.Step), zap.String("verdict", string(v.Kind)), zap.String("why", v.Why))
+		}
+		node := m.Name
+		if f.Node != nil {
+			node = f.Node.Name
+		}
+		destructive := v.Kind == ResumeRemove || v.Kind == ResumePark || v.Kind == ResumeRetire || v.Kind == ResumeRemoveNodeless ||
+			(v.Kind == ResumeProvision && f.Expired) // its next step is a clean-up
+		if hold != "" && destructive {
 			continue
 		}
-		n, hasNode := nodes[m.Name]
-		if hasNode {
-			r.mu.Lock()
-			delete(r.nodeless, m.VMID)
-			r.mu.Unlock()
-		}
-		switch {
-		case m.Step == StepStandby:
-			// In the warm pool: nothing runs on it.
-		case r.o.DryRun && (m.Step != StepJoined || m.ForStandby):
-		case m.Step == StepRemoving:
-			from := n.Annotations[AnnotationRemoval]
-			if !hasNode {
-				from = RemovalReset // the Node is gone (a reset machine leaves): destroy the VM
-			}
-			r.startRemoval(m.VMID, m.Name, m.Host, from, false)
-		case m.Step == StepParking:
-			// A park that stopped half-way: the drain goes on where the
-			// annotation says; once the annotation is cleared, the drain was done.
-			from := n.Annotations[AnnotationRemoval]
-			if from == "" {
-				from = RemovalDrained
-			}
-			r.startRemoval(m.VMID, m.Name, m.Host, from, true)
-		case m.Step == StepWaking:
-			r.startWake(m, now)
-		case m.Step == StepRetiring:
-			r.startRetire(m)
-		case m.Step == StepJoined && m.ForStandby:
-			// Built for the pool and joined: park it.
-			r.startRemoval(m.VMID, m.Name, m.Host, RemovalDrained, true)
-		case m.Step == StepJoined:
-			switch {
-			case r.o.DryRun:
-			case !hasNode:
-				// A worker whose Node was deleted serves nobody: reset and
-				// destroy it, once two ticks in a row agree (the snapshot is
-				// taken before the VM list, and may just predate the Node).
-				r.mu.Lock()
-				r.nodeless[m.VMID]++
-				seen := r.nodeless[m.VMID]
-				r.mu.Unlock()
-				if seen >= 2 {
-					r.log.Info("the Node of a joined worker is gone; removing its VM", zap.String("node", m.Name), zap.Int("vmid", m.VMID))
-					r.startRemoval(m.VMID, m.Name, m.Host, RemovalDrained, false)
-				}
-			case n.Annotations[AnnotationRemoval] != "":
-				r.startRemoval(m.VMID, m.Name, m.Host, n.Annotations[AnnotationRemoval], false)
-			}
-		default:
+		switch v.Kind {
+		case ResumeProvision:
 			r.log.Info("resuming provisioning", zap.Int("vmid", m.VMID), zap.String("step", m.Step), zap.Bool("for_standby", m.ForStandby))
 			r.startProvision(m, now)
+		case ResumeAdopt:
+			r.adopt(ctx, m, node)
+		case ResumeKeep:
+			r.refuse(fmt.Sprintf("VM %d: %s", m.VMID, v.Why))
+		case ResumeRemove:
+			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, resetSent: m.Step == StepResetting})
+		case ResumePark:
+			r.startRemoval(removal{m: m, node: node, from: v.From, park: true})
+		case ResumeWake:
+			r.startWake(m, now)
+		case ResumeRetire:
+			r.startRetire(m)
+		case ResumeConfirm:
+			r.confirmNodeGone(ctx, m, now)
+		case ResumeRemoveNodeless:
+			r.removeNodeless(ctx, snap, m)
 		}
 	}
-	for _, n := range snap.Nodes {
-		if !n.Managed || n.VMID == 0 {
-			continue
+	r.mu.Lock()
+	r.nodeGone.Keep(listed)
+	r.mu.Unlock()
+	r.deleteOrphanNodes(ctx, snap, machines, hold, now)
+}
+
+func nodeIf(n *Node) string {
+	if n == nil {
+		return ""
+	}
+	return n.Name
+}
+
+// confirmNodeGone reads the Node of a joined VM directly; a read that
+// finds none counts towards ConfirmAbsence.
+func (r *Reconciler) confirmNodeGone(ctx context.Context, m Machine, now time.Time) {
+	n, err := r.cluster.NodeOf(ctx, m)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil:
+		r.log.Warn("could not read the Node of a joined worker", zap.Int("vmid", m.VMID), zap.Error(err))
+	case n != nil:
+		r.nodeGone.Present(m.VMID)
+	default:
+		if !r.nodeGone.Seen(m.VMID, now) {
+			r.log.Warn("the Node of a joined worker is not there; removing its VM once a read at least "+ConfirmAbsence.String()+" later agrees",
+				zap.Int("vmid", m.VMID), zap.String("name", m.Name))
 		}
-		if _, ok := byVMID[n.VMID]; ok {
+	}
+}
+
+// removeNodeless removes a joined worker whose Node is confirmed gone,
+// through the removal guards: one removal at a time, and only while the
+// Ready workers meet min_workers without it. It has no Node to drain;
+// its machine is reset (identity checked) and its VM destroyed.
+func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machine) {
+	if n, err := r.cluster.NodeOf(ctx, m); err != nil || n != nil {
+		return // a last direct read: it is back, or cannot be read
+	}
+	r.mu.Lock()
+	removing := false
+	for _, op := range r.ops {
+		removing = removing || op.kind == OpRemove
+	}
+	r.mu.Unlock()
+	ready := 0
+	for _, n := range snap.Nodes {
+		if n.Managed && n.Ready && !n.ControlPlane && !n.Standby {
+			ready++
+		}
+	}
+	switch {
+	case removing:
+		return
+	case ready < r.policy.MinWorkers:
+		r.log.Warn("a joined worker's Node is gone, but the Ready workers are below min_workers: its VM is kept", zap.Int("vmid", m.VMID), zap.Int("ready", ready))
+		return
+	}
+	r.log.Info("the Node of a joined worker is confirmed gone; removing its VM", zap.Int("vmid", m.VMID), zap.String("name", m.Name))
+	r.startRemoval(removal{m: m, from: RemovalDrained})
+}
+
+// deleteOrphanNodes deletes the Nodes of VMs that are gone: only after
+// two direct reads at least ConfirmAbsence apart say "does not exist",
+// with the list sane in between, and never while the views disagree.
+func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machines []Machine, hold string, now time.Time) {
+	r.mu.Lock()
+	busy := map[int]bool{}
+	for vmid := range r.ops {
+		busy[vmid] = true
+	}
+	r.mu.Unlock()
+	orphans, _ := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy}.Absences()
+	keys := map[int]bool{}
+	for _, n := range orphans {
+		keys[n.VMID] = true
+	}
+	r.mu.Lock()
+	r.vmGone.Keep(keys)
+	r.mu.Unlock()
+	if len(orphans) == 0 || hold != "" || r.o.DryRun {
+		return
+	}
+	if err := r.infra.Sane(ctx); err != nil {
+		r.log.Error("a Node's VM is missing from the list, but the list cannot be trusted: no Node deleted", zap.Error(err))
+		return
+	}
+	for _, n := range orphans {
+		gone, err := r.infra.Gone(ctx, n.VMID)
+		if err != nil {
+			r.log.Warn("could not read the VM of a Node", zap.String("node", n.Name), zap.Int("vmid", n.VMID), zap.Error(err))
 			continue
 		}
 		r.mu.Lock()
-		_, busy := r.ops[n.VMID]
-		r.mu.Unlock()
-		if busy || r.o.DryRun {
-			continue
+		confirmed := false
+		if gone {
+			confirmed = r.vmGone.Seen(n.VMID, now)
+		} else {
+			r.vmGone.Present(n.VMID)
 		}
-		r.log.Info("deleting the Node of a VM that is gone", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
-		if err := r.cluster.DeleteNode(ctx, n.Name); err != nil {
-			r.log.Warn("delete node", zap.String("node", n.Name), zap.Error(err))
+		r.mu.Unlock()
+		switch {
+		case !gone:
+			r.log.Warn("a Node's VM exists but is not listed as ours (tags, vmid range, or UUID differ): Node left alone", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+		case !confirmed:
+			r.log.Warn("a Node's VM does not exist; deleting the Node once a read at least "+ConfirmAbsence.String()+" later agrees", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+		default:
+			r.log.Info("deleting the Node of a VM that is gone (confirmed)", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+			r.cluster.Event(n.Name, "Warning", "VMGone", fmt.Sprintf("pve-autoscaler deletes this Node: its VM %d does not exist (read twice, %s apart)", n.VMID, ConfirmAbsence))
+			if err := r.cluster.DeleteNode(ctx, n.Name); err != nil {
+				r.log.Warn("delete node", zap.String("node", n.Name), zap.Error(err))
+			}
 		}
 	}
+}
+
+// adopt records joined for a provisioning past its deadline whose Node of
+// its identity is Ready: the worker serves, and is not destroyed.
+func (r *Reconciler) adopt(ctx context.Context, m Machine, node string) {
+	step := StepJoined
+	if m.ForStandby {
+		step = PoolPrefix + StepJoined // parked by the next tick
+	}
+	if err := r.infra.Record(ctx, m.VMID, step); err != nil {
+		r.log.Warn("could not adopt a worker", zap.Int("vmid", m.VMID), zap.Error(err))
+		return
+	}
+	r.log.Info("adopted a worker past max_provision_time whose Node is Ready", zap.Int("vmid", m.VMID), zap.String("node", node))
+	r.cluster.Event(node, "Normal", "Adopted", fmt.Sprintf("pve-autoscaler adopted this worker (VM %d): its Node is Ready although provisioning outlived max_provision_time", m.VMID))
 }
 
 // runStep runs one step at a step boundary (none once stopping), timing
@@ -707,7 +912,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 				err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 			}
 			if created.VMID != 0 {
-				r.cleanup(created.VMID)
+				r.discard(created)
 			}
 			return created.VMID, fmt.Errorf("create VM: %w", err)
 		}
@@ -723,8 +928,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		err = r.park(r.work, op, Machine{VMID: m.VMID, Name: m.Name, Host: m.Host})
 		if err != nil && !errors.Is(err, errHalted) {
 			r.log.Warn("parking a new standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.Error(err))
-			r.cleanup(m.VMID)
-			r.deleteNode(m.Name)
+			r.discard(m)
 		}
 		return m.VMID, err
 	}
@@ -738,7 +942,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 	}
 	r.log.Warn("provisioning failed, destroying the VM", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
-	r.cleanup(m.VMID)
+	r.discard(m)
 	return m.VMID, err
 }
 
@@ -751,11 +955,36 @@ func (r *Reconciler) provisionContext(started time.Time) (context.Context, conte
 	return context.WithTimeout(r.work, started.Add(r.o.MaxProvisionTime).Sub(r.o.Now()))
 }
 
-func (r *Reconciler) cleanup(vmid int) {
+// discard destroys a VM whose provisioning (or wake, or park into the
+// pool) failed, unless the Node of its identity says it serves: a Ready
+// Node is adopted, a Node holding workload is kept and reported. A Node
+// that is neither goes with its VM. Nothing is destroyed while the views
+// disagree, or when the Node cannot be read.
+func (r *Reconciler) discard(m Machine) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), 10*time.Minute)
 	defer cancel()
-	if err := r.infra.Destroy(ctx, vmid); err != nil {
-		r.log.Error("could not destroy the failed VM", zap.Int("vmid", vmid), zap.Error(err))
+	if r.holding() {
+		r.refuse(fmt.Sprintf("VM %d: its provisioning failed, but it is not destroyed while the views disagree", m.VMID))
+		return
+	}
+	n, err := r.cluster.NodeOf(ctx, m)
+	switch {
+	case err != nil:
+		r.log.Error("could not read the Node of a failed VM: not destroyed", zap.Int("vmid", m.VMID), zap.Error(err))
+		return
+	case n != nil && n.Ready:
+		r.adopt(ctx, m, n.Name)
+		return
+	case n != nil && HoldsWorkload(*n):
+		r.refuse(fmt.Sprintf("VM %d: its provisioning failed, but its Node %s holds pods: kept", m.VMID, n.Name))
+		return
+	}
+	if err := r.infra.Destroy(ctx, m); err != nil {
+		r.log.Error("could not destroy the failed VM", zap.Int("vmid", m.VMID), zap.Error(err))
+		return
+	}
+	if n != nil {
+		r.deleteNode(n.Name)
 	}
 }
 
@@ -822,30 +1051,42 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 	return nil
 }
 
-func (r *Reconciler) startRemoval(vmid int, name, host, from string, park bool) {
+// removal is a removal (or a park) to start: the machine, its Node's name
+// ("" when it has none: nothing to drain, mark or delete), the removal
+// step to go on from, and whether a reset was sent already.
+type removal struct {
+	m         Machine
+	node      string
+	from      string
+	park      bool
+	resetSent bool
+}
+
+func (r *Reconciler) startRemoval(rm removal) {
+	m := rm.m
 	r.mu.Lock()
-	if r.stopping || r.ops[vmid] != nil {
+	if r.stopping || r.ops[m.VMID] != nil || m.VMID == 0 {
 		r.mu.Unlock()
 		return
 	}
-	step := from
-	if park {
+	step := rm.from
+	if rm.park {
 		step = StepParking // what Decide counts as a park in flight
 	}
-	op := &operation{kind: OpRemove, vmid: vmid, name: name, host: host, step: step, started: r.o.Now(), park: park}
-	r.ops[vmid] = op
+	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: step, started: r.o.Now(), park: rm.park, machine: m}
+	r.ops[m.VMID] = op
 	r.wg.Add(1)
 	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
-		r.finish(OpRemove, vmid, r.remove(op, from))
+		r.finish(OpRemove, m.VMID, r.remove(op, rm))
 	}()
 }
 
-func (r *Reconciler) remove(op *operation, from string) error {
+func (r *Reconciler) remove(op *operation, rm removal) error {
 	ctx := r.work
-	m := Machine{VMID: op.vmid, Name: op.name, Host: op.host}
-	step := from
+	m, node := rm.m, rm.node
+	step := rm.from
 	do := func(next string, f func() error) error {
 		if err := r.runStep(op, next, f); err != nil {
 			return err
@@ -855,7 +1096,7 @@ func (r *Reconciler) remove(op *operation, from string) error {
 	}
 	if step == "" {
 		if err := do(RemovalMarked, func() error {
-			if err := r.cluster.SetRemovalStep(ctx, m.Name, RemovalMarked); err != nil {
+			if err := r.cluster.SetRemovalStep(ctx, node, RemovalMarked); err != nil {
 				return err
 			}
 			if op.park {
@@ -868,23 +1109,29 @@ func (r *Reconciler) remove(op *operation, from string) error {
 	}
 	if step == RemovalMarked {
 		err := do(RemovalDrained, func() error {
-			if err := r.cluster.Drain(ctx, m.Name); err != nil {
+			if err := r.cluster.Drain(ctx, node); err != nil {
 				if !r.o.RemoveUndrained {
 					return err
 				}
-				r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", m.Name), zap.Error(err))
+				r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
 			}
-			return r.cluster.SetRemovalStep(ctx, m.Name, RemovalDrained)
+			return r.cluster.SetRemovalStep(ctx, node, RemovalDrained)
 		})
 		if err != nil {
 			if errors.Is(err, errHalted) {
 				return err
 			}
-			// The node stays: uncordoned (by the drain), unmarked, back to joined.
-			r.cluster.Event(m.Name, "Warning", "DrainFailed", err.Error())
+			// The node stays: uncordoned (by the drain), back to joined,
+			// unmarked. Joined is recorded first: a crash in between leaves
+			// a joined VM with a marked Node, whose removal a later tick
+			// resumes from its drain, never a park or destroy of a worker
+			// whose pods came back.
+			r.cluster.Event(node, "Warning", "DrainFailed", err.Error())
 			bg := context.WithoutCancel(ctx)
-			_ = r.cluster.SetRemovalStep(bg, m.Name, "")
-			_ = r.infra.Record(bg, m.VMID, StepJoined)
+			if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
+				return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
+			}
+			_ = r.cluster.SetRemovalStep(bg, node, "")
 			return err
 		}
 	}
@@ -892,48 +1139,69 @@ func (r *Reconciler) remove(op *operation, from string) error {
 		return r.park(ctx, op, m)
 	}
 	if step == RemovalDrained {
-		if err := do(RemovalReset, func() error {
-			ip, err := r.infra.Address(ctx, m.VMID)
-			if err == nil {
-				err = r.os.Reset(ctx, m, ip)
-			}
-			if err != nil && r.o.SkipUnreachableReset && (ip == "" || r.os.Unreachable(err)) {
-				r.log.Warn("Talos reset skipped: node unreachable (talos.reset_unreachable: skip)", zap.String("node", m.Name), zap.Error(err))
-				err = nil
-			}
-			if err != nil {
-				return err
-			}
-			// Best effort: a reset node may already have left the cluster.
-			if err := r.cluster.SetRemovalStep(ctx, m.Name, RemovalReset); err != nil {
-				r.log.Info("could not record the reset on the Node", zap.String("node", m.Name), zap.Error(err))
-			}
-			return nil
-		}); err != nil {
+		if err := do(RemovalReset, func() error { return r.reset(ctx, m, node, rm.resetSent) }); err != nil {
 			return err
 		}
 	}
-	if err := do("destroyed", func() error { return r.infra.Destroy(ctx, m.VMID) }); err != nil {
+	if err := do("destroyed", func() error { return r.infra.Destroy(ctx, m) }); err != nil {
 		return err
 	}
-	return do("deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) })
+	if node == "" {
+		return nil
+	}
+	return do("deleted", func() error { return r.cluster.DeleteNode(ctx, node) })
+}
+
+// reset resets the machine through Talos (its identity checked by the
+// adapter), recording on the VM that a reset is on its way and then that
+// it is done. A machine that no longer answers after a reset was sent
+// (by this run or a crashed one) counts as reset.
+func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefore bool) error {
+	if err := r.infra.Record(ctx, m.VMID, StepResetting); err != nil {
+		return err
+	}
+	ip, err := r.infra.Address(ctx, m.VMID)
+	if err == nil {
+		err = r.os.Reset(ctx, m, ip)
+	}
+	unreachable := err != nil && (ip == "" || r.os.Unreachable(err))
+	switch {
+	case err == nil:
+	case unreachable && sentBefore:
+		r.log.Info("the machine no longer answers after a reset was sent: counted as reset", zap.Int("vmid", m.VMID), zap.Error(err))
+	case unreachable && r.o.SkipUnreachableReset:
+		r.log.Warn("Talos reset skipped: node unreachable (talos.reset_unreachable: skip)", zap.Int("vmid", m.VMID), zap.Error(err))
+	default:
+		return err
+	}
+	if err := r.infra.Record(ctx, m.VMID, StepReset); err != nil {
+		return err
+	}
+	if node != "" {
+		// Best effort: a reset node may already have left the cluster.
+		if err := r.cluster.SetRemovalStep(ctx, node, RemovalReset); err != nil {
+			r.log.Info("could not record the reset on the Node", zap.String("node", node), zap.Error(err))
+		}
+	}
+	return nil
 }
 
 // park keeps a drained worker in the warm pool: its Node tainted and
 // cordoned (nothing schedules there), its VM shut down and tagged standby.
 // Each step is idempotent: a park that stopped half-way is run again.
 func (r *Reconciler) park(ctx context.Context, op *operation, m Machine) error {
+	node := op.name
 	if err := r.runStep(op, StepParking, func() error {
 		if err := r.infra.Record(ctx, m.VMID, StepParking); err != nil {
 			return err
 		}
-		if err := r.cluster.SetStandby(ctx, m.Name, true); err != nil {
+		if err := r.cluster.SetStandby(ctx, node, true); err != nil {
 			return err
 		}
-		if err := r.cluster.Cordon(ctx, m.Name, true); err != nil {
+		if err := r.cluster.Cordon(ctx, node, true); err != nil {
 			return err
 		}
-		return r.cluster.SetRemovalStep(ctx, m.Name, "")
+		return r.cluster.SetRemovalStep(ctx, node, "")
 	}); err != nil {
 		return err
 	}
@@ -945,7 +1213,7 @@ func (r *Reconciler) park(ctx context.Context, op *operation, m Machine) error {
 	}); err != nil {
 		return err
 	}
-	r.cluster.Event(m.Name, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
+	r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
 	return nil
 }
 
@@ -1004,8 +1272,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 	}
 	r.log.Warn("waking a standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
-	r.cleanup(m.VMID)
-	r.deleteNode(m.Name)
+	r.discard(m)
 	return fmt.Errorf("wake %s: %w", m.Name, err)
 }
 
@@ -1028,7 +1295,7 @@ func (r *Reconciler) startRetire(m Machine) {
 		ctx := r.work
 		err := r.runStep(op, StepRetiring, func() error { return r.infra.Record(ctx, m.VMID, StepRetiring) })
 		if err == nil {
-			err = r.runStep(op, "destroyed", func() error { return r.infra.Destroy(ctx, m.VMID) })
+			err = r.runStep(op, "destroyed", func() error { return r.infra.Destroy(ctx, m) })
 		}
 		if err == nil {
 			err = r.runStep(op, "deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) })

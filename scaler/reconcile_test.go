@@ -3,6 +3,8 @@ package scaler
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -21,10 +23,22 @@ type fakeInfra struct {
 	// onList, if set, runs after Machines has copied the list and before
 	// it returns it: what happens there is missing from that list.
 	onList func()
+	// hidden VMs exist but are left out of the list (a token without
+	// VM.Audit on them, our tags removed); Gone says they exist.
+	hidden    map[int]bool
+	insane    error // what Sane answers
+	destroyed []int
+	journal   []string // Record calls and the cluster's SetRemovalStep, in order
+}
+
+func (f *fakeInfra) note(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.journal = append(f.journal, s)
 }
 
 func newFakeInfra() *fakeInfra {
-	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}}
+	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}, hidden: map[int]bool{}}
 }
 
 func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
@@ -32,7 +46,9 @@ func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
 	defer f.mu.Unlock()
 	var out []Machine
 	for _, m := range f.vms {
-		out = append(out, m)
+		if !f.hidden[m.VMID] {
+			out = append(out, m)
+		}
 	}
 	if hook := f.onList; hook != nil {
 		f.mu.Unlock()
@@ -44,7 +60,7 @@ func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
 
 func (f *fakeInfra) Create(ctx context.Context, _ []string) (Machine, error) {
 	f.mu.Lock()
-	m := Machine{VMID: f.next, Name: fmt.Sprintf("w%d", f.next), Host: "pve1", Step: StepCloned, Created: t0}
+	m := Machine{VMID: f.next, Name: fmt.Sprintf("w%d", f.next), Host: "pve1", Step: StepCloned, Created: t0, UUID: uuidOf(f.next)}
 	f.next++
 	f.vms[m.VMID] = m
 	f.mu.Unlock()
@@ -65,31 +81,55 @@ func (f *fakeInfra) set(vmid int, step string) {
 	f.vms[vmid] = m
 }
 
-func (f *fakeInfra) Configure(_ context.Context, vmid int, step string) error {
+func (f *fakeInfra) Configure(ctx context.Context, vmid int, step string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	f.configure[vmid]++
 	f.mu.Unlock()
 	f.set(vmid, step)
 	return nil
 }
-func (f *fakeInfra) Record(_ context.Context, vmid int, step string) error {
+func (f *fakeInfra) Record(ctx context.Context, vmid int, step string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.note(fmt.Sprintf("record %d %s", vmid, step))
 	f.set(vmid, step)
 	return nil
 }
-func (f *fakeInfra) Start(context.Context, int) error             { return nil }
-func (f *fakeInfra) Address(context.Context, int) (string, error) { return "127.0.0.1", nil }
-func (f *fakeInfra) PowerOff(context.Context, int) error          { return nil }
-func (f *fakeInfra) Destroy(_ context.Context, vmid int) error {
+func (f *fakeInfra) Start(ctx context.Context, _ int) error { return ctx.Err() }
+func (f *fakeInfra) Address(ctx context.Context, _ int) (string, error) {
+	return "127.0.0.1", ctx.Err()
+}
+func (f *fakeInfra) PowerOff(context.Context, int) error { return nil }
+func (f *fakeInfra) Destroy(_ context.Context, m Machine) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.vms, vmid)
+	delete(f.vms, m.VMID)
+	f.destroyed = append(f.destroyed, m.VMID)
 	return nil
 }
+func (f *fakeInfra) Gone(_ context.Context, vmid int) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.vms[vmid]
+	return !ok && !f.hidden[vmid], nil
+}
+func (f *fakeInfra) Sane(context.Context) error { return f.insane }
 
-// fakeOS counts the machine configs sent, by node.
+// uuidOf is the SMBIOS UUID the fakes give VM vmid.
+func uuidOf(vmid int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", vmid) }
+
+// fakeOS counts the machine configs sent, by node; resetErr is what
+// Reset answers, unreachable whether that error means no answer.
 type fakeOS struct {
-	mu      sync.Mutex
-	applied map[string]int
+	mu          sync.Mutex
+	applied     map[string]int
+	resets      int
+	resetErr    error
+	unreachable bool
 }
 
 func (o *fakeOS) Apply(_ context.Context, m Machine, _ string) error {
@@ -98,15 +138,33 @@ func (o *fakeOS) Apply(_ context.Context, m Machine, _ string) error {
 	o.applied[m.Name]++
 	return nil
 }
-func (o *fakeOS) Reset(context.Context, Machine, string) error { return nil }
-func (o *fakeOS) Unreachable(error) bool                       { return false }
+func (o *fakeOS) Reset(context.Context, Machine, string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.resets++
+	return o.resetErr
+}
+func (o *fakeOS) Unreachable(error) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.unreachable
+}
 
-// fakeCluster has a Ready worker for each joined VM; nodes join at once.
+// fakeCluster has a Ready worker for each joined VM (and each VM in
+// nodes), with the VM's vmid and UUID; nodes join at once.
 type fakeCluster struct {
 	infra   *fakeInfra
 	pending []PendingPod
 	mu      sync.Mutex
 	ready   map[string]chan struct{} // WaitReady on these names waits for the channel
+	// nodes adds Nodes for VMs at other steps (a worker that joined while
+	// the daemon was down), by vmid; absent hides the Node of a VM (deleted
+	// by hand, another cluster); orphans are Nodes whose VM is gone.
+	nodes    map[int]Node
+	absent   map[int]bool
+	orphans  []Node
+	deleted  []string
+	drainErr error
 }
 
 func (c *fakeCluster) hold(name string) chan struct{} {
@@ -121,15 +179,40 @@ func (c *fakeCluster) hold(name string) chan struct{} {
 }
 
 func (c *fakeCluster) Snapshot(context.Context, time.Time) (Snapshot, error) {
+	return Snapshot{PendingPods: c.pending, Nodes: c.list()}, nil
+}
+
+func (c *fakeCluster) list() []Node {
 	c.infra.mu.Lock()
 	defer c.infra.mu.Unlock()
-	s := Snapshot{PendingPods: c.pending}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var nodes []Node
 	for _, m := range c.infra.vms {
-		if m.Step == StepJoined {
-			s.Nodes = append(s.Nodes, worker(m.Name, 50, 50, func(n *Node) { n.VMID = m.VMID }))
+		if c.absent[m.VMID] {
+			continue
+		}
+		if n, ok := c.nodes[m.VMID]; ok {
+			nodes = append(nodes, n)
+		} else if m.Step == StepJoined {
+			nodes = append(nodes, worker(m.Name, 50, 50, func(n *Node) { n.VMID, n.SystemUUID = m.VMID, m.UUID }))
 		}
 	}
-	return s, nil
+	for _, n := range c.orphans {
+		if !slices.Contains(c.deleted, n.Name) {
+			nodes = append(nodes, n)
+		}
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	return nodes
+}
+
+func (c *fakeCluster) NodeOf(_ context.Context, m Machine) (*Node, error) {
+	n, ok := NodeOf(m, c.list())
+	if !ok {
+		return nil, nil
+	}
+	return &n, nil
 }
 func (c *fakeCluster) WaitReady(ctx context.Context, name string, _ time.Duration) error {
 	c.mu.Lock()
@@ -145,19 +228,37 @@ func (c *fakeCluster) WaitReady(ctx context.Context, name string, _ time.Duratio
 		return ctx.Err()
 	}
 }
-func (*fakeCluster) SetRemovalStep(context.Context, string, string) error { return nil }
-func (*fakeCluster) Cordon(context.Context, string, bool) error           { return nil }
-func (*fakeCluster) SetStandby(context.Context, string, bool) error       { return nil }
-func (*fakeCluster) Drain(context.Context, string) error                  { return nil }
-func (*fakeCluster) DeleteNode(context.Context, string) error             { return nil }
-func (*fakeCluster) Event(string, string, string, string)                 {}
+func (c *fakeCluster) SetRemovalStep(_ context.Context, name, step string) error {
+	c.infra.note("annotate " + name + " " + step)
+	return nil
+}
+func (*fakeCluster) Cordon(context.Context, string, bool) error     { return nil }
+func (*fakeCluster) SetStandby(context.Context, string, bool) error { return nil }
+func (c *fakeCluster) Drain(context.Context, string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.drainErr
+}
+func (c *fakeCluster) DeleteNode(_ context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deleted = append(c.deleted, name)
+	return nil
+}
+func (*fakeCluster) Event(string, string, string, string) {}
 
 type countingObserver struct {
-	mu   sync.Mutex
-	done map[OperationKind][]error
+	mu    sync.Mutex
+	done  map[OperationKind][]error
+	holds int
 }
 
 func (c *countingObserver) Step(OperationKind, string, time.Duration) {}
+func (c *countingObserver) SafetyHold(string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.holds++
+}
 func (c *countingObserver) Done(kind OperationKind, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -217,7 +318,7 @@ func TestTickLeavesAFreshCloneToItsCreation(t *testing.T) {
 // at step cloned (a crash between clone and configure) is provisioned on.
 func TestTickResumesALeftOverClone(t *testing.T) {
 	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
-	infra.vms[100] = Machine{VMID: 100, Name: "left", Host: "pve1", Step: StepCloned, Created: t0}
+	infra.vms[100] = Machine{VMID: 100, Name: "left", Host: "pve1", Step: StepCloned, Created: t0, UUID: uuidOf(100)}
 	infra.next = 101
 	p := testPolicy()
 	p.MinWorkers, p.MaxWorkers = 1, 3
@@ -242,7 +343,7 @@ func TestTickResumesALeftOverClone(t *testing.T) {
 // worker of their own.
 func TestARefillBeingClonedIsNotCapacity(t *testing.T) {
 	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
-	infra.vms[99] = Machine{VMID: 99, Name: "w0", Host: "pve1", Step: StepJoined, Created: t0.Add(-time.Hour)}
+	infra.vms[99] = Machine{VMID: 99, Name: "w0", Host: "pve1", Step: StepJoined, Created: t0.Add(-time.Hour), UUID: uuidOf(99)}
 	cluster := &fakeCluster{infra: infra}
 	p := poolPolicy(1)
 	p.MinWorkers = 1

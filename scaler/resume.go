@@ -1,0 +1,361 @@
+package scaler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// This file holds the reconciler's decisions about what it finds at the
+// start of a tick, as pure functions over what was observed: which Node is
+// which VM's, whether the observations can be trusted for anything
+// destructive, what each machine's recorded step means and what to do
+// about it. The reconciler (reconcile.go) gathers the facts and carries
+// the verdicts out; the tables in resume_test.go hold a row per case.
+
+// SameWorker reports whether Node n is VM m: the vmid label agrees and so
+// does the SMBIOS UUID (the VM's smbios1, the kubelet's systemUUID).
+// A name never decides. Only when neither side knows a UUID (an adapter
+// or a snapshot file without one) do the vmid label and the name together
+// stand in for it.
+func SameWorker(m Machine, n Node) bool {
+	if n.VMID == 0 || n.VMID != m.VMID {
+		return false
+	}
+	if m.UUID != "" || n.SystemUUID != "" {
+		return strings.EqualFold(m.UUID, n.SystemUUID)
+	}
+	return n.Name == m.Name
+}
+
+// NodeOf is the Node that is m's by identity, if one is among nodes.
+func NodeOf(m Machine, nodes []Node) (Node, bool) {
+	for _, n := range nodes {
+		if SameWorker(m, n) {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// HoldsWorkload reports whether pods other than DaemonSet and mirror pods
+// run on n: a node whose VM may be destroyed without a drain holds none.
+func HoldsWorkload(n Node) bool {
+	for _, p := range n.Pods {
+		if p.OwnerKind != OwnerDaemonSet && p.OwnerKind != OwnerNode {
+			return true
+		}
+	}
+	return false
+}
+
+// Observation is what one tick saw, reduced to what the safety check
+// needs: our VMs (with what the reconciler runs on them) and the Nodes.
+type Observation struct {
+	Machines []Machine
+	Nodes    []Node
+	// Busy are the VMs an operation of ours runs on, or has just finished
+	// with: their Node or VM may be missing on purpose.
+	Busy map[int]bool
+}
+
+// Absences lists what is missing on one side in an observation: managed
+// Nodes whose VM is not among ours (by identity), and joined workers whose
+// VM has no Node. Busy VMs and their Nodes are left out.
+func (o Observation) Absences() (nodesWithoutVM []Node, vmsWithoutNode []Machine) {
+	for _, n := range o.Nodes {
+		if !n.Managed || n.ControlPlane || n.VMID == 0 || o.Busy[n.VMID] {
+			continue
+		}
+		found := false
+		for _, m := range o.Machines {
+			if SameWorker(m, n) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			nodesWithoutVM = append(nodesWithoutVM, n)
+		}
+	}
+	for _, m := range o.Machines {
+		if m.Step != StepJoined || m.ForStandby || o.Busy[m.VMID] {
+			continue
+		}
+		if _, ok := NodeOf(m, o.Nodes); !ok {
+			vmsWithoutNode = append(vmsWithoutNode, m)
+		}
+	}
+	return nodesWithoutVM, vmsWithoutNode
+}
+
+// Disagreement says why the observation cannot be trusted for anything
+// destructive, or "" when it can. The two systems disagree wholesale
+// when none of our joined VMs has a Node of this cluster (a kubeconfig
+// pointing elsewhere, a patch that renames every node), when none of the
+// managed Nodes has a VM we can see (the token lost VM.Audit, proxmox.url
+// names another PVE cluster, our tags were removed), or when more than
+// one Node or VM would go because the other side lacks it. While it does,
+// nothing is destroyed, reset, drained, parked or deleted: provisioning
+// goes on, and the reason is reported loudly.
+func (o Observation) Disagreement() string {
+	nodes, vms := o.Absences()
+	joined, managed := 0, 0
+	for _, m := range o.Machines {
+		if m.Step == StepJoined && !m.ForStandby && !o.Busy[m.VMID] {
+			joined++
+		}
+	}
+	for _, n := range o.Nodes {
+		if n.Managed && !n.ControlPlane && n.VMID != 0 && !o.Busy[n.VMID] {
+			managed++
+		}
+	}
+	switch {
+	case joined > 0 && len(vms) == joined:
+		return fmt.Sprintf("none of our %d joined VMs has a Node of this cluster with its vmid and SMBIOS UUID (the kubeconfig may point at another cluster, or the Nodes were renamed or re-registered): %s", joined, machineList(vms))
+	case managed > 0 && len(nodes) == managed:
+		return fmt.Sprintf("none of the %d Nodes labelled %s has a VM among ours (the token may have lost VM.Audit, proxmox.url may name another PVE cluster, or our tags were removed): %s", managed, LabelManaged, strings.TrimSuffix(nodeList(nodes), "; "))
+	case len(nodes)+len(vms) > 1:
+		return fmt.Sprintf("%d Nodes without a VM and %d VMs without a Node: more than one would go because the other side lacks it (%s%s)", len(nodes), len(vms), nodeList(nodes), machineList(vms))
+	}
+	return ""
+}
+
+func machineList(ms []Machine) string {
+	if len(ms) == 0 {
+		return ""
+	}
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = fmt.Sprintf("VM %d (%s)", m.VMID, m.Name)
+	}
+	sort.Strings(s)
+	return "VMs " + strings.Join(s, ", ")
+}
+
+func nodeList(ns []Node) string {
+	if len(ns) == 0 {
+		return ""
+	}
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprintf("%s (vmid %d)", n.Name, n.VMID)
+	}
+	sort.Strings(s)
+	return "Nodes " + strings.Join(s, ", ") + "; "
+}
+
+// CodeSafetyHold is the hold a plan carries while its destructive
+// actions are withheld (Observation.Disagreement).
+const CodeSafetyHold Code = "safety_hold"
+
+// ConfirmAbsence is how a missing VM or Node becomes evidence: two direct
+// reads that both say "gone", at least this far apart, with a sane list in
+// between. One list that lacks something proves nothing.
+const ConfirmAbsence = time.Minute
+
+// Absence tracks direct reads that found something gone, by key (a vmid).
+// It is not safe for concurrent use; the reconciler holds its lock.
+type Absence map[int]time.Time
+
+// Seen records a direct read at now that found key gone and reports
+// whether the absence is confirmed: an earlier read found it gone too, at
+// least ConfirmAbsence ago, and nothing has found it present since.
+func (a Absence) Seen(key int, now time.Time) bool {
+	first, ok := a[key]
+	if !ok || now.Before(first) {
+		a[key] = now
+		return false
+	}
+	return now.Sub(first) >= ConfirmAbsence
+}
+
+// Present forgets key: a read found it there.
+func (a Absence) Present(key int) { delete(a, key) }
+
+// Keep forgets every key but those in keys.
+func (a Absence) Keep(keys map[int]bool) {
+	for k := range a {
+		if !keys[k] {
+			delete(a, k)
+		}
+	}
+}
+
+// ResumeKind is what the reconciler does with a machine it finds at a tick.
+type ResumeKind string
+
+const (
+	// ResumeNothing: leave it (in the pool, running fine, locked by PVE,
+	// ours already, or waiting for a confirmation).
+	ResumeNothing ResumeKind = ""
+	// ResumeProvision: go on provisioning from the recorded step.
+	ResumeProvision ResumeKind = "provision"
+	// ResumeAdopt: a provisioning past its deadline whose Node of its
+	// identity is Ready: the worker is recorded joined, not destroyed.
+	ResumeAdopt ResumeKind = "adopt"
+	// ResumeRemove: go on with a removal from Resume.From.
+	ResumeRemove ResumeKind = "remove"
+	// ResumePark: go on parking into the warm pool from Resume.From.
+	ResumePark ResumeKind = "park"
+	// ResumeWake: go on waking a standby worker.
+	ResumeWake ResumeKind = "wake"
+	// ResumeRetire: go on destroying a stale standby worker.
+	ResumeRetire ResumeKind = "retire"
+	// ResumeConfirm: something is missing (the Node of a joined worker, the
+	// Node of a half-removed one): read it directly before anything else.
+	ResumeConfirm ResumeKind = "confirm"
+	// ResumeRemoveNodeless: a joined worker whose Node is confirmed gone
+	// (ConfirmAbsence): removed through the removal guards, without drain
+	// (there is no Node to drain).
+	ResumeRemoveNodeless ResumeKind = "remove-nodeless"
+	// ResumeKeep: past its deadline, its Node holds workload but is not
+	// Ready: neither adopted nor destroyed; reported.
+	ResumeKeep ResumeKind = "keep"
+)
+
+// Resume is a verdict about one machine.
+type Resume struct {
+	Kind ResumeKind
+	// From is the removal step to go on from (ResumeRemove, ResumePark).
+	From string
+	// Why explains the verdict for the log and /status.
+	Why string
+}
+
+// MachineFacts is what the reconciler knows about one machine at a tick.
+type MachineFacts struct {
+	Machine Machine
+	// Node is the Node of the machine's identity, when one is seen.
+	Node *Node
+	// Busy: an operation of ours runs on it, or has just ended (the list
+	// may show a step before its last).
+	Busy bool
+	// Creating: a creation of ours is in flight; a fresh clone may be it.
+	Creating bool
+	// Expired: its provisioning started more than max_provision_time ago.
+	Expired bool
+	// NodeGone: the absence of its Node is confirmed (ConfirmAbsence).
+	NodeGone bool
+	DryRun   bool
+}
+
+// DecideResume is what to do with one machine found at a tick. Every
+// destructive verdict rests on the machine's Node seen by identity, or on
+// its absence confirmed by direct reads; never on a name, never on one list.
+func DecideResume(f MachineFacts) Resume {
+	m, n := f.Machine, f.Node
+	switch {
+	case f.Busy:
+		return Resume{Why: "an operation of ours runs on it or has just ended"}
+	case m.Locked:
+		return Resume{Why: "PVE holds a lock on it (a clone still copying)"}
+	case m.Step == StepCloned && f.Creating:
+		return Resume{Why: "a fresh clone while one of ours is being created: left to that creation"}
+	case m.Step == StepStandby:
+		return Resume{Why: "in the warm pool"}
+	case f.DryRun && (m.Step != StepJoined || m.ForStandby):
+		return Resume{Why: "dry run"}
+	}
+	removalStep := func() string {
+		if n == nil {
+			return ""
+		}
+		return n.Annotations[AnnotationRemoval]
+	}
+	switch m.Step {
+	case StepRemoving:
+		if n != nil {
+			return Resume{Kind: ResumeRemove, From: removalStep(), Why: "a removal left half-done"}
+		}
+		if f.NodeGone {
+			return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "a removal whose Node is confirmed gone (a reset machine leaves): the VM is destroyed"}
+		}
+		return Resume{Kind: ResumeConfirm, Why: "a removal whose Node is not seen: confirming before the VM is destroyed"}
+	case StepResetting:
+		return Resume{Kind: ResumeRemove, From: RemovalDrained, Why: "a reset was sent: sent again, and a machine that no longer answers counts as reset"}
+	case StepReset:
+		return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "reset: the VM is destroyed"}
+	case StepParking:
+		from := removalStep()
+		if from == "" {
+			// The annotation is cleared only once drained (and recorded
+			// joined first when the drain failed).
+			from = RemovalDrained
+		}
+		return Resume{Kind: ResumePark, From: from, Why: "a park left half-done"}
+	case StepWaking:
+		return Resume{Kind: ResumeWake, Why: "a wake left half-done"}
+	case StepRetiring:
+		return Resume{Kind: ResumeRetire, Why: "a retirement left half-done"}
+	case StepJoined:
+		switch {
+		case m.ForStandby:
+			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "built for the warm pool and joined"}
+		case f.DryRun:
+			return Resume{Why: "dry run"}
+		case n != nil && removalStep() != "":
+			return Resume{Kind: ResumeRemove, From: removalStep(), Why: "a removal marked on its Node"}
+		case n != nil:
+			return Resume{Why: "a worker"}
+		case f.NodeGone:
+			return Resume{Kind: ResumeRemoveNodeless, Why: "a joined worker whose Node is confirmed gone"}
+		default:
+			return Resume{Kind: ResumeConfirm, Why: "a joined worker whose Node is not seen: confirming"}
+		}
+	}
+	// A provisioning step (cloned, configured, started, applying).
+	if f.Expired && n != nil {
+		if n.Ready {
+			return Resume{Kind: ResumeAdopt, Why: "past max_provision_time, but its Node is Ready: adopted"}
+		}
+		if HoldsWorkload(*n) {
+			return Resume{Kind: ResumeKeep, Why: "past max_provision_time with a Node that is not Ready but holds pods: kept, not destroyed"}
+		}
+	}
+	return Resume{Kind: ResumeProvision, Why: "a provisioning left half-done"}
+}
+
+// Classify sorts the machines the reconciler does not run an operation on
+// into what Decide counts: operations recorded on VMs (provisions, pool
+// builds, removals, parks, retirements) and standby workers; joined
+// workers are left out (their Nodes stand for them). The daemon and a
+// live `plan` count them the same way. stale holds operations that ended
+// while the list was read (counted as what they were); fresh is the
+// number of creations in flight, each of which a fresh clone may be.
+func Classify(machines []Machine, running map[int]bool, stale map[int]Operation, fresh int) ([]Operation, []StandbyWorker) {
+	var ops []Operation
+	var standby []StandbyWorker
+	for _, m := range machines {
+		if running[m.VMID] {
+			continue
+		}
+		if op, ok := stale[m.VMID]; ok {
+			ops = append(ops, op)
+			continue
+		}
+		op := Operation{VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step}
+		switch {
+		case m.Step == StepJoined && !m.ForStandby:
+			continue
+		case m.Step == StepStandby:
+			standby = append(standby, StandbyWorker{VMID: m.VMID, Name: m.Name, Host: m.Host, Created: m.Created, Stale: m.Stale})
+			continue
+		case m.Step == StepRemoving || m.Step == StepResetting || m.Step == StepReset || m.Step == StepParking:
+			op.Kind = OpRemove
+		case m.Step == StepRetiring:
+			op.Kind = OpRetire
+		case m.ForStandby:
+			op.Kind, op.Started = OpRefill, m.Created
+		case m.Step == StepCloned && fresh > 0:
+			fresh-- // counted as a creation already
+			continue
+		default:
+			op.Kind, op.Started = OpProvision, m.Created
+		}
+		ops = append(ops, op)
+	}
+	return ops, standby
+}

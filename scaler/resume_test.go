@@ -1,0 +1,190 @@
+package scaler
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSameWorker(t *testing.T) {
+	m := Machine{VMID: 5001, Name: "w-5001", UUID: "AbC-1"}
+	cases := []struct {
+		name string
+		n    Node
+		want bool
+	}{
+		{"vmid and UUID agree (case aside)", Node{Name: "other-name", VMID: 5001, SystemUUID: "abc-1"}, true},
+		{"same name and vmid, other UUID: another machine", Node{Name: "w-5001", VMID: 5001, SystemUUID: "abc-2"}, false},
+		{"same name and UUID, other vmid label", Node{Name: "w-5001", VMID: 5002, SystemUUID: "abc-1"}, false},
+		{"no vmid label", Node{Name: "w-5001", SystemUUID: "abc-1"}, false},
+		{"the Node reports no UUID while the VM has one", Node{Name: "w-5001", VMID: 5001}, false},
+	}
+	for _, c := range cases {
+		if got := SameWorker(m, c.n); got != c.want {
+			t.Errorf("%s: SameWorker = %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Neither side knows a UUID (a snapshot file without them): vmid and name.
+	bare := Machine{VMID: 7, Name: "w7"}
+	if !SameWorker(bare, Node{Name: "w7", VMID: 7}) || SameWorker(bare, Node{Name: "w8", VMID: 7}) || SameWorker(bare, Node{Name: "w7", VMID: 7, SystemUUID: "x"}) {
+		t.Error("without UUIDs, vmid and name together decide")
+	}
+}
+
+func TestDecideResume(t *testing.T) {
+	ready := &Node{Name: "w", VMID: 1, Ready: true}
+	marked := func(step string) *Node {
+		return &Node{Name: "w", VMID: 1, Ready: true, Annotations: map[string]string{AnnotationRemoval: step}}
+	}
+	busyNotReady := &Node{Name: "w", VMID: 1, Pods: []Pod{{Name: "db", OwnerKind: "StatefulSet"}}}
+	onlyDaemons := &Node{Name: "w", VMID: 1, Pods: []Pod{{Name: "cni", OwnerKind: OwnerDaemonSet}, {Name: "static", OwnerKind: OwnerNode}}}
+	at := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step} }
+	cases := []struct {
+		name string
+		f    MachineFacts
+		want ResumeKind
+		from string
+	}{
+		{"an operation of ours runs", MachineFacts{Machine: at(StepApplying), Busy: true}, ResumeNothing, ""},
+		{"locked by PVE", MachineFacts{Machine: Machine{VMID: 1, Step: StepCloned, Locked: true}}, ResumeNothing, ""},
+		{"a fresh clone while a creation runs", MachineFacts{Machine: at(StepCloned), Creating: true}, ResumeNothing, ""},
+		{"a clone left over", MachineFacts{Machine: at(StepCloned)}, ResumeProvision, ""},
+		{"standby", MachineFacts{Machine: at(StepStandby)}, ResumeNothing, ""},
+		{"dry run leaves provisions", MachineFacts{Machine: at(StepStarted), DryRun: true}, ResumeNothing, ""},
+		{"a worker with its Node", MachineFacts{Machine: at(StepJoined), Node: ready}, ResumeNothing, ""},
+		// Scenario 4: a joined VM whose Node is missing is never removed on one observation.
+		{"joined, Node not seen: confirm", MachineFacts{Machine: at(StepJoined)}, ResumeConfirm, ""},
+		{"joined, Node confirmed gone", MachineFacts{Machine: at(StepJoined), NodeGone: true}, ResumeRemoveNodeless, ""},
+		{"joined, Node gone, dry run", MachineFacts{Machine: at(StepJoined), NodeGone: true, DryRun: true}, ResumeNothing, ""},
+		{"joined, removal marked on its Node", MachineFacts{Machine: at(StepJoined), Node: marked(RemovalMarked)}, ResumeRemove, RemovalMarked},
+		{"joined for the pool: park", MachineFacts{Machine: Machine{VMID: 1, Step: StepJoined, ForStandby: true}}, ResumePark, RemovalDrained},
+		{"removing with its Node: from its annotation", MachineFacts{Machine: at(StepRemoving), Node: marked(RemovalDrained)}, ResumeRemove, RemovalDrained},
+		{"removing, Node not seen: confirm", MachineFacts{Machine: at(StepRemoving)}, ResumeConfirm, ""},
+		{"removing, Node confirmed gone: destroy", MachineFacts{Machine: at(StepRemoving), NodeGone: true}, ResumeRemove, RemovalReset},
+		// Scenario 9: a reset sent (and maybe done) is not retried forever.
+		{"killed after sending a reset", MachineFacts{Machine: at(StepResetting), Node: marked(RemovalDrained)}, ResumeRemove, RemovalDrained},
+		{"killed after the reset, before its record on the Node", MachineFacts{Machine: at(StepReset), Node: marked(RemovalDrained)}, ResumeRemove, RemovalReset},
+		// Scenario 8: a park whose drain failed records joined first; a park with a cleared annotation was drained.
+		{"parking, annotation cleared", MachineFacts{Machine: at(StepParking), Node: ready}, ResumePark, RemovalDrained},
+		{"parking, marked", MachineFacts{Machine: at(StepParking), Node: marked(RemovalMarked)}, ResumePark, RemovalMarked},
+		{"waking", MachineFacts{Machine: at(StepWaking)}, ResumeWake, ""},
+		{"retiring", MachineFacts{Machine: at(StepRetiring)}, ResumeRetire, ""},
+		// Scenario 3: the daemon was down past max_provision_time; the worker joined meanwhile.
+		{"expired, its Node Ready: adopt", MachineFacts{Machine: at(StepApplying), Node: ready, Expired: true}, ResumeAdopt, ""},
+		{"expired, Node not Ready but holds pods: keep", MachineFacts{Machine: at(StepApplying), Node: busyNotReady, Expired: true}, ResumeKeep, ""},
+		{"expired, Node with DaemonSet pods only: provision (and clean up)", MachineFacts{Machine: at(StepApplying), Node: onlyDaemons, Expired: true}, ResumeProvision, ""},
+		{"expired, no Node", MachineFacts{Machine: at(StepStarted), Expired: true}, ResumeProvision, ""},
+		{"not expired", MachineFacts{Machine: at(StepApplying), Node: ready}, ResumeProvision, ""},
+	}
+	for _, c := range cases {
+		got := DecideResume(c.f)
+		if got.Kind != c.want || got.From != c.from {
+			t.Errorf("%s: %+v, want %q from %q", c.name, got, c.want, c.from)
+		}
+		if got.Why == "" {
+			t.Errorf("%s: no reason given", c.name)
+		}
+	}
+}
+
+func TestDisagreement(t *testing.T) {
+	joined := func(vmid int) Machine {
+		return Machine{VMID: vmid, Name: "w" + string(rune('0'+vmid)), Step: StepJoined, UUID: uuidOf(vmid)}
+	}
+	nodeOf := func(m Machine) Node {
+		return Node{Name: m.Name, VMID: m.VMID, SystemUUID: m.UUID, Managed: true, Ready: true}
+	}
+	a, b, c := joined(1), joined(2), joined(3)
+	renamed := nodeOf(c)
+	renamed.SystemUUID = uuidOf(9) // vmid label 3, another machine
+	cases := []struct {
+		name string
+		o    Observation
+		want string // a part of the message; "" for none
+	}{
+		{"all agree", Observation{Machines: []Machine{a, b, c}, Nodes: []Node{nodeOf(a), nodeOf(b), nodeOf(c)}}, ""},
+		{"one VM lacks its Node: left to confirmation", Observation{Machines: []Machine{a, b, c}, Nodes: []Node{nodeOf(a), nodeOf(b)}}, ""},
+		{"one Node lacks its VM: left to confirmation", Observation{Machines: []Machine{a, b}, Nodes: []Node{nodeOf(a), nodeOf(b), nodeOf(c)}}, ""},
+		// Scenario 1: our VMs drop out of PVE's list (VM.Audit lost, another PVE, tags removed).
+		{"no VM listed", Observation{Nodes: []Node{nodeOf(a), nodeOf(b)}}, "none of the 2 Nodes"},
+		{"a single Node, no VM listed", Observation{Nodes: []Node{nodeOf(a)}}, "none of the 1 Nodes"},
+		// A kubeconfig pointing at another cluster.
+		{"no Node of ours", Observation{Machines: []Machine{a, b}}, "none of our 2 joined VMs"},
+		{"two would go", Observation{Machines: []Machine{a, b, c}, Nodes: []Node{nodeOf(a)}}, "more than one would go"},
+		{"an identity conflict: one Node and one VM", Observation{Machines: []Machine{a, b, c}, Nodes: []Node{nodeOf(a), nodeOf(b), renamed}}, "1 Nodes without a VM and 1 VMs without a Node"},
+		{"busy VMs are ours to miss", Observation{Machines: []Machine{a, b, c}, Nodes: []Node{nodeOf(a)}, Busy: map[int]bool{2: true, 3: true}}, ""},
+		{"provisioning VMs have no Node yet", Observation{Machines: []Machine{a, {VMID: 4, Step: StepApplying}, {VMID: 5, Step: StepStarted}}, Nodes: []Node{nodeOf(a)}}, ""},
+		{"nothing at all", Observation{}, ""},
+	}
+	for _, c := range cases {
+		got := c.o.Disagreement()
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestAbsenceNeedsTwoReadsApart(t *testing.T) {
+	a := Absence{}
+	if a.Seen(1, t0) {
+		t.Fatal("one read confirmed an absence")
+	}
+	if a.Seen(1, t0.Add(ConfirmAbsence-time.Second)) {
+		t.Fatal("two reads less than ConfirmAbsence apart confirmed it")
+	}
+	if !a.Seen(1, t0.Add(ConfirmAbsence)) {
+		t.Fatal("two reads ConfirmAbsence apart did not")
+	}
+	a.Present(1)
+	if a.Seen(1, t0.Add(2*ConfirmAbsence)) {
+		t.Fatal("a read that found it present did not start over")
+	}
+	a.Keep(map[int]bool{})
+	if len(a) != 0 {
+		t.Fatal("Keep kept what it was not told to")
+	}
+	// A clock that went back does not confirm.
+	a.Seen(2, t0)
+	if a.Seen(2, t0.Add(-time.Hour)) || a.Seen(2, t0.Add(-time.Hour+ConfirmAbsence/2)) {
+		t.Fatal("a clock set back confirmed an absence")
+	}
+}
+
+func TestClassify(t *testing.T) {
+	ms := []Machine{
+		{VMID: 1, Step: StepJoined},
+		{VMID: 2, Step: StepStandby},
+		{VMID: 3, Step: StepParking},
+		{VMID: 4, Step: StepRemoving},
+		{VMID: 5, Step: StepResetting},
+		{VMID: 6, Step: StepRetiring},
+		{VMID: 7, Step: StepApplying, ForStandby: true},
+		{VMID: 8, Step: StepJoined, ForStandby: true},
+		{VMID: 9, Step: StepCloned},
+		{VMID: 10, Step: StepStarted},
+		{VMID: 11, Step: StepStarted}, // running in this process
+		{VMID: 12, Step: StepStandby}, // ended while listed: a wake
+	}
+	ops, standby := Classify(ms, map[int]bool{11: true}, map[int]Operation{12: {Kind: OpProvision, VMID: 12, Step: StepJoined}}, 1)
+	got := map[int]OperationKind{}
+	for _, op := range ops {
+		got[op.VMID] = op.Kind
+	}
+	want := map[int]OperationKind{3: OpRemove, 4: OpRemove, 5: OpRemove, 6: OpRetire, 7: OpRefill, 8: OpRefill, 10: OpProvision, 12: OpProvision}
+	if len(got) != len(want) {
+		t.Errorf("operations %v, want %v", got, want)
+	}
+	for vmid, k := range want {
+		if got[vmid] != k {
+			t.Errorf("VM %d: %q, want %q", vmid, got[vmid], k)
+		}
+	}
+	if len(standby) != 1 || standby[0].VMID != 2 {
+		t.Errorf("standby %+v", standby)
+	}
+	// Without a creation in flight, a clone is a provisioning left over.
+	ops, _ = Classify([]Machine{{VMID: 9, Step: StepCloned}}, nil, nil, 0)
+	if len(ops) != 1 || ops[0].Kind != OpProvision {
+		t.Errorf("a left-over clone: %+v", ops)
+	}
+}

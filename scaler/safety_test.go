@@ -1,0 +1,352 @@
+package scaler
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clock is a settable reconciler clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// fakeWorld is a reconciler over the fakes with joined workers 1..n, Ready.
+type fakeWorld struct {
+	infra   *fakeInfra
+	os      *fakeOS
+	cluster *fakeCluster
+	obs     *countingObserver
+	clock   *clock
+	r       *Reconciler
+}
+
+func newWorld(t *testing.T, n int, mod func(*Policy, *ReconcileOptions)) *fakeWorld {
+	t.Helper()
+	w := &fakeWorld{infra: newFakeInfra(), os: &fakeOS{applied: map[string]int{}}, obs: &countingObserver{done: map[OperationKind][]error{}}, clock: &clock{now: t0}}
+	w.cluster = &fakeCluster{infra: w.infra, absent: map[int]bool{}, nodes: map[int]Node{}}
+	close(w.infra.release) // creations return at once
+	w.infra.cloned = make(chan int, 1000)
+	for vmid := 1; vmid <= n; vmid++ {
+		w.infra.vms[vmid] = Machine{VMID: vmid, Name: "w" + string(rune('0'+vmid)), Host: "pve1", Step: StepJoined, Created: t0.Add(-time.Hour), UUID: uuidOf(vmid)}
+	}
+	p := testPolicy()
+	p.MinWorkers, p.MaxWorkers = 1, 6
+	o := ReconcileOptions{Now: w.clock.Now, Observer: w.obs}
+	if mod != nil {
+		mod(&p, &o)
+	}
+	w.r = NewReconciler(w.infra, w.os, w.cluster, p, o)
+	return w
+}
+
+// tick ticks at the clock's time plus d, and waits for what it started.
+func (w *fakeWorld) tick(t *testing.T, d time.Duration) Plan {
+	t.Helper()
+	w.clock.Add(d)
+	p, err := w.r.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.r.Wait()
+	return p
+}
+
+func (w *fakeWorld) destroyed() []int {
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	return slices.Clone(w.infra.destroyed)
+}
+
+func (w *fakeWorld) deleted() []string {
+	w.cluster.mu.Lock()
+	defer w.cluster.mu.Unlock()
+	return slices.Clone(w.cluster.deleted)
+}
+
+func hasHold(p Plan) bool {
+	return slices.ContainsFunc(p.Holds, func(r Reason) bool { return r.Code == CodeSafetyHold })
+}
+
+// Scenario 1: our VMs drop out of PVE's list (the token loses VM.Audit
+// on them, proxmox.url names another PVE, our tags are removed). Nothing
+// is deleted; the hold is reported; provisioning goes on.
+func TestVMsMissingFromTheListDeleteNothing(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.tick(t, 0)
+	for vmid := 1; vmid <= 3; vmid++ {
+		// The Nodes stay (the machines run); PVE's list no longer shows them.
+		w.cluster.nodes[vmid] = worker(w.infra.vms[vmid].Name, 50, 50, func(n *Node) { n.VMID, n.SystemUUID = vmid, uuidOf(vmid) })
+		w.infra.hidden[vmid] = true
+	}
+	for range 5 {
+		p := w.tick(t, 2*ConfirmAbsence)
+		if !hasHold(p) {
+			t.Fatalf("no safety hold: %+v", p.Holds)
+		}
+	}
+	if d := w.deleted(); len(d) != 0 {
+		t.Errorf("Nodes deleted: %v", d)
+	}
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("VMs destroyed: %v", d)
+	}
+	if st := w.r.Status(); !strings.Contains(st.SafetyHold, "none of the 3 Nodes") {
+		t.Errorf("status safety hold %q", st.SafetyHold)
+	}
+	w.obs.mu.Lock()
+	defer w.obs.mu.Unlock()
+	if w.obs.holds != 5 {
+		t.Errorf("safety holds counted %d, want 5", w.obs.holds)
+	}
+}
+
+// A Node whose VM is gone is deleted only after two direct reads at least
+// ConfirmAbsence apart say "does not exist", with the list sane; never
+// when the VM exists but is not listed, nor while the list is not sane.
+func TestNodeOfAVMGoneNeedsConfirmation(t *testing.T) {
+	cases := []struct {
+		name       string
+		hidden     bool  // the VM exists, left out of the list
+		insane     error // the list cannot be trusted
+		wantDelete bool
+	}{
+		{"gone, confirmed", false, nil, true},
+		{"exists but is not listed", true, nil, false},
+		{"the template is not visible", false, errors.New("the template is not in the VM list"), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t, 3, nil)
+			w.tick(t, 0)
+			w.infra.mu.Lock()
+			if c.hidden {
+				w.infra.hidden[3] = true
+			} else {
+				delete(w.infra.vms, 3)
+			}
+			w.infra.insane = c.insane
+			w.infra.mu.Unlock()
+			w.cluster.orphans = []Node{worker("w3", 50, 50, func(n *Node) { n.VMID, n.SystemUUID = 3, uuidOf(3) })}
+			w.tick(t, time.Second)
+			w.tick(t, ConfirmAbsence/2)
+			if d := w.deleted(); len(d) != 0 {
+				t.Fatalf("deleted on reads less than %s apart: %v", ConfirmAbsence, d)
+			}
+			w.tick(t, ConfirmAbsence)
+			if got := slices.Contains(w.deleted(), "w3"); got != c.wantDelete {
+				t.Errorf("Node deleted = %v, want %v", got, c.wantDelete)
+			}
+			if d := w.destroyed(); len(d) != 0 {
+				t.Errorf("VMs destroyed: %v", d)
+			}
+		})
+	}
+}
+
+// Scenario 4: a joined VM whose Node is missing (kubectl delete node, a
+// kubeconfig elsewhere) is removed only once its absence is confirmed,
+// through the guards; a renamed VM keeps its Node by identity.
+func TestJoinedVMWithoutNode(t *testing.T) {
+	t.Run("confirmed, removed without a drain", func(t *testing.T) {
+		w := newWorld(t, 3, nil)
+		w.tick(t, 0)
+		w.cluster.absent[3] = true
+		w.tick(t, time.Second)
+		w.tick(t, 200*time.Millisecond) // ticks can come 200 ms apart
+		w.tick(t, ConfirmAbsence/2)
+		if d := w.destroyed(); len(d) != 0 {
+			t.Fatalf("destroyed before the absence was confirmed: %v", d)
+		}
+		w.tick(t, ConfirmAbsence)
+		w.tick(t, time.Second)
+		if d := w.destroyed(); !slices.Equal(d, []int{3}) {
+			t.Errorf("destroyed %v, want [3]", d)
+		}
+		if d := w.deleted(); len(d) != 0 {
+			t.Errorf("Nodes deleted for a VM without one: %v", d)
+		}
+		if w.os.resets != 1 {
+			t.Errorf("%d resets, want 1", w.os.resets)
+		}
+	})
+	t.Run("every VM without its Node: a safety hold", func(t *testing.T) {
+		w := newWorld(t, 2, nil)
+		w.tick(t, 0)
+		w.cluster.absent[1], w.cluster.absent[2] = true, true
+		for range 4 {
+			if p := w.tick(t, ConfirmAbsence); !hasHold(p) {
+				t.Fatalf("no hold: %+v", p.Holds)
+			}
+		}
+		if d := w.destroyed(); len(d) != 0 {
+			t.Errorf("destroyed %v", d)
+		}
+	})
+	t.Run("below min_workers without it: replaced first", func(t *testing.T) {
+		w := newWorld(t, 2, func(p *Policy, _ *ReconcileOptions) { p.MinWorkers = 2 })
+		w.tick(t, 0)
+		w.infra.release = make(chan struct{}) // the replacement's clone waits
+		w.cluster.absent[2] = true
+		for range 4 {
+			w.clock.Add(ConfirmAbsence)
+			if _, err := w.r.Tick(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			// A removal started in this tick is among its operations.
+			for _, op := range w.r.Status().Operations {
+				if op.Kind == OpRemove {
+					t.Fatalf("removal started with one Ready worker and min_workers 2: %+v", op)
+				}
+			}
+		}
+		if d := w.destroyed(); len(d) != 0 {
+			t.Errorf("destroyed %v with one Ready worker and min_workers 2", d)
+		}
+		close(w.infra.release) // the replacement joins; now VM 2 may go
+		w.r.Wait()
+		w.tick(t, time.Second)
+		w.tick(t, time.Second)
+		if d := w.destroyed(); !slices.Equal(d, []int{2}) {
+			t.Errorf("destroyed %v once replaced, want [2]", d)
+		}
+	})
+	t.Run("renamed in PVE: its Node is found by identity", func(t *testing.T) {
+		w := newWorld(t, 2, nil)
+		w.tick(t, 0)
+		w.cluster.nodes[2] = worker("w2", 50, 50, func(n *Node) { n.VMID, n.SystemUUID = 2, uuidOf(2) })
+		w.infra.mu.Lock()
+		m := w.infra.vms[2]
+		m.Name = "renamed-by-hand"
+		w.infra.vms[2] = m
+		w.infra.mu.Unlock()
+		for range 4 {
+			w.tick(t, ConfirmAbsence)
+		}
+		if d := w.destroyed(); len(d) != 0 {
+			t.Errorf("destroyed %v", d)
+		}
+	})
+}
+
+// Scenario 3: the daemon was down past max_provision_time after sending
+// the config; the worker joined and took pods meanwhile: adopted.
+func TestExpiredProvisioningWithAReadyNodeIsAdopted(t *testing.T) {
+	w := newWorld(t, 1, nil)
+	w.infra.vms[7] = Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepApplying, Created: t0.Add(-2 * time.Hour), UUID: uuidOf(7)}
+	w.cluster.nodes[7] = worker("w7", 50, 50, withPod(Pod{Namespace: "db", Name: "db-0", OwnerKind: "StatefulSet"}), func(n *Node) { n.VMID, n.SystemUUID = 7, uuidOf(7) })
+	w.tick(t, 0)
+	w.tick(t, time.Second)
+	if d := w.destroyed(); len(d) != 0 {
+		t.Fatalf("destroyed %v", d)
+	}
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	if s := w.infra.vms[7].Step; s != StepJoined {
+		t.Errorf("step %q, want joined", s)
+	}
+}
+
+// An expired provisioning whose Node is not Ready but holds pods is kept;
+// one without a Node is cleaned up.
+func TestExpiredProvisioningCleanup(t *testing.T) {
+	w := newWorld(t, 1, nil)
+	w.infra.vms[7] = Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepApplying, Created: t0.Add(-2 * time.Hour), UUID: uuidOf(7)}
+	w.cluster.nodes[7] = worker("w7", 50, 50, notReady, withPod(Pod{Namespace: "db", Name: "db-0", OwnerKind: "StatefulSet"}), func(n *Node) { n.VMID, n.SystemUUID = 7, uuidOf(7) })
+	w.infra.vms[8] = Machine{VMID: 8, Name: "w8", Host: "pve1", Step: StepStarted, Created: t0.Add(-2 * time.Hour), UUID: uuidOf(8)}
+	w.tick(t, 0)
+	w.tick(t, time.Second)
+	if d := w.destroyed(); !slices.Equal(d, []int{8}) {
+		t.Errorf("destroyed %v, want [8] (7's Node holds pods)", d)
+	}
+	if st := w.r.Status(); !slices.ContainsFunc(st.Refused, func(s string) bool { return strings.Contains(s, "VM 7") }) {
+		t.Errorf("VM 7 kept without a word: %v", st.Refused)
+	}
+}
+
+// Scenario 8: a drain that fails records joined before it clears the
+// removal mark, so a crash in between cannot leave a park of a worker
+// whose pods came back.
+func TestDrainFailureRecordsJoinedFirst(t *testing.T) {
+	w := newWorld(t, 3, func(p *Policy, _ *ReconcileOptions) {
+		p.StandbySize = 1
+	})
+	w.cluster.drainErr = errors.New("Cannot evict pod as it would violate the pod's disruption budget")
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	w.infra.mu.Unlock()
+	w.r.startRemoval(removal{m: m, node: "w3", park: true})
+	w.r.Wait()
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	joined := slices.Index(w.infra.journal, "record 3 joined")
+	cleared := slices.Index(w.infra.journal, "annotate w3 ")
+	if joined < 0 || cleared < 0 || joined > cleared {
+		t.Errorf("journal %v: joined must be recorded before the mark is cleared", w.infra.journal)
+	}
+	if w.infra.vms[3].Step != StepJoined {
+		t.Errorf("step %q", w.infra.vms[3].Step)
+	}
+}
+
+// Scenario 9: killed between the Talos reset and its record: the removal
+// resumes, the machine no longer answers, and that counts as reset, even
+// with reset_unreachable: fail.
+func TestResetSentBeforeACrashCountsAsReset(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	m.Step = StepResetting
+	w.infra.vms[3] = m
+	w.infra.mu.Unlock()
+	w.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
+	w.os.resetErr, w.os.unreachable = errors.New("connection refused"), true
+	w.tick(t, 0)
+	if d := w.destroyed(); !slices.Equal(d, []int{3}) {
+		t.Errorf("destroyed %v, want [3]", d)
+	}
+	// Without a reset sent before, an unreachable machine holds the removal.
+	w2 := newWorld(t, 3, nil)
+	w2.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
+	w2.infra.mu.Lock()
+	m = w2.infra.vms[3]
+	m.Step = StepRemoving
+	w2.infra.vms[3] = m
+	w2.infra.mu.Unlock()
+	w2.os.resetErr, w2.os.unreachable = errors.New("connection refused"), true
+	w2.tick(t, 0)
+	if d := w2.destroyed(); len(d) != 0 {
+		t.Errorf("destroyed %v although no reset was ever sent", d)
+	}
+}
+
+// A removal Decide plans is refused when the Node's vmid label points at
+// a VM whose UUID is not the Node's (the label is the kubelet's to write).
+func TestRemovalOfANodeWhoseVMIsAnotherMachineIsRefused(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.tick(t, 0)
+	// Node w3 says vmid 3 but reports another machine's UUID; VM 3's own
+	// Node is missing: two absences, a safety hold, nothing removed.
+	w.cluster.nodes[3] = worker("w3", 1, 1, func(n *Node) { n.VMID, n.SystemUUID = 3, uuidOf(99) })
+	for range 3 {
+		w.tick(t, ConfirmAbsence)
+	}
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("destroyed %v", d)
+	}
+	if d := w.deleted(); len(d) != 0 {
+		t.Errorf("deleted %v", d)
+	}
+}

@@ -381,14 +381,17 @@ func TestDrainRefusalsAndTimeout(t *testing.T) {
 		t.Fatalf("want a DrainError naming the protected pod, got %v", err)
 	}
 	node, _ := env.Client.CoreV1().Nodes().Get(ctx, "hold-a", metav1.GetOptions{})
-	if node.Spec.Unschedulable {
-		t.Error("node left cordoned after a refused drain")
+	if !node.Spec.Unschedulable {
+		t.Error("node uncordoned after a refused drain: the caller decides")
+	}
+	if err := c.SetCordon(ctx, "hold-a", false); err != nil {
+		t.Fatal(err)
 	}
 	if runningOn(t, env, ns, "db", "hold-a") != 1 {
 		t.Error("protected pod evicted")
 	}
 
-	// A PDB that allows no disruption: the drain times out, uncordons, and says why.
+	// A PDB that allows no disruption: the drain times out, stays cordoned, and says why.
 	if err := env.Client.AppsV1().Deployments(ns).Delete(ctx, "db", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -410,8 +413,8 @@ func TestDrainRefusalsAndTimeout(t *testing.T) {
 		t.Errorf("drain took %v with a 3s timeout", el)
 	}
 	node, _ = env.Client.CoreV1().Nodes().Get(ctx, "hold-a", metav1.GetOptions{})
-	if node.Spec.Unschedulable {
-		t.Error("node left cordoned after a drain timeout")
+	if !node.Spec.Unschedulable {
+		t.Error("node uncordoned after a drain timeout")
 	}
 	if runningOn(t, env, ns, "cache", "hold-a") != 2 {
 		t.Error("a PDB-protected pod was evicted")

@@ -3,7 +3,6 @@ package kube
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -147,8 +146,10 @@ var evictErrRE = regexp.MustCompile(`error when evicting pods/"([^"]+)" -n "([^"
 // PodDisruptionBudgets hold), leaving DaemonSet and mirror pods, deleting
 // emptyDir data only when policy.drain.delete_emptydir_data says so, and
 // refusing pods annotated safe-to-evict=false or do-not-disrupt=true. When
-// it does not finish within the drain timeout, the node is uncordoned and a
-// *DrainError names the pods that held it and why.
+// it does not finish within the drain timeout, a *DrainError names the pods
+// that held it and why, and the node stays cordoned: the caller uncordons
+// a node it keeps, and one it removes anyway (remove_undrained) gets no
+// new pods meanwhile.
 func (c *Client) Drain(ctx context.Context, name string) error {
 	if err := c.SetCordon(ctx, name, true); err != nil {
 		return err
@@ -203,9 +204,6 @@ func (c *Client) Drain(ctx context.Context, name string) error {
 		sort.Slice(derr.Pods, func(i, j int) bool {
 			return derr.Pods[i].Namespace+derr.Pods[i].Name < derr.Pods[j].Namespace+derr.Pods[j].Name
 		})
-	}
-	if uerr := c.SetCordon(context.WithoutCancel(ctx), name, false); uerr != nil {
-		derr.Err = errors.Join(err, uerr)
 	}
 	return derr
 }

@@ -1121,17 +1121,21 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 			if errors.Is(err, errHalted) {
 				return err
 			}
-			// The node stays: uncordoned (by the drain), back to joined,
-			// unmarked. Joined is recorded first: a crash in between leaves
-			// a joined VM with a marked Node, whose removal a later tick
-			// resumes from its drain, never a park or destroy of a worker
-			// whose pods came back.
+			// The node stays: back to joined, unmarked, uncordoned. Joined
+			// is recorded first: a crash in between leaves a joined VM with
+			// a marked Node, whose removal a later tick resumes from its
+			// drain, never a park or destroy of a worker whose pods came
+			// back. (The drain leaves the node cordoned, so that with
+			// remove_undrained nothing lands on a node about to go.)
 			r.cluster.Event(node, "Warning", "DrainFailed", err.Error())
 			bg := context.WithoutCancel(ctx)
 			if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
 				return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
 			}
 			_ = r.cluster.SetRemovalStep(bg, node, "")
+			if cerr := r.cluster.Cordon(bg, node, false); cerr != nil {
+				return fmt.Errorf("%w (and uncordoning failed: %v)", err, cerr)
+			}
 			return err
 		}
 	}

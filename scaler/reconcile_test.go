@@ -232,7 +232,10 @@ func (c *fakeCluster) SetRemovalStep(_ context.Context, name, step string) error
 	c.infra.note("annotate " + name + " " + step)
 	return nil
 }
-func (*fakeCluster) Cordon(context.Context, string, bool) error     { return nil }
+func (c *fakeCluster) Cordon(_ context.Context, name string, on bool) error {
+	c.infra.note(fmt.Sprintf("cordon %s %v", name, on))
+	return nil
+}
 func (*fakeCluster) SetStandby(context.Context, string, bool) error { return nil }
 func (c *fakeCluster) Drain(context.Context, string) error {
 	c.mu.Lock()

@@ -350,3 +350,28 @@ func TestRemovalOfANodeWhoseVMIsAnotherMachineIsRefused(t *testing.T) {
 		t.Errorf("deleted %v", d)
 	}
 }
+
+// Scenario 10: remove_undrained goes on with a node whose drain failed:
+// the node is not uncordoned first (no new pods land on it). Without it,
+// the node stays and is uncordoned.
+func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
+	for _, undrained := range []bool{true, false} {
+		w := newWorld(t, 3, func(_ *Policy, o *ReconcileOptions) { o.RemoveUndrained = undrained })
+		w.cluster.drainErr = errors.New("global timeout reached: 3s")
+		w.infra.mu.Lock()
+		m := w.infra.vms[3]
+		w.infra.mu.Unlock()
+		w.r.startRemoval(removal{m: m, node: "w3"})
+		w.r.Wait()
+		w.infra.mu.Lock()
+		uncordoned := slices.Contains(w.infra.journal, "cordon w3 false")
+		w.infra.mu.Unlock()
+		destroyed := slices.Equal(w.destroyed(), []int{3})
+		if undrained && (uncordoned || !destroyed) {
+			t.Errorf("remove_undrained: uncordoned %v, destroyed %v; want false, true", uncordoned, destroyed)
+		}
+		if !undrained && (!uncordoned || destroyed) {
+			t.Errorf("drain failed, node kept: uncordoned %v, destroyed %v; want true, false (%v)", uncordoned, destroyed, w.infra.journal)
+		}
+	}
+}

@@ -453,6 +453,45 @@ func TestLeaderElection(t *testing.T) {
 	wg.Wait()
 }
 
+// TestLeaderKeepsTheLeaseThroughItsGrace: stopping a leader lets its
+// running steps finish (lead returns after a grace) while it still holds
+// the Lease, so no second leader acts meanwhile; then the Lease is
+// released and the other daemon takes over at once, not after it expires.
+func TestLeaderKeepsTheLeaseThroughItsGrace(t *testing.T) {
+	env := kubetest.Require(t)
+	const lease = "pve-autoscaler-grace"
+	var mu sync.Mutex
+	var events []string
+	note := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	run := func(ctx context.Context, id string, grace time.Duration) {
+		_ = RunLeader(ctx, env.Client, LeaderOptions{Namespace: "kube-system", Name: lease, Identity: id,
+			Lease: 4 * time.Second, Renew: 2 * time.Second, Retry: 100 * time.Millisecond}, func(lctx context.Context) {
+			note(id + " leads")
+			<-lctx.Done()
+			time.Sleep(grace) // the reconciler's grace: running steps finish
+			note(id + " stopped")
+		})
+		note(id + " returned")
+	}
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	var wg sync.WaitGroup
+	wg.Go(func() { run(ctxA, "daemon-a", 6*time.Second) }) // longer than the lease
+	waitFor(t, "daemon-a leading", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(events, "daemon-a leads") })
+	wg.Go(func() { run(ctxB, "daemon-b", 0) })
+	stopA()
+	waitFor(t, "daemon-b taking over", 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(events, "daemon-b leads") })
+	stopB()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	stopped, returned, b := slices.Index(events, "daemon-a stopped"), slices.Index(events, "daemon-a returned"), slices.Index(events, "daemon-b leads")
+	if stopped < 0 || b < stopped || returned < stopped {
+		t.Errorf("events %v: daemon-b must lead only after daemon-a's grace, and RunLeader return after it", events)
+	}
+}
+
 // TestWakeOnUnschedulable: a pod the scheduler cannot place wakes the
 // daemon once; a scheduled pod does not.
 func TestWakeOnUnschedulable(t *testing.T) {

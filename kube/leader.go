@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -23,8 +24,12 @@ type LeaderOptions struct {
 }
 
 // RunLeader blocks, running lead while this process holds the Lease, until
-// ctx ends. lead's context ends when leadership is lost. It returns when
-// ctx ends or leadership is lost; the caller decides whether to try again.
+// ctx ends. lead's context ends when ctx ends or leadership is lost. When
+// ctx ends, the Lease is held (and renewed) until lead has returned, so a
+// leader that lets its running steps finish (the reconciler's grace) is
+// never joined by a second one meanwhile; then it is released. RunLeader
+// returns when ctx ends or leadership is lost; the caller decides whether
+// to try again.
 func RunLeader(ctx context.Context, cs kubernetes.Interface, o LeaderOptions, lead func(context.Context)) error {
 	if o.Lease == 0 {
 		o.Lease, o.Renew, o.Retry = 15*time.Second, 10*time.Second, 2*time.Second
@@ -38,10 +43,49 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, o LeaderOptions, le
 		Client:     cs.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
 	}
+	// The elector runs on a context of its own, ended only once lead has
+	// returned (or, not leading, as soon as ctx ends).
+	elect, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElecting()
+	var mu sync.Mutex
+	leading := false
+	done := make(chan struct{})
+	ledDone := make(chan struct{}) // closed when lead has returned
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !leading {
+			stopElecting()
+		}
+	}()
+	defer close(done)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: o.Lease, RenewDeadline: o.Renew, RetryPeriod: o.Retry, ReleaseOnCancel: true, Name: o.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: lead,
+			OnStartedLeading: func(lctx context.Context) {
+				mu.Lock()
+				if ctx.Err() != nil {
+					mu.Unlock()
+					stopElecting()
+					return
+				}
+				leading = true
+				mu.Unlock()
+				// lead stops when leadership is lost (lctx) or ctx ends.
+				run, cancel := context.WithCancel(lctx)
+				stop := context.AfterFunc(ctx, cancel)
+				lead(run)
+				stop()
+				cancel()
+				close(ledDone)
+				log.Info("releasing the lease", zap.String("identity", o.Identity))
+				stopElecting()
+			},
 			OnStoppedLeading: func() { log.Info("leadership lost or released", zap.String("identity", o.Identity)) },
 			OnNewLeader: func(id string) {
 				if id != o.Identity {
@@ -53,6 +97,12 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, o LeaderOptions, le
 	if err != nil {
 		return err
 	}
-	le.Run(ctx)
+	le.Run(elect)
+	mu.Lock()
+	led := leading
+	mu.Unlock()
+	if led {
+		<-ledDone // leadership lost: lead's steps end (they were told) before this returns
+	}
 	return nil
 }

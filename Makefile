@@ -13,8 +13,9 @@
 #   make fmt     gofmt -w
 #   make deb     Debian package in dist/ (nfpm, pinned in go.mod as a tool),
 #                checked by lintian when it is installed
-#   make lintian install lintian (apt-get) when missing: as root, or always
-#                under CI=true; otherwise say how and go on (make test runs it)
+#   make deb-tools  install the package test's lintian and systemd-analyze
+#                (apt-get) when missing and root; not root: fail under CI=true,
+#                else say how and go on (the package test skips those checks)
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -30,14 +31,14 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit dates bench bench-e2e bench-idle fuzz clean kube-testbed deb deb-files lintian demo
+.PHONY: all build test fmt fmt-check vet staticcheck unit dates bench bench-e2e bench-idle fuzz clean kube-testbed deb deb-files deb-tools demo
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./cmd/pve-autoscaler ./cmd/pvesim
 
-test: fmt-check vet staticcheck lintian unit dates
+test: fmt-check vet staticcheck deb-tools unit dates
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -103,7 +104,7 @@ deb-files: build
 	$(BIN)/pve-autoscaler gen-man --version $(DEB_VERSION) --date $(DEB_DATE) $(BIN)/deb/man
 	gzip -9n $(BIN)/deb/changelog $(BIN)/deb/man/*
 
-# lintian checks the package when it is installed (make lintian installs it);
+# lintian checks the package when it is installed (make deb-tools installs it);
 # its overrides, each with its reason, are in deploy/lintian-overrides.
 deb: deb-files
 	@mkdir -p $(DIST)
@@ -111,16 +112,15 @@ deb: deb-files
 	@if command -v lintian >/dev/null; then \
 		echo "lintian $(DIST)/pve-autoscaler_$(DEB_VERSION)_$(DEB_ARCH).deb"; \
 		lintian --fail-on error,warning --display-level '>=warning' $(DIST)/pve-autoscaler_$(DEB_VERSION)_$(DEB_ARCH).deb; \
-	else echo "lintian not installed: package not checked (make lintian)"; fi
+	else echo "lintian not installed: package not checked (make deb-tools)"; fi
 
-lintian:
-	@if command -v lintian >/dev/null; then exit 0; fi; \
+deb-tools:
+	@missing=; command -v lintian >/dev/null || missing=" lintian"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
-		echo "installing lintian (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian >/dev/null; \
+		echo "installing$$missing (apt-get, first run only)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	elif [ "$$CI" = true ]; then \
-		echo "lintian missing and not root: sudo apt-get install lintian"; exit 1; \
-	else echo "lintian missing: sudo apt-get install lintian (the package test skips it until then)"; fi
-
-clean:
-	rm -rf $(BIN) $(DIST)
+		echo "missing, and not root to install them: sudo apt-get install$$missing"; exit 1; \
+	else echo "missing: sudo apt-get install$$missing (until then the package test skips what needs them)"; fi

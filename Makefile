@@ -11,7 +11,11 @@
 #   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
 #   make fmt     gofmt -w
-#   make deb     Debian package in dist/ (nfpm, pinned in go.mod as a tool)
+#   make deb     Debian package in dist/ (nfpm, pinned in go.mod as a tool),
+#                checked by lintian when it is installed
+#   make deb-tools  install the package test's lintian and systemd-analyze
+#                (apt-get) when missing and root; not root: fail under CI=true,
+#                else say how and go on (the package test skips those checks)
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -27,14 +31,14 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit dates bench bench-e2e bench-idle fuzz clean kube-testbed deb demo
+.PHONY: all build test fmt fmt-check vet staticcheck unit dates bench bench-e2e bench-idle fuzz clean kube-testbed deb deb-files deb-tools demo
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/ ./cmd/pve-autoscaler ./cmd/pvesim
 
-test: fmt-check vet staticcheck unit dates
+test: fmt-check vet staticcheck deb-tools unit dates
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -88,9 +92,35 @@ bench-idle: kube-testbed
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecide -fuzztime $(FUZZTIME) ./scaler
 
-deb: build
+# The package's generated files, in $(BIN)/deb (nfpm.yaml names them):
+# copyright from the modules linked into the binary, changelog from
+# CHANGELOG.md, and the man pages from the commands' own flag definitions.
+# Dates are the last commit's, so the package is reproducible.
+DEB_DATE ?= $(shell git log -1 --format=%cs 2>/dev/null || date -u +%F)
+deb-files: build
+	rm -rf $(BIN)/deb && mkdir -p $(BIN)/deb/man
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(DEB_ARCH) $(GO) run ./hack/debian copyright > $(BIN)/deb/copyright
+	$(GO) run ./hack/debian changelog -version $(DEB_VERSION) -date $(DEB_DATE) > $(BIN)/deb/changelog
+	$(BIN)/pve-autoscaler gen-man --version $(DEB_VERSION) --date $(DEB_DATE) $(BIN)/deb/man
+	gzip -9n $(BIN)/deb/changelog $(BIN)/deb/man/*
+
+# lintian checks the package when it is installed (make deb-tools installs it);
+# its overrides, each with its reason, are in deploy/lintian-overrides.
+deb: deb-files
 	@mkdir -p $(DIST)
 	VERSION=$(DEB_VERSION) ARCH=$(DEB_ARCH) $(GO) tool nfpm pkg --packager deb --config deploy/nfpm.yaml --target $(DIST)/
+	@if command -v lintian >/dev/null; then \
+		echo "lintian $(DIST)/pve-autoscaler_$(DEB_VERSION)_$(DEB_ARCH).deb"; \
+		lintian --fail-on error,warning --display-level '>=warning' $(DIST)/pve-autoscaler_$(DEB_VERSION)_$(DEB_ARCH).deb; \
+	else echo "lintian not installed: package not checked (make deb-tools)"; fi
 
-clean:
-	rm -rf $(BIN) $(DIST)
+deb-tools:
+	@missing=; command -v lintian >/dev/null || missing=" lintian"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing (apt-get, first run only)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	elif [ "$$CI" = true ]; then \
+		echo "missing, and not root to install them: sudo apt-get install$$missing"; exit 1; \
+	else echo "missing: sudo apt-get install$$missing (until then the package test skips what needs them)"; fi

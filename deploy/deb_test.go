@@ -20,11 +20,25 @@ func TestDebPackage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the release binary")
 	}
+	// make deb runs lintian (lintian --fail-on error,warning) when it is
+	// installed: an E: or W: not overridden in lintian-overrides fails it.
+	_, lintianErr := exec.LookPath("lintian")
+	if lintianErr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Error("lintian missing: make deb-tools (apt-get install lintian)")
+		} else {
+			t.Log("lintian missing: the package is not checked (make deb-tools)")
+		}
+	}
 	dist := t.TempDir()
 	cmd := exec.Command("make", "deb", "DIST="+dist, "DEB_VERSION=1.2.3")
 	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make deb: %v\n%s", err, out)
+	made, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make deb: %v\n%s", err, made)
+	}
+	if lintianErr == nil && !strings.Contains(string(made), "lintian "+dist+"/pve-autoscaler_1.2.3_amd64.deb") {
+		t.Errorf("make deb did not run lintian:\n%s", made)
 	}
 	debs, _ := filepath.Glob(filepath.Join(dist, "*.deb"))
 	if len(debs) != 1 || filepath.Base(debs[0]) != "pve-autoscaler_1.2.3_amd64.deb" {
@@ -39,6 +53,8 @@ func TestDebPackage(t *testing.T) {
 		"./lib/systemd/system/pve-autoscaler.service",
 		"-rw-r----- root/root", "./etc/pve-autoscaler/config.yaml",
 		"./usr/share/doc/pve-autoscaler/rbac.yaml", "./usr/share/doc/pve-autoscaler/proxmox-role.md",
+		"./usr/share/doc/pve-autoscaler/copyright", "./usr/share/doc/pve-autoscaler/changelog.gz",
+		"./usr/share/man/man8/pve-autoscaler.8.gz", "./usr/share/lintian/overrides/pve-autoscaler",
 	} {
 		if !strings.Contains(string(contents), want) {
 			t.Errorf("package lacks %q:\n%s", want, contents)
@@ -59,19 +75,105 @@ func TestDebPackage(t *testing.T) {
 			t.Errorf("%s: %v\n%s", field, err, out)
 		}
 	}
-	// The packaged binary runs.
+	// Installed into a scratch root: unpacked, then the maintainer script
+	// run against it.
 	x := filepath.Join(t.TempDir(), "x")
 	if out, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
 	}
-	out, err := exec.Command(filepath.Join(x, "usr/bin/pve-autoscaler"), "version").CombinedOutput()
+	postinst(t, debs[0], x)
+	bin := filepath.Join(x, "usr/bin/pve-autoscaler")
+	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "pve-autoscaler ") {
 		t.Errorf("packaged binary: %v %s", err, out)
 	}
 	// The packaged config is the documented reference, and it validates as a config.
-	out, _ = exec.Command(filepath.Join(x, "usr/bin/pve-autoscaler"), "validate", "--config", filepath.Join(x, "etc/pve-autoscaler/config.yaml")).CombinedOutput()
+	out, _ = exec.Command(bin, "validate", "--config", filepath.Join(x, "etc/pve-autoscaler/config.yaml")).CombinedOutput()
 	if !strings.Contains(string(out), "proxmox.token_secret_file: /etc/pve-autoscaler/pve-token: no such file") {
 		t.Errorf("packaged config: %s", out)
+	}
+	// --help lists the commands; each has its man page, and man finds it.
+	help, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pve-autoscaler --help: %v\n%s", err, help)
+	}
+	_, cmds, _ := strings.Cut(string(help), "Commands:\n")
+	var names []string
+	for _, line := range strings.Split(cmds, "\n") {
+		if f := strings.Fields(line); strings.HasPrefix(line, "  ") && len(f) > 1 {
+			names = append(names, f[0])
+		}
+	}
+	if len(names) < 5 {
+		t.Fatalf("pve-autoscaler --help lists commands %v:\n%s", names, help)
+	}
+	for _, name := range names {
+		if _, err := os.Stat(filepath.Join(x, "usr/share/man/man8/pve-autoscaler-"+name+".8.gz")); err != nil {
+			t.Errorf("command %s has no man page: %v", name, err)
+		}
+	}
+	if _, err := exec.LookPath("man"); err == nil {
+		page, err := exec.Command("man", "-M", filepath.Join(x, "usr/share/man"), "pve-autoscaler-plan").CombinedOutput()
+		if err != nil || !strings.Contains(string(page), "--snapshot") {
+			t.Errorf("man pve-autoscaler-plan: %v\n%s", err, page)
+		}
+	}
+	// The unit verifies with its binary in place: the scratch root gets the
+	// host's own units (targets) for the unit's dependencies.
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Error("systemd-analyze missing: make deb-tools (apt-get install systemd)")
+		}
+		t.Log("systemd-analyze missing: the unit is not verified")
+		return
+	}
+	units := filepath.Join(x, "usr/lib/systemd/system")
+	if out, err := exec.Command("sh", "-c", `mkdir -p "$1" && cp -a /lib/systemd/system/. "$1"/`, "sh", units).CombinedOutput(); err != nil {
+		t.Fatalf("host units: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("systemd-analyze", "verify", "--root="+x, "/lib/systemd/system/pve-autoscaler.service").CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// postinst runs the package's postinst against root (DPKG_ROOT) with the
+// commands that change the host's users and ownership recorded instead.
+func postinst(t *testing.T, deb, root string) {
+	t.Helper()
+	ctl := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-e", deb, ctl).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -e: %v\n%s", err, out)
+	}
+	stubs := t.TempDir()
+	log := filepath.Join(stubs, "log")
+	for _, name := range []string{"getent", "addgroup", "adduser", "chown", "systemctl"} {
+		script := "#!/bin/sh\necho \"" + name + " $*\" >> " + log + "\n"
+		if name == "getent" {
+			script += "exit 2\n" // no such user or group yet
+		}
+		if err := os.WriteFile(filepath.Join(stubs, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(filepath.Join(ctl, "postinst"), "configure")
+	cmd.Env = append(os.Environ(), "DPKG_ROOT="+root, "PATH="+stubs+":"+os.Getenv("PATH"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("postinst configure: %v\n%s", err, out)
+	}
+	calls, _ := os.ReadFile(log)
+	etc := filepath.Join(root, "etc/pve-autoscaler")
+	for _, want := range []string{"addgroup --system pve-autoscaler", "adduser --system --ingroup pve-autoscaler",
+		"chown root:pve-autoscaler " + etc + " " + etc + "/config.yaml"} {
+		if !strings.Contains(string(calls), want) {
+			t.Errorf("postinst did not run %q:\n%s", want, calls)
+		}
+	}
+	for path, mode := range map[string]os.FileMode{etc: 0o750, filepath.Join(etc, "config.yaml"): 0o640} {
+		if st, err := os.Stat(path); err != nil {
+			t.Error(err)
+		} else if st.Mode().Perm() != mode {
+			t.Errorf("postinst: %s: mode %04o, want %04o", path, st.Mode().Perm(), mode)
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 #!/bin/sh
 # pve-autoscaler postinst: the service's own system user and group.
+# Files are under $DPKG_ROOT (dpkg --root; empty on a normal install).
 set -e
+etc="$DPKG_ROOT/etc/pve-autoscaler"
 if [ "$1" = "configure" ] || [ "$1" = "" ]; then
   if ! getent group pve-autoscaler >/dev/null; then
     addgroup --system pve-autoscaler >/dev/null
@@ -9,10 +11,10 @@ if [ "$1" = "configure" ] || [ "$1" = "" ]; then
     adduser --system --ingroup pve-autoscaler --no-create-home --home /nonexistent \
       --shell /usr/sbin/nologin --gecos "pve-autoscaler" pve-autoscaler >/dev/null
   fi
-  chown root:pve-autoscaler /etc/pve-autoscaler /etc/pve-autoscaler/config.yaml
-  chmod 0750 /etc/pve-autoscaler
-  chmod 0640 /etc/pve-autoscaler/config.yaml
-  if [ -d /run/systemd/system ]; then
+  chown root:pve-autoscaler "$etc" "$etc/config.yaml"
+  chmod 0750 "$etc"
+  chmod 0640 "$etc/config.yaml"
+  if [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null || true
   fi
   echo "pve-autoscaler installed. Edit /etc/pve-autoscaler/config.yaml, check it with"

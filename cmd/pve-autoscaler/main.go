@@ -54,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "--version":
 		return versionCmd(nil, stdout, stderr)
+	case "gen-man": // hidden: make deb's man pages (man.go)
+		return genManCmd(args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -80,7 +82,7 @@ func flagSet(name, synopsis string, stderr io.Writer) *pflag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: pve-autoscaler %s\n\nFlags:\n%s", synopsis, fs.FlagUsages())
+		fmt.Fprintf(fs.Output(), usagePrefix+"%s\n\nFlags:\n%s", synopsis, fs.FlagUsages())
 	}
 	return fs
 }
@@ -89,6 +91,9 @@ func flagSet(name, synopsis string, stderr io.Writer) *pflag.FlagSet {
 func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			if c, ok := stdout.(*helpCapture); ok {
+				c.fs = fs // gen-man: the man page reads the flags
+			}
 			fs.SetOutput(stdout)
 			fs.Usage()
 			return exitOK, true

@@ -124,3 +124,6 @@ deb-tools:
 	elif [ "$$CI" = true ]; then \
 		echo "missing, and not root to install them: sudo apt-get install$$missing"; exit 1; \
 	else echo "missing: sudo apt-get install$$missing (until then the package test skips what needs them)"; fi
+
+clean:
+	rm -rf $(BIN) $(DIST)

@@ -36,6 +36,9 @@ type Options struct {
 	Observer scaler.Observer
 	// RequestTimeout bounds one PVE request (default 30s).
 	RequestTimeout time.Duration
+	// ConfirmAbsence is how far apart two direct reads must find a VM or
+	// Node gone (default scaler.ConfirmAbsence; tests shorten it).
+	ConfirmAbsence time.Duration
 }
 
 // Daemon is the assembled scaler: adapters, glue and reconciler.
@@ -105,6 +108,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 			Now:                  o.Now,
 			Observer:             o.Observer,
 			Wake:                 kc.Wake(),
+			ConfirmAbsence:       o.ConfirmAbsence,
 		})
 	return d, nil
 }

@@ -79,6 +79,9 @@ func build(t *testing.T, w *world.World, cfg *config.Config, o Options) (*Daemon
 	ctx, cancel := context.WithCancel(context.Background())
 	o.TalosPort = w.TalosPort
 	o.Poll = 5 * time.Millisecond
+	if o.ConfirmAbsence == 0 {
+		o.ConfirmAbsence = 2 * time.Second // a minute in production: keep the rows short
+	}
 	if o.Log == nil {
 		o.Log = failureLog(t)
 	}

@@ -136,6 +136,9 @@ type ReconcileOptions struct {
 	SkipUnreachableReset bool
 	// RemoveUndrained: remove a node whose drain did not finish.
 	RemoveUndrained bool
+	// ConfirmAbsence is how far apart two direct reads must find a VM or a
+	// Node gone before its absence counts (default ConfirmAbsence).
+	ConfirmAbsence time.Duration
 	// StopGrace bounds how long running steps may finish after the context ends.
 	StopGrace time.Duration
 	DryRun    bool
@@ -243,6 +246,9 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	}
 	if o.BackoffMax < o.BackoffMin {
 		o.BackoffMax = 6 * o.BackoffMin
+	}
+	if o.ConfirmAbsence == 0 {
+		o.ConfirmAbsence = ConfirmAbsence
 	}
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
@@ -620,9 +626,8 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 			r.mu.Unlock()
 		} else {
 			r.mu.Lock()
-			first, seen := r.nodeGone[m.VMID]
+			f.NodeGone = r.nodeGone.Confirmed(m.VMID, now, r.o.ConfirmAbsence)
 			r.mu.Unlock()
-			f.NodeGone = seen && now.Sub(first) >= ConfirmAbsence
 		}
 		v := DecideResume(f)
 		if v.Kind != ResumeNothing {
@@ -684,8 +689,8 @@ func (r *Reconciler) confirmNodeGone(ctx context.Context, m Machine, now time.Ti
 	case n != nil:
 		r.nodeGone.Present(m.VMID)
 	default:
-		if !r.nodeGone.Seen(m.VMID, now) {
-			r.log.Warn("the Node of a joined worker is not there; removing its VM once a read at least "+ConfirmAbsence.String()+" later agrees",
+		if !r.nodeGone.Seen(m.VMID, now, r.o.ConfirmAbsence) {
+			r.log.Warn("the Node of a joined worker is not there; removing its VM once a read at least "+r.o.ConfirmAbsence.String()+" later agrees",
 				zap.Int("vmid", m.VMID), zap.String("name", m.Name))
 		}
 	}
@@ -756,7 +761,7 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 		r.mu.Lock()
 		confirmed := false
 		if gone {
-			confirmed = r.vmGone.Seen(n.VMID, now)
+			confirmed = r.vmGone.Seen(n.VMID, now, r.o.ConfirmAbsence)
 		} else {
 			r.vmGone.Present(n.VMID)
 		}
@@ -765,10 +770,10 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 		case !gone:
 			r.log.Warn("a Node's VM exists but is not listed as ours (tags, vmid range, or UUID differ): Node left alone", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
 		case !confirmed:
-			r.log.Warn("a Node's VM does not exist; deleting the Node once a read at least "+ConfirmAbsence.String()+" later agrees", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+			r.log.Warn("a Node's VM does not exist; deleting the Node once a read at least "+r.o.ConfirmAbsence.String()+" later agrees", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
 		default:
 			r.log.Info("deleting the Node of a VM that is gone (confirmed)", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
-			r.cluster.Event(n.Name, "Warning", "VMGone", fmt.Sprintf("pve-autoscaler deletes this Node: its VM %d does not exist (read twice, %s apart)", n.VMID, ConfirmAbsence))
+			r.cluster.Event(n.Name, "Warning", "VMGone", fmt.Sprintf("pve-autoscaler deletes this Node: its VM %d does not exist (read twice, %s apart)", n.VMID, r.o.ConfirmAbsence))
 			if err := r.cluster.DeleteNode(ctx, n.Name); err != nil {
 				r.log.Warn("delete node", zap.String("node", n.Name), zap.Error(err))
 			}

@@ -153,7 +153,8 @@ const CodeSafetyHold Code = "safety_hold"
 
 // ConfirmAbsence is how a missing VM or Node becomes evidence: two direct
 // reads that both say "gone", at least this far apart, with a sane list in
-// between. One list that lacks something proves nothing.
+// between. One list that lacks something proves nothing. (The default of
+// ReconcileOptions.ConfirmAbsence; tests of the whole stack shorten it.)
 const ConfirmAbsence = time.Minute
 
 // Absence tracks direct reads that found something gone, by key (a vmid).
@@ -162,14 +163,20 @@ type Absence map[int]time.Time
 
 // Seen records a direct read at now that found key gone and reports
 // whether the absence is confirmed: an earlier read found it gone too, at
-// least ConfirmAbsence ago, and nothing has found it present since.
-func (a Absence) Seen(key int, now time.Time) bool {
+// least apart ago, and nothing has found it present since.
+func (a Absence) Seen(key int, now time.Time, apart time.Duration) bool {
 	first, ok := a[key]
 	if !ok || now.Before(first) {
 		a[key] = now
 		return false
 	}
-	return now.Sub(first) >= ConfirmAbsence
+	return a.Confirmed(key, now, apart)
+}
+
+// Confirmed reports whether reads at least apart have found key gone.
+func (a Absence) Confirmed(key int, now time.Time, apart time.Duration) bool {
+	first, ok := a[key]
+	return ok && !now.Before(first) && now.Sub(first) >= apart
 }
 
 // Present forgets key: a read found it there.

@@ -126,17 +126,17 @@ func TestDisagreement(t *testing.T) {
 
 func TestAbsenceNeedsTwoReadsApart(t *testing.T) {
 	a := Absence{}
-	if a.Seen(1, t0) {
+	if a.Seen(1, t0, ConfirmAbsence) {
 		t.Fatal("one read confirmed an absence")
 	}
-	if a.Seen(1, t0.Add(ConfirmAbsence-time.Second)) {
+	if a.Seen(1, t0.Add(ConfirmAbsence-time.Second), ConfirmAbsence) {
 		t.Fatal("two reads less than ConfirmAbsence apart confirmed it")
 	}
-	if !a.Seen(1, t0.Add(ConfirmAbsence)) {
+	if !a.Seen(1, t0.Add(ConfirmAbsence), ConfirmAbsence) {
 		t.Fatal("two reads ConfirmAbsence apart did not")
 	}
 	a.Present(1)
-	if a.Seen(1, t0.Add(2*ConfirmAbsence)) {
+	if a.Seen(1, t0.Add(2*ConfirmAbsence), ConfirmAbsence) {
 		t.Fatal("a read that found it present did not start over")
 	}
 	a.Keep(map[int]bool{})
@@ -144,8 +144,8 @@ func TestAbsenceNeedsTwoReadsApart(t *testing.T) {
 		t.Fatal("Keep kept what it was not told to")
 	}
 	// A clock that went back does not confirm.
-	a.Seen(2, t0)
-	if a.Seen(2, t0.Add(-time.Hour)) || a.Seen(2, t0.Add(-time.Hour+ConfirmAbsence/2)) {
+	a.Seen(2, t0, ConfirmAbsence)
+	if a.Seen(2, t0.Add(-time.Hour), ConfirmAbsence) || a.Seen(2, t0.Add(-time.Hour+ConfirmAbsence/2), ConfirmAbsence) {
 		t.Fatal("a clock set back confirmed an absence")
 	}
 }

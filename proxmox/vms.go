@@ -299,6 +299,12 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		err := apiErr(c.api.Post(ctx, path, params, &upid))
 		if err != nil {
 			if strings.Contains(err.Error(), "config file already exists") {
+				// A request whose answer was lost (a client timeout, a proxy)
+				// may have cloned already: that VM, with the very description
+				// sent, is this clone; anything else got the id first.
+				if mine, werr := c.awaitOwnClone(ctx, host, vmid, params["description"].(string)); mine {
+					return werr
+				}
 				return fmt.Errorf("%w: %v", ErrIDTaken, err)
 			}
 			return fmt.Errorf("clone of %s (vmid %d) to %d on %s: %w", tpl.Name, tpl.VMID, vmid, host, err)
@@ -309,6 +315,27 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		}
 		return nil
 	})
+}
+
+// awaitOwnClone reports whether the VM at vmid on host is the clone this
+// process asked for (its description is exactly the one sent, which holds
+// the time of the request), and if so waits until PVE has finished it.
+func (c *Client) awaitOwnClone(ctx context.Context, host string, vmid int, description string) (bool, error) {
+	for {
+		cfg, err := c.config(ctx, host, vmid)
+		if err != nil || strings.TrimSpace(cfg.Description) != strings.TrimSpace(description) {
+			return false, nil
+		}
+		if cfg.Lock == "" {
+			c.log.Info("the clone whose answer was lost exists: taken as this clone", zap.Int("vmid", vmid), zap.String("host", host))
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return true, fmt.Errorf("clone to %d on %s: still locked (%s): %w", vmid, host, cfg.Lock, ctx.Err())
+		case <-time.After(c.poll):
+		}
+	}
 }
 
 type vmConfig struct {

@@ -210,6 +210,16 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data, aerr := s.dispatch(req, route)
+	s.mu.Lock()
+	lose := s.faults.loseAnswer != "" && s.faults.loseAnswer == r.Method+" "+route
+	if lose {
+		s.faults.loseAnswer = ""
+	}
+	s.mu.Unlock()
+	if lose {
+		<-r.Context().Done()
+		return
+	}
 	writeAnswer(w, data, aerr)
 }
 

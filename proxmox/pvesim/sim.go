@@ -246,6 +246,7 @@ type faults struct {
 	failMessage    string
 	hangRequests   int
 	hang           chan struct{}
+	loseAnswer     string // "METHOD route": carried out, its answer never sent
 }
 
 // New builds a simulator from a world. clock nil means real time.
@@ -604,3 +605,28 @@ func tagOK(t string) bool {
 	}
 	return true
 }
+
+// AllowPrivilege undoes DenyPrivilege.
+func (s *Sim) AllowPrivilege(priv string) { s.mu.Lock(); delete(s.denied, priv); s.mu.Unlock() }
+
+// SetTags replaces a VM's tags behind the scaler's back, as a person
+// editing them in the web UI would (normalized as PVE does).
+func (s *Sim) SetTags(vmid int, tags ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vms[vmid]
+	if v == nil {
+		return fmt.Errorf("pvesim: no VM %d", vmid)
+	}
+	norm, err := normalizeTags(strings.Join(tags, ";"))
+	if err != nil {
+		return err
+	}
+	v.tags = norm
+	return nil
+}
+
+// LoseNextAnswer carries out the next request to route ("POST
+// /nodes/{node}/qemu/{vmid}/clone") and never answers it: the client times
+// out not knowing that PVE did the work, as when a proxy drops the answer.
+func (s *Sim) LoseNextAnswer(route string) { s.mu.Lock(); s.faults.loseAnswer = route; s.mu.Unlock() }

@@ -1,0 +1,76 @@
+package proxmox
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Scenario 7 of the safety issue: the clone's answer is lost (a client
+// timeout while PVE goes on cloning). The retry finds "config file already
+// exists": the VM there, with the very description sent, is this clone.
+// Exactly one VM results, under the vmid returned.
+func TestCloneWhoseAnswerWasLostIsNotClonedTwice(t *testing.T) {
+	w := newWorld(t, nil)
+	c, err := New(Options{Proxmox: w.cfg, Cluster: "homelab", PollInterval: 5 * time.Millisecond, RequestTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	inv, err := c.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(w.sim.VMs())
+	w.sim.LoseNextAnswer("POST /nodes/{node}/qemu/{vmid}/clone")
+	vmid, err := c.CloneNew(ctx, inv, "pve1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms := w.sim.VMs()
+	if len(vms) != before+1 {
+		t.Fatalf("%d VMs after one clone, want %d: %+v", len(vms), before+1, vms)
+	}
+	if v, ok := w.sim.Lookup(vmid); !ok || v.Lock != "" {
+		t.Errorf("VM %d returned: present %v, %+v", vmid, ok, v)
+	}
+	if n := w.sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; n != 2 {
+		t.Errorf("%d clone requests, want 2 (the lost one and its retry)", n)
+	}
+}
+
+// Gone is true only when every online host says the VM does not exist.
+func TestGoneNeedsPVEToSaySo(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	ctx := context.Background()
+	if gone, err := c.Gone(ctx, 100); err != nil || gone {
+		t.Errorf("an existing VM: gone %v, %v", gone, err)
+	}
+	if gone, err := c.Gone(ctx, 4242); err != nil || !gone {
+		t.Errorf("a VM that never was: gone %v, %v", gone, err)
+	}
+	w.sim.SetHostOnline("pve3", false)
+	if gone, err := c.Gone(ctx, 4242); err == nil || gone {
+		t.Errorf("with a host offline: gone %v, %v; want not gone and an error", gone, err)
+	}
+	w.sim.SetHostOnline("pve3", true)
+	w.sim.FailRequests(1, 500, "Internal Server Error")
+	if gone, _ := c.Gone(ctx, 4242); gone {
+		t.Error("gone on a failed read")
+	}
+}
+
+// Sane fails when the template is not visible or VM.Audit is gone.
+func TestSane(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	ctx := context.Background()
+	if err := c.Sane(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.sim.DenyPrivilege("VM.Audit")
+	if err := c.Sane(ctx); err == nil {
+		t.Error("sane without VM.Audit")
+	}
+}

@@ -155,7 +155,7 @@ func (i *Infra) Configure(ctx context.Context, vmid int, step string) error {
 			return err
 		}
 		var ip string
-		if mac, ip, err = i.PVE.NextMAC(ctx, inv); err != nil {
+		if mac, ip, err = i.PVE.NextMAC(ctx, inv, vmid); err != nil {
 			return err
 		}
 		i.mu.Lock()

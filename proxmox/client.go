@@ -66,9 +66,10 @@ type Client struct {
 	now     func() time.Time
 
 	mu            sync.Mutex
-	claimed       map[int]bool // vmids being allocated by this process
-	metas         map[int]Meta // description metadata, by vmid
-	tplDigest     string       // the template's identity, and when it was read
+	claimed       map[int]bool   // vmids being allocated by this process
+	metas         map[int]Meta   // description metadata, by vmid
+	macs          map[string]int // MAC/IP pool entries reserved, by upper-case MAC: the vmid
+	tplDigest     string         // the template's identity, and when it was read
 	tplAt         time.Time
 	templateCheck time.Duration
 }
@@ -135,7 +136,7 @@ func New(opts Options) (*Client, error) {
 		version: version,
 		clones:  make(chan struct{}, max(p.MaxParallel, 1)),
 		now:     now,
-		claimed: map[int]bool{}, metas: map[int]Meta{},
+		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{},
 	}, nil
 }
 

@@ -473,13 +473,18 @@ func TestMACPoolForTemplatesWithoutAgent(t *testing.T) {
 	c := w.client(func(p *config.Proxmox) { p.MACIPPool = pool }, nil)
 	ctx := context.Background()
 	inv, _ := c.Inventory(ctx)
-	mac, ip, err := c.NextMAC(ctx, inv)
-	if err != nil || mac != pool[0].MAC || ip != pool[0].IP {
-		t.Fatalf("NextMAC = %s %s %v", mac, ip, err)
-	}
 	vmid, err := c.CloneNew(ctx, inv, "pve1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	mac, ip, err := c.NextMAC(ctx, inv, vmid)
+	if err != nil || mac != pool[0].MAC || ip != pool[0].IP {
+		t.Fatalf("NextMAC = %s %s %v", mac, ip, err)
+	}
+	// A second provision reading the same configs before the first wrote
+	// its MAC gets the other one (scenario 5 of the safety issue).
+	if other, _, err := c.NextMAC(ctx, inv, vmid+1); err != nil || other == mac {
+		t.Fatalf("a parallel NextMAC got %s (%v), the first got %s", other, err, mac)
 	}
 	if err := c.Configure(ctx, vmid, "pve1", mac); err != nil {
 		t.Fatal(err)
@@ -488,7 +493,7 @@ func TestMACPoolForTemplatesWithoutAgent(t *testing.T) {
 		t.Errorf("net0 %q", v.Net0)
 	}
 	inv, _ = c.Inventory(ctx)
-	if mac, ip, err := c.NextMAC(ctx, inv); err != nil || mac != pool[1].MAC || ip != pool[1].IP {
+	if mac, ip, err := c.NextMAC(ctx, inv, vmid+1); err != nil || mac != pool[1].MAC || ip != pool[1].IP {
 		t.Errorf("second NextMAC = %s %s %v", mac, ip, err)
 	}
 	if err := c.Start(ctx, vmid); err != nil {

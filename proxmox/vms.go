@@ -437,6 +437,11 @@ func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) 
 func (c *Client) forget(vmid int) {
 	c.mu.Lock()
 	delete(c.metas, vmid)
+	for m, holder := range c.macs {
+		if holder == vmid {
+			delete(c.macs, m) // its VM is destroyed: the MAC is free again
+		}
+	}
 	c.mu.Unlock()
 }
 
@@ -533,7 +538,7 @@ func bridgeOf(net0 string) string {
 }
 
 // NextMAC returns the first pool entry whose MAC no VM uses yet.
-func (c *Client) NextMAC(ctx context.Context, inv Inventory) (mac, ip string, err error) {
+func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip string, err error) {
 	used := map[string]bool{}
 	for _, v := range inv.All {
 		if v.Template {
@@ -554,10 +559,17 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory) (mac, ip string, er
 			}
 		}
 	}
+	// Reserved under the lock: provisions in parallel read the same
+	// configs, and each must take another MAC.
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, e := range c.cfg.MACIPPool {
-		if !used[strings.ToUpper(e.MAC)] {
-			return e.MAC, e.IP, nil
+		m := strings.ToUpper(e.MAC)
+		if holder, ok := c.macs[m]; used[m] || ok && holder != vmid {
+			continue
 		}
+		c.macs[m] = vmid
+		return e.MAC, e.IP, nil
 	}
 	return "", "", fmt.Errorf("proxmox.mac_ip_pool: all %d MAC addresses are in use", len(c.cfg.MACIPPool))
 }

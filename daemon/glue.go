@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/pve-autoscaler/pve-autoscaler/kube"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -26,14 +28,16 @@ type Infra struct {
 	hosts    map[int]string // vmid -> host, as last seen
 	macIP    map[int]string // vmid -> IP from the MAC/IP pool
 	pool     bool
+	// untaggedSaid: VMs named like ours without our tags, logged once.
+	untaggedSaid map[int]bool
 }
 
 // NewInfra builds the glue; vmMemory is the worker VM's memory in bytes.
 func NewInfra(pve *proxmox.Client, vmMemory int64, macPool bool) *Infra {
-	return &Infra{PVE: pve, memory: vmMemory, pool: macPool, reserved: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}}
+	return &Infra{PVE: pve, memory: vmMemory, pool: macPool, reserved: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
 }
 
-// Machines lists our VMs (and untagged ones whose description is ours) and the hosts' room.
+// Machines lists our VMs (those passing the ownership rule's list part) and the hosts' room.
 func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, error) {
 	inv, err := i.PVE.Inventory(ctx)
 	if err != nil {
@@ -76,11 +80,19 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 			return nil, nil, err
 		}
 	}
+	// A VM with our name but without our tags is not ours (the ownership
+	// rule): a person may have removed them to keep the worker, or a crash
+	// came between a clone and its tagging. It is never touched; it is
+	// said once.
+	i.mu.Lock()
 	for _, v := range inv.Untagged {
-		if err := add(v, scaler.StepCloned); err != nil {
-			return nil, nil, err
+		if !i.untaggedSaid[v.VMID] {
+			i.untaggedSaid[v.VMID] = true
+			i.PVE.Log().Warn("a VM with our name prefix in our vmid range has no pve-autoscaler tags: not ours, left alone (delete it by hand if it is a leftover clone)",
+				zap.Int("vmid", v.VMID), zap.String("name", v.Name), zap.String("host", v.Host))
 		}
 	}
+	i.mu.Unlock()
 	i.mu.Lock()
 	for _, m := range out {
 		i.hosts[m.VMID] = m.Host

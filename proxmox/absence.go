@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // Gone reads one VM directly on every online host (not the cluster's
@@ -66,3 +68,6 @@ func (c *Client) templateName() string {
 	}
 	return fmt.Sprintf("%q", c.cfg.Template.Name)
 }
+
+// Log is the adapter's logger.
+func (c *Client) Log() *zap.Logger { return c.log }

@@ -69,6 +69,7 @@ type Client struct {
 	claimed       map[int]bool   // vmids being allocated by this process
 	metas         map[int]Meta   // description metadata, by vmid
 	macs          map[string]int // MAC/IP pool entries reserved, by upper-case MAC: the vmid
+	untagged      map[int]bool   // VMs this process cloned and has not tagged yet
 	tplDigest     string         // the template's identity, and when it was read
 	tplAt         time.Time
 	templateCheck time.Duration
@@ -136,7 +137,7 @@ func New(opts Options) (*Client, error) {
 		version: version,
 		clones:  make(chan struct{}, max(p.MaxParallel, 1)),
 		now:     now,
-		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{},
+		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{}, untagged: map[int]bool{},
 	}, nil
 }
 

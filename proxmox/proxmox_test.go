@@ -358,8 +358,17 @@ func TestFaultsEndCleanly(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "did not finish within") {
 			t.Fatalf("want a task timeout, got %v", err)
 		}
-		long := w.client(nil, nil)
-		if err := long.Cleanup(ctx, vmid); err != nil {
+		// Another process (a restarted daemon) finds an untagged VM: not
+		// ours by the ownership rule, left alone.
+		other := w.client(nil, nil)
+		if err := other.Cleanup(ctx, vmid); err == nil {
+			t.Fatal("another process cleaned up an untagged VM")
+		}
+		// The process that cloned it tags and removes it once its lock clears.
+		for v, ok := w.sim.Lookup(vmid); ok && v.Lock != ""; v, ok = w.sim.Lookup(vmid) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := c.Cleanup(ctx, vmid); err != nil {
 			t.Fatalf("cleanup: %v", err)
 		}
 		if _, ok := w.sim.Lookup(vmid); ok {

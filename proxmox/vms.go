@@ -2,6 +2,7 @@ package proxmox
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -70,9 +71,14 @@ type resource struct {
 	CPU      float64 `json:"cpu"`
 }
 
-// Owns reports whether a VM carries both of our tags for this cluster.
+// Owns reports whether a listed VM passes the list's part of the
+// ownership rule: both of our tags for this cluster, in our vmid range,
+// not a template. The description's marker, the rule's third part, is
+// checked on a fresh read of the VM's config (ownedConfig) before each
+// destructive call.
 func (c *Client) Owns(v VM) bool {
-	return slices.Contains(v.Tags, TagOwner) && slices.Contains(v.Tags, ClusterTag(c.cluster))
+	return slices.Contains(v.Tags, TagOwner) && slices.Contains(v.Tags, ClusterTag(c.cluster)) &&
+		v.VMID >= c.cfg.VMIDRange.Min && v.VMID <= c.cfg.VMIDRange.Max && !v.Template
 }
 
 // Inventory lists our VMs, the template and the hosts' room in one call.
@@ -247,10 +253,12 @@ func (c *Client) Release(vmid int) {
 // ErrIDTaken means another VM got the id first; allocate another.
 var ErrIDTaken = errors.New("vmid taken by another VM")
 
-// Description is the metadata block written on every VM we create.
+// Description is the metadata block written on every VM we create. Its
+// request line is unique to one clone request: a retried request that finds
+// the VM there can tell its own clone from another daemon's.
 func (c *Client) Description(now time.Time, template string) string {
-	d := fmt.Sprintf("Worker VM managed by pve-autoscaler %s. Removing it by hand is safe; editing the lines below is not.\n\npve-autoscaler/cluster: %s\npve-autoscaler/created: %s\n",
-		c.version, c.cluster, now.UTC().Format(time.RFC3339))
+	d := fmt.Sprintf("Worker VM managed by pve-autoscaler %s. Removing it by hand is safe; editing the lines below is not.\n\npve-autoscaler/cluster: %s\npve-autoscaler/created: %s\npve-autoscaler/request: %s\n",
+		c.version, c.cluster, now.UTC().Format(time.RFC3339), rand.Text()[:12])
 	if template != "" {
 		d += "pve-autoscaler/template: " + template + "\n"
 	}
@@ -336,6 +344,41 @@ func (c *Client) awaitOwnClone(ctx context.Context, host string, vmid int, descr
 		case <-time.After(c.poll):
 		}
 	}
+}
+
+// TagNew tags a VM this process has just cloned (its description must
+// carry our marker) with our tags at step cloned.
+func (c *Client) TagNew(ctx context.Context, vmid int, host string) error {
+	cfg, err := c.config(ctx, host, vmid)
+	if err != nil {
+		return fmt.Errorf("tag %d: %w", vmid, err)
+	}
+	if !c.createdByUs(cfg) {
+		return &NotOursError{VMID: vmid, Why: "its description has no pve-autoscaler metadata for cluster " + c.cluster}
+	}
+	err = c.retry(ctx, "tag", func() error {
+		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", host, vmid), map[string]any{"tags": c.ownTags("cloned"), "digest": cfg.Digest}, nil))
+	})
+	if err != nil {
+		return fmt.Errorf("tag %d on %s: %w", vmid, host, err)
+	}
+	c.mu.Lock()
+	delete(c.untagged, vmid)
+	c.mu.Unlock()
+	return nil
+}
+
+// ownedConfig checks, on a fresh read of a listed VM's config, the part of
+// the ownership rule a list cannot show: our description's marker.
+func (c *Client) ownedConfig(ctx context.Context, v VM) error {
+	cfg, err := c.config(ctx, v.Host, v.VMID)
+	if err != nil {
+		return err
+	}
+	if !c.createdByUs(cfg) {
+		return &NotOursError{VMID: v.VMID, Why: "its description has no pve-autoscaler metadata for cluster " + c.cluster}
+	}
+	return nil
 }
 
 type vmConfig struct {
@@ -683,11 +726,13 @@ func (c *Client) ours(ctx context.Context, vmid int) (VM, error) {
 		if v.VMID != vmid {
 			continue
 		}
-		if !c.Owns(v) {
-			return v, &NotOursError{VMID: vmid, Why: fmt.Sprintf("it lacks the tags %s and %s (tags: %v)", TagOwner, ClusterTag(c.cluster), v.Tags)}
-		}
-		if v.Template {
+		switch {
+		case v.Template:
 			return v, &NotOursError{VMID: vmid, Why: "it is a template"}
+		case vmid < c.cfg.VMIDRange.Min || vmid > c.cfg.VMIDRange.Max:
+			return v, &NotOursError{VMID: vmid, Why: fmt.Sprintf("it is outside proxmox.vmid_range %d..%d", c.cfg.VMIDRange.Min, c.cfg.VMIDRange.Max)}
+		case !c.Owns(v):
+			return v, &NotOursError{VMID: vmid, Why: fmt.Sprintf("it lacks the tags %s and %s (tags: %v)", TagOwner, ClusterTag(c.cluster), v.Tags)}
 		}
 		return v, nil
 	}
@@ -724,6 +769,9 @@ func (c *Client) Remove(ctx context.Context, vmid int) error {
 	}
 	if v.Status == "running" {
 		return fmt.Errorf("remove %d: still running after stop; not destroying", vmid)
+	}
+	if err := c.ownedConfig(ctx, v); err != nil {
+		return fmt.Errorf("remove %d: %w", vmid, err)
 	}
 	err = c.retry(ctx, "destroy", func() error {
 		var upid string
@@ -785,10 +833,21 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 		if err != nil {
 			return 0, err
 		}
+		c.mu.Lock()
+		c.untagged[vmid] = true // cloned by this process, not tagged yet
+		c.mu.Unlock()
 		err = c.Clone(ctx, inv, vmid, host)
+		if err == nil {
+			// Tagged at once: a VM without our tags is never ours, so the
+			// window in which a crash leaves an untagged clone is one request.
+			err = c.TagNew(ctx, vmid, host)
+		}
 		if !errors.Is(err, ErrIDTaken) {
 			return vmid, err
 		}
+		c.mu.Lock()
+		delete(c.untagged, vmid)
+		c.mu.Unlock()
 		c.log.Info("vmid taken by a concurrent clone, allocating another", zap.Int("vmid", vmid))
 		if inv, err = c.Inventory(ctx); err != nil {
 			return 0, err
@@ -797,11 +856,11 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 	return 0, errors.New("clone: ten vmids in a row were taken by concurrent clones")
 }
 
-// Cleanup removes a VM this cluster's scaler created even if provisioning
-// stopped before it was tagged (a clone that outlived its timeout, a crash
-// between clone and configure): it waits for the clone's lock to clear,
-// checks the description's metadata, tags it, then removes it. A VM
-// already gone is success.
+// Cleanup removes one of our VMs, waiting for a clone's lock to clear
+// first. A clone this process made that outlived its timeout, still
+// untagged, is tagged and removed; any other VM must pass the ownership
+// rule (a VM whose tags were removed by hand is left alone). A VM already
+// gone is success.
 func (c *Client) Cleanup(ctx context.Context, vmid int) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.TaskTimeout.D())
 	defer cancel()
@@ -817,7 +876,16 @@ func (c *Client) Cleanup(ctx context.Context, vmid int) error {
 		v := inv.All[i]
 		if v.Lock == "" {
 			if !c.Owns(v) {
-				if err := c.Configure(ctx, vmid, v.Host, ""); err != nil {
+				// Only a clone this process made and has not tagged yet (a
+				// clone that outlived its timeout) is tagged here; a VM
+				// whose tags someone removed is not ours any more.
+				c.mu.Lock()
+				fresh := c.untagged[vmid]
+				c.mu.Unlock()
+				if !fresh {
+					return fmt.Errorf("cleanup %d: %w", vmid, &NotOursError{VMID: vmid, Why: fmt.Sprintf("it lacks the tags %s and %s (tags: %v); left alone", TagOwner, ClusterTag(c.cluster), v.Tags)})
+				}
+				if err := c.TagNew(ctx, vmid, v.Host); err != nil {
 					return fmt.Errorf("cleanup %d: %w", vmid, err)
 				}
 			}

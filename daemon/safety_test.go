@@ -1,0 +1,178 @@
+package daemon
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// safetyWatch records, while a row runs, what must never happen: a Node
+// deleted while its VM exists, a VM destroyed while its Node held pods
+// that were not drained, a foreign VM touched.
+type safetyWatch struct {
+	t      *testing.T
+	w      *world.World
+	events chan pvesim.Event
+}
+
+func watchSafety(t *testing.T, w *world.World) *safetyWatch {
+	s := &safetyWatch{t: t, w: w, events: make(chan pvesim.Event, 1024)}
+	w.Sim.Subscribe(func(e pvesim.Event) {
+		select {
+		case s.events <- e:
+		default:
+		}
+	})
+	return s
+}
+
+// destroyed lists the VMs destroyed so far.
+func (s *safetyWatch) destroyed() []int {
+	var out []int
+	for {
+		select {
+		case e := <-s.events:
+			if e.Type == pvesim.EventDestroyed {
+				out = append(out, e.VMID)
+			}
+		default:
+			return out
+		}
+	}
+}
+
+// nodeNames lists the managed Nodes.
+func nodeNames(t *testing.T, w *world.World) []string {
+	t.Helper()
+	list, err := w.Kube.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: scaler.LabelManaged + "=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range list.Items {
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// tickFor ticks the daemon for d (several times ConfirmAbsence).
+func tickFor(d *Daemon, dur time.Duration) {
+	end := time.Now().Add(dur)
+	for time.Now().Before(end) {
+		_, _ = d.Reconciler.Tick(context.Background())
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.Reconciler.Wait()
+}
+
+// TestSafetyMatrix: each row puts the daemon before a partial or wrong
+// view and checks that nothing working was deleted or destroyed, then that
+// the workers are back within policy once the fault ends.
+func TestSafetyMatrix(t *testing.T) {
+	rows := []struct {
+		name  string
+		fault func(*testing.T, *world.World) (end func())
+		// during checks the world while the fault lasts.
+		during func(*testing.T, *world.World, *Daemon, []int)
+		want   int
+		keep   bool // the row leaves a VM that is not ours any more: skip checkWorld
+		// lossy: the fault itself kills pods (a Node deleted by hand makes
+		// the pod GC delete its pods): the guarded workload is not checked.
+		lossy bool
+	}{
+		{name: "scenario 1: the token loses VM.Audit (our VMs leave PVE's list)",
+			fault: func(t *testing.T, w *world.World) func() {
+				w.Sim.DenyPrivilege("VM.Audit")
+				return func() { w.Sim.AllowPrivilege("VM.Audit") }
+			},
+			during: func(t *testing.T, w *world.World, d *Daemon, destroyed []int) {
+				if st := d.Reconciler.Status(); !strings.Contains(st.SafetyHold, "none of the 2 Nodes") {
+					t.Errorf("no safety hold: %q", st.SafetyHold)
+				}
+			}, want: 2},
+		{name: "scenario 2: a person removes our tags from a running worker",
+			fault: func(t *testing.T, w *world.World) func() {
+				for _, v := range w.Sim.VMs() {
+					if !v.Template && v.VMID != world.ForeignVMID {
+						if err := w.Sim.SetTags(v.VMID); err != nil {
+							t.Fatal(err)
+						}
+						break
+					}
+				}
+				return func() {}
+			},
+			during: func(t *testing.T, w *world.World, d *Daemon, destroyed []int) {
+				for _, v := range w.Sim.VMs() {
+					if !v.Template && v.VMID != world.ForeignVMID && len(v.Tags) == 0 && !v.Running {
+						t.Errorf("the untagged worker %d was stopped", v.VMID)
+					}
+					if len(v.Tags) == 0 && !v.Template && v.VMID != world.ForeignVMID {
+						if len(nodeNames(t, w)) != 2 {
+							t.Errorf("Nodes %v: the untagged worker's Node must stay", nodeNames(t, w))
+						}
+					}
+				}
+			}, want: 2, keep: true},
+		{name: "scenario 4: a Node deleted by hand (kubectl delete node)",
+			fault: func(t *testing.T, w *world.World) func() {
+				names := nodeNames(t, w)
+				if err := w.Kube.Client.CoreV1().Nodes().Delete(context.Background(), names[0], metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				return func() {}
+			},
+			// Its VM goes once the absence is confirmed, through the guards,
+			// and a replacement comes: back to two workers.
+			want: 2, lossy: true},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			w := newWorld(t)
+			d, _ := build(t, w, faultConfig(w, 2, 3), Options{RequestTimeout: 300 * time.Millisecond})
+			minReady := guard(t, w)
+			converge(t, d, "two workers", 90*time.Second, func() bool {
+				v, n := joined(t, w)
+				return v == 2 && n == 2 && ours(w) == 2
+			})
+			d.Reconciler.Wait()
+			before := nodeNames(t, w)
+			watch := watchSafety(t, w)
+			end := row.fault(t, w)
+			tickFor(d, 3*2*time.Second) // three times ConfirmAbsence
+			destroyed := watch.destroyed()
+			if row.during != nil {
+				row.during(t, w, d, destroyed)
+			}
+			if !row.lossy {
+				if len(destroyed) != 0 {
+					t.Errorf("VMs destroyed during the fault: %v", destroyed)
+				}
+				if after := nodeNames(t, w); !slices.Equal(after, before) {
+					t.Errorf("Nodes %v during the fault, %v before", after, before)
+				}
+			}
+			end()
+			converge(t, d, "back within policy", 90*time.Second, func() bool {
+				_, n := joined(t, w)
+				return n == row.want && d.Reconciler.Status().SafetyHold == ""
+			})
+			d.Reconciler.Wait()
+			if !row.keep {
+				checkWorld(t, w, row.want)
+			}
+			if m := minReady(); m < 1 && !row.lossy {
+				t.Errorf("the guarded workload dropped to %d Ready pods", m)
+			}
+		})
+	}
+}

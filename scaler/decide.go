@@ -216,7 +216,7 @@ func (d *decision) planScaleUp() {
 	d.plan.Next.UpOwed = 0
 	if need == 0 {
 		if d.utilValid {
-			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%, no pod unschedulable past the grace, %s at or above the minimum of %d",
+			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%, no pod unschedulable past the grace needs a new worker, %s at or above the minimum of %d",
 				d.cpuPct, d.p.CPU.Up, d.memPct, d.p.Memory.Up, count(current, "worker"), d.minWorkers)
 		}
 		return

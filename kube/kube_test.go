@@ -200,6 +200,9 @@ func TestSnapshot(t *testing.T) {
 	if a.Allocatable != (scaler.Resources{MilliCPU: 4000, Memory: 8 << 30}) || !a.Ready || !a.Managed || a.VMID == 0 || a.Host != "pve1" || a.ControlPlane {
 		t.Errorf("node a %+v", a)
 	}
+	if a.ReadySince.IsZero() || a.ReadySince.Before(a.Created) {
+		t.Errorf("node a Ready since %s, registered %s", a.ReadySince, a.Created)
+	}
 	if !cp.ControlPlane || cp.Managed {
 		t.Errorf("control plane %+v", cp)
 	}
@@ -223,7 +226,10 @@ func TestSnapshot(t *testing.T) {
 	waitFor(t, "big pod pending as Unschedulable", 30*time.Second, func() bool {
 		s, _ := c.Snapshot(ctx, time.Now())
 		for _, p := range s.PendingPods {
-			if p.Namespace == ns && strings.HasPrefix(p.Name, "big-") && p.Requests.MilliCPU == 6000 && !p.Since.IsZero() {
+			// The scheduler's verdict and when it reached it: what tells
+			// whether it has tried a newer worker.
+			if p.Namespace == ns && strings.HasPrefix(p.Name, "big-") && p.Requests.MilliCPU == 6000 && !p.Since.IsZero() &&
+				strings.Contains(p.Message, " nodes are available: ") && !p.MessageTime.Before(p.Since) {
 				return true
 			}
 		}

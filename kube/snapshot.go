@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -68,8 +69,9 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 			continue
 		}
-		if since, ok := unschedulable(p); ok {
-			snap.PendingPods = append(snap.PendingPods, scaler.PendingPod{Namespace: p.Namespace, Name: p.Name, Requests: requests(p), Since: since})
+		if cond, ok := unschedulable(p); ok {
+			snap.PendingPods = append(snap.PendingPods, scaler.PendingPod{Namespace: p.Namespace, Name: p.Name, Requests: requests(p),
+				Since: cond.LastTransitionTime.Time, Message: cond.Message, MessageTime: conditionWritten(p)})
 		}
 	}
 
@@ -83,6 +85,7 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 			Unschedulable: n.Spec.Unschedulable,
 			Standby:       slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby }),
 			Created:       n.CreationTimestamp.Time,
+			ReadySince:    readySince(n),
 			Allocatable:   toResources(n.Status.Allocatable),
 			Usage:         usage[n.Name],
 			Annotations:   n.Annotations,
@@ -154,17 +157,50 @@ func (c *Client) pod(p *corev1.Pod, r scaler.Resources, pdbs []*policyv1.PodDisr
 	return sp
 }
 
-// unschedulable reports a pending pod the scheduler could not place, and since when.
-func unschedulable(p *corev1.Pod) (time.Time, bool) {
+// unschedulable returns the PodScheduled condition of a pending pod the
+// scheduler could not place: since when (lastTransitionTime, kept through
+// every later refusal) and its last word (message).
+func unschedulable(p *corev1.Pod) (corev1.PodCondition, bool) {
 	if p.Status.Phase != corev1.PodPending {
-		return time.Time{}, false
+		return corev1.PodCondition{}, false
 	}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-			return c.LastTransitionTime.Time, true
+			return c, true
 		}
 	}
-	return time.Time{}, false
+	return corev1.PodCondition{}, false
+}
+
+// podScheduledField is how managedFields name the PodScheduled condition.
+var podScheduledField = []byte(`{\"type\":\"PodScheduled\"}`)
+
+// conditionWritten is when the PodScheduled condition last changed: the
+// newest managedFields entry on the status subresource that owns it. The
+// scheduler writes the condition only when its verdict reads differently
+// (a new message), and lastProbeTime is never set, so this is the one
+// record of when its latest verdict was reached. Zero when unknown.
+func conditionWritten(p *corev1.Pod) time.Time {
+	var t time.Time
+	for _, mf := range p.ManagedFields {
+		if mf.Subresource != "status" || mf.Time == nil || mf.FieldsV1 == nil || !bytes.Contains(mf.FieldsV1.Raw, podScheduledField) {
+			continue
+		}
+		if mf.Time.After(t) {
+			t = mf.Time.Time
+		}
+	}
+	return t
+}
+
+// readySince is when a Ready node turned Ready (zero if it is not).
+func readySince(n *corev1.Node) time.Time {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time
+		}
+	}
+	return time.Time{}
 }
 
 func requests(p *corev1.Pod) scaler.Resources {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -215,7 +216,7 @@ func (d *decision) planScaleUp() {
 	d.plan.Next.UpOwed = 0
 	if need == 0 {
 		if d.utilValid {
-			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%, no pod unschedulable past the grace, %s at or above the minimum of %d",
+			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%, no pod unschedulable past the grace needs a new worker, %s at or above the minimum of %d",
 				d.cpuPct, d.p.CPU.Up, d.memPct, d.p.Memory.Up, count(current, "worker"), d.minWorkers)
 		}
 		return
@@ -364,46 +365,7 @@ func (d *decision) pendingNeed() (int, []Reason) {
 		}
 		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
-	// Workers that joined after a pod was marked unschedulable have not been
-	// tried for it yet: the scheduler will place there what fits. Only the
-	// rest needs new workers.
-	type fresh struct {
-		created time.Time
-		free    Resources
-	}
-	oldest := pods[0].Since
-	for _, pp := range pods {
-		if pp.Since.Before(oldest) {
-			oldest = pp.Since
-		}
-	}
-	var newer []fresh // only workers no older than the oldest pending pod can matter
-	for _, i := range d.active {
-		if n := &d.s.Nodes[i]; !n.Created.Before(oldest) {
-			newer = append(newer, fresh{n.Created, n.Allocatable.Sub(n.Requests)})
-		}
-	}
-	waiting := 0
-	kept := pods[:0]
-	for _, pp := range pods {
-		placed := false
-		for k := range newer {
-			if !newer[k].created.Before(pp.Since) && pp.Requests.Fits(newer[k].free) { // timestamps have whole seconds: the same second counts
-				newer[k].free = newer[k].free.Sub(pp.Requests)
-				placed = true
-				break
-			}
-		}
-		if placed {
-			waiting++
-		} else {
-			kept = append(kept, pp)
-		}
-	}
-	pods = kept
-	if waiting > 0 {
-		d.note(CodeNewNodes, "%s fit on workers that joined after they were marked unschedulable: the scheduler will place them", count(waiting, "pending pod"))
-	}
+	pods = d.awaitScheduler(pods)
 	if len(pods) == 0 {
 		return 0, nil
 	}
@@ -432,6 +394,162 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	}
 	return n, []Reason{reason(CodePendingPods, "%s unschedulable for %s or more: they need %s of %s (first-fit by requests, %d in flight counted)",
 		count(len(pods), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), shape, inFlight)}
+}
+
+// NewWorkerRetry is how long a pending pod is counted as placed on a worker
+// that joined after the pod was marked unschedulable, from that worker
+// turning Ready. kube-scheduler takes an unschedulable pod up again when a
+// Node is added or changes (turns Ready, loses its not-ready taint), after
+// the pod's backoff: 1 s doubling per attempt, at most 10 s
+// (podMaxBackoffSeconds); writing its verdict and our informer seeing it
+// take well under a second more. A pod still pending on a worker Ready for
+// longer has been refused there, or was not retried for it (the
+// scheduler's queueing hints judged the change irrelevant): either way it
+// will not land there by itself, and counts toward new workers again.
+const NewWorkerRetry = 15 * time.Second
+
+// newer is a Ready, schedulable worker that joined no earlier than the
+// oldest pending pod: one the scheduler may not have tried for it yet.
+type newer struct {
+	name    string
+	created time.Time
+	ready   time.Time // when it turned Ready (its registration if unknown)
+	rank    int       // Nodes registered no later than it: the count a scheduler that saw it reports at least
+	free    Resources
+}
+
+// awaitScheduler takes out of pods those the scheduler will place on a
+// worker that joined after they were marked unschedulable, lists them in
+// the plan with until when, and returns the rest, which need capacity.
+//
+// A pod is held on such a worker while its requests fit the worker's free
+// room and the scheduler has not had its chance there: that ends
+// NewWorkerRetry after the worker turned Ready, or as soon as the pod's
+// condition shows a refusal that considered the worker (refusedOn). A
+// worker registered in the same second as the pod's condition counts as
+// joined after it: the timestamps have whole seconds, and the bounded hold
+// makes a wrong guess cost at most NewWorkerRetry.
+func (d *decision) awaitScheduler(pods []PendingPod) []PendingPod {
+	oldest := pods[0].Since
+	for _, pp := range pods {
+		if pp.Since.Before(oldest) {
+			oldest = pp.Since
+		}
+	}
+	var fresh []newer
+	for _, i := range d.active {
+		n := &d.s.Nodes[i]
+		if n.Created.Before(oldest) {
+			continue
+		}
+		ready := n.Created
+		if n.ReadySince.After(ready) {
+			ready = n.ReadySince
+		}
+		rank := 0
+		for k := range d.s.Nodes {
+			if !d.s.Nodes[k].Created.After(n.Created) {
+				rank++
+			}
+		}
+		fresh = append(fresh, newer{name: n.Name, created: n.Created, ready: ready, rank: rank, free: n.Allocatable.Sub(n.Requests)})
+	}
+	if len(fresh) == 0 {
+		return pods
+	}
+	var until time.Time // the latest hold's end
+	tried := 0
+	var firstTried PendingPod
+	kept := pods[:0]
+	for _, pp := range pods {
+		placed, fits := false, false
+		for k := range fresh {
+			w := &fresh[k]
+			if w.created.Before(pp.Since) || !pp.Requests.Fits(w.free) {
+				continue
+			}
+			fits = true
+			end := w.ready.Add(NewWorkerRetry)
+			if !d.now.Before(end) || refusedOn(pp, *w) {
+				continue
+			}
+			w.free = w.free.Sub(pp.Requests)
+			d.plan.Awaiting = append(d.plan.Awaiting, AwaitingPod{Namespace: pp.Namespace, Name: pp.Name, Node: w.name, Until: end})
+			d.recheck(end)
+			if end.After(until) {
+				until = end
+			}
+			placed = true
+			break
+		}
+		if placed {
+			continue
+		}
+		if fits {
+			if tried == 0 {
+				firstTried = pp
+			}
+			tried++
+		}
+		kept = append(kept, pp)
+	}
+	if n := len(d.plan.Awaiting); n > 0 {
+		d.note(CodeNewNodes, "%s fit on workers that joined after they were marked unschedulable: the scheduler will place them; counted there until it has tried (at the latest %s, %s after those workers turned Ready)",
+			count(n, "pending pod"), until.UTC().Format(time.RFC3339), fmtDur(NewWorkerRetry))
+	}
+	if tried > 0 {
+		why := firstTried.Message
+		if why == "" {
+			why = "no message"
+		}
+		d.note(CodeNewNodesTried, "%s fit by requests on workers that joined after they were marked unschedulable, but the scheduler has refused them there or had %s to place them: they need capacity (e.g. %s/%s: %s)",
+			count(tried, "pending pod"), fmtDur(NewWorkerRetry), firstTried.Namespace, firstTried.Name, why)
+	}
+	return kept
+}
+
+// refusedOn reports whether pp's condition shows the scheduler tried it on
+// the newer worker w, Ready, and refused. Two facts must hold:
+//
+//   - The scheduler rewrote the condition in a later second than the one w
+//     turned Ready in. It rewrites the condition only when its verdict
+//     reads differently; an earlier verdict may be from an attempt while w
+//     was not Ready yet, or still tainted not-ready: the scheduler takes
+//     the pod up again once that changes, and may well place it.
+//   - Its message, "0/N nodes are available: ...", counts w: N is the
+//     number of Nodes the scheduler knew, and one that knew w knew every
+//     Node registered before it too. Nodes registered in w's second count
+//     against it, so a tie never proves anything. (A Node deleted since the
+//     attempt makes N too large: the hold then ends early, and a worker may
+//     be added that the scheduler would not have needed; never a hold
+//     without end.)
+//
+// Anything else (no message, another kind of message, a time unknown)
+// proves nothing, and the hold runs its NewWorkerRetry.
+func refusedOn(pp PendingPod, w newer) bool {
+	if !pp.MessageTime.Truncate(time.Second).After(w.ready.Truncate(time.Second)) {
+		return false
+	}
+	n, ok := nodesConsidered(pp.Message)
+	return ok && n >= w.rank
+}
+
+// nodesConsidered reads N from kube-scheduler's "0/N nodes are available"
+// (its FitError message; "0/N nodes are available: 2 Insufficient cpu.").
+func nodesConsidered(msg string) (int, bool) {
+	rest, ok := strings.CutPrefix(msg, "0/")
+	if !ok {
+		return 0, false
+	}
+	num, rest, ok := strings.Cut(rest, " ")
+	if !ok || !strings.HasPrefix(rest, "nodes are available") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // hostRoom is how many more worker VMs the PVE hosts can start.

@@ -1,6 +1,7 @@
 package scaler
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -289,4 +290,117 @@ func dump(p Plan) string {
 		b.WriteString("  note " + string(r.Code) + ": " + r.Message + "\n")
 	}
 	return b.String()
+}
+
+// TestAwaitScheduler: a pending pod that fits a worker registered after it
+// was marked unschedulable is counted there, not toward new workers, until
+// the scheduler has had its chance: NewWorkerRetry after the worker turned
+// Ready, or a refusal written after that which counts the worker.
+func TestAwaitScheduler(t *testing.T) {
+	s := func(d time.Duration) time.Time { return t0.Add(d * time.Second) }
+	gpu := "0/%d nodes are available: 1 Insufficient nvidia.com/gpu."
+	type await struct {
+		pod, node string
+		until     time.Time
+	}
+	cases := []struct {
+		name    string
+		since   time.Time // the pod's PodScheduled lastTransitionTime
+		newer   []Node    // workers besides "old" (registered an hour ago, half full)
+		msg     string
+		msgTime time.Time
+		alone   bool // no "old" worker: the new one is the only Node
+
+		wantAdd   int
+		wantAwait []await
+		wantNext  time.Time
+		wantCodes []Code
+	}{
+		{name: "same second, just Ready: held until the scheduler had its retry",
+			since: s(-2), newer: []Node{fresh("new", s(-2), s(-2))}, msg: fmt.Sprintf(gpu, 1), msgTime: s(-2), alone: true,
+			wantAwait: []await{{"p0", "new", s(13)}}, wantNext: s(13), wantCodes: []Code{CodeNewNodes}},
+		{name: "same second, Ready for the whole retry: counted for a new worker",
+			since: s(-15), newer: []Node{fresh("new", s(-15), s(-15))}, msg: fmt.Sprintf(gpu, 1), msgTime: s(-15), alone: true,
+			wantAdd: 1, wantCodes: []Code{CodeNewNodesTried, CodePendingPods}},
+		{name: "same second, the hold ends at the retry's end to the second",
+			since: s(-15), newer: []Node{fresh("new", s(-15), s(-14))},
+			wantAwait: []await{{"p0", "new", s(1)}}, wantNext: s(1)},
+		{name: "same second, refused after the worker turned Ready and counting it",
+			since: s(-3), newer: []Node{fresh("new", s(-3), s(-3))}, msg: fmt.Sprintf(gpu, 2), msgTime: s(-2),
+			wantAdd: 1, wantCodes: []Code{CodeNewNodesTried}},
+		{name: "same second, the refusal written in the second the worker turned Ready proves nothing",
+			since: s(-3), newer: []Node{fresh("new", s(-3), s(-3))}, msg: fmt.Sprintf(gpu, 2), msgTime: s(-3),
+			wantAwait: []await{{"p0", "new", s(12)}}},
+		{name: "joined strictly after: held",
+			since: s(-60), newer: []Node{fresh("new", s(-5), s(-4))}, msg: fmt.Sprintf(gpu, 1), msgTime: s(-60),
+			wantAwait: []await{{"p0", "new", s(11)}}, wantNext: s(11)},
+		{name: "joined strictly after, Ready unknown: held from its registration",
+			since: s(-60), newer: []Node{fresh("new", s(-5), time.Time{})},
+			wantAwait: []await{{"p0", "new", s(10)}}},
+		{name: "joined strictly after, Ready for the whole retry",
+			since: s(-60), newer: []Node{fresh("new", s(-20), s(-16))},
+			wantAdd: 1, wantCodes: []Code{CodeNewNodesTried}},
+		{name: "joined strictly after, refused there",
+			since: s(-60), newer: []Node{fresh("new", s(-5), s(-4))}, msg: "0/2 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 1 Insufficient cpu.", msgTime: s(-1),
+			wantAdd: 1, wantCodes: []Code{CodeNewNodesTried}},
+		{name: "a refusal whose count leaves the worker out: the scheduler had not seen it",
+			since: s(-60), newer: []Node{fresh("new", s(-5), s(-4))}, msg: fmt.Sprintf(gpu, 1), msgTime: s(-1),
+			wantAwait: []await{{"p0", "new", s(11)}}},
+		{name: "two workers in one second: a count of one of them proves nothing for either",
+			since: s(-60), newer: []Node{fresh("a", s(-5), s(-4)), fresh("b", s(-5), s(-4))}, msg: fmt.Sprintf(gpu, 2), msgTime: s(-1),
+			wantAwait: []await{{"p0", "a", s(11)}}},
+		{name: "refused on one newer worker, still held on a newer one",
+			since: s(-60), newer: []Node{fresh("a", s(-10), s(-9)), fresh("b", s(-2), s(-1))}, msg: fmt.Sprintf(gpu, 2), msgTime: s(-1),
+			wantAwait: []await{{"p0", "b", s(14)}}},
+		{name: "a message of another kind proves nothing",
+			since: s(-60), newer: []Node{fresh("new", s(-5), s(-4))}, msg: "running PreBind plugin \"VolumeBinding\": binding volumes: timed out", msgTime: s(-1),
+			wantAwait: []await{{"p0", "new", s(11)}}},
+		{name: "a worker registered before the pod is no reason to wait",
+			since: s(-60), newer: []Node{fresh("new", s(-61), s(-61))},
+			wantAdd: 1, wantCodes: []Code{CodePendingPods}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPolicy()
+			p.MinWorkers = 1
+			var nodes []Node
+			if !tc.alone {
+				nodes = append(nodes, worker("old", 50, 50))
+			}
+			nodes = append(nodes, tc.newer...)
+			pend := pending(1, 1500, gi, tc.since)
+			pend[0].Message, pend[0].MessageTime = tc.msg, tc.msgTime
+			plan := Decide(Snapshot{Nodes: nodes, PendingPods: pend}, p, History{}, t0)
+			if got := plan.Added(); got != tc.wantAdd {
+				t.Errorf("added %d, want %d\n%s", got, tc.wantAdd, dump(plan))
+			}
+			var got []await
+			for _, a := range plan.Awaiting {
+				got = append(got, await{a.Name, a.Node, a.Until})
+			}
+			if !slices.Equal(got, tc.wantAwait) {
+				t.Errorf("awaiting %v, want %v\n%s", got, tc.wantAwait, dump(plan))
+			}
+			if !tc.wantNext.IsZero() && !plan.NextCheck.Equal(tc.wantNext) {
+				t.Errorf("next check %s, want %s", plan.NextCheck, tc.wantNext)
+			}
+			if len(tc.wantAwait) > 0 && (!plan.Held(CodeNewNodes) || plan.NextCheck.IsZero()) {
+				t.Errorf("awaiting pods without the %s note or a next check\n%s", CodeNewNodes, dump(plan))
+			}
+			for _, c := range tc.wantCodes {
+				if !plan.Held(c) && !slices.ContainsFunc(plan.Actions, func(a Action) bool {
+					return slices.ContainsFunc(a.Reasons, func(r Reason) bool { return r.Code == c })
+				}) {
+					t.Errorf("no %s\n%s", c, dump(plan))
+				}
+			}
+		})
+	}
+}
+
+// fresh is an empty worker registered at created that turned Ready at ready.
+func fresh(name string, registered, ready time.Time) Node {
+	n := worker(name, 0, 0, created(registered))
+	n.ReadySince = ready
+	return n
 }

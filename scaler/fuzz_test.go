@@ -117,6 +117,26 @@ func world(data []byte) (Policy, Snapshot, History) {
 		return t0.Add(-time.Duration(g.intn(600)) * time.Second)
 	}
 	h := History{CPUHighSince: past(), MemoryHighSince: past(), LowSince: past(), LastScaleUp: past(), LastScaleDown: past(), LastFailure: past()}
+
+	// Workers that joined seconds ago, and the scheduler's verdicts on the
+	// pending pods: the hold while the scheduler has its chance.
+	for i := range s.Nodes {
+		if g.u8()%3 == 0 {
+			n := &s.Nodes[i]
+			n.Created = t0.Add(-time.Duration(g.intn(40)) * time.Second)
+			n.ReadySince = n.Created.Add(time.Duration(g.intn(5)) * time.Second)
+			if n.ReadySince.After(t0) {
+				n.ReadySince = t0
+			}
+		}
+	}
+	for i := range s.PendingPods {
+		if g.flag() {
+			pp := &s.PendingPods[i]
+			pp.Message = fmt.Sprintf("0/%d nodes are available: 1 Insufficient nvidia.com/gpu.", g.intn(len(s.Nodes)+2))
+			pp.MessageTime = pp.Since.Add(time.Duration(g.intn(60)) * time.Second)
+		}
+	}
 	return p, s, h
 }
 
@@ -203,6 +223,27 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 	}
 	if removals > 1 {
 		t.Fatalf("%d removals in one plan", removals)
+	}
+	// A pod awaiting the scheduler is held on a worker registered no
+	// earlier than it went pending, never past NewWorkerRetry after that
+	// worker turned Ready, and the plan wakes the decision by then.
+	for _, a := range plan.Awaiting {
+		i := slices.IndexFunc(s.Nodes, func(n Node) bool { return n.Name == a.Node })
+		j := slices.IndexFunc(s.PendingPods, func(pp PendingPod) bool { return pp.Namespace == a.Namespace && pp.Name == a.Name })
+		if i < 0 || j < 0 {
+			t.Fatalf("awaiting %+v: unknown pod or node", a)
+		}
+		n, pp := s.Nodes[i], s.PendingPods[j]
+		ready := n.Created
+		if n.ReadySince.After(ready) {
+			ready = n.ReadySince
+		}
+		if n.Created.Before(pp.Since) || !n.Ready || n.Unschedulable || !a.Until.After(t0) || a.Until.After(ready.Add(NewWorkerRetry)) {
+			t.Fatalf("awaiting %+v on %+v (pod since %s)", a, n, pp.Since)
+		}
+		if plan.NextCheck.IsZero() || plan.NextCheck.After(a.Until) {
+			t.Fatalf("awaiting %s/%s until %s, next check %s", a.Namespace, a.Name, a.Until, plan.NextCheck)
+		}
 	}
 	if removals > 0 && plan.Added() > 0 {
 		t.Fatalf("a plan both adds and removes")

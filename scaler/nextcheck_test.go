@@ -111,3 +111,20 @@ func TestCooldownEndsWhenNewWorkersSettle(t *testing.T) {
 		t.Fatalf("removal inside the cooldown after scale-up: %+v", plan.Actions)
 	}
 }
+
+// TestNextCheckEndsTheSchedulerHold: a pod held on a just-joined worker
+// wakes the decision when the hold ends, and that decision adds capacity.
+func TestNextCheckEndsTheSchedulerHold(t *testing.T) {
+	p := testPolicy()
+	p.MinWorkers = 1
+	s := Snapshot{Nodes: []Node{fresh("new", t0, t0)}, PendingPods: pending(1, 1500, gi, t0)}
+	s.PendingPods[0].Message, s.PendingPods[0].MessageTime = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", t0
+	plan := Decide(s, p, History{}, t0)
+	if want := t0.Add(NewWorkerRetry); plan.Added() != 0 || !plan.NextCheck.Equal(want) || len(plan.Awaiting) != 1 || !plan.Awaiting[0].Until.Equal(want) {
+		t.Fatalf("joined in the pod's second: added %d, next check %s, awaiting %+v; want none, %s and the pod until then", plan.Added(), plan.NextCheck, plan.Awaiting, want)
+	}
+	plan = Decide(s, p, plan.Next, plan.NextCheck)
+	if plan.Added() != 1 || len(plan.Awaiting) != 0 {
+		t.Fatalf("at the next check: added %d, awaiting %+v; want 1 and none\n%s", plan.Added(), plan.Awaiting, dump(plan))
+	}
+}

@@ -46,6 +46,7 @@ const (
 	CodeCandidateSelection Code = "candidate"
 	CodeNoScaleUpNeed      Code = "no_scale_up_needed"
 	CodeNewNodes           Code = "fits_new_nodes"
+	CodeNewNodesTried      Code = "new_nodes_tried"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.
@@ -116,6 +117,18 @@ type PoolMember struct {
 	Stale string `json:"stale,omitempty"`
 }
 
+// AwaitingPod is a pending pod counted as placed on a newer worker, which
+// the scheduler has not tried for it yet.
+type AwaitingPod struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Node is the newer worker whose free room it is counted on.
+	Node string `json:"node"`
+	// Until is when it stops being counted there (NewWorkerRetry after the
+	// worker turned Ready), unless the scheduler refuses it there before.
+	Until time.Time `json:"until"`
+}
+
 // Utilization is the cluster's usage over allocatable of its Ready,
 // schedulable workers, in percent.
 type Utilization struct {
@@ -134,8 +147,12 @@ type Plan struct {
 	Pool  *Pool    `json:"pool,omitempty"`
 	Holds []Reason `json:"holds"`
 	Notes []Reason `json:"notes,omitempty"`
+	// Awaiting are the pending pods not counted toward new workers because
+	// they fit on a worker that joined after they were marked unschedulable
+	// (CodeNewNodes), each until the scheduler has had its chance there.
+	Awaiting []AwaitingPod `json:"awaiting_scheduler,omitempty"`
 	// NextCheck, when set, is the moment a held condition ripens (an up
-	// window or a pending pod's grace ends): the reconciler decides again
+	// window, a pending pod's grace or an Awaiting hold ends): the reconciler decides again
 	// then instead of at its next interval.
 	NextCheck time.Time `json:"next_check,omitzero"`
 	// Next is the History to pass to the next Decide.

@@ -15,13 +15,14 @@ func TestParseSituation(t *testing.T) {
 	}
 	in := `{
   "time": "` + at(18, 0) + `",
-  "nodes": [{"name": "w1", "managed": true, "ready": true,
+  "nodes": [{"name": "w1", "managed": true, "ready": true, "created": "` + at(17, 58) + `", "ready_since": "` + at(17, 59) + `",
              "allocatable": {"cpu": "4", "memory": "8Gi"},
              "usage": {"cpu": "3500m", "memory": "6Gi"},
              "requests": {"cpu": 3, "memory": "4Gi"},
              "pods": [{"namespace": "a", "name": "p", "owner_kind": "ReplicaSet", "requests": {"cpu": "1"},
                        "pdb": {"name": "p", "disruptions_allowed": 1}}]}],
-  "pending_pods": [{"namespace": "a", "name": "q", "requests": {"cpu": "500m", "memory": "512Mi"}, "since": "` + at(17, 59) + `"}],
+  "pending_pods": [{"namespace": "a", "name": "q", "requests": {"cpu": "500m", "memory": "512Mi"}, "since": "` + at(17, 59) + `",
+                    "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", "message_time": "` + at(18, 0) + `"}],
   "operations": [{"kind": "provision", "vmid": 5001, "step": "clone"}, {"kind": "refill", "vmid": 5002, "step": "pool-started"},
                  {"kind": "retire", "vmid": 5003, "step": "retiring"}, {"kind": "remove", "vmid": 5004, "step": "parking"}],
   "hosts": [{"name": "pve1", "online": true, "memory_free": 34359738368}],
@@ -38,6 +39,9 @@ func TestParseSituation(t *testing.T) {
 	}
 	if n.Pods[0].PDB.DisruptionsAllowed != 1 || s.PendingPods[0].Requests.Memory != 512<<20 || s.Operations[0].Kind != OpProvision || s.Operations[1].Kind != OpRefill || s.Operations[2].Kind != OpRetire || s.Operations[3].Kind != OpRemove {
 		t.Errorf("situation %+v", s)
+	}
+	if pp := s.PendingPods[0]; n.ReadySince.Format(time.RFC3339) != at(17, 59) || pp.MessageTime.Format(time.RFC3339) != at(18, 0) || !strings.HasPrefix(pp.Message, "0/1 nodes") {
+		t.Errorf("ready since %v, pending pod %+v", n.ReadySince, pp)
 	}
 	if s.History.LastScaleUp.Format(time.RFC3339) != at(17, 50) || s.Time.Format(time.RFC3339) != at(18, 0) {
 		t.Errorf("times %v %v", s.Time, s.History)

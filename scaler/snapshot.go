@@ -74,7 +74,11 @@ type Node struct {
 	Ready         bool      `json:"ready"`
 	Unschedulable bool      `json:"unschedulable,omitempty"`
 	Created       time.Time `json:"created,omitempty"`
-	Allocatable   Resources `json:"allocatable"`
+	// ReadySince is when the Node last turned Ready (its Ready condition's
+	// lastTransitionTime while Ready); zero when unknown, and Created
+	// stands in for it.
+	ReadySince  time.Time `json:"ready_since,omitzero"`
+	Allocatable Resources `json:"allocatable"`
 	// Usage is from metrics.k8s.io; meaningless when the snapshot's metrics are stale.
 	Usage Resources `json:"usage"`
 	// Requests is the sum of the requests of the pods bound to the node.
@@ -110,8 +114,17 @@ type PendingPod struct {
 	Namespace string    `json:"namespace"`
 	Name      string    `json:"name"`
 	Requests  Resources `json:"requests"`
-	// Since is when the pod was first marked Unschedulable.
+	// Since is when the pod was first marked Unschedulable: the
+	// PodScheduled condition's lastTransitionTime, which the scheduler keeps
+	// through every later refusal.
 	Since time.Time `json:"since"`
+	// Message is the scheduler's last word on the pod, the PodScheduled
+	// condition's message: "0/3 nodes are available: 1 Insufficient cpu, ...".
+	Message string `json:"message,omitempty"`
+	// MessageTime is when the scheduler last changed that condition (a
+	// refusal that reads differently from the one before), from the pod's
+	// managedFields; zero when unknown.
+	MessageTime time.Time `json:"message_time,omitzero"`
 }
 
 // OperationKind is what an in-flight operation does.

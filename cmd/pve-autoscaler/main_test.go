@@ -232,3 +232,58 @@ func TestRunRefusesBadInput(t *testing.T) {
 		t.Errorf("run log:\n%s", errOut)
 	}
 }
+
+// TestPlanShowsPodsAwaitingTheScheduler: a pod held on a worker that joined
+// in its second is listed with until when, in text and JSON, and the JSON
+// carries the next check at that moment.
+func TestPlanShowsPodsAwaitingTheScheduler(t *testing.T) {
+	snap := "testdata/awaiting.json"
+	code, out, errOut := runMain("plan", "--config", planConfig, "--snapshot", snap, "--now", "2026-11-26T21:00:05Z")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{
+		"Awaiting the scheduler",
+		"~ ml/trainer-0 on talos-worker-5001 until 2026-11-26T18:00:16Z",
+		"fits_new_nodes: 1 pending pod fit on workers that joined after",
+	} {
+		if strings.Contains(out, want) {
+			t.Errorf("three hours on, the hold is over, yet the plan has %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "new_nodes_tried: 1 pending pod fit by requests") || !strings.Contains(out, "+ add 1 worker") {
+		t.Errorf("three hours on, no worker for the pod:\n%s", out)
+	}
+
+	code, out, errOut = runMain("plan", "--config", planConfig, "--snapshot", snap)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	for _, want := range []string{
+		"Awaiting the scheduler",
+		"~ ml/trainer-0 on talos-worker-5001 until 2026-11-26T18:00:16Z (11s left)",
+		"fits_new_nodes: 1 pending pod fit on workers that joined after",
+		"Plan: 0 to add, 0 to remove.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errOut = runMain("plan", "--config", planConfig, "--snapshot", snap, "--output", "json")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	var plan struct {
+		NextCheck string `json:"next_check"`
+		Awaiting  []struct {
+			Namespace, Name, Node, Until string
+		} `json:"awaiting_scheduler"`
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Awaiting) != 1 || plan.Awaiting[0].Name != "trainer-0" || plan.Awaiting[0].Node != "talos-worker-5001" ||
+		plan.Awaiting[0].Until != "2026-11-26T18:00:16Z" || plan.NextCheck != "2026-11-26T18:00:16Z" {
+		t.Errorf("plan JSON: %+v\n%s", plan, out)
+	}
+}

@@ -63,6 +63,12 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 			fmt.Fprintf(w, "      %s: %s\n", r.Code, r.Message)
 		}
 	}
+	if len(p.Awaiting) > 0 {
+		fmt.Fprintln(w, "\nAwaiting the scheduler (counted on a worker that joined after them, not toward new workers):")
+		for _, a := range p.Awaiting {
+			fmt.Fprintf(w, "  ~ %s/%s on %s until %s (%s)\n", a.Namespace, a.Name, a.Node, a.Until.UTC().Format(time.RFC3339), fmtLeft(a.Until.Sub(p.Time)))
+		}
+	}
 	if len(p.Holds) > 0 {
 		fmt.Fprintln(w, "\nHeld back:")
 		for _, r := range p.Holds {
@@ -92,6 +98,14 @@ func writePool(w io.Writer, pl *scaler.Pool, first, indent string) {
 		}
 		fmt.Fprintf(w, "%s%s (vmid %d on %s), %s old, %s\n", indent, m.Name, m.VMID, m.Host, m.Age.Round(time.Minute), state)
 	}
+}
+
+// fmtLeft renders the time left until a hold ends: "12s left", or "over".
+func fmtLeft(d time.Duration) string {
+	if d <= 0 {
+		return "over"
+	}
+	return d.Round(time.Second).String() + " left"
 }
 
 func vmids(ids []int) string {

@@ -74,3 +74,25 @@ func TestSane(t *testing.T) {
 		t.Error("sane without VM.Audit")
 	}
 }
+
+// A VM deleted by hand may keep its Node (named after its id) until the
+// absence is confirmed: a new clone takes an id this process has not seen.
+func TestAllocateIDPrefersUnseenIDs(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	ctx := context.Background()
+	inv, _ := c.Inventory(ctx)
+	first, err := c.CloneNew(ctx, inv, "pve1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.sim.DeleteVM(first)
+	inv, _ = c.Inventory(ctx)
+	next, err := c.CloneNew(ctx, inv, "pve1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next == first {
+		t.Errorf("the id %d of a VM deleted by hand was taken again at once", first)
+	}
+}

@@ -138,6 +138,11 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			delete(c.metas, id)
 		}
 	}
+	for _, v := range inv.All {
+		if v.VMID >= c.cfg.VMIDRange.Min && v.VMID <= c.cfg.VMIDRange.Max {
+			c.seen[v.VMID] = true
+		}
+	}
 	c.mu.Unlock()
 	sort.Slice(inv.Hosts, func(i, j int) bool { return inv.Hosts[i].Name < inv.Hosts[j].Name })
 	return inv, nil
@@ -216,7 +221,21 @@ func (c *Client) AllocateID(ctx context.Context, inv Inventory) (int, error) {
 	for _, v := range inv.All {
 		used[v.VMID] = true
 	}
+	// Ids of VMs this process has seen go last: a VM deleted by hand may
+	// still have its Node (named after the id) until its absence is
+	// confirmed, and a new worker under that name would meet it.
+	ids := make([]int, 0, c.cfg.VMIDRange.Max-c.cfg.VMIDRange.Min+1)
+	var seen []int
+	c.mu.Lock()
 	for id := c.cfg.VMIDRange.Min; id <= c.cfg.VMIDRange.Max; id++ {
+		if c.seen[id] {
+			seen = append(seen, id)
+		} else {
+			ids = append(ids, id)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range append(ids, seen...) {
 		c.mu.Lock()
 		taken := used[id] || c.claimed[id]
 		if !taken {

@@ -93,10 +93,14 @@ func (o Observation) Absences() (nodesWithoutVM []Node, vmsWithoutNode []Machine
 // Disagreement says why the observation cannot be trusted for anything
 // destructive, or "" when it can. The two systems disagree wholesale
 // when none of our joined VMs has a Node of this cluster (a kubeconfig
-// pointing elsewhere, a patch that renames every node), when none of the
-// managed Nodes has a VM we can see (the token lost VM.Audit, proxmox.url
-// names another PVE cluster, our tags were removed), or when more than
-// one Node or VM would go because the other side lacks it. While it does,
+// pointing elsewhere, a patch that renames every node), when none of two
+// or more managed Nodes has a VM we can see (the token lost VM.Audit,
+// proxmox.url names another PVE cluster, our tags were removed), or when
+// more than one Node or VM would go because the other side lacks it. A
+// single Node without its VM (the only worker's VM deleted by hand, which
+// its description says is safe) is left to the direct reads that confirm
+// an absence: they see a token without VM.Audit, a template that is not
+// there and a VM that exists unlisted. While it does,
 // nothing is destroyed, reset, drained, parked or deleted: provisioning
 // goes on, and the reason is reported loudly.
 func (o Observation) Disagreement() string {
@@ -115,7 +119,7 @@ func (o Observation) Disagreement() string {
 	switch {
 	case joined > 0 && len(vms) == joined:
 		return fmt.Sprintf("none of our %d joined VMs has a Node of this cluster with its vmid and SMBIOS UUID (the kubeconfig may point at another cluster, or the Nodes were renamed or re-registered): %s", joined, machineList(vms))
-	case managed > 0 && len(nodes) == managed:
+	case managed > 1 && len(nodes) == managed:
 		return fmt.Sprintf("none of the %d Nodes labelled %s has a VM among ours (the token may have lost VM.Audit, proxmox.url may name another PVE cluster, or our tags were removed): %s", managed, LabelManaged, strings.TrimSuffix(nodeList(nodes), "; "))
 	case len(nodes)+len(vms) > 1:
 		return fmt.Sprintf("%d Nodes without a VM and %d VMs without a Node: more than one would go because the other side lacks it (%s%s)", len(nodes), len(vms), nodeList(nodes), machineList(vms))

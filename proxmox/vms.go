@@ -854,6 +854,7 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 		}
 		c.mu.Lock()
 		c.untagged[vmid] = true // cloned by this process, not tagged yet
+		c.seen[vmid] = true
 		c.mu.Unlock()
 		err = c.Clone(ctx, inv, vmid, host)
 		if err == nil {

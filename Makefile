@@ -10,6 +10,8 @@
 #                    simulated world with realistic latencies (about 13 minutes)
 #   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
 #   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
+#   make chaos   200 randomized fault-and-crash sequences against the safety
+#                rules (CHAOS_SEED=N replays one)
 #   make fmt     gofmt -w
 #   make deb     Debian package in dist/ (nfpm, pinned in go.mod as a tool),
 #                checked by lintian when it is installed
@@ -31,7 +33,7 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit dates bench bench-e2e bench-idle fuzz clean kube-testbed deb deb-files deb-tools demo
+.PHONY: all build test fmt fmt-check vet staticcheck unit dates chaos bench bench-e2e bench-idle fuzz clean kube-testbed deb deb-files deb-tools demo
 
 all: build
 
@@ -91,6 +93,12 @@ bench-idle: kube-testbed
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecide -fuzztime $(FUZZTIME) ./scaler
+
+# The randomized chaos test of the reconciler's safety rules: 200 seeded
+# sequences (make test runs 20); CHAOS_SEED=N make chaos replays one.
+CHAOS_SEQUENCES ?= 200
+chaos:
+	CHAOS_SEQUENCES=$(CHAOS_SEQUENCES) $(GO) test -race -count=1 -run '^TestChaos$$' -v ./scaler
 
 # The package's generated files, in $(BIN)/deb (nfpm.yaml names them):
 # copyright from the modules linked into the binary, changelog from

@@ -126,6 +126,6 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	}
 	snap.Hosts = hosts
 	// Counted as the daemon counts them (no operation runs in this process).
-	snap.Operations, snap.Standby = scaler.Classify(machines, nil, nil, 0)
+	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes})
 	return snap, kerr
 }

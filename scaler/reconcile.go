@@ -371,9 +371,17 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	for vmid := range stale {
 		busy[vmid] = true
 	}
-	hold := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy}.Disagreement()
+	obs := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy}
+	hold := obs.Disagreement()
 	r.setHold(hold, snap.Nodes)
 	r.resume(ctx, snap, machines, stale, hold, now)
+	// A Node that is not Ready and has no VM is no capacity, whether or not
+	// it may be deleted yet: the engine does not count it as a worker, so
+	// the minimum is met with workers that run.
+	orphans, _ := obs.Absences()
+	snap.Nodes = slices.DeleteFunc(slices.Clone(snap.Nodes), func(n Node) bool {
+		return !n.Ready && slices.ContainsFunc(orphans, func(o Node) bool { return o.Name == n.Name })
+	})
 
 	r.mu.Lock()
 	running := map[int]bool{}
@@ -388,7 +396,15 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			fresh++
 		}
 	}
-	ops, standby := Classify(machines, running, stale, fresh)
+	gone := map[int]bool{}
+	if hold == "" {
+		for vmid := range r.nodeGone {
+			if r.nodeGone.Confirmed(vmid, now, r.o.ConfirmAbsence) {
+				gone[vmid] = true
+			}
+		}
+	}
+	ops, standby := Classify(machines, Counting{Nodes: snap.Nodes, Running: running, Stale: stale, Fresh: fresh, NodeGone: gone})
 	snap.Operations = append(snap.Operations, ops...)
 	snap.Standby = append(snap.Standby, standby...)
 	p := r.policy

@@ -329,28 +329,52 @@ func DecideResume(f MachineFacts) Resume {
 	return Resume{Kind: ResumeProvision, Why: "a provisioning left half-done"}
 }
 
+// Counting is what Classify needs besides the machines.
+type Counting struct {
+	// Nodes are the cluster's Nodes (a joined VM with one of its identity
+	// is a worker, counted through its Node).
+	Nodes []Node
+	// Running are the VMs an operation of this process runs on (counted as
+	// that operation elsewhere).
+	Running map[int]bool
+	// Stale are operations that ended while the list was read: counted as
+	// what they were.
+	Stale map[int]Operation
+	// Fresh is the number of creations in flight, each of which a fresh
+	// clone may be.
+	Fresh int
+	// NodeGone are joined VMs whose Node is confirmed gone, outside a
+	// safety hold: no capacity (the engine replaces them), to be removed.
+	NodeGone map[int]bool
+}
+
 // Classify sorts the machines the reconciler does not run an operation on
 // into what Decide counts: operations recorded on VMs (provisions, pool
-// builds, removals, parks, retirements) and standby workers; joined
-// workers are left out (their Nodes stand for them). The daemon and a
-// live `plan` count them the same way. stale holds operations that ended
-// while the list was read (counted as what they were); fresh is the
-// number of creations in flight, each of which a fresh clone may be.
-func Classify(machines []Machine, running map[int]bool, stale map[int]Operation, fresh int) ([]Operation, []StandbyWorker) {
+// builds, removals, parks, retirements) and standby workers. A joined
+// worker is left out when its Node (by identity) stands for it; when its
+// Node is not seen it is counted as capacity on its way, so that a view
+// that lacks Nodes never makes the engine add workers without bound,
+// until its Node is confirmed gone. The daemon and a live `plan` count
+// them the same way.
+func Classify(machines []Machine, c Counting) ([]Operation, []StandbyWorker) {
 	var ops []Operation
 	var standby []StandbyWorker
+	fresh := c.Fresh
 	for _, m := range machines {
-		if running[m.VMID] {
+		if c.Running[m.VMID] {
 			continue
 		}
-		if op, ok := stale[m.VMID]; ok {
+		if op, ok := c.Stale[m.VMID]; ok {
 			ops = append(ops, op)
 			continue
 		}
 		op := Operation{VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step}
 		switch {
 		case m.Step == StepJoined && !m.ForStandby:
-			continue
+			if _, ok := NodeOf(m, c.Nodes); ok || c.NodeGone[m.VMID] {
+				continue
+			}
+			op.Kind, op.Started = OpProvision, m.Created
 		case m.Step == StepStandby:
 			standby = append(standby, StandbyWorker{VMID: m.VMID, Name: m.Name, Host: m.Host, Created: m.Created, Stale: m.Stale})
 			continue

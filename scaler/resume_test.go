@@ -165,7 +165,9 @@ func TestClassify(t *testing.T) {
 		{VMID: 11, Step: StepStarted}, // running in this process
 		{VMID: 12, Step: StepStandby}, // ended while listed: a wake
 	}
-	ops, standby := Classify(ms, map[int]bool{11: true}, map[int]Operation{12: {Kind: OpProvision, VMID: 12, Step: StepJoined}}, 1)
+	nodes := []Node{{Name: "n1", VMID: 1}} // VM 1's Node (no UUIDs: vmid and name decide)
+	ms[0].Name = "n1"
+	ops, standby := Classify(ms, Counting{Nodes: nodes, Running: map[int]bool{11: true}, Stale: map[int]Operation{12: {Kind: OpProvision, VMID: 12, Step: StepJoined}}, Fresh: 1})
 	got := map[int]OperationKind{}
 	for _, op := range ops {
 		got[op.VMID] = op.Kind
@@ -183,8 +185,19 @@ func TestClassify(t *testing.T) {
 		t.Errorf("standby %+v", standby)
 	}
 	// Without a creation in flight, a clone is a provisioning left over.
-	ops, _ = Classify([]Machine{{VMID: 9, Step: StepCloned}}, nil, nil, 0)
+	ops, _ = Classify([]Machine{{VMID: 9, Step: StepCloned}}, Counting{})
 	if len(ops) != 1 || ops[0].Kind != OpProvision {
 		t.Errorf("a left-over clone: %+v", ops)
+	}
+	// A joined worker whose Node is not seen counts as capacity on its way.
+	nodeless := []Machine{{VMID: 1, Name: "n1", Step: StepJoined, UUID: "u1"}}
+	other := []Node{{Name: "n1", VMID: 1, SystemUUID: "u2"}}
+	ops, _ = Classify(nodeless, Counting{Nodes: other})
+	if len(ops) != 1 || ops[0].Kind != OpProvision {
+		t.Errorf("a joined worker without its Node: %+v", ops)
+	}
+	// Once its Node is confirmed gone, it is no capacity: it is replaced.
+	if ops, _ = Classify(nodeless, Counting{Nodes: other, NodeGone: map[int]bool{1: true}}); len(ops) != 0 {
+		t.Errorf("a joined worker whose Node is confirmed gone: %+v", ops)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -175,4 +176,65 @@ func TestSafetyMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Scenario 3: the daemon is down longer than max_provision_time after it
+// sent a worker its config; the worker joined meanwhile. The next daemon
+// adopts it: same VM, recorded joined, never destroyed.
+func TestDaemonDownPastMaxProvisionTimeAdoptsTheWorker(t *testing.T) {
+	w := newWorld(t)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.MaxProvisionTime = config.Duration(3 * time.Second)
+	var d *Daemon
+	hook, crashed := crashAt(scaler.OpProvision, scaler.StepApplying, func() { d.Reconciler.Abort() })
+	d, _ = build(t, w, cfg, Options{AfterStep: hook})
+	if _, err := d.Reconciler.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-crashed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("never reached applying")
+	}
+	d.Reconciler.Wait()
+	watch := watchSafety(t, w)
+	// Down for longer than max_provision_time; the machine installs and joins.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := joined(t, w); n != 1; _, n = joined(t, w) {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never joined while the daemon was down")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(4 * time.Second)
+	d2, _ := build(t, w, cfg, Options{})
+	converge(t, d2, "the worker adopted", 30*time.Second, func() bool {
+		v, n := joined(t, w)
+		return v == 1 && n == 1 && ours(w) == 1
+	})
+	d2.Reconciler.Wait()
+	if got := watch.destroyed(); len(got) != 0 {
+		t.Errorf("VMs destroyed: %v", got)
+	}
+	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 1 {
+		t.Errorf("%d clones, want 1", got)
+	}
+	checkWorld(t, w, 1)
+}
+
+// Scenario 7: the clone's answer is lost (a client timeout while PVE goes
+// on cloning): the retry takes that VM, never a second one.
+func TestLostCloneAnswerMakesOneVM(t *testing.T) {
+	w := newWorld(t)
+	w.Sim.LoseNextAnswer("POST /nodes/{node}/qemu/{vmid}/clone")
+	d, _ := build(t, w, testConfig(w, 1, 3), Options{RequestTimeout: 300 * time.Millisecond})
+	converge(t, d, "one worker", 60*time.Second, func() bool {
+		v, n := joined(t, w)
+		return v == 1 && n == 1
+	})
+	d.Reconciler.Wait()
+	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 2 {
+		t.Errorf("%d clone requests, want 2 (the lost one, its retry)", got)
+	}
+	checkWorld(t, w, 1)
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -776,5 +777,29 @@ func TestSMBIOSIdentityEndToEnd(t *testing.T) {
 	}
 	if _, resets := w.Counts(); resets != 0 {
 		t.Errorf("%d resets", resets)
+	}
+
+	// The glue holds a Machine listed before the replacement to its listed
+	// UUID: refused before Talos is even asked.
+	os := OS{Talos: d2.Talos, PVE: d2.PVE}
+	m := machines[0]
+	fake := w.Talos(m.VMID)
+	reads := fake.IdentityReads()
+	var ice *IdentityChangedError
+	// Bounded: an apply that did reach Talos would retry against the
+	// installed machine until talos' ApplyTimeout.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for op, call := range map[string]func() error{
+		"reset": func() error { return os.Reset(ctx, m, fake.IP()) },
+		"apply": func() error { return os.Apply(ctx, m, fake.IP()) },
+	} {
+		err := call()
+		if !errors.As(err, &ice) || ice.Listed != m.UUID || ice.Now == m.UUID || ice.Now == "" || ice.VMID != m.VMID {
+			t.Errorf("%s of a Machine listed before its VM was replaced: want IdentityChangedError, got %v", op, err)
+		}
+	}
+	if fake.IdentityReads() != reads || len(fake.Resets()) != 0 || len(fake.Applied()) != 1 {
+		t.Errorf("the Talos machine was asked (%d identity reads, %d resets, %d configs)", fake.IdentityReads()-reads, len(fake.Resets()), len(fake.Applied()))
 	}
 }

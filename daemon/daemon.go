@@ -94,7 +94,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log}
 	d.Reconciler = scaler.NewReconciler(
 		NewInfra(pve, int64(cfg.Proxmox.VM.Memory), len(cfg.Proxmox.MACIPPool) > 0),
-		OS{Talos: tal}, Cluster{Kube: kc}, policy,
+		OS{Talos: tal, PVE: pve}, Cluster{Kube: kc}, policy,
 		scaler.ReconcileOptions{
 			MaxProvisionTime: cfg.Policy.MaxProvisionTime.D(),
 			// After failures: cooldown.after_failure, doubling, up to six times it (5m to 30m by default).

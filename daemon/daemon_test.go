@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -710,5 +711,98 @@ func TestStopLeavesResumable(t *testing.T) {
 	d2.Reconciler.Wait()
 	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 1 {
 		t.Errorf("%d clones, want 1", got)
+	}
+}
+
+// TestSMBIOSIdentityEndToEnd: a worker's VM smbios1 uuid is the UUID its
+// Talos machine reports, its Node's systemUUID, and what the listing and
+// the snapshot carry. When the VMs are replaced behind our back (a new
+// UUID under the same vmid), a removal stops before the reset: the
+// machine at the address no longer proves to be that VM.
+func TestSMBIOSIdentityEndToEnd(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
+	converge(t, d, "2 joined workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+	d.Reconciler.Wait()
+	ctx := context.Background()
+	machines, _, err := NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false).Machines(ctx)
+	if err != nil || len(machines) != 2 {
+		t.Fatalf("Machines %+v, %v", machines, err)
+	}
+	snap, err := d.Kube.Snapshot(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vms := map[int]string{} // vmid -> UUID
+	for _, v := range w.Sim.VMs() {
+		if v.Template || v.VMID == world.ForeignVMID {
+			continue
+		}
+		vms[v.VMID] = v.UUID
+		if v.UUID == "" {
+			t.Fatalf("VM %d has no UUID", v.VMID)
+		}
+		node, err := w.Kube.Client.CoreV1().Nodes().Get(ctx, v.Name, metav1.GetOptions{})
+		if err != nil || node.Status.NodeInfo.SystemUUID != v.UUID {
+			t.Errorf("Node %s systemUUID %q, want the VM's %s (%v)", v.Name, node.Status.NodeInfo.SystemUUID, v.UUID, err)
+		}
+		fake := w.Talos(v.VMID)
+		if fake == nil || fake.UUID() != v.UUID || fake.IdentityReads() == 0 || len(fake.Applied()) != 1 {
+			t.Errorf("Talos machine of VM %d: %v", v.VMID, fake)
+		}
+		if i := slices.IndexFunc(machines, func(m scaler.Machine) bool { return m.VMID == v.VMID }); i < 0 || machines[i].UUID != v.UUID {
+			t.Errorf("Machines %+v: want VM %d with UUID %s", machines, v.VMID, v.UUID)
+		}
+		if i := slices.IndexFunc(snap.Nodes, func(n scaler.Node) bool { return n.Name == v.Name }); i < 0 || snap.Nodes[i].SystemUUID != v.UUID {
+			t.Errorf("snapshot Nodes %+v: want %s with SystemUUID %s", snap.Nodes, v.Name, v.UUID)
+		}
+	}
+
+	// Both VMs replaced behind our back; then one worker is to go: no
+	// reset reaches a machine at their addresses, and both VMs stay.
+	for vmid := range vms {
+		if _, err := w.Sim.SetSMBIOSUUID(vmid, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d2, _ := build(t, w, testConfig(w, 1, 3), Options{})
+	converge(t, d2, "a removal refused for the SMBIOS UUID", 60*time.Second, func() bool {
+		return strings.Contains(d2.Reconciler.Status().LastError, "SMBIOS UUID")
+	})
+	d2.Reconciler.Wait()
+	for vmid := range vms {
+		if fake := w.Talos(vmid); fake == nil || len(fake.Resets()) != 0 {
+			t.Errorf("VM %d: a reset reached a machine whose UUID is not its VM's (%v)", vmid, fake)
+		}
+		if _, ok := w.Sim.Lookup(vmid); !ok {
+			t.Errorf("VM %d was destroyed without its reset", vmid)
+		}
+	}
+	if _, resets := w.Counts(); resets != 0 {
+		t.Errorf("%d resets", resets)
+	}
+
+	// The glue holds a Machine listed before the replacement to its listed
+	// UUID: refused before Talos is even asked.
+	os := OS{Talos: d2.Talos, PVE: d2.PVE}
+	m := machines[0]
+	fake := w.Talos(m.VMID)
+	reads := fake.IdentityReads()
+	var ice *IdentityChangedError
+	// Bounded: an apply that did reach Talos would retry against the
+	// installed machine until talos' ApplyTimeout.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for op, call := range map[string]func() error{
+		"reset": func() error { return os.Reset(ctx, m, fake.IP()) },
+		"apply": func() error { return os.Apply(ctx, m, fake.IP()) },
+	} {
+		err := call()
+		if !errors.As(err, &ice) || ice.Listed != m.UUID || ice.Now == m.UUID || ice.Now == "" || ice.VMID != m.VMID {
+			t.Errorf("%s of a Machine listed before its VM was replaced: want IdentityChangedError, got %v", op, err)
+		}
+	}
+	if fake.IdentityReads() != reads || len(fake.Resets()) != 0 || len(fake.Applied()) != 1 {
+		t.Errorf("the Talos machine was asked (%d identity reads, %d resets, %d configs)", fake.IdentityReads()-reads, len(fake.Resets()), len(fake.Applied()))
 	}
 }

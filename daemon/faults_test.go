@@ -136,7 +136,7 @@ func TestFaultMatrix(t *testing.T) {
 					}
 				}
 			}
-			d.Reconciler = scaler.NewReconciler(NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false), OS{Talos: d.Talos}, Cluster{Kube: d.Kube},
+			d.Reconciler = scaler.NewReconciler(NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false), OS{Talos: d.Talos, PVE: d.PVE}, Cluster{Kube: d.Kube},
 				withMin(d.Policy, 1), scaler.ReconcileOptions{Log: zap.NewNop(), MaxProvisionTime: time.Minute, BackoffMin: time.Second})
 		}, want: 1},
 	}

@@ -50,7 +50,17 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 		if s, ok := strings.CutPrefix(step, scaler.PoolPrefix); ok {
 			m.Step, m.ForStandby = s, true // a build for the warm pool
 		}
-		if step != scaler.StepJoined && step != scaler.StepRemoving {
+		if step == scaler.StepJoined || step == scaler.StepRemoving {
+			// The SMBIOS UUID and the description's marker, read once per
+			// VM. Unreadable (its host offline): the UUID is unknown, the
+			// listing goes on; OS and Destroy read afresh before acting.
+			if meta, err := i.PVE.Meta(ctx, v.VMID, v.Host); err == nil {
+				if !meta.Ours {
+					return nil // tagged, but without our marker: not ours
+				}
+				m.UUID = meta.UUID
+			}
+		} else {
 			// Read once per VM (descriptions do not change): no request per tick.
 			meta, err := i.PVE.Meta(ctx, v.VMID, v.Host)
 			if err != nil {
@@ -60,6 +70,7 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 				return nil // an untagged VM that is not ours: never touched
 			}
 			m.Created = meta.Created
+			m.UUID = meta.UUID
 			if step == scaler.StepStandby && meta.Template != "" {
 				if !templateRead {
 					// At most one request per five minutes (cached by the adapter).
@@ -132,6 +143,11 @@ func (i *Infra) Create(ctx context.Context, only []string) (scaler.Machine, erro
 		i.mu.Lock()
 		i.hosts[vmid] = host
 		i.mu.Unlock()
+		// The clone's new SMBIOS UUID (cached for the listings after).
+		// Unreadable now: unknown, and OS reads it afresh before acting.
+		if meta, merr := i.PVE.Meta(ctx, vmid, host); merr == nil {
+			m.UUID = meta.UUID
+		}
 	}
 	return m, err
 }
@@ -208,6 +224,17 @@ func (i *Infra) Address(ctx context.Context, vmid int) (string, error) {
 // Destroy removes the VM.
 func (i *Infra) Destroy(ctx context.Context, m scaler.Machine) error {
 	vmid := m.VMID
+	// The machine decided on must still be the one under that vmid.
+	if listed := strings.ToLower(m.UUID); listed != "" {
+		now, err := i.PVE.Identity(ctx, vmid)
+		switch {
+		case errors.Is(err, proxmox.ErrGone):
+		case err != nil:
+			return fmt.Errorf("destroy %d: reading its SMBIOS UUID: %w", vmid, err)
+		case now != listed:
+			return &IdentityChangedError{VMID: vmid, Listed: listed, Now: now, Op: "destroy", NodeName: m.Name}
+		}
+	}
 	err := i.PVE.Cleanup(ctx, vmid)
 	if err == nil {
 		i.mu.Lock()
@@ -228,20 +255,67 @@ func (i *Infra) Sane(ctx context.Context) error { return i.PVE.Sane(ctx) }
 func (i *Infra) PowerOff(ctx context.Context, vmid int) error { return i.PVE.PowerOff(ctx, vmid) }
 
 // OS adapts the talos adapter.
-type OS struct{ Talos *talos.Client }
-
-func node(m scaler.Machine, ip string) talos.Node {
-	return talos.Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip, Standby: m.ForStandby}
+type OS struct {
+	Talos *talos.Client
+	// PVE, when set, is asked for the VM's SMBIOS UUID afresh right before
+	// a config or a reset leaves (Identity); nil: m.UUID as listed.
+	PVE *proxmox.Client
 }
 
-// Apply sends the worker config in maintenance mode.
+func node(m scaler.Machine, ip, uuid string) talos.Node {
+	return talos.Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip, UUID: uuid, Standby: m.ForStandby}
+}
+
+// IdentityChangedError means the VM's SMBIOS UUID is no longer the one
+// listed: another machine under the same vmid, not the one decided on.
+type IdentityChangedError struct {
+	VMID     int
+	Listed   string
+	Now      string
+	Op       string
+	NodeName string
+}
+
+func (e *IdentityChangedError) Error() string {
+	return fmt.Sprintf("%s %s: VM %d's SMBIOS UUID is %s now, %s when listed: another machine under the same vmid; not touching it",
+		e.Op, e.NodeName, e.VMID, e.Now, e.Listed)
+}
+
+// uuid is the SMBIOS UUID the machine at the VM's address must report for
+// op to go ahead: the VM's, read afresh from PVE; when the listing knew it
+// (m.UUID), the two must agree.
+func (o OS) uuid(ctx context.Context, m scaler.Machine, op string) (string, error) {
+	listed := strings.ToLower(m.UUID)
+	if o.PVE == nil {
+		return listed, nil
+	}
+	now, err := o.PVE.Identity(ctx, m.VMID)
+	if err != nil {
+		return "", fmt.Errorf("talos %s %s: reading VM %d's SMBIOS UUID: %w", op, m.Name, m.VMID, err)
+	}
+	if listed != "" && now != listed {
+		return "", &IdentityChangedError{VMID: m.VMID, Listed: listed, Now: now, Op: "talos " + op, NodeName: m.Name}
+	}
+	return now, nil
+}
+
+// Apply sends the worker config in maintenance mode, to the machine only
+// if it reports the VM's SMBIOS UUID.
 func (o OS) Apply(ctx context.Context, m scaler.Machine, ip string) error {
-	return o.Talos.Apply(ctx, node(m, ip))
+	id, err := o.uuid(ctx, m, "apply")
+	if err != nil {
+		return err
+	}
+	return o.Talos.Apply(ctx, node(m, ip, id))
 }
 
-// Reset resets the node gracefully.
+// Reset resets the node gracefully, only if it reports the VM's SMBIOS UUID.
 func (o OS) Reset(ctx context.Context, m scaler.Machine, ip string) error {
-	return o.Talos.Reset(ctx, node(m, ip))
+	id, err := o.uuid(ctx, m, "reset")
+	if err != nil {
+		return err
+	}
+	return o.Talos.Reset(ctx, node(m, ip, id))
 }
 
 // Unreachable reports a node that did not answer.

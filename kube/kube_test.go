@@ -620,3 +620,51 @@ func TestWritesAreInTheCacheWhenTheyReturn(t *testing.T) {
 		t.Fatal("delete returned while the cache still had the Node")
 	}
 }
+
+// TestSnapshotSystemUUID: a Node's status.nodeInfo.systemUUID (the
+// machine's SMBIOS UUID) survives kwok's node stage and reaches the
+// snapshot lower-cased; a Node without one has none.
+func TestSnapshotSystemUUID(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	const uuid = "6C2A5D2E-1111-4ABC-8DEF-0123456789AB"
+	for _, n := range []kubetest.NodeSpec{
+		{Name: "uuid-a", CPU: "2", Memory: "4Gi", SystemUUID: uuid},
+		{Name: "uuid-b", CPU: "2", Memory: "4Gi"},
+	} {
+		created, err := env.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + n.Name})
+		if err != nil || len(created.Items) != 0 {
+			t.Fatalf("node %s exists already (%v)", n.Name, err)
+		}
+		if err := env.CreateNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		name := n.Name
+		t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+	waitReady(t, env, "uuid-a")
+	waitReady(t, env, "uuid-b")
+	// kwok has written the status (Ready); the UUID is still the one the
+	// "kubelet" registered with.
+	n, err := env.Client.CoreV1().Nodes().Get(ctx, "uuid-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Status.NodeInfo.SystemUUID != uuid {
+		t.Fatalf("systemUUID after kwok's node stage: %q, want %q (nodeInfo %+v)", n.Status.NodeInfo.SystemUUID, uuid, n.Status.NodeInfo)
+	}
+
+	c := adapter(t, env, config.Drain{})
+	var snap scaler.Snapshot
+	waitFor(t, "both nodes Ready in the snapshot", 20*time.Second, func() bool {
+		snap, _ = c.Snapshot(ctx, time.Now())
+		a, b := nodeOf(snap, "uuid-a"), nodeOf(snap, "uuid-b")
+		return a != nil && b != nil && a.Ready && b.Ready
+	})
+	if got := nodeOf(snap, "uuid-a").SystemUUID; got != strings.ToLower(uuid) {
+		t.Errorf("snapshot SystemUUID %q, want %q", got, strings.ToLower(uuid))
+	}
+	if got := nodeOf(snap, "uuid-b").SystemUUID; got != "" {
+		t.Errorf("node without a systemUUID: snapshot has %q", got)
+	}
+}

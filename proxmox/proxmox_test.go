@@ -594,3 +594,72 @@ func TestTaskWarningsAreSuccess(t *testing.T) {
 		t.Errorf("warnings not logged: %v", logs.All())
 	}
 }
+
+// TestSMBIOSIdentity: the metadata of one of our VMs carries its smbios1
+// UUID (lower case), read once and then from the cache; Identity reads
+// afresh and sees a VM replaced under the same vmid.
+func TestSMBIOSIdentity(t *testing.T) {
+	if got := SMBIOSUUID("manufacturer=UHJveG1veA==,uuid=6C2A5D2E-0000-4ABC-8DEF-0123456789AB,base64=1"); got != "6c2a5d2e-0000-4abc-8def-0123456789ab" {
+		t.Errorf("SMBIOSUUID with other fields and upper case: %q", got)
+	}
+	if got := SMBIOSUUID("manufacturer=x"); got != "" {
+		t.Errorf("SMBIOSUUID without uuid: %q", got)
+	}
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	vmid, _ := provision(t, c)
+	v, _ := w.sim.Lookup(vmid)
+	tpl, _ := w.sim.Lookup(9000)
+	if v.UUID == "" || v.UUID == tpl.UUID {
+		t.Fatalf("clone's UUID %q, template's %q", v.UUID, tpl.UUID)
+	}
+	// Upper case in PVE's config is read lower case.
+	upper := strings.ToUpper(v.UUID)
+	if _, err := w.sim.SetSMBIOSUUID(vmid, upper); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	reads := func() int { return w.sim.Requests()["GET /nodes/{node}/qemu/{vmid}/config"] }
+	m, err := c.Meta(ctx, vmid, v.Host)
+	if err != nil || !m.Ours || m.UUID != v.UUID {
+		t.Fatalf("Meta %+v, %v: want ours with UUID %s", m, err, v.UUID)
+	}
+	before := reads()
+	for range 3 {
+		if m, _ := c.Meta(ctx, vmid, v.Host); m.UUID != v.UUID {
+			t.Fatalf("cached Meta UUID %q", m.UUID)
+		}
+	}
+	if n := reads() - before; n != 0 {
+		t.Errorf("%d config reads for cached metadata", n)
+	}
+	if id, err := c.Identity(ctx, vmid); err != nil || id != v.UUID {
+		t.Fatalf("Identity %q, %v; want %s", id, err, v.UUID)
+	}
+
+	// Another machine behind the same vmid: the cache still shows the old
+	// UUID, Identity the new one, and then the cache is read again.
+	nu, err := w.sim.SetSMBIOSUUID(vmid, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := c.Meta(ctx, vmid, v.Host); m.UUID != v.UUID {
+		t.Fatalf("cached Meta UUID %q before Identity", m.UUID)
+	}
+	before = reads()
+	if id, err := c.Identity(ctx, vmid); err != nil || id != nu {
+		t.Fatalf("Identity after the replacement: %q, %v; want %s", id, err, nu)
+	}
+	if reads()-before != 1 {
+		t.Errorf("Identity made %d config reads, want 1", reads()-before)
+	}
+	if m, _ := c.Meta(ctx, vmid, v.Host); m.UUID != nu {
+		t.Errorf("Meta after Identity saw a new UUID: %q, want %s", m.UUID, nu)
+	}
+	if err := c.Remove(ctx, vmid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Identity(ctx, vmid); !errors.Is(err, ErrGone) {
+		t.Errorf("Identity of a VM gone: %v", err)
+	}
+}

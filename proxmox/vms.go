@@ -407,6 +407,19 @@ type vmConfig struct {
 	Net0        string `json:"net0"`
 	Lock        string `json:"lock"`
 	Digest      string `json:"digest"`
+	SMBIOS1     string `json:"smbios1"`
+}
+
+// SMBIOSUUID reads the uuid= field of a PVE smbios1 value
+// ("uuid=6c2a...,manufacturer=..."), lower-cased: the VM's SMBIOS UUID,
+// which its guest reads as its system UUID. "" when there is none.
+func SMBIOSUUID(smbios1 string) string {
+	for _, kv := range strings.Split(smbios1, ",") {
+		if u, ok := strings.CutPrefix(strings.TrimSpace(kv), "uuid="); ok {
+			return strings.ToLower(strings.TrimSpace(u))
+		}
+	}
+	return ""
 }
 
 func (c *Client) config(ctx context.Context, host string, vmid int) (vmConfig, error) {
@@ -445,11 +458,16 @@ func (c *Client) ownTags(step string) string {
 }
 
 // Meta is what a VM's description records: when it was cloned and from
-// which template configuration (the template's config digest then).
+// which template configuration (the template's config digest then); and
+// the VM's SMBIOS UUID, read in the same config request.
 type Meta struct {
 	Ours     bool
 	Created  time.Time
 	Template string
+	// UUID is the VM's smbios1 uuid, lower case ("" when it has none).
+	// Cached with the rest: a VM replaced behind our back under the same
+	// vmid keeps its old UUID here until Identity sees the new one.
+	UUID string
 }
 
 // Created reads when one of our VMs was cloned, from its description; it
@@ -459,9 +477,9 @@ func (c *Client) Created(ctx context.Context, vmid int, host string) (time.Time,
 	return m.Created, m.Ours, err
 }
 
-// Meta reads a VM's description metadata. Descriptions of our VMs never
-// change, so what was read is kept (by vmid and creation time) and later
-// calls cost no API request.
+// Meta reads a VM's description metadata and SMBIOS UUID. Descriptions of
+// our VMs never change, so what was read is kept (by vmid) and later calls
+// cost no API request; a VM that is not ours is read again each time.
 func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) {
 	c.mu.Lock()
 	m, ok := c.metas[vmid]
@@ -473,8 +491,9 @@ func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) 
 	if err != nil {
 		return Meta{}, err
 	}
+	m.UUID = SMBIOSUUID(cfg.SMBIOS1)
 	if !c.createdByUs(cfg) {
-		return Meta{}, nil
+		return m, nil
 	}
 	m.Ours = true
 	for _, line := range strings.Split(cfg.Description, "\n") {
@@ -493,6 +512,34 @@ func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) 
 	c.metas[vmid] = m
 	c.mu.Unlock()
 	return m, nil
+}
+
+// Identity reads a VM's SMBIOS UUID afresh (one inventory and one config
+// request, no cache), wherever the VM runs now: the check right before a
+// destructive or secret-bearing call that the machine is still the one
+// the listing showed. A VM gone gives ErrGone. A UUID that differs from
+// the cached one drops the cached metadata, so the next listing reads it
+// again.
+func (c *Client) Identity(ctx context.Context, vmid int) (string, error) {
+	inv, err := c.Inventory(ctx)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(inv.All, func(v VM) bool { return v.VMID == vmid })
+	if i < 0 {
+		return "", fmt.Errorf("identity of %d: %w", vmid, ErrGone)
+	}
+	cfg, err := c.config(ctx, inv.All[i].Host, vmid)
+	if err != nil {
+		return "", fmt.Errorf("identity of %d: %w", vmid, err)
+	}
+	id := SMBIOSUUID(cfg.SMBIOS1)
+	c.mu.Lock()
+	if m, ok := c.metas[vmid]; ok && m.UUID != id {
+		delete(c.metas, vmid)
+	}
+	c.mu.Unlock()
+	return id, nil
 }
 
 // forget drops what is known of a VM (destroyed: its id may come back).

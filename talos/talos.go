@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosi-project/runtime/pkg/safe"
+	"github.com/cosi-project/runtime/pkg/state"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -38,6 +40,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/configpatcher"
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/types/network"
+	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
 )
 
 // Labels put on every node the scaler creates (defined with the engine, which reads them).
@@ -76,6 +79,9 @@ type Node struct {
 	Host string
 	// IP is the VM's address (from the guest agent or the MAC/IP pool).
 	IP string
+	// UUID is the VM's SMBIOS UUID (PVE's smbios1 uuid): Apply and Reset
+	// act only on a machine whose SystemInformation reports it.
+	UUID string
 	// Standby: built for the warm pool; its kubelet registers the Node
 	// tainted StandbyTaint, so no pod lands there before it is parked.
 	Standby bool
@@ -136,6 +142,50 @@ type RejectedError struct {
 
 func (e *RejectedError) Error() string {
 	return fmt.Sprintf("talos %s: node %s refused: %s", e.Op, e.Node, e.Message)
+}
+
+// IdentityError means the machine answering at the node's address is not
+// the VM we mean: its SMBIOS UUID (Talos' SystemInformation) differs from
+// the VM's, or the VM's is unknown (Expected empty) or the machine reports
+// none (Found empty). Nothing was sent: no config, no reset.
+type IdentityError struct {
+	Node     string
+	IP       string
+	Op       string
+	Expected string
+	Found    string
+}
+
+func (e *IdentityError) Error() string {
+	switch {
+	case e.Expected == "":
+		return fmt.Sprintf("talos %s: refusing node %s at %s: its VM's SMBIOS UUID is unknown, so the machine there cannot be told apart from another", e.Op, e.Node, e.IP)
+	case e.Found == "":
+		return fmt.Sprintf("talos %s: refusing node %s at %s: expected SMBIOS UUID %s, the machine there reports no SystemInformation UUID", e.Op, e.Node, e.IP, e.Expected)
+	}
+	return fmt.Sprintf("talos %s: refusing node %s at %s: expected SMBIOS UUID %s, the machine there reports %s (another machine at this address?)", e.Op, e.Node, e.IP, e.Expected, e.Found)
+}
+
+// identity reads the machine's SMBIOS UUID from its SystemInformation
+// resource (COSI, as `talosctl get systeminformation` does) and compares
+// it with the node's. A *IdentityError when it differs or is missing;
+// other errors are the read's (retryable or not, for the caller).
+func (c *Client) identity(ctx context.Context, tc *client.Client, n Node, op string) error {
+	want := strings.ToLower(strings.TrimSpace(n.UUID))
+	if want == "" {
+		return &IdentityError{Node: n.Name, IP: n.IP, Op: op}
+	}
+	si, err := safe.StateGetByID[*hardware.SystemInformation](ctx, tc.COSI, hardware.SystemInformationID)
+	if err != nil {
+		if state.IsNotFoundError(err) {
+			return &IdentityError{Node: n.Name, IP: n.IP, Op: op, Expected: want}
+		}
+		return err
+	}
+	if got := strings.ToLower(strings.TrimSpace(si.TypedSpec().UUID)); got != want {
+		return &IdentityError{Node: n.Name, IP: n.IP, Op: op, Expected: want, Found: got}
+	}
+	return nil
 }
 
 // New loads and checks the worker config, the patches and the talosconfig.
@@ -292,7 +342,15 @@ func (c *Client) endpoint(ip string) string {
 // `talosctl apply-config --insecure` does: TLS without a client certificate
 // and without verifying the server (a node in maintenance mode has no
 // identity yet). It retries until the API answers or ApplyTimeout passes.
+//
+// The connection is not authenticated, so before the config (which holds
+// the cluster's secrets) leaves, each attempt reads the machine's
+// SystemInformation and goes on only when its SMBIOS UUID is n.UUID: a
+// *IdentityError otherwise (n.UUID empty included), with nothing sent.
 func (c *Client) Apply(ctx context.Context, n Node) error {
+	if strings.TrimSpace(n.UUID) == "" {
+		return &IdentityError{Node: n.Name, IP: n.IP, Op: "apply"}
+	}
 	data, err := c.Render(n)
 	if err != nil {
 		return err
@@ -310,10 +368,19 @@ func (c *Client) Apply(ctx context.Context, n Node) error {
 	start := time.Now()
 	pause := c.pauses()
 	for attempt := 1; ; attempt++ {
-		_, err := tc.ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{
-			Data: data,
-			Mode: machineapi.ApplyConfigurationRequest_AUTO,
-		})
+		err := c.identity(ctx, tc, n, "apply")
+		var ie *IdentityError
+		if errors.As(err, &ie) {
+			c.log.Warn("talos apply refused: another machine at the address", zap.String("node", n.Name), zap.String("ip", n.IP),
+				zap.String("expected_uuid", ie.Expected), zap.String("found_uuid", ie.Found))
+			return err
+		}
+		if err == nil {
+			_, err = tc.ApplyConfiguration(ctx, &machineapi.ApplyConfigurationRequest{
+				Data: data,
+				Mode: machineapi.ApplyConfigurationRequest_AUTO,
+			})
+		}
 		if err == nil {
 			c.log.Info("talos config applied", zap.String("node", n.Name), zap.String("ip", n.IP), zap.Int("attempts", attempt), zap.Duration("waited", time.Since(start)))
 			return nil
@@ -364,8 +431,14 @@ func (c *Client) secureClient(ctx context.Context, ip string) (*client.Client, c
 // Reset resets the node gracefully, as `talosctl reset` does by default:
 // graceful, no reboot (the VM halts and is destroyed next), every disk wiped.
 // An unreachable node gives an *UnreachableError; a certificate that does
-// not verify, a *TLSError.
+// not verify, a *TLSError. Before each attempt it reads the machine's
+// SystemInformation over the same mTLS connection: a machine whose SMBIOS
+// UUID is not n.UUID (or n.UUID empty) gives an *IdentityError, and no
+// reset is sent.
 func (c *Client) Reset(ctx context.Context, n Node) error {
+	if strings.TrimSpace(n.UUID) == "" {
+		return &IdentityError{Node: n.Name, IP: n.IP, Op: "reset"}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ResetTimeout)
 	defer cancel()
 	tc, nctx, err := c.secureClient(ctx, n.IP)
@@ -375,11 +448,20 @@ func (c *Client) Reset(ctx context.Context, n Node) error {
 	defer func() { _ = tc.Close() }()
 	pause := c.pauses()
 	for attempt := 1; ; attempt++ {
-		err = tc.ResetGeneric(nctx, &machineapi.ResetRequest{
-			Graceful: true,
-			Reboot:   false,
-			Mode:     machineapi.ResetRequest_ALL,
-		})
+		err = c.identity(nctx, tc, n, "reset")
+		var ie *IdentityError
+		if errors.As(err, &ie) {
+			c.log.Warn("talos reset refused: another machine at the address", zap.String("node", n.Name), zap.String("ip", n.IP),
+				zap.String("expected_uuid", ie.Expected), zap.String("found_uuid", ie.Found))
+			return err
+		}
+		if err == nil {
+			err = tc.ResetGeneric(nctx, &machineapi.ResetRequest{
+				Graceful: true,
+				Reboot:   false,
+				Mode:     machineapi.ResetRequest_ALL,
+			})
+		}
 		if err == nil {
 			c.log.Info("talos reset requested", zap.String("node", n.Name), zap.String("ip", n.IP))
 			return nil

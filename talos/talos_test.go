@@ -194,7 +194,7 @@ func TestApplyInstallsWithHostnameLabelsAndPatches(t *testing.T) {
 	core, logs := observer.New(zap.DebugLevel)
 	cl := newClient(t, c, node.Port(), []string{strategic, zone}, zap.New(core))
 
-	n := Node{Name: "talos-worker-5001", VMID: 5001, Host: "pve2", IP: node.IP()}
+	n := Node{Name: "talos-worker-5001", VMID: 5001, Host: "pve2", IP: node.IP(), UUID: node.UUID()}
 	if err := cl.Apply(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +244,12 @@ func TestApplyRetriesUntilTheVMBoots(t *testing.T) {
 	port := freePort(t, ip)
 	cl := newClient(t, c, strconv.Itoa(port), nil, nil)
 	done := make(chan error, 1)
-	go func() { done <- cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: ip}) }()
+	const uuid = "0f8e6a3c-1d2b-4c5d-9e7f-a1b2c3d4e5f6"
+	go func() {
+		done <- cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: ip, UUID: uuid})
+	}()
 	time.Sleep(300 * time.Millisecond) // the VM is still booting: nothing listens
-	node := startNode(t, c, talosfake.Options{Addr: net.JoinHostPort(ip, strconv.Itoa(port))})
+	node := startNode(t, c, talosfake.Options{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), UUID: uuid})
 	if err := <-done; err != nil {
 		t.Fatalf("apply after boot: %v", err)
 	}
@@ -261,7 +264,7 @@ func TestApplyNodeNeverAnswers(t *testing.T) {
 	cl := newClient(t, c, strconv.Itoa(freePort(t, ip)), nil, nil)
 	cl.opts.ApplyTimeout = 300 * time.Millisecond
 	start := time.Now()
-	err := cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: ip})
+	err := cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: ip, UUID: "0f8e6a3c-1d2b-4c5d-9e7f-a1b2c3d4e5f6"})
 	var ue *UnreachableError
 	if !errors.As(err, &ue) || ue.Node != "w1" || ue.Op != "apply" {
 		t.Fatalf("want UnreachableError, got %v", err)
@@ -276,7 +279,7 @@ func TestApplyRejected(t *testing.T) {
 	node := startNode(t, c, talosfake.Options{})
 	node.RejectApply("1 error occurred:\n\t* install disk or diskSelector should be defined")
 	cl := newClient(t, c, node.Port(), nil, nil)
-	err := cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP()})
+	err := cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP(), UUID: node.UUID()})
 	var re *RejectedError
 	if !errors.As(err, &re) || !strings.Contains(re.Message, "install disk or diskSelector should be defined") {
 		t.Fatalf("want RejectedError with Talos's text, got %v", err)
@@ -290,7 +293,7 @@ func installedNode(t *testing.T, c *cluster, opts talosfake.Options) (*talosfake
 	t.Helper()
 	node := startNode(t, c, opts)
 	cl := newClient(t, c, node.Port(), nil, nil)
-	n := Node{Name: "talos-worker-5002", VMID: 5002, Host: "pve1", IP: node.IP()}
+	n := Node{Name: "talos-worker-5002", VMID: 5002, Host: "pve1", IP: node.IP(), UUID: node.UUID()}
 	if err := cl.Apply(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +362,7 @@ func TestTLSMismatch(t *testing.T) {
 	node := startNode(t, c, talosfake.Options{})
 	node.WrongCA()
 	cl := newClient(t, c, node.Port(), nil, nil)
-	n := Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP()}
+	n := Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP(), UUID: node.UUID()}
 	if err := cl.Apply(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +478,7 @@ func TestNodeNeverComesBackAfterInstall(t *testing.T) {
 	node := startNode(t, c, talosfake.Options{})
 	node.NeverUp()
 	cl := newClient(t, c, node.Port(), nil, nil)
-	n := Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP()}
+	n := Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP(), UUID: node.UUID()}
 	if err := cl.Apply(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
@@ -527,5 +530,98 @@ func TestRenderStandby(t *testing.T) {
 				t.Errorf("standby %v: register-with-taints %q", sb, got)
 			}
 		}
+	}
+}
+
+// TestApplyRefusesAnotherMachine: in maintenance mode (no authentication)
+// the config, which holds the cluster's secrets, goes only to a machine
+// whose SystemInformation reports the VM's SMBIOS UUID.
+func TestApplyRefusesAnotherMachine(t *testing.T) {
+	c := newCluster(t)
+	node := startNode(t, c, talosfake.Options{UUID: "6c2a5d2e-1111-4abc-8def-0123456789ab"})
+	cl := newClient(t, c, node.Port(), nil, nil)
+	n := Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP(), UUID: "0f8e6a3c-1d2b-4c5d-9e7f-a1b2c3d4e5f6"}
+
+	var ie *IdentityError
+	err := cl.Apply(context.Background(), n)
+	if !errors.As(err, &ie) || ie.Expected != n.UUID || ie.Found != node.UUID() || ie.IP != n.IP || ie.Node != "w1" || ie.Op != "apply" {
+		t.Fatalf("apply to another machine: want IdentityError naming both UUIDs, got %v", err)
+	}
+	for _, s := range []string{n.UUID, node.UUID(), n.IP} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+	if node.IdentityReads() == 0 {
+		t.Error("the machine's SystemInformation was never read")
+	}
+
+	// Unknown expected UUID: refused without asking.
+	reads := node.IdentityReads()
+	if err := cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: node.IP()}); !errors.As(err, &ie) || ie.Expected != "" {
+		t.Fatalf("apply with no expected UUID: want IdentityError, got %v", err)
+	}
+	if node.IdentityReads() != reads {
+		t.Error("an apply with no expected UUID still talked to the machine")
+	}
+
+	// The fault: the machine reports another UUID than its own.
+	n.UUID = node.UUID()
+	node.ReportUUID("9a9a9a9a-2222-4bbb-8ccc-dddddddddddd")
+	if err := cl.Apply(context.Background(), n); !errors.As(err, &ie) || ie.Found != "9a9a9a9a-2222-4bbb-8ccc-dddddddddddd" {
+		t.Fatalf("apply to a machine reporting another UUID: %v", err)
+	}
+	if got := node.Applied(); len(got) != 0 || node.State() != talosfake.Maintenance {
+		t.Fatalf("%d configs reached a machine that is not the VM (state %s)", len(got), node.State())
+	}
+
+	// Its own UUID, written upper case as PVE may keep it: applied.
+	node.ReportUUID("")
+	n.UUID = strings.ToUpper(node.UUID())
+	if err := cl.Apply(context.Background(), n); err != nil {
+		t.Fatalf("apply to the right machine: %v", err)
+	}
+	if len(node.Applied()) != 1 {
+		t.Fatalf("%d configs applied to the right machine", len(node.Applied()))
+	}
+}
+
+// TestResetRefusesAnotherMachine: over mTLS, a reset goes only to a
+// machine whose SystemInformation reports the VM's SMBIOS UUID.
+func TestResetRefusesAnotherMachine(t *testing.T) {
+	c := newCluster(t)
+	node, cl, n := installedNode(t, c, talosfake.Options{})
+	waitState(t, node, talosfake.Running)
+	reads := node.IdentityReads()
+
+	node.ReportUUID("9a9a9a9a-2222-4bbb-8ccc-dddddddddddd")
+	var ie *IdentityError
+	err := cl.Reset(context.Background(), n)
+	if !errors.As(err, &ie) || ie.Op != "reset" || ie.Expected != n.UUID || ie.Found != "9a9a9a9a-2222-4bbb-8ccc-dddddddddddd" || ie.IP != n.IP {
+		t.Fatalf("reset of another machine: want IdentityError, got %v", err)
+	}
+	if node.IdentityReads() == reads {
+		t.Error("SystemInformation not read over mTLS")
+	}
+	for _, md := range node.NodeMetadata() {
+		if md != n.IP {
+			t.Errorf("node metadata %q, want %s", md, n.IP)
+		}
+	}
+	empty := n
+	empty.UUID = ""
+	if err := cl.Reset(context.Background(), empty); !errors.As(err, &ie) || ie.Expected != "" {
+		t.Fatalf("reset with no expected UUID: want IdentityError, got %v", err)
+	}
+	if len(node.Resets()) != 0 || node.State() != talosfake.Running {
+		t.Fatalf("%d resets reached a machine that is not the VM (state %s)", len(node.Resets()), node.State())
+	}
+
+	node.ReportUUID("")
+	if err := cl.Reset(context.Background(), n); err != nil {
+		t.Fatalf("reset of the right machine: %v", err)
+	}
+	if len(node.Resets()) != 1 || node.State() != talosfake.Halted {
+		t.Fatalf("%d resets, state %s", len(node.Resets()), node.State())
 	}
 }

@@ -82,6 +82,7 @@ type vmFile struct {
 	Template bool            `json:"template"`
 	Running  bool            `json:"running"`
 	Tags     string          `json:"tags"`
+	UUID     string          `json:"uuid"`
 }
 
 func loadWorld(path string) (pvesim.World, error) {
@@ -107,7 +108,8 @@ func loadWorld(path string) (pvesim.World, error) {
 	conv := func(list []vmFile) (out []pvesim.VMSpec) {
 		for _, v := range list {
 			out = append(out, pvesim.VMSpec{VMID: v.VMID, Name: v.Name, Host: v.Host, Storage: v.Storage, Cores: v.Cores,
-				Memory: int64(v.Memory) >> 20, Disk: int64(v.Disk), Agent: v.Agent, Template: v.Template, Running: v.Running, Tags: v.Tags})
+				Memory: int64(v.Memory) >> 20, Disk: int64(v.Disk), Agent: v.Agent, Template: v.Template, Running: v.Running, Tags: v.Tags,
+				UUID: v.UUID})
 		}
 		return out
 	}

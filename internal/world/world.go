@@ -3,7 +3,9 @@
 // each started VM's address, and a real Kubernetes control plane with kwok.
 // It is consistent end to end: when a VM's Talos endpoint receives its
 // config and "reboots", a Node registers with the hostname and labels from
-// that config and the VM's cores and memory as capacity.
+// that config and the VM's cores and memory as capacity. One identity runs
+// through all three: the VM's smbios1 uuid is what its fake Talos machine
+// reports as SystemInformation and its Node as systemUUID.
 package world
 
 import (
@@ -249,6 +251,8 @@ func (w *World) follow(e pvesim.Event) {
 func (w *World) boot(vm pvesim.Event) {
 	opts := talosfake.Options{
 		Addr: net.JoinHostPort(vm.IP, strconv.Itoa(w.TalosPort)), CA: w.bundle.Certs.OS, InstallDelay: w.opts.InstallDelay,
+		// The machine's SMBIOS UUID is its VM's smbios1 uuid.
+		UUID: vm.UUID,
 		OnInstalled: func(_ *talosfake.Node, cfg []byte) {
 			w.mu.Lock()
 			w.installed[vm.VMID] = cfg
@@ -285,6 +289,13 @@ func (w *World) boot(vm pvesim.Event) {
 	w.fakes[vm.VMID] = n
 }
 
+// Talos is the fake Talos machine of a started VM (nil: none now).
+func (w *World) Talos(vmid int) *talosfake.Node {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fakes[vmid]
+}
+
 // JoinedAt is when the world registered the Node name (zero: not yet).
 func (w *World) JoinedAt(name string) time.Time {
 	w.mu.Lock()
@@ -310,7 +321,8 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 			taints = append(taints, corev1.Taint{Key: k, Value: v, Effect: corev1.TaintEffect(effect)})
 		}
 	}
-	err := w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints})
+	err := w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints,
+		SystemUUID: vm.UUID}) // the kubelet reads the VM's SMBIOS UUID
 	if err == nil {
 		w.mu.Lock()
 		w.nodeMade[name] = true

@@ -396,6 +396,9 @@ type NodeSpec struct {
 	Labels      map[string]string
 	Annotations map[string]string
 	Taints      []corev1.Taint
+	// SystemUUID is the status.nodeInfo.systemUUID the kubelet would
+	// report: the machine's SMBIOS UUID. kwok's node stage keeps it.
+	SystemUUID string
 }
 
 // CreateNode registers a node kwok runs (it becomes Ready within a second),
@@ -418,7 +421,8 @@ func (e *Env) CreateNode(ctx context.Context, n NodeSpec) error {
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels, Annotations: ann},
 		Spec:       corev1.NodeSpec{Taints: n.Taints},
-		Status:     corev1.NodeStatus{Capacity: res, Allocatable: res},
+		Status: corev1.NodeStatus{Capacity: res, Allocatable: res,
+			NodeInfo: corev1.NodeSystemInfo{SystemUUID: n.SystemUUID}},
 	}
 	_, err := e.Client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	return err

@@ -55,7 +55,7 @@ var (
 	cloneSchema    = schema{"node": "s", "vmid": "i", "newid": "i!", "name": "s", "description": "s", "pool": "s", "snapname": "s",
 		"storage": "s", "format": "s", "full": "b", "target": "s", "bwlimit": "i"}
 	configSchema = schema{"node": "s", "vmid": "i", "cores": "i", "memory": "s", "tags": "s", "description": "s", "name": "s",
-		"net0": "s", "agent": "s", "onboot": "b", "delete": "s", "digest": "s", "revert": "s", "sockets": "i", "cpu": "s", "balloon": "i"}
+		"net0": "s", "agent": "s", "smbios1": "s", "onboot": "b", "delete": "s", "digest": "s", "revert": "s", "sockets": "i", "cpu": "s", "balloon": "i"}
 	getConfigSchema = schema{"current": "b", "snapshot": "s"}
 	startSchema     = schema{"timeout": "i", "skiplock": "b"}
 	stopSchema      = schema{"timeout": "i", "skiplock": "b", "keepActive": "b", "overrule-shutdown": "b"}
@@ -493,7 +493,9 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 	}
 	nv := &vm{vmid: newid, name: name, node: target, cores: src.cores, memory: src.memory, tags: append([]string(nil), src.tags...),
 		description: req.params["description"], agent: src.agent, lock: "clone", storage: stName, disk: src.disk, pool: req.params["pool"],
-		net0: "virtio=" + s.mac() + ",bridge=vmbr0", agentSilent: s.faults.agentSilentNew}
+		net0: "virtio=" + s.mac() + ",bridge=vmbr0", agentSilent: s.faults.agentSilentNew,
+		// PVE gives every clone a new SMBIOS UUID (other smbios1 fields are copied).
+		smbios1: withUUID(src.smbios1, NewUUID())}
 	s.vms[newid] = nv
 	t := s.newTask(src.node, "qmclone", strconv.Itoa(src.vmid), req.user)
 
@@ -541,7 +543,7 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 }
 
 func (s *Sim) digest(v *vm) string {
-	sum := sha1.Sum(fmt.Appendf(nil, "%d/%d/%d/%s/%s/%s/%d", v.vmid, v.cores, v.memory, strings.Join(v.tags, ";"), v.description, v.name, v.digestN)) //nolint:gosec
+	sum := sha1.Sum(fmt.Appendf(nil, "%d/%d/%d/%s/%s/%s/%s/%d", v.vmid, v.cores, v.memory, strings.Join(v.tags, ";"), v.description, v.name, v.smbios1, v.digestN)) //nolint:gosec
 	return hex.EncodeToString(sum[:])
 }
 
@@ -555,7 +557,10 @@ func (s *Sim) getConfig(req *request) (any, *apiError) {
 	cfg := map[string]any{
 		"name": v.name, "cores": v.cores, "memory": strconv.FormatInt(v.memory, 10), "net0": v.net0, "digest": s.digest(v),
 		"scsi0": fmt.Sprintf("%s:vm-%d-disk-0,size=%dG", v.storage, v.vmid, v.disk>>30), "ostype": "l26", "scsihw": "virtio-scsi-single",
-		"boot": "order=scsi0;net0", "smbios1": "uuid=" + fmt.Sprintf("%08x-0000-4000-8000-%012x", v.vmid, v.vmid),
+		"boot": "order=scsi0;net0",
+	}
+	if v.smbios1 != "" {
+		cfg["smbios1"] = v.smbios1
 	}
 	if len(v.tags) > 0 {
 		cfg["tags"] = strings.Join(v.tags, ";")
@@ -594,7 +599,8 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 	}
 	path := fmt.Sprintf("/vms/%d", v.vmid)
 	for k, priv := range map[string]string{"cores": "VM.Config.CPU", "memory": "VM.Config.Memory", "net0": "VM.Config.Network",
-		"tags": "VM.Config.Options", "description": "VM.Config.Options", "name": "VM.Config.Options", "agent": "VM.Config.Options"} {
+		"tags": "VM.Config.Options", "description": "VM.Config.Options", "name": "VM.Config.Options", "agent": "VM.Config.Options",
+		"smbios1": "VM.Config.HWType"} {
 		if _, ok := req.params[k]; ok {
 			if aerr := s.allowed(req, path, priv); aerr != nil {
 				s.mu.Unlock()
@@ -631,6 +637,11 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 			errs["cores"] = "value must have a minimum value of 1"
 		}
 	}
+	if sm, ok := req.params["smbios1"]; ok {
+		if err := checkSMBIOS1(sm); err != nil {
+			errs["smbios1"] = err.Error()
+		}
+	}
 	if len(errs) > 0 {
 		s.mu.Unlock()
 		return nil, paramErr(errs)
@@ -659,6 +670,8 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 				v.name = val
 			case "net0":
 				v.net0 = val
+			case "smbios1":
+				v.smbios1 = val
 			case "agent":
 				v.agent = strings.HasPrefix(val, "1") || strings.Contains(val, "enabled=1")
 			}
@@ -897,4 +910,21 @@ func (s *Sim) postTicket(req *request) (any, *apiError) {
 	s.tickets[ticket], s.csrf[ticket] = user, csrf
 	return map[string]any{"username": user, "ticket": ticket, "CSRFPreventionToken": csrf, "clustername": "sim",
 		"cap": map[string]any{"vms": map[string]int{"VM.Allocate": 1}}}, nil
+}
+
+// smbios1Keys are the keys of PVE's smbios1 property string.
+var smbios1Keys = map[string]bool{"base64": true, "family": true, "manufacturer": true, "product": true, "serial": true, "sku": true, "uuid": true, "version": true}
+
+// checkSMBIOS1 validates an smbios1 value as PVE's schema does.
+func checkSMBIOS1(val string) error {
+	for _, kv := range strings.Split(val, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !smbios1Keys[k] {
+			return fmt.Errorf("invalid format - format error\n%s: property is not defined in schema and the schema does not allow additional properties", kv)
+		}
+		if k == "uuid" && !uuidRE.MatchString(v) {
+			return fmt.Errorf("invalid format - format error\nsmbios1.uuid: value does not match the regex pattern")
+		}
+	}
+	return nil
 }

@@ -434,3 +434,92 @@ func TestFullClone(t *testing.T) {
 		t.Errorf("full clone %+v", v)
 	}
 }
+
+// smbiosRE is smbios1 as PVE prints a VM's fresh one: a lower-case
+// version 4 UUID.
+var smbiosRE = regexp.MustCompile(`^uuid=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestSMBIOSUUID(t *testing.T) {
+	e := start(t, nil)
+	var created []Event
+	var mu sync.Mutex
+	e.sim.Subscribe(func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Type == EventCreated {
+			created = append(created, ev)
+		}
+	})
+	tpl := e.ok("GET", "/nodes/pve1/qemu/9000/config", "").(map[string]any)["smbios1"]
+	foreign := e.ok("GET", "/nodes/pve1/qemu/100/config", "").(map[string]any)["smbios1"]
+	for _, v := range []any{tpl, foreign} {
+		if s, _ := v.(string); !smbiosRE.MatchString(s) {
+			t.Fatalf("smbios1 %v: want uuid=<random v4>", v)
+		}
+	}
+	if tpl == foreign {
+		t.Fatalf("two VMs made at start share smbios1 %v", tpl)
+	}
+
+	// Two clones of one template: each gets a new UUID, shown while it is
+	// still locked and after.
+	seen := map[any]int{tpl: 9000, foreign: 100}
+	for _, id := range []string{"5000", "5001"} {
+		upid := e.ok("POST", "/nodes/pve1/qemu/9000/clone", "newid="+id+"&name=w"+id).(string)
+		locked := e.ok("GET", "/nodes/pve1/qemu/"+id+"/config", "").(map[string]any)
+		e.wait(upid)
+		cfg := e.ok("GET", "/nodes/pve1/qemu/"+id+"/config", "").(map[string]any)
+		got, _ := cfg["smbios1"].(string)
+		if !smbiosRE.MatchString(got) || locked["smbios1"] != got {
+			t.Fatalf("clone %s: smbios1 %q (while cloning %v)", id, got, locked["smbios1"])
+		}
+		if other, dup := seen[got]; dup {
+			t.Fatalf("clone %s has the smbios1 of VM %d: %s", id, other, got)
+		}
+		seen[got] = 0
+	}
+	mu.Lock()
+	if len(created) != 2 || "uuid="+created[0].UUID == tpl || created[0].UUID == "" || created[0].UUID == created[1].UUID {
+		t.Errorf("created events carry UUIDs %+v", created)
+	}
+	mu.Unlock()
+	if v, _ := e.sim.Lookup(5000); "uuid="+v.UUID != e.ok("GET", "/nodes/pve1/qemu/5000/config", "").(map[string]any)["smbios1"] {
+		t.Errorf("Lookup UUID %q differs from the config", v.UUID)
+	}
+
+	// Set through the config like any key; other fields kept as given.
+	before := e.ok("GET", "/nodes/pve1/qemu/5000/config", "").(map[string]any)["digest"]
+	const set = "manufacturer=UHJveG1veA==,uuid=0f8e6a3c-1d2b-4c5d-9e7f-a1b2c3d4e5f6,base64=1"
+	if a := e.call("PUT", "/nodes/pve1/qemu/5000/config", "smbios1="+url.QueryEscape(set)); a.raw != `{"data":null}` {
+		t.Fatalf("PUT smbios1: %s %s", a.status, a.raw)
+	}
+	cfg := e.ok("GET", "/nodes/pve1/qemu/5000/config", "").(map[string]any)
+	if cfg["smbios1"] != set || cfg["digest"] == before {
+		t.Errorf("after PUT: smbios1 %v, digest changed %v", cfg["smbios1"], cfg["digest"] != before)
+	}
+	a := e.call("PUT", "/nodes/pve1/qemu/5000/config", "smbios1=uuid=not-a-uuid")
+	if errs, _ := a.body["errors"].(map[string]any); a.code != 400 || !strings.Contains(fmt.Sprint(errs["smbios1"]), "invalid format") {
+		t.Errorf("bad uuid: %s %s", a.status, a.raw)
+	}
+	// A clone of that VM keeps its other fields and gets a new UUID.
+	e.wait(e.ok("POST", "/nodes/pve1/qemu/5000/clone", "newid=5002&full=1").(string))
+	got := e.ok("GET", "/nodes/pve1/qemu/5002/config", "").(map[string]any)["smbios1"].(string)
+	if !strings.HasPrefix(got, "manufacturer=UHJveG1veA==,uuid=") || !strings.HasSuffix(got, ",base64=1") || strings.Contains(got, "0f8e6a3c") {
+		t.Errorf("clone of a VM with more smbios1 fields: %q", got)
+	}
+
+	// The fault: another machine behind the same vmid.
+	nu, err := e.sim.SetSMBIOSUUID(5001, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ok("GET", "/nodes/pve1/qemu/5001/config", "").(map[string]any)["smbios1"]; got != "uuid="+nu {
+		t.Errorf("after SetSMBIOSUUID: smbios1 %v, want uuid=%s", got, nu)
+	}
+	if _, dup := seen["uuid="+nu]; dup {
+		t.Errorf("SetSMBIOSUUID gave an old UUID %s", nu)
+	}
+	if _, err := e.sim.SetSMBIOSUUID(5001, "x"); err == nil {
+		t.Error("SetSMBIOSUUID took a non-UUID")
+	}
+}

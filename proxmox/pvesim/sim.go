@@ -6,12 +6,31 @@
 // PVE's behaviour (docs: ../shared/docs/PVE-API.md), with latencies on an
 // injectable clock, faults to inject from Go, request counters, and VM
 // lifecycle events for other simulators to follow.
+//
+// # What it models, and how faithfully
+//
+// SMBIOS identity: every VM has an smbios1 value, shown by GET
+// .../config as PVE prints it ("smbios1": "uuid=<uuid>", other smbios1
+// fields such as manufacturer kept in PVE's comma-separated form). A VM
+// made at start (World.VMs, World.Templates) gets a random RFC 4122
+// version 4 UUID, as qm create does, unless its VMSpec names one; a
+// clone gets a NEW random UUID (the source's other smbios1 fields are
+// kept), as qemu-server's clone does: two VMs never share one. The
+// config PUT/POST take smbios1 like other keys (VM.Config.HWType; a uuid
+// that is not a UUID is a 400 "invalid format"). The UUID is what a
+// guest reads from its SMBIOS table: the kubelet's systemUUID and Talos'
+// SystemInformation. SetSMBIOSUUID changes it behind the scaler's back
+// (the VM was replaced by another machine with the same vmid). Events
+// carry the UUID the VM had then. Not modelled: vmgenid, which PVE also
+// regenerates on clone, and smbios1's base64 encoding of the other fields.
 package pvesim
 
 import (
+	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +81,9 @@ type VMSpec struct {
 	Template bool   `json:"template"`
 	Running  bool   `json:"running"`
 	Tags     string `json:"tags"`
+	// UUID is the SMBIOS UUID (smbios1 uuid=); empty: a random version 4
+	// UUID, as PVE generates for a new VM.
+	UUID string `json:"uuid"`
 }
 
 // TokenSpec is an API token. Privileges nil means every privilege.
@@ -147,6 +169,8 @@ type Event struct {
 	Cores  int
 	Memory int64 // MiB
 	Tags   []string
+	// UUID is the VM's SMBIOS UUID (smbios1 uuid=) at the time of the event.
+	UUID string
 }
 
 type host struct {
@@ -175,6 +199,7 @@ type vm struct {
 	tags        []string
 	description string
 	net0        string
+	smbios1     string // PVE's smbios1 value, "uuid=..." and any other fields
 	agent       bool
 	lock        string
 	storage     string
@@ -303,8 +328,14 @@ func New(w World, clock Clock) (*Sim, error) {
 				return nil, fmt.Errorf("pvesim: VM %d: duplicate or below 100", v.VMID)
 			}
 			tags, _ := normalizeTags(v.Tags)
+			id := v.UUID
+			if id == "" {
+				id = NewUUID()
+			} else if !uuidRE.MatchString(id) {
+				return nil, fmt.Errorf("pvesim: VM %d: uuid %q is not a UUID", v.VMID, id)
+			}
 			nv := &vm{vmid: v.VMID, name: v.Name, node: v.Host, template: v.Template, cores: max(v.Cores, 1), memory: max(v.Memory, 512),
-				tags: tags, agent: v.Agent, storage: v.Storage, disk: v.Disk, net0: "virtio=" + s.mac() + ",bridge=vmbr0"}
+				tags: tags, agent: v.Agent, storage: v.Storage, disk: v.Disk, net0: "virtio=" + s.mac() + ",bridge=vmbr0", smbios1: "uuid=" + id}
 			if v.Running && !v.Template {
 				nv.running, nv.startedAt, nv.agentAt = true, now, now
 				nv.ip = s.allocIP()
@@ -337,7 +368,51 @@ func (s *Sim) Subscribe(f func(Event)) {
 }
 
 func (s *Sim) event(t EventType, v *vm) Event {
-	return Event{Type: t, VMID: v.vmid, Name: v.name, Host: v.node, IP: v.ip, Cores: v.cores, Memory: v.memory, Tags: append([]string(nil), v.tags...)}
+	return Event{Type: t, VMID: v.vmid, Name: v.name, Host: v.node, IP: v.ip, Cores: v.cores, Memory: v.memory, Tags: append([]string(nil), v.tags...),
+		UUID: smbiosUUID(v.smbios1)}
+}
+
+// NewUUID is a random RFC 4122 version 4 UUID, lower case, as PVE
+// generates for smbios1.
+func NewUUID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// uuidRE is PVE's smbios1 uuid format.
+var uuidRE = regexp.MustCompile(`^[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$`)
+
+// smbiosUUID reads uuid= from an smbios1 value.
+func smbiosUUID(smbios1 string) string {
+	for _, kv := range strings.Split(smbios1, ",") {
+		if u, ok := strings.CutPrefix(kv, "uuid="); ok {
+			return u
+		}
+	}
+	return ""
+}
+
+// withUUID is an smbios1 value with its uuid replaced (added when absent),
+// the other fields kept in their order.
+func withUUID(smbios1, id string) string {
+	var out []string
+	found := false
+	for _, kv := range strings.Split(smbios1, ",") {
+		switch {
+		case kv == "":
+			continue
+		case strings.HasPrefix(kv, "uuid="):
+			kv, found = "uuid="+id, true
+		}
+		out = append(out, kv)
+	}
+	if !found {
+		out = append(out, "uuid="+id)
+	}
+	return strings.Join(out, ",")
 }
 
 // emit delivers events; call without s.mu held.
@@ -470,6 +545,27 @@ func (s *Sim) SetTemplateAgent(vmid int, on bool) {
 	}
 }
 
+// SetSMBIOSUUID changes a VM's SMBIOS UUID behind the scaler's back: the
+// VM was replaced by another machine with the same vmid. uuid "" takes a
+// fresh random one. It returns the new UUID.
+func (s *Sim) SetSMBIOSUUID(vmid int, uuid string) (string, error) {
+	if uuid == "" {
+		uuid = NewUUID()
+	}
+	if !uuidRE.MatchString(uuid) {
+		return "", fmt.Errorf("pvesim: %q is not a UUID", uuid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.vms[vmid]
+	if v == nil {
+		return "", fmt.Errorf("pvesim: no VM %d", vmid)
+	}
+	v.smbios1 = withUUID(v.smbios1, uuid)
+	v.digestN++
+	return uuid, nil
+}
+
 // SetHostMemory changes a host's total memory (bytes): a host that has
 // filled up, for the scaler.
 func (s *Sim) SetHostMemory(name string, total int64) {
@@ -496,6 +592,8 @@ type VM struct {
 	Pool        string
 	Storage     string
 	Net0        string
+	// UUID is the SMBIOS UUID (smbios1 uuid=).
+	UUID string
 }
 
 // VMs returns every VM, sorted by vmid.
@@ -505,7 +603,8 @@ func (s *Sim) VMs() []VM {
 	out := make([]VM, 0, len(s.vms))
 	for _, v := range s.vms {
 		out = append(out, VM{VMID: v.vmid, Name: v.name, Host: v.node, Running: v.running, Template: v.template, Cores: v.cores, Memory: v.memory,
-			Tags: append([]string(nil), v.tags...), Description: v.description, Lock: v.lock, IP: v.ip, Pool: v.pool, Storage: v.storage, Net0: v.net0})
+			Tags: append([]string(nil), v.tags...), Description: v.description, Lock: v.lock, IP: v.ip, Pool: v.pool, Storage: v.storage, Net0: v.net0,
+			UUID: smbiosUUID(v.smbios1)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out

@@ -8,10 +8,17 @@
 // back at the same address in secure mode (a certificate issued by the
 // cluster's OS CA for the node's IP, client certificates verified against
 // the CA in the applied config). A reset halts it.
+//
+// In both modes it also serves the COSI state service (cosi.resource.State,
+// which the machinery client's COSI field and safe.StateGet talk to) with
+// one resource: SystemInformation (hardware.talos.dev, id
+// systeminformation), whose UUID is the machine's SMBIOS UUID, as a real
+// Talos serves it in maintenance mode too. Other resources are NotFound.
 package talosfake
 
 import (
 	"context"
+	crand "crypto/rand"
 	"crypto/tls"
 	stdx509 "crypto/x509"
 	"fmt"
@@ -19,6 +26,8 @@ import (
 	"sync"
 	"time"
 
+	cosiv1alpha1 "github.com/cosi-project/runtime/api/v1alpha1"
+	"github.com/cosi-project/runtime/pkg/resource/protobuf"
 	"github.com/siderolabs/crypto/x509"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,6 +38,7 @@ import (
 
 	"github.com/siderolabs/talos/pkg/machinery/api/machine"
 	"github.com/siderolabs/talos/pkg/machinery/config/configloader"
+	"github.com/siderolabs/talos/pkg/machinery/resources/hardware"
 )
 
 // State is where a fake node is in its life.
@@ -58,6 +68,9 @@ type Options struct {
 	OnInstalled func(n *Node, config []byte)
 	// OnReset is called when a reset is accepted.
 	OnReset func(n *Node, req *machine.ResetRequest)
+	// UUID is the machine's SMBIOS UUID, served as SystemInformation's
+	// uuid (default: a random version 4 UUID).
+	UUID string
 }
 
 // Node is one fake Talos machine.
@@ -76,6 +89,8 @@ type Node struct {
 	neverUp   bool
 	hangReset bool
 	wrongCA   bool
+	uuid      string // reported SMBIOS UUID (the configured one, or a fault's)
+	idReads   int
 	closed    bool
 	timer     *time.Timer
 	wg        sync.WaitGroup
@@ -83,9 +98,7 @@ type Node struct {
 
 // Start starts a node in maintenance mode.
 func Start(opts Options) (*Node, error) {
-	if opts.Version == "" {
-		opts.Version = "v1.13.9"
-	}
+	opts = defaults(opts)
 	host, _, err := net.SplitHostPort(opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("talosfake: address %q: %w", opts.Addr, err)
@@ -93,7 +106,7 @@ func Start(opts Options) (*Node, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("talosfake: address %q: only loopback addresses are allowed", opts.Addr)
 	}
-	n := &Node{opts: opts, ip: host}
+	n := &Node{opts: opts, ip: host, uuid: opts.UUID}
 	lis, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("talosfake: %w", err)
@@ -109,6 +122,48 @@ func Start(opts Options) (*Node, error) {
 	n.state = Maintenance
 	n.serve(lis, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.NoClientCert, MinVersion: tls.VersionTLS12}, false)
 	return n, nil
+}
+
+func defaults(opts Options) Options {
+	if opts.Version == "" {
+		opts.Version = "v1.13.9"
+	}
+	if opts.UUID == "" {
+		opts.UUID = newUUID()
+	}
+	return opts
+}
+
+// newUUID is a random RFC 4122 version 4 UUID, lower case.
+func newUUID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// UUID is the machine's configured SMBIOS UUID (what it reports unless
+// ReportUUID says otherwise).
+func (n *Node) UUID() string { return n.opts.UUID }
+
+// ReportUUID makes SystemInformation report uuid instead of the configured
+// UUID (a fault: another machine answers at this address); "" goes back
+// to the configured one.
+func (n *Node) ReportUUID(uuid string) {
+	if uuid == "" {
+		uuid = n.opts.UUID
+	}
+	n.mu.Lock()
+	n.uuid = uuid
+	n.mu.Unlock()
+}
+
+// IdentityReads is how many times SystemInformation was read.
+func (n *Node) IdentityReads() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.idReads
 }
 
 // IP is the node's address; Port its API port; Addr both.
@@ -187,7 +242,9 @@ func (n *Node) Close() {
 // serve starts a server on lis; n.mu must be held.
 func (n *Node) serve(lis net.Listener, cfg *tls.Config, secure bool) {
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
-	machine.RegisterMachineServiceServer(srv, &service{n: n, secure: secure})
+	svc := &service{n: n, secure: secure}
+	machine.RegisterMachineServiceServer(srv, svc)
+	cosiv1alpha1.RegisterStateServer(srv, &stateService{svc: svc})
 	n.srv = srv
 	n.wg.Go(func() { _ = srv.Serve(lis) })
 }
@@ -388,6 +445,45 @@ func (s *service) Reset(ctx context.Context, req *machine.ResetRequest) (*machin
 	return &machine.ResetResponse{Messages: []*machine.Reset{{ActorId: "reset"}}}, nil
 }
 
+// stateService is the COSI state API (read-only, one resource).
+type stateService struct {
+	cosiv1alpha1.UnimplementedStateServer
+	svc *service
+}
+
+// Get serves SystemInformation, the machine's SMBIOS identity; any other
+// resource is NotFound, as COSI answers.
+func (s *stateService) Get(ctx context.Context, req *cosiv1alpha1.GetRequest) (*cosiv1alpha1.GetResponse, error) {
+	if err := s.svc.poweredOff(); err != nil {
+		return nil, err
+	}
+	if s.svc.secure {
+		s.svc.recordNode(ctx)
+	}
+	if req.GetNamespace() != hardware.NamespaceName || req.GetType() != hardware.SystemInformationType || req.GetId() != hardware.SystemInformationID {
+		return nil, status.Errorf(codes.NotFound, "resource %s(%s/%s@undefined) doesn't exist", req.GetType(), req.GetNamespace(), req.GetId())
+	}
+	n := s.svc.n
+	n.mu.Lock()
+	n.idReads++
+	id := n.uuid
+	n.mu.Unlock()
+	r := hardware.NewSystemInformation(hardware.SystemInformationID)
+	*r.TypedSpec() = hardware.SystemInformationSpec{
+		Manufacturer: "QEMU", ProductName: "Standard PC (i440FX + PIIX, 1996)", Version: "pc-i440fx-9.2",
+		UUID: id, WakeUpType: "Power Switch",
+	}
+	pr, err := protobuf.FromResource(r)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "marshal SystemInformation: %v", err)
+	}
+	m, err := pr.Marshal()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "marshal SystemInformation: %v", err)
+	}
+	return &cosiv1alpha1.GetResponse{Resource: m}, nil
+}
+
 // selfSigned makes the maintenance-mode certificate, as a fresh Talos does.
 func selfSigned(ip string) (tls.Certificate, error) {
 	ca, err := x509.NewSelfSignedCertificateAuthority(x509.ECDSA(true), x509.IPAddresses([]net.IP{net.ParseIP(ip)}))
@@ -402,9 +498,7 @@ func selfSigned(ip string) (tls.Certificate, error) {
 // at opts.Addr (which must name the port), calling OnInstalled once it
 // serves, from its own goroutine.
 func StartInstalled(opts Options, cfg []byte) (*Node, error) {
-	if opts.Version == "" {
-		opts.Version = "v1.13.9"
-	}
+	opts = defaults(opts)
 	host, port, err := net.SplitHostPort(opts.Addr)
 	if err != nil || port == "0" {
 		return nil, fmt.Errorf("talosfake: address %q: expected IP:PORT with the port it was installed at", opts.Addr)
@@ -412,7 +506,7 @@ func StartInstalled(opts Options, cfg []byte) (*Node, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("talosfake: address %q: only loopback addresses are allowed", opts.Addr)
 	}
-	n := &Node{opts: opts, ip: host, port: port, state: Installing}
+	n := &Node{opts: opts, ip: host, port: port, state: Installing, uuid: opts.UUID}
 	n.timer = time.AfterFunc(0, func() {
 		if err := n.boot(cfg); err != nil {
 			n.mu.Lock()

@@ -337,13 +337,14 @@ func (c Cluster) WaitReady(ctx context.Context, name string, timeout time.Durati
 	return c.Kube.WaitReady(ctx, name, timeout, nil)
 }
 
-// SetRemovalStep records the removal step on the node.
-func (c Cluster) SetRemovalStep(ctx context.Context, name, step string) error {
-	var v *string
+// SetRemovalStep records the removal step on the node, with the machine's
+// SMBIOS UUID ("" clears both).
+func (c Cluster) SetRemovalStep(ctx context.Context, name, step, uuid string) error {
+	var v, of *string
 	if step != "" {
-		v = &step
+		v, of = &step, &uuid
 	}
-	return c.Kube.Annotate(ctx, name, nil, map[string]*string{scaler.AnnotationRemoval: v})
+	return c.Kube.Annotate(ctx, name, nil, map[string]*string{scaler.AnnotationRemoval: v, scaler.AnnotationRemovalOf: of})
 }
 
 // Cordon cordons or uncordons.

@@ -15,12 +15,20 @@ import (
 
 // NodeOf reads, from the API server itself (not the informers' cache),
 // the Node that is m's by identity (scaler.SameWorker: vmid label and
-// SMBIOS UUID), with the pods bound to it. nil when there is none.
+// SMBIOS UUID), with the pods bound to it; nil when there is none. It
+// fails closed: without m's UUID it cannot tell, and a Node that shows m's
+// UUID or m's name without being m's by identity (a label removed or
+// changed, a name taken over) makes the answer ambiguous: an error, never
+// "none".
 func (c *Client) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, error) {
-	list, err := c.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: scaler.LabelVMID + "=" + strconv.Itoa(m.VMID)})
+	if m.UUID == "" {
+		return nil, fmt.Errorf("the Node of VM %d: its SMBIOS UUID is unknown, so no Node can be told to be or not be its", m.VMID)
+	}
+	list, err := c.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read the Node of VM %d: %w", m.VMID, err)
 	}
+	var found *scaler.Node
 	for i := range list.Items {
 		n := &list.Items[i]
 		sn := scaler.Node{
@@ -32,23 +40,29 @@ func (c *Client) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 			Annotations: n.Annotations,
 		}
 		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
-		if !scaler.SameWorker(m, sn) {
+		switch {
+		case scaler.SameWorker(m, sn):
+			found = &sn
+		case strings.EqualFold(sn.SystemUUID, m.UUID) || n.Name == m.Name:
+			return nil, fmt.Errorf("the Node of VM %d is ambiguous: Node %s (vmid label %q, SMBIOS UUID %s) shares its name or UUID without being its by identity",
+				m.VMID, n.Name, n.Labels[scaler.LabelVMID], sn.SystemUUID)
+		}
+	}
+	if found == nil {
+		return nil, nil
+	}
+	pods, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", found.Name).String()})
+	if err != nil {
+		return nil, fmt.Errorf("read the pods of Node %s: %w", found.Name, err)
+	}
+	for j := range pods.Items {
+		p := &pods.Items[j]
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		pods, err := c.cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", n.Name).String()})
-		if err != nil {
-			return nil, fmt.Errorf("read the pods of Node %s: %w", n.Name, err)
-		}
-		for j := range pods.Items {
-			p := &pods.Items[j]
-			if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
-			}
-			sn.Pods = append(sn.Pods, c.pod(p, requests(p), nil))
-		}
-		return &sn, nil
+		found.Pods = append(found.Pods, c.pod(p, requests(p), nil))
 	}
-	return nil, nil
+	return found, nil
 }
 
 // normalUUID is a UUID as compared across PVE, Kubernetes and Talos.

@@ -11,6 +11,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -76,12 +78,20 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, o LeaderOptions, le
 				}
 				leading = true
 				mu.Unlock()
-				// lead stops when leadership is lost (lctx) or ctx ends.
-				run, cancel := context.WithCancel(lctx)
-				stop := context.AfterFunc(ctx, cancel)
+				// lead stops when ctx ends (with its grace) or leadership is
+				// lost: then at once (cause scaler.ErrLeadershipLost), since
+				// another daemon may lead within seconds.
+				run, cancel := context.WithCancelCause(context.WithoutCancel(lctx))
+				stopOnCtx := context.AfterFunc(ctx, func() { cancel(ctx.Err()) })
+				stopOnLoss := context.AfterFunc(lctx, func() {
+					if ctx.Err() == nil {
+						cancel(scaler.ErrLeadershipLost)
+					}
+				})
 				lead(run)
-				stop()
-				cancel()
+				stopOnCtx()
+				stopOnLoss()
+				cancel(nil)
 				close(ledDone)
 				log.Info("releasing the lease", zap.String("identity", o.Identity))
 				stopElecting()

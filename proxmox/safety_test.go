@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
 )
 
 // Scenario 7 of the safety issue: the clone's answer is lost (a client
@@ -94,5 +97,41 @@ func TestAllocateIDPrefersUnseenIDs(t *testing.T) {
 	}
 	if next == first {
 		t.Errorf("the id %d of a VM deleted by hand was taken again at once", first)
+	}
+}
+
+// A VM with our tags but without our description's marker is not ours:
+// Remove and PowerOff refuse it before stopping anything.
+func TestTaggedButUnmarkedVMIsNeverStopped(t *testing.T) {
+	w := newWorld(t, func(wd *pvesim.World) {
+		wd.VMs = append(wd.VMs, pvesim.VMSpec{VMID: 5600, Name: "talos-worker-5600", Host: "pve1", Storage: "shared", Cores: 4, Memory: 8192, Disk: 10 << 30, Running: true, Tags: "pve-autoscaler;cluster-homelab"})
+	})
+	c := w.client(nil, nil)
+	ctx := context.Background()
+	if err := c.Remove(ctx, 5600); err == nil {
+		t.Error("Remove took a VM without our marker")
+	}
+	if err := c.PowerOff(ctx, 5600); err == nil {
+		t.Error("PowerOff took a VM without our marker")
+	}
+	if v, ok := w.sim.Lookup(5600); !ok || !v.Running {
+		t.Errorf("the VM was stopped or removed: %+v (present %v)", v, ok)
+	}
+}
+
+// With a host offline, the MAC/IP pool hands out nothing: the MACs of the
+// VMs there cannot be read, and one might be handed out twice.
+func TestMACPoolWithAHostOffline(t *testing.T) {
+	w := newWorld(t, nil)
+	pool := []config.MACIP{{MAC: "BC:24:11:AA:00:01", IP: "192.168.10.51"}}
+	c := w.client(func(p *config.Proxmox) { p.MACIPPool = pool }, nil)
+	ctx := context.Background()
+	w.sim.SetHostOnline("pve2", false) // VM 5500 lives there
+	inv, err := c.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mac, _, err := c.NextMAC(ctx, inv, 5001); err == nil {
+		t.Errorf("handed out %s with a host offline", mac)
 	}
 }

@@ -349,6 +349,13 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 // the time of the request), and if so waits until PVE has finished it.
 func (c *Client) awaitOwnClone(ctx context.Context, host string, vmid int, description string) (bool, error) {
 	for {
+		// PVE builds a clone's config on the template's node and moves it to
+		// the target at the end: read it where the cluster lists it now.
+		if inv, err := c.Inventory(ctx); err == nil {
+			if i := slices.IndexFunc(inv.All, func(v VM) bool { return v.VMID == vmid }); i >= 0 {
+				host = inv.All[i].Host
+			}
+		}
 		cfg, err := c.config(ctx, host, vmid)
 		if err != nil || strings.TrimSpace(cfg.Description) != strings.TrimSpace(description) {
 			return false, nil
@@ -590,6 +597,9 @@ func (c *Client) PowerOff(ctx context.Context, vmid int) error {
 	case "unknown":
 		return fmt.Errorf("power off %d: its host %s is offline", vmid, v.Host)
 	}
+	if err := c.ownedConfig(ctx, v); err != nil {
+		return fmt.Errorf("power off %d: %w", vmid, err)
+	}
 	if err := c.stop(ctx, v); err != nil {
 		return fmt.Errorf("power off %d: %w", vmid, err)
 	}
@@ -653,11 +663,13 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip 
 		if v.Template {
 			continue
 		}
+		if h := hostOf(inv, v.Host); h != nil && !h.Online {
+			// Its MAC cannot be read: handing it out again would put two
+			// machines on one address when the host is back.
+			return "", "", fmt.Errorf("proxmox.mac_ip_pool: host %s is offline, so VM %d's MAC is unknown; no MAC is handed out until it is back", v.Host, v.VMID)
+		}
 		cfg, err := c.config(ctx, v.Host, v.VMID)
 		if err != nil {
-			if h := hostOf(inv, v.Host); h != nil && !h.Online {
-				continue
-			}
 			return "", "", fmt.Errorf("reading VM %d's MAC: %w", v.VMID, err)
 		}
 		for _, kv := range strings.Split(cfg.Net0, ",") {
@@ -819,6 +831,9 @@ func (c *Client) Remove(ctx context.Context, vmid int) error {
 	}
 	if v.Status == "unknown" {
 		return fmt.Errorf("remove %d: its host %s is offline", vmid, v.Host)
+	}
+	if err := c.ownedConfig(ctx, v); err != nil {
+		return fmt.Errorf("remove %d: %w", vmid, err)
 	}
 	if v.Status == "running" {
 		if err := c.stop(ctx, v); err != nil {

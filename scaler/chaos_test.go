@@ -70,6 +70,7 @@ type chaosNode struct {
 	workload bool // pods other than DaemonSet ones
 	drained  bool
 	annot    string
+	annotOf  string
 	standby  bool
 	cordoned bool
 }
@@ -293,7 +294,7 @@ func (w *chaosWorld) toNode(n *chaosNode) Node {
 	node := Node{Name: n.name, Managed: true, VMID: n.vmid, SystemUUID: n.uuid, Ready: n.ready, Unschedulable: n.cordoned, Standby: n.standby,
 		Created: t0.Add(-time.Hour), Allocatable: shape, Usage: u, Requests: u}
 	if n.annot != "" {
-		node.Annotations = map[string]string{AnnotationRemoval: n.annot}
+		node.Annotations = map[string]string{AnnotationRemoval: n.annot, AnnotationRemovalOf: n.annotOf}
 	}
 	if n.workload && !n.drained {
 		node.Pods = []Pod{{Namespace: "app", Name: n.name + "-app", OwnerKind: "ReplicaSet", Requests: u}}
@@ -351,10 +352,10 @@ func (w *chaosWorld) node(name string) *chaosNode {
 	return &chaosNode{} // a Node that is gone: writes are lost
 }
 
-func (w *chaosWorld) SetRemovalStep(_ context.Context, name, step string) error {
+func (w *chaosWorld) SetRemovalStep(_ context.Context, name, step, uuid string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.node(name).annot = step
+	w.node(name).annot, w.node(name).annotOf = step, uuid
 	return w.maybeCrash()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -41,8 +42,12 @@ const (
 	RemovalReset   = "reset"
 )
 
-// AnnotationRemoval records on a Node how far its removal got.
-const AnnotationRemoval = "pve-autoscaler.io/removal"
+// AnnotationRemoval records on a Node how far its removal got, and
+// AnnotationRemovalOf the SMBIOS UUID of the machine it is about.
+const (
+	AnnotationRemoval   = "pve-autoscaler.io/removal"
+	AnnotationRemovalOf = "pve-autoscaler.io/removal-of"
+)
 
 // Machine is one of this cluster's VMs as the infrastructure reports it.
 type Machine struct {
@@ -106,8 +111,11 @@ type OS interface {
 type Cluster interface {
 	Snapshot(ctx context.Context, now time.Time) (Snapshot, error)
 	WaitReady(ctx context.Context, name string, timeout time.Duration) error
-	// SetRemovalStep records a removal step on the Node ("" clears it).
-	SetRemovalStep(ctx context.Context, name, step string) error
+	// SetRemovalStep records a removal step on the Node ("" clears it),
+	// with the SMBIOS UUID of the machine being removed
+	// (AnnotationRemovalOf): a Node object a new machine took over under a
+	// reused name never inherits a removal.
+	SetRemovalStep(ctx context.Context, name, step, uuid string) error
 	Cordon(ctx context.Context, name string, on bool) error
 	// SetStandby taints (on) or untaints a Node TaintStandby.
 	SetStandby(ctx context.Context, name string, on bool) error
@@ -192,8 +200,9 @@ type Reconciler struct {
 	// vmGone and nodeGone hold the direct reads that found a VM (of a
 	// managed Node) or a Node (of a joined VM) gone, by vmid.
 	vmGone, nodeGone Absence
-	hold             string   // why destructive actions are withheld ("" when not)
-	refused          []string // the last refusals (refuse), newest last
+	hold             string       // why destructive actions are withheld ("" when not)
+	kept             map[int]bool // vmids whose VM exists but is not ours (see Observation.Kept)
+	refused          []string     // the last refusals (refuse), newest last
 	last             Status
 	wg               sync.WaitGroup
 	work             context.Context
@@ -253,7 +262,7 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -301,6 +310,12 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration, onTick fun
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrLeadershipLost) {
+				// Another daemon may lead within seconds: no grace.
+				r.Abort()
+				r.Wait()
+				return
+			}
 			r.Stop()
 			return
 		case <-timer.C:
@@ -316,6 +331,11 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration, onTick fun
 		}
 	}
 }
+
+// ErrLeadershipLost is the cause of a Run context ended because another
+// daemon may lead now: running operations are stopped at once (Abort), not
+// given StopGrace.
+var ErrLeadershipLost = errors.New("leadership lost")
 
 // Stop starts nothing new and waits for running operations to reach a
 // step boundary, cancelling them after StopGrace.
@@ -371,7 +391,10 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	for vmid := range stale {
 		busy[vmid] = true
 	}
-	obs := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy}
+	r.mu.Lock()
+	kept := maps.Clone(r.kept)
+	r.mu.Unlock()
+	obs := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy, Kept: kept}
 	hold := obs.Disagreement()
 	r.setHold(hold, snap.Nodes)
 	r.resume(ctx, snap, machines, stale, hold, now)
@@ -494,6 +517,14 @@ func (r *Reconciler) setHold(hold string, nodes []Node) {
 	was := r.hold
 	r.hold = hold
 	r.mu.Unlock()
+	if hold != "" && was == "" {
+		// What was read towards confirming an absence before the views
+		// fell apart is forgotten: confirmation starts over once they agree.
+		r.mu.Lock()
+		clear(r.vmGone)
+		clear(r.nodeGone)
+		r.mu.Unlock()
+	}
 	switch {
 	case hold != "":
 		r.log.Error("safety hold: the Proxmox and Kubernetes views disagree; nothing destructive is done, provisioning goes on", zap.String("why", hold))
@@ -675,7 +706,9 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		case ResumeRetire:
 			r.startRetire(m)
 		case ResumeConfirm:
-			r.confirmNodeGone(ctx, m, now)
+			if hold == "" { // reads on a view that disagrees prove nothing
+				r.confirmNodeGone(ctx, m, now)
+			}
 		case ResumeRemoveNodeless:
 			r.removeNodeless(ctx, snap, m)
 		}
@@ -743,9 +776,12 @@ func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machin
 	r.startRemoval(removal{m: m, from: RemovalDrained})
 }
 
-// deleteOrphanNodes deletes the Nodes of VMs that are gone: only after
-// two direct reads at least ConfirmAbsence apart say "does not exist",
-// with the list sane in between, and never while the views disagree.
+// deleteOrphanNodes deals with managed Nodes whose VM is not among ours.
+// Each such VM is read directly: one that exists is not ours any more (a
+// person removed our tags to keep the worker): its Node is left alone and
+// no longer counts as missing a VM. One that PVE says does not exist,
+// twice at least ConfirmAbsence apart with the list sane in between, has
+// its Node deleted, never while the views disagree.
 func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machines []Machine, hold string, now time.Time) {
 	r.mu.Lock()
 	busy := map[int]bool{}
@@ -753,6 +789,8 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 		busy[vmid] = true
 	}
 	r.mu.Unlock()
+	// Kept VMs are read again too: a VM deleted after its tags were removed
+	// is gone, and its Node is an orphan like any other.
 	orphans, _ := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy}.Absences()
 	keys := map[int]bool{}
 	for _, n := range orphans {
@@ -760,15 +798,34 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 	}
 	r.mu.Lock()
 	r.vmGone.Keep(keys)
+	for vmid := range r.kept {
+		if !keys[vmid] {
+			delete(r.kept, vmid) // ours again, or its Node is gone
+		}
+	}
 	r.mu.Unlock()
-	if len(orphans) == 0 || hold != "" || r.o.DryRun {
+	if len(orphans) == 0 || r.o.DryRun {
 		return
 	}
 	if err := r.infra.Sane(ctx); err != nil {
 		r.log.Error("a Node's VM is missing from the list, but the list cannot be trusted: no Node deleted", zap.Error(err))
 		return
 	}
-	for _, n := range orphans {
+	listed := map[int]bool{}
+	for _, m := range machines {
+		listed[m.VMID] = true
+	}
+	const maxReads = 10 // direct reads a tick: the rest waits for the next
+	for i, n := range orphans {
+		if i == maxReads {
+			break
+		}
+		if listed[n.VMID] {
+			// Its vmid is one of ours, its UUID another machine's: an
+			// identity conflict, never resolved by deleting anything.
+			r.refuse(fmt.Sprintf("Node %s says vmid %d, but VM %d is another machine (SMBIOS UUID %s on the Node): nothing is done about either", n.Name, n.VMID, n.VMID, n.SystemUUID))
+			continue
+		}
 		gone, err := r.infra.Gone(ctx, n.VMID)
 		if err != nil {
 			r.log.Warn("could not read the VM of a Node", zap.String("node", n.Name), zap.Int("vmid", n.VMID), zap.Error(err))
@@ -776,15 +833,24 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 		}
 		r.mu.Lock()
 		confirmed := false
-		if gone {
-			confirmed = r.vmGone.Seen(n.VMID, now, r.o.ConfirmAbsence)
-		} else {
+		switch {
+		case !gone:
 			r.vmGone.Present(n.VMID)
+			if !r.kept[n.VMID] {
+				r.kept[n.VMID] = true
+				r.mu.Unlock()
+				r.refuse(fmt.Sprintf("VM %d exists but is not ours (our tags, vmid range or marker are gone): it and its Node %s are left alone", n.VMID, n.Name))
+				r.mu.Lock()
+			}
+		case hold == "":
+			delete(r.kept, n.VMID)
+			confirmed = r.vmGone.Seen(n.VMID, now, r.o.ConfirmAbsence)
+		default:
+			delete(r.kept, n.VMID)
 		}
 		r.mu.Unlock()
 		switch {
-		case !gone:
-			r.log.Warn("a Node's VM exists but is not listed as ours (tags, vmid range, or UUID differ): Node left alone", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+		case !gone || hold != "":
 		case !confirmed:
 			r.log.Warn("a Node's VM does not exist; deleting the Node once a read at least "+r.o.ConfirmAbsence.String()+" later agrees", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
 		default:
@@ -973,7 +1039,10 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 // VM recorded and the daemon's clock are never compared with the wall
 // clock that context deadlines use.
 func (r *Reconciler) provisionContext(started time.Time) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(r.work, started.Add(r.o.MaxProvisionTime).Sub(r.o.Now()))
+	// A start in the future (a clock set back, another host's clock ahead)
+	// counts as now: the timeout is never longer than MaxProvisionTime.
+	left := min(started.Add(r.o.MaxProvisionTime).Sub(r.o.Now()), r.o.MaxProvisionTime)
+	return context.WithTimeout(r.work, left)
 }
 
 // discard destroys a VM whose provisioning (or wake, or park into the
@@ -1117,7 +1186,7 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 	}
 	if step == "" {
 		if err := do(RemovalMarked, func() error {
-			if err := r.cluster.SetRemovalStep(ctx, node, RemovalMarked); err != nil {
+			if err := r.cluster.SetRemovalStep(ctx, node, RemovalMarked, m.UUID); err != nil {
 				return err
 			}
 			if op.park {
@@ -1136,7 +1205,7 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 				}
 				r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
 			}
-			return r.cluster.SetRemovalStep(ctx, node, RemovalDrained)
+			return r.cluster.SetRemovalStep(ctx, node, RemovalDrained, m.UUID)
 		})
 		if err != nil {
 			if errors.Is(err, errHalted) {
@@ -1153,7 +1222,7 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 			if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
 				return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
 			}
-			_ = r.cluster.SetRemovalStep(bg, node, "")
+			_ = r.cluster.SetRemovalStep(bg, node, "", "")
 			if cerr := r.cluster.Cordon(bg, node, false); cerr != nil {
 				return fmt.Errorf("%w (and uncordoning failed: %v)", err, cerr)
 			}
@@ -1182,11 +1251,13 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 // it is done. A machine that no longer answers after a reset was sent
 // (by this run or a crashed one) counts as reset.
 func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefore bool) error {
-	if err := r.infra.Record(ctx, m.VMID, StepResetting); err != nil {
-		return err
-	}
 	ip, err := r.infra.Address(ctx, m.VMID)
 	if err == nil {
+		// Recorded right before it is sent: a crash in between counts it
+		// as sent, and a machine that then no longer answers as reset.
+		if err := r.infra.Record(ctx, m.VMID, StepResetting); err != nil {
+			return err
+		}
 		err = r.os.Reset(ctx, m, ip)
 	}
 	unreachable := err != nil && (ip == "" || r.os.Unreachable(err))
@@ -1204,7 +1275,7 @@ func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefo
 	}
 	if node != "" {
 		// Best effort: a reset node may already have left the cluster.
-		if err := r.cluster.SetRemovalStep(ctx, node, RemovalReset); err != nil {
+		if err := r.cluster.SetRemovalStep(ctx, node, RemovalReset, m.UUID); err != nil {
 			r.log.Info("could not record the reset on the Node", zap.String("node", node), zap.Error(err))
 		}
 	}
@@ -1226,7 +1297,7 @@ func (r *Reconciler) park(ctx context.Context, op *operation, m Machine) error {
 		if err := r.cluster.Cordon(ctx, node, true); err != nil {
 			return err
 		}
-		return r.cluster.SetRemovalStep(ctx, node, "")
+		return r.cluster.SetRemovalStep(ctx, node, "", "")
 	}); err != nil {
 		return err
 	}

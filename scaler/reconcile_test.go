@@ -24,8 +24,11 @@ type fakeInfra struct {
 	// it returns it: what happens there is missing from that list.
 	onList func()
 	// hidden VMs exist but are left out of the list (a token without
-	// VM.Audit on them, our tags removed); Gone says they exist.
-	hidden    map[int]bool
+	// VM.Audit on them): reading them directly is refused.
+	hidden map[int]bool
+	// untagged VMs exist but are not ours any more (our tags removed by
+	// hand): left out of the list; Gone says they exist.
+	untagged  map[int]bool
 	insane    error // what Sane answers
 	destroyed []int
 	journal   []string // Record calls and the cluster's SetRemovalStep, in order
@@ -38,7 +41,7 @@ func (f *fakeInfra) note(s string) {
 }
 
 func newFakeInfra() *fakeInfra {
-	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}, hidden: map[int]bool{}}
+	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}, hidden: map[int]bool{}, untagged: map[int]bool{}}
 }
 
 func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
@@ -46,7 +49,7 @@ func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
 	defer f.mu.Unlock()
 	var out []Machine
 	for _, m := range f.vms {
-		if !f.hidden[m.VMID] {
+		if !f.hidden[m.VMID] && !f.untagged[m.VMID] {
 			out = append(out, m)
 		}
 	}
@@ -114,8 +117,11 @@ func (f *fakeInfra) Destroy(_ context.Context, m Machine) error {
 func (f *fakeInfra) Gone(_ context.Context, vmid int) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.hidden[vmid] {
+		return false, fmt.Errorf("Permission check failed (/vms/%d, VM.Audit)", vmid)
+	}
 	_, ok := f.vms[vmid]
-	return !ok && !f.hidden[vmid], nil
+	return !ok, nil
 }
 func (f *fakeInfra) Sane(context.Context) error { return f.insane }
 
@@ -228,7 +234,7 @@ func (c *fakeCluster) WaitReady(ctx context.Context, name string, _ time.Duratio
 		return ctx.Err()
 	}
 }
-func (c *fakeCluster) SetRemovalStep(_ context.Context, name, step string) error {
+func (c *fakeCluster) SetRemovalStep(_ context.Context, name, step, _ string) error {
 	c.infra.note("annotate " + name + " " + step)
 	return nil
 }

@@ -58,6 +58,9 @@ type Observation struct {
 	// Busy are the VMs an operation of ours runs on, or has just finished
 	// with: their Node or VM may be missing on purpose.
 	Busy map[int]bool
+	// Kept are vmids whose VM exists but is not ours any more (a person
+	// removed our tags to keep the worker): their Nodes lack no VM.
+	Kept map[int]bool
 }
 
 // Absences lists what is missing on one side in an observation: managed
@@ -65,7 +68,7 @@ type Observation struct {
 // VM has no Node. Busy VMs and their Nodes are left out.
 func (o Observation) Absences() (nodesWithoutVM []Node, vmsWithoutNode []Machine) {
 	for _, n := range o.Nodes {
-		if !n.Managed || n.ControlPlane || n.VMID == 0 || o.Busy[n.VMID] {
+		if !n.Managed || n.ControlPlane || n.VMID == 0 || o.Busy[n.VMID] || o.Kept[n.VMID] {
 			continue
 		}
 		found := false
@@ -112,7 +115,7 @@ func (o Observation) Disagreement() string {
 		}
 	}
 	for _, n := range o.Nodes {
-		if n.Managed && !n.ControlPlane && n.VMID != 0 && !o.Busy[n.VMID] {
+		if n.Managed && !n.ControlPlane && n.VMID != 0 && !o.Busy[n.VMID] && !o.Kept[n.VMID] {
 			managed++
 		}
 	}
@@ -270,8 +273,11 @@ func DecideResume(f MachineFacts) Resume {
 	case f.DryRun && (m.Step != StepJoined || m.ForStandby):
 		return Resume{Why: "dry run"}
 	}
+	// A removal mark counts only for the machine it was written for: a
+	// Node object taken over by a new machine under a reused name (the old
+	// one's deletion failed) carries a mark that is not about it.
 	removalStep := func() string {
-		if n == nil {
+		if n == nil || !strings.EqualFold(n.Annotations[AnnotationRemovalOf], m.UUID) {
 			return ""
 		}
 		return n.Annotations[AnnotationRemoval]
@@ -290,6 +296,12 @@ func DecideResume(f MachineFacts) Resume {
 	case StepReset:
 		return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "reset: the VM is destroyed"}
 	case StepParking:
+		if n == nil {
+			if f.NodeGone {
+				return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "a park whose Node is confirmed gone: the VM is destroyed"}
+			}
+			return Resume{Kind: ResumeConfirm, Why: "a park whose Node is not seen: confirming before anything is stopped"}
+		}
 		from := removalStep()
 		if from == "" {
 			// The annotation is cleared only once drained (and recorded

@@ -66,6 +66,14 @@ func TestDecideResume(t *testing.T) {
 		{"killed after the reset, before its record on the Node", MachineFacts{Machine: at(StepReset), Node: marked(RemovalDrained)}, ResumeRemove, RemovalReset},
 		// Scenario 8: a park whose drain failed records joined first; a park with a cleared annotation was drained.
 		{"parking, annotation cleared", MachineFacts{Machine: at(StepParking), Node: ready}, ResumePark, RemovalDrained},
+		{"parking, Node not seen: confirm before stopping", MachineFacts{Machine: at(StepParking)}, ResumeConfirm, ""},
+		{"parking, Node confirmed gone", MachineFacts{Machine: at(StepParking), NodeGone: true}, ResumeRemove, RemovalReset},
+		// A Node object a new machine took over under a reused name keeps the
+		// old machine's mark: it is not about this one.
+		{"joined, a mark written for another machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},
+			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalReset, AnnotationRemovalOf: "old"}}}, ResumeNothing, ""},
+		{"joined, a mark written for this machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},
+			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalMarked, AnnotationRemovalOf: "NEW"}}}, ResumeRemove, RemovalMarked},
 		{"parking, marked", MachineFacts{Machine: at(StepParking), Node: marked(RemovalMarked)}, ResumePark, RemovalMarked},
 		{"waking", MachineFacts{Machine: at(StepWaking)}, ResumeWake, ""},
 		{"retiring", MachineFacts{Machine: at(StepRetiring)}, ResumeRetire, ""},

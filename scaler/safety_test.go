@@ -332,16 +332,17 @@ func TestResetSentBeforeACrashCountsAsReset(t *testing.T) {
 	}
 }
 
-// A removal Decide plans is refused when the Node's vmid label points at
-// a VM whose UUID is not the Node's (the label is the kubelet's to write).
-func TestRemovalOfANodeWhoseVMIsAnotherMachineIsRefused(t *testing.T) {
+// An identity conflict: Node w3's vmid label (the kubelet's to write)
+// points at VM 3, whose SMBIOS UUID is another machine's, and VM 3's own
+// Node is missing. Neither is acted on: a safety hold, nothing removed.
+func TestAnIdentityConflictHoldsEverything(t *testing.T) {
 	w := newWorld(t, 3, nil)
 	w.tick(t, 0)
-	// Node w3 says vmid 3 but reports another machine's UUID; VM 3's own
-	// Node is missing: two absences, a safety hold, nothing removed.
 	w.cluster.nodes[3] = worker("w3", 1, 1, func(n *Node) { n.VMID, n.SystemUUID = 3, uuidOf(99) })
 	for range 3 {
-		w.tick(t, ConfirmAbsence)
+		if p := w.tick(t, ConfirmAbsence); !hasHold(p) {
+			t.Fatalf("no safety hold: %+v", p.Holds)
+		}
 	}
 	if d := w.destroyed(); len(d) != 0 {
 		t.Errorf("destroyed %v", d)
@@ -373,5 +374,67 @@ func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
 		if !undrained && (!uncordoned || destroyed) {
 			t.Errorf("drain failed, node kept: uncordoned %v, destroyed %v; want true, false (%v)", uncordoned, destroyed, w.infra.journal)
 		}
+	}
+}
+
+// Scenario 2: people remove our tags from two running workers to keep
+// them. The VMs exist (a direct read says so): not ours, never touched,
+// and their Nodes do not count as missing a VM, so no safety hold stalls
+// the rest of the cluster.
+func TestWorkersWhoseTagsWereRemovedAreLeftAlone(t *testing.T) {
+	w := newWorld(t, 4, nil)
+	w.tick(t, 0)
+	for _, vmid := range []int{3, 4} {
+		w.cluster.nodes[vmid] = worker(w.infra.vms[vmid].Name, 50, 50, func(n *Node) { n.VMID, n.SystemUUID = vmid, uuidOf(vmid) })
+		w.infra.untagged[vmid] = true
+	}
+	var p Plan
+	for range 4 {
+		p = w.tick(t, ConfirmAbsence)
+	}
+	if hasHold(p) {
+		t.Errorf("a safety hold over kept workers: %+v", p.Holds)
+	}
+	if d := w.deleted(); len(d) != 0 {
+		t.Errorf("Nodes deleted: %v", d)
+	}
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("VMs destroyed: %v", d)
+	}
+	if st := w.r.Status(); !slices.ContainsFunc(st.Refused, func(s string) bool { return strings.Contains(s, "VM 3 exists but is not ours") }) {
+		t.Errorf("kept worker not reported: %v", st.Refused)
+	}
+}
+
+// Scenario 11, the other half: when leadership is lost, another daemon may
+// lead within seconds; running operations are stopped at once, not given
+// the grace a shutdown gets (which is tested in kube's leader tests).
+func TestLeadershipLostStopsOperationsAtOnce(t *testing.T) {
+	w := newWorld(t, 0, func(_ *Policy, o *ReconcileOptions) { o.StopGrace = time.Hour })
+	held := w.cluster.hold("w100") // the first worker's WaitReady waits
+	defer close(held)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan struct{})
+	go func() {
+		w.r.Run(ctx, time.Hour, nil)
+		close(done)
+	}()
+	// Wait until the provisioning waits for its Node.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		w.infra.mu.Lock()
+		step := w.infra.vms[100].Step
+		w.infra.mu.Unlock()
+		if step == StepApplying {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the provisioning never reached applying")
+		}
+	}
+	cancel(ErrLeadershipLost)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run waited for its hour of grace after leadership was lost")
 	}
 }

@@ -24,7 +24,9 @@ func TestNodeOf(t *testing.T) {
 		Labels: map[string]string{scaler.LabelManaged: "true", scaler.LabelVMID: "7701"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), "ident-a", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Nodes().Delete(context.Background(), "ident-a", metav1.DeleteOptions{})
+	})
 	waitReady(t, env, "ident-a")
 	c := adapter(t, env, config.Drain{})
 

@@ -1012,7 +1012,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	if err == nil && m.ForStandby {
 		// Built for the pool: park it (its Node registered tainted).
 		op.park = true
-		err = r.park(r.work, op, Machine{VMID: m.VMID, Name: m.Name, Host: m.Host})
+		err = r.runSteps(op, "", r.parkSteps(r.work, op, m))
 		if err != nil && !errors.Is(err, errHalted) {
 			r.log.Warn("parking a new standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.Error(err))
 			r.discard(m)
@@ -1079,14 +1079,6 @@ func (r *Reconciler) discard(m Machine) {
 }
 
 func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operation) error {
-	step := m.Step
-	do := func(next string, f func() error) error {
-		if err := r.runStep(op, next, f); err != nil {
-			return err
-		}
-		step = next
-		return nil
-	}
 	// A build for the pool records its steps with PoolPrefix.
 	rec := func(s string) string {
 		if m.ForStandby {
@@ -1094,23 +1086,20 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 		}
 		return s
 	}
-	if step == "" || step == StepCloned {
-		if err := do(StepConfigured, func() error { return r.infra.Configure(ctx, m.VMID, rec(StepConfigured)) }); err != nil {
-			return err
-		}
+	from := m.Step
+	if from == "" {
+		from = StepCloned
 	}
-	if step == StepConfigured {
-		if err := do(StepStarted, func() error {
+	err := r.runSteps(op, from, []step{
+		{StepCloned, nil}, // done by Create
+		{StepConfigured, func() error { return r.infra.Configure(ctx, m.VMID, rec(StepConfigured)) }},
+		{StepStarted, func() error {
 			if err := r.infra.Start(ctx, m.VMID); err != nil {
 				return err
 			}
 			return r.infra.Record(ctx, m.VMID, rec(StepStarted))
-		}); err != nil {
-			return err
-		}
-	}
-	if step == StepStarted {
-		if err := do(StepApplying, func() error {
+		}},
+		{StepApplying, func() error {
 			ip, err := r.infra.Address(ctx, m.VMID)
 			if err != nil {
 				return err
@@ -1120,25 +1109,69 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 				return err
 			}
 			return r.os.Apply(ctx, m, ip)
-		}); err != nil {
-			return err
-		}
-	}
-	if step == StepApplying {
-		if err := do(StepJoined, func() error {
+		}},
+		{StepJoined, func() error {
 			deadline, _ := ctx.Deadline()
 			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
 				return err
 			}
-			return r.infra.Record(ctx, m.VMID, rec(StepJoined))
-		}); err != nil {
-			return err
+			if err := r.infra.Record(ctx, m.VMID, rec(StepJoined)); err != nil {
+				return err
+			}
+			if !m.ForStandby {
+				r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler added this worker (VM %d on %s)", m.VMID, m.Host))
+			}
+			return nil
+		}},
+	})
+	return err
+}
+
+// step is one named step of an operation: what it does, and the name
+// recorded once it is done. An operation is a list of steps run by
+// runSteps, which starts after the step recorded last, so a restarted
+// daemon resumes where the last one stopped and adding a step is one line.
+type step struct {
+	name string
+	do   func() error // nil: a step done elsewhere, only a place in the list
+}
+
+// runSteps runs steps in order, from the one after from (all of them when
+// from is none of theirs), each at a step boundary (runStep).
+func (r *Reconciler) runSteps(op *operation, from string, steps []step) error {
+	start := 0
+	for i, s := range steps {
+		if s.name == from {
+			start = i + 1
 		}
-		if !m.ForStandby {
-			r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler added this worker (VM %d on %s)", m.VMID, m.Host))
+	}
+	for _, s := range steps[start:] {
+		if s.do == nil {
+			continue
+		}
+		if err := r.runStep(op, s.name, s.do); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// launch registers op on its VM (unless stopping, or the VM has an
+// operation already) and runs it in the background, finishing with its
+// outcome.
+func (r *Reconciler) launch(op *operation, run func() error) {
+	r.mu.Lock()
+	if r.stopping || op.vmid == 0 || r.ops[op.vmid] != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.ops[op.vmid] = op
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.wg.Done()
+		r.finish(op.kind, op.vmid, run())
+	}()
 }
 
 // removal is a removal (or a park) to start: the machine, its Node's name
@@ -1154,96 +1187,74 @@ type removal struct {
 
 func (r *Reconciler) startRemoval(rm removal) {
 	m := rm.m
-	r.mu.Lock()
-	if r.stopping || r.ops[m.VMID] != nil || m.VMID == 0 {
-		r.mu.Unlock()
-		return
-	}
-	step := rm.from
+	st := rm.from
 	if rm.park {
-		step = StepParking // what Decide counts as a park in flight
+		st = StepParking // what Decide counts as a park in flight
 	}
-	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: step, started: r.o.Now(), park: rm.park, machine: m}
-	r.ops[m.VMID] = op
-	r.wg.Add(1)
-	r.mu.Unlock()
-	go func() {
-		defer r.wg.Done()
-		r.finish(OpRemove, m.VMID, r.remove(op, rm))
-	}()
+	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: st, started: r.o.Now(), park: rm.park, machine: m}
+	r.launch(op, func() error { return r.remove(op, rm) })
 }
 
 func (r *Reconciler) remove(op *operation, rm removal) error {
 	ctx := r.work
 	m, node := rm.m, rm.node
-	step := rm.from
-	do := func(next string, f func() error) error {
-		if err := r.runStep(op, next, f); err != nil {
-			return err
-		}
-		step = next
-		return nil
+	mark := StepRemoving
+	if op.park {
+		mark = StepParking
 	}
-	if step == "" {
-		if err := do(RemovalMarked, func() error {
+	steps := []step{
+		{RemovalMarked, func() error {
 			if err := r.cluster.SetRemovalStep(ctx, node, RemovalMarked, m.UUID); err != nil {
 				return err
 			}
-			if op.park {
-				return r.infra.Record(ctx, m.VMID, StepParking)
-			}
-			return r.infra.Record(ctx, m.VMID, StepRemoving)
-		}); err != nil {
-			return err
-		}
+			return r.infra.Record(ctx, m.VMID, mark)
+		}},
+		{RemovalDrained, func() error { return r.drain(ctx, m, node) }},
 	}
-	if step == RemovalMarked {
-		err := do(RemovalDrained, func() error {
-			if err := r.cluster.Drain(ctx, node); err != nil {
-				if !r.o.RemoveUndrained {
-					return err
-				}
-				r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
-			}
-			return r.cluster.SetRemovalStep(ctx, node, RemovalDrained, m.UUID)
-		})
-		if err != nil {
-			if errors.Is(err, errHalted) {
-				return err
-			}
-			// The node stays: back to joined, unmarked, uncordoned. Joined
-			// is recorded first: a crash in between leaves a joined VM with
-			// a marked Node, whose removal a later tick resumes from its
-			// drain, never a park or destroy of a worker whose pods came
-			// back. (The drain leaves the node cordoned, so that with
-			// remove_undrained nothing lands on a node about to go.)
-			r.cluster.Event(node, "Warning", "DrainFailed", err.Error())
-			bg := context.WithoutCancel(ctx)
-			if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
-				return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
-			}
-			_ = r.cluster.SetRemovalStep(bg, node, "", "")
-			if cerr := r.cluster.Cordon(bg, node, false); cerr != nil {
-				return fmt.Errorf("%w (and uncordoning failed: %v)", err, cerr)
-			}
-			return err
-		}
+	if op.park {
+		return r.runSteps(op, rm.from, append(steps, r.parkSteps(ctx, op, m)...))
 	}
-	if step == RemovalDrained && op.park {
-		return r.park(ctx, op, m)
+	return r.runSteps(op, rm.from, append(steps,
+		step{RemovalReset, func() error { return r.reset(ctx, m, node, rm.resetSent) }},
+		step{"destroyed", func() error { return r.infra.Destroy(ctx, m) }},
+		step{"deleted", func() error {
+			if node == "" {
+				return nil // it had no Node
+			}
+			return r.cluster.DeleteNode(ctx, node)
+		}},
+	))
+}
+
+// drain drains the Node and records it drained. When the drain fails and
+// policy.drain.remove_undrained does not say otherwise, the node stays:
+// back to joined, unmarked, uncordoned. Joined is recorded first: a crash
+// in between leaves a joined VM with a marked Node, whose removal a later
+// tick resumes from its drain, never a park or destroy of a worker whose
+// pods came back. (The drain leaves the node cordoned, so that with
+// remove_undrained nothing lands on a node about to go.)
+func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
+	err := r.cluster.Drain(ctx, node)
+	if err != nil && r.o.RemoveUndrained {
+		r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
+		err = nil
 	}
-	if step == RemovalDrained {
-		if err := do(RemovalReset, func() error { return r.reset(ctx, m, node, rm.resetSent) }); err != nil {
-			return err
-		}
+	if err == nil {
+		err = r.cluster.SetRemovalStep(ctx, node, RemovalDrained, m.UUID)
 	}
-	if err := do("destroyed", func() error { return r.infra.Destroy(ctx, m) }); err != nil {
+	if err == nil || errors.Is(err, errHalted) {
 		return err
 	}
-	if node == "" {
-		return nil
+	r.cluster.Event(node, "Warning", "DrainFailed", err.Error())
+	bg := context.WithoutCancel(ctx)
+	if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
+		return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
 	}
-	return do("deleted", func() error { return r.cluster.DeleteNode(ctx, node) })
+	_ = r.cluster.SetRemovalStep(bg, node, "", "")
+	if cerr := r.cluster.Cordon(bg, node, false); cerr != nil {
+		return fmt.Errorf("%w (and uncordoning failed: %v)", err, cerr)
+	}
+	return err
 }
 
 // reset resets the machine through Talos (its identity checked by the
@@ -1282,66 +1293,55 @@ func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefo
 	return nil
 }
 
-// park keeps a drained worker in the warm pool: its Node tainted and
+// parkSteps keep a drained worker in the warm pool: its Node tainted and
 // cordoned (nothing schedules there), its VM shut down and tagged standby.
 // Each step is idempotent: a park that stopped half-way is run again.
-func (r *Reconciler) park(ctx context.Context, op *operation, m Machine) error {
+func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []step {
 	node := op.name
-	if err := r.runStep(op, StepParking, func() error {
-		if err := r.infra.Record(ctx, m.VMID, StepParking); err != nil {
-			return err
-		}
-		if err := r.cluster.SetStandby(ctx, node, true); err != nil {
-			return err
-		}
-		if err := r.cluster.Cordon(ctx, node, true); err != nil {
-			return err
-		}
-		return r.cluster.SetRemovalStep(ctx, node, "", "")
-	}); err != nil {
-		return err
+	return []step{
+		{StepParking, func() error {
+			if err := r.infra.Record(ctx, m.VMID, StepParking); err != nil {
+				return err
+			}
+			if err := r.cluster.SetStandby(ctx, node, true); err != nil {
+				return err
+			}
+			if err := r.cluster.Cordon(ctx, node, true); err != nil {
+				return err
+			}
+			return r.cluster.SetRemovalStep(ctx, node, "", "")
+		}},
+		{StepStandby, func() error {
+			if err := r.infra.PowerOff(ctx, m.VMID); err != nil {
+				return err
+			}
+			if err := r.infra.Record(ctx, m.VMID, StepStandby); err != nil {
+				return err
+			}
+			r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
+			return nil
+		}},
 	}
-	if err := r.runStep(op, StepStandby, func() error {
-		if err := r.infra.PowerOff(ctx, m.VMID); err != nil {
-			return err
-		}
-		return r.infra.Record(ctx, m.VMID, StepStandby)
-	}); err != nil {
-		return err
-	}
-	r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
-	return nil
 }
 
 // startWake starts a standby worker: its VM boots, its Node comes back
 // Ready, the taint and the cordon go.
 func (r *Reconciler) startWake(m Machine, now time.Time) {
-	r.mu.Lock()
-	if r.stopping || r.ops[m.VMID] != nil || m.VMID == 0 {
-		r.mu.Unlock()
-		return
-	}
 	op := &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: StepWaking, started: now}
-	r.ops[m.VMID] = op
-	r.wg.Add(1)
-	r.mu.Unlock()
-	go func() {
-		defer r.wg.Done()
-		r.finish(OpProvision, m.VMID, r.wake(op, m))
-	}()
+	r.launch(op, func() error { return r.wake(op, m) })
 }
 
 func (r *Reconciler) wake(op *operation, m Machine) error {
 	ctx, cancel := r.provisionContext(op.started)
 	defer cancel()
-	err := r.runStep(op, StepWaking, func() error {
-		if err := r.infra.Record(ctx, m.VMID, StepWaking); err != nil {
-			return err
-		}
-		return r.infra.Start(ctx, m.VMID)
-	})
-	if err == nil {
-		err = r.runStep(op, StepJoined, func() error {
+	err := r.runSteps(op, "", []step{
+		{StepWaking, func() error {
+			if err := r.infra.Record(ctx, m.VMID, StepWaking); err != nil {
+				return err
+			}
+			return r.infra.Start(ctx, m.VMID)
+		}},
+		{StepJoined, func() error {
 			deadline, _ := ctx.Deadline()
 			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
 				return err
@@ -1353,8 +1353,8 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 				return err
 			}
 			return r.infra.Record(ctx, m.VMID, StepJoined)
-		})
-	}
+		}},
+	})
 	switch {
 	case err == nil:
 		r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler started this worker from the warm pool (VM %d on %s)", m.VMID, m.Host))
@@ -1377,27 +1377,15 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 // API to reset: destroying it purges its disks, which is what the reset
 // would have wiped, and the Node is deleted as the reset's leave would.
 func (r *Reconciler) startRetire(m Machine) {
-	r.mu.Lock()
-	if r.stopping || r.ops[m.VMID] != nil || m.VMID == 0 {
-		r.mu.Unlock()
-		return
-	}
 	op := &operation{kind: OpRetire, vmid: m.VMID, name: m.Name, host: m.Host, step: StepRetiring, started: r.o.Now()}
-	r.ops[m.VMID] = op
-	r.wg.Add(1)
-	r.mu.Unlock()
-	go func() {
-		defer r.wg.Done()
-		ctx := r.work
-		err := r.runStep(op, StepRetiring, func() error { return r.infra.Record(ctx, m.VMID, StepRetiring) })
-		if err == nil {
-			err = r.runStep(op, "destroyed", func() error { return r.infra.Destroy(ctx, m) })
-		}
-		if err == nil {
-			err = r.runStep(op, "deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) })
-		}
-		r.finish(OpRetire, m.VMID, err)
-	}()
+	ctx := r.work
+	r.launch(op, func() error {
+		return r.runSteps(op, "", []step{
+			{StepRetiring, func() error { return r.infra.Record(ctx, m.VMID, StepRetiring) }},
+			{"destroyed", func() error { return r.infra.Destroy(ctx, m) }},
+			{"deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) }},
+		})
+	})
 }
 
 func (r *Reconciler) deleteNode(name string) {

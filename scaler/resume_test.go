@@ -1,6 +1,8 @@
 package scaler
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +209,46 @@ func TestClassify(t *testing.T) {
 	// Once its Node is confirmed gone, it is no capacity: it is replaced.
 	if ops, _ = Classify(nodeless, Counting{Nodes: other, NodeGone: map[int]bool{1: true}}); len(ops) != 0 {
 		t.Errorf("a joined worker whose Node is confirmed gone: %+v", ops)
+	}
+}
+
+// TestRunStepsResumesAfterTheRecordedStep: an operation is a list of
+// steps; a restarted daemon runs those after the one recorded last, and
+// each step it completes is recorded on the operation.
+func TestRunStepsResumesAfterTheRecordedStep(t *testing.T) {
+	cases := []struct {
+		from string
+		want []string
+	}{
+		{"", []string{"b", "c", "d"}}, // "a" is done elsewhere (nil)
+		{"a", []string{"b", "c", "d"}},
+		{"b", []string{"c", "d"}},
+		{"d", nil},
+		{"unknown", []string{"b", "c", "d"}},
+	}
+	for _, c := range cases {
+		r := NewReconciler(nil, nil, nil, Policy{}, ReconcileOptions{})
+		op := &operation{kind: OpRemove, vmid: 1}
+		var ran []string
+		steps := []step{{"a", nil}}
+		for _, name := range []string{"b", "c", "d"} {
+			steps = append(steps, step{name, func() error { ran = append(ran, name); return nil }})
+		}
+		if err := r.runSteps(op, c.from, steps); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ran, c.want) {
+			t.Errorf("from %q ran %v, want %v", c.from, ran, c.want)
+		}
+		if len(c.want) > 0 && op.step != "d" {
+			t.Errorf("from %q: the operation's step is %q, want d", c.from, op.step)
+		}
+	}
+	// A failing step stops the list and names itself.
+	r := NewReconciler(nil, nil, nil, Policy{}, ReconcileOptions{})
+	op := &operation{kind: OpRemove, vmid: 1}
+	err := r.runSteps(op, "", []step{{"x", func() error { return errors.New("boom") }}, {"y", func() error { t.Error("y ran after x failed"); return nil }}})
+	if err == nil || !strings.Contains(err.Error(), "x: boom") {
+		t.Errorf("error %v", err)
 	}
 }

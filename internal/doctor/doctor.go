@@ -141,6 +141,9 @@ func Run(ctx context.Context, o Options) Report {
 	kx := checkKubernetes(kctx, &r, c, o)
 	cancel()
 	checkCooldown(ctx, &r, c, px, kx)
+	ictx, cancel := context.WithTimeout(ctx, o.Timeout)
+	checkIdentity(ictx, &r, px, kx)
+	cancel()
 	rank := map[string]int{areaConfig: 0, areaProxmox: 1, areaTalos: 2, areaKube: 3}
 	sort.SliceStable(r.Checks, func(i, j int) bool { return rank[r.Checks[i].Area] < rank[r.Checks[j].Area] })
 	return r

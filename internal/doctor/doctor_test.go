@@ -123,13 +123,14 @@ func TestClean(t *testing.T) {
 		{"proxmox", "host pve1"}, {"proxmox", "host pve2"}, {"proxmox", "host pve3"},
 		{"talos", "worker config"}, {"talos", "talosconfig"},
 		{"kubernetes", "api"}, {"kubernetes", "rbac"}, {"kubernetes", "metrics api"}, {"kubernetes", "vpa"},
-		{"kubernetes", "hpa requests"}, {"kubernetes", "hpa and vpa"}, {"kubernetes", "vpa single replica"}, {"kubernetes", "pdb"}, {"kubernetes", "workers"},
+		{"kubernetes", "hpa requests"}, {"kubernetes", "hpa and vpa"}, {"kubernetes", "vpa single replica"}, {"kubernetes", "pdb"}, {"kubernetes", "workers"}, {"kubernetes", "identity"},
 	} {
 		if len(r.Find(want[0], want[1])) == 0 {
 			t.Errorf("no %s/%s check:\n%s", want[0], want[1], b.String())
 		}
 	}
 	expect(t, r, "kubernetes", "workers", OK, "it did not create (doctor-w1", "")
+	expect(t, r, "kubernetes", "identity", OK, "agree by vmid and SMBIOS UUID", "")
 	expect(t, r, "config", "cooldown", OK, "estimated", "")
 	if !strings.Contains(b.String(), "checks: ") || !strings.Contains(b.String(), "0 FAIL") {
 		t.Errorf("no summary line:\n%s", b.String())
@@ -509,4 +510,24 @@ func TestStandbyPool(t *testing.T) {
 		_ = r.WriteText(&b)
 		t.Errorf("no stale standby warning:\n%s", b.String())
 	}
+}
+
+// TestIdentityFindings: doctor reports what the daemon would hold on.
+// Two managed Nodes whose VMs are nowhere: a safety hold (FAIL); one: a
+// WARN that the daemon confirms before acting.
+func TestIdentityFindings(t *testing.T) {
+	s := newSetup(t, world.Options{})
+	cleanCluster(t, s.env)
+	ctx := context.Background()
+	add := func(name, vmid string) {
+		if err := s.env.CreateNode(ctx, kubetest.NodeSpec{Name: name, CPU: "4", Memory: "8Gi", SystemUUID: "4c4c4544-0000-0000-0000-00000000" + vmid,
+			Labels: map[string]string{scaler.LabelManaged: "true", scaler.LabelVMID: vmid}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.env.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+	add("doctor-ghost-1", "5801")
+	expect(t, s.run(nil), "kubernetes", "identity", Warn, "Node doctor-ghost-1 has no VM", "Safety")
+	add("doctor-ghost-2", "5802")
+	expect(t, s.run(nil), "kubernetes", "identity", Fail, "safety hold", "Safety")
 }

@@ -758,17 +758,19 @@ func TestSMBIOSIdentityEndToEnd(t *testing.T) {
 		}
 	}
 
-	// Both VMs replaced behind our back; then one worker is to go: no
-	// reset reaches a machine at their addresses, and both VMs stay.
+	// Both VMs replaced behind our back; then one worker is to go: the
+	// VMs no longer match their Nodes by identity, a safety hold; no reset
+	// reaches a machine at their addresses, and both VMs stay.
 	for vmid := range vms {
 		if _, err := w.Sim.SetSMBIOSUUID(vmid, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	d2, _ := build(t, w, testConfig(w, 1, 3), Options{})
-	converge(t, d2, "a removal refused for the SMBIOS UUID", 60*time.Second, func() bool {
-		return strings.Contains(d2.Reconciler.Status().LastError, "SMBIOS UUID")
+	converge(t, d2, "a safety hold over the changed SMBIOS UUIDs", 60*time.Second, func() bool {
+		return strings.Contains(d2.Reconciler.Status().SafetyHold, "more than one would go")
 	})
+	tickFor(d2, 3*time.Second)
 	d2.Reconciler.Wait()
 	for vmid := range vms {
 		if fake := w.Talos(vmid); fake == nil || len(fake.Resets()) != 0 {

@@ -999,7 +999,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 				err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 			}
 			if created.VMID != 0 {
-				r.discard(created)
+				r.discard(created, StepCloned)
 			}
 			return created.VMID, fmt.Errorf("create VM: %w", err)
 		}
@@ -1015,7 +1015,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		err = r.runSteps(op, "", r.parkSteps(r.work, op, m))
 		if err != nil && !errors.Is(err, errHalted) {
 			r.log.Warn("parking a new standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.Error(err))
-			r.discard(m)
+			r.discard(m, StepJoined)
 		}
 		return m.VMID, err
 	}
@@ -1029,7 +1029,10 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 	}
 	r.log.Warn("provisioning failed, destroying the VM", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
-	r.discard(m)
+	r.mu.Lock()
+	reached := op.step
+	r.mu.Unlock()
+	r.discard(m, reached)
 	return m.VMID, err
 }
 
@@ -1046,18 +1049,27 @@ func (r *Reconciler) provisionContext(started time.Time) (context.Context, conte
 }
 
 // discard destroys a VM whose provisioning (or wake, or park into the
-// pool) failed, unless the Node of its identity says it serves: a Ready
+// pool) failed after it reached step reached, unless the Node of its
+// identity says it serves (asked only once a config may have been sent): a Ready
 // Node is adopted, a Node holding workload is kept and reported. A Node
 // that is neither goes with its VM. Nothing is destroyed while the views
 // disagree, or when the Node cannot be read.
-func (r *Reconciler) discard(m Machine) {
+func (r *Reconciler) discard(m Machine, reached string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), 10*time.Minute)
 	defer cancel()
 	if r.holding() {
 		r.refuse(fmt.Sprintf("VM %d: its provisioning failed, but it is not destroyed while the views disagree", m.VMID))
 		return
 	}
-	n, err := r.cluster.NodeOf(ctx, m)
+	var n *Node
+	var err error
+	switch reached {
+	case "", StepCloned, StepConfigured:
+		// Not started (the applying step comes after started): no machine
+		// config was sent, so no Node can be this machine's.
+	default:
+		n, err = r.cluster.NodeOf(ctx, m)
+	}
 	switch {
 	case err != nil:
 		r.log.Error("could not read the Node of a failed VM: not destroyed", zap.Int("vmid", m.VMID), zap.Error(err))
@@ -1368,7 +1380,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 	}
 	r.log.Warn("waking a standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
-	r.discard(m)
+	r.discard(m, StepWaking)
 	return fmt.Errorf("wake %s: %w", m.Name, err)
 }
 

@@ -135,3 +135,28 @@ func TestMACPoolWithAHostOffline(t *testing.T) {
 		t.Errorf("handed out %s with a host offline", mac)
 	}
 }
+
+// A VM missing from the list is gone only when PVE says so: with the token
+// unable to list it, Remove and Cleanup fail instead of reporting it
+// destroyed (a Node would then be deleted while its VM runs).
+func TestUnlistedIsNotGone(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	ctx := context.Background()
+	vmid, _ := provision(t, c)
+	w.sim.DenyPrivilege("VM.Audit")
+	if err := c.Remove(ctx, vmid); err == nil {
+		t.Error("Remove of a VM the token cannot list reported success")
+	}
+	if err := c.Cleanup(ctx, vmid); err == nil {
+		t.Error("Cleanup of a VM the token cannot list reported success")
+	}
+	if _, ok := w.sim.Lookup(vmid); !ok {
+		t.Error("the VM is gone")
+	}
+	w.sim.AllowPrivilege("VM.Audit")
+	w.sim.DeleteVM(vmid)
+	if err := c.Remove(ctx, vmid); err != nil {
+		t.Errorf("Remove of a VM that does not exist: %v", err)
+	}
+}

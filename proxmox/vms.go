@@ -534,7 +534,7 @@ func (c *Client) Identity(ctx context.Context, vmid int) (string, error) {
 	}
 	i := slices.IndexFunc(inv.All, func(v VM) bool { return v.VMID == vmid })
 	if i < 0 {
-		return "", fmt.Errorf("identity of %d: %w", vmid, ErrGone)
+		return "", fmt.Errorf("identity of %d: %w", vmid, c.unlisted(ctx, vmid))
 	}
 	cfg, err := c.config(ctx, inv.All[i].Host, vmid)
 	if err != nil {
@@ -794,6 +794,20 @@ func (e *NotOursError) Error() string {
 // ErrGone means the VM no longer exists.
 var ErrGone = errors.New("VM does not exist")
 
+// unlisted explains a VM missing from the list: ErrGone only when a
+// direct read says it does not exist (Gone); a VM the token cannot list
+// any more is not gone.
+func (c *Client) unlisted(ctx context.Context, vmid int) error {
+	gone, err := c.Gone(ctx, vmid)
+	switch {
+	case err != nil:
+		return fmt.Errorf("VM %d is not in the list and could not be read: %w", vmid, err)
+	case !gone:
+		return fmt.Errorf("VM %d is not in the list but exists (the token may no longer see it): not treated as gone", vmid)
+	}
+	return ErrGone
+}
+
 // ours re-reads a VM (wherever it runs now) and checks our tags.
 func (c *Client) ours(ctx context.Context, vmid int) (VM, error) {
 	inv, err := c.Inventory(ctx)
@@ -814,7 +828,7 @@ func (c *Client) ours(ctx context.Context, vmid int) (VM, error) {
 		}
 		return v, nil
 	}
-	return VM{}, ErrGone
+	return VM{}, c.unlisted(ctx, vmid)
 }
 
 // Remove shuts a VM of ours down (stopping it if it does not go within
@@ -953,6 +967,9 @@ func (c *Client) Cleanup(ctx context.Context, vmid int) error {
 		}
 		i := slices.IndexFunc(inv.All, func(v VM) bool { return v.VMID == vmid })
 		if i < 0 {
+			if err := c.unlisted(ctx, vmid); !errors.Is(err, ErrGone) {
+				return fmt.Errorf("cleanup %d: %w", vmid, err)
+			}
 			return nil
 		}
 		v := inv.All[i]

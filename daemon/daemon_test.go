@@ -768,7 +768,7 @@ func TestSMBIOSIdentityEndToEnd(t *testing.T) {
 	}
 	d2, _ := build(t, w, testConfig(w, 1, 3), Options{})
 	converge(t, d2, "a safety hold over the changed SMBIOS UUIDs", 60*time.Second, func() bool {
-		return strings.Contains(d2.Reconciler.Status().SafetyHold, "more than one would go")
+		return strings.Contains(d2.Reconciler.Status().SafetyHold, "SMBIOS UUID")
 	})
 	tickFor(d2, 3*time.Second)
 	d2.Reconciler.Wait()

@@ -1050,7 +1050,8 @@ func (r *Reconciler) provisionContext(started time.Time) (context.Context, conte
 
 // discard destroys a VM whose provisioning (or wake, or park into the
 // pool) failed after it reached step reached, unless the Node of its
-// identity says it serves (asked only once a config may have been sent): a Ready
+// identity says it serves (asked unless it is a clone that never got its
+// UUID): a Ready
 // Node is adopted, a Node holding workload is kept and reported. A Node
 // that is neither goes with its VM. Nothing is destroyed while the views
 // disagree, or when the Node cannot be read.
@@ -1063,13 +1064,10 @@ func (r *Reconciler) discard(m Machine, reached string) {
 	}
 	var n *Node
 	var err error
-	switch reached {
-	case "", StepCloned, StepConfigured:
-		// Not started (the applying step comes after started): no machine
-		// config was sent, so no Node can be this machine's.
-	default:
+	if reached != StepCloned || m.UUID != "" {
 		n, err = r.cluster.NodeOf(ctx, m)
-	}
+	} // else a clone of this run that never got its UUID (its task timed out): no machine ran
+
 	switch {
 	case err != nil:
 		r.log.Error("could not read the Node of a failed VM: not destroyed", zap.Int("vmid", m.VMID), zap.Error(err))
@@ -1098,11 +1096,7 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 		}
 		return s
 	}
-	from := m.Step
-	if from == "" {
-		from = StepCloned
-	}
-	err := r.runSteps(op, from, []step{
+	err := r.runSteps(op, m.Step, []step{
 		{StepCloned, nil}, // done by Create
 		{StepConfigured, func() error { return r.infra.Configure(ctx, m.VMID, rec(StepConfigured)) }},
 		{StepStarted, func() error {
@@ -1151,11 +1145,19 @@ type step struct {
 // runSteps runs steps in order, from the one after from (all of them when
 // from is none of theirs), each at a step boundary (runStep).
 func (r *Reconciler) runSteps(op *operation, from string, steps []step) error {
-	start := 0
+	start := -1
 	for i, s := range steps {
 		if s.name == from {
 			start = i + 1
 		}
+	}
+	switch {
+	case from == "":
+		start = 0
+	case start < 0:
+		// A step this build does not know (a newer daemon's, a hand edit):
+		// running the list from the top could send a second machine config.
+		return fmt.Errorf("recorded step %q is not one of this operation's: left alone", from)
 	}
 	for _, s := range steps[start:] {
 		if s.do == nil {
@@ -1247,6 +1249,9 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 // remove_undrained nothing lands on a node about to go.)
 func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 	err := r.cluster.Drain(ctx, node)
+	if err != nil && r.halted() {
+		return errHalted // stopped mid-drain (leadership lost, say): resumed from marked, not rolled back
+	}
 	if err != nil && r.o.RemoveUndrained {
 		r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
 		err = nil
@@ -1262,7 +1267,10 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 	if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
 		return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
 	}
-	_ = r.cluster.SetRemovalStep(bg, node, "", "")
+	if cerr := r.cluster.SetRemovalStep(bg, node, "", ""); cerr != nil {
+		// Left cordoned: a mark that stays must not meet new pods.
+		return fmt.Errorf("%w (and clearing the removal mark failed: %v; the node stays cordoned)", err, cerr)
+	}
 	if cerr := r.cluster.Cordon(bg, node, false); cerr != nil {
 		return fmt.Errorf("%w (and uncordoning failed: %v)", err, cerr)
 	}

@@ -329,6 +329,13 @@ func DecideResume(f MachineFacts) Resume {
 			return Resume{Kind: ResumeConfirm, Why: "a joined worker whose Node is not seen: confirming"}
 		}
 	}
+	switch m.Step {
+	case StepCloned, StepConfigured, StepStarted, StepApplying:
+	default:
+		// No step, or one this build does not know (a newer daemon's, a
+		// hand edit): nothing tells what was done, so nothing is.
+		return Resume{Kind: ResumeKeep, Why: fmt.Sprintf("recorded step %q is unknown: left alone", m.Step)}
+	}
 	// A provisioning step (cloned, configured, started, applying).
 	if f.Expired && n != nil {
 		if n.Ready {

@@ -131,27 +131,27 @@ func (o Observation) Disagreement() string {
 }
 
 func machineList(ms []Machine) string {
-	if len(ms) == 0 {
-		return ""
-	}
-	s := make([]string, len(ms))
-	for i, m := range ms {
-		s[i] = fmt.Sprintf("VM %d (%s)", m.VMID, m.Name)
-	}
-	sort.Strings(s)
-	return "VMs " + strings.Join(s, ", ")
+	return listOf("VMs ", ms, func(m Machine) string { return fmt.Sprintf("VM %d (%s)", m.VMID, m.Name) })
 }
 
 func nodeList(ns []Node) string {
-	if len(ns) == 0 {
+	if l := listOf("Nodes ", ns, func(n Node) string { return fmt.Sprintf("%s (vmid %d)", n.Name, n.VMID) }); l != "" {
+		return l + "; "
+	}
+	return ""
+}
+
+// listOf names items in sorted order after title ("" when there are none).
+func listOf[T any](title string, items []T, name func(T) string) string {
+	if len(items) == 0 {
 		return ""
 	}
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = fmt.Sprintf("%s (vmid %d)", n.Name, n.VMID)
+	s := make([]string, len(items))
+	for i, it := range items {
+		s[i] = name(it)
 	}
 	sort.Strings(s)
-	return "Nodes " + strings.Join(s, ", ") + "; "
+	return title + strings.Join(s, ", ")
 }
 
 // CodeSafetyHold is the hold a plan carries while its destructive

@@ -30,7 +30,6 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run the autoscaler daemon", runCmd},
-		{"demo", "run the daemon against a simulated world through a load ramp (make demo)", demoCmd},
 		{"doctor", "check the config, Proxmox, Talos and Kubernetes before enabling the daemon", doctorCmd},
 		{"plan", "show what the autoscaler would do now, and why", planCmd},
 		{"simulate", "replay a load trace through the policy (and the recipe) without a cluster", simulateCmd},

@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
-	"github.com/pve-autoscaler/pve-autoscaler/internal/decode"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/strictjson"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
 )
 
@@ -95,8 +95,8 @@ func loadWorld(path string) (pvesim.World, error) {
 		return pvesim.World{}, fmt.Errorf("world %s: not valid YAML: %w", path, err)
 	}
 	var f worldFile
-	if errs := decode.Strict(js, &f); len(errs) > 0 {
-		return pvesim.World{}, fmt.Errorf("world %s: %w", path, decode.Join(errs))
+	if errs := strictjson.Decode(js, &f); len(errs) > 0 {
+		return pvesim.World{}, fmt.Errorf("world %s: %w", path, strictjson.Join(errs))
 	}
 	w := pvesim.World{Tokens: f.Tokens, Users: f.Users, IPPool: f.IPPool, Version: f.Version, Latencies: pvesim.DefaultLatencies()}
 	for _, h := range f.Hosts {

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -134,13 +135,30 @@ func loadWorld(path string) (pvesim.World, error) {
 	return w, nil
 }
 
+const usageText = `Usage: pvesim [--listen ADDR] [--world FILE] [--speed N]
+
+Serves a simulated Proxmox VE API on loopback.
+
+Examples:
+  # the built-in world (hosts pve1..pve3, template 9000) on the PVE port
+  pvesim --listen 127.0.0.1:8006
+  # your own hosts and templates, with latencies 10 times faster
+  pvesim --world world.yaml --speed 10
+
+Flags:
+`
+
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := pflag.NewFlagSet("pvesim", pflag.ContinueOnError)
 	fs.SetOutput(out)
 	listen := fs.String("listen", "127.0.0.1:8006", "loopback address to serve the API on")
 	worldPath := fs.String("world", "", "world file (YAML): hosts, storages, templates, vms, tokens, users, latencies (default: built-in world)")
 	speed := fs.Float64("speed", 1, "simulated seconds per real second (latencies run this much faster)")
+	fs.Usage = func() { fmt.Fprint(out, usageText+fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil // pflag printed the usage
+		}
 		return err
 	}
 	if *speed <= 0 {

@@ -186,7 +186,7 @@ var podScheduledField = []byte(`{\"type\":\"PodScheduled\"}`)
 func conditionWritten(p *corev1.Pod) time.Time {
 	var t time.Time
 	for _, mf := range p.ManagedFields {
-		if mf.Subresource != "status" || mf.Time == nil || mf.FieldsV1 == nil || !bytes.Contains(mf.FieldsV1.Raw, podScheduledField) {
+		if mf.Subresource != "status" || mf.Time == nil || mf.FieldsV1 == nil || !bytes.Contains(mf.FieldsV1.GetRawBytes(), podScheduledField) {
 			continue
 		}
 		if mf.Time.After(t) {

@@ -67,7 +67,7 @@ kube-testbed:
 DEMO_ARGS ?=
 demo:
 	@bash hack/kube-testbed.sh >/dev/null
-	$(GO) run ./cmd/pve-autoscaler demo $(DEMO_ARGS)
+	$(GO) run ./cmd/pve-autoscaler-demo $(DEMO_ARGS)
 
 unit: kube-testbed
 	$(GO) test -race ./...

@@ -10,7 +10,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/pve-autoscaler/pve-autoscaler/internal/decode"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/strictjson"
 )
 
 // Config is the whole file.
@@ -223,7 +223,7 @@ func Default() Config {
 }
 
 // Problem is one thing wrong (or worth a warning) at one field path.
-type Problem = decode.Error
+type Problem = strictjson.Error
 
 // Error is a configuration that cannot be used: every problem in it.
 type Error struct {
@@ -268,7 +268,7 @@ func ParseBytes(name string, data []byte) (*Config, error) {
 	if len(js) == 0 || js[0] != '{' {
 		return nil, &Error{File: name, Problems: []Problem{{Message: "expected a mapping of sections (cluster, proxmox, talos, kubernetes, policy, daemon)"}}}
 	}
-	if errs := decode.Strict(js, &c); len(errs) > 0 {
+	if errs := strictjson.Decode(js, &c); len(errs) > 0 {
 		return &c, &Error{File: name, Problems: errs}
 	}
 	return &c, nil

@@ -5,66 +5,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
-// Talos kubelet defaults: system-reserved cpu 50m and memory 192Mi, plus a
-// 100Mi hard eviction threshold. A new worker's allocatable is estimated
-// as the VM's size less these until a managed node exists to learn it from.
-const (
-	kubeletReservedMilliCPU = 50
-	kubeletReservedMemory   = (192 + 100) << 20
-)
-
-// ScalerPolicy converts the validated policy into the decision engine's form.
-// Call it only on a config whose Validate found no problems.
-func (c *Config) ScalerPolicy() (scaler.Policy, error) {
-	p := c.Policy
-	loc, err := time.LoadLocation(p.Timezone)
-	if err != nil {
-		return scaler.Policy{}, fmt.Errorf("policy.timezone: %w", err)
-	}
-	sp := scaler.Policy{
-		MinWorkers:           p.MinWorkers,
-		MaxWorkers:           p.MaxWorkers,
-		CPU:                  scaler.Threshold{Up: p.CPU.ScaleUpAt, Down: p.CPU.ScaleDownAt, Target: p.CPU.Target},
-		Memory:               scaler.Threshold{Up: p.Memory.ScaleUpAt, Down: p.Memory.ScaleDownAt, Target: p.Memory.Target},
-		UpWindow:             p.ScaleUpAfter.D(),
-		DownWindow:           p.ScaleDownAfter.D(),
-		CooldownAfterUp:      p.Cooldown.AfterScaleUp.D(),
-		CooldownAfterDown:    p.Cooldown.AfterScaleDown.D(),
-		CooldownAfterFailure: p.Cooldown.AfterFailure.D(),
-		MaxStep:              p.MaxNodesPerStep,
-		PendingPods:          p.PendingPods.Enabled,
-		PendingGrace:         p.PendingPods.Grace.D(),
-		ScaleDownMargin:      p.ScaleDownMargin,
-		AllowLocalStorage:    p.Drain.DeleteEmptyDirData,
-		ScheduleLead:         p.ScheduleLead.D(),
-		Location:             loc,
-		Worker: scaler.Resources{
-			MilliCPU: int64(c.Proxmox.VM.Cores)*1000 - kubeletReservedMilliCPU,
-			Memory:   int64(c.Proxmox.VM.Memory) - kubeletReservedMemory,
-		},
-		VMMemory:      int64(c.Proxmox.VM.Memory),
-		HostReserve:   int64(c.Proxmox.HostMemReserve),
-		StandbySize:   p.Standby.Size,
-		StandbyHosts:  p.Standby.Hosts,
-		StandbyMaxAge: p.Standby.MaxAge.D(),
-	}
-	for i, s := range p.Schedules {
-		w, err := ParseWindow(s.Window)
-		if err != nil {
-			return scaler.Policy{}, fmt.Errorf("policy.schedules[%d].window: %w", i, err)
-		}
-		w.Name = s.Name
-		if w.Name == "" {
-			w.Name = s.Window
-		}
-		w.MinWorkers = s.MinWorkers
-		sp.Schedules = append(sp.Schedules, w)
-	}
-	return sp, nil
+// Window is a weekly window of policy.schedules, as ParseWindow reads it.
+type Window struct {
+	// Days the window starts on (time.Sunday .. time.Saturday).
+	Days [7]bool
+	// Start and End are minutes after midnight; End <= Start runs past midnight.
+	Start, End int
 }
 
 var dayNames = map[string]time.Weekday{
@@ -77,8 +25,8 @@ const windowHelp = `expected "DAYS HH:MM-HH:MM", e.g. "Fri 18:00-23:59", "Mon-Fr
 // ParseWindow reads a weekly window: days (names, ranges such as Mon-Fri,
 // lists, or * for every day) and a time range. An end at or before the
 // start runs past midnight into the next day; 24:00 is the end of the day.
-func ParseWindow(s string) (scaler.Schedule, error) {
-	var w scaler.Schedule
+func ParseWindow(s string) (Window, error) {
+	var w Window
 	fields := strings.Fields(s)
 	if len(fields) != 2 {
 		return w, fmt.Errorf("%q: %s", s, windowHelp)

@@ -195,31 +195,6 @@ func TestParseWindow(t *testing.T) {
 	}
 }
 
-func TestScalerPolicy(t *testing.T) {
-	c := validConfig(t)
-	c.Policy.Timezone = "UTC"
-	c.Policy.Schedules = []ScheduleConfig{{Name: "movie-night", Window: "Fri 18:00-23:59", MinWorkers: 4}}
-	p, err := c.ScalerPolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.MinWorkers != 2 || p.MaxWorkers != 6 || p.CPU.Up != 80 || p.CPU.Down != 30 || p.Memory.Up != 85 || p.Memory.Down != 40 {
-		t.Errorf("thresholds %+v", p)
-	}
-	if p.CooldownAfterUp != 5*time.Minute || p.UpWindow != time.Minute || p.PendingGrace != 30*time.Second {
-		t.Errorf("durations %+v", p)
-	}
-	if p.Worker.MilliCPU != 3950 || p.Worker.Memory != 8<<30-292<<20 || p.VMMemory != 8<<30 || p.HostReserve != 4<<30 {
-		t.Errorf("worker shape %+v", p.Worker)
-	}
-	if len(p.Schedules) != 1 || p.Schedules[0].Name != "movie-night" || p.Schedules[0].MinWorkers != 4 || p.Schedules[0].String() != "Fri 18:00-23:59" {
-		t.Errorf("schedules %+v", p.Schedules)
-	}
-	if p.Location.String() != "UTC" {
-		t.Errorf("location %v", p.Location)
-	}
-}
-
 func TestYAMLRendersEffectiveConfig(t *testing.T) {
 	c := validConfig(t)
 	out, err := c.YAML()

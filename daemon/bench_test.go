@@ -301,10 +301,11 @@ func BenchmarkTimeToCapacity2to6(b *testing.B) {
 	// The same step through simulate's model, with these latencies.
 	cfg := config.Default()
 	cfg.Policy.PendingPods.Grace = 0
-	setup, err := simulate.SetupFrom(&cfg)
+	policy, err := ScalerPolicy(&cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
+	setup := simulate.SetupFrom(&cfg, policy)
 	m := simulate.DefaultModel()
 	m.LinkedClone, m.Configure, m.Start, m.Maintenance, m.Join = lat.LinkedClone, 0, lat.Start, max(lat.Agent, benchBoot), benchInstall
 	m.Pod = scaler.Resources{MilliCPU: 3000, Memory: 256 << 20}

@@ -59,7 +59,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if log == nil {
 		log = zap.NewNop()
 	}
-	policy, err := cfg.ScalerPolicy()
+	policy, err := ScalerPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -120,7 +121,8 @@ func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
 // Clientset is the underlying client (for leader election and tests).
 func (c *Client) Clientset() kubernetes.Interface { return c.cs }
 
-// PermissionError means the credentials lack a permission the scaler needs.
+// PermissionError means the API server refused a request as forbidden: the
+// credentials lack a permission the scaler needs.
 type PermissionError struct {
 	What string
 	Err  error
@@ -144,7 +146,10 @@ func (c *Client) Start(ctx context.Context) error {
 		"list poddisruptionbudgets": func() error { _, err := c.cs.PolicyV1().PodDisruptionBudgets("").List(ctx, one); return err },
 	} {
 		if err := list(); err != nil {
-			return &PermissionError{What: what, Err: err}
+			if apierrors.IsForbidden(err) {
+				return &PermissionError{What: what, Err: err}
+			}
+			return fmt.Errorf("kubernetes: cannot %s: %w", what, err)
 		}
 	}
 	c.factory = informers.NewSharedInformerFactory(c.cs, 10*time.Minute)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -283,12 +284,23 @@ func TestWaitReady(t *testing.T) {
 	c := adapter(t, env, config.Drain{})
 	var mu sync.Mutex
 	var seen []string
+	looked := make(chan struct{}) // WaitReady has reported the Node missing
 	go func() {
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-looked:
+		case <-time.After(10 * time.Second):
+		}
 		_ = env.CreateNode(context.Background(), kubetest.NodeSpec{Name: "join-1", CPU: "2", Memory: "4Gi"})
 	}()
 	t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), "join-1", metav1.DeleteOptions{}) })
-	err := c.WaitReady(context.Background(), "join-1", 30*time.Second, func(s string) { mu.Lock(); seen = append(seen, s); mu.Unlock() })
+	err := c.WaitReady(context.Background(), "join-1", 30*time.Second, func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) == 0 && s == "not registered" {
+			close(looked)
+		}
+		seen = append(seen, s)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,9 +443,10 @@ func TestLeaderElection(t *testing.T) {
 	env := kubetest.Require(t)
 	var leading atomic.Int32
 	var leaders sync.Map
+	core, logs := observer.New(zap.InfoLevel)
 	run := func(ctx context.Context, id string) {
 		_ = RunLeader(ctx, env.Client, LeaderOptions{Namespace: "kube-system", Name: "pve-autoscaler-test", Identity: id,
-			Lease: 2 * time.Second, Renew: time.Second, Retry: 100 * time.Millisecond}, func(lctx context.Context) {
+			Lease: 2 * time.Second, Renew: time.Second, Retry: 100 * time.Millisecond, Log: zap.New(core).With(zap.String("daemon", id))}, func(lctx context.Context) {
 			if n := leading.Add(1); n > 1 {
 				t.Errorf("%d leaders at once", n)
 			}
@@ -449,7 +462,15 @@ func TestLeaderElection(t *testing.T) {
 	wg.Go(func() { run(ctxA, "daemon-a") })
 	waitFor(t, "daemon-a leading", 10*time.Second, func() bool { _, ok := leaders.Load("daemon-a"); return ok })
 	wg.Go(func() { run(ctxB, "daemon-b") })
-	time.Sleep(time.Second)
+	// daemon-b has tried for the Lease and found daemon-a holding it.
+	waitFor(t, "daemon-b seeing daemon-a lead", 10*time.Second, func() bool {
+		for _, e := range logs.FilterMessage("another daemon leads").All() {
+			if f := e.ContextMap(); f["daemon"] == "daemon-b" && f["leader"] == "daemon-a" {
+				return true
+			}
+		}
+		return false
+	})
 	if _, ok := leaders.Load("daemon-b"); ok {
 		t.Fatal("daemon-b leads while daemon-a holds the lease")
 	}

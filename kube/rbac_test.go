@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -212,5 +213,27 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// An API server that does not answer is not a permissions problem: the
+// error says what failed and does not send the reader to deploy/rbac.yaml.
+func TestStartUnreachableIsNotAPermissionError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now: connection refused
+	c, err := NewForConfig(&rest.Config{Host: "http://" + addr}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Start(ctx)
+	var pe *PermissionError
+	if err == nil || errors.As(err, &pe) || strings.Contains(err.Error(), "rbac") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("want the connection refused, not a permissions problem: %v", err)
 	}
 }

@@ -125,7 +125,7 @@ func TestProvisionAndRemove(t *testing.T) {
 	if !slices.Equal(v.Tags, []string{"cluster-homelab", "pve-autoscaler"}) {
 		t.Errorf("tags %v", v.Tags)
 	}
-	if !strings.Contains(v.Description, "pve-autoscaler/cluster: homelab") || v.Host == "pve1" && false {
+	if !strings.Contains(v.Description, "pve-autoscaler/cluster: homelab") {
 		t.Errorf("description %q", v.Description)
 	}
 	// Placement spread: pve1 holds a foreign VM, pve2 another cluster's

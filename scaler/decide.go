@@ -215,9 +215,16 @@ func (d *decision) planScaleUp() {
 
 	d.plan.Next.UpOwed = 0
 	if need == 0 {
-		if d.utilValid {
-			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%, no pod unschedulable past the grace needs a new worker, %s at or above the minimum of %d",
-				d.cpuPct, d.p.CPU.Up, d.memPct, d.p.Memory.Up, count(current, "worker"), d.minWorkers)
+		// Only when every clause is true: a resource at or above its
+		// threshold (held by its window, a cooldown or the VMs in flight)
+		// has its own hold saying so, and pods are named only when looked at.
+		if d.utilValid && d.cpuPct < d.p.CPU.Up && d.memPct < d.p.Memory.Up {
+			pods := ""
+			if d.p.PendingPods {
+				pods = ", no pod unschedulable past the grace needs a new worker"
+			}
+			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%%s, %s at or above the minimum of %d",
+				d.cpuPct, d.p.CPU.Up, d.memPct, d.p.Memory.Up, pods, count(current, "worker"), d.minWorkers)
 		}
 		return
 	}

@@ -51,6 +51,7 @@ func decideCases() []decideCase {
 		{name: "cpu just below the threshold does nothing", nodes: workers(3, 79.9, 50), wantHolds: []Code{CodeNotLow, CodeNoScaleUpNeed}},
 		{name: "custom target sizes the step", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.CPU.Target = 70 }, wantAdd: 1},
 		{name: "up window not yet held", nodes: workers(2, 90, 50), policy: func(p *Policy) { p.UpWindow = time.Minute }, wantHolds: []Code{CodeUpWindow},
+			notHolds: []Code{CodeNoScaleUpNeed}, // CPU 90% is not "under 80%"
 			check: func(t *testing.T, p Plan) {
 				if !p.Next.CPUHighSince.Equal(t0) {
 					t.Errorf("CPUHighSince = %v, want %v", p.Next.CPUHighSince, t0)
@@ -60,10 +61,21 @@ func decideCases() []decideCase {
 			hist: History{CPUHighSince: ago(61 * time.Second)}, wantAdd: 2, wantCodes: []Code{CodeCPUHigh}},
 		{name: "cooldown after scale-up holds a utilization scale-up", nodes: workers(2, 90, 50),
 			policy: func(p *Policy) { p.CooldownAfterUp = 5 * time.Minute }, hist: History{LastScaleUp: ago(100 * time.Second)},
-			wantHolds: []Code{CodeCooldownUp}},
+			wantHolds: []Code{CodeCooldownUp}, notHolds: []Code{CodeNoScaleUpNeed}},
+		{name: "memory held by the up window is not said to be under its threshold", nodes: workers(2, 50, 90), policy: func(p *Policy) { p.UpWindow = time.Minute },
+			wantHolds: []Code{CodeUpWindow}, notHolds: []Code{CodeNoScaleUpNeed}},
+		{name: "without pending-pod scaling the note says nothing of pods", nodes: workers(3, 50, 50), policy: func(p *Policy) { p.PendingPods = false },
+			wantHolds: []Code{CodeNoScaleUpNeed}, check: func(t *testing.T, p Plan) {
+				for _, r := range append(p.Holds, p.Notes...) {
+					if r.Code == CodeNoScaleUpNeed && strings.Contains(r.Message, "pod") {
+						t.Errorf("note %q speaks of pods it did not look at", r.Message)
+					}
+				}
+			}},
 		{name: "cooldown after scale-up has passed", nodes: workers(2, 90, 50),
 			policy: func(p *Policy) { p.CooldownAfterUp = 5 * time.Minute }, hist: History{LastScaleUp: ago(301 * time.Second)}, wantAdd: 2},
-		{name: "VMs in flight cover the need", nodes: workers(2, 90, 50), ops: provisions(2), wantHolds: []Code{CodeInFlight, CodeProvisioning}, wantCur: 4},
+		{name: "VMs in flight cover the need", nodes: workers(2, 90, 50), ops: provisions(2), wantHolds: []Code{CodeInFlight, CodeProvisioning},
+			notHolds: []Code{CodeNoScaleUpNeed}, wantCur: 4},
 		{name: "VMs in flight cover part of the need", nodes: workers(2, 90, 50), ops: provisions(1), wantAdd: 1, wantCur: 3},
 		{name: "max step caps the step", nodes: workers(2, 100, 50), policy: func(p *Policy) { p.MaxStep = 1 }, wantAdd: 1, wantHolds: []Code{CodeMaxStep}},
 		{name: "max workers reached", nodes: workers(6, 95, 50), wantHolds: []Code{CodeMaxWorkers, CodeCapacityWanted}, notHolds: []Code{CodeUnderutilized}},

@@ -158,7 +158,7 @@ func FuzzDecide(f *testing.F) {
 			for i := range s2.Operations[len(s.Operations):] {
 				s2.Operations[len(s.Operations)+i].Node = fmt.Sprintf("applied%d", i)
 			}
-			capped := plan.Held(CodeMaxStep) || plan.Held(CodeMaxWorkers) || plan.Held(CodeHostRoom) || s.Hosts != nil
+			capped := plan.Held(CodeMaxStep) || plan.Held(CodeMaxWorkers) || plan.Held(CodeHostRoom)
 			again := Decide(s2, p, plan.Next, t0)
 			checkInvariants(t, p, s2, plan.Next, again)
 			if _, ok := again.Removal(); ok {
@@ -217,6 +217,8 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 		if w.Current <= w.Min {
 			t.Fatalf("removes %q at %d workers, minimum %d", a.Node, w.Current, w.Min)
 		}
+	}
+	for _, a := range plan.Actions {
 		if a.Kind == ActionAdd && a.Count < 1 {
 			t.Fatalf("add action with count %d", a.Count)
 		}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pve-autoscaler/pve-autoscaler/internal/decode"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/strictjson"
 )
 
 // Situation is everything Decide needs besides the policy: a snapshot, the
@@ -20,29 +20,29 @@ type Situation struct {
 // errors. Every problem is reported, each with its field path.
 func ParseSituation(name string, data []byte) (Situation, error) {
 	var s Situation
-	errs := decode.Strict(data, &s)
+	errs := strictjson.Decode(data, &s)
 	if s.Time.IsZero() && !hasPath(errs, "time") {
-		errs = append(errs, decode.Error{Path: "time", Message: "required: the moment the snapshot describes (RFC 3339, e.g. 2026-11-27T18:00:00Z)"})
+		errs = append(errs, strictjson.Error{Path: "time", Message: "required: the moment the snapshot describes (RFC 3339, e.g. 2026-11-27T18:00:00Z)"})
 	}
 	for i, n := range s.Nodes {
 		if n.Name == "" {
-			errs = append(errs, decode.Error{Path: fmt.Sprintf("nodes[%d].name", i), Message: "required"})
+			errs = append(errs, strictjson.Error{Path: fmt.Sprintf("nodes[%d].name", i), Message: "required"})
 		}
 	}
 	for i, op := range s.Operations {
 		switch op.Kind {
 		case OpProvision, OpRemove, OpRefill, OpRetire:
 		default:
-			errs = append(errs, decode.Error{Path: fmt.Sprintf("operations[%d].kind", i), Message: fmt.Sprintf("%q: expected provision, remove, refill or retire", op.Kind)})
+			errs = append(errs, strictjson.Error{Path: fmt.Sprintf("operations[%d].kind", i), Message: fmt.Sprintf("%q: expected provision, remove, refill or retire", op.Kind)})
 		}
 	}
 	if len(errs) > 0 {
-		return s, fmt.Errorf("snapshot %s: %w", name, decode.Join(errs))
+		return s, fmt.Errorf("snapshot %s: %w", name, strictjson.Join(errs))
 	}
 	return s, nil
 }
 
-func hasPath(errs []decode.Error, p string) bool {
+func hasPath(errs []strictjson.Error, p string) bool {
 	for _, e := range errs {
 		if e.Path == p {
 			return true

@@ -242,19 +242,39 @@ func TestApplyRetriesUntilTheVMBoots(t *testing.T) {
 	c := newCluster(t)
 	ip := loopbackIP()
 	port := freePort(t, ip)
-	cl := newClient(t, c, strconv.Itoa(port), nil, nil)
+	core, logs := observer.New(zap.DebugLevel)
+	cl := newClient(t, c, strconv.Itoa(port), nil, zap.New(core))
 	done := make(chan error, 1)
 	const uuid = "0f8e6a3c-1d2b-4c5d-9e7f-a1b2c3d4e5f6"
 	go func() {
 		done <- cl.Apply(context.Background(), Node{Name: "w1", VMID: 5001, Host: "pve1", IP: ip, UUID: uuid})
 	}()
-	time.Sleep(300 * time.Millisecond) // the VM is still booting: nothing listens
+	// The VM is still booting: nothing listens until an attempt has failed.
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessage("talos maintenance API not answering yet").Len() == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("apply returned before the node listened, without a failed attempt: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no failed attempt logged while nothing listens")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	node := startNode(t, c, talosfake.Options{Addr: net.JoinHostPort(ip, strconv.Itoa(port)), UUID: uuid})
 	if err := <-done; err != nil {
 		t.Fatalf("apply after boot: %v", err)
 	}
 	if len(node.Applied()) != 1 {
 		t.Fatal("config not received")
+	}
+	applied := logs.FilterMessage("talos config applied").All()
+	if len(applied) != 1 {
+		t.Fatalf("%d 'talos config applied' entries", len(applied))
+	}
+	if n := applied[0].ContextMap()["attempts"]; n.(int64) < 2 {
+		t.Errorf("applied after %v attempts: the test needs a retry", n)
 	}
 }
 

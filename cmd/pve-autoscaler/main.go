@@ -25,19 +25,59 @@ var version = "dev"
 type command struct {
 	name, summary string
 	run           func(args []string, stdout, stderr io.Writer) int
+	// examples are shown by --help and in the man page: a comment line
+	// ("# ...") before each command line.
+	examples []string
 }
 
 func commands() []command {
 	return []command{
-		{"run", "run the autoscaler daemon", runCmd},
-		{"demo", "run the daemon against a simulated world through a load ramp (make demo)", demoCmd},
-		{"doctor", "check the config, Proxmox, Talos and Kubernetes before enabling the daemon", doctorCmd},
-		{"plan", "show what the autoscaler would do now, and why", planCmd},
-		{"simulate", "replay a load trace through the policy (and the recipe) without a cluster", simulateCmd},
-		{"status", "show a running daemon's workers, operations and last plan", statusCmd},
-		{"validate", "check a config file and print the effective configuration", validateCmd},
-		{"version", "print the version", versionCmd},
+		{"run", "run the autoscaler daemon", runCmd, []string{
+			"# the daemon deciding but changing nothing, its log readable on a terminal",
+			"pve-autoscaler run --config /etc/pve-autoscaler/config.yaml --dry-run --log-format console",
+			"# what the systemd unit runs",
+			"pve-autoscaler run --config /etc/pve-autoscaler/config.yaml",
+		}},
+		{"doctor", "check the config, Proxmox, Talos and Kubernetes before enabling the daemon", doctorCmd, []string{
+			"# every check, before enabling the daemon",
+			"pve-autoscaler doctor --config /etc/pve-autoscaler/config.yaml",
+			"# with an admin's kubeconfig, to read every HPA, VPA and PDB; JSON for scripts",
+			"pve-autoscaler doctor --config /etc/pve-autoscaler/config.yaml --kubeconfig ~/.kube/config --output json",
+		}},
+		{"plan", "show what the autoscaler would do now, and why", planCmd, []string{
+			"# live: asks Proxmox VE and Kubernetes, changes nothing",
+			"pve-autoscaler plan --config /etc/pve-autoscaler/config.yaml",
+			"# a situation from a file, as JSON",
+			"pve-autoscaler plan --config config.yaml --snapshot docs/snapshot.example.json --output json",
+		}},
+		{"simulate", "replay a load trace through the policy (and the recipe) without a cluster", simulateCmd, []string{
+			"# a day of load through the policy of config.yaml",
+			"pve-autoscaler simulate --config config.yaml --trace load.csv",
+		}},
+		{"status", "show a running daemon's workers, operations and last plan", statusCmd, []string{
+			"# the daemon on this host (daemon.listen from the config)",
+			"pve-autoscaler status --config /etc/pve-autoscaler/config.yaml",
+			"# a daemon at a given address (HOST:PORT or an http:// URL)",
+			"pve-autoscaler status --address 127.0.0.1:9464",
+		}},
+		{"validate", "check a config file and print the effective configuration", validateCmd, []string{
+			"# every problem at once (exit 2), or the configuration with its defaults (exit 0)",
+			"pve-autoscaler validate --config /etc/pve-autoscaler/config.yaml",
+		}},
+		{"version", "print the version", versionCmd, []string{
+			"pve-autoscaler version",
+		}},
 	}
+}
+
+// examplesOf returns a command's examples from the command table.
+func examplesOf(name string) []string {
+	for _, c := range commands() {
+		if c.name == name {
+			return c.examples
+		}
+	}
+	return nil
 }
 
 func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -82,14 +122,23 @@ func flagSet(name, synopsis string, stderr io.Writer) *pflag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), usagePrefix+"%s\n\nFlags:\n%s", synopsis, fs.FlagUsages())
+		ex := ""
+		if lines := examplesOf(name); len(lines) > 0 {
+			ex = "\nExamples:\n  " + strings.Join(lines, "\n  ") + "\n"
+		}
+		fmt.Fprintf(fs.Output(), usagePrefix+"%s\n%s\nFlags:\n%s", synopsis, ex, fs.FlagUsages())
 	}
 	return fs
 }
 
 // parse parses args; done is true when the command must return code at once.
 func parse(fs *pflag.FlagSet, args []string, stdout io.Writer) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
+	// pflag prints the usage itself on --help; it is printed once, below, on stdout.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			if c, ok := stdout.(*helpCapture); ok {
 				c.fs = fs // gen-man: the man page reads the flags

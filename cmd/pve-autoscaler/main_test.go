@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,11 +54,38 @@ policy:
 	return p
 }
 
+// Every command's --help prints its usage once, on stdout, with examples
+// whose flags are the command's own.
 func TestHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "plan", "simulate", "doctor", "validate", "version"} {
-		code, out, _ := runMain(cmd, "--help")
-		if code != exitOK || !strings.Contains(out, "Usage: pve-autoscaler "+cmd) {
-			t.Errorf("%s --help: exit %d, %q", cmd, code, out)
+	for _, c := range commands() {
+		code, out, errOut := runMain(c.name, "--help")
+		if code != exitOK || strings.Count(out, "Usage: pve-autoscaler "+c.name) != 1 || errOut != "" {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", c.name, code, out, errOut)
+		}
+		if !strings.Contains(out, "\nExamples:\n  ") {
+			t.Errorf("%s --help has no examples: %q", c.name, out)
+		}
+		var capture helpCapture
+		c.run([]string{"--help"}, &capture, io.Discard)
+		commandLines := 0
+		for _, line := range c.examples {
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			commandLines++
+			f := strings.Fields(line)
+			if len(f) < 2 || f[0] != "pve-autoscaler" || f[1] != c.name {
+				t.Errorf("%s example %q does not run pve-autoscaler %s", c.name, line, c.name)
+				continue
+			}
+			for _, arg := range f[2:] {
+				if name, ok := strings.CutPrefix(arg, "--"); ok && capture.fs.Lookup(strings.SplitN(name, "=", 2)[0]) == nil {
+					t.Errorf("%s example %q: no flag --%s", c.name, line, name)
+				}
+			}
+		}
+		if commandLines == 0 {
+			t.Errorf("%s: no example command line", c.name)
 		}
 	}
 	code, out, _ := runMain("--help")

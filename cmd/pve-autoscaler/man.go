@@ -136,6 +136,16 @@ func manPages(ver, date string) (map[string]string, error) {
 			b.WriteString(".\n")
 		})
 		b.WriteString(".TP\n.BR \\-h ,\\ \\-\\-help\nprint this command's flags and exit.\n")
+		if len(c.examples) > 0 {
+			b.WriteString(".SH EXAMPLES\n")
+			for _, line := range c.examples {
+				if comment, ok := strings.CutPrefix(line, "# "); ok {
+					fmt.Fprintf(&b, ".PP\n%s:\n", manText(strings.ToUpper(comment[:1])+comment[1:]))
+				} else {
+					fmt.Fprintf(&b, ".PP\n.RS\n.EX\n%s\n.EE\n.RE\n", manCode(line))
+				}
+			}
+		}
 		manFooter(&b, append([]string{"pve-autoscaler"}, without(see, name)...))
 		pages[name+".8"] = b.String()
 	}

@@ -40,6 +40,11 @@ func TestGenMan(t *testing.T) {
 		if !strings.Contains(string(page), `.TH PVE\-AUTOSCALER\-`+strings.ToUpper(manCode(c.name))+` 8 "2026-11-27" "pve-autoscaler 1.2.3"`) {
 			t.Errorf("%s: header:\n%s", c.name, page)
 		}
+		for _, ex := range c.examples {
+			if !strings.HasPrefix(ex, "#") && !strings.Contains(string(page), ".EX\n"+manCode(ex)+"\n.EE") {
+				t.Errorf("%s page lacks the example %q", c.name, ex)
+			}
+		}
 		// The flags, read independently of the generator from --help.
 		var capture helpCapture
 		c.run([]string{"--help"}, &capture, &stderr)

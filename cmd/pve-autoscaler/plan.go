@@ -40,7 +40,7 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 	if code != exitOK {
 		return code
 	}
-	policy, err := c.ScalerPolicy()
+	policy, err := daemon.ScalerPolicy(c)
 	if err != nil {
 		fmt.Fprintf(stderr, "pve-autoscaler plan: config %s: %v\n", *path, err)
 		return exitUsage

@@ -78,6 +78,7 @@ func newLogger(l config.Log, w io.Writer) (*zap.Logger, error) {
 	}
 	encCfg := zap.NewProductionEncoderConfig()
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	encCfg.EncodeDuration = zapcore.StringDurationEncoder // "1m0s", not 60
 	var enc zapcore.Encoder
 	switch l.Format {
 	case "json":

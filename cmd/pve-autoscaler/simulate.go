@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/simulate"
 )
 
@@ -87,10 +88,11 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	if m.StartWorkers > c.Policy.MaxWorkers {
 		return fail("--start-workers %d: expected at most policy.max_workers (%d)", m.StartWorkers, c.Policy.MaxWorkers)
 	}
-	setup, err := simulate.SetupFrom(c)
+	policy, err := daemon.ScalerPolicy(c)
 	if err != nil {
 		return fail("config %s: %v", *path, err)
 	}
+	setup := simulate.SetupFrom(c, policy)
 	f, err := os.Open(*tracePath)
 	if err != nil {
 		return fail("--trace: %v", err)

@@ -14,9 +14,9 @@ import (
 )
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("status", "status [--config FILE | --address HOST:PORT]", stderr)
+	fs := flagSet("status", "status [--config FILE | --address HOST:PORT|URL]", stderr)
 	path := fs.String("config", defaultConfigPath, "config file (for daemon.listen)")
-	addr := fs.String("address", "", "the daemon's HTTP address (default: daemon.listen from the config)")
+	addr := fs.String("address", "", "the daemon's HTTP address, HOST:PORT or http://HOST:PORT (default: daemon.listen from the config)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -31,7 +31,7 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	res, err := hc.Get("http://" + *addr + "/status")
+	res, err := hc.Get(statusURL(*addr))
 	if err != nil {
 		fmt.Fprintf(stderr, "pve-autoscaler status: %v (is the daemon running?)\n", err)
 		return exitFailure
@@ -47,6 +47,15 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	renderStatus(stdout, st.Status, st.Leader)
 	return exitOK
+}
+
+// statusURL is the daemon's /status for an address given as HOST:PORT or
+// as a URL (http://HOST:PORT, https://..., with or without a trailing slash).
+func statusURL(addr string) string {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return strings.TrimRight(addr, "/") + "/status"
 }
 
 func renderStatus(w io.Writer, st scaler.Status, leader bool) {

@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,7 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
-	"github.com/pve-autoscaler/pve-autoscaler/internal/decode"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/strictjson"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
 )
 
@@ -95,8 +96,8 @@ func loadWorld(path string) (pvesim.World, error) {
 		return pvesim.World{}, fmt.Errorf("world %s: not valid YAML: %w", path, err)
 	}
 	var f worldFile
-	if errs := decode.Strict(js, &f); len(errs) > 0 {
-		return pvesim.World{}, fmt.Errorf("world %s: %w", path, decode.Join(errs))
+	if errs := strictjson.Decode(js, &f); len(errs) > 0 {
+		return pvesim.World{}, fmt.Errorf("world %s: %w", path, strictjson.Join(errs))
 	}
 	w := pvesim.World{Tokens: f.Tokens, Users: f.Users, IPPool: f.IPPool, Version: f.Version, Latencies: pvesim.DefaultLatencies()}
 	for _, h := range f.Hosts {
@@ -134,13 +135,30 @@ func loadWorld(path string) (pvesim.World, error) {
 	return w, nil
 }
 
+const usageText = `Usage: pvesim [--listen ADDR] [--world FILE] [--speed N]
+
+Serves a simulated Proxmox VE API on loopback.
+
+Examples:
+  # the built-in world (hosts pve1..pve3, template 9000) on the PVE port
+  pvesim --listen 127.0.0.1:8006
+  # your own hosts and templates, with latencies 10 times faster
+  pvesim --world world.yaml --speed 10
+
+Flags:
+`
+
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := pflag.NewFlagSet("pvesim", pflag.ContinueOnError)
 	fs.SetOutput(out)
 	listen := fs.String("listen", "127.0.0.1:8006", "loopback address to serve the API on")
 	worldPath := fs.String("world", "", "world file (YAML): hosts, storages, templates, vms, tokens, users, latencies (default: built-in world)")
 	speed := fs.Float64("speed", 1, "simulated seconds per real second (latencies run this much faster)")
+	fs.Usage = func() { fmt.Fprint(out, usageText+fs.FlagUsages()) }
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil // pflag printed the usage
+		}
 		return err
 	}
 	if *speed <= 0 {

@@ -107,3 +107,17 @@ latencies: {linked_clone: 2s, agent: 12s}
 		t.Errorf("non-loopback listen: %v", err)
 	}
 }
+
+// --help prints the usage with its examples, once, and is not an error.
+func TestHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &out); err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+	if strings.Count(out.String(), "Usage: pvesim") != 1 || !strings.Contains(out.String(), "Examples:\n  # the built-in world") || !strings.Contains(out.String(), "--world") {
+		t.Errorf("--help printed %q", out.String())
+	}
+	if err := run(context.Background(), []string{"--bogus"}, &out); err == nil {
+		t.Error("an unknown flag is not an error")
+	}
+}

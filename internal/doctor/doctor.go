@@ -102,7 +102,11 @@ func (r Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(w, "        fix: %s\n", c.Fix)
 		}
 	}
-	_, err := fmt.Fprintf(w, "\n%d checks: %d OK, %d WARN, %d FAIL\n", len(r.Checks), r.Count(OK), r.Count(Warn), r.Count(Fail))
+	checks := "checks"
+	if len(r.Checks) == 1 {
+		checks = "check"
+	}
+	_, err := fmt.Fprintf(w, "\n%d %s: %d OK, %d WARN, %d FAIL\n", len(r.Checks), checks, r.Count(OK), r.Count(Warn), r.Count(Fail))
 	return err
 }
 

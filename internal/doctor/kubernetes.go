@@ -37,7 +37,7 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 	k := c.Kubernetes
 	rc, err := kube.RestConfig(k.Kubeconfig, k.Context)
 	if err != nil {
-		r.add(areaKube, "api", Fail, "set kubernetes.kubeconfig to a kubeconfig for the cluster (README: A kubeconfig for the daemon)", "%v", err)
+		r.add(areaKube, "api", Fail, "set kubernetes.kubeconfig to a kubeconfig for the cluster (README: Install on a Proxmox VE node, step 3)", "%v", err)
 		return f
 	}
 	rc.Timeout = 15 * time.Second
@@ -72,7 +72,7 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 	}
 	switch {
 	case len(missing) > 0:
-		r.add(areaKube, "rbac", Fail, "kubectl apply -f deploy/rbac.yaml, and give the daemon a kubeconfig for its ServiceAccount (README: A kubeconfig for the daemon)",
+		r.add(areaKube, "rbac", Fail, "kubectl apply -f deploy/rbac.yaml, and give the daemon a kubeconfig for its ServiceAccount (README: Install on a Proxmox VE node, step 3)",
 			"the credentials may not: %s", strings.Join(missing, ", "))
 	case len(r.Find(areaKube, "rbac")) == 0:
 		r.add(areaKube, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease)))

@@ -117,12 +117,9 @@ type Setup struct {
 	FirstVMID   int
 }
 
-// SetupFrom reads a validated config.
-func SetupFrom(c *config.Config) (Setup, error) {
-	p, err := c.ScalerPolicy()
-	if err != nil {
-		return Setup{}, err
-	}
+// SetupFrom reads a validated config and its policy in the decision
+// engine's form (daemon.ScalerPolicy).
+func SetupFrom(c *config.Config, p scaler.Policy) Setup {
 	return Setup{
 		Policy:      p,
 		Interval:    c.Policy.Interval.D(),
@@ -130,5 +127,5 @@ func SetupFrom(c *config.Config) (Setup, error) {
 		MaxParallel: max(c.Proxmox.MaxParallel, 1),
 		NamePrefix:  c.Proxmox.NamePrefix,
 		FirstVMID:   c.Proxmox.VMIDRange.Min,
-	}, nil
+	}
 }

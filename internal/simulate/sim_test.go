@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/testclock"
 )
 
@@ -29,11 +30,11 @@ func setup(t testing.TB, mod func(*config.Config)) Setup {
 	if mod != nil {
 		mod(&c)
 	}
-	s, err := SetupFrom(&c)
+	p, err := daemon.ScalerPolicy(&c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return SetupFrom(&c, p)
 }
 
 func trace(t testing.TB, rows ...string) Trace {

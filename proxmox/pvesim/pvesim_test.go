@@ -245,7 +245,14 @@ func TestLinkedCloneLifecycle(t *testing.T) {
 	if st := e.wait(e.ok("POST", "/nodes/pve2/qemu/5000/status/start", "").(string)); st["exitstatus"] != "VM 5000 already running" {
 		t.Errorf("second start: %v", st)
 	}
-	time.Sleep(60 * time.Millisecond)
+	// The agent answers once the VM has booted.
+	deadline := time.Now().Add(5 * time.Second)
+	for a := e.call("GET", "/nodes/pve2/qemu/5000/agent/network-get-interfaces", ""); a.code != 200; a = e.call("GET", "/nodes/pve2/qemu/5000/agent/network-get-interfaces", "") {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent still silent: %s %s", a.status, a.raw)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	ifs := e.ok("GET", "/nodes/pve2/qemu/5000/agent/network-get-interfaces", "").(map[string]any)["result"].([]any)
 	eth0 := ifs[1].(map[string]any)
 	ip := eth0["ip-addresses"].([]any)[0].(map[string]any)

@@ -1,4 +1,4 @@
-package decode
+package strictjson
 
 import (
 	"strings"
@@ -29,7 +29,7 @@ type doc struct {
 
 func TestStrictDecodesEverything(t *testing.T) {
 	d := doc{Keep: 7}
-	errs := Strict([]byte(`{"id": "x", "inner": {"n": 1, "s": "a"}, "ptr": {"n": 2}, "list": [{"n": 3}, {"s": "b"}],
+	errs := Decode([]byte(`{"id": "x", "inner": {"n": 1, "s": "a"}, "ptr": {"n": 2}, "list": [{"n": 3}, {"s": "b"}],
 		"labels": {"k": "v"}, "when": "2026-11-27T00:00:00Z", "flag": true}`), &d)
 	if len(errs) != 0 {
 		t.Fatal(errs)
@@ -44,7 +44,7 @@ func TestStrictDecodesEverything(t *testing.T) {
 
 func TestStrictReportsEveryProblemWithItsPath(t *testing.T) {
 	var d doc
-	errs := Strict([]byte(`{"idd": 1, "inner": {"n": "one", "z": 0}, "list": [{"n": 1}, {"n": true}], "labels": {"k": 5},
+	errs := Decode([]byte(`{"idd": 1, "inner": {"n": "one", "z": 0}, "list": [{"n": 1}, {"n": true}], "labels": {"k": 5},
 		"when": "soon", "flag": "yes", "Skipped": "x", "ptr": []}`), &d)
 	got := make([]string, len(errs))
 	for i, e := range errs {
@@ -78,7 +78,7 @@ func TestStrictReportsEveryProblemWithItsPath(t *testing.T) {
 }
 
 func TestStrictNeedsAPointer(t *testing.T) {
-	if errs := Strict([]byte(`{}`), doc{}); len(errs) != 1 {
+	if errs := Decode([]byte(`{}`), doc{}); len(errs) != 1 {
 		t.Errorf("non-pointer accepted: %v", errs)
 	}
 }

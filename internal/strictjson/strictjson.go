@@ -1,8 +1,8 @@
-// Package decode is a strict JSON decoder that reports every problem at
+// Package strictjson is a strict JSON decoder that reports every problem at
 // once, each with the path of the field it concerns ("policy.cpu.scale_up_at"),
 // instead of stopping at the first one as encoding/json does. Config files
 // (YAML, converted to JSON first) and snapshot files go through it.
-package decode
+package strictjson
 
 import (
 	"bytes"
@@ -27,14 +27,14 @@ func (e Error) Error() string {
 	return e.Path + ": " + e.Message
 }
 
-// Strict decodes data (JSON) into v, a non-nil pointer. Keys that match no
+// Decode decodes data (JSON) into v, a non-nil pointer. Keys that match no
 // field are errors, with a suggestion when a field's name is close. Fields
 // absent from data keep the values v already holds (the defaults). The
 // errors come sorted by path.
-func Strict(data []byte, v any) []Error {
+func Decode(data []byte, v any) []Error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return []Error{{Message: "decode: need a non-nil pointer"}}
+		return []Error{{Message: "strictjson: need a non-nil pointer"}}
 	}
 	var errs []Error
 	decodeValue(bytes.TrimSpace(data), rv.Elem(), "", &errs)

@@ -1,0 +1,67 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// Talos kubelet defaults: system-reserved cpu 50m and memory 192Mi, plus a
+// 100Mi hard eviction threshold. A new worker's allocatable is estimated
+// as the VM's size less these until a managed node exists to learn it from.
+const (
+	kubeletReservedMilliCPU = 50
+	kubeletReservedMemory   = (192 + 100) << 20
+)
+
+// ScalerPolicy converts a validated config's policy into the decision
+// engine's form (config knows nothing of scaler; its consumers convert).
+// Call it only on a config whose Validate found no problems.
+func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
+	p := c.Policy
+	loc, err := time.LoadLocation(p.Timezone)
+	if err != nil {
+		return scaler.Policy{}, fmt.Errorf("policy.timezone: %w", err)
+	}
+	sp := scaler.Policy{
+		MinWorkers:           p.MinWorkers,
+		MaxWorkers:           p.MaxWorkers,
+		CPU:                  scaler.Threshold{Up: p.CPU.ScaleUpAt, Down: p.CPU.ScaleDownAt, Target: p.CPU.Target},
+		Memory:               scaler.Threshold{Up: p.Memory.ScaleUpAt, Down: p.Memory.ScaleDownAt, Target: p.Memory.Target},
+		UpWindow:             p.ScaleUpAfter.D(),
+		DownWindow:           p.ScaleDownAfter.D(),
+		CooldownAfterUp:      p.Cooldown.AfterScaleUp.D(),
+		CooldownAfterDown:    p.Cooldown.AfterScaleDown.D(),
+		CooldownAfterFailure: p.Cooldown.AfterFailure.D(),
+		MaxStep:              p.MaxNodesPerStep,
+		PendingPods:          p.PendingPods.Enabled,
+		PendingGrace:         p.PendingPods.Grace.D(),
+		ScaleDownMargin:      p.ScaleDownMargin,
+		AllowLocalStorage:    p.Drain.DeleteEmptyDirData,
+		ScheduleLead:         p.ScheduleLead.D(),
+		Location:             loc,
+		Worker: scaler.Resources{
+			MilliCPU: int64(c.Proxmox.VM.Cores)*1000 - kubeletReservedMilliCPU,
+			Memory:   int64(c.Proxmox.VM.Memory) - kubeletReservedMemory,
+		},
+		VMMemory:      int64(c.Proxmox.VM.Memory),
+		HostReserve:   int64(c.Proxmox.HostMemReserve),
+		StandbySize:   p.Standby.Size,
+		StandbyHosts:  p.Standby.Hosts,
+		StandbyMaxAge: p.Standby.MaxAge.D(),
+	}
+	for i, s := range p.Schedules {
+		w, err := config.ParseWindow(s.Window)
+		if err != nil {
+			return scaler.Policy{}, fmt.Errorf("policy.schedules[%d].window: %w", i, err)
+		}
+		name := s.Name
+		if name == "" {
+			name = s.Window
+		}
+		sp.Schedules = append(sp.Schedules, scaler.Schedule{Name: name, Days: w.Days, Start: w.Start, End: w.End, MinWorkers: s.MinWorkers})
+	}
+	return sp, nil
+}

@@ -69,7 +69,7 @@ type Client struct {
 	claimed       map[int]bool   // vmids being allocated by this process
 	metas         map[int]Meta   // description metadata, by vmid
 	macs          map[string]int // MAC/IP pool entries reserved, by upper-case MAC: the vmid
-	untagged      map[int]bool   // VMs this process cloned and has not tagged yet
+	untagged      map[int]string // VMs this process cloned and has not tagged yet: the description sent
 	seen          map[int]bool   // ids in our range of VMs this process has listed
 	tplDigest     string         // the template's identity, and when it was read
 	tplAt         time.Time
@@ -138,7 +138,7 @@ func New(opts Options) (*Client, error) {
 		version: version,
 		clones:  make(chan struct{}, max(p.MaxParallel, 1)),
 		now:     now,
-		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{}, untagged: map[int]bool{}, seen: map[int]bool{},
+		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{}, untagged: map[int]string{}, seen: map[int]bool{},
 	}, nil
 }
 

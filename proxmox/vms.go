@@ -312,6 +312,9 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		"target":      host,
 		"description": c.Description(c.now(), digest),
 	}
+	c.mu.Lock()
+	c.untagged[vmid] = params["description"].(string) // cloned by this process, not tagged yet
+	c.mu.Unlock()
 	full := c.cfg.CloneMode == "full" || !tpl.Template
 	params["full"] = full
 	if full && c.cfg.Storage != "" {
@@ -381,6 +384,12 @@ func (c *Client) TagNew(ctx context.Context, vmid int, host string) error {
 	}
 	if !c.createdByUs(cfg) {
 		return &NotOursError{VMID: vmid, Why: "its description has no pve-autoscaler metadata for cluster " + c.cluster}
+	}
+	c.mu.Lock()
+	sent := c.untagged[vmid]
+	c.mu.Unlock()
+	if sent != "" && strings.TrimSpace(cfg.Description) != strings.TrimSpace(sent) {
+		return &NotOursError{VMID: vmid, Why: "its description is another clone request's (another daemon's clone)"}
 	}
 	err = c.retry(ctx, "tag", func() error {
 		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", host, vmid), map[string]any{"tags": c.ownTags("cloned"), "digest": cfg.Digest}, nil))
@@ -929,7 +938,6 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 			return 0, err
 		}
 		c.mu.Lock()
-		c.untagged[vmid] = true // cloned by this process, not tagged yet
 		c.seen[vmid] = true
 		c.mu.Unlock()
 		err = c.Clone(ctx, inv, vmid, host)
@@ -979,7 +987,7 @@ func (c *Client) Cleanup(ctx context.Context, vmid int) error {
 				// clone that outlived its timeout) is tagged here; a VM
 				// whose tags someone removed is not ours any more.
 				c.mu.Lock()
-				fresh := c.untagged[vmid]
+				fresh := c.untagged[vmid] != ""
 				c.mu.Unlock()
 				if !fresh {
 					return fmt.Errorf("cleanup %d: %w", vmid, &NotOursError{VMID: vmid, Why: fmt.Sprintf("it lacks the tags %s and %s (tags: %v); left alone", TagOwner, ClusterTag(c.cluster), v.Tags)})

@@ -1403,7 +1403,14 @@ func (r *Reconciler) startRetire(m Machine) {
 		return r.runSteps(op, "", []step{
 			{StepRetiring, func() error { return r.infra.Record(ctx, m.VMID, StepRetiring) }},
 			{"destroyed", func() error { return r.infra.Destroy(ctx, m) }},
-			{"deleted", func() error { return r.cluster.DeleteNode(ctx, m.Name) }},
+			{"deleted", func() error {
+				// Its Node by identity, never whatever Node has its name.
+				n, err := r.cluster.NodeOf(ctx, m)
+				if err != nil || n == nil {
+					return err
+				}
+				return r.cluster.DeleteNode(ctx, n.Name)
+			}},
 		})
 	})
 }

@@ -425,14 +425,15 @@ func events(t *testing.T, w *world.World, reason string) []corev1.Event {
 // TestDrainFailureKeepsTheNode: a PodDisruptionBudget that allows no
 // eviction holds the drain past its timeout; the node is uncordoned and
 // stays, its VM back at joined, the failure recorded and told as an Event.
-func TestDrainFailureKeepsTheNode(t *testing.T) {
-	w := newWorld(t)
-	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
-	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
-	d.Reconciler.Wait()
+// dbPinnedOnRemoval runs one db pod on each of two workers (required
+// anti-affinity) and returns an AfterStep hook that, once a removal has
+// marked its node, adds a PodDisruptionBudget allowing no disruption (the
+// engine never picks a node a PDB already pins) and waits until the
+// disruption controller has computed it.
+func dbPinnedOnRemoval(t *testing.T, w *world.World) (string, func(scaler.OperationKind, int, string)) {
+	t.Helper()
 	ctx := context.Background()
 	ns := w.Kube.Namespace(t)
-	// One db pod on each worker (required anti-affinity).
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns}, Spec: appsv1.DeploymentSpec{
 		Replicas: ptr(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}}, Spec: corev1.PodSpec{
@@ -444,11 +445,7 @@ func TestDrainFailureKeepsTheNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRunning(t, w, ns, "app=db", 2)
-	cfg := testConfig(w, 1, 3)
-	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)
-	// A PodDisruptionBudget allowing nothing appears once the removal has
-	// started (the engine never picks a node a PDB already pins).
-	pdbHook := func(kind scaler.OperationKind, _ int, step string) {
+	return ns, func(kind scaler.OperationKind, _ int, step string) {
 		if kind != scaler.OpRemove || step != scaler.RemovalMarked {
 			return
 		}
@@ -458,7 +455,6 @@ func TestDrainFailureKeepsTheNode(t *testing.T) {
 			t.Errorf("PDB: %v", err)
 			return
 		}
-		// Wait until the disruption controller has computed it.
 		for range 100 {
 			p, err := w.Kube.Client.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "db", metav1.GetOptions{})
 			if err == nil && p.Status.ObservedGeneration >= p.Generation && p.Status.ExpectedPods == 2 {
@@ -468,6 +464,17 @@ func TestDrainFailureKeepsTheNode(t *testing.T) {
 		}
 		t.Errorf("PDB status never computed")
 	}
+}
+
+func TestDrainFailureKeepsTheNode(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
+	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+	d.Reconciler.Wait()
+	ctx := context.Background()
+	_, pdbHook := dbPinnedOnRemoval(t, w)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)
 	d2, _ := build(t, w, cfg, Options{AfterStep: pdbHook})
 	node := ""
 	converge(t, d2, "a removal to start", 30*time.Second, func() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +238,62 @@ func TestLostCloneAnswerMakesOneVM(t *testing.T) {
 		t.Errorf("%d clone requests, want 2 (the lost one, its retry)", got)
 	}
 	checkWorld(t, w, 1)
+}
+
+// Scenario 10: policy.drain.remove_undrained removes a node whose drain a
+// PodDisruptionBudget refused, as configured; the node stays cordoned
+// from the drain until it is gone, so no new pod lands on it first.
+func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
+	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+	d.Reconciler.Wait()
+	_, pdbHook := dbPinnedOnRemoval(t, w)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)
+	cfg.Policy.Drain.RemoveUndrained = true
+	var mu sync.Mutex
+	var seen []string // the removed node's schedulability after each removal step
+	node := ""
+	hook := func(kind scaler.OperationKind, vmid int, step string) {
+		pdbHook(kind, vmid, step)
+		mu.Lock()
+		defer mu.Unlock()
+		if kind != scaler.OpRemove || node == "" {
+			return
+		}
+		n, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			seen = append(seen, step+": gone")
+		case n.Spec.Unschedulable:
+			seen = append(seen, step+": cordoned")
+		default:
+			seen = append(seen, step+": schedulable")
+		}
+	}
+	d2, _ := build(t, w, cfg, Options{AfterStep: hook})
+	converge(t, d2, "one worker, the other removed undrained", 60*time.Second, func() bool {
+		mu.Lock()
+		for _, op := range d2.Reconciler.Status().Operations {
+			if op.Kind == scaler.OpRemove && node == "" {
+				node = op.Node
+			}
+		}
+		named := node != ""
+		mu.Unlock()
+		v, n := joined(t, w)
+		return named && v == 1 && n == 1 && ours(w) == 1
+	})
+	d2.Reconciler.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range seen {
+		if strings.HasSuffix(s, "schedulable") {
+			t.Errorf("the node was schedulable during its removal: %v", seen)
+		}
+	}
+	if !slices.Contains(seen, scaler.RemovalDrained+": cordoned") {
+		t.Errorf("steps seen %v: want the node cordoned once recorded drained", seen)
+	}
 }

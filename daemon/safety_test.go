@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -296,4 +297,76 @@ func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
 	if !slices.Contains(seen, scaler.RemovalDrained+": cordoned") {
 		t.Errorf("steps seen %v: want the node cordoned once recorded drained", seen)
 	}
+}
+
+// crashAfterReset is the daemon's Talos port with a crash right after a
+// reset went through, before the removal records it.
+type crashAfterReset struct {
+	OS
+	crash func()
+	once  sync.Once
+}
+
+func (c *crashAfterReset) Reset(ctx context.Context, m scaler.Machine, ip string) error {
+	err := c.OS.Reset(ctx, m, ip)
+	if err == nil {
+		c.once.Do(c.crash)
+		return errors.New("crashed after the reset")
+	}
+	return err
+}
+
+// Scenario 9: the daemon is killed between the Talos reset and its record.
+// The next daemon resumes the removal: the machine no longer answers,
+// which counts as reset (with reset_unreachable: fail), and the VM goes;
+// the removal never hangs retrying a reset against a halted machine.
+func TestCrashBetweenResetAndItsRecord(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
+	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+	d.Reconciler.Wait()
+	d1, _ := build(t, w, testConfig(w, 1, 3), Options{})
+	os := &crashAfterReset{OS: OS{Talos: d1.Talos, PVE: d1.PVE}}
+	d1.Reconciler = scaler.NewReconciler(NewInfra(d1.PVE, int64(d1.Config.Proxmox.VM.Memory), false), os, Cluster{Kube: d1.Kube},
+		d1.Policy, scaler.ReconcileOptions{MaxProvisionTime: time.Minute, BackoffMin: time.Second, ConfirmAbsence: 2 * time.Second})
+	crashed := make(chan struct{})
+	os.crash = func() { d1.Reconciler.Abort(); close(crashed) }
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		_, _ = d1.Reconciler.Tick(context.Background())
+		select {
+		case <-crashed:
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatalf("never crashed after a reset; status %+v", d1.Reconciler.Status())
+			}
+			continue
+		}
+		break
+	}
+	d1.Reconciler.Wait()
+	resets := 0
+	for _, v := range w.Sim.VMs() {
+		if f := w.Talos(v.VMID); f != nil {
+			resets += len(f.Resets())
+		}
+	}
+	if resets != 1 {
+		t.Fatalf("%d resets before the crash, want 1", resets)
+	}
+	resetting := 0
+	for _, v := range w.Sim.VMs() {
+		if slices.Contains(v.Tags, "step-"+scaler.StepResetting) {
+			resetting++
+		}
+	}
+	if resetting != 1 {
+		t.Fatalf("%d VMs recorded resetting after the crash, want 1", resetting)
+	}
+	d2, _ := build(t, w, testConfig(w, 1, 3), Options{})
+	converge(t, d2, "the removal finished after the crash", 60*time.Second, func() bool {
+		v, n := joined(t, w)
+		return v == 1 && n == 1 && ours(w) == 1
+	})
+	d2.Reconciler.Wait()
+	checkWorld(t, w, 1)
 }

@@ -332,6 +332,11 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration, onTick fun
 	}
 }
 
+// ResentResetTimeout bounds a Talos reset sent again to a machine that
+// got one before a crash or a failed attempt: no answer within it counts
+// as reset.
+const ResentResetTimeout = 20 * time.Second
+
 // ErrLeadershipLost is the cause of a Run context ended because another
 // daemon may lead now: running operations are stopped at once (Abort), not
 // given StopGrace.
@@ -1283,20 +1288,36 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 // (by this run or a crashed one) counts as reset.
 func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefore bool) error {
 	ip, err := r.infra.Address(ctx, m.VMID)
+	noAddress := err != nil
+	timedOut := false
 	if err == nil {
 		// Recorded right before it is sent: a crash in between counts it
 		// as sent, and a machine that then no longer answers as reset.
 		if err := r.infra.Record(ctx, m.VMID, StepResetting); err != nil {
 			return err
 		}
-		err = r.os.Reset(ctx, m, ip)
+		rctx := ctx
+		if sentBefore {
+			// A machine that got its reset before is usually down within
+			// seconds: it is not waited for as long as a first reset.
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(ctx, ResentResetTimeout)
+			defer cancel()
+		}
+		err = r.os.Reset(rctx, m, ip)
+		if err != nil && sentBefore && rctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s after a reset was sent: %w", ResentResetTimeout, err)
+			timedOut = true
+		}
 	}
-	unreachable := err != nil && (ip == "" || r.os.Unreachable(err))
+	// Unreachable: the machine did not answer (not: PVE could not tell its
+	// address, which says nothing about the machine).
+	unreachable := err != nil && !noAddress && (timedOut || r.os.Unreachable(err))
 	switch {
 	case err == nil:
 	case unreachable && sentBefore:
 		r.log.Info("the machine no longer answers after a reset was sent: counted as reset", zap.Int("vmid", m.VMID), zap.Error(err))
-	case unreachable && r.o.SkipUnreachableReset:
+	case (unreachable || noAddress) && r.o.SkipUnreachableReset:
 		r.log.Warn("Talos reset skipped: node unreachable (talos.reset_unreachable: skip)", zap.Int("vmid", m.VMID), zap.Error(err))
 	default:
 		return err

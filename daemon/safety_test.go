@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
@@ -369,4 +370,45 @@ func TestCrashBetweenResetAndItsRecord(t *testing.T) {
 	})
 	d2.Reconciler.Wait()
 	checkWorld(t, w, 1)
+}
+
+// Scenario 8: a scale-down that would park the worker in the warm pool
+// meets a drain a PodDisruptionBudget refuses. The worker stays: recorded
+// joined (before its removal mark is cleared), uncordoned, running, its
+// pods in place; nothing is powered off.
+func TestParkWithAFailedDrainKeepsTheWorker(t *testing.T) {
+	w := newWorld(t)
+	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
+	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
+	d.Reconciler.Wait()
+	ns, pdbHook := dbPinnedOnRemoval(t, w)
+	cfg := withStandby(w, 1, 3, 1)
+	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)
+	watch := watchSafety(t, w)
+	d2, _ := build(t, w, cfg, Options{AfterStep: pdbHook})
+	converge(t, d2, "a park to fail on its drain", 60*time.Second, func() bool {
+		return strings.Contains(d2.Reconciler.Status().LastError, "disruption budget")
+	})
+	d2.Reconciler.Wait()
+	for _, e := range watch.destroyed() {
+		t.Errorf("VM %d destroyed", e)
+	}
+	for _, v := range w.Sim.VMs() {
+		if v.Template || v.VMID == world.ForeignVMID || slices.Contains(v.Tags, "step-"+scaler.PoolPrefix+scaler.StepJoined) || slices.Contains(v.Tags, "step-"+scaler.StepStandby) {
+			continue
+		}
+		if !v.Running {
+			t.Errorf("worker VM %d powered off after a failed drain", v.VMID)
+		}
+	}
+	waitRunning(t, w, ns, "app=db", 2)
+	for _, name := range nodeNames(t, w) {
+		n, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Annotations[scaler.AnnotationRemoval] != "" || (n.Spec.Unschedulable && !slices.ContainsFunc(n.Spec.Taints, func(tn corev1.Taint) bool { return tn.Key == scaler.TaintStandby })) {
+			t.Errorf("Node %s after the failed park: cordoned %v, annotations %v", name, n.Spec.Unschedulable, n.Annotations)
+		}
+	}
 }

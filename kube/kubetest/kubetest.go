@@ -445,6 +445,17 @@ func (e *Env) Namespace(t testing.TB) string {
 	if _, err := e.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = e.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = e.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+		// Pending pods left behind would make the next test's daemon scale
+		// up: wait until none is left (the namespace controller deletes
+		// unscheduled pods at once; bound the wait all the same).
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			pods, err := e.Client.CoreV1().Pods(name).List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName="})
+			if err != nil || len(pods.Items) == 0 {
+				return
+			}
+		}
+	})
 	return name
 }

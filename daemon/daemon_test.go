@@ -164,6 +164,26 @@ func ours(w *world.World) int {
 	return n
 }
 
+// startWith brings the world to n joined workers, Ready, under a daemon
+// whose minimum is n (and maximum n+1).
+func startWith(t *testing.T, w *world.World, n int) {
+	t.Helper()
+	d, _ := build(t, w, testConfig(w, n, n+1), Options{})
+	converge(t, d, fmt.Sprintf("%d workers", n), 60*time.Second, func() bool { v, nodes := joined(t, w); return v == n && nodes == n })
+	d.Reconciler.Wait()
+}
+
+// convergeWorkers ticks d until exactly n joined workers with Ready Nodes
+// are left and no other VM of ours, then waits for its operations.
+func convergeWorkers(t *testing.T, w *world.World, d *Daemon, what string, n int) {
+	t.Helper()
+	converge(t, d, what, 60*time.Second, func() bool {
+		v, nodes := joined(t, w)
+		return v == n && nodes == n && ours(w) == n
+	})
+	d.Reconciler.Wait()
+}
+
 func TestProvisionThenRemove(t *testing.T) {
 	begin := time.Now().Add(-time.Second)
 	w := newWorld(t)
@@ -187,11 +207,7 @@ func TestProvisionThenRemove(t *testing.T) {
 
 	// Lower the minimum: utilization is 0%, one worker goes, drained, reset, destroyed.
 	d2, _ := build(t, w, testConfig(w, 1, 4), Options{})
-	converge(t, d2, "1 worker left", 60*time.Second, func() bool {
-		v, n := joined(t, w)
-		return v == 1 && n == 1 && ours(w) == 1
-	})
-	d2.Reconciler.Wait()
+	convergeWorkers(t, w, d2, "1 worker left", 1)
 	if _, resets := w.Counts(); resets != 1 {
 		t.Errorf("%d Talos resets, want 1", resets)
 	}
@@ -468,9 +484,7 @@ func dbPinnedOnRemoval(t *testing.T, w *world.World) (string, func(scaler.Operat
 
 func TestDrainFailureKeepsTheNode(t *testing.T) {
 	w := newWorld(t)
-	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
-	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
-	d.Reconciler.Wait()
+	startWith(t, w, 2)
 	ctx := context.Background()
 	_, pdbHook := dbPinnedOnRemoval(t, w)
 	cfg := testConfig(w, 1, 3)

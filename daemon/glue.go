@@ -64,7 +64,7 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 			// Read once per VM (descriptions do not change): no request per tick.
 			meta, err := i.PVE.Meta(ctx, v.VMID, v.Host)
 			if err != nil {
-				if h := hostOf(inv, v.Host); h != nil && !h.Online {
+				if h := inv.Host(v.Host); h != nil && !h.Online {
 					// Its host is offline: listed without what the config
 					// tells (creation time, UUID), so it neither expires
 					// nor matches a Node, and the tick goes on.
@@ -379,12 +379,3 @@ func (c Cluster) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 
 // Event records an Event on the node.
 func (c Cluster) Event(n, t, reason, msg string) { c.Kube.Event(n, t, reason, msg) }
-
-func hostOf(inv proxmox.Inventory, name string) *proxmox.Host {
-	for i := range inv.Hosts {
-		if inv.Hosts[i].Name == name {
-			return &inv.Hosts[i]
-		}
-	}
-	return nil
-}

@@ -247,9 +247,7 @@ func TestLostCloneAnswerMakesOneVM(t *testing.T) {
 // from the drain until it is gone, so no new pod lands on it first.
 func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
 	w := newWorld(t)
-	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
-	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
-	d.Reconciler.Wait()
+	startWith(t, w, 2)
 	_, pdbHook := dbPinnedOnRemoval(t, w)
 	cfg := testConfig(w, 1, 3)
 	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)
@@ -323,9 +321,7 @@ func (c *crashAfterReset) Reset(ctx context.Context, m scaler.Machine, ip string
 // the removal never hangs retrying a reset against a halted machine.
 func TestCrashBetweenResetAndItsRecord(t *testing.T) {
 	w := newWorld(t)
-	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
-	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
-	d.Reconciler.Wait()
+	startWith(t, w, 2)
 	d1, _ := build(t, w, testConfig(w, 1, 3), Options{})
 	os := &crashAfterReset{OS: OS{Talos: d1.Talos, PVE: d1.PVE}}
 	d1.Reconciler = scaler.NewReconciler(NewInfra(d1.PVE, int64(d1.Config.Proxmox.VM.Memory), false), os, Cluster{Kube: d1.Kube},
@@ -364,11 +360,7 @@ func TestCrashBetweenResetAndItsRecord(t *testing.T) {
 		t.Fatalf("%d VMs recorded resetting after the crash, want 1", resetting)
 	}
 	d2, _ := build(t, w, testConfig(w, 1, 3), Options{})
-	converge(t, d2, "the removal finished after the crash", 60*time.Second, func() bool {
-		v, n := joined(t, w)
-		return v == 1 && n == 1 && ours(w) == 1
-	})
-	d2.Reconciler.Wait()
+	convergeWorkers(t, w, d2, "the removal finished after the crash", 1)
 	checkWorld(t, w, 1)
 }
 
@@ -378,9 +370,7 @@ func TestCrashBetweenResetAndItsRecord(t *testing.T) {
 // pods in place; nothing is powered off.
 func TestParkWithAFailedDrainKeepsTheWorker(t *testing.T) {
 	w := newWorld(t)
-	d, _ := build(t, w, testConfig(w, 2, 3), Options{})
-	converge(t, d, "2 workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
-	d.Reconciler.Wait()
+	startWith(t, w, 2)
 	ns, pdbHook := dbPinnedOnRemoval(t, w)
 	cfg := withStandby(w, 1, 3, 1)
 	cfg.Policy.Drain.Timeout = config.Duration(2 * time.Second)

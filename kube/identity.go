@@ -34,7 +34,7 @@ func (c *Client) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 		sn := scaler.Node{
 			Name:        n.Name,
 			Managed:     n.Labels[scaler.LabelManaged] == "true",
-			SystemUUID:  normalUUID(n.Status.NodeInfo.SystemUUID),
+			SystemUUID:  scaler.NormalUUID(n.Status.NodeInfo.SystemUUID),
 			Ready:       ready(n),
 			Created:     n.CreationTimestamp.Time,
 			Annotations: n.Annotations,
@@ -64,6 +64,3 @@ func (c *Client) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 	}
 	return found, nil
 }
-
-// normalUUID is a UUID as compared across PVE, Kubernetes and Talos.
-func normalUUID(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

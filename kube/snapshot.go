@@ -91,7 +91,7 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 			Annotations:   n.Annotations,
 			// The kubelet reports the machine's SMBIOS UUID; lower case, as
 			// the other two systems' UUIDs are compared.
-			SystemUUID: normalUUID(n.Status.NodeInfo.SystemUUID),
+			SystemUUID: scaler.NormalUUID(n.Status.NodeInfo.SystemUUID),
 		}
 		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
 		for _, p := range byNode[n.Name] {

@@ -432,7 +432,7 @@ type vmConfig struct {
 func SMBIOSUUID(smbios1 string) string {
 	for _, kv := range strings.Split(smbios1, ",") {
 		if u, ok := strings.CutPrefix(strings.TrimSpace(kv), "uuid="); ok {
-			return strings.ToLower(strings.TrimSpace(u))
+			return strings.ToLower(strings.TrimSpace(u)) // as scaler.NormalUUID: proxmox does not import scaler
 		}
 	}
 	return ""
@@ -672,7 +672,7 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip 
 		if v.Template {
 			continue
 		}
-		if h := hostOf(inv, v.Host); h != nil && !h.Online {
+		if h := inv.Host(v.Host); h != nil && !h.Online {
 			// Its MAC cannot be read: handing it out again would put two
 			// machines on one address when the host is back.
 			return "", "", fmt.Errorf("proxmox.mac_ip_pool: host %s is offline, so VM %d's MAC is unknown; no MAC is handed out until it is back", v.Host, v.VMID)
@@ -704,7 +704,8 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip 
 	return "", "", fmt.Errorf("proxmox.mac_ip_pool: all %d MAC addresses are in use", len(c.cfg.MACIPPool))
 }
 
-func hostOf(inv Inventory, name string) *Host {
+// Host is the listed host of that name (nil when none is).
+func (inv Inventory) Host(name string) *Host {
 	for i := range inv.Hosts {
 		if inv.Hosts[i].Name == name {
 			return &inv.Hosts[i]

@@ -29,6 +29,10 @@ func SameWorker(m Machine, n Node) bool {
 	return n.Name == m.Name
 }
 
+// NormalUUID is a SMBIOS UUID as compared across PVE (smbios1), Kubernetes
+// (systemUUID) and Talos (SystemInformation): trimmed, lower case.
+func NormalUUID(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
 // NodeOf is the Node that is m's by identity, if one is among nodes.
 func NodeOf(m Machine, nodes []Node) (Node, bool) {
 	for _, n := range nodes {

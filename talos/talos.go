@@ -171,7 +171,7 @@ func (e *IdentityError) Error() string {
 // it with the node's. A *IdentityError when it differs or is missing;
 // other errors are the read's (retryable or not, for the caller).
 func (c *Client) identity(ctx context.Context, tc *client.Client, n Node, op string) error {
-	want := strings.ToLower(strings.TrimSpace(n.UUID))
+	want := scaler.NormalUUID(n.UUID)
 	if want == "" {
 		return &IdentityError{Node: n.Name, IP: n.IP, Op: op}
 	}
@@ -182,7 +182,7 @@ func (c *Client) identity(ctx context.Context, tc *client.Client, n Node, op str
 		}
 		return err
 	}
-	if got := strings.ToLower(strings.TrimSpace(si.TypedSpec().UUID)); got != want {
+	if got := scaler.NormalUUID(si.TypedSpec().UUID); got != want {
 		return &IdentityError{Node: n.Name, IP: n.IP, Op: op, Expected: want, Found: got}
 	}
 	return nil

@@ -30,7 +30,7 @@ func checkIdentity(ctx context.Context, r *Report, px pveFacts, kx kubeFacts) {
 	}
 	var nodes []scaler.Node
 	for _, n := range kx.nodes {
-		sn := scaler.Node{Name: n.Name, Managed: n.Labels[scaler.LabelManaged] == "true", SystemUUID: strings.ToLower(strings.TrimSpace(n.Status.NodeInfo.SystemUUID))}
+		sn := scaler.Node{Name: n.Name, Managed: n.Labels[scaler.LabelManaged] == "true", SystemUUID: scaler.NormalUUID(n.Status.NodeInfo.SystemUUID)}
 		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
 		nodes = append(nodes, sn)
 	}

@@ -443,6 +443,15 @@ var chaosFaults = []struct {
 			}
 		}
 	}},
+	// A pod that tolerates everything lands on a cordoned, drained worker
+	// (a removal's, say): a removal resumed after it must not go on.
+	{"a workload lands on a drained worker", func(w *chaosWorld) {
+		for _, n := range w.nodes {
+			if n.ready && n.cordoned {
+				n.workload, n.drained = true, false
+			}
+		}
+	}},
 	{"load: pending pods", func(w *chaosWorld) { w.pending = 1 + w.rng.IntN(4) }},
 	{"load: none", func(w *chaosWorld) { w.pending = 0 }},
 }

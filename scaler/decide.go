@@ -581,8 +581,14 @@ func (d *decision) planScaleDown() {
 	current := d.plan.Workers.Current
 	aboveMax := current > d.p.MaxWorkers
 	ok := true
-	if current <= d.minWorkers {
-		d.hold(CodeAtMin, "scale-down held: %s, at the minimum of %d", count(current, "worker"), d.minWorkers)
+	// A NotReady worker serves nothing: it does not count toward the
+	// minimum a removal must keep.
+	if ready := current - d.plan.Workers.NotReady; ready <= d.minWorkers {
+		if d.plan.Workers.NotReady > 0 {
+			d.hold(CodeAtMin, "scale-down held: %s Ready of %d, at the minimum of %d (NotReady workers do not count)", count(ready, "worker"), current, d.minWorkers)
+		} else {
+			d.hold(CodeAtMin, "scale-down held: %s, at the minimum of %d", count(current, "worker"), d.minWorkers)
+		}
 		return
 	}
 	if n := len(d.s.PendingPods); n > 0 {

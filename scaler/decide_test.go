@@ -188,7 +188,9 @@ func decideCases() []decideCase {
 		{name: "more than 3 managed nodes unready", nodes: append(workers(6, 10, 10), workers(4, 0, 0, notReady)...),
 			policy: func(p *Policy) { p.MaxWorkers = 12 }, wantHolds: []Code{CodeUnready}},
 		{name: "more than 45% of managed nodes unready", nodes: append(workers(2, 10, 10), workers(2, 0, 0, notReady)...),
-			wantHolds: []Code{CodeUnready}},
+			policy: func(p *Policy) { p.MinWorkers = 1 }, wantHolds: []Code{CodeUnready}},
+		{name: "a NotReady worker does not count toward min_workers for a removal", nodes: append(workers(2, 10, 10), worker("down", 0, 0, notReady)),
+			wantHolds: []Code{CodeAtMin}, notHolds: []Code{CodeUnready}},
 		{name: "one of four managed nodes unready is healthy enough", nodes: append(workers(3, 10, 10), worker("down", 0, 0, notReady)),
 			wantRemove: "w0", notHolds: []Code{CodeUnready}},
 		{name: "projection over the up threshold minus margin", nodes: workers(3, 49, 10),
@@ -206,6 +208,7 @@ func decideCases() []decideCase {
 		{name: "above max removes even when busy", nodes: workers(8, 50, 50), wantRemove: "w0", wantCodes: []Code{CodeAboveMax, CodeCandidateSelection}},
 		{name: "a registered, not yet Ready provision still holds pending pods",
 			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), pend: pending(2, 1500, gi, ago(time.Minute)),
+			policy:    func(p *Policy) { p.MinWorkers = 1 }, // two Ready workers are above it
 			wantHolds: []Code{CodeInFlight, CodeProvisioning}, wantCur: 3},
 		{name: "a provision whose node registered counts once",
 			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), wantCur: 3,

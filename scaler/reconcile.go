@@ -221,6 +221,17 @@ type operation struct {
 	machine Machine // the VM as listed when the operation started
 }
 
+// report is the operation as Decide counts it (r.mu held): a park is a
+// park through all its steps (its drain's marked and drained too), so
+// the warm pool's count never misses it.
+func (op *operation) report() Operation {
+	o := Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started}
+	if op.park {
+		o.Step = StepParking
+	}
+	return o
+}
+
 // Status is what the reconciler reports (the daemon's /status).
 type Status struct {
 	Time       time.Time   `json:"time"`
@@ -415,7 +426,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	running := map[int]bool{}
 	for vmid, op := range r.ops {
 		running[vmid] = true
-		snap.Operations = append(snap.Operations, Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started})
+		snap.Operations = append(snap.Operations, op.report())
 	}
 	fresh := 0 // creations in flight, counted here; a fresh clone listed may be one of them
 	for _, kind := range []OperationKind{OpProvision, OpRefill} {
@@ -663,7 +674,7 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 	creating := r.creating[OpProvision]+r.creating[OpRefill] > 0
 	r.mu.Unlock()
 	listed := map[int]bool{}
-	for _, m := range machines {
+	for i, m := range machines {
 		listed[m.VMID] = true
 		r.mu.Lock()
 		_, running := r.ops[m.VMID]
@@ -705,7 +716,14 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		case ResumeRemove:
 			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, resetSent: m.Step == StepResetting})
 		case ResumePark:
+			if m.Step == StepParking {
+				node = nodeIf(f.Node) // its Node by identity, or none
+			}
 			r.startRemoval(removal{m: m, node: node, from: v.From, park: true})
+		case ResumeWithdraw:
+			if r.withdrawn(ctx, m, f.Node, v.Why) {
+				machines[i].Step = StepJoined // counted as the worker it is again
+			}
 		case ResumeWake:
 			r.startWake(m, now)
 		case ResumeRetire:
@@ -1061,6 +1079,12 @@ func (r *Reconciler) provisionContext(started time.Time) (context.Context, conte
 // that is neither goes with its VM. Nothing is destroyed while the views
 // disagree, or when the Node cannot be read.
 func (r *Reconciler) discard(m Machine, reached string) {
+	if r.halted() {
+		// Stopping (a shutdown, a lost Lease): another daemon may lead now
+		// and the VM's state is resumable; nothing is destroyed on the way out.
+		r.log.Info("a failed VM is left to the next run: stopping", zap.Int("vmid", m.VMID))
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), 10*time.Minute)
 	defer cancel()
 	if r.holding() {
@@ -1268,18 +1292,57 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 		return err
 	}
 	r.cluster.Event(node, "Warning", "DrainFailed", err.Error())
-	bg := context.WithoutCancel(ctx)
-	if rerr := r.infra.Record(bg, m.VMID, StepJoined); rerr != nil {
-		return fmt.Errorf("%w (and recording joined failed: %v; the removal resumes from its drain)", err, rerr)
-	}
-	if cerr := r.cluster.SetRemovalStep(bg, node, "", ""); cerr != nil {
-		// Left cordoned: a mark that stays must not meet new pods.
-		return fmt.Errorf("%w (and clearing the removal mark failed: %v; the node stays cordoned)", err, cerr)
-	}
-	if cerr := r.cluster.Cordon(bg, node, false); cerr != nil {
-		return fmt.Errorf("%w (and uncordoning failed: %v)", err, cerr)
+	if werr := r.withdraw(context.WithoutCancel(ctx), m, node, false, true); werr != nil {
+		return fmt.Errorf("%w (and %v; a later tick withdraws the removal again)", err, werr)
 	}
 	return err
+}
+
+// withdraw takes back a removal or park: the worker is recorded joined
+// first (a crash after that leaves a joined worker whose marked Node is
+// withdrawn again, never a removal or park to go on with), then its Node
+// is uncordoned (the adapter takes away only a cordon of ours, which the
+// removal mark and the standby taint still show as ours), untainted and
+// unmarked, in that order.
+func (r *Reconciler) withdraw(ctx context.Context, m Machine, node string, untaint, unmark bool) error {
+	if err := r.infra.Record(ctx, m.VMID, StepJoined); err != nil {
+		return fmt.Errorf("recording joined failed: %w", err)
+	}
+	if node == "" {
+		return nil
+	}
+	if err := r.cluster.Cordon(ctx, node, false); err != nil {
+		return fmt.Errorf("uncordoning failed: %w", err)
+	}
+	if untaint {
+		if err := r.cluster.SetStandby(ctx, node, false); err != nil {
+			return fmt.Errorf("removing the standby taint failed: %w", err)
+		}
+	}
+	if unmark {
+		if err := r.cluster.SetRemovalStep(ctx, node, "", ""); err != nil {
+			return fmt.Errorf("clearing the removal mark failed: %w", err)
+		}
+	}
+	return nil
+}
+
+// withdrawn withdraws a removal or park found at a tick that this view
+// does not support (DecideResume's ResumeWithdraw), and reports whether
+// the worker is recorded joined again.
+func (r *Reconciler) withdrawn(ctx context.Context, m Machine, n *Node, why string) bool {
+	name := nodeIf(n)
+	untaint := n != nil && n.Standby
+	unmark := n != nil && n.Annotations[AnnotationRemoval] != ""
+	if err := r.withdraw(ctx, m, name, untaint, unmark); err != nil {
+		r.log.Warn("could not withdraw a removal", zap.Int("vmid", m.VMID), zap.String("node", name), zap.Error(err))
+		return false
+	}
+	r.log.Info("removal withdrawn", zap.Int("vmid", m.VMID), zap.String("step", m.Step), zap.String("node", name), zap.String("why", why))
+	if name != "" {
+		r.cluster.Event(name, "Normal", "RemovalWithdrawn", fmt.Sprintf("pve-autoscaler withdrew the removal of this worker (VM %d): %s", m.VMID, why))
+	}
+	return true
 }
 
 // reset resets the machine through Talos (its identity checked by the
@@ -1344,6 +1407,9 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			if err := r.infra.Record(ctx, m.VMID, StepParking); err != nil {
 				return err
 			}
+			if node == "" {
+				return nil // its Node is gone (a park finished on a VM that is off)
+			}
 			if err := r.cluster.SetStandby(ctx, node, true); err != nil {
 				return err
 			}
@@ -1359,7 +1425,9 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			if err := r.infra.Record(ctx, m.VMID, StepStandby); err != nil {
 				return err
 			}
-			r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
+			if node != "" {
+				r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
+			}
 			return nil
 		}},
 	}
@@ -1455,10 +1523,7 @@ func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
 		r.ends++
 		e := endedOp{at: r.ends, op: Operation{Kind: kind, VMID: vmid}}
 		if op := r.ops[vmid]; op != nil {
-			e.op = Operation{Kind: op.kind, VMID: vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started}
-			if op.park {
-				e.op.Step = StepParking
-			}
+			e.op = op.report()
 		}
 		r.ended[vmid] = e
 		delete(r.ops, vmid)

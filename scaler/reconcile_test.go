@@ -171,6 +171,11 @@ type fakeCluster struct {
 	orphans  []Node
 	deleted  []string
 	drainErr error
+	drains   int
+	// drainHold, if set, holds every drain until it closes; drainEntered
+	// hears each drain that starts.
+	drainHold    chan struct{}
+	drainEntered chan string
 }
 
 func (c *fakeCluster) hold(name string) chan struct{} {
@@ -243,7 +248,21 @@ func (c *fakeCluster) Cordon(_ context.Context, name string, on bool) error {
 	return nil
 }
 func (*fakeCluster) SetStandby(context.Context, string, bool) error { return nil }
-func (c *fakeCluster) Drain(context.Context, string) error {
+func (c *fakeCluster) Drain(ctx context.Context, name string) error {
+	c.mu.Lock()
+	c.drains++
+	hold, entered := c.drainHold, c.drainEntered
+	c.mu.Unlock()
+	if entered != nil {
+		entered <- name
+	}
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.drainErr

@@ -232,6 +232,12 @@ const (
 	// ResumeKeep: past its deadline, its Node holds workload but is not
 	// Ready: neither adopted nor destroyed; reported.
 	ResumeKeep ResumeKind = "keep"
+	// ResumeWithdraw: a removal or park decided on an earlier view that
+	// this view does not support (its drain had not finished, its Node is
+	// gone, or its drained Node is schedulable again or holds pods): the
+	// worker is recorded joined, its Node uncordoned, untainted and
+	// unmarked, and Decide decides again with every guard.
+	ResumeWithdraw ResumeKind = "withdraw"
 )
 
 // Resume is a verdict about one machine.
@@ -286,45 +292,75 @@ func DecideResume(f MachineFacts) Resume {
 		}
 		return n.Annotations[AnnotationRemoval]
 	}
+	// pastDrain: the removal's drain finished and its Node still shows it:
+	// marked drained (or reset) for this machine, cordoned, and holding
+	// nothing but DaemonSet and mirror pods. Only such a removal goes on.
+	pastDrain := func(from string) bool {
+		return (from == RemovalDrained || from == RemovalReset) && n.Unschedulable && !HoldsWorkload(*n)
+	}
+	withdraw := func(why string) Resume {
+		return Resume{Kind: ResumeWithdraw, Why: why + ": withdrawn (recorded joined, uncordoned, unmarked), decided again"}
+	}
 	switch m.Step {
 	case StepRemoving:
-		if n != nil {
-			return Resume{Kind: ResumeRemove, From: removalStep(), Why: "a removal left half-done"}
+		switch from := removalStep(); {
+		case n != nil && pastDrain(from):
+			return Resume{Kind: ResumeRemove, From: from, Why: "a removal left half-done past its drain"}
+		case n != nil && from == RemovalMarked:
+			return withdraw("a removal found before its drain finished")
+		case n != nil && from == "":
+			return withdraw("a removal whose Node carries no removal mark of this machine")
+		case n != nil:
+			return withdraw("a removal whose drained Node is schedulable again or holds pods")
+		case f.NodeGone:
+			// Its reset was not sent (resetting is recorded first): nothing
+			// says the machine was drained or has left.
+			return withdraw("a removal whose Node is gone before its reset")
 		}
-		if f.NodeGone {
-			return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "a removal whose Node is confirmed gone (a reset machine leaves): the VM is destroyed"}
-		}
-		return Resume{Kind: ResumeConfirm, Why: "a removal whose Node is not seen: confirming before the VM is destroyed"}
+		return Resume{Kind: ResumeConfirm, Why: "a removal whose Node is not seen: confirming before anything is done"}
 	case StepResetting:
 		return Resume{Kind: ResumeRemove, From: RemovalDrained, Why: "a reset was sent: sent again, and a machine that no longer answers counts as reset"}
 	case StepReset:
 		return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "reset: the VM is destroyed"}
 	case StepParking:
-		if n == nil {
-			if f.NodeGone {
-				return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "a park whose Node is confirmed gone: the VM is destroyed"}
-			}
+		if n == nil && !f.NodeGone {
 			return Resume{Kind: ResumeConfirm, Why: "a park whose Node is not seen: confirming before anything is stopped"}
+		}
+		if !m.Running {
+			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "a park whose VM is already off: finished"}
+		}
+		if n == nil {
+			return withdraw("a park whose Node is gone")
 		}
 		from := removalStep()
 		if from == "" {
-			// The annotation is cleared only once drained (and recorded
-			// joined first when the drain failed).
+			// The mark is cleared by the parking step, once drained (a
+			// failed drain records joined first).
 			from = RemovalDrained
 		}
-		return Resume{Kind: ResumePark, From: from, Why: "a park left half-done"}
+		switch {
+		case pastDrain(from):
+			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "a park left half-done past its drain"}
+		case from == RemovalMarked:
+			return withdraw("a park found before its drain finished")
+		}
+		return withdraw("a park whose drained Node is schedulable again or holds pods")
 	case StepWaking:
 		return Resume{Kind: ResumeWake, Why: "a wake left half-done"}
 	case StepRetiring:
 		return Resume{Kind: ResumeRetire, Why: "a retirement left half-done"}
 	case StepJoined:
-		switch {
+		switch from := removalStep(); {
 		case m.ForStandby:
 			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "built for the warm pool and joined"}
 		case f.DryRun:
 			return Resume{Why: "dry run"}
-		case n != nil && removalStep() != "":
-			return Resume{Kind: ResumeRemove, From: removalStep(), Why: "a removal marked on its Node"}
+		case n != nil && from != "" && pastDrain(from):
+			return Resume{Kind: ResumeRemove, From: from, Why: "a removal marked on its Node, past its drain"}
+		case n != nil && from != "":
+			// A crash between the mark and its record, or a mark a failed
+			// drain could not clear: never drained again on that old decision.
+			return withdraw("a removal marked on its Node before its drain finished")
 		case n != nil:
 			return Resume{Why: "a worker"}
 		case f.NodeGone:

@@ -40,7 +40,18 @@ func TestDecideResume(t *testing.T) {
 	}
 	busyNotReady := &Node{Name: "w", VMID: 1, Pods: []Pod{{Name: "db", OwnerKind: "StatefulSet"}}}
 	onlyDaemons := &Node{Name: "w", VMID: 1, Pods: []Pod{{Name: "cni", OwnerKind: OwnerDaemonSet}, {Name: "static", OwnerKind: OwnerNode}}}
-	at := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step} }
+	// A drained Node as a removal leaves it: cordoned, only DaemonSet pods.
+	cordoned := func(step string, pods ...Pod) *Node {
+		n := marked(step)
+		n.Unschedulable, n.Pods = true, pods
+		if step == "" {
+			n.Annotations = nil
+		}
+		return n
+	}
+	app := Pod{Name: "web", OwnerKind: "ReplicaSet"}
+	at := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step, Running: true} }
+	off := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step} }
 	cases := []struct {
 		name string
 		f    MachineFacts
@@ -58,25 +69,39 @@ func TestDecideResume(t *testing.T) {
 		{"joined, Node not seen: confirm", MachineFacts{Machine: at(StepJoined)}, ResumeConfirm, ""},
 		{"joined, Node confirmed gone", MachineFacts{Machine: at(StepJoined), NodeGone: true}, ResumeRemoveNodeless, ""},
 		{"joined, Node gone, dry run", MachineFacts{Machine: at(StepJoined), NodeGone: true, DryRun: true}, ResumeNothing, ""},
-		{"joined, removal marked on its Node", MachineFacts{Machine: at(StepJoined), Node: marked(RemovalMarked)}, ResumeRemove, RemovalMarked},
+		// An old decision is not carried out on a new view: a removal goes
+		// on only past its drain, on a cordoned Node without workload.
+		{"joined, removal marked on its Node before its drain: withdrawn, not drained again", MachineFacts{Machine: at(StepJoined), Node: marked(RemovalMarked)}, ResumeWithdraw, ""},
+		{"joined, marked drained on a cordoned Node", MachineFacts{Machine: at(StepJoined), Node: cordoned(RemovalDrained)}, ResumeRemove, RemovalDrained},
+		{"joined, marked drained, but schedulable again", MachineFacts{Machine: at(StepJoined), Node: marked(RemovalDrained)}, ResumeWithdraw, ""},
 		{"joined for the pool: park", MachineFacts{Machine: Machine{VMID: 1, Step: StepJoined, ForStandby: true}}, ResumePark, RemovalDrained},
-		{"removing with its Node: from its annotation", MachineFacts{Machine: at(StepRemoving), Node: marked(RemovalDrained)}, ResumeRemove, RemovalDrained},
+		{"removing past its drain: from its annotation", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalDrained, Pod{Name: "cni", OwnerKind: OwnerDaemonSet})}, ResumeRemove, RemovalDrained},
+		{"removing, reset recorded on the Node", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalReset)}, ResumeRemove, RemovalReset},
+		{"removing before its drain finished (a crash, a lost Lease)", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalMarked)}, ResumeWithdraw, ""},
+		{"removing, drained Node schedulable again", MachineFacts{Machine: at(StepRemoving), Node: marked(RemovalDrained)}, ResumeWithdraw, ""},
+		{"removing, drained Node holds pods again", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalDrained, app)}, ResumeWithdraw, ""},
+		{"removing, no mark on its Node", MachineFacts{Machine: at(StepRemoving), Node: cordoned("")}, ResumeWithdraw, ""},
 		{"removing, Node not seen: confirm", MachineFacts{Machine: at(StepRemoving)}, ResumeConfirm, ""},
-		{"removing, Node confirmed gone: destroy", MachineFacts{Machine: at(StepRemoving), NodeGone: true}, ResumeRemove, RemovalReset},
+		{"removing, Node confirmed gone before its reset: withdrawn, not destroyed", MachineFacts{Machine: at(StepRemoving), NodeGone: true}, ResumeWithdraw, ""},
 		// Scenario 9: a reset sent (and maybe done) is not retried forever.
 		{"killed after sending a reset", MachineFacts{Machine: at(StepResetting), Node: marked(RemovalDrained)}, ResumeRemove, RemovalDrained},
 		{"killed after the reset, before its record on the Node", MachineFacts{Machine: at(StepReset), Node: marked(RemovalDrained)}, ResumeRemove, RemovalReset},
 		// Scenario 8: a park whose drain failed records joined first; a park with a cleared annotation was drained.
-		{"parking, annotation cleared", MachineFacts{Machine: at(StepParking), Node: ready}, ResumePark, RemovalDrained},
+		{"parking, annotation cleared, cordoned", MachineFacts{Machine: at(StepParking), Node: cordoned("")}, ResumePark, RemovalDrained},
+		{"parking, drained, cordoned", MachineFacts{Machine: at(StepParking), Node: cordoned(RemovalDrained)}, ResumePark, RemovalDrained},
+		{"parking, annotation cleared, schedulable", MachineFacts{Machine: at(StepParking), Node: ready}, ResumeWithdraw, ""},
+		{"parking, drained Node holds pods again", MachineFacts{Machine: at(StepParking), Node: cordoned("", app)}, ResumeWithdraw, ""},
 		{"parking, Node not seen: confirm before stopping", MachineFacts{Machine: at(StepParking)}, ResumeConfirm, ""},
-		{"parking, Node confirmed gone", MachineFacts{Machine: at(StepParking), NodeGone: true}, ResumeRemove, RemovalReset},
+		{"parking, Node confirmed gone: withdrawn", MachineFacts{Machine: at(StepParking), NodeGone: true}, ResumeWithdraw, ""},
+		{"parking, VM off already: finished", MachineFacts{Machine: off(StepParking), Node: ready}, ResumePark, RemovalDrained},
+		{"parking, VM off, Node confirmed gone: finished", MachineFacts{Machine: off(StepParking), NodeGone: true}, ResumePark, RemovalDrained},
 		// A Node object a new machine took over under a reused name keeps the
 		// old machine's mark: it is not about this one.
 		{"joined, a mark written for another machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},
 			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalReset, AnnotationRemovalOf: "old"}}}, ResumeNothing, ""},
 		{"joined, a mark written for this machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},
-			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalMarked, AnnotationRemovalOf: "NEW"}}}, ResumeRemove, RemovalMarked},
-		{"parking, marked", MachineFacts{Machine: at(StepParking), Node: marked(RemovalMarked)}, ResumePark, RemovalMarked},
+			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalDrained, AnnotationRemovalOf: "NEW"}, Unschedulable: true}}, ResumeRemove, RemovalDrained},
+		{"parking before its drain finished", MachineFacts{Machine: at(StepParking), Node: cordoned(RemovalMarked)}, ResumeWithdraw, ""},
 		{"waking", MachineFacts{Machine: at(StepWaking)}, ResumeWake, ""},
 		{"retiring", MachineFacts{Machine: at(StepRetiring)}, ResumeRetire, ""},
 		// Scenario 3: the daemon was down past max_provision_time; the worker joined meanwhile.

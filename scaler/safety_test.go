@@ -438,3 +438,97 @@ func TestLeadershipLostStopsOperationsAtOnce(t *testing.T) {
 		t.Fatal("Run waited for its hour of grace after leadership was lost")
 	}
 }
+
+// An old decision is not carried out on a new view: a removal found
+// before its drain finished (a crash, a lost Lease, a mark that could not
+// be cleared) is withdrawn, not drained again without Decide's guards: the
+// worker is recorded joined, its Node uncordoned and unmarked.
+func TestAnUndrainedRemovalIsWithdrawnNotResumed(t *testing.T) {
+	for _, step := range []string{StepRemoving, StepJoined} {
+		t.Run(step, func(t *testing.T) {
+			w := newWorld(t, 3, nil)
+			w.infra.set(3, step)
+			w.cluster.nodes[3] = worker("w3", 50, 50, annotated(AnnotationRemoval, RemovalMarked), func(n *Node) {
+				n.VMID, n.SystemUUID, n.Unschedulable = 3, uuidOf(3), true
+				n.Annotations[AnnotationRemovalOf] = uuidOf(3)
+			})
+			w.tick(t, 0)
+			if w.cluster.drains != 0 {
+				t.Errorf("drained %d times on an old decision", w.cluster.drains)
+			}
+			if d := w.destroyed(); len(d) != 0 {
+				t.Errorf("destroyed %v", d)
+			}
+			w.infra.mu.Lock()
+			defer w.infra.mu.Unlock()
+			if s := w.infra.vms[3].Step; s != StepJoined {
+				t.Errorf("step %q, want joined", s)
+			}
+			joined := slices.Index(w.infra.journal, "record 3 joined")
+			uncordoned := slices.Index(w.infra.journal, "cordon w3 false")
+			unmarked := slices.Index(w.infra.journal, "annotate w3 ")
+			if (step == StepRemoving && joined < 0) || uncordoned < 0 || unmarked < 0 || joined > uncordoned || uncordoned > unmarked {
+				t.Errorf("journal %v: want joined recorded, then uncordoned, then unmarked", w.infra.journal)
+			}
+		})
+	}
+}
+
+// A half-removed VM whose Node is confirmed gone is not destroyed on that
+// evidence: its reset was never sent, so nothing says the machine left.
+// It is withdrawn (joined again), and a Node that comes back keeps it.
+func TestAHalfRemovedVMWithoutItsNodeIsNotDestroyedOnOldEvidence(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.infra.set(3, StepRemoving)
+	w.cluster.absent[3] = true
+	w.tick(t, 0)
+	w.tick(t, ConfirmAbsence/2)
+	w.tick(t, ConfirmAbsence) // the absence is confirmed
+	if d := w.destroyed(); len(d) != 0 {
+		t.Fatalf("destroyed %v on a confirmed absence of the Node of a removal that was never reset", d)
+	}
+	w.infra.mu.Lock()
+	step := w.infra.vms[3].Step
+	w.infra.mu.Unlock()
+	if step != StepJoined {
+		t.Fatalf("step %q, want joined (withdrawn)", step)
+	}
+	w.cluster.mu.Lock()
+	w.cluster.absent[3] = false // its kubelet registers again
+	w.cluster.mu.Unlock()
+	for range 3 {
+		w.tick(t, ConfirmAbsence)
+	}
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("destroyed %v once its Node was back", d)
+	}
+	if w.os.resets != 0 {
+		t.Errorf("%d resets", w.os.resets)
+	}
+}
+
+// A park is reported as a park through its drain (its steps marked and
+// drained too), so the warm pool's count never misses it.
+func TestAParkIsReportedAsAParkWhileItDrains(t *testing.T) {
+	w := newWorld(t, 3, func(p *Policy, _ *ReconcileOptions) { p.StandbySize = 1 })
+	w.cluster.drainHold, w.cluster.drainEntered = make(chan struct{}), make(chan string, 1)
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	w.infra.mu.Unlock()
+	w.r.startRemoval(removal{m: m, node: "w3", park: true})
+	<-w.cluster.drainEntered
+	if _, err := w.r.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(w.cluster.drainHold)
+	w.r.Wait()
+	var got []Operation
+	for _, op := range w.r.Status().Operations {
+		if op.VMID == 3 {
+			got = append(got, op)
+		}
+	}
+	if len(got) != 1 || got[0].Kind != OpRemove || got[0].Step != StepParking {
+		t.Errorf("VM 3 reported as %+v while its park drains, want one removal at step parking", got)
+	}
+}

@@ -526,6 +526,15 @@ func TestIdentityFindings(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = s.env.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
 	}
+	// The daemon's "kept" rule: a Node whose VM exists but is not ours (here
+	// the template's vmid) lacks no VM; it is a WARN of its own.
+	add("doctor-kept", "9000")
+	expect(t, s.run(nil), "kubernetes", "identity", Warn, "VM 9000 (Node doctor-kept): the VM exists but is not ours", "tags")
+	for _, f := range s.run(nil).Checks {
+		if strings.Contains(f.Finding, "doctor-kept has no VM") {
+			t.Errorf("a kept worker's Node is reported as one without a VM: %+v", f)
+		}
+	}
 	add("doctor-ghost-1", "5801")
 	expect(t, s.run(nil), "kubernetes", "identity", Warn, "Node doctor-ghost-1 has no VM", "Safety")
 	add("doctor-ghost-2", "5802")

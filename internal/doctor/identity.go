@@ -34,11 +34,33 @@ func checkIdentity(ctx context.Context, r *Report, px pveFacts, kx kubeFacts) {
 		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
 		nodes = append(nodes, sn)
 	}
-	obs := scaler.Observation{Machines: machines, Nodes: nodes}
+	// The daemon's "kept" rule: a managed Node whose VM exists but is not
+	// ours (a person removed our tags to keep the worker) lacks no VM; the
+	// daemon leaves both alone, and says so.
+	ours, all := map[int]bool{}, map[int]bool{}
+	for _, v := range px.inv.Ours {
+		ours[v.VMID] = true
+	}
+	for _, v := range px.inv.All {
+		all[v.VMID] = true
+	}
+	kept := map[int]bool{}
+	var keptNames []string
+	for _, n := range nodes {
+		if n.Managed && n.VMID != 0 && all[n.VMID] && !ours[n.VMID] && !kept[n.VMID] {
+			kept[n.VMID] = true
+			keptNames = append(keptNames, "VM "+strconv.Itoa(n.VMID)+" (Node "+n.Name+")")
+		}
+	}
+	obs := scaler.Observation{Machines: machines, Nodes: nodes, Kept: kept}
 	const fix = "see README.md, Safety: find which view is wrong (the token's privileges, proxmox.url, the kubeconfig, tags removed by hand) and mend it; delete by hand what was deleted on one side only"
 	if why := obs.Disagreement(); why != "" {
 		r.add(areaKube, "identity", Fail, fix, "the daemon would do nothing destructive (a safety hold): %s", why)
 		return
+	}
+	if len(keptNames) > 0 {
+		r.add(areaKube, "identity", Warn, "add the tags pve-autoscaler and cluster-NAME back to let the daemon manage the worker again, or remove the Node's "+scaler.LabelManaged+" label",
+			"%s: the VM exists but is not ours (our tags were removed): the daemon leaves it and its Node alone", strings.Join(keptNames, ", "))
 	}
 	orphans, nodeless := obs.Absences()
 	if len(orphans)+len(nodeless) > 0 {
@@ -50,6 +72,9 @@ func checkIdentity(ctx context.Context, r *Report, px pveFacts, kx kubeFacts) {
 			names = append(names, "VM "+strconv.Itoa(m.VMID)+" has no Node")
 		}
 		r.add(areaKube, "identity", Warn, fix, "%s: the daemon acts only once direct reads a minute apart confirm it", strings.Join(names, "; "))
+		return
+	}
+	if len(keptNames) > 0 {
 		return
 	}
 	r.add(areaKube, "identity", OK, "", "%d VMs and %d managed Nodes agree by vmid and SMBIOS UUID", len(machines), countManaged(nodes))

@@ -228,19 +228,29 @@ func (i *Infra) Address(ctx context.Context, vmid int) (string, error) {
 	return i.PVE.WaitIP(ctx, vmid, host)
 }
 
+// sameMachine checks, on a fresh read, that the machine decided on is
+// still the one under its vmid (a VM gone is no other machine).
+func (i *Infra) sameMachine(ctx context.Context, m scaler.Machine, op string) error {
+	listed := strings.ToLower(m.UUID)
+	if listed == "" {
+		return nil
+	}
+	now, err := i.PVE.Identity(ctx, m.VMID)
+	switch {
+	case errors.Is(err, proxmox.ErrGone):
+	case err != nil:
+		return fmt.Errorf("%s %d: reading its SMBIOS UUID: %w", op, m.VMID, err)
+	case now != listed:
+		return &IdentityChangedError{VMID: m.VMID, Listed: listed, Now: now, Op: op, NodeName: m.Name}
+	}
+	return nil
+}
+
 // Destroy removes the VM.
 func (i *Infra) Destroy(ctx context.Context, m scaler.Machine) error {
 	vmid := m.VMID
-	// The machine decided on must still be the one under that vmid.
-	if listed := strings.ToLower(m.UUID); listed != "" {
-		now, err := i.PVE.Identity(ctx, vmid)
-		switch {
-		case errors.Is(err, proxmox.ErrGone):
-		case err != nil:
-			return fmt.Errorf("destroy %d: reading its SMBIOS UUID: %w", vmid, err)
-		case now != listed:
-			return &IdentityChangedError{VMID: vmid, Listed: listed, Now: now, Op: "destroy", NodeName: m.Name}
-		}
+	if err := i.sameMachine(ctx, m, "destroy"); err != nil {
+		return err
 	}
 	err := i.PVE.Cleanup(ctx, vmid)
 	if err == nil {
@@ -258,8 +268,14 @@ func (i *Infra) Gone(ctx context.Context, vmid int) (bool, error) { return i.PVE
 // Sane checks that the VM list can be trusted to show what is missing.
 func (i *Infra) Sane(ctx context.Context) error { return i.PVE.Sane(ctx) }
 
-// PowerOff shuts the VM down and keeps it (the warm pool).
-func (i *Infra) PowerOff(ctx context.Context, vmid int) error { return i.PVE.PowerOff(ctx, vmid) }
+// PowerOff shuts the VM down and keeps it (the warm pool), once the
+// machine decided on is still the one under its vmid.
+func (i *Infra) PowerOff(ctx context.Context, m scaler.Machine) error {
+	if err := i.sameMachine(ctx, m, "power off"); err != nil {
+		return err
+	}
+	return i.PVE.PowerOff(ctx, m.VMID)
+}
 
 // OS adapts the talos adapter.
 type OS struct {
@@ -367,9 +383,9 @@ func (c Cluster) SetStandby(ctx context.Context, name string, on bool) error {
 // Drain drains the node.
 func (c Cluster) Drain(ctx context.Context, name string) error { return c.Kube.Drain(ctx, name) }
 
-// DeleteNode deletes the Node object.
-func (c Cluster) DeleteNode(ctx context.Context, name string) error {
-	return c.Kube.DeleteNode(ctx, name)
+// DeleteNode deletes the Node object while it is still n's machine.
+func (c Cluster) DeleteNode(ctx context.Context, n scaler.Node) error {
+	return c.Kube.DeleteNode(ctx, n)
 }
 
 // NodeOf reads the Node of m's identity from the API server.

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,12 +33,14 @@ func (c *Client) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 	for i := range list.Items {
 		n := &list.Items[i]
 		sn := scaler.Node{
-			Name:        n.Name,
-			Managed:     n.Labels[scaler.LabelManaged] == "true",
-			SystemUUID:  scaler.NormalUUID(n.Status.NodeInfo.SystemUUID),
-			Ready:       ready(n),
-			Created:     n.CreationTimestamp.Time,
-			Annotations: n.Annotations,
+			Name:          n.Name,
+			Managed:       n.Labels[scaler.LabelManaged] == "true",
+			SystemUUID:    scaler.NormalUUID(n.Status.NodeInfo.SystemUUID),
+			Ready:         ready(n),
+			Created:       n.CreationTimestamp.Time,
+			Annotations:   n.Annotations,
+			Unschedulable: n.Spec.Unschedulable,
+			Standby:       slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby }),
 		}
 		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
 		switch {

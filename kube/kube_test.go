@@ -20,6 +20,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/klog/v2"
 
@@ -634,7 +635,7 @@ func TestWritesAreInTheCacheWhenTheyReturn(t *testing.T) {
 			}
 		}
 	}
-	if err := c.DeleteNode(ctx, "settle-a"); err != nil {
+	if err := c.DeleteNode(ctx, scaler.Node{Name: "settle-a", VMID: 58}); err != nil {
 		t.Fatal(err)
 	}
 	if cached() != nil {
@@ -687,5 +688,100 @@ func TestSnapshotSystemUUID(t *testing.T) {
 	}
 	if got := nodeOf(snap, "uuid-b").SystemUUID; got != "" {
 		t.Errorf("node without a systemUUID: snapshot has %q", got)
+	}
+}
+
+// TestDeleteNodeOnlyItsIdentity: a Node is deleted only while its vmid
+// label and SMBIOS UUID, read afresh, are the machine's; a Node gone
+// already is fine.
+func TestDeleteNodeOnlyItsIdentity(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	const uuid = "7d1c0a52-5701-4a00-8000-000000005701"
+	if err := env.CreateNode(ctx, kubetest.NodeSpec{Name: "ident-a", CPU: "2", Memory: "4Gi", SystemUUID: strings.ToUpper(uuid),
+		Labels: map[string]string{scaler.LabelManaged: "true", scaler.LabelVMID: "5701"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().Nodes().Delete(context.Background(), "ident-a", metav1.DeleteOptions{})
+	})
+	waitReady(t, env, "ident-a")
+	c := adapter(t, env, config.Drain{})
+	for _, other := range []scaler.Node{
+		{Name: "ident-a", VMID: 5701, SystemUUID: "7d1c0a52-5701-4a00-8000-000000009999"}, // another machine under the name and vmid
+		{Name: "ident-a", VMID: 5702, SystemUUID: uuid},                                   // another vmid
+		{Name: "ident-a", VMID: 5701},                                                     // the machine's UUID unknown
+	} {
+		if err := c.DeleteNode(ctx, other); err == nil || !strings.Contains(err.Error(), "not deleted") {
+			t.Errorf("DeleteNode(%+v) = %v, want a refusal", other, err)
+		}
+		if _, err := env.Client.CoreV1().Nodes().Get(ctx, "ident-a", metav1.GetOptions{}); err != nil {
+			t.Fatalf("the Node went on a delete for %+v: %v", other, err)
+		}
+	}
+	if err := c.DeleteNode(ctx, scaler.Node{Name: "ident-a", VMID: 5701, SystemUUID: uuid}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.CoreV1().Nodes().Get(ctx, "ident-a", metav1.GetOptions{}); err == nil {
+		t.Error("the machine's own Node was not deleted")
+	}
+	if err := c.DeleteNode(ctx, scaler.Node{Name: "ident-a", VMID: 5701, SystemUUID: uuid}); err != nil {
+		t.Errorf("a Node gone already: %v", err)
+	}
+}
+
+// TestCordonTakesAwayOnlyItsOwn: our cordon carries AnnotationCordoned,
+// written with it; uncordoning takes away only such a cordon, or one on a
+// Node with our removal mark (an earlier version's); a Node a person
+// cordoned stays cordoned, and cordoning it again does not claim it.
+func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	testNodes(t, env, "cord", "cord-a", "cord-b", "cord-c")
+	c := adapter(t, env, config.Drain{})
+	get := func(name string) *corev1.Node {
+		n, err := env.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	byHand := func(name string, ann string) { // kubectl cordon, and an annotation
+		patch := `{"spec":{"unschedulable":true}` + ann + `}`
+		if _, err := env.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Ours: cordoned with the annotation, uncordoned without it.
+	if err := c.SetCordon(ctx, "cord-a", true); err != nil {
+		t.Fatal(err)
+	}
+	if n := get("cord-a"); !n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] == "" {
+		t.Errorf("our cordon: unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+	}
+	if err := c.SetCordon(ctx, "cord-a", false); err != nil {
+		t.Fatal(err)
+	}
+	if n := get("cord-a"); n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] != "" {
+		t.Errorf("our cordon taken away: unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
+	}
+	// A person's: neither claimed nor taken away.
+	byHand("cord-b", "")
+	if err := c.SetCordon(ctx, "cord-b", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetCordon(ctx, "cord-b", false); err != nil {
+		t.Fatal(err)
+	}
+	if n := get("cord-b"); !n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] != "" {
+		t.Errorf("a person's cordon: unschedulable %v (want true), annotations %v", n.Spec.Unschedulable, n.Annotations)
+	}
+	// An earlier version's cordon, with our removal mark: ours.
+	byHand("cord-c", `,"metadata":{"annotations":{"`+scaler.AnnotationRemoval+`":"marked"}}`)
+	if err := c.SetCordon(ctx, "cord-c", false); err != nil {
+		t.Fatal(err)
+	}
+	if n := get("cord-c"); n.Spec.Unschedulable {
+		t.Error("a cordon of ours from before the annotation was not taken away")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,21 +64,61 @@ func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Durati
 	}
 }
 
-// SetCordon cordons (true) or uncordons (false) a node.
+// SetCordon cordons (true) or uncordons (false) a node, and takes away
+// only a cordon of ours. A cordon of ours carries scaler.AnnotationCordoned,
+// set in the same patch; a Node with our removal mark or standby taint
+// counts as cordoned by us too (an earlier version cordoned without the
+// annotation). A Node someone else cordoned is not claimed by cordoning it
+// again, and stays cordoned when we uncordon. The writes are merge patches
+// of the fields they change, as kubectl cordon's are: never an Update of
+// the whole object racing the kubelet's status writes.
 func (c *Client) SetCordon(ctx context.Context, name string, cordon bool) error {
+	verb := "cordon"
+	if !cordon {
+		verb = "uncordon"
+	}
 	n, err := c.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("cordon %s: %w", name, err)
-	}
-	h := &drain.Helper{Ctx: ctx, Client: c.cs, Out: logWriter{c.log}, ErrOut: logWriter{c.log}}
-	if err := drain.RunCordonOrUncordon(h, n, cordon); err != nil {
-		verb := "cordon"
-		if !cordon {
-			verb = "uncordon"
-		}
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
-	c.settle(ctx, name, func(n *corev1.Node) bool { return n == nil || n.Spec.Unschedulable == cordon })
+	_, marked := n.Annotations[scaler.AnnotationCordoned]
+	ours := marked || n.Annotations[scaler.AnnotationRemoval] != "" ||
+		slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
+	var spec map[string]any
+	var ann map[string]*string
+	switch {
+	case cordon && n.Spec.Unschedulable && !ours:
+		c.log.Info("node cordoned by someone else already: not claimed", zap.String("node", name))
+		return nil
+	case cordon && n.Spec.Unschedulable && marked:
+		return nil
+	case cordon:
+		yes := "true"
+		spec, ann = map[string]any{"unschedulable": true}, map[string]*string{scaler.AnnotationCordoned: &yes}
+	case !n.Spec.Unschedulable && !marked:
+		return nil
+	case !n.Spec.Unschedulable:
+		ann = map[string]*string{scaler.AnnotationCordoned: nil} // a stale mark of ours
+	case !ours:
+		c.log.Info("node cordoned by someone else: left cordoned", zap.String("node", name))
+		return nil
+	default:
+		spec, ann = map[string]any{"unschedulable": nil}, map[string]*string{scaler.AnnotationCordoned: nil}
+	}
+	patch := map[string]any{"metadata": map[string]any{"annotations": ann}}
+	if spec != nil {
+		patch["spec"] = spec
+	}
+	b, err := jsonMarshal(patch)
+	if err != nil {
+		return err
+	}
+	if _, err := c.cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, name, err)
+	}
+	if spec != nil {
+		c.settle(ctx, name, func(n *corev1.Node) bool { return n == nil || n.Spec.Unschedulable == cordon })
+	}
 	return nil
 }
 
@@ -268,13 +309,37 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// DeleteNode deletes the Node object; a node already gone is fine.
-func (c *Client) DeleteNode(ctx context.Context, name string) error {
-	err := c.cs.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+// DeleteNode deletes the Node want names, read afresh from the API server,
+// only while it is still want's machine: its vmid label and SMBIOS UUID
+// are want's (scaler.SameWorker). The delete carries the UID read as a
+// precondition, so a Node re-created under that name meanwhile (another
+// machine, or the same one registering again) is never deleted on the
+// strength of the old one. A Node gone already is fine.
+func (c *Client) DeleteNode(ctx context.Context, want scaler.Node) error {
+	name := want.Name
+	n, err := c.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("delete node %s: reading it: %w", name, err)
+	}
+	got := scaler.Node{Name: n.Name, SystemUUID: scaler.NormalUUID(n.Status.NodeInfo.SystemUUID)}
+	got.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
+	if !scaler.SameWorker(scaler.Machine{VMID: want.VMID, UUID: scaler.NormalUUID(want.SystemUUID), Name: name}, got) {
+		return fmt.Errorf("delete node %s: not deleted: it is not the machine decided on (vmid label %q and SMBIOS UUID %q now, vmid %d and UUID %q expected)",
+			name, n.Labels[scaler.LabelVMID], got.SystemUUID, want.VMID, want.SystemUUID)
+	}
+	uid := n.UID
+	err = c.cs.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	switch {
+	case apierrors.IsNotFound(err):
+	case apierrors.IsConflict(err):
+		return fmt.Errorf("delete node %s: not deleted: the Node was re-created since it was read: %w", name, err)
+	case err != nil:
 		return fmt.Errorf("delete node %s: %w", name, err)
 	}
-	c.settle(ctx, name, func(n *corev1.Node) bool { return n == nil })
+	c.settle(ctx, name, func(n *corev1.Node) bool { return n == nil || n.UID != uid })
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 // applyRBAC creates every object of deploy/rbac.yaml.
@@ -126,10 +127,10 @@ func TestRBAC(t *testing.T) {
 	if !led {
 		t.Error("leader election failed with deploy/rbac.yaml")
 	}
-	if err := c.DeleteNode(ctx, "rbac-a"); err != nil {
+	if err := c.DeleteNode(ctx, scaler.Node{Name: "rbac-a", VMID: 56}); err != nil {
 		t.Fatalf("delete node with deploy/rbac.yaml: %v", err)
 	}
-	if err := c.DeleteNode(ctx, "rbac-a"); err != nil {
+	if err := c.DeleteNode(ctx, scaler.Node{Name: "rbac-a", VMID: 56}); err != nil {
 		t.Errorf("deleting a node already gone: %v", err)
 	}
 

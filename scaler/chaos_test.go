@@ -208,12 +208,15 @@ func (w *chaosWorld) Destroy(_ context.Context, m Machine) error {
 	return w.maybeCrash()
 }
 
-func (w *chaosWorld) PowerOff(_ context.Context, vmid int) error {
+func (w *chaosWorld) PowerOff(_ context.Context, m Machine) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	v, err := w.ourVM(vmid, "power off")
+	v, err := w.ourVM(m.VMID, "power off")
 	if err != nil {
 		return err
+	}
+	if m.UUID != v.uuid {
+		return fmt.Errorf("power off %d: another machine under that vmid", m.VMID)
 	}
 	v.running = false
 	if n := w.nodes[v.name]; n != nil && n.uuid == v.uuid {
@@ -385,12 +388,16 @@ func (w *chaosWorld) Drain(_ context.Context, name string) error {
 	return w.maybeCrash()
 }
 
-func (w *chaosWorld) DeleteNode(_ context.Context, name string) error {
+func (w *chaosWorld) DeleteNode(_ context.Context, want Node) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	name := want.Name
 	n := w.nodes[name]
 	if n == nil {
 		return nil
+	}
+	if n.vmid != want.VMID || n.uuid != want.SystemUUID {
+		return fmt.Errorf("Node %s is another machine's now: not deleted", name) // the adapter's identity check
 	}
 	if v := w.vms[n.vmid]; v != nil && v.uuid == n.uuid {
 		w.violate("Node %s deleted while its VM %d exists", name, n.vmid)

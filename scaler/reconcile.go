@@ -49,6 +49,12 @@ const (
 	AnnotationRemovalOf = "pve-autoscaler.io/removal-of"
 )
 
+// AnnotationCordoned marks a cordon of ours, written in the same request
+// as the cordon: only such a cordon (or one on a Node with our removal
+// mark or standby taint, from before the annotation) is ever taken away;
+// a Node a person cordoned stays cordoned.
+const AnnotationCordoned = "pve-autoscaler.io/cordoned"
+
 // Machine is one of this cluster's VMs as the infrastructure reports it.
 type Machine struct {
 	VMID int    `json:"vmid"`
@@ -89,8 +95,10 @@ type Infra interface {
 	// adapter checks ownership (and m's UUID, when known) on a fresh read
 	// right before each destructive call.
 	Destroy(ctx context.Context, m Machine) error
-	// PowerOff shuts one of our VMs down and keeps it; stopped already is success.
-	PowerOff(ctx context.Context, vmid int) error
+	// PowerOff shuts one of our VMs down and keeps it; stopped already is
+	// success. Like Destroy, it checks ownership and m's UUID (when known)
+	// on a fresh read first.
+	PowerOff(ctx context.Context, m Machine) error
 	// Gone reads one VM directly (not a list) and reports true only when
 	// PVE answers that it does not exist on any online host.
 	Gone(ctx context.Context, vmid int) (bool, error)
@@ -120,7 +128,11 @@ type Cluster interface {
 	// SetStandby taints (on) or untaints a Node TaintStandby.
 	SetStandby(ctx context.Context, name string, on bool) error
 	Drain(ctx context.Context, name string) error
-	DeleteNode(ctx context.Context, name string) error
+	// DeleteNode deletes Node n.Name only while it is still n's machine:
+	// read afresh, its vmid label and SMBIOS UUID are n's (SameWorker), and
+	// the delete is conditional on the object read (a Node re-created under
+	// the name meanwhile stays). A Node gone already is success.
+	DeleteNode(ctx context.Context, n Node) error
 	// NodeOf reads the Node of m's identity (vmid label and SMBIOS UUID,
 	// see SameWorker) directly from the API server, with the pods bound
 	// to it; nil when there is none.
@@ -879,7 +891,7 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 		default:
 			r.log.Info("deleting the Node of a VM that is gone (confirmed)", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
 			r.cluster.Event(n.Name, "Warning", "VMGone", fmt.Sprintf("pve-autoscaler deletes this Node: its VM %d does not exist (read twice, %s apart)", n.VMID, r.o.ConfirmAbsence))
-			if err := r.cluster.DeleteNode(ctx, n.Name); err != nil {
+			if err := r.cluster.DeleteNode(ctx, n); err != nil {
 				r.log.Warn("delete node", zap.String("node", n.Name), zap.Error(err))
 			}
 		}
@@ -1113,7 +1125,7 @@ func (r *Reconciler) discard(m Machine, reached string) {
 		return
 	}
 	if n != nil {
-		r.deleteNode(n.Name)
+		r.deleteNode(*n)
 	}
 }
 
@@ -1264,7 +1276,8 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 			if node == "" {
 				return nil // it had no Node
 			}
-			return r.cluster.DeleteNode(ctx, node)
+			// The Node of this machine's identity, never whatever Node took the name.
+			return r.cluster.DeleteNode(ctx, Node{Name: node, VMID: m.VMID, SystemUUID: m.UUID})
 		}},
 	))
 }
@@ -1419,7 +1432,7 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			return r.cluster.SetRemovalStep(ctx, node, "", "")
 		}},
 		{StepStandby, func() error {
-			if err := r.infra.PowerOff(ctx, m.VMID); err != nil {
+			if err := r.infra.PowerOff(ctx, m); err != nil {
 				return err
 			}
 			if err := r.infra.Record(ctx, m.VMID, StepStandby); err != nil {
@@ -1451,14 +1464,29 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 			return r.infra.Start(ctx, m.VMID)
 		}},
 		{StepJoined, func() error {
+			// Its Node by identity, never whatever Node has the VM's name:
+			// the parked Node, or the one its kubelet registers again.
+			name := m.Name
+			if n, err := r.cluster.NodeOf(ctx, m); err != nil {
+				return err
+			} else if n != nil {
+				name = n.Name
+			}
 			deadline, _ := ctx.Deadline()
-			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
+			if err := r.cluster.WaitReady(ctx, name, time.Until(deadline)); err != nil {
 				return err
 			}
-			if err := r.cluster.SetStandby(ctx, m.Name, false); err != nil {
+			n, err := r.cluster.NodeOf(ctx, m)
+			switch {
+			case err != nil:
+				return err
+			case n == nil:
+				return fmt.Errorf("Node %s turned Ready, but no Node has VM %d's vmid and SMBIOS UUID", name, m.VMID)
+			}
+			if err := r.cluster.SetStandby(ctx, n.Name, false); err != nil {
 				return err
 			}
-			if err := r.cluster.Cordon(ctx, m.Name, false); err != nil {
+			if err := r.cluster.Cordon(ctx, n.Name, false); err != nil {
 				return err
 			}
 			return r.infra.Record(ctx, m.VMID, StepJoined)
@@ -1498,17 +1526,17 @@ func (r *Reconciler) startRetire(m Machine) {
 				if err != nil || n == nil {
 					return err
 				}
-				return r.cluster.DeleteNode(ctx, n.Name)
+				return r.cluster.DeleteNode(ctx, *n)
 			}},
 		})
 	})
 }
 
-func (r *Reconciler) deleteNode(name string) {
+func (r *Reconciler) deleteNode(n Node) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), time.Minute)
 	defer cancel()
-	if err := r.cluster.DeleteNode(ctx, name); err != nil {
-		r.log.Warn("delete node", zap.String("node", name), zap.Error(err))
+	if err := r.cluster.DeleteNode(ctx, n); err != nil {
+		r.log.Warn("delete node", zap.String("node", n.Name), zap.Error(err))
 	}
 }
 

@@ -106,7 +106,7 @@ func (f *fakeInfra) Start(ctx context.Context, _ int) error { return ctx.Err() }
 func (f *fakeInfra) Address(ctx context.Context, _ int) (string, error) {
 	return "127.0.0.1", ctx.Err()
 }
-func (f *fakeInfra) PowerOff(context.Context, int) error { return nil }
+func (f *fakeInfra) PowerOff(context.Context, Machine) error { return nil }
 func (f *fakeInfra) Destroy(_ context.Context, m Machine) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -247,7 +247,10 @@ func (c *fakeCluster) Cordon(_ context.Context, name string, on bool) error {
 	c.infra.note(fmt.Sprintf("cordon %s %v", name, on))
 	return nil
 }
-func (*fakeCluster) SetStandby(context.Context, string, bool) error { return nil }
+func (c *fakeCluster) SetStandby(_ context.Context, name string, on bool) error {
+	c.infra.note(fmt.Sprintf("standby %s %v", name, on))
+	return nil
+}
 func (c *fakeCluster) Drain(ctx context.Context, name string) error {
 	c.mu.Lock()
 	c.drains++
@@ -267,10 +270,10 @@ func (c *fakeCluster) Drain(ctx context.Context, name string) error {
 	defer c.mu.Unlock()
 	return c.drainErr
 }
-func (c *fakeCluster) DeleteNode(_ context.Context, name string) error {
+func (c *fakeCluster) DeleteNode(_ context.Context, n Node) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.deleted = append(c.deleted, name)
+	c.deleted = append(c.deleted, n.Name)
 	return nil
 }
 func (*fakeCluster) Event(string, string, string, string) {}

@@ -532,3 +532,29 @@ func TestAParkIsReportedAsAParkWhileItDrains(t *testing.T) {
 		t.Errorf("VM 3 reported as %+v while its park drains, want one removal at step parking", got)
 	}
 }
+
+// A wake finds its Node by identity, never by the VM's name: the standby
+// worker's Node is untainted and uncordoned, not another machine's Node
+// that took the VM's name.
+func TestWakeFindsTheNodeByIdentity(t *testing.T) {
+	w := newWorld(t, 2, nil)
+	m := Machine{VMID: 3, Name: "w3", Host: "pve1", Step: StepStandby, UUID: uuidOf(3), Created: t0.Add(-time.Hour)}
+	w.infra.vms[3] = m
+	w.cluster.nodes[3] = worker("node-3", 0, 0, func(n *Node) { n.VMID, n.SystemUUID, n.Standby, n.Unschedulable = 3, uuidOf(3), true, true })
+	w.cluster.orphans = []Node{worker("w3", 50, 50, func(n *Node) { n.VMID, n.SystemUUID = 99, uuidOf(99) })}
+	w.r.startWake(m, t0)
+	w.r.Wait()
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	if !slices.Contains(w.infra.journal, "standby node-3 false") || !slices.Contains(w.infra.journal, "cordon node-3 false") {
+		t.Errorf("journal %v: the Node of VM 3's identity was not untainted and uncordoned", w.infra.journal)
+	}
+	for _, e := range w.infra.journal {
+		if strings.Contains(e, " w3 ") {
+			t.Errorf("journal %v: another machine's Node named like the VM was touched", w.infra.journal)
+		}
+	}
+	if s := w.infra.vms[3].Step; s != StepJoined {
+		t.Errorf("step %q, want joined", s)
+	}
+}

@@ -214,7 +214,8 @@ type Reconciler struct {
 	vmGone, nodeGone Absence
 	hold             string       // why destructive actions are withheld ("" when not)
 	kept             map[int]bool // vmids whose VM exists but is not ours (see Observation.Kept)
-	refused          []string     // the last refusals (refuse), newest last
+	stuck            map[int]stuckVM
+	refused          []string // the last refusals (refuse), newest last
 	last             Status
 	wg               sync.WaitGroup
 	work             context.Context
@@ -231,6 +232,16 @@ type operation struct {
 	started time.Time
 	park    bool    // a removal that parks the worker in the warm pool
 	machine Machine // the VM as listed when the operation started
+	// resumed: an operation found on a VM at a tick (not a plan's new
+	// action); its failure backs that VM off alone (Reconciler.stuck).
+	resumed bool
+}
+
+// stuckVM is a VM whose resumed operation failed: it is not resumed again
+// before until, and each failure doubles the pause (Backoff).
+type stuckVM struct {
+	failures int
+	until    time.Time
 }
 
 // report is the operation as Decide counts it (r.mu held): a park is a
@@ -285,7 +296,7 @@ func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOpt
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}, stuck: map[int]stuckVM{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	return r
 }
@@ -489,7 +500,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 		switch a.Kind {
 		case ActionAdd:
 			for _, vmid := range a.Wake {
-				r.startWake(byVMID[vmid], now)
+				r.startWake(byVMID[vmid], now, false)
 			}
 			for range a.Count - len(a.Wake) {
 				r.startProvision(Machine{}, now)
@@ -511,7 +522,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 		case ActionRefill:
 			r.startProvision(Machine{ForStandby: true}, now)
 		case ActionRetire:
-			r.startRetire(byVMID[a.VMID])
+			r.startRetire(byVMID[a.VMID], false)
 		}
 	}
 	return plan, nil
@@ -559,7 +570,7 @@ func (r *Reconciler) setHold(hold string, nodes []Node) {
 		if r.o.Observer != nil {
 			r.o.Observer.SafetyHold(hold)
 		}
-		if hold != was {
+		if hold != was && !r.o.DryRun { // a dry run writes nothing, events neither
 			for _, n := range nodes {
 				if n.Managed {
 					r.cluster.Event(n.Name, "Warning", "SafetyHold", "pve-autoscaler does nothing destructive: "+hold)
@@ -708,6 +719,12 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		if v.Kind != ResumeNothing {
 			r.log.Debug("resume", zap.Int("vmid", m.VMID), zap.String("step", m.Step), zap.String("verdict", string(v.Kind)), zap.String("why", v.Why))
 		}
+		r.mu.Lock()
+		st, stuck := r.stuck[m.VMID]
+		r.mu.Unlock()
+		if stuck && now.Before(st.until) && v.Kind != ResumeNothing && v.Kind != ResumeConfirm && v.Kind != ResumeKeep {
+			continue // backing off alone after its resumed operation failed
+		}
 		node := m.Name
 		if f.Node != nil {
 			node = f.Node.Name
@@ -726,20 +743,20 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		case ResumeKeep:
 			r.refuse(fmt.Sprintf("VM %d: %s", m.VMID, v.Why))
 		case ResumeRemove:
-			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, resetSent: m.Step == StepResetting})
+			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, resetSent: m.Step == StepResetting, resumed: true})
 		case ResumePark:
 			if m.Step == StepParking {
 				node = nodeIf(f.Node) // its Node by identity, or none
 			}
-			r.startRemoval(removal{m: m, node: node, from: v.From, park: true})
+			r.startRemoval(removal{m: m, node: node, from: v.From, park: true, resumed: true})
 		case ResumeWithdraw:
 			if r.withdrawn(ctx, m, f.Node, v.Why) {
 				machines[i].Step = StepJoined // counted as the worker it is again
 			}
 		case ResumeWake:
-			r.startWake(m, now)
+			r.startWake(m, now, true)
 		case ResumeRetire:
-			r.startRetire(m)
+			r.startRetire(m, true)
 		case ResumeConfirm:
 			if hold == "" { // reads on a view that disagrees prove nothing
 				r.confirmNodeGone(ctx, m, now)
@@ -750,6 +767,11 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 	}
 	r.mu.Lock()
 	r.nodeGone.Keep(listed)
+	for vmid := range r.stuck {
+		if !listed[vmid] {
+			delete(r.stuck, vmid)
+		}
+	}
 	r.mu.Unlock()
 	r.deleteOrphanNodes(ctx, snap, machines, hold, now)
 }
@@ -808,7 +830,7 @@ func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machin
 		return
 	}
 	r.log.Info("the Node of a joined worker is confirmed gone; removing its VM", zap.Int("vmid", m.VMID), zap.String("name", m.Name))
-	r.startRemoval(removal{m: m, from: RemovalDrained})
+	r.startRemoval(removal{m: m, from: RemovalDrained, resumed: true})
 }
 
 // deleteOrphanNodes deals with managed Nodes whose VM is not among ours.
@@ -951,6 +973,21 @@ func (r *Reconciler) halted() bool {
 // errHalted ends an operation at a step boundary, leaving it resumable.
 var errHalted = errors.New("stopping: left resumable")
 
+// errHeld ends an operation before a destructive step while a safety hold
+// is on (the views disagree); like errHalted, it leaves it resumable, and
+// the tick that finds it once the views agree decides on it afresh.
+var errHeld = fmt.Errorf("withheld while the views disagree (a safety hold): %w", errHalted)
+
+// unlessHeld runs a destructive step only while no safety hold is on.
+func (r *Reconciler) unlessHeld(do func() error) func() error {
+	return func() error {
+		if r.holding() {
+			return errHeld
+		}
+		return do()
+	}
+}
+
 func (r *Reconciler) startProvision(m Machine, now time.Time) {
 	r.mu.Lock()
 	if r.stopping {
@@ -970,7 +1007,7 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		if started.IsZero() {
 			started = now
 		}
-		op = &operation{kind: kind, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started}
+		op = &operation{kind: kind, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started, resumed: true}
 		r.ops[m.VMID] = op
 	}
 	r.wg.Add(1)
@@ -1238,6 +1275,7 @@ type removal struct {
 	from      string
 	park      bool
 	resetSent bool
+	resumed   bool // found at a tick, not a plan's new removal
 }
 
 func (r *Reconciler) startRemoval(rm removal) {
@@ -1246,7 +1284,7 @@ func (r *Reconciler) startRemoval(rm removal) {
 	if rm.park {
 		st = StepParking // what Decide counts as a park in flight
 	}
-	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: st, started: r.o.Now(), park: rm.park, machine: m}
+	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: st, started: r.o.Now(), park: rm.park, machine: m, resumed: rm.resumed}
 	r.launch(op, func() error { return r.remove(op, rm) })
 }
 
@@ -1264,14 +1302,16 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 			}
 			return r.infra.Record(ctx, m.VMID, mark)
 		}},
-		{RemovalDrained, func() error { return r.drain(ctx, m, node) }},
+		{RemovalDrained, r.unlessHeld(func() error { return r.drain(ctx, m, node) })},
 	}
 	if op.park {
 		return r.runSteps(op, rm.from, append(steps, r.parkSteps(ctx, op, m)...))
 	}
 	return r.runSteps(op, rm.from, append(steps,
-		step{RemovalReset, func() error { return r.reset(ctx, m, node, rm.resetSent) }},
-		step{"destroyed", func() error { return r.infra.Destroy(ctx, m) }},
+		step{RemovalReset, r.unlessHeld(func() error { return r.reset(ctx, m, node, rm.resetSent) })},
+		step{"destroyed", r.unlessHeld(func() error { return r.infra.Destroy(ctx, m) })},
+		// Not held: the Node of a machine we have just destroyed is ours to
+		// delete, and left over it would keep the views disagreeing.
 		step{"deleted", func() error {
 			if node == "" {
 				return nil // it had no Node
@@ -1432,6 +1472,9 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			return r.cluster.SetRemovalStep(ctx, node, "", "")
 		}},
 		{StepStandby, func() error {
+			if r.holding() {
+				return errHeld
+			}
 			if err := r.infra.PowerOff(ctx, m); err != nil {
 				return err
 			}
@@ -1448,8 +1491,8 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 
 // startWake starts a standby worker: its VM boots, its Node comes back
 // Ready, the taint and the cordon go.
-func (r *Reconciler) startWake(m Machine, now time.Time) {
-	op := &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: StepWaking, started: now}
+func (r *Reconciler) startWake(m Machine, now time.Time, resumed bool) {
+	op := &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: StepWaking, started: now, resumed: resumed}
 	r.launch(op, func() error { return r.wake(op, m) })
 }
 
@@ -1513,8 +1556,8 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 // changed) and deletes its Node. Its VM is stopped, so there is no Talos
 // API to reset: destroying it purges its disks, which is what the reset
 // would have wiped, and the Node is deleted as the reset's leave would.
-func (r *Reconciler) startRetire(m Machine) {
-	op := &operation{kind: OpRetire, vmid: m.VMID, name: m.Name, host: m.Host, step: StepRetiring, started: r.o.Now()}
+func (r *Reconciler) startRetire(m Machine, resumed bool) {
+	op := &operation{kind: OpRetire, vmid: m.VMID, name: m.Name, host: m.Host, step: StepRetiring, started: r.o.Now(), resumed: resumed}
 	ctx := r.work
 	r.launch(op, func() error {
 		return r.runSteps(op, "", []step{
@@ -1547,6 +1590,10 @@ func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	resumed := false
+	if op := r.ops[vmid]; op != nil && vmid != 0 {
+		resumed = op.resumed
+	}
 	if vmid != 0 {
 		r.ends++
 		e := endedOp{at: r.ends, op: Operation{Kind: kind, VMID: vmid}}
@@ -1559,7 +1606,20 @@ func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
 	switch {
 	case err == nil:
 		r.failures = 0
+		delete(r.stuck, vmid)
 	case errors.Is(err, errHalted):
+	case resumed:
+		// One stuck VM (its host offline, its identity refused) backs off
+		// alone; it does not hold every scale-up through the failure cooldown.
+		st := r.stuck[vmid]
+		st.failures++
+		pause := r.Backoff(st.failures)
+		st.until = r.o.Now().Add(pause)
+		r.stuck[vmid] = st
+		r.lastErr = err.Error()
+		r.last.LastError = r.lastErr
+		r.log.Error("resumed operation failed; its VM backs off alone", zap.String("kind", string(kind)), zap.Int("vmid", vmid),
+			zap.Int("failures", st.failures), zap.Duration("retry_in", pause), zap.Error(err))
 	default:
 		r.failures++
 		r.hist.LastFailure = r.o.Now()

@@ -28,10 +28,14 @@ type fakeInfra struct {
 	hidden map[int]bool
 	// untagged VMs exist but are not ours any more (our tags removed by
 	// hand): left out of the list; Gone says they exist.
-	untagged  map[int]bool
-	insane    error // what Sane answers
-	destroyed []int
-	journal   []string // Record calls and the cluster's SetRemovalStep, in order
+	untagged map[int]bool
+	insane   error // what Sane answers
+	// failStart and failDestroy are what Start and Destroy answer for a
+	// VM (its host offline, say); starts counts Start calls by vmid.
+	failStart, failDestroy map[int]error
+	starts                 map[int]int
+	destroyed              []int
+	journal                []string // Record calls and the cluster's SetRemovalStep, in order
 }
 
 func (f *fakeInfra) note(s string) {
@@ -41,7 +45,8 @@ func (f *fakeInfra) note(s string) {
 }
 
 func newFakeInfra() *fakeInfra {
-	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}, hidden: map[int]bool{}, untagged: map[int]bool{}}
+	return &fakeInfra{vms: map[int]Machine{}, next: 100, cloned: make(chan int, 8), release: make(chan struct{}), configure: map[int]int{}, hidden: map[int]bool{}, untagged: map[int]bool{},
+		failStart: map[int]error{}, failDestroy: map[int]error{}, starts: map[int]int{}}
 }
 
 func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
@@ -102,7 +107,15 @@ func (f *fakeInfra) Record(ctx context.Context, vmid int, step string) error {
 	f.set(vmid, step)
 	return nil
 }
-func (f *fakeInfra) Start(ctx context.Context, _ int) error { return ctx.Err() }
+func (f *fakeInfra) Start(ctx context.Context, vmid int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.starts[vmid]++
+	if err := f.failStart[vmid]; err != nil {
+		return err
+	}
+	return ctx.Err()
+}
 func (f *fakeInfra) Address(ctx context.Context, _ int) (string, error) {
 	return "127.0.0.1", ctx.Err()
 }
@@ -110,6 +123,9 @@ func (f *fakeInfra) PowerOff(context.Context, Machine) error { return nil }
 func (f *fakeInfra) Destroy(_ context.Context, m Machine) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.failDestroy[m.VMID]; err != nil {
+		return err
+	}
 	delete(f.vms, m.VMID)
 	f.destroyed = append(f.destroyed, m.VMID)
 	return nil
@@ -172,6 +188,7 @@ type fakeCluster struct {
 	deleted  []string
 	drainErr error
 	drains   int
+	events   []string // reason and node of each Event
 	// drainHold, if set, holds every drain until it closes; drainEntered
 	// hears each drain that starts.
 	drainHold    chan struct{}
@@ -276,7 +293,11 @@ func (c *fakeCluster) DeleteNode(_ context.Context, n Node) error {
 	c.deleted = append(c.deleted, n.Name)
 	return nil
 }
-func (*fakeCluster) Event(string, string, string, string) {}
+func (c *fakeCluster) Event(node, _, reason, _ string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, reason+" "+node)
+}
 
 type countingObserver struct {
 	mu    sync.Mutex

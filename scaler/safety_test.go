@@ -542,7 +542,7 @@ func TestWakeFindsTheNodeByIdentity(t *testing.T) {
 	w.infra.vms[3] = m
 	w.cluster.nodes[3] = worker("node-3", 0, 0, func(n *Node) { n.VMID, n.SystemUUID, n.Standby, n.Unschedulable = 3, uuidOf(3), true, true })
 	w.cluster.orphans = []Node{worker("w3", 50, 50, func(n *Node) { n.VMID, n.SystemUUID = 99, uuidOf(99) })}
-	w.r.startWake(m, t0)
+	w.r.startWake(m, t0, false)
 	w.r.Wait()
 	w.infra.mu.Lock()
 	defer w.infra.mu.Unlock()
@@ -556,5 +556,111 @@ func TestWakeFindsTheNodeByIdentity(t *testing.T) {
 	}
 	if s := w.infra.vms[3].Step; s != StepJoined {
 		t.Errorf("step %q, want joined", s)
+	}
+}
+
+// A safety hold that starts while a removal runs stops it before its next
+// destructive step: the drain under way ends, no reset is sent, nothing
+// is destroyed, and the removal is left resumable (no failure counted).
+func TestARunningRemovalStopsBeforeItsResetDuringAHold(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.cluster.drainHold, w.cluster.drainEntered = make(chan struct{}), make(chan string, 1)
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	w.infra.mu.Unlock()
+	w.r.startRemoval(removal{m: m, node: "w3"})
+	<-w.cluster.drainEntered
+	// The token loses VM.Audit on the other two workers: their Nodes lack VMs.
+	w.infra.mu.Lock()
+	w.infra.hidden[1], w.infra.hidden[2] = true, true
+	w.infra.mu.Unlock()
+	if p, err := w.r.Tick(context.Background()); err != nil || !hasHold(p) {
+		t.Fatalf("no safety hold (%v): %+v", err, p.Holds)
+	}
+	close(w.cluster.drainHold)
+	w.r.Wait()
+	if w.os.resets != 0 {
+		t.Errorf("%d resets sent during a safety hold", w.os.resets)
+	}
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("destroyed %v during a safety hold", d)
+	}
+	w.infra.mu.Lock()
+	step := w.infra.vms[3].Step
+	w.infra.mu.Unlock()
+	if step != StepRemoving {
+		t.Errorf("step %q, want removing (resumable)", step)
+	}
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	if w.r.failures != 0 {
+		t.Errorf("a removal held by the safety hold counted as %d failures", w.r.failures)
+	}
+}
+
+// A dry run writes nothing: no SafetyHold event either.
+func TestADryRunWritesNoSafetyHoldEvent(t *testing.T) {
+	for _, dry := range []bool{true, false} {
+		w := newWorld(t, 3, func(_ *Policy, o *ReconcileOptions) { o.DryRun = dry })
+		w.tick(t, 0)
+		w.infra.mu.Lock()
+		w.infra.hidden[1], w.infra.hidden[2] = true, true
+		w.infra.mu.Unlock()
+		if p := w.tick(t, time.Second); !hasHold(p) {
+			t.Fatalf("dry run %v: no safety hold: %+v", dry, p.Holds)
+		}
+		w.cluster.mu.Lock()
+		evs := slices.Clone(w.cluster.events)
+		w.cluster.mu.Unlock()
+		held := slices.ContainsFunc(evs, func(e string) bool { return strings.HasPrefix(e, "SafetyHold ") })
+		if held == dry {
+			t.Errorf("dry run %v: SafetyHold event written %v (events %v)", dry, held, evs)
+		}
+	}
+}
+
+// One stuck VM does not freeze capacity: a VM whose resumed operation
+// fails (its host offline: neither started nor destroyed) backs off
+// alone, doubling from the failure cooldown, while pending pods still get
+// workers; it does not feed the failure cooldown that holds scale-ups.
+func TestAStuckVMDoesNotHoldScaleUps(t *testing.T) {
+	w := newWorld(t, 2, nil)
+	offline := errors.New("host pve2 is offline")
+	w.infra.mu.Lock()
+	w.infra.vms[7] = Machine{VMID: 7, Name: "w7", Host: "pve2", Step: StepConfigured, Created: t0, UUID: uuidOf(7)}
+	w.infra.failStart[7], w.infra.failDestroy[7] = offline, offline
+	w.infra.mu.Unlock()
+	starts := func() int {
+		w.infra.mu.Lock()
+		defer w.infra.mu.Unlock()
+		return w.infra.starts[7]
+	}
+	w.tick(t, 0)
+	if starts() != 1 {
+		t.Fatalf("VM 7 started %d times, want 1", starts())
+	}
+	w.cluster.pending = pending(2, 3500, gi, t0.Add(-time.Hour))
+	p := w.tick(t, time.Second)
+	if slices.ContainsFunc(p.Holds, func(r Reason) bool { return r.Code == CodeCooldownFailure }) {
+		t.Errorf("a stuck VM holds scale-ups: %+v", p.Holds)
+	}
+	if !slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Kind == ActionAdd }) {
+		t.Errorf("no worker added for pending pods while VM 7 is stuck: actions %+v, holds %+v", p.Actions, p.Holds)
+	}
+	if starts() != 1 {
+		t.Errorf("VM 7 retried within its backoff: %d starts", starts())
+	}
+	w.cluster.pending = nil
+	w.tick(t, w.r.Backoff(1))
+	if starts() != 2 {
+		t.Errorf("VM 7 not retried after its backoff: %d starts", starts())
+	}
+	w.tick(t, w.r.Backoff(1)) // the pause doubled
+	if starts() != 2 {
+		t.Errorf("VM 7 retried before its doubled backoff: %d starts", starts())
+	}
+	w.tick(t, w.r.Backoff(2))
+	if starts() != 3 {
+		t.Errorf("VM 7 not retried after its doubled backoff: %d starts", starts())
 	}
 }

@@ -9,7 +9,8 @@
 #   make bench-e2e   scale-up latency, time to capacity and warm standby in the
 #                    simulated world with realistic latencies (about 13 minutes)
 #   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
-#   make fuzz    fuzz the decision engine for FUZZTIME (default 60s)
+#   make fuzz    every fuzz target (decision engine, config, snapshot, trace)
+#                for FUZZTIME each (default 60s)
 #   make chaos   200 randomized fault-and-crash sequences against the safety
 #                rules (CHAOS_SEED=N replays one)
 #   make fmt     gofmt -w
@@ -91,8 +92,13 @@ bench-e2e: kube-testbed
 bench-idle: kube-testbed
 	$(GO) test -run '^$$' -bench IdleDaemon -benchtime 1x -timeout 30m ./cmd/pve-autoscaler
 
+# One target at a time: go test -fuzz takes one fuzz target per run.
+FUZZ_TARGETS = ./scaler:FuzzDecide ./config:FuzzLoad ./scaler:FuzzParseSituation ./internal/simulate:FuzzParseTrace
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecide -fuzztime $(FUZZTIME) ./scaler
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 # The randomized chaos test of the reconciler's safety rules: 200 seeded
 # sequences (make test runs 20); CHAOS_SEED=N make chaos replays one.

@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -246,41 +247,83 @@ func (e *Error) Error() string {
 
 // Parse reads and strictly decodes a config file over the defaults. It
 // does not validate; see Validate. The returned error is an *Error listing
-// every decoding problem, or a read/YAML error naming the file.
+// every problem, each with its line and column where known, or a read
+// error naming the file.
 func Parse(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	c, _, err := parseFile(path)
+	return c, err
+}
+
+func parseFile(path string) (*Config, map[string]Pos, error) {
+	data, err := readLimited(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return parse(path, data)
+}
+
+// readLimited reads at most MaxFileSize bytes: a larger file is refused
+// without being read whole.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
 	}
-	return ParseBytes(path, data)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		size := "more than 1 MiB"
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = fmt.Sprintf("%d bytes", st.Size())
+		}
+		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("%s: a config file may hold at most 1 MiB (%d bytes)", size, MaxFileSize)}}}
+	}
+	return data, nil
 }
 
 // ParseBytes is Parse for data already read; name is used in errors.
 func ParseBytes(name string, data []byte) (*Config, error) {
+	c, _, err := parse(name, data)
+	return c, err
+}
+
+func parse(name string, data []byte) (*Config, map[string]Pos, error) {
+	if len(data) > MaxFileSize {
+		return nil, nil, &Error{File: name, Problems: []Problem{{Message: fmt.Sprintf("%d bytes: a config file may hold at most 1 MiB (%d bytes)", len(data), MaxFileSize)}}}
+	}
+	pos, problems := shape(data)
+	if len(problems) > 0 {
+		return nil, pos, &Error{File: name, Problems: problems}
+	}
 	c := Default()
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: not valid YAML: %w", name, err)
-	}
-	if string(js) == "null" {
-		return nil, &Error{File: name, Problems: []Problem{{Message: "the file is empty; see config.example.yaml"}}}
-	}
-	if len(js) == 0 || js[0] != '{' {
-		return nil, &Error{File: name, Problems: []Problem{{Message: "expected a mapping of sections (cluster, proxmox, talos, kubernetes, policy, daemon)"}}}
+		return nil, pos, &Error{File: name, Problems: []Problem{yamlProblem(err)}}
 	}
 	if errs := strictjson.Decode(js, &c); len(errs) > 0 {
-		return &c, &Error{File: name, Problems: errs}
+		locate(pos, errs)
+		return &c, pos, &Error{File: name, Problems: errs}
 	}
-	return &c, nil
+	return &c, pos, nil
 }
 
 // Load parses, applies override (command-line flags; may be nil), then
 // validates with opts. Warnings come back even when the config is usable;
-// err is an *Error with every problem found, or a read/YAML error.
+// err is an *Error with every problem found (each with its line and
+// column where the file has the field), or a read error. A config that
+// decoded at all comes back with its problems, so a caller can still use
+// the parts they do not touch (doctor); nil when the file itself is wrong
+// (empty, not YAML, not a mapping, too large).
 func Load(path string, opts ValidateOptions, override func(*Config)) (*Config, []Problem, error) {
-	c, err := Parse(path)
+	c, pos, err := parseFile(path)
 	var cerr *Error
 	if err != nil && !errors.As(err, &cerr) {
+		return nil, nil, err
+	}
+	if c == nil {
 		return nil, nil, err
 	}
 	if override != nil {
@@ -291,6 +334,8 @@ func Load(path string, opts ValidateOptions, override func(*Config)) (*Config, [
 		decodeProblems = cerr.Problems
 	}
 	problems, warnings := c.Validate(opts)
+	locate(pos, problems)
+	locate(pos, warnings)
 	all := MergeProblems(decodeProblems, problems)
 	if len(all) > 0 {
 		return c, warnings, &Error{File: path, Problems: all}

@@ -125,9 +125,9 @@ func TestUnknownKeysNameTheirPath(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		`policy.intervl: unknown field (did you mean "interval"?)`,
-		`policy.cpu.scale_up: unknown field (did you mean "scale_up_at"?)`,
-		`proxmx: unknown field (did you mean "proxmox"?)`,
+		`policy.intervl (line 3:3): unknown field (did you mean "interval"?)`,
+		`policy.cpu.scale_up (line 4:9): unknown field (did you mean "scale_up_at"?)`,
+		`proxmx (line 5:1): unknown field (did you mean "proxmox"?)`,
 		"3 problems",
 		"test.yaml",
 	} {
@@ -153,12 +153,12 @@ proxmox:
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		`policy.min_workers: expected a whole number, got the string "two"`,
-		`policy.interval: expected a duration such as "60s" or "5m", got 60 (a bare number has no unit)`,
-		`policy.cpu: expected a mapping of fields, got a list`,
-		`policy.pending_pods.enabled: expected true or false, got the string "yes"`,
-		`proxmox.vm.memory: expected a size such as "8GiB" or "512MiB", got 8192`,
-		`proxmox.template: expected a vmid or a VM name`,
+		`policy.min_workers (line 3:3): expected a whole number, got the string "two"`,
+		`policy.interval (line 4:3): expected a duration such as "60s" or "5m", got 60 (a bare number has no unit)`,
+		`policy.cpu (line 5:3): expected a mapping of fields, got a list`,
+		`policy.pending_pods.enabled (line 6:18): expected true or false, got the string "yes"`,
+		`proxmox.vm.memory (line 8:8): expected a size such as "8GiB" or "512MiB", got 8192`,
+		`proxmox.template (line 9:3): expected a vmid or a VM name`,
 		"6 problems",
 	} {
 		if !strings.Contains(msg, want) {
@@ -190,7 +190,7 @@ func TestLoadReportsDecodeAndValidationProblemsTogether(t *testing.T) {
 		t.Fatal("no error")
 	}
 	msg := err.Error()
-	for _, want := range []string{"policy.min_workers: expected a whole number", "policy.max_workers: 0: expected at least 1", "cluster.name: required", "proxmox.url: required"} {
+	for _, want := range []string{"policy.min_workers (line 2:3): expected a whole number", "policy.max_workers (line 3:3): 0: expected 1 to 1000", "cluster.name: required", "proxmox.url: required"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)
 		}
@@ -209,7 +209,7 @@ func TestOverrideAppliesBeforeValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := Load(p, ValidateOptions{CheckFiles: true}, func(c *Config) { c.Daemon.Log.Level = "loud" })
-	if err == nil || !strings.Contains(err.Error(), `daemon.log.level: "loud": expected debug, info, warn or error`) {
+	if err == nil || !strings.Contains(err.Error(), `daemon.log.level (line 11:5): "loud": expected debug, info, warn or error`) {
 		t.Fatalf("override not validated: %v", err)
 	}
 	c2, _, err := Load(p, ValidateOptions{CheckFiles: true}, func(c *Config) { c.Daemon.Log.Format = "json" })

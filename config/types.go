@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -49,8 +50,12 @@ func ParseByteSize(s string) (ByteSize, error) {
 	for _, u := range byteUnits {
 		if num, ok := strings.CutSuffix(t, u.suffix); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
 				break
+			}
+			// 2^63 itself does not fit: the largest float64 below it does.
+			if v := n * float64(u.mult); v >= math.MaxInt64 {
+				return 0, fmt.Errorf("%q is too large: expected at most 8EiB", s)
 			}
 			return ByteSize(n * float64(u.mult)), nil
 		}

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,6 +33,20 @@ var (
 	tokenRE  = regexp.MustCompile(`^[^@!\s]+@[^@!\s]+![A-Za-z][A-Za-z0-9._-]*$`)
 	prefixRE = regexp.MustCompile(`^[a-z]([a-z0-9-]*)$`)
 	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	// vmNameRE is PVE's dns-name format for VM names.
+	vmNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+	hostRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
+)
+
+// Upper bounds on values, so an absurd number is refused instead of
+// overflowing later; config.example.yaml states each beside its field.
+const (
+	MaxWorkers      = 1000
+	MaxNodesPerStep = 100
+	MaxVMMemory     = 4 << 40 // PVE's own limit is 4178944 MiB
+	MaxHostReserve  = 4 << 40
+	MaxScheduleName = 63
+	day             = 24 * time.Hour
 )
 
 // Validate checks every field and returns all problems (the config cannot
@@ -73,6 +89,9 @@ func (v *validator) proxmox(c *Config) {
 	p := c.Proxmox
 	if p.URL == "" {
 		v.fail("proxmox.url", "required: the PVE API URL, e.g. https://pve1.lan:8006/api2/json")
+	} else if hasUserinfo(p.URL) {
+		// The URL is not repeated: it may hold a password.
+		v.fail("proxmox.url", "holds a user name or password (USER:PASSWORD@): remove it; the API token (token_id, token_secret_file) is how the scaler logs in, and a password here would be shown by every tool that prints the URL")
 	} else if u, err := url.Parse(p.URL); err != nil || u.Host == "" {
 		v.fail("proxmox.url", "%q is not a URL: expected e.g. https://pve1.lan:8006/api2/json", p.URL)
 	} else if u.Scheme != "https" {
@@ -88,8 +107,8 @@ func (v *validator) proxmox(c *Config) {
 	}
 	if p.TokenSecretFile == "" {
 		v.fail("proxmox.token_secret_file", "required: a file holding the token secret (the secret is never written in this file)")
-	} else {
-		v.secretFile("proxmox.token_secret_file", p.TokenSecretFile)
+	} else if v.secretFile("proxmox.token_secret_file", p.TokenSecretFile) && emptyFile(p.TokenSecretFile) {
+		v.fail("proxmox.token_secret_file", "%s is empty: expected the token secret (the UUID PVE shows once when the token is created)", p.TokenSecretFile)
 	}
 
 	if p.TLS.CAFile != "" {
@@ -117,6 +136,8 @@ func (v *validator) proxmox(c *Config) {
 		v.fail("proxmox.template", "required: the Talos template's vmid (e.g. 9000) or name")
 	} else if p.Template.ID != 0 && (p.Template.ID < 100 || p.Template.ID > 999999999) {
 		v.fail("proxmox.template", "vmid %d out of range: expected 100..999999999", p.Template.ID)
+	} else if p.Template.ID == 0 && (!vmNameRE.MatchString(p.Template.Name) || len(p.Template.Name) > 63) {
+		v.fail("proxmox.template", "%q is not a PVE VM name: expected letters, digits, '-' and '.' (no spaces), at most 63 characters, or a vmid", shorten(p.Template.Name, 80))
 	}
 	switch p.CloneMode {
 	case "linked":
@@ -138,13 +159,15 @@ func (v *validator) proxmox(c *Config) {
 			v.fail(fmt.Sprintf("proxmox.hosts[%d]", i), "%q is not a PVE node name", h)
 		}
 	}
-	if p.HostMemReserve < 0 {
-		v.fail("proxmox.host_memory_reserve", "%s: expected zero or more", p.HostMemReserve)
+	if p.HostMemReserve < 0 || p.HostMemReserve > MaxHostReserve {
+		v.fail("proxmox.host_memory_reserve", "%s: expected 0 to %s", p.HostMemReserve, ByteSize(MaxHostReserve))
 	}
 	if p.VM.Cores < 1 || p.VM.Cores > 512 {
 		v.fail("proxmox.vm.cores", "%d: expected 1..512", p.VM.Cores)
 	}
 	switch {
+	case p.VM.Memory > MaxVMMemory:
+		v.fail("proxmox.vm.memory", "%s: expected at most %s (PVE's limit for one VM)", p.VM.Memory, ByteSize(MaxVMMemory))
 	case p.VM.Memory < 1<<30:
 		v.fail("proxmox.vm.memory", "%s: expected at least 1GiB (Talos workers need 2GiB)", p.VM.Memory)
 	case p.VM.Memory < 2<<30:
@@ -190,16 +213,16 @@ func (v *validator) proxmox(c *Config) {
 		v.warn("proxmox.mac_ip_pool", "%d entries for up to %d workers (policy.max_workers): scale-ups stop when the pool runs out", n, c.Policy.MaxWorkers)
 	}
 	for _, d := range []struct {
-		path string
-		d    Duration
-		min  time.Duration
+		path     string
+		d        Duration
+		min, max time.Duration
 	}{
-		{"proxmox.task_timeout", p.TaskTimeout, 10 * time.Second},
-		{"proxmox.agent_timeout", p.AgentTimeout, 10 * time.Second},
-		{"proxmox.shutdown_timeout", p.ShutdownTimeout, time.Second},
+		{"proxmox.task_timeout", p.TaskTimeout, 10 * time.Second, day},
+		{"proxmox.agent_timeout", p.AgentTimeout, 10 * time.Second, day},
+		{"proxmox.shutdown_timeout", p.ShutdownTimeout, time.Second, time.Hour},
 	} {
-		if d.d.D() < d.min {
-			v.fail(d.path, "%s: expected at least %s", d.d.D(), d.min)
+		if d.d.D() < d.min || d.d.D() > d.max {
+			v.fail(d.path, "%s: expected %s to %s", d.d.D(), shortDuration(d.min), shortDuration(d.max))
 		}
 	}
 }
@@ -237,14 +260,14 @@ func (v *validator) kubernetes(c *Config) {
 
 func (v *validator) policy(c *Config) {
 	p := c.Policy
-	if p.Interval.D() < time.Second {
-		v.fail("policy.interval", "%s: expected at least 1s", p.Interval.D())
+	if p.Interval.D() < time.Second || p.Interval.D() > time.Hour {
+		v.fail("policy.interval", "%s: expected 1s to 1h", p.Interval.D())
 	}
 	if p.MinWorkers < 0 {
 		v.fail("policy.min_workers", "%d: expected zero or more", p.MinWorkers)
 	}
-	if p.MaxWorkers < 1 {
-		v.fail("policy.max_workers", "%d: expected at least 1", p.MaxWorkers)
+	if p.MaxWorkers < 1 || p.MaxWorkers > MaxWorkers {
+		v.fail("policy.max_workers", "%d: expected 1 to %d", p.MaxWorkers, MaxWorkers)
 	}
 	if p.MinWorkers > p.MaxWorkers {
 		v.fail("policy.min_workers", "%d is above max_workers %d", p.MinWorkers, p.MaxWorkers)
@@ -263,12 +286,12 @@ func (v *validator) policy(c *Config) {
 		{"policy.pending_pods.grace", p.PendingPods.Grace},
 		{"policy.schedule_lead", p.ScheduleLead},
 	} {
-		if d.d < 0 {
-			v.fail(d.path, "%s: expected zero or more", d.d.D())
+		if d.d < 0 || d.d.D() > day {
+			v.fail(d.path, "%s: expected 0s to 24h", d.d.D())
 		}
 	}
-	if p.MaxNodesPerStep < 1 {
-		v.fail("policy.max_nodes_per_step", "%d: expected at least 1", p.MaxNodesPerStep)
+	if p.MaxNodesPerStep < 1 || p.MaxNodesPerStep > MaxNodesPerStep {
+		v.fail("policy.max_nodes_per_step", "%d: expected 1 to %d", p.MaxNodesPerStep, MaxNodesPerStep)
 	}
 	minUp := min(p.CPU.ScaleUpAt, p.Memory.ScaleUpAt)
 	if p.ScaleDownMargin < 0 || p.ScaleDownMargin >= minUp {
@@ -277,8 +300,19 @@ func (v *validator) policy(c *Config) {
 	if _, err := time.LoadLocation(p.Timezone); err != nil {
 		v.fail("policy.timezone", "%q: expected an IANA zone such as Europe/Berlin, UTC or Local", p.Timezone)
 	}
+	names := map[string]int{}
 	for i, s := range p.Schedules {
 		path := fmt.Sprintf("policy.schedules[%d]", i)
+		switch first, dup := names[s.Name]; {
+		case strings.TrimSpace(s.Name) == "":
+			v.fail(path+".name", "required: a name for this schedule (logs, events and status show it)")
+		case len(s.Name) > MaxScheduleName:
+			v.fail(path+".name", "%d characters: expected at most %d", len(s.Name), MaxScheduleName)
+		case dup:
+			v.fail(path+".name", "%q is also the name of policy.schedules[%d]: expected each name once", s.Name, first)
+		default:
+			names[s.Name] = i
+		}
 		if _, err := ParseWindow(s.Window); err != nil {
 			v.fail(path+".window", "%v", err)
 		}
@@ -286,21 +320,21 @@ func (v *validator) policy(c *Config) {
 			v.fail(path+".min_workers", "%d: expected 1..max_workers (%d)", s.MinWorkers, p.MaxWorkers)
 		}
 	}
-	if p.Drain.Timeout.D() <= 0 {
-		v.fail("policy.drain.timeout", "%s: expected more than zero", p.Drain.Timeout.D())
+	if p.Drain.Timeout.D() <= 0 || p.Drain.Timeout.D() > day {
+		v.fail("policy.drain.timeout", "%s: expected more than zero, at most 24h", p.Drain.Timeout.D())
 	}
-	if p.Drain.GracePeriod != nil && p.Drain.GracePeriod.D() < 0 {
-		v.fail("policy.drain.grace_period", "%s: expected zero or more (leave it out to use each pod's own)", p.Drain.GracePeriod.D())
+	if p.Drain.GracePeriod != nil && (p.Drain.GracePeriod.D() < 0 || p.Drain.GracePeriod.D() > day) {
+		v.fail("policy.drain.grace_period", "%s: expected 0s to 24h (leave it out to use each pod's own)", p.Drain.GracePeriod.D())
 	}
-	if p.MaxProvisionTime.D() < time.Minute {
-		v.fail("policy.max_provision_time", "%s: expected at least 1m (clone, boot, install and join take minutes)", p.MaxProvisionTime.D())
+	if p.MaxProvisionTime.D() < time.Minute || p.MaxProvisionTime.D() > day {
+		v.fail("policy.max_provision_time", "%s: expected 1m to 24h (clone, boot, install and join take minutes)", p.MaxProvisionTime.D())
 	}
 	sb := p.Standby
 	if sb.Size < 0 || sb.Size > p.MaxWorkers {
 		v.fail("policy.standby.size", "%d: expected 0 (off) to max_workers (%d)", sb.Size, p.MaxWorkers)
 	}
-	if sb.MaxAge.D() < time.Hour {
-		v.fail("policy.standby.max_age", "%s: expected at least 1h (a standby worker older than this is replaced)", sb.MaxAge.D())
+	if sb.MaxAge.D() < time.Hour || sb.MaxAge.D() > 366*day {
+		v.fail("policy.standby.max_age", "%s: expected 1h to 8784h (a year; a standby worker older than this is replaced)", sb.MaxAge.D())
 	}
 	for i, h := range sb.Hosts {
 		if h == "" {
@@ -339,8 +373,8 @@ func (v *validator) thresholds(path string, t Thresholds) {
 func (v *validator) daemon(c *Config) {
 	d := c.Daemon
 	if d.Listen != "" {
-		if _, port, err := net.SplitHostPort(d.Listen); err != nil || port == "" {
-			v.fail("daemon.listen", "%q: expected HOST:PORT, e.g. 127.0.0.1:9464 (empty turns the HTTP endpoint off)", d.Listen)
+		if err := checkListen(d.Listen); err != nil {
+			v.fail("daemon.listen", "%q: %v: expected HOST:PORT, e.g. 127.0.0.1:9464 (empty turns the HTTP endpoint off)", shorten(d.Listen, 80), err)
 		}
 	}
 	if d.LeaderElection.Enabled {
@@ -383,14 +417,76 @@ func (v *validator) file(path, name string) (fs.FileInfo, bool) {
 }
 
 // secretFile is file, and the file must not be readable by other users.
-func (v *validator) secretFile(path, name string) {
+// It reports whether the file could be checked and was fine.
+func (v *validator) secretFile(path, name string) bool {
 	st, ok := v.file(path, name)
 	if !ok {
-		return
+		return false
 	}
 	if st.Mode().Perm()&0o004 != 0 {
 		v.fail(path, "%s: mode %04o lets every user read this secret: expected no access for others (chmod 600 or 640)", name, st.Mode().Perm())
+		return false
 	}
+	return true
+}
+
+// emptyFile reports whether a file holds nothing but white space; it
+// reads at most 4 KiB (a token secret is 36 bytes).
+func emptyFile(name string) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 4096)
+	n, _ := io.ReadFull(f, b)
+	return strings.TrimSpace(string(b[:n])) == ""
+}
+
+// shortDuration writes 24h rather than 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// checkListen checks a listen address's syntax: HOST:PORT with a port in
+// 1..65535 and a host that is an IP address, a host name or empty (every
+// address). Whether the address is local is not judged here.
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("not HOST:PORT")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not 1..65535", shorten(port, 20))
+	}
+	if host == "" || len(host) <= 253 && hostRE.MatchString(host) {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("host %q is neither an IP address nor a host name", shorten(host, 60))
+	}
+	return nil
+}
+
+// hasUserinfo reports whether a URL carries USER[:PASSWORD]@ before its
+// host, without parsing it as a URL (a bad URL's parse error would repeat it).
+func hasUserinfo(raw string) bool {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		rest = raw
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return strings.Contains(rest, "@")
 }
 
 func unwrapPathError(err error) error {

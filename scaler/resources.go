@@ -3,6 +3,7 @@ package scaler
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -66,10 +67,14 @@ func (r *Resources) UnmarshalJSON(b []byte) error {
 		str := fmt.Sprint(s)
 		q, err := resource.ParseQuantity(str)
 		if err != nil {
-			return fmt.Errorf("%s: %q is not a quantity (expected e.g. \"4\", \"500m\", \"8Gi\")", k, str)
+			return fmt.Errorf("%s: %q is not a quantity (expected e.g. \"4\", \"500m\", \"8Gi\")", k, shortText(str))
 		}
 		if q.Sign() < 0 {
 			return fmt.Errorf("%s: %q is negative", k, str)
+		}
+		// Past these, MilliValue and Value would not fit in an int64.
+		if (k == "cpu" && q.CmpInt64(math.MaxInt64/1000) > 0) || q.CmpInt64(math.MaxInt64) > 0 {
+			return fmt.Errorf("%s: %q is too large", k, shortText(str))
 		}
 		switch k {
 		case "cpu":
@@ -82,4 +87,12 @@ func (r *Resources) UnmarshalJSON(b []byte) error {
 	}
 	*r = out
 	return nil
+}
+
+// shortText cuts a value quoted in an error to a readable length.
+func shortText(s string) string {
+	if len(s) > 40 {
+		return s[:37] + "..."
+	}
+	return s
 }

@@ -55,6 +55,9 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pve-autoscaler doctor: %v\n", err)
 		return exitFailure
 	}
+	if rep.ConfigFailed() {
+		return exitUsage
+	}
 	if rep.Failed() {
 		return exitFailure
 	}

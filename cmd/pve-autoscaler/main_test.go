@@ -129,7 +129,7 @@ func TestValidate(t *testing.T) {
 func TestValidateWarns(t *testing.T) {
 	p := writeConfig(t, "  cpu: {scale_up_at: 70, scale_down_at: 50}\n")
 	code, _, errOut := runMain("validate", "--config", p)
-	if code != exitOK || !strings.Contains(errOut, "warning: config "+p+": policy.cpu: scale_up_at 70 and scale_down_at 50 are 20 points apart") {
+	if code != exitOK || !strings.Contains(errOut, "warning: config "+p+": policy.cpu (line 13:3): scale_up_at 70 and scale_down_at 50 are 20 points apart") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }
@@ -142,9 +142,9 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	}
 	for _, want := range []string{
 		"config " + p + ": 3 problems",
-		`policy.intervall: unknown field (did you mean "interval"?)`,
-		"policy.min_workers: 9 is above max_workers 6",
-		"policy.cpu.scale_down_at: 30: expected below scale_up_at (20)",
+		`policy.intervall (line 14:3): unknown field (did you mean "interval"?)`,
+		"policy.min_workers (line 13:3): 9 is above max_workers 6",
+		"policy.cpu.scale_down_at (line 15:26): 30: expected below scale_up_at (20)",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
@@ -223,12 +223,12 @@ func TestPlanErrors(t *testing.T) {
 		want string
 	}{
 		// Without --snapshot the plan is live: the config's files must exist.
-		{[]string{"--config", planConfig}, "proxmox.token_secret_file: /etc/pve-autoscaler/pve-token: no such file or directory"},
+		{[]string{"--config", planConfig}, "proxmox.token_secret_file (line 5:3): /etc/pve-autoscaler/pve-token: no such file or directory"},
 		{[]string{"--config", planConfig, "--snapshot", exampleSnap, "--output", "yaml"}, `--output "yaml": expected text or json`},
 		{[]string{"--config", planConfig, "--snapshot", exampleSnap, "--now", "tomorrow"}, `--now "tomorrow": expected an RFC 3339 time`},
 		{[]string{"--config", planConfig, "--snapshot", bad}, `nodes[0].allocatable: cpu: "lots" is not a quantity`},
 		{[]string{"--config", planConfig, "--snapshot", filepath.Join(dir, "none.json")}, "none.json"},
-		{[]string{"--config", badCfg, "--snapshot", exampleSnap}, "policy.max_workers: 0: expected at least 1"},
+		{[]string{"--config", badCfg, "--snapshot", exampleSnap}, "policy.max_workers (line 1:10): 0: expected 1 to 1000"},
 	}
 	for _, c := range cases {
 		code, out, errOut := runMain(append([]string{"plan"}, c.args...)...)

@@ -52,7 +52,7 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 	} else {
-		data, err := os.ReadFile(*snapPath)
+		data, err := readSnapshot(*snapPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "pve-autoscaler plan: snapshot %v\n", err)
 			return exitUsage
@@ -95,4 +95,15 @@ func liveSituation(c *config.Config) (scaler.Situation, error) {
 		return scaler.Situation{}, err
 	}
 	return scaler.Situation{Time: now, Snapshot: snap}, nil
+}
+
+// readSnapshot reads at most one byte more than a snapshot may hold, so a
+// huge file is refused by ParseSituation without being read whole.
+func readSnapshot(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, scaler.MaxSnapshotSize+1))
 }

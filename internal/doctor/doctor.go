@@ -123,8 +123,10 @@ type Options struct {
 	TalosPort int
 }
 
-// Run checks everything. A config that does not load stops the run after
-// its problems: the other checks need it.
+// Run checks everything. Config problems are one FAIL, and every check
+// they do not touch still runs (a bad log level does not stop the Proxmox
+// checks); a file that is not a config at all (empty, not YAML, too
+// large) stops the run after it.
 func Run(ctx context.Context, o Options) Report {
 	if o.Timeout <= 0 {
 		o.Timeout = 20 * time.Second
@@ -133,18 +135,34 @@ func Run(ctx context.Context, o Options) Report {
 		o.Log = zap.NewNop()
 	}
 	r := Report{Config: o.Path}
-	c := checkConfig(&r, o)
+	c, touched := checkConfig(&r, o)
 	if c == nil {
 		return r
 	}
-	pctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	px := checkProxmox(pctx, &r, c, o)
-	cancel()
-	checkTalos(&r, c, o)
-	kctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	kx := checkKubernetes(kctx, &r, c, o)
-	cancel()
-	checkCooldown(ctx, &r, c, px, kx)
+	var px pveFacts
+	if why := touched.blocks(areaProxmox); why == "" {
+		pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		px = checkProxmox(pctx, &r, c, o)
+		cancel()
+	} else {
+		r.add(areaProxmox, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
+	}
+	if why := touched.blocks(areaTalos); why == "" {
+		checkTalos(&r, c, o)
+	} else {
+		r.add(areaTalos, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
+	}
+	var kx kubeFacts
+	if why := touched.blocks(areaKube); why == "" {
+		kctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		kx = checkKubernetes(kctx, &r, c, o)
+		cancel()
+	} else {
+		r.add(areaKube, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
+	}
+	if touched.blocks(areaConfig) == "" {
+		checkCooldown(ctx, &r, c, px, kx)
+	}
 	ictx, cancel := context.WithTimeout(ctx, o.Timeout)
 	checkIdentity(ictx, &r, px, kx)
 	cancel()
@@ -153,32 +171,91 @@ func Run(ctx context.Context, o Options) Report {
 	return r
 }
 
-// checkConfig loads the config, reporting each problem and warning.
-func checkConfig(r *Report, o Options) *config.Config {
+// touchedAreas maps an area to the config paths with problems that its
+// checks read.
+type touchedAreas map[string][]string
+
+// blocks returns the problem paths that keep an area's checks from
+// running, or "".
+func (t touchedAreas) blocks(area string) string {
+	return strings.Join(t[area], ", ")
+}
+
+// areasOf says which checks read a config path: the Proxmox checks read
+// the cluster name (tags), proxmox.* and the standby and size of the
+// policy; the Talos checks talos.*; the Kubernetes checks kubernetes.*
+// and the leader election; the cooldown check (shown under config) the
+// policy and the clone mode. Other paths (the log level, the listen
+// address) touch no check.
+func areasOf(path string) []string {
+	switch top, _, _ := strings.Cut(path, "."); {
+	case path == "":
+		return []string{areaProxmox, areaTalos, areaKube, areaConfig}
+	case top == "cluster":
+		return []string{areaProxmox}
+	case top == "proxmox":
+		return []string{areaProxmox, areaConfig}
+	case top == "talos":
+		return []string{areaTalos}
+	case top == "kubernetes", strings.HasPrefix(path, "daemon.leader_election"):
+		return []string{areaKube}
+	case strings.HasPrefix(path, "policy.standby"), strings.HasPrefix(path, "policy.max_workers"):
+		return []string{areaProxmox, areaConfig}
+	case top == "policy":
+		return []string{areaConfig}
+	}
+	return nil
+}
+
+// checkConfig loads the config: its problems as one FAIL, each warning as
+// a WARN. It returns the config (nil when the file is no config at all)
+// and which areas the problems touch.
+func checkConfig(r *Report, o Options) (*config.Config, touchedAreas) {
 	c, warnings, err := config.Load(o.Path, config.ValidateOptions{CheckFiles: true}, o.Override)
+	touched := touchedAreas{}
 	var cerr *config.Error
 	switch {
 	case errors.As(err, &cerr):
+		fix := "correct it in " + o.Path + " (config.example.yaml documents every field)"
+		var list []string
 		for _, p := range cerr.Problems {
-			fix := "correct it in " + o.Path + " (config.example.yaml documents every field)"
 			if strings.Contains(p.Message, "no such file") {
-				fix = "create the file (README: Install on a Proxmox VE node), or correct the path in " + o.Path
+				fix = "create the missing files (README: Install on a Proxmox VE node) or correct their paths, and correct the rest in " + o.Path + " (config.example.yaml documents every field)"
 			}
-			r.add(areaConfig, shortPath(p.Path), Fail, fix, "%s", p.Message)
+			list = append(list, p.Error())
+			for _, a := range areasOf(p.Path) {
+				touched[a] = append(touched[a], shortPath(p.Path))
+			}
 		}
+		problems := "problems"
+		if len(list) == 1 {
+			problems = "problem"
+		}
+		r.add(areaConfig, "file", Fail, fix, "%d %s: %s", len(list), problems, strings.Join(list, "; "))
 	case err != nil:
 		r.add(areaConfig, "file", Fail, "pass the config with --config (default /etc/pve-autoscaler/config.yaml)", "%v", err)
 	}
 	for _, wn := range warnings {
 		r.add(areaConfig, shortPath(wn.Path), Warn, warningFix(wn.Path), "%s", wn.Message)
 	}
-	if err != nil {
-		return nil
+	if c == nil || err != nil {
+		return c, touched
 	}
 	p := c.Policy
 	r.add(areaConfig, "file", OK, "", "valid: cluster %s, %d to %d workers, checked every %s, scale up at CPU %g%% / memory %g%%, down at %g%% / %g%%",
 		c.Cluster.Name, p.MinWorkers, p.MaxWorkers, p.Interval.D(), p.CPU.ScaleUpAt, p.Memory.ScaleUpAt, p.CPU.ScaleDownAt, p.Memory.ScaleDownAt)
-	return c
+	return c, touched
+}
+
+// ConfigFailed reports whether the config itself had problems (the
+// command exits 2 then, as for any bad input).
+func (r Report) ConfigFailed() bool {
+	for _, c := range r.Find(areaConfig, "file") {
+		if c.Status == Fail {
+			return true
+		}
+	}
+	return false
 }
 
 func shortPath(p string) string {

@@ -153,15 +153,34 @@ func TestConfigFindings(t *testing.T) {
 		t.Error("warnings alone made the report fail")
 	}
 
-	// A config that does not load: its problems, and nothing else checked.
+	// A config with problems: one FAIL with all of them; the areas they
+	// touch are not checked, and say why.
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(path, []byte("cluster: {name: x}\npolicy: {min_workers: 9}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r = Run(context.Background(), Options{Path: path})
-	expect(t, r, "config", "proxmox.url", Fail, "required", "correct it in "+path)
-	if !r.Failed() || len(r.Find("proxmox", "api")) != 0 {
-		t.Error("a broken config went on to the other checks")
+	expect(t, r, "config", "file", Fail, "proxmox.url: required", "correct it in "+path)
+	expect(t, r, "config", "file", Fail, "policy.min_workers (line 2:11): 9 is above max_workers 6", "")
+	expect(t, r, "proxmox", "not checked", Warn, "proxmox.url", "correct the config problems")
+	expect(t, r, "talos", "not checked", Warn, "talos.worker_config_file", "correct the config problems")
+	if !r.Failed() || !r.ConfigFailed() || len(r.Find("proxmox", "api")) != 0 || len(r.Find("config", "file")) != 1 {
+		t.Error("a broken config went on to the checks it touches, or gave more than one FAIL")
+	}
+	if len(r.Find("kubernetes", "api")) != 1 {
+		t.Error("the Kubernetes checks, which no problem touches, did not run")
+	}
+
+	// A problem no other check reads (issue 20: a log level stopped
+	// doctor at once): one FAIL, and every other check runs.
+	r = s.run(func(c *config.Config) { c.Daemon.Log.Level = "verbose" })
+	expect(t, r, "config", "file", Fail, `1 problem: daemon.log.level (line `, "correct it in")
+	expect(t, r, "proxmox", "api", OK, "", "")
+	expect(t, r, "kubernetes", "api", OK, "", "")
+	if len(r.Find("talos", "worker config")) != 1 || r.Count(Fail) != 1 {
+		var b bytes.Buffer
+		_ = r.WriteText(&b)
+		t.Errorf("want the config's one FAIL and every other check:\n%s", b.String())
 	}
 }
 

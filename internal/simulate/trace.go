@@ -7,6 +7,7 @@ package simulate
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -51,23 +52,35 @@ func (t Trace) at(d time.Duration, from int) (Sample, int) {
 	return t.Samples[i], i
 }
 
+// Limits of a trace: a row is a few dozen bytes, and a year at one row a
+// minute is 525,600 rows.
+const (
+	MaxTraceLine = 1 << 20
+	MaxTraceRows = 1 << 20
+)
+
 // ParseTrace reads a CSV trace. Errors name the file, the line and the
-// column, and say what is expected.
+// column, and say what is expected. A UTF-8 byte order mark (spreadsheets
+// write one) is skipped.
 func ParseTrace(name string, r io.Reader) (Trace, error) {
 	tr := Trace{Name: name}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Buffer(make([]byte, 64<<10), MaxTraceLine)
 	line := 0
 	header := false
 	for sc.Scan() {
 		line++
-		text := strings.TrimSpace(sc.Text())
+		raw := sc.Text()
+		if line == 1 {
+			raw = strings.TrimPrefix(raw, "\ufeff")
+		}
+		text := strings.TrimSpace(raw)
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
 		}
 		if !header {
 			if h := strings.ReplaceAll(text, " ", ""); h != TraceHeader {
-				return tr, fmt.Errorf("%s:%d: header %q: expected %q", name, line, text, TraceHeader)
+				return tr, fmt.Errorf("%s:%d: header %q: expected %q", name, line, shortText(text), TraceHeader)
 			}
 			header = true
 			continue
@@ -82,9 +95,15 @@ func ParseTrace(name string, r io.Reader) (Trace, error) {
 		if len(tr.Samples) == 0 && s.At != 0 {
 			return tr, fmt.Errorf("%s:%d: time_s %g: expected the first row at 0", name, line, s.At.Seconds())
 		}
+		if len(tr.Samples) == MaxTraceRows {
+			return tr, fmt.Errorf("%s:%d: more than %d rows: expected at most that many (a year at one row a minute is 525600)", name, line, MaxTraceRows)
+		}
 		tr.Samples = append(tr.Samples, s)
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return tr, fmt.Errorf("%s:%d: the line is longer than %d bytes: expected a row of four numbers", name, line+1, MaxTraceLine)
+		}
 		return tr, fmt.Errorf("%s:%d: %w", name, line+1, err)
 	}
 	if !header {
@@ -98,6 +117,14 @@ func ParseTrace(name string, r io.Reader) (Trace, error) {
 
 const maxTrace = 366 * 24 * time.Hour
 
+// shortText cuts a value quoted in an error to a readable length.
+func shortText(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}
+
 func parseRow(text string) (Sample, error) {
 	f := strings.Split(text, ",")
 	if len(f) != 4 {
@@ -106,7 +133,7 @@ func parseRow(text string) (Sample, error) {
 	num := func(col string, v string) (float64, error) {
 		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-			return 0, fmt.Errorf("%s %q: expected a number", col, strings.TrimSpace(v))
+			return 0, fmt.Errorf("%s %q: expected a number", col, shortText(strings.TrimSpace(v)))
 		}
 		if x < 0 {
 			return 0, fmt.Errorf("%s %g: expected 0 or more", col, x)
@@ -131,7 +158,7 @@ func parseRow(text string) (Sample, error) {
 	pv := strings.TrimSpace(f[3])
 	pending, err := strconv.Atoi(pv)
 	if err != nil || pending < 0 || pending > 100000 {
-		return Sample{}, fmt.Errorf("pending_pods %q: expected a whole number from 0 to 100000", pv)
+		return Sample{}, fmt.Errorf("pending_pods %q: expected a whole number from 0 to 100000", shortText(pv))
 	}
 	if cpu > 100000 || mem > 1<<20 {
 		return Sample{}, fmt.Errorf("cpu_cores %g / memory_gib %g: expected at most 100000 cores and 1048576 GiB", cpu, mem)

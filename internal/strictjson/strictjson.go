@@ -14,17 +14,31 @@ import (
 	"strings"
 )
 
-// Error is one problem at one path.
+// Error is one problem at one path, and where it is in the file when
+// that is known (Line and Column from 1; 0 when unknown).
 type Error struct {
-	Path    string
-	Message string
+	Path         string
+	Message      string
+	Line, Column int
 }
 
 func (e Error) Error() string {
-	if e.Path == "" {
+	where := e.Path
+	if e.Line > 0 {
+		at := fmt.Sprintf("line %d", e.Line)
+		if e.Column > 0 {
+			at += fmt.Sprintf(":%d", e.Column)
+		}
+		if where == "" {
+			where = at
+		} else {
+			where += " (" + at + ")"
+		}
+	}
+	if where == "" {
 		return e.Message
 	}
-	return e.Path + ": " + e.Message
+	return where + ": " + e.Message
 }
 
 // Decode decodes data (JSON) into v, a non-nil pointer. Keys that match no
@@ -73,7 +87,7 @@ func decodeValue(raw json.RawMessage, v reflect.Value, path string, errs *[]Erro
 	case reflect.Struct:
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &obj); err != nil {
-			*errs = append(*errs, Error{path, "expected a mapping of fields, got " + describeJSON(raw)})
+			*errs = append(*errs, Error{Path: path, Message: "expected a mapping of fields, got " + describeJSON(raw)})
 			return
 		}
 		fields := fieldsOf(v.Type())
@@ -84,7 +98,7 @@ func decodeValue(raw json.RawMessage, v reflect.Value, path string, errs *[]Erro
 				if s := closest(k, fields); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
-				*errs = append(*errs, Error{join(path, k), msg})
+				*errs = append(*errs, Error{Path: join(path, k), Message: msg})
 				continue
 			}
 			decodeValue(val, v.FieldByIndex(idx), join(path, k), errs)
@@ -92,7 +106,7 @@ func decodeValue(raw json.RawMessage, v reflect.Value, path string, errs *[]Erro
 	case reflect.Slice:
 		var arr []json.RawMessage
 		if err := json.Unmarshal(raw, &arr); err != nil {
-			*errs = append(*errs, Error{path, "expected a list, got " + describeJSON(raw)})
+			*errs = append(*errs, Error{Path: path, Message: "expected a list, got " + describeJSON(raw)})
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(arr), len(arr))
@@ -121,7 +135,7 @@ func decodeValue(raw json.RawMessage, v reflect.Value, path string, errs *[]Erro
 func leaf(raw json.RawMessage, v reflect.Value, path string, errs *[]Error) {
 	p := reflect.New(v.Type())
 	if err := json.Unmarshal(raw, p.Interface()); err != nil {
-		*errs = append(*errs, Error{path, leafMessage(err, v.Type(), raw)})
+		*errs = append(*errs, Error{Path: path, Message: leafMessage(err, v.Type(), raw)})
 		return
 	}
 	v.Set(p.Elem())

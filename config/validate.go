@@ -112,7 +112,7 @@ func (v *validator) proxmox(c *Config) {
 	}
 
 	if p.TLS.CAFile != "" {
-		v.file("proxmox.tls.ca_file", p.TLS.CAFile)
+		v.file("proxmox.tls.ca_file", p.TLS.CAFile, "decides which certificate the API token is sent to")
 	}
 	if p.TLS.Fingerprint != "" {
 		if _, err := ParseFingerprint(p.TLS.Fingerprint); err != nil {
@@ -240,7 +240,7 @@ func (v *validator) talos(c *Config) {
 		v.secretFile("talos.talosconfig_file", t.TalosconfigFile)
 	}
 	for i, f := range t.PatchFiles {
-		v.file(fmt.Sprintf("talos.patch_files[%d]", i), f)
+		v.file(fmt.Sprintf("talos.patch_files[%d]", i), f, "controls every new node")
 	}
 	if t.Port < 1 || t.Port > 65535 {
 		v.fail("talos.port", "%d: expected a TCP port (1..65535)", t.Port)
@@ -391,43 +391,6 @@ func (v *validator) daemon(c *Config) {
 	if d.Log.Format != "console" && d.Log.Format != "json" {
 		v.fail("daemon.log.format", "%q: expected console or json", d.Log.Format)
 	}
-}
-
-// file checks that a referenced file exists and is a regular file.
-func (v *validator) file(path, name string) (fs.FileInfo, bool) {
-	if !v.opts.CheckFiles {
-		return nil, false
-	}
-	st, err := os.Stat(name)
-	switch {
-	case err != nil:
-		v.fail(path, "%s: %v", name, unwrapPathError(err))
-		return nil, false
-	case !st.Mode().IsRegular():
-		v.fail(path, "%s: expected a regular file", name)
-		return nil, false
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		v.fail(path, "%s: %v", name, unwrapPathError(err))
-		return nil, false
-	}
-	_ = f.Close()
-	return st, true
-}
-
-// secretFile is file, and the file must not be readable by other users.
-// It reports whether the file could be checked and was fine.
-func (v *validator) secretFile(path, name string) bool {
-	st, ok := v.file(path, name)
-	if !ok {
-		return false
-	}
-	if st.Mode().Perm()&0o004 != 0 {
-		v.fail(path, "%s: mode %04o lets every user read this secret: expected no access for others (chmod 600 or 640)", name, st.Mode().Perm())
-		return false
-	}
-	return true
 }
 
 // emptyFile reports whether a file holds nothing but white space; it

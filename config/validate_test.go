@@ -112,6 +112,16 @@ func TestValidationRules(t *testing.T) {
 		{"lease name", func(c *Config) { c.Daemon.LeaderElection = LeaderElection{Enabled: true, Namespace: "x"} }, "daemon.leader_election.lease_name", "required", false},
 		{"log level", func(c *Config) { c.Daemon.Log.Level = "trace" }, "daemon.log.level", "debug, info, warn or error", false},
 		{"log format", func(c *Config) { c.Daemon.Log.Format = "text" }, "daemon.log.format", "console or json", false},
+		// Who may change the files the config names (issue 20).
+		{"patch file group-writable", func(c *Config) { _ = os.Chmod(c.Talos.PatchFiles[0], 0o664) }, "talos.patch_files[0]", "mode 0664 lets its group write it, and it controls every new node: expected write access for the owner only (chmod 0644 ", false},
+		{"ca file writable by all", func(c *Config) {
+			c.Proxmox.TLS.CAFile = c.Talos.PatchFiles[0]
+			_ = os.Chmod(c.Talos.PatchFiles[0], 0o646)
+		}, "proxmox.tls.ca_file", "lets every user write it, and it decides which certificate", false},
+		{"secret writable by group and all", func(c *Config) { _ = os.Chmod(c.Kubernetes.Kubeconfig, 0o622) }, "kubernetes.kubeconfig", "lets its group and every user write it, and it holds a secret the daemon uses: expected write access for the owner only (chmod 0600 ", false},
+		{"secret with access for others", func(c *Config) { _ = os.Chmod(c.Talos.TalosconfigFile, 0o641) }, "talos.talosconfig_file", "mode 0641 gives every user access to this secret: expected no access for others (chmod 0640 ", false},
+		{"secret owned by another user", func(c *Config) { chownOrSkip(c.Talos.WorkerConfigFile) }, "talos.worker_config_file", "owned by uid 54321, who can change it, and it holds a secret the daemon uses: expected root, ", false},
+		{"patch owned by another user", func(c *Config) { chownOrSkip(c.Talos.PatchFiles[0]) }, "talos.patch_files[0]", "(chown root:pve-autoscaler ", false},
 		// Hostile input (issue 20): absurd values have upper bounds.
 		{"url with a password", func(c *Config) { c.Proxmox.URL = "https://root:hunter2@pve1:8006/api2/json" }, "proxmox.url", "holds a user name or password", false},
 		{"url with a password that is no URL", func(c *Config) { c.Proxmox.URL = "https://root:hunter2@pve1:bad port" }, "proxmox.url", "holds a user name or password", false},
@@ -135,6 +145,9 @@ func TestValidationRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.name, "owned by another") && os.Geteuid() != 0 {
+				t.Skip("only root can give a file to another user")
+			}
 			c := validConfig(t)
 			tc.mutate(c)
 			problems, warnings := c.Validate(ValidateOptions{CheckFiles: true})
@@ -236,4 +249,10 @@ func TestYAMLRendersEffectiveConfig(t *testing.T) {
 	if strings.Contains(string(out), "content of pve-token") {
 		t.Error("secret content in the rendered config")
 	}
+}
+
+// chownOrSkip gives a file to a user that does not exist (uid 54321);
+// only root may (the rows that use it are skipped otherwise).
+func chownOrSkip(name string) {
+	_ = os.Chown(name, 54321, -1)
 }

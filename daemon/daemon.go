@@ -39,6 +39,12 @@ type Options struct {
 	// ConfirmAbsence is how far apart two direct reads must find a VM or
 	// Node gone (default scaler.ConfirmAbsence; tests shorten it).
 	ConfirmAbsence time.Duration
+	// StopGrace bounds how long running steps may finish after a stop
+	// (default 30s).
+	StopGrace time.Duration
+	// Lease, Renew and Retry are leader election's durations (defaults
+	// 15s, 10s, 2s; tests shorten them).
+	Lease, Renew, Retry time.Duration
 }
 
 // Daemon is the assembled scaler: adapters, glue and reconciler.
@@ -50,6 +56,7 @@ type Daemon struct {
 	Reconciler *scaler.Reconciler
 	Policy     scaler.Policy
 	log        *zap.Logger
+	lease      [3]time.Duration // Options.Lease, Renew, Retry
 }
 
 // Build connects the adapters (starting the Kubernetes informers, which
@@ -91,7 +98,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err := kc.Start(ctx); err != nil {
 		return nil, err
 	}
-	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log}
+	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log, lease: [3]time.Duration{o.Lease, o.Renew, o.Retry}}
 	d.Reconciler = scaler.NewReconciler(
 		NewInfra(pve, int64(cfg.Proxmox.VM.Memory), len(cfg.Proxmox.MACIPPool) > 0),
 		OS{Talos: tal, PVE: pve}, Cluster{Kube: kc}, policy,
@@ -109,6 +116,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 			Observer:             o.Observer,
 			Wake:                 kc.Wake(),
 			ConfirmAbsence:       o.ConfirmAbsence,
+			StopGrace:            o.StopGrace,
 		})
 	return d, nil
 }

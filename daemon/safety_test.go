@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -400,5 +401,115 @@ func TestParkWithAFailedDrainKeepsTheWorker(t *testing.T) {
 		if n.Annotations[scaler.AnnotationRemoval] != "" || (n.Spec.Unschedulable && !slices.ContainsFunc(n.Spec.Taints, func(tn corev1.Taint) bool { return tn.Key == scaler.TaintStandby })) {
 			t.Errorf("Node %s after the failed park: cordoned %v, annotations %v", name, n.Spec.Unschedulable, n.Annotations)
 		}
+	}
+}
+
+// Scenario 11 end to end: two daemons with leader election. The leader is
+// stopped (SIGTERM) while a provisioning step is held; through its grace
+// it keeps renewing the Lease and the standby never leads; once the step
+// is done the Lease is released, and the standby takes over and finishes
+// the same worker: one clone, one machine config.
+func TestLeaderStopsWithinItsGrace(t *testing.T) {
+	w := newWorld(t)
+	cfg := testConfig(w, 1, 3)
+	cfg.Policy.Interval = config.Duration(time.Second)
+	lease := "pve-autoscaler-grace-" + strconv.Itoa(w.TalosPort)
+	cfg.Daemon.LeaderElection = config.LeaderElection{Enabled: true, Namespace: "kube-system", LeaseName: lease}
+	const leaseFor = 2 * time.Second
+	type runner struct {
+		srv    *Server
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(o Options) runner {
+		ctx, cancel := context.WithCancel(context.Background())
+		o.TalosPort, o.Poll, o.Log = w.TalosPort, 5*time.Millisecond, failureLog(t)
+		o.Lease, o.Renew, o.Retry = leaseFor, leaseFor/2, 100*time.Millisecond
+		o.StopGrace = time.Minute
+		d, err := Build(ctx, cfg, o)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		r := runner{srv: NewServer(d.Reconciler, NewMetrics(), time.Second), cancel: cancel, done: make(chan error, 1)}
+		go func() { r.done <- d.Run(ctx, r.srv) }()
+		t.Cleanup(cancel)
+		return r
+	}
+	leading := func(r runner) bool {
+		r.srv.mu.Lock()
+		defer r.srv.mu.Unlock()
+		return r.srv.leader
+	}
+	reached, held := make(chan int, 1), make(chan struct{})
+	var once sync.Once
+	a := start(Options{AfterStep: func(kind scaler.OperationKind, vmid int, step string) {
+		if kind == scaler.OpProvision && step == scaler.StepApplying {
+			once.Do(func() { reached <- vmid; <-held }) // the config is sent; the step is held
+		}
+	}})
+	var vmid int
+	select {
+	case vmid = <-reached:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the leader never sent a machine config")
+	}
+	b := start(Options{})
+	a.cancel() // SIGTERM while the step is held: the grace begins
+	readLease := func() (holder string, renewed time.Time) {
+		l, err := w.Kube.Client.CoordinationV1().Leases("kube-system").Get(context.Background(), lease, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Spec.HolderIdentity != nil {
+			holder = *l.Spec.HolderIdentity
+		}
+		if l.Spec.RenewTime != nil {
+			renewed = l.Spec.RenewTime.Time
+		}
+		return holder, renewed
+	}
+	holder, first := readLease()
+	// Three Lease durations of grace: renewed all along, the standby never leads.
+	for end := time.Now().Add(3 * leaseFor); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if leading(b) {
+			t.Fatal("the standby led during the leader's grace")
+		}
+		if h, _ := readLease(); h != holder {
+			t.Fatalf("the Lease passed from %q to %q during the grace", holder, h)
+		}
+	}
+	if _, last := readLease(); !last.After(first.Add(leaseFor)) {
+		t.Errorf("the Lease was not renewed during the grace (renewed %s, then %s)", first, last)
+	}
+	close(held)
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Errorf("the leader stopped with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the leader did not stop once its step was done")
+	}
+	for deadline := time.Now().Add(30 * time.Second); !leading(b); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the standby never took over")
+		}
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if v, n := joined(t, w); v == 1 && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the standby did not finish the worker")
+		}
+	}
+	b.cancel()
+	<-b.done
+	if got := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; got != 1 {
+		t.Errorf("%d clones, want 1", got)
+	}
+	if n := w.Talos(vmid); n == nil || len(n.Applied()) != 1 {
+		t.Errorf("VM %d: machine configs sent %v, want 1", vmid, n)
 	}
 }

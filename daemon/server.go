@@ -230,7 +230,11 @@ func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 	// not even on one host.
 	host, _ := os.Hostname()
 	id := host + "_" + rand.Text()[:8]
-	if err := kube.RunLeader(ctx, d.Kube.Clientset(), kube.LeaderOptions{Namespace: le.Namespace, Name: le.LeaseName, Identity: id, Log: d.log}, tick); err != nil {
+	lo := kube.LeaderOptions{Namespace: le.Namespace, Name: le.LeaseName, Identity: id, Log: d.log,
+		Lease: d.lease[0], Renew: d.lease[1], Retry: d.lease[2],
+		// A Lease lost during the grace of a stop ends operations at once.
+		OnLost: d.Reconciler.Abort}
+	if err := kube.RunLeader(ctx, d.Kube.Clientset(), lo, tick); err != nil {
 		return err
 	}
 	srv.SetLeader(false)

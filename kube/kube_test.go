@@ -785,3 +785,62 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 		t.Error("a cordon of ours from before the annotation was not taken away")
 	}
 }
+
+// TestLeadershipLostDuringTheGraceEndsIt: a leader that was stopped keeps
+// its Lease through its grace; when the Lease is lost meanwhile (another
+// holder took it), OnLost is called at once, so the grace ends (the
+// daemon aborts its operations) instead of running on beside a new leader.
+func TestLeadershipLostDuringTheGraceEndsIt(t *testing.T) {
+	env := kubetest.Require(t)
+	ctx := context.Background()
+	const lease = "pve-autoscaler-lost"
+	lost := make(chan struct{})
+	var once sync.Once
+	graceEnded := make(chan string, 1)
+	leading := make(chan struct{})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = RunLeader(runCtx, env.Client, LeaderOptions{Namespace: "kube-system", Name: lease, Identity: "daemon-a",
+			Lease: 3 * time.Second, Renew: 2 * time.Second, Retry: 100 * time.Millisecond,
+			OnLost: func() { once.Do(func() { close(lost) }) }}, func(lctx context.Context) {
+			close(leading)
+			<-lctx.Done()
+			select { // the grace: steps finish, unless leadership is lost
+			case <-lost:
+				graceEnded <- "lost"
+			case <-time.After(time.Minute):
+				graceEnded <- "grace ran out"
+			}
+		})
+	}()
+	select {
+	case <-leading:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon-a never led")
+	}
+	stop() // SIGTERM: the grace begins, the Lease is still renewed
+	// Another holder takes the Lease meanwhile (an operator, a clock jump).
+	waitFor(t, "the Lease taken over", 10*time.Second, func() bool {
+		l, err := env.Client.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		thief := "daemon-b"
+		l.Spec.HolderIdentity = &thief
+		now := metav1.NewMicroTime(time.Now())
+		l.Spec.AcquireTime, l.Spec.RenewTime = &now, &now
+		_, err = env.Client.CoordinationV1().Leases("kube-system").Update(ctx, l, metav1.UpdateOptions{})
+		return err == nil
+	})
+	select {
+	case why := <-graceEnded:
+		if why != "lost" {
+			t.Errorf("the grace ended by %q, want by the lost Lease", why)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a Lease lost during the grace did not end it")
+	}
+	<-done
+}

@@ -23,6 +23,11 @@ type LeaderOptions struct {
 	// Lease, Renew and Retry are client-go's durations (defaults 15s, 10s, 2s).
 	Lease, Renew, Retry time.Duration
 	Log                 *zap.Logger
+	// OnLost, if set, is called as soon as leadership is lost while lead
+	// runs, also during the grace after ctx ended (when lead's context is
+	// done already): another daemon may lead within seconds, so the
+	// caller stops its operations at once (the daemon: Reconciler.Abort).
+	OnLost func()
 }
 
 // RunLeader blocks, running lead while this process holds the Lease, until
@@ -84,8 +89,12 @@ func RunLeader(ctx context.Context, cs kubernetes.Interface, o LeaderOptions, le
 				run, cancel := context.WithCancelCause(context.WithoutCancel(lctx))
 				stopOnCtx := context.AfterFunc(ctx, func() { cancel(ctx.Err()) })
 				stopOnLoss := context.AfterFunc(lctx, func() {
+					log.Warn("leadership lost while leading: operations stop at once", zap.String("identity", o.Identity))
 					if ctx.Err() == nil {
 						cancel(scaler.ErrLeadershipLost)
+					}
+					if o.OnLost != nil {
+						o.OnLost()
 					}
 				})
 				lead(run)

@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
@@ -511,5 +514,72 @@ func TestLeaderStopsWithinItsGrace(t *testing.T) {
 	}
 	if n := w.Talos(vmid); n == nil || len(n.Applied()) != 1 {
 		t.Errorf("VM %d: machine configs sent %v, want 1", vmid, n)
+	}
+}
+
+// Scenario 5 end to end: a template without the guest agent, so each
+// worker's address comes from its MAC's DHCP reservation
+// (proxmox.mac_ip_pool). Three provisions start in one plan; config
+// writes take 400 ms to land, so each provision reads the others' configs
+// before their MACs are written. Still: three distinct MACs, each VM at
+// its reservation's address, one machine config per machine.
+func TestDHCPReservationsWithParallelProvisions(t *testing.T) {
+	env := kubetest.Require(t)
+	lat := pvesim.FastLatencies()
+	lat.ConfigWrite = 400 * time.Millisecond
+	var pool []config.MACIP
+	w, err := world.New(env, world.Options{Latencies: &lat, PVE: func(pw *pvesim.World) {
+		pw.Templates[0].Agent = false
+		prefix := netip.MustParsePrefix(pw.IPPool)
+		for i := range 4 { // high in the /24: never handed out by the pool meanwhile
+			ip := netip.AddrFrom4([4]byte{prefix.Addr().As4()[0], prefix.Addr().As4()[1], prefix.Addr().As4()[2], byte(201 + i)})
+			r := pvesim.DHCPReservation{MAC: fmt.Sprintf("BC:24:11:00:5E:%02X", i+1), IP: ip.String()}
+			pw.DHCP = append(pw.DHCP, r)
+			pool = append(pool, config.MACIP{MAC: r.MAC, IP: r.IP})
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	cfg := testConfig(w, 3, 4)
+	cfg.Proxmox.MACIPPool = pool
+	d, _ := build(t, w, cfg, Options{})
+	convergeWorkers(t, w, d, "3 workers on their reservations", 3)
+	reserved := map[string]string{}
+	for _, r := range pool {
+		reserved[r.MAC] = r.IP
+	}
+	macs := map[string]int{}
+	configs := 0
+	for _, v := range w.Sim.VMs() {
+		if v.Template || v.VMID == world.ForeignVMID {
+			continue
+		}
+		mac := ""
+		for _, kv := range strings.Split(v.Net0, ",") {
+			if _, m, ok := strings.Cut(kv, "="); ok && strings.Count(m, ":") == 5 {
+				mac = strings.ToUpper(m)
+			}
+		}
+		macs[mac]++
+		if ip, ok := reserved[mac]; !ok || v.IP != ip {
+			t.Errorf("VM %d: MAC %q, address %s; want a reserved MAC and its address %q", v.VMID, mac, v.IP, ip)
+		}
+		if n := w.Talos(v.VMID); n != nil {
+			configs += len(n.Applied())
+		}
+	}
+	for mac, n := range macs {
+		if n != 1 {
+			t.Errorf("MAC %s on %d VMs", mac, n)
+		}
+	}
+	if len(macs) != 3 {
+		t.Errorf("%d distinct MACs, want 3: %v", len(macs), macs)
+	}
+	applies, _ := w.Counts()
+	if configs+applies != 3 {
+		t.Errorf("%d machine configs sent to 3 machines, want one each", configs+applies)
 	}
 }

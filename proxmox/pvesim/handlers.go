@@ -679,6 +679,17 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 		v.digestN++
 	}
 	if req.method == "PUT" {
+		if d := s.lat.ConfigWrite; d > 0 {
+			s.mu.Unlock()
+			landed := make(chan struct{})
+			s.clock.AfterFunc(d, func() { close(landed) })
+			<-landed
+			s.mu.Lock()
+			if s.vms[v.vmid] != v {
+				s.mu.Unlock()
+				return nil, fail(500, "Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", req.parts[1], v.vmid)
+			}
+		}
 		apply()
 		s.mu.Unlock()
 		return nil, nil
@@ -727,9 +738,7 @@ func (s *Sim) power(typ string) func(*request) (any, *apiError) {
 				v.pending = nil
 				now := s.clock.Now()
 				v.running, v.startedAt, v.agentAt = true, now, now.Add(s.lat.Agent)
-				if v.ip == "" {
-					v.ip = s.allocIP()
-				}
+				v.ip = s.startIP(v)
 				return "OK", nil, []Event{s.event(EventStarted, v)}
 			})
 		case "qmstop":

@@ -530,3 +530,36 @@ func TestSMBIOSUUID(t *testing.T) {
 		t.Error("SetSMBIOSUUID took a non-UUID")
 	}
 }
+
+// TestDHCPReservations: a VM whose net0 MAC has a reservation takes its
+// address when it starts, agent or not; one without takes the pool's
+// next. A slowed config write lands only when it answers.
+func TestDHCPReservations(t *testing.T) {
+	e := start(t, func(w *World) {
+		w.DHCP = []DHCPReservation{{MAC: "bc:24:11:00:00:01", IP: "127.0.9.201"}}
+		w.Latencies.ConfigWrite = 50 * time.Millisecond
+		w.Templates[0].Agent = false
+	})
+	for _, id := range []string{"5000", "5001"} {
+		e.wait(e.ok("POST", "/nodes/pve1/qemu/9000/clone", `{"newid": `+id+`, "name": "w-`+id+`", "full": false}`).(string))
+	}
+	if a := e.call("PUT", "/nodes/pve1/qemu/5000/config", "net0="+url.QueryEscape("virtio=BC:24:11:00:00:01,bridge=vmbr0")); a.code != 200 {
+		t.Fatalf("PUT net0: %s", a.raw)
+	}
+	for _, id := range []string{"5000", "5001"} {
+		e.wait(e.ok("POST", "/nodes/pve1/qemu/"+id+"/status/start", "").(string))
+	}
+	ips := map[int]string{}
+	for _, v := range e.sim.VMs() {
+		ips[v.VMID] = v.IP
+	}
+	if ips[5000] != "127.0.9.201" {
+		t.Errorf("VM 5000 with a reserved MAC is at %q, want 127.0.9.201", ips[5000])
+	}
+	if ips[5001] == "" || ips[5001] == "127.0.9.201" {
+		t.Errorf("VM 5001 without a reservation is at %q", ips[5001])
+	}
+	if _, err := New(World{Hosts: []HostSpec{{Name: "pve1", Cores: 1, Memory: 1}}, DHCP: []DHCPReservation{{MAC: "nope", IP: "127.0.0.1"}}}, nil); err == nil || !strings.Contains(err.Error(), "dhcp[0]") {
+		t.Errorf("a bad reservation: %v", err)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -51,6 +52,16 @@ type World struct {
 	IPPool string `json:"ip_pool"`
 	// Version is what /version reports (default 9.0.3).
 	Version string `json:"version"`
+	// DHCP are the LAN's DHCP reservations: a VM whose net0 MAC has one
+	// takes that address when it starts, with or without a guest agent
+	// (which then reports it). Other VMs take the next address of IPPool.
+	DHCP []DHCPReservation `json:"dhcp"`
+}
+
+// DHCPReservation is one DHCP reservation of the LAN: MAC to IPv4.
+type DHCPReservation struct {
+	MAC string `json:"mac"`
+	IP  string `json:"ip"`
 }
 
 // HostSpec is a PVE node.
@@ -109,6 +120,10 @@ type Latencies struct {
 	Shutdown           time.Duration `json:"shutdown"`
 	Destroy            time.Duration `json:"destroy"`
 	Config             time.Duration `json:"config"`
+	// ConfigWrite is how long a synchronous config write (PUT) takes to
+	// land and answer (default 0: at once); tests slow it to open the
+	// window between reading configs and a write landing.
+	ConfigWrite time.Duration `json:"config_write"`
 	// Agent is how long after start the guest agent answers.
 	Agent time.Duration `json:"agent"`
 	// AuthFailure delays 401 answers (PVE: 3 s).
@@ -244,6 +259,7 @@ type Sim struct {
 	csrf      map[string]string // ticket -> CSRF token
 	ipPool    netip.Prefix
 	nextIP    netip.Addr
+	dhcp      map[string]string // upper-case MAC -> IPv4 (World.DHCP)
 	rnd       *rand.Rand
 	observers []func(Event)
 	// requestHooks hear each request as it arrives (under s.mu).
@@ -302,6 +318,15 @@ func New(w World, clock Clock) (*Sim, error) {
 		return nil, fmt.Errorf("pvesim: ip_pool %q: expected an IPv4 prefix such as 127.0.0.0/24", pool)
 	}
 	s.ipPool = p.Masked()
+	s.dhcp = map[string]string{}
+	for i, r := range w.DHCP {
+		mac, err := net.ParseMAC(r.MAC)
+		ip, ierr := netip.ParseAddr(r.IP)
+		if err != nil || len(mac) != 6 || ierr != nil || !ip.Is4() {
+			return nil, fmt.Errorf("pvesim: dhcp[%d]: expected a MAC and an IPv4 address, got %q and %q", i, r.MAC, r.IP)
+		}
+		s.dhcp[strings.ToUpper(mac.String())] = ip.String()
+	}
 	s.nextIP = s.ipPool.Addr()
 	for range 10 {
 		s.nextIP = s.nextIP.Next()
@@ -429,6 +454,24 @@ func (s *Sim) emit(evs ...Event) {
 
 func (s *Sim) mac() string {
 	return fmt.Sprintf("BC:24:11:%02X:%02X:%02X", s.rnd.IntN(256), s.rnd.IntN(256), s.rnd.IntN(256))
+}
+
+// startIP is the address a VM takes when it starts: its MAC's DHCP
+// reservation, else the one it had, else the next of the pool.
+func (s *Sim) startIP(v *vm) string {
+	for _, kv := range strings.Split(v.net0, ",") {
+		if _, m, ok := strings.Cut(kv, "="); ok {
+			if mac, err := net.ParseMAC(m); err == nil {
+				if ip, ok := s.dhcp[strings.ToUpper(mac.String())]; ok {
+					return ip
+				}
+			}
+		}
+	}
+	if v.ip != "" {
+		return v.ip
+	}
+	return s.allocIP()
 }
 
 func (s *Sim) allocIP() string {

@@ -144,6 +144,9 @@ type Cooldown struct {
 type PendingPods struct {
 	Enabled bool     `json:"enabled"`
 	Grace   Duration `json:"grace"`
+	// PriorityCutoff: pods of a lower priority add no worker (the Cluster
+	// Autoscaler's expendable pods, default -10).
+	PriorityCutoff int32 `json:"priority_cutoff"`
 }
 
 // ScheduleConfig raises the minimum during a weekly window.
@@ -207,7 +210,7 @@ func Default() Config {
 			ScaleDownAfter:   Duration(300e9),
 			Cooldown:         Cooldown{AfterScaleUp: Duration(300e9), AfterScaleDown: Duration(300e9), AfterFailure: Duration(300e9)},
 			MaxNodesPerStep:  3,
-			PendingPods:      PendingPods{Enabled: true, Grace: Duration(30e9)},
+			PendingPods:      PendingPods{Enabled: true, Grace: Duration(30e9), PriorityCutoff: -10},
 			ScaleDownMargin:  10,
 			ScheduleLead:     Duration(600e9),
 			Timezone:         "Local",

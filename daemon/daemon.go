@@ -85,6 +85,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
+	policy.NewWorker = tal.NewWorker()
 	kopts := kube.Options{Kubeconfig: cfg.Kubernetes.Kubeconfig, Context: cfg.Kubernetes.Context, Drain: cfg.Policy.Drain, Log: log.Named("kube")}
 	var kc *kube.Client
 	if o.Kube != nil {

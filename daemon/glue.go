@@ -395,3 +395,6 @@ func (c Cluster) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 
 // Event records an Event on the node.
 func (c Cluster) Event(n, t, reason, msg string) { c.Kube.Event(n, t, reason, msg) }
+
+// PodEvent records an Event on a pod.
+func (c Cluster) PodEvent(ns, name, t, reason, msg string) { c.Kube.PodEvent(ns, name, t, reason, msg) }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"github.com/pve-autoscaler/pve-autoscaler/talos"
 )
 
 // Talos kubelet defaults: system-reserved cpu 50m and memory 192Mi, plus a
@@ -38,6 +39,7 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 		MaxStep:              p.MaxNodesPerStep,
 		PendingPods:          p.PendingPods.Enabled,
 		PendingGrace:         p.PendingPods.Grace.D(),
+		PriorityCutoff:       p.PendingPods.PriorityCutoff,
 		ScaleDownMargin:      p.ScaleDownMargin,
 		AllowLocalStorage:    p.Drain.DeleteEmptyDirData,
 		ScheduleLead:         p.ScheduleLead.D(),
@@ -64,4 +66,12 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 		sp.Schedules = append(sp.Schedules, scaler.Schedule{Name: name, Days: w.Days, Start: w.Start, End: w.End, MinWorkers: s.MinWorkers})
 	}
 	return sp, nil
+}
+
+// NewWorker reads what a new worker's Node carries for the scheduler (the
+// labels and taints of the Talos worker config and its patches) from the
+// files the config names, for `plan --snapshot`; the daemon gets it from
+// its Talos adapter.
+func NewWorker(c *config.Config) (scaler.NewWorker, error) {
+	return talos.NewWorkerOf(talos.OptionsFrom(c.Talos, nil))
 }

@@ -47,7 +47,9 @@ func RequiredAccess(leaseNamespace string) []Access {
 	add("", "pods", "eviction", "drain through the Eviction API", "create")
 	add("apps", "daemonsets", "", "drain leaves DaemonSet pods", "get")
 	add("policy", "poddisruptionbudgets", "", "snapshot (removal candidates)", "get", "list", "watch")
-	add("", "events", "", "events on nodes", "create", "patch", "update")
+	add("", "persistentvolumeclaims", "", "snapshot (the volumes pending pods are bound to)", "list", "watch")
+	add("", "persistentvolumes", "", "snapshot (the node affinity of pending pods' volumes)", "list", "watch")
+	add("", "events", "", "events on nodes and pending pods", "create", "patch", "update")
 	add("metrics.k8s.io", "nodes", "", "usage from metrics-server", "get", "list")
 	add("metrics.k8s.io", "pods", "", "usage from metrics-server", "get", "list")
 	if leaseNamespace != "" {

@@ -53,6 +53,8 @@ type Client struct {
 	nodes    corelisters.NodeLister
 	pods     corelisters.PodLister
 	pdbs     policylisters.PodDisruptionBudgetLister
+	pvcs     corelisters.PersistentVolumeClaimLister
+	pvs      corelisters.PersistentVolumeLister
 	events   record.EventBroadcaster
 	recorder record.EventRecorder
 	wake     chan struct{}
@@ -134,7 +136,8 @@ func (e *PermissionError) Error() string {
 
 func (e *PermissionError) Unwrap() error { return e.Err }
 
-// Start checks access, starts the shared informers (nodes, pods, PDBs)
+// Start checks access, starts the shared informers (nodes, pods, PDBs,
+// PersistentVolumeClaims and PersistentVolumes)
 // and waits for their caches. It stops when ctx ends.
 func (c *Client) Start(ctx context.Context) error {
 	// Informers retry forbidden lists forever and never sync: ask once
@@ -144,6 +147,11 @@ func (c *Client) Start(ctx context.Context) error {
 		"list nodes":                func() error { _, err := c.cs.CoreV1().Nodes().List(ctx, one); return err },
 		"list pods":                 func() error { _, err := c.cs.CoreV1().Pods("").List(ctx, one); return err },
 		"list poddisruptionbudgets": func() error { _, err := c.cs.PolicyV1().PodDisruptionBudgets("").List(ctx, one); return err },
+		"list persistentvolumeclaims": func() error {
+			_, err := c.cs.CoreV1().PersistentVolumeClaims("").List(ctx, one)
+			return err
+		},
+		"list persistentvolumes": func() error { _, err := c.cs.CoreV1().PersistentVolumes().List(ctx, one); return err },
 	} {
 		if err := list(); err != nil {
 			if apierrors.IsForbidden(err) {
@@ -156,6 +164,10 @@ func (c *Client) Start(ctx context.Context) error {
 	c.nodes = c.factory.Core().V1().Nodes().Lister()
 	c.pods = c.factory.Core().V1().Pods().Lister()
 	c.pdbs = c.factory.Policy().V1().PodDisruptionBudgets().Lister()
+	// A pending pod's claims bound to PersistentVolumes with node affinity
+	// (local volumes) run only where those match.
+	c.pvcs = c.factory.Core().V1().PersistentVolumeClaims().Lister()
+	c.pvs = c.factory.Core().V1().PersistentVolumes().Lister()
 	if _, err := c.factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.podChanged(nil, obj) },
 		UpdateFunc: c.podChanged,

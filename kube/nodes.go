@@ -403,3 +403,17 @@ func (c *Client) SetStandby(ctx context.Context, name string, on bool) error {
 	})
 	return nil
 }
+
+// PodEvent records a Kubernetes Event on a pod (type Normal or Warning),
+// found in the informer's cache so the event carries its UID and shows in
+// `kubectl describe pod`; a pod gone meanwhile gets none.
+func (c *Client) PodEvent(namespace, name, eventType, reason, message string) {
+	if c.pods == nil {
+		return
+	}
+	p, err := c.pods.Pods(namespace).Get(name)
+	if err != nil {
+		return
+	}
+	c.recorder.Event(p, eventType, reason, message)
+}

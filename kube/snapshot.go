@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	resourcehelper "k8s.io/component-helpers/resource"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
@@ -70,8 +71,7 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 			continue
 		}
 		if cond, ok := unschedulable(p); ok {
-			snap.PendingPods = append(snap.PendingPods, scaler.PendingPod{Namespace: p.Namespace, Name: p.Name, Requests: requests(p),
-				Since: cond.LastTransitionTime.Time, Message: cond.Message, MessageTime: conditionWritten(p)})
+			snap.PendingPods = append(snap.PendingPods, c.pendingPod(p, cond))
 		}
 	}
 
@@ -226,4 +226,52 @@ func ready(n *corev1.Node) bool {
 func hasKey(m map[string]string, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// pendingPod is an unschedulable pod with what decides whether a worker we
+// add could run it (scaler.Unfit).
+func (c *Client) pendingPod(p *corev1.Pod, cond corev1.PodCondition) scaler.PendingPod {
+	all := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+	pp := scaler.PendingPod{Namespace: p.Namespace, Name: p.Name, Requests: toResources(all),
+		Since: cond.LastTransitionTime.Time, Message: cond.Message, MessageTime: conditionWritten(p),
+		Priority: corev1helpers.PodPriority(p), NodeSelector: p.Spec.NodeSelector, Tolerations: p.Spec.Tolerations}
+	if ref := metav1.GetControllerOf(p); ref != nil {
+		pp.OwnerKind = ref.Kind
+	}
+	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil {
+		pp.NodeAffinity = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+	}
+	for name, q := range all {
+		switch name {
+		case corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, corev1.ResourcePods:
+			continue
+		}
+		if v := q.Value(); v > 0 {
+			if pp.Extended == nil {
+				pp.Extended = map[string]int64{}
+			}
+			pp.Extended[string(name)] = v
+		}
+	}
+	for _, v := range p.Spec.Volumes {
+		claim := ""
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			claim = v.PersistentVolumeClaim.ClaimName
+		case v.Ephemeral != nil:
+			claim = p.Name + "-" + v.Name // a generic ephemeral volume's claim
+		default:
+			continue
+		}
+		pvc, err := c.pvcs.PersistentVolumeClaims(p.Namespace).Get(claim)
+		if err != nil || pvc.Spec.VolumeName == "" {
+			continue // not bound yet: the scheduler binds it where the pod goes
+		}
+		pv, err := c.pvs.Get(pvc.Spec.VolumeName)
+		if err != nil || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+			continue
+		}
+		pp.VolumeNodeAffinity = append(pp.VolumeNodeAffinity, scaler.VolumeAffinity{Volume: pv.Name, Required: pv.Spec.NodeAffinity.Required})
+	}
+	return pp
 }

@@ -406,7 +406,8 @@ func (w *chaosWorld) DeleteNode(_ context.Context, want Node) error {
 	return w.maybeCrash()
 }
 
-func (w *chaosWorld) Event(string, string, string, string) {}
+func (w *chaosWorld) Event(string, string, string, string)            {}
+func (w *chaosWorld) PodEvent(string, string, string, string, string) {}
 
 // chaos faults: each changes the world as a person or an outage would.
 var chaosFaults = []struct {

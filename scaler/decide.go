@@ -27,6 +27,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	d.newPool()
 	d.observe()
 	d.planScaleUp()
+	d.podVerdicts()
 	switch {
 	case !d.wantsCapacity:
 		d.planScaleDown()
@@ -63,6 +64,13 @@ type decision struct {
 	added         int
 	wantsCapacity bool
 	pool          pool
+
+	// Pending pods: those no new worker can run (they hold no
+	// scale-down), those counted toward new workers and the workers
+	// they need beyond the ones in flight.
+	noWorker    int
+	counted     []*PendingPod
+	countedNeed int
 }
 
 func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
@@ -331,78 +339,6 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 	return need, reasons
 }
 
-// pendingNeed packs the unschedulable pods (first-fit decreasing by
-// requests) onto the workers in flight and then onto new workers.
-func (d *decision) pendingNeed() (int, []Reason) {
-	var pods []PendingPod
-	tooLarge, young := 0, 0
-	var firstLarge PendingPod
-	for _, pp := range d.s.PendingPods {
-		if d.now.Sub(pp.Since) < d.p.PendingGrace {
-			young++
-			d.recheck(pp.Since.Add(d.p.PendingGrace))
-			continue
-		}
-		if !pp.Requests.Fits(d.shape) {
-			if tooLarge == 0 {
-				firstLarge = pp
-			}
-			tooLarge++
-			continue
-		}
-		pods = append(pods, pp)
-	}
-	if young > 0 {
-		d.note(CodePendingGrace, "%s unschedulable for less than the %s grace", count(young, "pod"), fmtDur(d.p.PendingGrace))
-	}
-	if tooLarge > 0 {
-		d.note(CodePodTooLarge, "%s request more than a worker has (%s), e.g. %s/%s (%s): adding workers cannot place them",
-			count(tooLarge, "pending pod"), d.shape, firstLarge.Namespace, firstLarge.Name, firstLarge.Requests)
-	}
-	if len(pods) == 0 {
-		return 0, nil
-	}
-	shape := d.shape
-	dominant := func(r Resources) float64 {
-		return max(ratio(r.MilliCPU, shape.MilliCPU), ratio(r.Memory, shape.Memory))
-	}
-	slices.SortStableFunc(pods, func(a, b PendingPod) int {
-		if c := cmp.Compare(dominant(b.Requests), dominant(a.Requests)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
-	})
-	pods = d.awaitScheduler(pods)
-	if len(pods) == 0 {
-		return 0, nil
-	}
-	inFlight := d.inFlight + d.joining
-	bins := make([]Resources, inFlight, inFlight+len(pods)/4+1)
-	for i := range bins {
-		bins[i] = shape
-	}
-	for _, pp := range pods {
-		placed := false
-		for i := range bins {
-			if pp.Requests.Fits(bins[i]) {
-				bins[i] = bins[i].Sub(pp.Requests)
-				placed = true
-				break
-			}
-		}
-		if !placed {
-			bins = append(bins, shape.Sub(pp.Requests))
-		}
-	}
-	n := len(bins) - inFlight
-	if n == 0 {
-		d.hold(CodeInFlight, "%s pending, the %s in flight will hold them", count(len(pods), "pod"), count(inFlight, "worker"))
-		return 0, nil
-	}
-	return n, []Reason{reason(CodePendingPods, "%s unschedulable for %s or more: they need %s of %s (first-fit by requests, %d in flight counted)",
-		count(len(pods), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), shape, inFlight)}
-}
-
 // NewWorkerRetry is how long a pending pod is counted as placed on a worker
 // that joined after the pod was marked unschedulable, from that worker
 // turning Ready. kube-scheduler takes an unschedulable pod up again when a
@@ -436,7 +372,7 @@ type newer struct {
 // worker registered in the same second as the pod's condition counts as
 // joined after it: the timestamps have whole seconds, and the bounded hold
 // makes a wrong guess cost at most NewWorkerRetry.
-func (d *decision) awaitScheduler(pods []PendingPod) []PendingPod {
+func (d *decision) awaitScheduler(pods []*PendingPod) []*PendingPod {
 	oldest := pods[0].Since
 	for _, pp := range pods {
 		if pp.Since.Before(oldest) {
@@ -466,7 +402,7 @@ func (d *decision) awaitScheduler(pods []PendingPod) []PendingPod {
 	}
 	var until time.Time // the latest hold's end
 	tried := 0
-	var firstTried PendingPod
+	var firstTried *PendingPod
 	kept := pods[:0]
 	for _, pp := range pods {
 		placed, fits := false, false
@@ -533,7 +469,7 @@ func (d *decision) awaitScheduler(pods []PendingPod) []PendingPod {
 //
 // Anything else (no message, another kind of message, a time unknown)
 // proves nothing, and the hold runs its NewWorkerRetry.
-func refusedOn(pp PendingPod, w newer) bool {
+func refusedOn(pp *PendingPod, w newer) bool {
 	if !pp.MessageTime.Truncate(time.Second).After(w.ready.Truncate(time.Second)) {
 		return false
 	}
@@ -591,7 +527,7 @@ func (d *decision) planScaleDown() {
 		}
 		return
 	}
-	if n := len(d.s.PendingPods); n > 0 {
+	if n := len(d.s.PendingPods) - d.noWorker; n > 0 {
 		d.hold(CodePendingHold, "scale-down held: %s pending", count(n, "pod"))
 		ok = false
 	}

@@ -133,7 +133,7 @@ func decideCases() []decideCase {
 		{name: "pending trigger disabled", nodes: workers(2, 50, 50), pend: pending(5, 1500, gi, ago(time.Hour)),
 			policy: func(p *Policy) { p.PendingPods = false }},
 		{name: "pending pod larger than a worker", nodes: workers(2, 50, 50), pend: pending(1, 5000, gi, ago(time.Hour)),
-			wantHolds: []Code{CodePodTooLarge}},
+			wantHolds: []Code{CodeNoWorkerFits}},
 		{name: "pending pods counted against VMs in flight", nodes: workers(2, 50, 50), ops: provisions(1), pend: pending(4, 1500, gi, ago(time.Minute)), wantAdd: 1},
 		{name: "pending pods scale up with stale metrics", nodes: workers(2, 50, 50), stale: true, pend: pending(2, 1500, gi, ago(time.Minute)),
 			wantAdd: 1, wantHolds: []Code{CodeMetricsStale}},
@@ -201,7 +201,8 @@ func decideCases() []decideCase {
 			n.Requests = Resources{MilliCPU: 3500, Memory: gi}
 			n.Pods[0].Requests = n.Requests
 		}), wantHolds: []Code{CodePodsDoNotFit}},
-		{name: "pending pods hold scale-down", nodes: workers(3, 10, 10), pend: pending(1, 5000, gi, ago(time.Hour)), wantHolds: []Code{CodePendingHold}},
+		{name: "pending pods no worker can run hold no scale-down", nodes: workers(3, 10, 10), pend: pending(1, 5000, gi, ago(time.Hour)),
+			wantRemove: "w0", wantHolds: []Code{CodeNoWorkerFits}, notHolds: []Code{CodePendingHold}},
 		{name: "provisioning holds scale-down", nodes: workers(3, 10, 10), ops: provisions(1), wantHolds: []Code{CodeProvisioning}, wantCur: 4},
 		{name: "a removal in progress holds the next and is not counted", nodes: workers(4, 10, 10),
 			ops: []Operation{{Kind: OpRemove, Node: "w3", VMID: 5003}}, wantHolds: []Code{CodeRemoving}, wantCur: 3},

@@ -39,7 +39,6 @@ const (
 	CodeNoCandidate        Code = "no_candidate"
 	CodeProjection         Code = "projection_too_high"
 	CodePodsDoNotFit       Code = "pods_do_not_fit"
-	CodePodTooLarge        Code = "pod_too_large"
 	CodePendingGrace       Code = "pending_grace"
 	CodeScheduleActive     Code = "schedule_active"
 	CodeHostsUnknown       Code = "hosts_unknown"
@@ -47,6 +46,7 @@ const (
 	CodeNoScaleUpNeed      Code = "no_scale_up_needed"
 	CodeNewNodes           Code = "fits_new_nodes"
 	CodeNewNodesTried      Code = "new_nodes_tried"
+	CodeNoWorkerFits       Code = "no_worker_fits"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.
@@ -151,6 +151,10 @@ type Plan struct {
 	// they fit on a worker that joined after they were marked unschedulable
 	// (CodeNewNodes), each until the scheduler has had its chance there.
 	Awaiting []AwaitingPod `json:"awaiting_scheduler,omitempty"`
+	// Pods is the verdict on each pending pod past its grace (with
+	// pending_pods on): those no new worker can run first, then those
+	// awaiting the scheduler, then those counted toward new workers.
+	Pods []PodVerdict `json:"pods,omitempty"`
 	// NextCheck, when set, is the moment a held condition ripens (an up
 	// window, a pending pod's grace or an Awaiting hold ends): the reconciler decides again
 	// then instead of at its next interval.

@@ -40,6 +40,12 @@ type Policy struct {
 	// PendingPods enables scale-up for unschedulable pods older than PendingGrace.
 	PendingPods  bool
 	PendingGrace time.Duration
+	// PriorityCutoff: pending pods of a lower priority add no worker
+	// (the Cluster Autoscaler's expendable pods; config default -10).
+	PriorityCutoff int32
+	// NewWorker is what the Node of a worker we add looks like to a
+	// pending pod's constraints (Unfit).
+	NewWorker NewWorker
 	// ScaleDownMargin (percentage points): the utilization projected without
 	// the removed node must stay below Up - ScaleDownMargin.
 	ScaleDownMargin float64

@@ -138,6 +138,8 @@ type Cluster interface {
 	// to it; nil when there is none.
 	NodeOf(ctx context.Context, m Machine) (*Node, error)
 	Event(node, eventType, reason, message string)
+	// PodEvent records an Event on a pod (a pending pod's verdict).
+	PodEvent(namespace, name, eventType, reason, message string)
 }
 
 // endedOp is an operation that has finished: when (in Reconciler.ends)
@@ -207,6 +209,7 @@ type Reconciler struct {
 	ends     uint64
 	ended    map[int]endedOp
 	hist     History
+	said     map[string]saidVerdict // pending pods' last event, by namespace/name
 	failures int
 	lastErr  string // the last error seen, kept until another replaces it
 	// vmGone and nodeGone hold the direct reads that found a VM (of a
@@ -488,6 +491,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	if r.o.DryRun || stopping {
 		return plan, nil
 	}
+	r.podEvents(plan, now)
 	byVMID := make(map[int]Machine, len(machines))
 	for _, m := range machines {
 		byVMID[m.VMID] = m

@@ -299,6 +299,8 @@ func (c *fakeCluster) Event(node, _, reason, _ string) {
 	c.events = append(c.events, reason+" "+node)
 }
 
+func (*fakeCluster) PodEvent(string, string, string, string, string) {}
+
 type countingObserver struct {
 	mu    sync.Mutex
 	done  map[OperationKind][]error

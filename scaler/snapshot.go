@@ -1,6 +1,10 @@
 package scaler
 
-import "time"
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 // Labels the Talos config puts on every node the scaler creates; the
 // Kubernetes adapter reads them back.
@@ -125,6 +129,26 @@ type PendingPod struct {
 	// refusal that reads differently from the one before), from the pod's
 	// managedFields; zero when unknown.
 	MessageTime time.Time `json:"message_time,omitzero"`
+
+	// What decides whether a worker we add could run it (Unfit).
+
+	// Priority is the pod's spec.priority; below Policy.PriorityCutoff a
+	// pod adds no worker.
+	Priority int32 `json:"priority,omitempty"`
+	// OwnerKind is its controller's kind; a DaemonSet's pod never adds a worker.
+	OwnerKind string `json:"owner_kind,omitempty"`
+	// NodeSelector is spec.nodeSelector.
+	NodeSelector map[string]string `json:"node_selector,omitempty"`
+	// NodeAffinity is spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.
+	NodeAffinity *corev1.NodeSelector `json:"node_affinity,omitempty"`
+	// Tolerations is spec.tolerations.
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// Extended are its requests of resources other than cpu, memory and
+	// ephemeral-storage (nvidia.com/gpu, hugepages-2Mi...), in whole units.
+	Extended map[string]int64 `json:"extended,omitempty"`
+	// VolumeNodeAffinity is the node affinity of each PersistentVolume
+	// its claims are bound to.
+	VolumeNodeAffinity []VolumeAffinity `json:"volume_node_affinity,omitempty"`
 }
 
 // OperationKind is what an in-flight operation does.

@@ -15,8 +15,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -98,6 +101,7 @@ type Client struct {
 	patches     []patchFile
 	talosconfig *clientconfig.Config
 	log         *zap.Logger
+	newWorker   scaler.NewWorker
 }
 
 type patchFile struct {
@@ -208,31 +212,7 @@ func New(opts Options) (*Client, error) {
 		log = zap.NewNop()
 	}
 	c := &Client{opts: opts, log: log}
-
-	worker, err := LoadWorkerConfig(opts.WorkerConfigFile)
-	if err != nil {
-		return nil, err
-	}
-	c.worker = worker
-	for _, d := range worker.Documents() {
-		if d.Kind() == network.HostnameKind {
-			c.hostnameDoc = true
-		}
-	}
-
-	for _, name := range opts.PatchFiles {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("talos patch file %s: %w", name, unwrapPath(err))
-		}
-		p, err := configpatcher.LoadPatch(data)
-		if err != nil {
-			return nil, fmt.Errorf("talos patch file %s: not a strategic merge patch or JSON 6902 patch: %v", name, err)
-		}
-		c.patches = append(c.patches, patchFile{name: name, patch: p})
-	}
-	// Build one config now, so a patch that does not apply fails at start-up.
-	if _, err := c.Render(Node{Name: "pve-autoscaler-check", VMID: 100, Host: "check", IP: "127.0.0.1"}); err != nil {
+	if err := c.load(); err != nil {
 		return nil, err
 	}
 
@@ -253,6 +233,84 @@ func New(opts Options) (*Client, error) {
 	}
 	c.talosconfig = tc
 	return c, nil
+}
+
+// NewWorker is what the Node of a worker we add carries for the
+// scheduler: machine.nodeLabels and machine.nodeTaints of the worker
+// config after every patch (rendered once at start), and our managed label.
+func (c *Client) NewWorker() scaler.NewWorker { return c.newWorker }
+
+// NewWorkerOf loads the worker config and patches of opts (not the
+// talosconfig) and returns what a new worker's Node carries, as
+// (*Client).NewWorker does: for `plan`, which connects to nothing Talos.
+func NewWorkerOf(opts Options) (scaler.NewWorker, error) {
+	c := &Client{opts: opts, log: zap.NewNop()}
+	if err := c.load(); err != nil {
+		return scaler.NewWorker{}, err
+	}
+	return c.newWorker, nil
+}
+
+// newWorkerOf reads the labels and taints out of a rendered config.
+// Talos writes a taint as "key: value:Effect" (or "key: Effect").
+func newWorkerOf(rendered []byte) (scaler.NewWorker, error) {
+	cfg, err := configloader.NewFromBytes(rendered)
+	if err != nil {
+		return scaler.NewWorker{}, fmt.Errorf("talos: reading the rendered worker config back: %v", err)
+	}
+	w := scaler.NewWorker{Labels: map[string]string{}}
+	for k, v := range cfg.Machine().NodeLabels() {
+		switch k {
+		case LabelVMID, LabelHost: // each worker's own
+		default:
+			w.Labels[k] = v
+		}
+	}
+	taints := cfg.Machine().NodeTaints()
+	for _, k := range slices.Sorted(maps.Keys(taints)) {
+		v := taints[k]
+		value, effect, ok := strings.Cut(v, ":")
+		if !ok {
+			value, effect = "", v
+		}
+		w.Taints = append(w.Taints, corev1.Taint{Key: k, Value: value, Effect: corev1.TaintEffect(effect)})
+	}
+	return w, nil
+}
+
+// load reads the worker config and the patches, and renders one config.
+func (c *Client) load() error {
+	opts := c.opts
+	worker, err := LoadWorkerConfig(opts.WorkerConfigFile)
+	if err != nil {
+		return err
+	}
+	c.worker = worker
+	for _, d := range worker.Documents() {
+		if d.Kind() == network.HostnameKind {
+			c.hostnameDoc = true
+		}
+	}
+
+	for _, name := range opts.PatchFiles {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("talos patch file %s: %w", name, unwrapPath(err))
+		}
+		p, err := configpatcher.LoadPatch(data)
+		if err != nil {
+			return fmt.Errorf("talos patch file %s: not a strategic merge patch or JSON 6902 patch: %v", name, err)
+		}
+		c.patches = append(c.patches, patchFile{name: name, patch: p})
+	}
+	// Build one config now, so a patch that does not apply fails at start-up;
+	// the labels and taints it gives are a new worker's.
+	out, err := c.Render(Node{Name: "pve-autoscaler-check", VMID: 100, Host: "check", IP: "127.0.0.1"})
+	if err != nil {
+		return err
+	}
+	c.newWorker, err = newWorkerOf(out)
+	return err
 }
 
 // LoadWorkerConfig loads a machine config, checks that it is a worker

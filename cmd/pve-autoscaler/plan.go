@@ -47,11 +47,17 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	var sit scaler.Situation
 	if *snapPath == "" {
-		if sit, err = liveSituation(c); err != nil {
+		if sit, policy.NewWorker, err = liveSituation(c); err != nil {
 			fmt.Fprintf(stderr, "pve-autoscaler plan: %v\n", err)
 			return exitFailure
 		}
 	} else {
+		// A new worker's labels and taints, when the Talos files are here.
+		if _, err := os.Stat(c.Talos.WorkerConfigFile); err == nil {
+			if policy.NewWorker, err = daemon.NewWorker(c); err != nil {
+				fmt.Fprintf(stderr, "pve-autoscaler plan: a new worker's labels and taints are unknown (pods with a node selector, affinity or toleration are judged against none): %v\n", err)
+			}
+		}
 		data, err := readSnapshot(*snapPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "pve-autoscaler plan: snapshot %v\n", err)
@@ -82,19 +88,19 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 // liveSituation gathers the situation from PVE and Kubernetes, changing
 // nothing. The history is empty: sustained windows and cooldowns are not
 // known to a one-off plan (a running daemon's /status has them).
-func liveSituation(c *config.Config) (scaler.Situation, error) {
+func liveSituation(c *config.Config) (scaler.Situation, scaler.NewWorker, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d, err := daemon.Build(ctx, c, daemon.Options{DryRun: true, Version: version})
 	if err != nil {
-		return scaler.Situation{}, err
+		return scaler.Situation{}, scaler.NewWorker{}, err
 	}
 	now := time.Now()
 	snap, err := d.Snapshot(ctx, now)
 	if err != nil && !snap.Metrics.Stale {
-		return scaler.Situation{}, err
+		return scaler.Situation{}, scaler.NewWorker{}, err
 	}
-	return scaler.Situation{Time: now, Snapshot: snap}, nil
+	return scaler.Situation{Time: now, Snapshot: snap}, d.Policy.NewWorker, nil
 }
 
 // readSnapshot reads at most one byte more than a snapshot may hold, so a

@@ -69,6 +69,22 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 			fmt.Fprintf(w, "  ~ %s/%s on %s until %s (%s)\n", a.Namespace, a.Name, a.Node, a.Until.UTC().Format(time.RFC3339), fmtLeft(a.Until.Sub(p.Time)))
 		}
 	}
+	var noWorker []scaler.PodVerdict
+	for _, v := range p.Pods {
+		if v.NoWorker() {
+			noWorker = append(noWorker, v)
+		}
+	}
+	if len(noWorker) > 0 {
+		fmt.Fprintln(w, "\nPending pods that add no worker (no new worker could run them):")
+		for i, v := range noWorker {
+			if i == 20 {
+				fmt.Fprintf(w, "  ... and %d more (-o json lists them all)\n", len(noWorker)-i)
+				break
+			}
+			fmt.Fprintf(w, "  x %s/%s: %s\n", v.Namespace, v.Name, strings.TrimPrefix(v.Message, "pod didn't trigger scale-up: "))
+		}
+	}
 	if len(p.Holds) > 0 {
 		fmt.Fprintln(w, "\nHeld back:")
 		for _, r := range p.Holds {

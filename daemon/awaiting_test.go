@@ -24,28 +24,30 @@ import (
 // condition shows before that adds it sooner.
 func TestPodRefusedOnAJustJoinedWorkerGetsCapacity(t *testing.T) {
 	cpu := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")}
-	dongle := cpu.DeepCopy()
-	dongle["example.com/dongle"] = resource.MustParse("1")
 	for _, tc := range []struct {
 		name     string
 		replicas int32
 		req      corev1.ResourceList
+		// absent: the pods also require a pod no worker runs (inter-pod affinity).
+		absent bool
 		// placed: the replica refused on the first worker lands on the second.
 		placed bool
 	}{
 		// Two replicas that may not share a worker: one runs on the first,
 		// the other is refused there (the scheduler rewrites its message).
-		{"anti-affinity", 2, cpu, true},
-		// A resource no worker has: the verdict may never be rewritten, and
-		// only the hold's end frees the pod (a worker is added; the pod stays
-		// pending: telling why is for scheduling simulation, later).
-		{"an extended resource", 1, dongle, false},
+		{"anti-affinity", 2, cpu, false, true},
+		// An inter-pod affinity to a pod that runs nowhere: the verdict may
+		// never be rewritten, and only the hold's end frees the pod (a
+		// worker is added; the pod stays pending). Inter-pod affinity is not
+		// simulated (scaler.Unfit); a resource no worker has, which this row
+		// used before, now adds no worker at all (TestPodsNoWorkerCanRunCreateNoVM).
+		{"an inter-pod affinity", 1, cpu, true, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) { refusedOnJustJoined(t, tc.replicas, tc.req, tc.placed) })
+		t.Run(tc.name, func(t *testing.T) { refusedOnJustJoined(t, tc.replicas, tc.req, tc.absent, tc.placed) })
 	}
 }
 
-func refusedOnJustJoined(t *testing.T, replicas int32, req corev1.ResourceList, placed bool) {
+func refusedOnJustJoined(t *testing.T, replicas int32, req corev1.ResourceList, absent, placed bool) {
 	w := newWorld(t)
 	ctx := context.Background()
 	ns := w.Kube.Namespace(t)
@@ -57,6 +59,10 @@ func refusedOnJustJoined(t *testing.T, replicas int32, req corev1.ResourceList, 
 			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
 				LabelSelector: &metav1.LabelSelector{MatchLabels: labels}, TopologyKey: corev1.LabelHostname}}}},
 			Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1", Resources: corev1.ResourceRequirements{Requests: req, Limits: limits(req)}}}}}}}
+	if absent {
+		dep.Spec.Template.Spec.Affinity.PodAffinity = &corev1.PodAffinity{RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "absent"}}, TopologyKey: corev1.LabelHostname}}}
+	}
 	if _, err := w.Kube.Client.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -314,6 +314,14 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 		labels[k] = v
 	}
 	var taints []corev1.Taint
+	// machine.nodeTaints, which Talos puts on its Node: "key: value:Effect".
+	for k, v := range cfg.Machine().NodeTaints() {
+		value, effect, ok := strings.Cut(v, ":")
+		if !ok {
+			value, effect = "", v
+		}
+		taints = append(taints, corev1.Taint{Key: k, Value: value, Effect: corev1.TaintEffect(effect)})
+	}
 	for _, t := range cfg.Machine().Kubelet().ExtraArgs()["register-with-taints"] {
 		for _, one := range strings.Split(t, ",") {
 			kv, effect, _ := strings.Cut(one, ":")

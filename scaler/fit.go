@@ -133,7 +133,7 @@ func unfitConstraints(pp *PendingPod, node *corev1.Node) string {
 		}
 	}
 	if t, ok := corev1helpers.FindMatchingUntoleratedTaint(noLog, node.Spec.Taints, pp.Tolerations, taintsThatRepel, true); ok {
-		return fmt.Sprintf("a new worker's taint %s does not tolerate it", fmtTaint(t))
+		return fmt.Sprintf("it does not tolerate a new worker's taint %s", fmtTaint(t))
 	}
 	alloc := node.Status.Allocatable
 	for _, name := range slices.Sorted(maps.Keys(pp.Extended)) {

@@ -225,3 +225,48 @@ func BenchmarkDecidePending(b *testing.B) {
 		})
 	}
 }
+
+// TestSnapshotCarriesConstraints: a snapshot written by hand (docs/snapshot.md)
+// carries the pending pods' constraints in Kubernetes' own forms, and the
+// decision judges them.
+func TestSnapshotCarriesConstraints(t *testing.T) {
+	data := []byte(`{"time": "2026-11-27T12:00:00Z",
+	  "nodes": [{"name": "w0", "managed": true, "ready": true, "created": "2026-11-27T10:00:00Z",
+	    "allocatable": {"cpu": "4", "memory": "8Gi"}, "usage": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}],
+	  "pending_pods": [
+	    {"namespace": "media", "name": "plex", "requests": {"cpu": "1", "memory": "1Gi"}, "since": "2026-11-27T11:00:00Z",
+	     "extended": {"gpu.intel.com/i915": 1}, "tolerations": [{"operator": "Exists"}]},
+	    {"namespace": "batch", "name": "import", "requests": {"cpu": "1", "memory": "1Gi"}, "since": "2026-11-27T11:00:00Z",
+	     "priority": -20, "owner_kind": "Job"},
+	    {"namespace": "apps", "name": "pinned", "requests": {"cpu": "1", "memory": "1Gi"}, "since": "2026-11-27T11:00:00Z",
+	     "node_selector": {"disk": "ssd"},
+	     "node_affinity": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}]},
+	     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}]},
+	    {"namespace": "db", "name": "pg-0", "requests": {"cpu": "1", "memory": "1Gi"}, "since": "2026-11-27T11:00:00Z",
+	     "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+	     "volume_node_affinity": [{"volume": "local-pv-1", "required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["w0"]}]}]}}]}
+	  ]}`)
+	sit, err := ParseSituation("hand.json", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPolicy()
+	p.PriorityCutoff = -10
+	p.NewWorker = gpuWorker
+	p.MinWorkers = 1
+	plan := Decide(sit.Snapshot, p, sit.History, sit.Time)
+	want := map[string]string{
+		"plex":   "1 gpu.intel.com/i915, which a new worker does not have",
+		"import": "priority -20 is below the cutoff -10",
+		"pinned": "required node affinity does not match",
+		"pg-0":   "volume local-pv-1 is bound to other nodes",
+	}
+	if plan.Added() != 0 || len(plan.Pods) != len(want) {
+		t.Fatalf("added %d, verdicts %+v", plan.Added(), plan.Pods)
+	}
+	for _, v := range plan.Pods {
+		if !v.NoWorker() || !strings.Contains(v.Message, want[v.Name]) {
+			t.Errorf("%s: %q, want %q", v.Name, v.Message, want[v.Name])
+		}
+	}
+}

@@ -173,6 +173,11 @@ func (s *Situation) check() []strictjson.Error {
 	}
 	for i, p := range s.PendingPods {
 		amount(fmt.Sprintf("pending_pods[%d].requests", i), p.Requests)
+		for name, n := range p.Extended {
+			if n < 0 {
+				fail(fmt.Sprintf("pending_pods[%d].extended.%s", i, name), "%d: expected 0 or more", n)
+			}
+		}
 	}
 	hosts := seen{}
 	for i, h := range s.Hosts {

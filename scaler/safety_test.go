@@ -664,3 +664,22 @@ func TestAStuckVMDoesNotHoldScaleUps(t *testing.T) {
 		t.Errorf("VM 7 not retried after its doubled backoff: %d starts", starts())
 	}
 }
+
+// discard does nothing once stopping (a shutdown, a lost Lease): another
+// daemon may lead now, and the VM's state is resumable.
+func TestDiscardDoesNothingOnceStopping(t *testing.T) {
+	w := newWorld(t, 1, nil)
+	m := Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepStarted, Created: t0, UUID: uuidOf(7)}
+	w.infra.vms[7] = m
+	w.r.Abort()
+	w.r.discard(m, StepStarted)
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("destroyed %v while stopping", d)
+	}
+	w2 := newWorld(t, 1, nil) // not stopping: a failed VM without a Node goes
+	w2.infra.vms[7] = m
+	w2.r.discard(m, StepStarted)
+	if d := w2.destroyed(); !slices.Equal(d, []int{7}) {
+		t.Errorf("destroyed %v, want [7]", d)
+	}
+}

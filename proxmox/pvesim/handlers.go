@@ -4,6 +4,7 @@ import (
 	"crypto/sha1" //nolint:gosec // PVE's config digest is SHA-1
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -52,7 +53,9 @@ var (
 	nextidSchema   = schema{"vmid": "i"}
 	resourceSchema = schema{"type": "s"}
 	permSchema     = schema{"path": "s", "userid": "s"}
-	cloneSchema    = schema{"node": "s", "vmid": "i", "newid": "i!", "name": "s", "description": "s", "pool": "s", "snapname": "s",
+	// mappingListSchema: check-node asks for each mapping's state on a node.
+	mappingListSchema = schema{"check-node": "s"}
+	cloneSchema       = schema{"node": "s", "vmid": "i", "newid": "i!", "name": "s", "description": "s", "pool": "s", "snapname": "s",
 		"storage": "s", "format": "s", "full": "b", "target": "s", "bwlimit": "i"}
 	configSchema = schema{"node": "s", "vmid": "i", "cores": "i", "memory": "s", "tags": "s", "description": "s", "name": "s",
 		"net0": "s", "agent": "s", "smbios1": "s", "onboot": "b", "delete": "s", "digest": "s", "revert": "s", "sockets": "i", "cpu": "s", "balloon": "i"}
@@ -112,6 +115,10 @@ func (s *Sim) dispatch(req *request, route string) (any, *apiError) {
 		sc, h = ticketSchema, s.postTicket
 	case "GET /access/permissions":
 		sc, h = permSchema, s.getPermissions
+	case "GET /cluster/mapping/pci":
+		sc, h = mappingListSchema, s.getPCIMappings
+	case "GET /cluster/mapping/pci/{id}":
+		sc, h = noParams, s.getPCIMapping
 	default:
 		return nil, fail(501, "Method '%s /%s' not implemented", req.method, strings.Join(p, "/"))
 	}
@@ -156,7 +163,12 @@ func Privileges(version string) []string {
 		"VM.Allocate", "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Cloudinit",
 		"VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
 		"VM.Console", "VM.Migrate", "VM.PowerMgmt", "VM.Snapshot", "VM.Snapshot.Rollback"}
-	if strings.HasPrefix(version, "8.") || strings.HasPrefix(version, "7.") {
+	if strings.HasPrefix(version, "7.") {
+		return append(common, "VM.Monitor")
+	}
+	// Resource mappings came with PVE 8.
+	common = append(common, "Mapping.Audit", "Mapping.Modify", "Mapping.Use")
+	if strings.HasPrefix(version, "8.") {
 		return append(common, "VM.Monitor")
 	}
 	return append(common, "VM.GuestAgent.Audit", "VM.GuestAgent.FileRead", "VM.GuestAgent.FileWrite", "VM.GuestAgent.FileSystemMgmt", "VM.GuestAgent.Unrestricted")
@@ -482,6 +494,11 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 	if aerr := s.allowed(req, "/storage/"+stName, "Datastore.AllocateSpace"); aerr != nil {
 		return nil, aerr
 	}
+	for _, k := range sortedKeys(src.hostpci) {
+		if aerr := s.checkHostPCI(req, target, k, src.hostpci[k]); aerr != nil {
+			return nil, aerr
+		}
+	}
 	if pool, ok := req.params["pool"]; ok {
 		if aerr := s.allowed(req, "/pool/"+pool, "Pool.Allocate"); aerr != nil {
 			return nil, aerr
@@ -495,7 +512,7 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 		description: req.params["description"], agent: src.agent, lock: "clone", storage: stName, disk: src.disk, pool: req.params["pool"],
 		net0: "virtio=" + s.mac() + ",bridge=vmbr0", agentSilent: s.faults.agentSilentNew,
 		// PVE gives every clone a new SMBIOS UUID (other smbios1 fields are copied).
-		smbios1: withUUID(src.smbios1, NewUUID())}
+		smbios1: withUUID(src.smbios1, NewUUID()), hostpci: maps.Clone(src.hostpci)}
 	s.vms[newid] = nv
 	t := s.newTask(src.node, "qmclone", strconv.Itoa(src.vmid), req.user)
 
@@ -577,6 +594,9 @@ func (s *Sim) getConfig(req *request) (any, *apiError) {
 	if v.template {
 		cfg["template"] = 1
 	}
+	for k, val := range v.hostpci {
+		cfg[k] = val
+	}
 	if req.params["current"] != "1" {
 		for k, val := range v.pending {
 			if k == "cores" {
@@ -611,6 +631,19 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 	if v.lock != "" {
 		s.mu.Unlock()
 		return nil, fail(500, "VM %d is locked (%s)", v.vmid, v.lock)
+	}
+	for k, val := range req.params {
+		if !strings.HasPrefix(k, "hostpci") {
+			continue
+		}
+		if aerr := s.allowed(req, path, "VM.Config.HWType"); aerr != nil {
+			s.mu.Unlock()
+			return nil, aerr
+		}
+		if aerr := s.checkHostPCI(req, v.node, k, val); aerr != nil {
+			s.mu.Unlock()
+			return nil, aerr
+		}
 	}
 	if d, ok := req.params["digest"]; ok && d != s.digest(v) {
 		s.mu.Unlock()
@@ -674,6 +707,13 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 				v.smbios1 = val
 			case "agent":
 				v.agent = strings.HasPrefix(val, "1") || strings.Contains(val, "enabled=1")
+			default:
+				if strings.HasPrefix(k, "hostpci") {
+					if v.hostpci == nil {
+						v.hostpci = map[string]string{}
+					}
+					v.hostpci[k] = val
+				}
 			}
 		}
 		v.digestN++
@@ -727,6 +767,9 @@ func (s *Sim) power(typ string) func(*request) (any, *apiError) {
 					return fmt.Sprintf("VM %d is locked (%s)", v.vmid, v.lock), nil, nil
 				case v.running:
 					return fmt.Sprintf("VM %d already running", v.vmid), nil, nil
+				}
+				if msg := s.devicesFree(v); msg != "" {
+					return msg, nil, nil
 				}
 				for k, val := range v.pending {
 					if k == "cores" {
@@ -936,4 +979,138 @@ func checkSMBIOS1(val string) error {
 		}
 	}
 	return nil
+}
+
+// init adds hostpci0..hostpci15 to the config schema.
+func init() {
+	for i := range 16 {
+		configSchema[fmt.Sprintf("hostpci%d", i)] = "s"
+	}
+}
+
+// mappingOf reads the mapping id of a hostpciN value ("mapping=igpu,pcie=1");
+// ok is false for a raw device ("0000:01:00.0", "host=0000:01:00.0,...").
+func mappingOf(val string) (string, bool) {
+	for _, f := range strings.Split(val, ",") {
+		if id, ok := strings.CutPrefix(f, "mapping="); ok {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// checkHostPCI checks a hostpciN value for a VM on node: a raw device is
+// root@pam's alone; a mapping must exist, be usable by the caller
+// (Mapping.Use on /mapping/pci/ID) and have a device on node. s.mu held.
+func (s *Sim) checkHostPCI(req *request, node, key, val string) *apiError {
+	id, ok := mappingOf(val)
+	if !ok {
+		if req.token == nil && req.user == "root@pam" {
+			return nil
+		}
+		return fail(403, "only root can set '%s' config for non-mapping devices", key)
+	}
+	m, ok := s.mappings[id]
+	if !ok {
+		return paramErr(map[string]string{key: fmt.Sprintf("PCI mapping '%s' does not exist", id)})
+	}
+	if aerr := s.allowed(req, "/mapping/pci/"+id, "Mapping.Use"); aerr != nil {
+		return aerr
+	}
+	if _, ok := m.entry(node); !ok {
+		return fail(500, "PCI mapping '%s' has no device on node '%s'", id, node)
+	}
+	return nil
+}
+
+// devicesFree says why v cannot start on its node with its mapped devices
+// ("" when it can): a mapping gone from the node, or its device in use by
+// another running VM there. s.mu held.
+func (s *Sim) devicesFree(v *vm) string {
+	for _, k := range sortedKeys(v.hostpci) {
+		id, ok := mappingOf(v.hostpci[k])
+		if !ok {
+			continue
+		}
+		e, ok := s.mappings[id].entry(v.node)
+		if !ok {
+			return fmt.Sprintf("PCI mapping '%s' has no device on node '%s'", id, v.node)
+		}
+		for _, o := range s.vms {
+			if o == v || !o.running || o.node != v.node {
+				continue
+			}
+			for _, ov := range o.hostpci {
+				if oid, ok := mappingOf(ov); ok && oid == id {
+					return fmt.Sprintf("PCI device '%s' already in use by VMID '%d'", e.Path, o.vmid)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// mappingJSON is a mapping as /cluster/mapping/pci lists it.
+func mappingJSON(m PCIMappingSpec, checkNode string) map[string]any {
+	entries := make([]string, 0, len(m.Map))
+	for _, e := range m.Map {
+		entries = append(entries, fmt.Sprintf("id=%s,node=%s,path=%s", e.ID, e.Node, e.Path))
+	}
+	out := map[string]any{"id": m.ID, "type": "pci", "map": entries}
+	if m.Description != "" {
+		out["description"] = m.Description
+	}
+	if checkNode != "" {
+		var checks []map[string]string
+		if _, ok := m.entry(checkNode); !ok {
+			checks = append(checks, map[string]string{"severity": "error", "message": "mapping for node '" + checkNode + "' not found"})
+		}
+		out["checks"] = checks
+	}
+	return out
+}
+
+// getPCIMappings lists the mappings the caller may see (Mapping.Audit or
+// Mapping.Use on /mapping/pci/ID), sorted by id.
+func (s *Sim) getPCIMappings(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.mappings))
+	for id := range s.mappings {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := []map[string]any{}
+	for _, id := range ids {
+		p := "/mapping/pci/" + id
+		if s.allowed(req, p, "Mapping.Audit") != nil && s.allowed(req, p, "Mapping.Use") != nil {
+			continue
+		}
+		out = append(out, mappingJSON(s.mappings[id], req.params["check-node"]))
+	}
+	return out, nil
+}
+
+// getPCIMapping reads one mapping (Mapping.Audit on /mapping/pci/ID).
+func (s *Sim) getPCIMapping(req *request) (any, *apiError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := req.parts[3]
+	if aerr := s.allowed(req, "/mapping/pci/"+id, "Mapping.Audit"); aerr != nil {
+		return nil, aerr
+	}
+	m, ok := s.mappings[id]
+	if !ok {
+		return nil, fail(500, "PCI mapping '%s' does not exist", id)
+	}
+	return mappingJSON(m, ""), nil
 }

@@ -237,6 +237,9 @@ func routeOf(method string, p []string) string {
 			out[3] = "{upid}"
 		}
 	}
+	if len(out) == 4 && out[0] == "cluster" && out[1] == "mapping" && out[2] == "pci" {
+		out[3] = "{id}"
+	}
 	return "/" + strings.Join(out, "/")
 }
 

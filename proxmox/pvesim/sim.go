@@ -56,6 +56,36 @@ type World struct {
 	// takes that address when it starts, with or without a guest agent
 	// (which then reports it). Other VMs take the next address of IPPool.
 	DHCP []DHCPReservation `json:"dhcp"`
+	// PCIMappings are the cluster's PCI resource mappings (Datacenter >
+	// Resource Mappings, PVE 8 and later).
+	PCIMappings []PCIMappingSpec `json:"pci_mappings"`
+}
+
+// PCIMappingSpec is a cluster-wide PCI resource mapping: per host, the
+// device it stands for there. A VM uses it as hostpciN: mapping=ID, the
+// only way an API token may pass a device through (a raw device is
+// root@pam's alone); using it needs Mapping.Use on /mapping/pci/ID.
+type PCIMappingSpec struct {
+	ID          string        `json:"id"`
+	Description string        `json:"description"`
+	Map         []PCIMapEntry `json:"map"`
+}
+
+// PCIMapEntry is a mapping's device on one host.
+type PCIMapEntry struct {
+	Node string `json:"node"`
+	Path string `json:"path"` // 0000:00:02.0
+	ID   string `json:"id"`   // vendor:device, 8086:46a3
+}
+
+// entry is the mapping's device on node, if it has one there.
+func (m PCIMappingSpec) entry(node string) (PCIMapEntry, bool) {
+	for _, e := range m.Map {
+		if e.Node == node {
+			return e, true
+		}
+	}
+	return PCIMapEntry{}, false
 }
 
 // DHCPReservation is one DHCP reservation of the LAN: MAC to IPv4.
@@ -226,6 +256,7 @@ type vm struct {
 	agentSilent bool
 	ignoreACPI  bool
 	digestN     int
+	hostpci     map[string]string // "hostpci0" -> "mapping=igpu,pcie=1"
 }
 
 type task struct {
@@ -274,6 +305,8 @@ type Sim struct {
 	cloning  map[string]int // storage -> clones running
 
 	denied map[string]bool
+
+	mappings map[string]PCIMappingSpec // PCI resource mappings by id
 }
 
 type faults struct {
@@ -302,6 +335,13 @@ func New(w World, clock Clock) (*Sim, error) {
 		tickets: map[string]string{}, csrf: map[string]string{},
 		rnd:      rand.New(rand.NewPCG(1, 2)),
 		requests: map[string]int{}, cloning: map[string]int{}, denied: map[string]bool{},
+		mappings: map[string]PCIMappingSpec{},
+	}
+	for _, m := range w.PCIMappings {
+		if _, dup := s.mappings[m.ID]; dup || m.ID == "" {
+			return nil, fmt.Errorf("pvesim: PCI mapping %q defined twice or without an id", m.ID)
+		}
+		s.mappings[m.ID] = m
 	}
 	if s.version == "" {
 		s.version = "9.0.3"

@@ -166,9 +166,14 @@ type Drain struct {
 
 // Daemon is the running process's own settings.
 type Daemon struct {
-	Listen         string         `json:"listen"`
-	LeaderElection LeaderElection `json:"leader_election"`
-	Log            Log            `json:"log"`
+	Listen string `json:"listen"`
+	// ListenPublic allows a listen address that is not loopback; it needs
+	// StatusTokenFile, whose token /status then requires.
+	ListenPublic bool `json:"listen_public"`
+	// StatusTokenFile holds the bearer token /status requires (empty: none, loopback only).
+	StatusTokenFile string         `json:"status_token_file"`
+	LeaderElection  LeaderElection `json:"leader_election"`
+	Log             Log            `json:"log"`
 }
 
 // LeaderElection lets two daemons run with one active.

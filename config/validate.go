@@ -375,7 +375,12 @@ func (v *validator) daemon(c *Config) {
 	if d.Listen != "" {
 		if err := checkListen(d.Listen); err != nil {
 			v.fail("daemon.listen", "%q: %v: expected HOST:PORT, e.g. 127.0.0.1:9464 (empty turns the HTTP endpoint off)", shorten(d.Listen, 80), err)
+		} else if !IsLoopback(d.Listen) && (!d.ListenPublic || d.StatusTokenFile == "") {
+			v.fail("daemon.listen", "%q is reachable from other hosts: /status shows every worker and plan, so a non-loopback address needs daemon.listen_public: true and daemon.status_token_file (the bearer token /status then requires); or listen on 127.0.0.1", shorten(d.Listen, 80))
 		}
+	}
+	if d.StatusTokenFile != "" && v.secretFile("daemon.status_token_file", d.StatusTokenFile) && emptyFile(d.StatusTokenFile) {
+		v.fail("daemon.status_token_file", "%s is empty: expected the token /status requires (e.g. openssl rand -hex 32 > %s)", d.StatusTokenFile, d.StatusTokenFile)
 	}
 	if d.LeaderElection.Enabled {
 		if d.LeaderElection.Namespace == "" {
@@ -391,6 +396,21 @@ func (v *validator) daemon(c *Config) {
 	if d.Log.Format != "console" && d.Log.Format != "json" {
 		v.fail("daemon.log.format", "%q: expected console or json", d.Log.Format)
 	}
+}
+
+// IsLoopback reports whether a HOST:PORT listen address only accepts
+// connections from this host: a loopback IP or localhost. An empty host
+// (":9464") listens on every interface.
+func IsLoopback(hostPort string) bool {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // emptyFile reports whether a file holds nothing but white space; it

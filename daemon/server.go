@@ -3,12 +3,14 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,11 +123,42 @@ type Server struct {
 	lastOK   time.Time
 	leader   bool
 	election bool
+
+	// statusToken, when set, is the bearer token /status requires.
+	statusToken []byte
 }
 
 // NewServer builds the HTTP handlers.
 func NewServer(rec *scaler.Reconciler, m *Metrics, interval time.Duration) *Server {
 	return &Server{rec: rec, metrics: m, interval: interval}
+}
+
+// RequireStatusToken makes /status answer only requests carrying
+// "Authorization: Bearer TOKEN". /metrics, /healthz and /readyz stay open.
+func (s *Server) RequireStatusToken(token string) { s.statusToken = []byte(token) }
+
+// authorized compares the request's bearer token with the configured one
+// in constant time.
+func (s *Server) authorized(r *http.Request) bool {
+	if len(s.statusToken) == 0 {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), s.statusToken) == 1
+}
+
+// ReadStatusToken reads daemon.status_token_file: the token is the file's
+// content without surrounding white space, and it may not be empty.
+func ReadStatusToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("daemon.status_token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("daemon.status_token_file: %s is empty: expected a token (e.g. openssl rand -hex 32 > %s)", path, path)
+	}
+	return tok, nil
 }
 
 // Ticked records a tick's outcome for /readyz and the metrics.
@@ -159,7 +192,12 @@ func (s *Server) Handler() http.Handler {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pve-autoscaler"`)
+			http.Error(w, "unauthorized: /status needs Authorization: Bearer TOKEN (daemon.status_token_file)", http.StatusUnauthorized)
+			return
+		}
 		s.mu.Lock()
 		leader := s.leader
 		s.mu.Unlock()
@@ -183,7 +221,7 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) (s
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(h)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -196,6 +234,20 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *zap.Logger) (s
 		}
 	}()
 	return lis.Addr().String(), nil
+}
+
+// newHTTPServer bounds what one client can hold: a slow or idle client
+// cannot keep a connection (and its goroutine) forever, nor send megabytes
+// of headers.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 }
 
 // Run ticks until ctx ends (leading first, when leader election is on),

@@ -64,7 +64,7 @@ func TestDebPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dpkg-deb -I: %v\n%s", err, info)
 	}
-	for _, want := range []string{"Package: pve-autoscaler", "Version: 1.2.3", "Architecture: amd64", "Depends: adduser", "Section: admin", "postinst", "conffiles"} {
+	for _, want := range []string{"Package: pve-autoscaler", "Version: 1.2.3", "Architecture: amd64", "Depends: adduser", "Section: admin", "postinst", "prerm", "postrm", "conffiles"} {
 		if !strings.Contains(string(info), want) {
 			t.Errorf("control lacks %q:\n%s", want, info)
 		}
@@ -82,6 +82,7 @@ func TestDebPackage(t *testing.T) {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
 	}
 	postinst(t, debs[0], x)
+	maintainerScriptsUnderSystemd(t, debs[0])
 	bin := filepath.Join(x, "usr/bin/pve-autoscaler")
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "pve-autoscaler ") {
@@ -177,13 +178,87 @@ func postinst(t *testing.T, deb, root string) {
 	}
 }
 
+// maintainerScriptsUnderSystemd runs the package's maintainer scripts as
+// dpkg does on a host running systemd: in a private mount namespace whose
+// /run has /run/systemd/system (or, for the last case, not), with the tools
+// that act on the host (systemctl, deb-systemd-invoke, the user tools,
+// chown, chmod) recorded instead of run.
+func maintainerScriptsUnderSystemd(t *testing.T, deb string) {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Error("the maintainer scripts' systemd branch needs root and unshare (util-linux)")
+		}
+		t.Log("not root or no unshare: the maintainer scripts' systemd branch is not run")
+		return
+	}
+	ctl := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-e", deb, ctl).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -e: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		script  string
+		args    []string
+		systemd bool
+		want    []string // calls, in this order, and nothing else
+		output  string   // on stdout, or "" for nothing
+	}{
+		{"postinst", []string{"configure", ""}, true, []string{"getent group pve-autoscaler", "getent passwd pve-autoscaler",
+			"chown root:pve-autoscaler /etc/pve-autoscaler /etc/pve-autoscaler/config.yaml", "chmod 0750 /etc/pve-autoscaler", "chmod 0640 /etc/pve-autoscaler/config.yaml",
+			"systemctl --system daemon-reload"}, "pve-autoscaler installed."},
+		{"postinst", []string{"configure", "1.2.2"}, true, []string{"getent group pve-autoscaler", "getent passwd pve-autoscaler",
+			"chown root:pve-autoscaler /etc/pve-autoscaler /etc/pve-autoscaler/config.yaml", "chmod 0750 /etc/pve-autoscaler", "chmod 0640 /etc/pve-autoscaler/config.yaml",
+			"systemctl --system daemon-reload", "deb-systemd-invoke try-restart pve-autoscaler.service"}, ""},
+		{"prerm", []string{"remove"}, true, []string{"deb-systemd-invoke stop pve-autoscaler.service"}, ""},
+		{"prerm", []string{"upgrade", "1.2.4"}, true, nil, ""},
+		{"postrm", []string{"remove"}, true, []string{"systemctl --system daemon-reload"}, ""},
+		{"postrm", []string{"upgrade", "1.2.4"}, true, nil, ""},
+		{"postrm", []string{"purge"}, true, []string{"systemctl --system daemon-reload",
+			"getent passwd pve-autoscaler", "deluser --system --quiet pve-autoscaler", "getent group pve-autoscaler", "delgroup --system --quiet pve-autoscaler"}, ""},
+		{"prerm", []string{"remove"}, false, nil, ""},
+		{"postrm", []string{"purge"}, false, []string{
+			"getent passwd pve-autoscaler", "deluser --system --quiet pve-autoscaler", "getent group pve-autoscaler", "delgroup --system --quiet pve-autoscaler"}, ""},
+	} {
+		name := tc.script + " " + strings.Join(tc.args, " ")
+		stubs := t.TempDir()
+		log := filepath.Join(stubs, "log")
+		for _, tool := range []string{"getent", "addgroup", "adduser", "deluser", "delgroup", "chown", "chmod", "systemctl", "deb-systemd-invoke"} {
+			script := "#!/bin/sh\necho \"" + tool + " $*\" >> " + log + "\n" // getent: the user and group exist
+			if err := os.WriteFile(filepath.Join(stubs, tool), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mkdir := ""
+		if tc.systemd {
+			mkdir = " && mkdir -p /run/systemd/system"
+		}
+		cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
+			`mount -t tmpfs tmpfs /run` + mkdir + ` && exec "$@"`, "sh", filepath.Join(ctl, tc.script)}, tc.args...)...)
+		cmd.Env = append(os.Environ(), "DPKG_ROOT=", "PATH="+stubs+":"+os.Getenv("PATH"))
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Errorf("%s: %v\n%s%s", name, err, stdout.String(), stderr.String())
+			continue
+		}
+		calls, _ := os.ReadFile(log)
+		if got, want := strings.TrimSpace(string(calls)), strings.Join(tc.want, "\n"); got != want {
+			t.Errorf("%s (systemd %v) ran:\n%s\nwant:\n%s", name, tc.systemd, got, want)
+		}
+		if !strings.Contains(stdout.String(), tc.output) || (tc.output == "" && stdout.Len() > 0) {
+			t.Errorf("%s printed %q, want %q", name, stdout.String(), tc.output)
+		}
+	}
+}
+
 func TestSystemdUnitHardening(t *testing.T) {
 	unit, err := os.ReadFile("pve-autoscaler.service")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"User=pve-autoscaler", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-		"ExecStart=/usr/bin/pve-autoscaler run --config /etc/pve-autoscaler/config.yaml", "CapabilityBoundingSet=\n"} {
+		"ExecStart=/usr/bin/pve-autoscaler run --config /etc/pve-autoscaler/config.yaml", "CapabilityBoundingSet=\n",
+		"ProtectProc=invisible\n", "ProcSubset=pid\n", "LimitCORE=0\n"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("unit lacks %q", want)
 		}

@@ -15,7 +15,16 @@ if [ "$1" = "configure" ] || [ "$1" = "" ]; then
   chmod 0750 "$etc"
   chmod 0640 "$etc/config.yaml"
   if [ -z "$DPKG_ROOT" ] && [ -d /run/systemd/system ]; then
-    systemctl daemon-reload >/dev/null || true
+    systemctl --system daemon-reload >/dev/null || true
+    # An upgrade ($2 is the version it replaces) restarts a running daemon
+    # on the new binary; a first install starts nothing: the config needs
+    # editing first. try-restart leaves a stopped daemon stopped.
+    if [ -n "$2" ]; then
+      deb-systemd-invoke try-restart pve-autoscaler.service >/dev/null || true
+    fi
+  fi
+  if [ -n "$2" ]; then
+    exit 0
   fi
   echo "pve-autoscaler installed. Edit /etc/pve-autoscaler/config.yaml, check it with"
   echo "  pve-autoscaler validate --config /etc/pve-autoscaler/config.yaml"

@@ -59,6 +59,8 @@ func commands() []command {
 			"pve-autoscaler status --config /etc/pve-autoscaler/config.yaml",
 			"# a daemon at a given address (HOST:PORT or an http:// URL)",
 			"pve-autoscaler status --address 127.0.0.1:9464",
+			"# a daemon on another host (daemon.listen_public), with the token /status requires",
+			"pve-autoscaler status --address pve2.lan:9464 --token-file /etc/pve-autoscaler/status-token",
 		}},
 		{"validate", "check a config file and print the effective configuration", validateCmd, []string{
 			"# every problem at once (exit 2), or the configuration with its defaults (exit 0)",

@@ -54,6 +54,14 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	srv := daemon.NewServer(d.Reconciler, metrics, c.Policy.Interval.D())
+	if f := c.Daemon.StatusTokenFile; f != "" {
+		tok, err := daemon.ReadStatusToken(f)
+		if err != nil {
+			log.Error("cannot start", zap.Error(err))
+			return exitUsage
+		}
+		srv.RequireStatusToken(tok)
+	}
 	addr, err := daemon.Serve(ctx, c.Daemon.Listen, srv.Handler(), log)
 	if err != nil {
 		log.Error("cannot listen", zap.String("daemon.listen", c.Daemon.Listen), zap.Error(err))

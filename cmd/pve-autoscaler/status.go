@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 func statusCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("status", "status [--config FILE | --address HOST:PORT|URL]", stderr)
-	path := fs.String("config", defaultConfigPath, "config file (for daemon.listen)")
+	fs := flagSet("status", "status [--config FILE | --address HOST:PORT|URL] [--token-file FILE]", stderr)
+	path := fs.String("config", defaultConfigPath, "config file (for daemon.listen and daemon.status_token_file)")
 	addr := fs.String("address", "", "the daemon's HTTP address, HOST:PORT or http://HOST:PORT (default: daemon.listen from the config)")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token /status requires (default: daemon.status_token_file from the config)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -29,9 +31,25 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pve-autoscaler status: config %s: daemon.listen is empty, the daemon serves no /status\n", *path)
 			return exitUsage
 		}
+		if *tokenFile == "" {
+			*tokenFile = c.Daemon.StatusTokenFile
+		}
+	}
+	req, err := http.NewRequest(http.MethodGet, statusURL(*addr), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler status: --address %q: %v\n", *addr, err)
+		return exitUsage
+	}
+	if *tokenFile != "" {
+		tok, err := daemon.ReadStatusToken(*tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pve-autoscaler status: %v\n", err)
+			return exitUsage
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	res, err := hc.Get(statusURL(*addr))
+	res, err := hc.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "pve-autoscaler status: %v (is the daemon running?)\n", err)
 		return exitFailure
@@ -40,6 +58,10 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 	var st struct {
 		Leader bool `json:"leader"`
 		scaler.Status
+	}
+	if res.StatusCode == http.StatusUnauthorized {
+		fmt.Fprintf(stderr, "pve-autoscaler status: %s answered %s: /status needs the token of daemon.status_token_file (--token-file)\n", *addr, res.Status)
+		return exitFailure
 	}
 	if err := json.NewDecoder(res.Body).Decode(&st); err != nil || res.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "pve-autoscaler status: %s answered %s: %v\n", *addr, res.Status, err)

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/daemon"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 func TestStatusURL(t *testing.T) {
@@ -35,5 +40,35 @@ func TestLogDurationsHaveUnits(t *testing.T) {
 	log.Info("starting", zap.Duration("interval", time.Minute))
 	if !strings.Contains(b.String(), `"interval":"1m0s"`) {
 		t.Errorf("log line %s", b.String())
+	}
+}
+
+// status sends the token of --token-file (or of daemon.status_token_file);
+// a wrong or missing token is refused with a message that says which file.
+func TestStatusTokenFile(t *testing.T) {
+	srv := daemon.NewServer(scaler.NewReconciler(nil, nil, nil, scaler.Policy{}, scaler.ReconcileOptions{}), daemon.NewMetrics(), time.Minute)
+	srv.SetLeader(true)
+	srv.RequireStatusToken("correct-horse")
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	_ = os.WriteFile(good, []byte("correct-horse\n"), 0o600)
+	_ = os.WriteFile(bad, []byte("wrong-horse\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--token-file", good}, exitOK, "pve-autoscaler: leader"},
+		{[]string{"--token-file", bad}, exitFailure, "401 Unauthorized: /status needs the token of daemon.status_token_file (--token-file)"},
+		{nil, exitFailure, "401 Unauthorized"},
+		{[]string{"--token-file", filepath.Join(dir, "missing")}, exitUsage, "daemon.status_token_file"},
+	} {
+		var out, errb bytes.Buffer
+		code := statusCmd(append([]string{"--address", ts.URL}, tc.args...), &out, &errb)
+		if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
+			t.Errorf("status %v: exit %d, want %d with %q\n%s%s", tc.args, code, tc.code, tc.want, out.String(), errb.String())
+		}
 	}
 }

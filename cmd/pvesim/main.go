@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -67,8 +66,11 @@ type worldFile struct {
 		AuthFailure        *config.Duration `json:"auth_failure"`
 		StorageLock        *config.Duration `json:"storage_lock"`
 	} `json:"latencies"`
-	IPPool  string `json:"ip_pool"`
-	Version string `json:"version"`
+	IPPool  string              `json:"ip_pool"`
+	Version string              `json:"version"`
+	Roles   map[string][]string `json:"roles"`
+	ACL     []pvesim.ACLSpec    `json:"acl"`
+	Pools   []pvesim.PoolSpec   `json:"pools"`
 }
 
 type vmFile struct {
@@ -99,7 +101,8 @@ func loadWorld(path string) (pvesim.World, error) {
 	if errs := strictjson.Decode(js, &f); len(errs) > 0 {
 		return pvesim.World{}, fmt.Errorf("world %s: %w", path, strictjson.Join(errs))
 	}
-	w := pvesim.World{Tokens: f.Tokens, Users: f.Users, IPPool: f.IPPool, Version: f.Version, Latencies: pvesim.DefaultLatencies()}
+	w := pvesim.World{Tokens: f.Tokens, Users: f.Users, IPPool: f.IPPool, Version: f.Version, Latencies: pvesim.DefaultLatencies(),
+		Roles: f.Roles, ACL: f.ACL, Pools: f.Pools}
 	for _, h := range f.Hosts {
 		w.Hosts = append(w.Hosts, pvesim.HostSpec{Name: h.Name, Cores: h.Cores, Memory: int64(h.Memory), Offline: h.Offline})
 	}
@@ -171,7 +174,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	} else {
-		w = pvesim.DefaultWorld(rand.Text())
+		w = pvesim.DefaultWorld("")
+	}
+	for i := range w.Tokens {
+		if w.Tokens[i].Secret == "" {
+			w.Tokens[i].Secret = pvesim.NewUUID() // as PVE generates them
+		}
 	}
 	sim, err := pvesim.New(w, pvesim.NewScaledClock(*speed))
 	if err != nil {

@@ -55,6 +55,7 @@ var (
 	permSchema     = schema{"path": "s", "userid": "s"}
 	// mappingListSchema: check-node asks for each mapping's state on a node.
 	mappingListSchema = schema{"check-node": "s"}
+	aclSchema         = schema{"path": "s!", "roles": "s!", "users": "s", "groups": "s", "tokens": "s", "propagate": "b", "delete": "b", "digest": "s"}
 	cloneSchema       = schema{"node": "s", "vmid": "i", "newid": "i!", "name": "s", "description": "s", "pool": "s", "snapname": "s",
 		"storage": "s", "format": "s", "full": "b", "target": "s", "bwlimit": "i"}
 	configSchema = schema{"node": "s", "vmid": "i", "cores": "i", "memory": "s", "tags": "s", "description": "s", "name": "s",
@@ -85,6 +86,8 @@ func (s *Sim) dispatch(req *request, route string) (any, *apiError) {
 		sc, h = nextidSchema, s.getNextID
 	case "GET /cluster/resources":
 		sc, h = resourceSchema, s.getResources
+	case "GET /cluster/status":
+		sc, h = noParams, s.getClusterStatus
 	case "GET /nodes":
 		sc, h = noParams, s.getNodes
 	case "GET /nodes/{node}/status":
@@ -119,6 +122,10 @@ func (s *Sim) dispatch(req *request, route string) (any, *apiError) {
 		sc, h = mappingListSchema, s.getPCIMappings
 	case "GET /cluster/mapping/pci/{id}":
 		sc, h = noParams, s.getPCIMapping
+	case "GET /access/acl":
+		sc, h = noParams, s.getACL
+	case "PUT /access/acl":
+		sc, h = aclSchema, s.putACL
 	default:
 		return nil, fail(501, "Method '%s /%s' not implemented", req.method, strings.Join(p, "/"))
 	}
@@ -154,57 +161,22 @@ func (s *Sim) storageUsed(name, host string) int64 {
 }
 
 // Privileges lists the privileges a PVE release knows (the VM, datastore,
-// SDN and system ones pve-autoscaler may meet). PVE 9 split VM.Monitor into
-// VM.GuestAgent.* and Sys.Audit-gated ones; PVE 8 has VM.Monitor and no
-// VM.GuestAgent.*.
+// SDN, pool and system ones pve-autoscaler may meet). PVE 9 split
+// VM.Monitor into VM.GuestAgent.* and Sys.Audit-gated ones; PVE 8 has
+// VM.Monitor and no VM.GuestAgent.*.
 func Privileges(version string) []string {
 	common := []string{"Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate", "Datastore.Audit",
-		"SDN.Audit", "SDN.Use", "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt",
+		"Permissions.Modify", "Pool.Allocate", "Pool.Audit", "SDN.Allocate", "SDN.Audit", "SDN.Use",
+		"Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "Sys.Syslog",
 		"VM.Allocate", "VM.Audit", "VM.Backup", "VM.Clone", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Cloudinit",
 		"VM.Config.Disk", "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
 		"VM.Console", "VM.Migrate", "VM.PowerMgmt", "VM.Snapshot", "VM.Snapshot.Rollback"}
 	if strings.HasPrefix(version, "7.") {
-		return append(common, "VM.Monitor")
+		return append(common, agentPrivileges(version)...)
 	}
 	// Resource mappings came with PVE 8.
 	common = append(common, "Mapping.Audit", "Mapping.Modify", "Mapping.Use")
-	if strings.HasPrefix(version, "8.") {
-		return append(common, "VM.Monitor")
-	}
-	return append(common, "VM.GuestAgent.Audit", "VM.GuestAgent.FileRead", "VM.GuestAgent.FileWrite", "VM.GuestAgent.FileSystemMgmt", "VM.GuestAgent.Unrestricted")
-}
-
-// getPermissions answers the token's (or user's) effective privileges by
-// ACL path, each with 1 (propagated). The simulator grants everything on
-// "/": a token with a privilege list has exactly those.
-func (s *Sim) getPermissions(req *request) (any, *apiError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if uid := req.params["userid"]; uid != "" && uid != req.user {
-		if req.token != nil || s.denied["Sys.Audit"] {
-			return nil, fail(403, "Permission check failed (/access, Sys.Audit)")
-		}
-	}
-	privs := map[string]int{}
-	for _, p := range Privileges(s.version) {
-		if s.denied[p] || (req.token != nil && req.token.privs != nil && !req.token.privs[p]) {
-			continue
-		}
-		privs[p] = 1
-	}
-	path := req.params["path"]
-	if path == "" || path == "/" {
-		return map[string]any{"/": privs}, nil
-	}
-	return map[string]any{path: privs}, nil
-}
-
-// allowed checks a privilege on an ACL path for the request's token.
-func (s *Sim) allowed(req *request, path, priv string) *apiError {
-	if s.denied[priv] || (req.token != nil && req.token.privs != nil && !req.token.privs[priv]) {
-		return fail(403, "Permission check failed (%s, %s)", path, priv)
-	}
-	return nil
+	return append(common, agentPrivileges(version)...)
 }
 
 func (s *Sim) getVersion(*request) (any, *apiError) {
@@ -248,15 +220,7 @@ func (s *Sim) getResources(req *request) (any, *apiError) {
 	out := []map[string]any{}
 	if typ == "" || typ == "node" {
 		for _, h := range s.sortedHosts() {
-			e := map[string]any{"id": "node/" + h.name, "type": "node", "node": h.name, "status": "offline", "maxcpu": h.cores, "maxmem": h.memory,
-				"maxdisk": int64(100 << 30), "disk": int64(10 << 30), "level": ""}
-			if h.online {
-				e["status"] = "online"
-				e["cpu"] = 0.05
-				e["mem"] = s.usedMemory(h.name)
-				e["uptime"] = int64(now.Sub(h.started).Seconds())
-			}
-			out = append(out, e)
+			out = append(out, s.nodeEntry(req, h, now))
 		}
 	}
 	if typ == "" || typ == "storage" {
@@ -268,6 +232,9 @@ func (s *Sim) getResources(req *request) (any, *apiError) {
 		for _, h := range s.sortedHosts() {
 			for _, n := range names {
 				st := s.storages[n]
+				if !s.may(req, "/storage/"+n, "Datastore.Audit") {
+					continue // PVE leaves out what the token may not audit
+				}
 				if !h.online {
 					continue // PVE lists an offline node's storages as unknown; left out here
 				}
@@ -303,7 +270,7 @@ func (s *Sim) getResources(req *request) (any, *apiError) {
 			if v.lock != "" {
 				e["lock"] = v.lock
 			}
-			if v.pool != "" {
+			if v.pool != "" && s.may(req, "/pool/"+v.pool, "Pool.Audit") {
 				e["pool"] = v.pool
 			}
 			out = append(out, e)
@@ -341,20 +308,33 @@ func (s *Sim) usedMemory(node string) int64 {
 	return used
 }
 
-func (s *Sim) getNodes(*request) (any, *apiError) {
+// nodeEntry is a node as /nodes and /cluster/resources list it: every node
+// is listed, its figures only with Sys.Audit on /nodes/NAME; s.mu must be held.
+func (s *Sim) nodeEntry(req *request, h *host, now time.Time) map[string]any {
+	e := map[string]any{"id": "node/" + h.name, "type": "node", "node": h.name, "status": "offline", "level": ""}
+	if !s.may(req, "/nodes/"+h.name, "Sys.Audit") {
+		if h.online {
+			e["status"] = "online"
+		}
+		return e
+	}
+	e["maxcpu"], e["maxmem"], e["maxdisk"], e["disk"] = h.cores, h.memory, int64(100<<30), int64(10<<30)
+	if h.online {
+		e["status"] = "online"
+		e["cpu"] = 0.05
+		e["mem"] = s.usedMemory(h.name)
+		e["uptime"] = int64(now.Sub(h.started).Seconds())
+	}
+	return e
+}
+
+func (s *Sim) getNodes(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := []map[string]any{}
 	for _, h := range s.sortedHosts() {
-		e := map[string]any{"node": h.name, "status": "offline", "maxcpu": h.cores, "maxmem": h.memory, "maxdisk": int64(100 << 30),
-			"ssl_fingerprint": "00:11:22:33", "level": "", "id": "node/" + h.name, "type": "node"}
-		if h.online {
-			e["status"] = "online"
-			e["cpu"] = 0.05
-			e["mem"] = s.usedMemory(h.name)
-			e["disk"] = int64(10 << 30)
-			e["uptime"] = int64(s.clock.Now().Sub(h.started).Seconds())
-		}
+		e := s.nodeEntry(req, h, s.clock.Now())
+		e["ssl_fingerprint"] = "00:11:22:33"
 		out = append(out, e)
 	}
 	return out, nil
@@ -364,6 +344,9 @@ func (s *Sim) getNodeStatus(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.hosts[req.parts[1]]
+	if aerr := s.allowed(req, "/nodes/"+h.name, "Sys.Audit"); aerr != nil {
+		return nil, aerr
+	}
 	used := s.usedMemory(h.name)
 	return map[string]any{
 		"cpu": 0.05, "loadavg": []string{"0.50", "0.40", "0.30"}, "uptime": int64(s.clock.Now().Sub(h.started).Seconds()),
@@ -445,11 +428,22 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 	if newid < 100 || newid > 999999999 {
 		return nil, paramErr(map[string]string{"newid": "value must have a minimum value of 100"})
 	}
+	// PVE: VM.Clone on /vms/{vmid}, and VM.Allocate on /vms/{newid} or,
+	// with pool, on /pool/{pool}.
 	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", src.vmid), "VM.Clone"); aerr != nil {
 		return nil, aerr
 	}
+	pool, inPool := req.params["pool"]
+	if inPool && s.pools[pool] == nil {
+		return nil, fail(403, "Permission check failed (pool '%s' does not exist)", pool)
+	}
 	if aerr := s.allowed(req, fmt.Sprintf("/vms/%d", newid), "VM.Allocate"); aerr != nil {
-		return nil, aerr
+		if !inPool {
+			return nil, aerr
+		}
+		if aerr := s.allowed(req, "/pool/"+pool, "VM.Allocate"); aerr != nil {
+			return nil, aerr
+		}
 	}
 	if s.vms[newid] != nil {
 		return nil, fail(500, "unable to create VM %d: config file already exists", newid)
@@ -499,18 +493,17 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 			return nil, aerr
 		}
 	}
-	if pool, ok := req.params["pool"]; ok {
-		if aerr := s.allowed(req, "/pool/"+pool, "Pool.Allocate"); aerr != nil {
-			return nil, aerr
-		}
+	net0 := "virtio=" + s.mac() + ",bridge=" + bridgeOf(src.net0)
+	if aerr := s.allowed(req, sdnPath(bridgeOf(src.net0)), "SDN.Use"); aerr != nil {
+		return nil, aerr
 	}
 	name := req.params["name"]
 	if name == "" {
 		name = fmt.Sprintf("Copy-of-VM-%s", src.name)
 	}
 	nv := &vm{vmid: newid, name: name, node: target, cores: src.cores, memory: src.memory, tags: append([]string(nil), src.tags...),
-		description: req.params["description"], agent: src.agent, lock: "clone", storage: stName, disk: src.disk, pool: req.params["pool"],
-		net0: "virtio=" + s.mac() + ",bridge=vmbr0", agentSilent: s.faults.agentSilentNew,
+		description: req.params["description"], agent: src.agent, lock: "clone", storage: stName, disk: src.disk, pool: pool,
+		net0: net0, agentSilent: s.faults.agentSilentNew,
 		// PVE gives every clone a new SMBIOS UUID (other smbios1 fields are copied).
 		smbios1: withUUID(src.smbios1, NewUUID()), hostpci: maps.Clone(src.hostpci)}
 	s.vms[newid] = nv
@@ -626,6 +619,12 @@ func (s *Sim) setConfig(req *request) (any, *apiError) {
 				s.mu.Unlock()
 				return nil, aerr
 			}
+		}
+	}
+	if n, ok := req.params["net0"]; ok && bridgeOf(n) != "" {
+		if aerr := s.allowed(req, sdnPath(bridgeOf(n)), "SDN.Use"); aerr != nil {
+			s.mu.Unlock()
+			return nil, aerr
 		}
 	}
 	if v.lock != "" {
@@ -878,7 +877,7 @@ func (s *Sim) deleteVM(req *request) (any, *apiError) {
 func (s *Sim) getInterfaces(req *request) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, aerr := s.vmPriv(req, "VM.GuestAgent.Audit")
+	v, aerr := s.vmPriv(req, AgentPrivilege(s.version))
 	if aerr != nil {
 		return nil, aerr
 	}

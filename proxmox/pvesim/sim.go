@@ -59,6 +59,13 @@ type World struct {
 	// PCIMappings are the cluster's PCI resource mappings (Datacenter >
 	// Resource Mappings, PVE 8 and later).
 	PCIMappings []PCIMappingSpec `json:"pci_mappings"`
+	// Roles are custom roles (name: privileges) besides PVE's built-in ones.
+	Roles map[string][]string `json:"roles"`
+	// ACL grants roles to tokens and users by path (acl.go). A token or
+	// user without an entry holds its Privileges (or Administrator) on "/".
+	ACL []ACLSpec `json:"acl"`
+	// Pools are resource pools and their members at start.
+	Pools []PoolSpec `json:"pools"`
 }
 
 // PCIMappingSpec is a cluster-wide PCI resource mapping: per host, the
@@ -127,9 +134,11 @@ type VMSpec struct {
 	UUID string `json:"uuid"`
 }
 
-// TokenSpec is an API token. Privileges nil means every privilege.
+// TokenSpec is an API token. Without an entry in World.ACL, it holds
+// Privileges on "/" (nil: every privilege, the role Administrator).
 type TokenSpec struct {
-	ID         string   `json:"id"` // user@realm!name
+	ID string `json:"id"` // user@realm!name
+	// Secret empty: a random UUID, as PVE generates (read it with TokenSecret).
 	Secret     string   `json:"secret"`
 	Privileges []string `json:"privileges"`
 }
@@ -270,7 +279,6 @@ type task struct {
 
 type token struct {
 	secret string
-	privs  map[string]bool // nil: all
 }
 
 // Sim is the simulated PVE cluster. Its methods are safe for concurrent use.
@@ -307,6 +315,9 @@ type Sim struct {
 	denied map[string]bool
 
 	mappings map[string]PCIMappingSpec // PCI resource mappings by id
+	roles    map[string][]string
+	acl      []aclEntry
+	pools    map[string]*resourcePool
 }
 
 type faults struct {
@@ -410,18 +421,28 @@ func New(w World, clock Clock) (*Sim, error) {
 	}
 	for _, t := range w.Tokens {
 		tk := &token{secret: t.Secret}
-		if t.Privileges != nil {
-			tk.privs = map[string]bool{}
-			for _, p := range t.Privileges {
-				tk.privs[p] = true
-			}
+		if tk.secret == "" {
+			tk.secret = NewUUID() // PVE's token secrets are UUIDs
 		}
 		s.tokens[t.ID] = tk
 	}
 	for _, u := range w.Users {
 		s.users[u.Name] = u.Password
 	}
+	if err := s.setupAccess(w); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// TokenSecret is an API token's secret (generated when the world left it empty).
+func (s *Sim) TokenSecret(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tokens[id]; t != nil {
+		return t.secret
+	}
+	return ""
 }
 
 // Subscribe registers an observer of VM lifecycle events. Observers run

@@ -32,20 +32,24 @@ type Cluster struct {
 
 // Proxmox is how to reach PVE and how to build worker VMs.
 type Proxmox struct {
-	URL             string   `json:"url"`
-	TokenID         string   `json:"token_id"`
-	TokenSecretFile string   `json:"token_secret_file"`
-	TLS             TLS      `json:"tls"`
-	Template        VMRef    `json:"template"`
-	CloneMode       string   `json:"clone_mode"`
-	Storage         string   `json:"storage"`
-	Pool            string   `json:"pool"`
-	Hosts           []string `json:"hosts"`
-	HostMemReserve  ByteSize `json:"host_memory_reserve"`
-	VM              VM       `json:"vm"`
-	NamePrefix      string   `json:"name_prefix"`
-	VMIDRange       VMIDs    `json:"vmid_range"`
-	MaxParallel     int      `json:"max_parallel_clones"`
+	URL             string `json:"url"`
+	TokenID         string `json:"token_id"`
+	TokenSecretFile string `json:"token_secret_file"`
+	TLS             TLS    `json:"tls"`
+	Template        VMRef  `json:"template"`
+	CloneMode       string `json:"clone_mode"`
+	Storage         string `json:"storage"`
+	// ResourcePool is the PVE resource pool new VMs join, the one a
+	// pool-scoped token's grant covers (deploy/proxmox-role.md).
+	ResourcePool string `json:"resource_pool"`
+	// Pool is resource_pool's old name, still read (validate warns).
+	Pool           string   `json:"pool,omitempty"`
+	Hosts          []string `json:"hosts"`
+	HostMemReserve ByteSize `json:"host_memory_reserve"`
+	VM             VM       `json:"vm"`
+	NamePrefix     string   `json:"name_prefix"`
+	VMIDRange      VMIDs    `json:"vmid_range"`
+	MaxParallel    int      `json:"max_parallel_clones"`
 	// IPCIDR keeps only guest-agent addresses inside it (empty: the first IPv4 that is not loopback).
 	IPCIDR string `json:"ip_cidr"`
 	// MACIPPool is for templates without the guest agent: the clone's net0
@@ -54,6 +58,15 @@ type Proxmox struct {
 	TaskTimeout     Duration `json:"task_timeout"`
 	AgentTimeout    Duration `json:"agent_timeout"`
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
+}
+
+// ResourcePoolName is the resource pool new VMs join: resource_pool, or
+// its old name pool ("" for none).
+func (p Proxmox) ResourcePoolName() string {
+	if p.ResourcePool != "" {
+		return p.ResourcePool
+	}
+	return p.Pool
 }
 
 // MACIP is one DHCP reservation: a MAC address and the IPv4 it is given.

@@ -151,8 +151,16 @@ func (v *validator) proxmox(c *Config) {
 	if p.Storage != "" && !nameRE.MatchString(p.Storage) {
 		v.fail("proxmox.storage", "%q is not a PVE storage id", p.Storage)
 	}
-	if p.Pool != "" && !nameRE.MatchString(p.Pool) {
-		v.fail("proxmox.pool", "%q is not a PVE pool id", p.Pool)
+	switch {
+	case p.Pool != "" && p.ResourcePool != "":
+		v.fail("proxmox.pool", "%q: the old name of proxmox.resource_pool, which is set too (%q): keep resource_pool only", shorten(p.Pool, 80), shorten(p.ResourcePool, 80))
+	case p.Pool != "":
+		v.warn("proxmox.pool", "renamed proxmox.resource_pool: still read, but write resource_pool: %s", shorten(p.Pool, 80))
+		if !nameRE.MatchString(p.Pool) {
+			v.fail("proxmox.pool", "%q is not a PVE pool id", shorten(p.Pool, 80))
+		}
+	case p.ResourcePool != "" && !nameRE.MatchString(p.ResourcePool):
+		v.fail("proxmox.resource_pool", "%q is not a PVE pool id", shorten(p.ResourcePool, 80))
 	}
 	for i, h := range p.Hosts {
 		if !nameRE.MatchString(h) {

@@ -43,7 +43,7 @@ func TestValidationRules(t *testing.T) {
 		{"clone mode", func(c *Config) { c.Proxmox.CloneMode = "thin" }, "proxmox.clone_mode", "linked or full", false},
 		{"storage only for full clones", func(c *Config) { c.Proxmox.Storage = "local-lvm" }, "proxmox.storage", "clone_mode full", false},
 		{"storage id", func(c *Config) { c.Proxmox.CloneMode = "full"; c.Proxmox.Storage = "local lvm" }, "proxmox.storage", "storage id", false},
-		{"pool id", func(c *Config) { c.Proxmox.Pool = "my pool" }, "proxmox.pool", "pool id", false},
+		{"pool id", func(c *Config) { c.Proxmox.ResourcePool = "my pool" }, "proxmox.resource_pool", "pool id", false},
 		{"host names", func(c *Config) { c.Proxmox.Hosts = []string{"pve1", "pve 2"} }, "proxmox.hosts[1]", "node name", false},
 		{"host memory reserve", func(c *Config) { c.Proxmox.HostMemReserve = -1 }, "proxmox.host_memory_reserve", "expected 0 to 4TiB", false},
 		{"vm cores", func(c *Config) { c.Proxmox.VM.Cores = 0 }, "proxmox.vm.cores", "1..512", false},

@@ -52,12 +52,13 @@ func (c *Client) Sane(ctx context.Context) error {
 	if inv.Template == nil {
 		return fmt.Errorf("the template %s is not in the VM list: the token may have lost VM.Audit, or proxmox.url names another PVE cluster", c.templateName())
 	}
-	privs, err := c.Privileges(ctx)
+	path := VMPath(c.cfg)
+	privs, err := c.PermissionsOn(ctx, path)
 	if err != nil {
-		return fmt.Errorf("read the token's privileges: %w", err)
+		return fmt.Errorf("read the token's privileges on %s: %w", path, err)
 	}
 	if !privs["VM.Audit"] {
-		return errors.New("the token no longer holds VM.Audit: the VM list may leave VMs out")
+		return fmt.Errorf("the token no longer holds VM.Audit on %s: the VM list may leave VMs out", path)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
 )
 
 // What doctor asks PVE: its version, the token's privileges, the
@@ -27,18 +29,28 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 	return v.Version, nil
 }
 
-// Privileges returns the token's effective privileges on "/", where
-// pve-autoscaler's steps need them (GET /access/permissions).
-func (c *Client) Privileges(ctx context.Context) (map[string]bool, error) {
+// PermissionsOn returns the token's effective privileges on one ACL path
+// (GET /access/permissions?path=...): what PVE grants there through
+// propagation and, for a pool member, through its pool.
+func (c *Client) PermissionsOn(ctx context.Context, path string) (map[string]bool, error) {
 	var perms map[string]map[string]int
-	if err := apiErr(c.api.Get(ctx, "/access/permissions?path=/", &perms)); err != nil {
+	if err := apiErr(c.api.Get(ctx, "/access/permissions?path="+url.QueryEscape(path), &perms)); err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
-	for p := range perms["/"] {
+	for p := range perms[path] {
 		out[p] = true
 	}
 	return out, nil
+}
+
+// VMPath is the ACL path the VM privileges are granted on: the resource
+// pool's (/pool/NAME) when one is configured, else /vms.
+func VMPath(p config.Proxmox) string {
+	if pool := p.ResourcePoolName(); pool != "" {
+		return "/pool/" + pool
+	}
+	return "/vms"
 }
 
 // Need is the privileges one step needs.
@@ -47,26 +59,69 @@ type Need struct {
 	Privileges []string
 }
 
-// Needs lists the privileges each step needs on the given PVE version
-// (deploy/proxmox-role.md): PVE 9 reads the guest agent with
-// VM.GuestAgent.Audit, PVE 8 with VM.Monitor. Without the guest agent
-// (a MAC/IP pool) that step is not needed.
-func Needs(version string, agent bool) []Need {
-	needs := []Need{
-		{"inventory", []string{"VM.Audit", "Sys.Audit", "Datastore.Audit"}},
-		{"clone", []string{"VM.Clone", "VM.Allocate", "Datastore.AllocateSpace", "SDN.Use"}},
-		{"configure", []string{"VM.Config.CPU", "VM.Config.Memory", "VM.Config.Options", "VM.Config.Network", "VM.Config.Cloudinit"}},
+// Grant is what the steps need on one ACL path (deploy/proxmox-role.md).
+type Grant struct {
+	Path  string
+	Needs []Need
+}
+
+// Scope is what decides the grants: the config, PVE's version, and what
+// doctor learnt of the template (zero values: not known, left out).
+type Scope struct {
+	Proxmox config.Proxmox
+	Version string
+	// Template is the template's vmid; Storage the storage clones go to;
+	// Bridge the template's net0 bridge.
+	Template int
+	Storage  string
+	Bridge   string
+	// Hosts are the PVE nodes workers may be placed on.
+	Hosts []string
+}
+
+// AgentPrivilege is the privilege reading the guest agent needs: PVE 9
+// has VM.GuestAgent.Audit, PVE 8 VM.Monitor.
+func AgentPrivilege(version string) string {
+	if Major(version) < 9 {
+		return "VM.Monitor"
+	}
+	return "VM.GuestAgent.Audit"
+}
+
+// Grants lists the privileges each step needs, by ACL path: the VMs' path
+// (the pool's, or /vms), the template (a pool member, or covered by
+// /vms), each node, the clones' storage and the template's bridge
+// (/sdn/zones/localnetwork/BRIDGE for a plain Linux bridge).
+func Grants(s Scope) []Grant {
+	p := s.Proxmox
+	configure := []string{"VM.Config.CPU", "VM.Config.Memory", "VM.Config.Options"}
+	if len(p.MACIPPool) > 0 {
+		configure = append(configure, "VM.Config.Network") // net0 takes the pool's MAC
+	}
+	vms := []Need{
+		{"inventory", []string{"VM.Audit"}},
+		{"clone", []string{"VM.Clone", "VM.Allocate"}},
+		{"configure", configure},
 		{"start and stop", []string{"VM.PowerMgmt"}},
 		{"destroy", []string{"VM.Allocate"}},
 	}
-	if agent {
-		priv := "VM.GuestAgent.Audit"
-		if Major(version) < 9 {
-			priv = "VM.Monitor"
-		}
-		needs = append(needs, Need{"read the address from the guest agent", []string{priv}})
+	if len(p.MACIPPool) == 0 {
+		vms = append(vms, Need{"read the address from the guest agent", []string{AgentPrivilege(s.Version)}})
 	}
-	return needs
+	out := []Grant{{Path: VMPath(p), Needs: vms}}
+	if s.Template != 0 {
+		out = append(out, Grant{Path: fmt.Sprintf("/vms/%d", s.Template), Needs: []Need{{"clone the template", []string{"VM.Audit", "VM.Clone"}}}})
+	}
+	for _, h := range s.Hosts {
+		out = append(out, Grant{Path: "/nodes/" + h, Needs: []Need{{"inventory (the host's memory)", []string{"Sys.Audit"}}}})
+	}
+	if s.Storage != "" {
+		out = append(out, Grant{Path: "/storage/" + s.Storage, Needs: []Need{{"clone (disk space)", []string{"Datastore.AllocateSpace"}}, {"storage room", []string{"Datastore.Audit"}}}})
+	}
+	if s.Bridge != "" {
+		out = append(out, Grant{Path: "/sdn/zones/localnetwork/" + s.Bridge, Needs: []Need{{"clone onto the template's bridge", []string{"SDN.Use"}}}})
+	}
+	return out
 }
 
 // Major is a version's major number (0 when unreadable).
@@ -85,6 +140,8 @@ type TemplateInfo struct {
 	// Storage and Disk are the boot disk's storage and size in bytes.
 	Storage string
 	Disk    int64
+	// Bridge is net0's bridge ("vmbr0").
+	Bridge string
 }
 
 var diskKey = regexp.MustCompile(`^(scsi|virtio|sata|ide)[0-9]+$`)
@@ -102,6 +159,9 @@ func (c *Client) Template(ctx context.Context, inv Inventory) (TemplateInfo, err
 	info := TemplateInfo{VMID: t.VMID, Name: t.Name, Host: t.Host, Template: t.Template}
 	agent := fmt.Sprint(cfg["agent"])
 	info.Agent = agent == "1" || strings.Contains(agent, "enabled=1")
+	if n, ok := cfg["net0"].(string); ok {
+		info.Bridge = bridgeOf(n)
+	}
 	keys := make([]string, 0, len(cfg))
 	for k := range cfg {
 		if diskKey.MatchString(k) {

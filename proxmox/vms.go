@@ -320,8 +320,8 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 	if full && c.cfg.Storage != "" {
 		params["storage"] = c.cfg.Storage
 	}
-	if c.cfg.Pool != "" {
-		params["pool"] = c.cfg.Pool
+	if pool := c.cfg.ResourcePoolName(); pool != "" {
+		params["pool"] = pool // PVE: VM.Allocate on /pool/NAME, and the new VM joins it
 	}
 	path := fmt.Sprintf("/nodes/%s/qemu/%d/clone", tpl.Host, tpl.VMID)
 	return c.retry(ctx, "clone", func() error {

@@ -259,6 +259,49 @@ func TestProxmoxFindings(t *testing.T) {
 		})
 		expect(t, r, "proxmox", "privileges", OK, "every privilege", "")
 	})
+	t.Run("pool-scoped token", func(t *testing.T) {
+		// deploy/proxmox-role.md's set-up: the role on the pool (holding
+		// the template), /nodes, the storage and the bridge; nothing on /.
+		const token = "autoscaler@pve!scaler"
+		s := newSetup(t, world.Options{PVE: func(pw *pvesim.World) {
+			pw.Roles = map[string][]string{"PVEAutoscaler": {"VM.Audit", "VM.Clone", "VM.Allocate", "VM.Config.CPU", "VM.Config.Memory",
+				"VM.Config.Options", "VM.PowerMgmt", "VM.GuestAgent.Audit", "Datastore.AllocateSpace", "Datastore.Audit", "SDN.Use", "Sys.Audit"}}
+			pw.Pools = []pvesim.PoolSpec{{Name: "workers", VMs: []int{9000}}}
+			for _, p := range []string{"/pool/workers", "/nodes", "/storage/shared", "/sdn/zones/localnetwork/vmbr0"} {
+				pw.ACL = append(pw.ACL, pvesim.ACLSpec{Path: p, UGID: token, Role: "PVEAutoscaler"})
+			}
+		}})
+		pool := func(c *config.Config) { c.Proxmox.ResourcePool = "workers" }
+		r := s.run(pool)
+		for _, path := range []string{"/pool/workers", "/vms/9000", "/nodes/pve1", "/nodes/pve3", "/storage/shared", "/sdn/zones/localnetwork/vmbr0"} {
+			expect(t, r, "proxmox", "privileges", OK, "every privilege the steps need on "+path, "")
+		}
+		for _, c := range r.Checks {
+			if c.Area == "proxmox" && c.Status == Fail {
+				t.Errorf("a clean pool-scoped set-up fails: %+v", c)
+			}
+		}
+		// Without resource_pool, the VM privileges are looked for on /vms.
+		r = s.run(nil)
+		expect(t, r, "proxmox", "privileges", Fail, "lacks VM.Audit (inventory), VM.Clone (clone), VM.Allocate (clone)", "pveum acl modify /vms --tokens 'autoscaler@pve!scaler' --roles PVEAutoscaler")
+		// A missing grant: its exact pveum line.
+		s.w.Sim.Revoke("/sdn/zones/localnetwork/vmbr0", token)
+		r = s.run(pool)
+		expect(t, r, "proxmox", "privileges", Fail, "lacks SDN.Use (clone onto the template's bridge) on /sdn/zones/localnetwork/vmbr0",
+			"pveum acl modify /sdn/zones/localnetwork/vmbr0 --tokens 'autoscaler@pve!scaler' --roles PVEAutoscaler")
+		expect(t, r, "proxmox", "privileges", OK, "on /pool/workers", "")
+		// A role short of a privilege: the role line.
+		s.w.Sim.Revoke("/nodes", token)
+		if err := s.w.Sim.Grant(pvesim.ACLSpec{Path: "/nodes", UGID: token, Role: "PVEAuditor"}); err != nil {
+			t.Fatal(err)
+		}
+		s.w.Sim.Revoke("/pool/workers", token)
+		if err := s.w.Sim.Grant(pvesim.ACLSpec{Path: "/pool/workers", UGID: token, Role: "PVEAuditor"}); err != nil {
+			t.Fatal(err)
+		}
+		r = s.run(pool)
+		expect(t, r, "proxmox", "privileges", Fail, "lacks VM.Clone (clone), VM.Allocate (clone)", `pveum role modify PVEAutoscaler --append 1 --privs "VM.Clone VM.Allocate`)
+	})
 	t.Run("template", func(t *testing.T) {
 		s := newSetup(t, world.Options{})
 		r := s.run(func(c *config.Config) { c.Proxmox.Template = config.VMRef{Name: "talos-v2"} })

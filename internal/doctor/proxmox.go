@@ -51,38 +51,76 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 	}
 
 	agent := len(p.MACIPPool) == 0
-	privs, err := pc.Privileges(ctx)
+	inv, err := pc.Inventory(ctx)
 	if err != nil {
-		r.add(areaProxmox, "privileges", Fail, "grant Sys.Audit on / so the token may read its own permissions ("+roleDoc+")", "cannot read the token's permissions (GET /access/permissions): %v", err)
+		r.add(areaProxmox, "inventory", Fail, "grant the role on "+proxmox.VMPath(p)+" and /nodes ("+roleDoc+")", "%v", err)
+		checkPrivileges(ctx, r, c, pc, version, nil, proxmox.TemplateInfo{})
+		return f
+	}
+	f.inv = &inv
+	tpl := checkTemplate(ctx, r, c, pc, inv, agent)
+	checkPrivileges(ctx, r, c, pc, version, &inv, tpl)
+	checkHosts(r, c, pc, inv)
+	checkPool(ctx, r, c, pc, inv)
+	return f
+}
+
+// checkPrivileges reads the token's effective privileges on every ACL path
+// the steps need (GET /access/permissions?path=...) and names the pveum
+// line that grants what is missing.
+func checkPrivileges(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, version string, inv *proxmox.Inventory, tpl proxmox.TemplateInfo) {
+	p := c.Proxmox
+	scope := proxmox.Scope{Proxmox: p, Version: version, Template: tpl.VMID, Bridge: tpl.Bridge, Storage: tpl.Storage}
+	if p.CloneMode == "full" && p.Storage != "" {
+		scope.Storage = p.Storage
+	}
+	if inv != nil {
+		for _, h := range inv.Hosts {
+			if hostAllowed(c, h.Name) {
+				scope.Hosts = append(scope.Hosts, h.Name)
+			}
+		}
+		slices.Sort(scope.Hosts)
 	} else {
+		scope.Hosts = p.Hosts
+	}
+	role := fmt.Sprintf("PVE %d names, see %s", proxmox.Major(version), roleDoc)
+	for _, g := range proxmox.Grants(scope) {
+		privs, err := pc.PermissionsOn(ctx, g.Path)
+		if err != nil {
+			r.add(areaProxmox, "privileges", Fail, "check that the token exists and may read its own permissions ("+roleDoc+")", "cannot read the token's permissions on %s (GET /access/permissions): %v", g.Path, err)
+			return
+		}
 		var missing, why []string
-		for _, n := range proxmox.Needs(version, agent) {
+		held := 0
+		for _, n := range g.Needs {
 			for _, priv := range n.Privileges {
-				if !privs[priv] && !slices.Contains(missing, priv) {
+				switch {
+				case privs[priv]:
+					held++
+				case !slices.Contains(missing, priv):
 					missing = append(missing, priv)
 					why = append(why, priv+" ("+n.Step+")")
 				}
 			}
 		}
-		if len(missing) > 0 {
-			r.add(areaProxmox, "privileges", Fail,
-				fmt.Sprintf(`pveum role modify PVEAutoscaler --append 1 --privs "%s"   (the role granted to %s on /; PVE %d names, see %s)`, strings.Join(missing, " "), p.TokenID, proxmox.Major(version), roleDoc),
-				"token %s lacks %s", p.TokenID, strings.Join(why, ", "))
-		} else {
-			r.add(areaProxmox, "privileges", OK, "", "token %s holds every privilege the steps need on PVE %d", p.TokenID, proxmox.Major(version))
+		if len(missing) == 0 {
+			r.add(areaProxmox, "privileges", OK, "", "token %s holds every privilege the steps need on %s", p.TokenID, g.Path)
+			continue
 		}
+		var fix string
+		switch {
+		case held > 0:
+			// Granted there, but the role lacks some privileges.
+			fix = fmt.Sprintf(`pveum role modify PVEAutoscaler --append 1 --privs "%s"   (the role granted to %s on %s; %s)`, strings.Join(missing, " "), p.TokenID, g.Path, role)
+		case strings.HasPrefix(g.Path, "/vms/") && p.ResourcePoolName() != "":
+			// The template must be in the pool the grant covers.
+			fix = fmt.Sprintf("pveum pool modify %s --vms %d   (the template joins the pool; %s)", p.ResourcePoolName(), tpl.VMID, roleDoc)
+		default:
+			fix = fmt.Sprintf("pveum acl modify %s --tokens '%s' --roles PVEAutoscaler   (%s)", g.Path, p.TokenID, role)
+		}
+		r.add(areaProxmox, "privileges", Fail, fix, "token %s lacks %s on %s", p.TokenID, strings.Join(why, ", "), g.Path)
 	}
-
-	inv, err := pc.Inventory(ctx)
-	if err != nil {
-		r.add(areaProxmox, "inventory", Fail, "grant VM.Audit and Sys.Audit on / ("+roleDoc+")", "%v", err)
-		return f
-	}
-	f.inv = &inv
-	checkTemplate(ctx, r, c, pc, inv, agent)
-	checkHosts(r, c, pc, inv)
-	checkPool(ctx, r, c, pc, inv)
-	return f
 }
 
 // checkPool shows the warm pool: its members, their ages and hosts, and
@@ -162,12 +200,16 @@ func apiFix(ctx context.Context, p config.Proxmox, err error) string {
 	return "check proxmox.url and the token"
 }
 
-func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory, agent bool) {
+func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory, agent bool) proxmox.TemplateInfo {
 	p := c.Proxmox
 	tpl, err := pc.Template(ctx, inv)
 	if err != nil {
-		r.add(areaProxmox, "template", Fail, "set proxmox.template to the vmid or name of your Talos template (qm list on a PVE node), and make sure the token may audit it", "%v", err)
-		return
+		fix := "set proxmox.template to the vmid or name of your Talos template (qm list on a PVE node), and make sure the token may audit it"
+		if pool := p.ResourcePoolName(); pool != "" {
+			fix += " (it must be in the pool " + pool + ": pveum pool modify " + pool + " --vms VMID)"
+		}
+		r.add(areaProxmox, "template", Fail, fix, "%v", err)
+		return proxmox.TemplateInfo{}
 	}
 	switch {
 	case !tpl.Template && p.CloneMode == "linked":
@@ -189,7 +231,7 @@ func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox
 			"template %d has no guest agent (agent: 1) and no mac_ip_pool is set: the address of a new worker cannot be learnt", tpl.VMID)
 	}
 	if p.CloneMode != "full" {
-		return
+		return tpl
 	}
 	storage := p.Storage
 	if storage == "" {
@@ -197,8 +239,8 @@ func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox
 	}
 	rooms, err := pc.Storages(ctx)
 	if err != nil {
-		r.add(areaProxmox, "storage", Fail, "grant Datastore.Audit on / ("+roleDoc+")", "cannot read storage %s: %v", storage, err)
-		return
+		r.add(areaProxmox, "storage", Fail, "grant the role on /storage/"+storage+" ("+roleDoc+")", "cannot read storage %s: %v", storage, err)
+		return tpl
 	}
 	found := false
 	for _, s := range rooms {
@@ -222,8 +264,10 @@ func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox
 		}
 	}
 	if !found {
-		r.add(areaProxmox, "storage", Fail, "set proxmox.storage to a storage available on the allowed hosts (pvesm status)", "storage %s for full clones is not available on any allowed host", storage)
+		r.add(areaProxmox, "storage", Fail, "set proxmox.storage to a storage available on the allowed hosts (pvesm status), and grant the role on /storage/"+storage+" ("+roleDoc+")",
+			"storage %s for full clones is not available on any allowed host (or the token may not audit it)", storage)
 	}
+	return tpl
 }
 
 func hostAllowed(c *config.Config, host string) bool {

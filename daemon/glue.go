@@ -46,7 +46,7 @@ func (i *Infra) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host, 
 	var out []scaler.Machine
 	template, templateRead := "", false
 	add := func(v proxmox.VM, step string) error {
-		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Step: step, Locked: v.Lock != ""}
+		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Stopped: v.Status == "stopped", Step: step, Locked: v.Lock != ""}
 		if s, ok := strings.CutPrefix(step, scaler.PoolPrefix); ok {
 			m.Step, m.ForStandby = s, true // a build for the warm pool
 		}

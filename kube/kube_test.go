@@ -732,12 +732,13 @@ func TestDeleteNodeOnlyItsIdentity(t *testing.T) {
 
 // TestCordonTakesAwayOnlyItsOwn: our cordon carries AnnotationCordoned,
 // written with it; uncordoning takes away only such a cordon, or one on a
-// Node with our removal mark (an earlier version's); a Node a person
-// cordoned stays cordoned, and cordoning it again does not claim it.
+// Node with our standby taint (an earlier version's park); a Node a person
+// cordoned stays cordoned, and cordoning it again does not claim it, not
+// even once our removal marked it before its drain.
 func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 	env := kubetest.Require(t)
 	ctx := context.Background()
-	testNodes(t, env, "cord", "cord-a", "cord-b", "cord-c")
+	testNodes(t, env, "cord", "cord-a", "cord-b", "cord-c", "cord-d")
 	c := adapter(t, env, config.Drain{})
 	get := func(name string) *corev1.Node {
 		n, err := env.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
@@ -776,13 +777,36 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 	if n := get("cord-b"); !n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] != "" {
 		t.Errorf("a person's cordon: unschedulable %v (want true), annotations %v", n.Spec.Unschedulable, n.Annotations)
 	}
-	// An earlier version's cordon, with our removal mark: ours.
-	byHand("cord-c", `,"metadata":{"annotations":{"`+scaler.AnnotationRemoval+`":"marked"}}`)
+	// An earlier version's park: cordoned, with our standby taint: ours.
+	if _, err := env.Client.CoreV1().Nodes().Patch(ctx, "cord-c", types.MergePatchType,
+		[]byte(`{"spec":{"unschedulable":true,"taints":[{"key":"`+scaler.TaintStandby+`","effect":"NoSchedule"}]}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.SetCordon(ctx, "cord-c", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-c"); n.Spec.Unschedulable {
-		t.Error("a cordon of ours from before the annotation was not taken away")
+		t.Error("a parked cordon of ours from before the annotation was not taken away")
+	}
+	// A person cordoned before our drain: our removal marks the Node, the
+	// drain cordons it again, the removal is withdrawn. The person's
+	// cordon stays, unclaimed.
+	byHand("cord-d", "")
+	step := scaler.RemovalMarked
+	if err := c.Annotate(ctx, "cord-d", nil, map[string]*string{scaler.AnnotationRemoval: &step}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetCordon(ctx, "cord-d", true); err != nil {
+		t.Fatal(err)
+	}
+	if n := get("cord-d"); n.Annotations[scaler.AnnotationCordoned] != "" {
+		t.Errorf("a person's cordon claimed by our drain: annotations %v", n.Annotations)
+	}
+	if err := c.SetCordon(ctx, "cord-d", false); err != nil {
+		t.Fatal(err)
+	}
+	if n := get("cord-d"); !n.Spec.Unschedulable {
+		t.Error("a person's cordon taken away by the withdraw of our removal")
 	}
 }
 

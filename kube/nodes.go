@@ -66,10 +66,11 @@ func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Durati
 
 // SetCordon cordons (true) or uncordons (false) a node, and takes away
 // only a cordon of ours. A cordon of ours carries scaler.AnnotationCordoned,
-// set in the same patch; a Node with our removal mark or standby taint
-// counts as cordoned by us too (an earlier version cordoned without the
-// annotation). A Node someone else cordoned is not claimed by cordoning it
-// again, and stays cordoned when we uncordon. The writes are merge patches
+// set in the same patch; a Node with our standby taint counts as cordoned
+// by us too (an earlier version parked without the annotation). Our
+// removal mark does not: a person may have cordoned the Node before our
+// drain. A Node already unschedulable is never claimed by cordoning it
+// again, and one cordoned by someone else stays cordoned when we uncordon. The writes are merge patches
 // of the fields they change, as kubectl cordon's are: never an Update of
 // the whole object racing the kubelet's status writes.
 func (c *Client) SetCordon(ctx context.Context, name string, cordon bool) error {
@@ -82,15 +83,14 @@ func (c *Client) SetCordon(ctx context.Context, name string, cordon bool) error 
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	_, marked := n.Annotations[scaler.AnnotationCordoned]
-	ours := marked || n.Annotations[scaler.AnnotationRemoval] != "" ||
-		slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
+	ours := marked || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
 	var spec map[string]any
 	var ann map[string]*string
 	switch {
-	case cordon && n.Spec.Unschedulable && !ours:
-		c.log.Info("node cordoned by someone else already: not claimed", zap.String("node", name))
+	case cordon && n.Spec.Unschedulable && !marked:
+		c.log.Info("node cordoned already, not by our annotation: not claimed", zap.String("node", name))
 		return nil
-	case cordon && n.Spec.Unschedulable && marked:
+	case cordon && n.Spec.Unschedulable:
 		return nil
 	case cordon:
 		yes := "true"

@@ -112,7 +112,7 @@ func (w *chaosWorld) Machines(context.Context) ([]Machine, []Host, error) {
 	var out []Machine
 	for _, v := range w.vms {
 		if v.ours && !v.foreign && !w.hideAll && !w.hidden[v.vmid] {
-			out = append(out, Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Running: v.running, Step: v.step, UUID: v.uuid, Created: v.created})
+			out = append(out, Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Running: v.running, Stopped: !v.running, Step: v.step, UUID: v.uuid, Created: v.created})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })

@@ -50,9 +50,9 @@ const (
 )
 
 // AnnotationCordoned marks a cordon of ours, written in the same request
-// as the cordon: only such a cordon (or one on a Node with our removal
-// mark or standby taint, from before the annotation) is ever taken away;
-// a Node a person cordoned stays cordoned.
+// as the cordon: only such a cordon (or one on a Node with our standby
+// taint, an earlier version's park) is ever taken away; a Node a person
+// cordoned stays cordoned, even once our removal marked it.
 const AnnotationCordoned = "pve-autoscaler.io/cordoned"
 
 // Machine is one of this cluster's VMs as the infrastructure reports it.
@@ -65,6 +65,9 @@ type Machine struct {
 	// machine (SystemInformation) must show to be this VM. Empty: unknown.
 	UUID    string `json:"uuid,omitempty"`
 	Running bool   `json:"running"`
+	// Stopped: PVE reports the VM stopped. Not running and not stopped:
+	// its state is unknown (its host offline).
+	Stopped bool   `json:"stopped,omitempty"`
 	Step    string `json:"step"`
 	// Locked is true while PVE holds a lock on the VM (a clone still copying).
 	Locked bool `json:"locked,omitempty"`
@@ -1348,6 +1351,9 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 	if err == nil || errors.Is(err, errHalted) {
 		return err
 	}
+	if r.halted() {
+		return errHalted // its record failed on a work context cancelled meanwhile: no withdraw without leadership
+	}
 	r.cluster.Event(node, "Warning", "DrainFailed", err.Error())
 	if werr := r.withdraw(context.WithoutCancel(ctx), m, node, false, true); werr != nil {
 		return fmt.Errorf("%w (and %v; a later tick withdraws the removal again)", err, werr)
@@ -1530,10 +1536,12 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 			case n == nil:
 				return fmt.Errorf("Node %s turned Ready, but no Node has VM %d's vmid and SMBIOS UUID", name, m.VMID)
 			}
-			if err := r.cluster.SetStandby(ctx, n.Name, false); err != nil {
+			// Uncordoned before the taint goes, as a withdraw does: the
+			// standby taint is what shows an earlier version's cordon as ours.
+			if err := r.cluster.Cordon(ctx, n.Name, false); err != nil {
 				return err
 			}
-			if err := r.cluster.Cordon(ctx, n.Name, false); err != nil {
+			if err := r.cluster.SetStandby(ctx, n.Name, false); err != nil {
 				return err
 			}
 			return r.infra.Record(ctx, m.VMID, StepJoined)

@@ -193,6 +193,10 @@ type fakeCluster struct {
 	// hears each drain that starts.
 	drainHold    chan struct{}
 	drainEntered chan string
+	// afterDrain, if set, runs as a drain succeeds; marksNeedCtx makes
+	// SetRemovalStep fail on a cancelled context, as the API client does.
+	afterDrain   func()
+	marksNeedCtx bool
 }
 
 func (c *fakeCluster) hold(name string) chan struct{} {
@@ -256,7 +260,13 @@ func (c *fakeCluster) WaitReady(ctx context.Context, name string, _ time.Duratio
 		return ctx.Err()
 	}
 }
-func (c *fakeCluster) SetRemovalStep(_ context.Context, name, step, _ string) error {
+func (c *fakeCluster) SetRemovalStep(ctx context.Context, name, step, _ string) error {
+	c.mu.Lock()
+	needCtx := c.marksNeedCtx
+	c.mu.Unlock()
+	if needCtx && ctx.Err() != nil {
+		return ctx.Err()
+	}
 	c.infra.note("annotate " + name + " " + step)
 	return nil
 }
@@ -284,8 +294,12 @@ func (c *fakeCluster) Drain(ctx context.Context, name string) error {
 		}
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.drainErr
+	err, after := c.drainErr, c.afterDrain
+	c.mu.Unlock()
+	if err == nil && after != nil {
+		after()
+	}
+	return err
 }
 func (c *fakeCluster) DeleteNode(_ context.Context, n Node) error {
 	c.mu.Lock()

@@ -319,6 +319,11 @@ func DecideResume(f MachineFacts) Resume {
 		}
 		return Resume{Kind: ResumeConfirm, Why: "a removal whose Node is not seen: confirming before anything is done"}
 	case StepResetting:
+		if n != nil && (!n.Unschedulable || HoldsWorkload(*n)) {
+			// A reset that took would leave the Node cordoned and empty: a
+			// schedulable Node, or one holding pods, says it never arrived.
+			return Resume{Kind: ResumeKeep, Why: "a reset was sent, but its Node is schedulable or holds pods: left alone, never destroyed"}
+		}
 		return Resume{Kind: ResumeRemove, From: RemovalDrained, Why: "a reset was sent: sent again, and a machine that no longer answers counts as reset"}
 	case StepReset:
 		return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "reset: the VM is destroyed"}
@@ -326,10 +331,12 @@ func DecideResume(f MachineFacts) Resume {
 		if n == nil && !f.NodeGone {
 			return Resume{Kind: ResumeConfirm, Why: "a park whose Node is not seen: confirming before anything is stopped"}
 		}
-		if !m.Running {
-			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "a park whose VM is already off: finished"}
-		}
-		if n == nil {
+		switch {
+		case n == nil && m.Stopped:
+			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "a park whose VM is stopped and whose Node is gone: finished"}
+		case n == nil && !m.Running:
+			return Resume{Kind: ResumeKeep, Why: "a park whose Node is gone and whose VM's state is unknown (host offline?): left alone"}
+		case n == nil:
 			return withdraw("a park whose Node is gone")
 		}
 		from := removalStep()
@@ -339,6 +346,11 @@ func DecideResume(f MachineFacts) Resume {
 			from = RemovalDrained
 		}
 		switch {
+		case pastDrain(from) && m.Stopped:
+			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "a park past its drain whose VM is stopped: finished"}
+		case pastDrain(from) && !m.Running:
+			// Neither running nor known stopped: its host is offline.
+			return Resume{Kind: ResumeKeep, Why: "a park past its drain whose VM's state is unknown (host offline?): left alone"}
 		case pastDrain(from):
 			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "a park left half-done past its drain"}
 		case from == RemovalMarked:

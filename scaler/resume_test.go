@@ -51,7 +51,8 @@ func TestDecideResume(t *testing.T) {
 	}
 	app := Pod{Name: "web", OwnerKind: "ReplicaSet"}
 	at := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step, Running: true} }
-	off := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step} }
+	off := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step, Stopped: true} }
+	unknown := func(step string) Machine { return Machine{VMID: 1, Name: "w", Step: step} } // its host offline
 	cases := []struct {
 		name string
 		f    MachineFacts
@@ -84,7 +85,10 @@ func TestDecideResume(t *testing.T) {
 		{"removing, Node not seen: confirm", MachineFacts{Machine: at(StepRemoving)}, ResumeConfirm, ""},
 		{"removing, Node confirmed gone before its reset: withdrawn, not destroyed", MachineFacts{Machine: at(StepRemoving), NodeGone: true}, ResumeWithdraw, ""},
 		// Scenario 9: a reset sent (and maybe done) is not retried forever.
-		{"killed after sending a reset", MachineFacts{Machine: at(StepResetting), Node: marked(RemovalDrained)}, ResumeRemove, RemovalDrained},
+		{"killed after sending a reset", MachineFacts{Machine: at(StepResetting), Node: cordoned(RemovalDrained)}, ResumeRemove, RemovalDrained},
+		{"resetting, Node schedulable again: the reset never arrived, not removed", MachineFacts{Machine: at(StepResetting), Node: marked(RemovalDrained)}, ResumeKeep, ""},
+		{"resetting, Node holds pods: the reset never arrived, not removed", MachineFacts{Machine: at(StepResetting), Node: cordoned(RemovalDrained, app)}, ResumeKeep, ""},
+		{"resetting, Node gone: removal goes on", MachineFacts{Machine: at(StepResetting), NodeGone: true}, ResumeRemove, RemovalDrained},
 		{"killed after the reset, before its record on the Node", MachineFacts{Machine: at(StepReset), Node: marked(RemovalDrained)}, ResumeRemove, RemovalReset},
 		// Scenario 8: a park whose drain failed records joined first; a park with a cleared annotation was drained.
 		{"parking, annotation cleared, cordoned", MachineFacts{Machine: at(StepParking), Node: cordoned("")}, ResumePark, RemovalDrained},
@@ -93,8 +97,14 @@ func TestDecideResume(t *testing.T) {
 		{"parking, drained Node holds pods again", MachineFacts{Machine: at(StepParking), Node: cordoned("", app)}, ResumeWithdraw, ""},
 		{"parking, Node not seen: confirm before stopping", MachineFacts{Machine: at(StepParking)}, ResumeConfirm, ""},
 		{"parking, Node confirmed gone: withdrawn", MachineFacts{Machine: at(StepParking), NodeGone: true}, ResumeWithdraw, ""},
-		{"parking, VM off already: finished", MachineFacts{Machine: off(StepParking), Node: ready}, ResumePark, RemovalDrained},
+		{"parking, VM stopped, past its drain: finished", MachineFacts{Machine: off(StepParking), Node: cordoned("")}, ResumePark, RemovalDrained},
 		{"parking, VM off, Node confirmed gone: finished", MachineFacts{Machine: off(StepParking), NodeGone: true}, ResumePark, RemovalDrained},
+		{"parking, VM stopped, Node schedulable: withdrawn, not finished", MachineFacts{Machine: off(StepParking), Node: ready}, ResumeWithdraw, ""},
+		{"parking, VM stopped, Node holds pods: withdrawn, not finished", MachineFacts{Machine: off(StepParking), Node: cordoned("", app)}, ResumeWithdraw, ""},
+		{"parking, VM stopped, before its drain finished: withdrawn", MachineFacts{Machine: off(StepParking), Node: cordoned(RemovalMarked)}, ResumeWithdraw, ""},
+		{"parking, VM state unknown (host offline), Node schedulable: not finished", MachineFacts{Machine: unknown(StepParking), Node: ready}, ResumeWithdraw, ""},
+		{"parking, VM state unknown, past its drain: left alone", MachineFacts{Machine: unknown(StepParking), Node: cordoned("")}, ResumeKeep, ""},
+		{"parking, VM state unknown, Node gone: left alone", MachineFacts{Machine: unknown(StepParking), NodeGone: true}, ResumeKeep, ""},
 		// A Node object a new machine took over under a reused name keeps the
 		// old machine's mark: it is not about this one.
 		{"joined, a mark written for another machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},

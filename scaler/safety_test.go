@@ -311,7 +311,7 @@ func TestResetSentBeforeACrashCountsAsReset(t *testing.T) {
 	m.Step = StepResetting
 	w.infra.vms[3] = m
 	w.infra.mu.Unlock()
-	w.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
+	w.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), cordoned, func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
 	w.os.resetErr, w.os.unreachable = errors.New("connection refused"), true
 	w.tick(t, 0)
 	if d := w.destroyed(); !slices.Equal(d, []int{3}) {
@@ -319,7 +319,7 @@ func TestResetSentBeforeACrashCountsAsReset(t *testing.T) {
 	}
 	// Without a reset sent before, an unreachable machine holds the removal.
 	w2 := newWorld(t, 3, nil)
-	w2.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
+	w2.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), cordoned, func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
 	w2.infra.mu.Lock()
 	m = w2.infra.vms[3]
 	m.Step = StepRemoving
@@ -681,5 +681,52 @@ func TestDiscardDoesNothingOnceStopping(t *testing.T) {
 	w2.r.discard(m, StepStarted)
 	if d := w2.destroyed(); !slices.Equal(d, []int{7}) {
 		t.Errorf("destroyed %v, want [7]", d)
+	}
+}
+
+// A wake uncordons before it takes the standby taint away, as a withdraw
+// does: an earlier version parked without our cordon annotation, and the
+// taint is then what shows the cordon as ours; gone first, the cordon
+// would stay forever.
+func TestWakeUncordonsBeforeTheTaintGoes(t *testing.T) {
+	w := newWorld(t, 2, nil)
+	m := Machine{VMID: 3, Name: "w3", Host: "pve1", Step: StepStandby, UUID: uuidOf(3), Created: t0.Add(-time.Hour)}
+	w.infra.vms[3] = m
+	w.cluster.nodes[3] = worker("w3", 0, 0, func(n *Node) { n.VMID, n.SystemUUID, n.Standby, n.Unschedulable = 3, uuidOf(3), true, true })
+	w.r.startWake(m, t0, false)
+	w.r.Wait()
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	uncordon := slices.Index(w.infra.journal, "cordon w3 false")
+	untaint := slices.Index(w.infra.journal, "standby w3 false")
+	if uncordon < 0 || untaint < 0 || uncordon > untaint {
+		t.Errorf("journal %v: the Node must be uncordoned before its standby taint goes", w.infra.journal)
+	}
+}
+
+// Leadership lost right after a drain succeeded: recording it drained
+// fails on the cancelled work context, and that is a halt, not a failed
+// drain: no withdraw (no record, uncordon or unmark) without leadership.
+func TestLeaseLostAfterTheDrainWithdrawsNothing(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.cluster.marksNeedCtx = true
+	w.cluster.afterDrain = func() { w.r.Abort() }
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	w.infra.mu.Unlock()
+	w.r.startRemoval(removal{m: m, node: "w3"})
+	w.r.Wait()
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	for _, e := range w.infra.journal {
+		if e == "record 3 joined" || e == "cordon w3 false" || e == "annotate w3 " {
+			t.Errorf("journal %v: withdrawn (%q) after leadership was lost", w.infra.journal, e)
+		}
+	}
+	if !slices.Contains(w.infra.journal, "annotate w3 "+RemovalMarked) {
+		t.Errorf("journal %v: the removal never started", w.infra.journal)
+	}
+	if s := w.infra.vms[3].Step; s != StepRemoving {
+		t.Errorf("step %q, want removing (left resumable)", s)
 	}
 }

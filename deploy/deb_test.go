@@ -90,7 +90,7 @@ func TestDebPackage(t *testing.T) {
 	}
 	// The packaged config is the documented reference, and it validates as a config.
 	out, _ = exec.Command(bin, "validate", "--config", filepath.Join(x, "etc/pve-autoscaler/config.yaml")).CombinedOutput()
-	if !strings.Contains(string(out), "proxmox.token_secret_file: /etc/pve-autoscaler/pve-token: no such file") {
+	if !strings.Contains(string(out), "proxmox.token_secret_file (line ") || !strings.Contains(string(out), "/etc/pve-autoscaler/pve-token: no such file") {
 		t.Errorf("packaged config: %s", out)
 	}
 	// --help lists the commands; each has its man page, and man finds it.

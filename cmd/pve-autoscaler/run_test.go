@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,7 +63,13 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 	defer w.Close()
 	cfg := w.Config()
 	cfg.Policy.Interval = config.Duration(time.Second)
-	cfg.Daemon.Listen = "127.0.0.1:0"
+	// A free port: validate refuses port 0.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Daemon.Listen = l.Addr().String()
+	l.Close()
 	y, err := cfg.YAML()
 	if err != nil {
 		t.Fatal(err)

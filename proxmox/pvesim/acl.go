@@ -320,9 +320,7 @@ func (s *Sim) putACL(req *request) (any, *apiError) {
 		}
 		ugids = append(ugids, t)
 	}
-	for _, u := range split(req.params["users"]) {
-		ugids = append(ugids, u)
-	}
+	ugids = append(ugids, split(req.params["users"])...)
 	if len(ugids) == 0 {
 		return nil, fail(500, "either 'users', 'groups' or 'tokens' is required")
 	}

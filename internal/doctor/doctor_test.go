@@ -161,7 +161,7 @@ func TestConfigFindings(t *testing.T) {
 	}
 	r = Run(context.Background(), Options{Path: path})
 	expect(t, r, "config", "file", Fail, "proxmox.url: required", "correct it in "+path)
-	expect(t, r, "config", "file", Fail, "policy.min_workers (line 2:11): 9 is above max_workers 6", "")
+	expect(t, r, "config", "file", Fail, "policy.min_workers (line 2:10): 9 is above max_workers 6", "")
 	expect(t, r, "proxmox", "not checked", Warn, "proxmox.url", "correct the config problems")
 	expect(t, r, "talos", "not checked", Warn, "talos.worker_config_file", "correct the config problems")
 	if !r.Failed() || !r.ConfigFailed() || len(r.Find("proxmox", "api")) != 0 || len(r.Find("config", "file")) != 1 {

@@ -139,26 +139,29 @@ func Run(ctx context.Context, o Options) Report {
 	if c == nil {
 		return r
 	}
+	// checked reports whether area's checks may run; when config problems
+	// touch it, it says so once instead.
+	checked := func(area string) bool {
+		why := touched.blocks(area)
+		if why != "" {
+			r.add(area, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
+		}
+		return why == ""
+	}
 	var px pveFacts
-	if why := touched.blocks(areaProxmox); why == "" {
+	if checked(areaProxmox) {
 		pctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		px = checkProxmox(pctx, &r, c, o)
 		cancel()
-	} else {
-		r.add(areaProxmox, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
 	}
-	if why := touched.blocks(areaTalos); why == "" {
+	if checked(areaTalos) {
 		checkTalos(&r, c, o)
-	} else {
-		r.add(areaTalos, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
 	}
 	var kx kubeFacts
-	if why := touched.blocks(areaKube); why == "" {
+	if checked(areaKube) {
 		kctx, cancel := context.WithTimeout(ctx, o.Timeout)
 		kx = checkKubernetes(kctx, &r, c, o)
 		cancel()
-	} else {
-		r.add(areaKube, "not checked", Warn, "correct the config problems above, then run doctor again", "the config has problems at %s", why)
 	}
 	if touched.blocks(areaConfig) == "" {
 		checkCooldown(ctx, &r, c, px, kx)

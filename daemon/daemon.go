@@ -1,3 +1,5 @@
+// Package daemon assembles the adapters (proxmox, talos, kube) and the
+// reconciler, and runs the loop with its HTTP endpoints.
 package daemon
 
 import (
@@ -47,7 +49,7 @@ type Options struct {
 	Lease, Renew, Retry time.Duration
 }
 
-// Daemon is the assembled scaler: adapters, glue and reconciler.
+// Daemon is the assembled scaler: adapters and reconciler.
 type Daemon struct {
 	Config     *config.Config
 	PVE        *proxmox.Client
@@ -101,8 +103,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	}
 	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log, lease: [3]time.Duration{o.Lease, o.Renew, o.Retry}}
 	d.Reconciler = scaler.NewReconciler(
-		NewInfra(pve, int64(cfg.Proxmox.VM.Memory), len(cfg.Proxmox.MACIPPool) > 0),
-		OS{Talos: tal, PVE: pve}, Cluster{Kube: kc}, policy,
+		proxmox.NewWorkers(pve), talos.NodeOS{Client: tal, Identities: pve}, kc, policy,
 		scaler.ReconcileOptions{
 			MaxProvisionTime: cfg.Policy.MaxProvisionTime.D(),
 			// After failures: cooldown.after_failure, doubling, up to six times it (5m to 30m by default).
@@ -129,7 +130,7 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	if kerr != nil && !snap.Metrics.Stale {
 		return snap, kerr
 	}
-	machines, hosts, err := NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false).Machines(ctx)
+	machines, hosts, err := proxmox.NewWorkers(d.PVE).Machines(ctx)
 	if err != nil {
 		return snap, fmt.Errorf("proxmox: %w", err)
 	}

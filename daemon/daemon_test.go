@@ -30,7 +30,9 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"github.com/pve-autoscaler/pve-autoscaler/talos"
 )
 
 func TestMain(m *testing.M) {
@@ -746,7 +748,7 @@ func TestSMBIOSIdentityEndToEnd(t *testing.T) {
 	converge(t, d, "2 joined workers", 60*time.Second, func() bool { v, n := joined(t, w); return v == 2 && n == 2 })
 	d.Reconciler.Wait()
 	ctx := context.Background()
-	machines, _, err := NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false).Machines(ctx)
+	machines, _, err := proxmox.NewWorkers(d.PVE).Machines(ctx)
 	if err != nil || len(machines) != 2 {
 		t.Fatalf("Machines %+v, %v", machines, err)
 	}
@@ -805,13 +807,13 @@ func TestSMBIOSIdentityEndToEnd(t *testing.T) {
 		t.Errorf("%d resets", resets)
 	}
 
-	// The glue holds a Machine listed before the replacement to its listed
+	// talos.NodeOS holds a Machine listed before the replacement to its listed
 	// UUID: refused before Talos is even asked.
-	os := OS{Talos: d2.Talos, PVE: d2.PVE}
+	os := talos.NodeOS{Client: d2.Talos, Identities: d2.PVE}
 	m := machines[0]
 	fake := w.Talos(m.VMID)
 	reads := fake.IdentityReads()
-	var ice *IdentityChangedError
+	var ice *proxmox.IdentityChangedError
 	// Bounded: an apply that did reach Talos would retry against the
 	// installed machine until talos' ApplyTimeout.
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -18,7 +18,9 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"github.com/pve-autoscaler/pve-autoscaler/talos"
 )
 
 // checkWorld asserts the end state of a fault row: exactly want workers,
@@ -136,7 +138,7 @@ func TestFaultMatrix(t *testing.T) {
 					}
 				}
 			}
-			d.Reconciler = scaler.NewReconciler(NewInfra(d.PVE, int64(d.Config.Proxmox.VM.Memory), false), OS{Talos: d.Talos, PVE: d.PVE}, Cluster{Kube: d.Kube},
+			d.Reconciler = scaler.NewReconciler(proxmox.NewWorkers(d.PVE), talos.NodeOS{Client: d.Talos, Identities: d.PVE}, d.Kube,
 				withMin(d.Policy, 1), scaler.ReconcileOptions{Log: zap.NewNop(), MaxProvisionTime: time.Minute, BackoffMin: time.Second})
 		}, want: 1},
 	}

@@ -18,8 +18,10 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+	"github.com/pve-autoscaler/pve-autoscaler/talos"
 )
 
 // safetyWatch records, while a row runs, what must never happen: a Node
@@ -305,13 +307,13 @@ func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
 // crashAfterReset is the daemon's Talos port with a crash right after a
 // reset went through, before the removal records it.
 type crashAfterReset struct {
-	OS
+	talos.NodeOS
 	crash func()
 	once  sync.Once
 }
 
 func (c *crashAfterReset) Reset(ctx context.Context, m scaler.Machine, ip string) error {
-	err := c.OS.Reset(ctx, m, ip)
+	err := c.NodeOS.Reset(ctx, m, ip)
 	if err == nil {
 		c.once.Do(c.crash)
 		return errors.New("crashed after the reset")
@@ -327,8 +329,8 @@ func TestCrashBetweenResetAndItsRecord(t *testing.T) {
 	w := newWorld(t)
 	startWith(t, w, 2)
 	d1, _ := build(t, w, testConfig(w, 1, 3), Options{})
-	os := &crashAfterReset{OS: OS{Talos: d1.Talos, PVE: d1.PVE}}
-	d1.Reconciler = scaler.NewReconciler(NewInfra(d1.PVE, int64(d1.Config.Proxmox.VM.Memory), false), os, Cluster{Kube: d1.Kube},
+	os := &crashAfterReset{NodeOS: talos.NodeOS{Client: d1.Talos, Identities: d1.PVE}}
+	d1.Reconciler = scaler.NewReconciler(proxmox.NewWorkers(d1.PVE), os, d1.Kube,
 		d1.Policy, scaler.ReconcileOptions{MaxProvisionTime: time.Minute, BackoffMin: time.Second, ConfirmAbsence: 2 * time.Second})
 	crashed := make(chan struct{})
 	os.crash = func() { d1.Reconciler.Abort(); close(crashed) }

@@ -294,7 +294,7 @@ func TestWaitReady(t *testing.T) {
 		_ = env.CreateNode(context.Background(), kubetest.NodeSpec{Name: "join-1", CPU: "2", Memory: "4Gi"})
 	}()
 	t.Cleanup(func() { _ = env.Client.CoreV1().Nodes().Delete(context.Background(), "join-1", metav1.DeleteOptions{}) })
-	err := c.WaitReady(context.Background(), "join-1", 30*time.Second, func(s string) {
+	err := c.waitReady(context.Background(), "join-1", 30*time.Second, func(s string) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(seen) == 0 && s == "not registered" {
@@ -310,7 +310,7 @@ func TestWaitReady(t *testing.T) {
 		t.Errorf("progress %v", seen)
 	}
 	mu.Unlock()
-	err = c.WaitReady(context.Background(), "never-joins", 500*time.Millisecond, nil)
+	err = c.WaitReady(context.Background(), "never-joins", 500*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "not Ready within 500ms (last seen: not registered)") {
 		t.Errorf("absent node: %v", err)
 	}
@@ -386,7 +386,7 @@ func TestDrainRefusalsAndTimeout(t *testing.T) {
 	ns := env.Namespace(t)
 	testNodes(t, env, "hold", "hold-a", "hold-b")
 	// Everything goes to hold-a first: hold-b is cordoned while pods start.
-	if err := adapter(t, env, config.Drain{}).SetCordon(ctx, "hold-b", true); err != nil {
+	if err := adapter(t, env, config.Drain{}).Cordon(ctx, "hold-b", true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.Client.AppsV1().Deployments(ns).Create(ctx, deployment(ns, "db", "hold", 1, "100m", map[string]string{scaler.AnnotationSafeToEvict: "false"}), metav1.CreateOptions{}); err != nil {
@@ -403,7 +403,7 @@ func TestDrainRefusalsAndTimeout(t *testing.T) {
 	if !node.Spec.Unschedulable {
 		t.Error("node uncordoned after a refused drain: the caller decides")
 	}
-	if err := c.SetCordon(ctx, "hold-a", false); err != nil {
+	if err := c.Cordon(ctx, "hold-a", false); err != nil {
 		t.Fatal(err)
 	}
 	if runningOn(t, env, ns, "db", "hold-a") != 1 {
@@ -621,7 +621,7 @@ func TestWritesAreInTheCacheWhenTheyReturn(t *testing.T) {
 	}
 	for range 3 {
 		for _, on := range []bool{true, false} {
-			if err := c.SetCordon(ctx, "settle-a", on); err != nil {
+			if err := c.Cordon(ctx, "settle-a", on); err != nil {
 				t.Fatal(err)
 			}
 			if n := cached(); n == nil || n.Spec.Unschedulable != on {
@@ -754,13 +754,13 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 		}
 	}
 	// Ours: cordoned with the annotation, uncordoned without it.
-	if err := c.SetCordon(ctx, "cord-a", true); err != nil {
+	if err := c.Cordon(ctx, "cord-a", true); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-a"); !n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] == "" {
 		t.Errorf("our cordon: unschedulable %v, annotations %v", n.Spec.Unschedulable, n.Annotations)
 	}
-	if err := c.SetCordon(ctx, "cord-a", false); err != nil {
+	if err := c.Cordon(ctx, "cord-a", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-a"); n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] != "" {
@@ -768,10 +768,10 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 	}
 	// A person's: neither claimed nor taken away.
 	byHand("cord-b", "")
-	if err := c.SetCordon(ctx, "cord-b", true); err != nil {
+	if err := c.Cordon(ctx, "cord-b", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetCordon(ctx, "cord-b", false); err != nil {
+	if err := c.Cordon(ctx, "cord-b", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-b"); !n.Spec.Unschedulable || n.Annotations[scaler.AnnotationCordoned] != "" {
@@ -782,7 +782,7 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 		[]byte(`{"spec":{"unschedulable":true,"taints":[{"key":"`+scaler.TaintStandby+`","effect":"NoSchedule"}]}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetCordon(ctx, "cord-c", false); err != nil {
+	if err := c.Cordon(ctx, "cord-c", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-c"); n.Spec.Unschedulable {
@@ -796,13 +796,13 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 	if err := c.Annotate(ctx, "cord-d", nil, map[string]*string{scaler.AnnotationRemoval: &step}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetCordon(ctx, "cord-d", true); err != nil {
+	if err := c.Cordon(ctx, "cord-d", true); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-d"); n.Annotations[scaler.AnnotationCordoned] != "" {
 		t.Errorf("a person's cordon claimed by our drain: annotations %v", n.Annotations)
 	}
-	if err := c.SetCordon(ctx, "cord-d", false); err != nil {
+	if err := c.Cordon(ctx, "cord-d", false); err != nil {
 		t.Fatal(err)
 	}
 	if n := get("cord-d"); !n.Spec.Unschedulable {

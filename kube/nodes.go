@@ -23,9 +23,14 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
-// WaitReady waits for a node to register and report Ready, calling
-// progress (if set) when what it sees changes. It polls the informer cache.
-func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Duration, progress func(string)) error {
+// WaitReady waits for a node to register and report Ready. It polls the
+// informer cache.
+func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Duration) error {
+	return c.waitReady(ctx, name, timeout, nil)
+}
+
+// waitReady is WaitReady, calling progress (if set) when what it sees changes.
+func (c *Client) waitReady(ctx context.Context, name string, timeout time.Duration, progress func(string)) error {
 	if err := c.synced(); err != nil {
 		return err
 	}
@@ -64,7 +69,7 @@ func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Durati
 	}
 }
 
-// SetCordon cordons (true) or uncordons (false) a node, and takes away
+// Cordon cordons (true) or uncordons (false) a node, and takes away
 // only a cordon of ours. A cordon of ours carries scaler.AnnotationCordoned,
 // set in the same patch; a Node with our standby taint counts as cordoned
 // by us too (an earlier version parked without the annotation). Our
@@ -73,7 +78,7 @@ func (c *Client) WaitReady(ctx context.Context, name string, timeout time.Durati
 // again, and one cordoned by someone else stays cordoned when we uncordon. The writes are merge patches
 // of the fields they change, as kubectl cordon's are: never an Update of
 // the whole object racing the kubelet's status writes.
-func (c *Client) SetCordon(ctx context.Context, name string, cordon bool) error {
+func (c *Client) Cordon(ctx context.Context, name string, cordon bool) error {
 	verb := "cordon"
 	if !cordon {
 		verb = "uncordon"
@@ -192,7 +197,7 @@ var evictErrRE = regexp.MustCompile(`error when evicting pods/"([^"]+)" -n "([^"
 // a node it keeps, and one it removes anyway (remove_undrained) gets no
 // new pods meanwhile.
 func (c *Client) Drain(ctx context.Context, name string) error {
-	if err := c.SetCordon(ctx, name, true); err != nil {
+	if err := c.Cordon(ctx, name, true); err != nil {
 		return err
 	}
 	holds := &holdLog{reasons: map[string]string{}, log: c.log}
@@ -364,6 +369,18 @@ func (c *Client) Annotate(ctx context.Context, name string, labels, annotations 
 	}
 	return nil
 }
+
+// RecordRemovalStep records the removal step on the node, with the
+// machine's SMBIOS UUID ("" clears both).
+func (c *Client) RecordRemovalStep(ctx context.Context, name, step, uuid string) error {
+	var v, of *string
+	if step != "" {
+		v, of = &step, &uuid
+	}
+	return c.Annotate(ctx, name, nil, map[string]*string{scaler.AnnotationRemoval: v, scaler.AnnotationRemovalOf: of})
+}
+
+var _ scaler.Cluster = (*Client)(nil)
 
 // Event records a Kubernetes Event on a node (type Normal or Warning).
 func (c *Client) Event(node, eventType, reason, message string) {

@@ -98,7 +98,7 @@ func TestRBAC(t *testing.T) {
 	if err != nil || nodeOf(snap, "rbac-a") == nil || nodeOf(snap, "rbac-a").Usage.MilliCPU != 1000 {
 		t.Fatalf("snapshot with deploy/rbac.yaml: %v", err)
 	}
-	if err := c.WaitReady(ctx, "rbac-a", 5*time.Second, nil); err != nil {
+	if err := c.WaitReady(ctx, "rbac-a", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	v := "yes"

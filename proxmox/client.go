@@ -323,7 +323,7 @@ func (e *TaskError) Error() string {
 
 // TaskTimeoutError is a task still running after task_timeout. It is not
 // retried: the task may still finish and leave its result (a cloned VM)
-// for Cleanup to find.
+// for destroy to find.
 type TaskTimeoutError struct {
 	UPID    string
 	Type    string

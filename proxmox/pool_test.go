@@ -50,11 +50,11 @@ func TestProvisionWithAPoolScopedToken(t *testing.T) {
 			if err := c.Sane(ctx); err != nil {
 				t.Errorf("Sane with a pool-scoped token: %v", err)
 			}
-			if err := c.Remove(ctx, vmid); err != nil {
+			if err := c.destroyOwned(ctx, vmid); err != nil {
 				t.Fatal(err)
 			}
 			if _, ok := w.sim.Lookup(vmid); ok {
-				t.Error("VM still there after Remove")
+				t.Error("VM still there after destroyOwned")
 			}
 			// Without resource_pool the clone needs VM.Allocate on /vms/NEWID, which this token lacks.
 			plain := w.client(nil, nil)

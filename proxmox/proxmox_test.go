@@ -137,13 +137,13 @@ func TestProvisionAndRemove(t *testing.T) {
 	if err := c.Start(context.Background(), vmid); err != nil {
 		t.Errorf("second start: %v", err)
 	}
-	if err := c.Remove(context.Background(), vmid); err != nil {
+	if err := c.destroyOwned(context.Background(), vmid); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := w.sim.Lookup(vmid); ok {
-		t.Error("VM still there after Remove")
+		t.Error("VM still there after destroyOwned")
 	}
-	if err := c.Remove(context.Background(), vmid); err != nil {
+	if err := c.destroyOwned(context.Background(), vmid); err != nil {
 		t.Errorf("removing a VM already gone: %v", err)
 	}
 	req := w.sim.Requests()
@@ -161,7 +161,7 @@ func TestDestroyWaitsForTheStop(t *testing.T) {
 	c := w.client(func(p *config.Proxmox) { p.ShutdownTimeout = config.Duration(time.Second) }, nil)
 	vmid, _ := provision(t, c)
 	w.sim.IgnoreShutdown(vmid)
-	if err := c.Remove(context.Background(), vmid); err != nil {
+	if err := c.destroyOwned(context.Background(), vmid); err != nil {
 		t.Fatal(err)
 	}
 	req := w.sim.Requests()
@@ -180,8 +180,8 @@ func TestNeverTouchesVMsNotOurs(t *testing.T) {
 	writes := w.sim.Writes()
 	for _, vmid := range []int{100, 5500, 9000} {
 		var no *NotOursError
-		if err := c.Remove(ctx, vmid); !errors.As(err, &no) {
-			t.Errorf("Remove(%d): want NotOursError, got %v", vmid, err)
+		if err := c.destroyOwned(ctx, vmid); !errors.As(err, &no) {
+			t.Errorf("destroyOwned(%d): want NotOursError, got %v", vmid, err)
 		}
 		if err := c.Start(ctx, vmid); !errors.As(err, &no) {
 			t.Errorf("Start(%d): want NotOursError, got %v", vmid, err)
@@ -191,8 +191,8 @@ func TestNeverTouchesVMsNotOurs(t *testing.T) {
 	if err := c.Configure(ctx, 100, "pve1", ""); !errors.As(err, &no) {
 		t.Errorf("Configure(100): want NotOursError, got %v", err)
 	}
-	if err := c.Cleanup(ctx, 100); !errors.As(err, &no) {
-		t.Errorf("Cleanup(100): want NotOursError, got %v", err)
+	if err := c.destroy(ctx, 100); !errors.As(err, &no) {
+		t.Errorf("destroy(100): want NotOursError, got %v", err)
 	}
 	if got := w.sim.Writes() - writes; got != 0 {
 		t.Errorf("%d writes reached PVE for VMs that are not ours (%v)", got, w.sim.Requests())
@@ -361,14 +361,14 @@ func TestFaultsEndCleanly(t *testing.T) {
 		// Another process (a restarted daemon) finds an untagged VM: not
 		// ours by the ownership rule, left alone.
 		other := w.client(nil, nil)
-		if err := other.Cleanup(ctx, vmid); err == nil {
+		if err := other.destroy(ctx, vmid); err == nil {
 			t.Fatal("another process cleaned up an untagged VM")
 		}
 		// The process that cloned it tags and removes it once its lock clears.
 		for v, ok := w.sim.Lookup(vmid); ok && v.Lock != ""; v, ok = w.sim.Lookup(vmid) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if err := c.Cleanup(ctx, vmid); err != nil {
+		if err := c.destroy(ctx, vmid); err != nil {
 			t.Fatalf("cleanup: %v", err)
 		}
 		if _, ok := w.sim.Lookup(vmid); ok {
@@ -395,7 +395,7 @@ func TestFaultsEndCleanly(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "QEMU guest agent is not running") {
 			t.Fatalf("want the agent's silence named, got %v", err)
 		}
-		if err := c.Remove(ctx, vmid); err != nil {
+		if err := c.destroyOwned(ctx, vmid); err != nil {
 			t.Fatal(err)
 		}
 		if len(w.sim.VMs()) != 3 {
@@ -408,7 +408,7 @@ func TestFaultsEndCleanly(t *testing.T) {
 		c := w.client(nil, nil)
 		vmid, _ := provision(t, c)
 		w.sim.DeleteVM(vmid)
-		if err := c.Remove(ctx, vmid); err != nil {
+		if err := c.destroyOwned(ctx, vmid); err != nil {
 			t.Errorf("removing a VM deleted by hand: %v", err)
 		}
 	})
@@ -420,7 +420,7 @@ func TestFaultsEndCleanly(t *testing.T) {
 		if err := w.sim.MigrateVM(vmid, "pve1"); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Remove(ctx, vmid); err != nil {
+		if err := c.destroyOwned(ctx, vmid); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := w.sim.Lookup(vmid); ok {
@@ -434,7 +434,7 @@ func TestFaultsEndCleanly(t *testing.T) {
 		vmid, _ := provision(t, c)
 		v, _ := w.sim.Lookup(vmid)
 		w.sim.SetHostOnline(v.Host, false)
-		if err := c.Remove(ctx, vmid); err == nil || !strings.Contains(err.Error(), "is offline") {
+		if err := c.destroyOwned(ctx, vmid); err == nil || !strings.Contains(err.Error(), "is offline") {
 			t.Errorf("remove on an offline host: %v", err)
 		}
 		inv, _ := c.Inventory(ctx)
@@ -442,7 +442,7 @@ func TestFaultsEndCleanly(t *testing.T) {
 			t.Errorf("placed on offline host %s", h)
 		}
 		w.sim.SetHostOnline(v.Host, true)
-		if err := c.Remove(ctx, vmid); err != nil {
+		if err := c.destroyOwned(ctx, vmid); err != nil {
 			t.Errorf("remove once the host is back: %v", err)
 		}
 	})
@@ -656,7 +656,7 @@ func TestSMBIOSIdentity(t *testing.T) {
 	if m, _ := c.Meta(ctx, vmid, v.Host); m.UUID != nu {
 		t.Errorf("Meta after Identity saw a new UUID: %q, want %s", m.UUID, nu)
 	}
-	if err := c.Remove(ctx, vmid); err != nil {
+	if err := c.destroyOwned(ctx, vmid); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Identity(ctx, vmid); !errors.Is(err, ErrGone) {

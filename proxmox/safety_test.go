@@ -101,15 +101,15 @@ func TestAllocateIDPrefersUnseenIDs(t *testing.T) {
 }
 
 // A VM with our tags but without our description's marker is not ours:
-// Remove and PowerOff refuse it before stopping anything.
+// destroyOwned and PowerOff refuse it before stopping anything.
 func TestTaggedButUnmarkedVMIsNeverStopped(t *testing.T) {
 	w := newWorld(t, func(wd *pvesim.World) {
 		wd.VMs = append(wd.VMs, pvesim.VMSpec{VMID: 5600, Name: "talos-worker-5600", Host: "pve1", Storage: "shared", Cores: 4, Memory: 8192, Disk: 10 << 30, Running: true, Tags: "pve-autoscaler;cluster-homelab"})
 	})
 	c := w.client(nil, nil)
 	ctx := context.Background()
-	if err := c.Remove(ctx, 5600); err == nil {
-		t.Error("Remove took a VM without our marker")
+	if err := c.destroyOwned(ctx, 5600); err == nil {
+		t.Error("destroyOwned took a VM without our marker")
 	}
 	if err := c.PowerOff(ctx, 5600); err == nil {
 		t.Error("PowerOff took a VM without our marker")
@@ -137,7 +137,7 @@ func TestMACPoolWithAHostOffline(t *testing.T) {
 }
 
 // A VM missing from the list is gone only when PVE says so: with the token
-// unable to list it, Remove and Cleanup fail instead of reporting it
+// unable to list it, destroyOwned and destroy fail instead of reporting it
 // destroyed (a Node would then be deleted while its VM runs).
 func TestUnlistedIsNotGone(t *testing.T) {
 	w := newWorld(t, nil)
@@ -145,18 +145,18 @@ func TestUnlistedIsNotGone(t *testing.T) {
 	ctx := context.Background()
 	vmid, _ := provision(t, c)
 	w.sim.DenyPrivilege("VM.Audit")
-	if err := c.Remove(ctx, vmid); err == nil {
-		t.Error("Remove of a VM the token cannot list reported success")
+	if err := c.destroyOwned(ctx, vmid); err == nil {
+		t.Error("destroyOwned of a VM the token cannot list reported success")
 	}
-	if err := c.Cleanup(ctx, vmid); err == nil {
-		t.Error("Cleanup of a VM the token cannot list reported success")
+	if err := c.destroy(ctx, vmid); err == nil {
+		t.Error("destroy of a VM the token cannot list reported success")
 	}
 	if _, ok := w.sim.Lookup(vmid); !ok {
 		t.Error("the VM is gone")
 	}
 	w.sim.AllowPrivilege("VM.Audit")
 	w.sim.DeleteVM(vmid)
-	if err := c.Remove(ctx, vmid); err != nil {
-		t.Errorf("Remove of a VM that does not exist: %v", err)
+	if err := c.destroyOwned(ctx, vmid); err != nil {
+		t.Errorf("destroyOwned of a VM that does not exist: %v", err)
 	}
 }

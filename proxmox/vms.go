@@ -615,8 +615,8 @@ func (c *Client) PowerOff(ctx context.Context, vmid int) error {
 	return nil
 }
 
-// SetStep re-tags one of our VMs with the step reached.
-func (c *Client) SetStep(ctx context.Context, vmid int, step string) error {
+// RecordStep re-tags one of our VMs with the step reached.
+func (c *Client) RecordStep(ctx context.Context, vmid int, step string) error {
 	v, err := c.ours(ctx, vmid)
 	if err != nil {
 		return fmt.Errorf("record step %s on %d: %w", step, vmid, err)
@@ -841,11 +841,11 @@ func (c *Client) ours(ctx context.Context, vmid int) (VM, error) {
 	return VM{}, c.unlisted(ctx, vmid)
 }
 
-// Remove shuts a VM of ours down (stopping it if it does not go within
+// destroyOwned shuts a VM of ours down (stopping it if it does not go within
 // shutdown_timeout), waits for that, destroys it with its disks, waits, and
 // checks it is gone. Ownership is checked before each destructive call. A
 // VM already gone is success.
-func (c *Client) Remove(ctx context.Context, vmid int) error {
+func (c *Client) destroyOwned(ctx context.Context, vmid int) error {
 	v, err := c.ours(ctx, vmid)
 	if errors.Is(err, ErrGone) {
 		return nil
@@ -961,12 +961,12 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 	return 0, errors.New("clone: ten vmids in a row were taken by concurrent clones")
 }
 
-// Cleanup removes one of our VMs, waiting for a clone's lock to clear
+// destroy destroys one of our VMs (destroyOwned), waiting for a clone's lock to clear
 // first. A clone this process made that outlived its timeout, still
 // untagged, is tagged and removed; any other VM must pass the ownership
 // rule (a VM whose tags were removed by hand is left alone). A VM already
 // gone is success.
-func (c *Client) Cleanup(ctx context.Context, vmid int) error {
+func (c *Client) destroy(ctx context.Context, vmid int) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.TaskTimeout.D())
 	defer cancel()
 	for {
@@ -997,7 +997,7 @@ func (c *Client) Cleanup(ctx context.Context, vmid int) error {
 					return fmt.Errorf("cleanup %d: %w", vmid, err)
 				}
 			}
-			return c.Remove(ctx, vmid)
+			return c.destroyOwned(ctx, vmid)
 		}
 		select {
 		case <-ctx.Done():

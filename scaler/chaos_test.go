@@ -155,7 +155,7 @@ func (w *chaosWorld) Configure(ctx context.Context, vmid int, step string) error
 	return w.record(vmid, step, "configure")
 }
 
-func (w *chaosWorld) Record(ctx context.Context, vmid int, step string) error {
+func (w *chaosWorld) RecordStep(ctx context.Context, vmid int, step string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func (w *chaosWorld) Sane(context.Context) error {
 	return nil
 }
 
-// OS.
+// NodeOS.
 
 func (w *chaosWorld) talos(m Machine, what string) error {
 	v := w.vms[m.VMID]
@@ -355,7 +355,7 @@ func (w *chaosWorld) node(name string) *chaosNode {
 	return &chaosNode{} // a Node that is gone: writes are lost
 }
 
-func (w *chaosWorld) SetRemovalStep(_ context.Context, name, step, uuid string) error {
+func (w *chaosWorld) RecordRemovalStep(_ context.Context, name, step, uuid string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.node(name).annot, w.node(name).annotOf = step, uuid

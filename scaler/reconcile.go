@@ -89,8 +89,8 @@ type Infra interface {
 	Create(ctx context.Context, hosts []string) (Machine, error)
 	// Configure sizes and tags a VM, recording step.
 	Configure(ctx context.Context, vmid int, step string) error
-	// Record re-tags a VM with the step reached.
-	Record(ctx context.Context, vmid int, step string) error
+	// RecordStep re-tags a VM with the step reached.
+	RecordStep(ctx context.Context, vmid int, step string) error
 	Start(ctx context.Context, vmid int) error
 	// Address is the VM's IP (guest agent or MAC/IP pool).
 	Address(ctx context.Context, vmid int) (string, error)
@@ -110,8 +110,8 @@ type Infra interface {
 	Sane(ctx context.Context) error
 }
 
-// OS is the Talos side.
-type OS interface {
+// NodeOS is the Talos side: the operating system on the worker VM.
+type NodeOS interface {
 	Apply(ctx context.Context, m Machine, ip string) error
 	Reset(ctx context.Context, m Machine, ip string) error
 	// Unreachable reports whether a Reset error means the node did not answer.
@@ -122,11 +122,11 @@ type OS interface {
 type Cluster interface {
 	Snapshot(ctx context.Context, now time.Time) (Snapshot, error)
 	WaitReady(ctx context.Context, name string, timeout time.Duration) error
-	// SetRemovalStep records a removal step on the Node ("" clears it),
+	// RecordRemovalStep records a removal step on the Node ("" clears it),
 	// with the SMBIOS UUID of the machine being removed
 	// (AnnotationRemovalOf): a Node object a new machine took over under a
 	// reused name never inherits a removal.
-	SetRemovalStep(ctx context.Context, name, step, uuid string) error
+	RecordRemovalStep(ctx context.Context, name, step, uuid string) error
 	Cordon(ctx context.Context, name string, on bool) error
 	// SetStandby taints (on) or untaints a Node TaintStandby.
 	SetStandby(ctx context.Context, name string, on bool) error
@@ -197,7 +197,7 @@ type Observer interface {
 // Reconciler carries plans out and keeps operations going across restarts.
 type Reconciler struct {
 	infra   Infra
-	os      OS
+	os      NodeOS
 	cluster Cluster
 	policy  Policy
 	o       ReconcileOptions
@@ -280,7 +280,7 @@ type Status struct {
 }
 
 // NewReconciler builds a reconciler; Run or Tick drive it.
-func NewReconciler(infra Infra, os OS, cluster Cluster, p Policy, o ReconcileOptions) *Reconciler {
+func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o ReconcileOptions) *Reconciler {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
@@ -934,7 +934,7 @@ func (r *Reconciler) adopt(ctx context.Context, m Machine, node string) {
 	if m.ForStandby {
 		step = PoolPrefix + StepJoined // parked by the next tick
 	}
-	if err := r.infra.Record(ctx, m.VMID, step); err != nil {
+	if err := r.infra.RecordStep(ctx, m.VMID, step); err != nil {
 		r.log.Warn("could not adopt a worker", zap.Int("vmid", m.VMID), zap.Error(err))
 		return
 	}
@@ -1188,7 +1188,7 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 			if err := r.infra.Start(ctx, m.VMID); err != nil {
 				return err
 			}
-			return r.infra.Record(ctx, m.VMID, rec(StepStarted))
+			return r.infra.RecordStep(ctx, m.VMID, rec(StepStarted))
 		}},
 		{StepApplying, func() error {
 			ip, err := r.infra.Address(ctx, m.VMID)
@@ -1196,7 +1196,7 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 				return err
 			}
 			// Recorded before the config is sent: a config is never sent twice.
-			if err := r.infra.Record(ctx, m.VMID, rec(StepApplying)); err != nil {
+			if err := r.infra.RecordStep(ctx, m.VMID, rec(StepApplying)); err != nil {
 				return err
 			}
 			return r.os.Apply(ctx, m, ip)
@@ -1206,7 +1206,7 @@ func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operatio
 			if err := r.cluster.WaitReady(ctx, m.Name, time.Until(deadline)); err != nil {
 				return err
 			}
-			if err := r.infra.Record(ctx, m.VMID, rec(StepJoined)); err != nil {
+			if err := r.infra.RecordStep(ctx, m.VMID, rec(StepJoined)); err != nil {
 				return err
 			}
 			if !m.ForStandby {
@@ -1304,10 +1304,10 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 	}
 	steps := []step{
 		{RemovalMarked, func() error {
-			if err := r.cluster.SetRemovalStep(ctx, node, RemovalMarked, m.UUID); err != nil {
+			if err := r.cluster.RecordRemovalStep(ctx, node, RemovalMarked, m.UUID); err != nil {
 				return err
 			}
-			return r.infra.Record(ctx, m.VMID, mark)
+			return r.infra.RecordStep(ctx, m.VMID, mark)
 		}},
 		{RemovalDrained, r.unlessHeld(func() error { return r.drain(ctx, m, node) })},
 	}
@@ -1346,7 +1346,7 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 		err = nil
 	}
 	if err == nil {
-		err = r.cluster.SetRemovalStep(ctx, node, RemovalDrained, m.UUID)
+		err = r.cluster.RecordRemovalStep(ctx, node, RemovalDrained, m.UUID)
 	}
 	if err == nil || errors.Is(err, errHalted) {
 		return err
@@ -1368,7 +1368,7 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 // removal mark and the standby taint still show as ours), untainted and
 // unmarked, in that order.
 func (r *Reconciler) withdraw(ctx context.Context, m Machine, node string, untaint, unmark bool) error {
-	if err := r.infra.Record(ctx, m.VMID, StepJoined); err != nil {
+	if err := r.infra.RecordStep(ctx, m.VMID, StepJoined); err != nil {
 		return fmt.Errorf("recording joined failed: %w", err)
 	}
 	if node == "" {
@@ -1383,7 +1383,7 @@ func (r *Reconciler) withdraw(ctx context.Context, m Machine, node string, untai
 		}
 	}
 	if unmark {
-		if err := r.cluster.SetRemovalStep(ctx, node, "", ""); err != nil {
+		if err := r.cluster.RecordRemovalStep(ctx, node, "", ""); err != nil {
 			return fmt.Errorf("clearing the removal mark failed: %w", err)
 		}
 	}
@@ -1419,7 +1419,7 @@ func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefo
 	if err == nil {
 		// Recorded right before it is sent: a crash in between counts it
 		// as sent, and a machine that then no longer answers as reset.
-		if err := r.infra.Record(ctx, m.VMID, StepResetting); err != nil {
+		if err := r.infra.RecordStep(ctx, m.VMID, StepResetting); err != nil {
 			return err
 		}
 		rctx := ctx
@@ -1448,12 +1448,12 @@ func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefo
 	default:
 		return err
 	}
-	if err := r.infra.Record(ctx, m.VMID, StepReset); err != nil {
+	if err := r.infra.RecordStep(ctx, m.VMID, StepReset); err != nil {
 		return err
 	}
 	if node != "" {
 		// Best effort: a reset node may already have left the cluster.
-		if err := r.cluster.SetRemovalStep(ctx, node, RemovalReset, m.UUID); err != nil {
+		if err := r.cluster.RecordRemovalStep(ctx, node, RemovalReset, m.UUID); err != nil {
 			r.log.Info("could not record the reset on the Node", zap.String("node", node), zap.Error(err))
 		}
 	}
@@ -1467,7 +1467,7 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 	node := op.name
 	return []step{
 		{StepParking, func() error {
-			if err := r.infra.Record(ctx, m.VMID, StepParking); err != nil {
+			if err := r.infra.RecordStep(ctx, m.VMID, StepParking); err != nil {
 				return err
 			}
 			if node == "" {
@@ -1479,7 +1479,7 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			if err := r.cluster.Cordon(ctx, node, true); err != nil {
 				return err
 			}
-			return r.cluster.SetRemovalStep(ctx, node, "", "")
+			return r.cluster.RecordRemovalStep(ctx, node, "", "")
 		}},
 		{StepStandby, func() error {
 			if r.holding() {
@@ -1488,7 +1488,7 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			if err := r.infra.PowerOff(ctx, m); err != nil {
 				return err
 			}
-			if err := r.infra.Record(ctx, m.VMID, StepStandby); err != nil {
+			if err := r.infra.RecordStep(ctx, m.VMID, StepStandby); err != nil {
 				return err
 			}
 			if node != "" {
@@ -1511,7 +1511,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 	defer cancel()
 	err := r.runSteps(op, "", []step{
 		{StepWaking, func() error {
-			if err := r.infra.Record(ctx, m.VMID, StepWaking); err != nil {
+			if err := r.infra.RecordStep(ctx, m.VMID, StepWaking); err != nil {
 				return err
 			}
 			return r.infra.Start(ctx, m.VMID)
@@ -1544,7 +1544,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 			if err := r.cluster.SetStandby(ctx, n.Name, false); err != nil {
 				return err
 			}
-			return r.infra.Record(ctx, m.VMID, StepJoined)
+			return r.infra.RecordStep(ctx, m.VMID, StepJoined)
 		}},
 	})
 	switch {
@@ -1573,7 +1573,7 @@ func (r *Reconciler) startRetire(m Machine, resumed bool) {
 	ctx := r.work
 	r.launch(op, func() error {
 		return r.runSteps(op, "", []step{
-			{StepRetiring, func() error { return r.infra.Record(ctx, m.VMID, StepRetiring) }},
+			{StepRetiring, func() error { return r.infra.RecordStep(ctx, m.VMID, StepRetiring) }},
 			{"destroyed", func() error { return r.infra.Destroy(ctx, m) }},
 			{"deleted", func() error {
 				// Its Node by identity, never whatever Node has its name.

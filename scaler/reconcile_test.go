@@ -35,7 +35,7 @@ type fakeInfra struct {
 	failStart, failDestroy map[int]error
 	starts                 map[int]int
 	destroyed              []int
-	journal                []string // Record calls and the cluster's SetRemovalStep, in order
+	journal                []string // RecordStep calls and the cluster's RecordRemovalStep, in order
 }
 
 func (f *fakeInfra) note(s string) {
@@ -99,7 +99,7 @@ func (f *fakeInfra) Configure(ctx context.Context, vmid int, step string) error 
 	f.set(vmid, step)
 	return nil
 }
-func (f *fakeInfra) Record(ctx context.Context, vmid int, step string) error {
+func (f *fakeInfra) RecordStep(ctx context.Context, vmid int, step string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -260,7 +260,7 @@ func (c *fakeCluster) WaitReady(ctx context.Context, name string, _ time.Duratio
 		return ctx.Err()
 	}
 }
-func (c *fakeCluster) SetRemovalStep(ctx context.Context, name, step, _ string) error {
+func (c *fakeCluster) RecordRemovalStep(ctx context.Context, name, step, _ string) error {
 	c.mu.Lock()
 	needCtx := c.marksNeedCtx
 	c.mu.Unlock()

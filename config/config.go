@@ -22,6 +22,8 @@ type Config struct {
 	Kubernetes Kubernetes `json:"kubernetes"`
 	Policy     Policy     `json:"policy"`
 	Daemon     Daemon     `json:"daemon"`
+
+	renamed []renamed // keys the file gave under their old names
 }
 
 // Cluster identifies the Kubernetes cluster the scaler serves.
@@ -52,9 +54,12 @@ type Proxmox struct {
 	MaxParallel    int      `json:"max_parallel_clones"`
 	// IPCIDR keeps only guest-agent addresses inside it (empty: the first IPv4 that is not loopback).
 	IPCIDR string `json:"ip_cidr"`
-	// MACIPPool is for templates without the guest agent: the clone's net0
-	// takes the next free MAC, and the VM is reached at its IP (your DHCP reservations).
-	MACIPPool       []MACIP  `json:"mac_ip_pool"`
+	// DHCPReservations are for templates without the guest agent: the
+	// clone's net0 takes the next free MAC, and the VM is reached at its IP.
+	DHCPReservations []MACIP `json:"dhcp_reservations"`
+	// OldMACIPPool is dhcp_reservations under its old name, mac_ip_pool:
+	// still read (Parse moves it over, Validate warns), never written.
+	OldMACIPPool    []MACIP  `json:"mac_ip_pool,omitempty"`
 	TaskTimeout     Duration `json:"task_timeout"`
 	AgentTimeout    Duration `json:"agent_timeout"`
 	ShutdownTimeout Duration `json:"shutdown_timeout"`
@@ -131,7 +136,7 @@ type Policy struct {
 	Standby          Standby          `json:"standby"`
 }
 
-// Standby is the warm pool: stopped workers, installed and joined, that a
+// Standby is the standby workers: stopped, installed and joined, that a
 // scale-up starts instead of cloning.
 type Standby struct {
 	Size   int      `json:"size"`
@@ -324,11 +329,46 @@ func parse(name string, data []byte) (*Config, map[string]Pos, error) {
 	if err != nil {
 		return nil, pos, &Error{File: name, Problems: []Problem{yamlProblem(err)}}
 	}
-	if errs := strictjson.Decode(js, &c); len(errs) > 0 {
+	errs := strictjson.Decode(js, &c)
+	c.readOldNames()
+	if len(errs) > 0 {
 		locate(pos, errs)
 		return &c, pos, &Error{File: name, Problems: errs}
 	}
 	return &c, pos, nil
+}
+
+// renamed is a key given under its old name: Validate warns, or fails
+// when the new name is given too.
+type renamed struct {
+	old, new string
+	both     bool
+}
+
+// readOldNames moves values given under a key's old name to the new one,
+// remembering it for Validate (proxmox.mac_ip_pool: "pool" meant three
+// things).
+func (c *Config) readOldNames() {
+	p := &c.Proxmox
+	if p.OldMACIPPool != nil {
+		r := renamed{old: "proxmox.mac_ip_pool", new: "proxmox.dhcp_reservations", both: len(p.DHCPReservations) > 0}
+		if !r.both {
+			p.DHCPReservations = p.OldMACIPPool
+		}
+		p.OldMACIPPool = nil
+		c.renamed = append(c.renamed, r)
+	}
+}
+
+// givenAs is the path under which the config file gave the key at path:
+// its old name when it was read under that.
+func (c *Config) givenAs(path string) string {
+	for _, r := range c.renamed {
+		if r.new == path && !r.both {
+			return r.old
+		}
+	}
+	return path
 }
 
 // Load parses, applies override (command-line flags; may be nil), then

@@ -68,7 +68,7 @@ func TestExampleParsesToTheDefaults(t *testing.T) {
 	want.Kubernetes.Kubeconfig = "/etc/pve-autoscaler/kubeconfig"
 	// Empty lists in the example decode as empty, not nil.
 	want.Proxmox.Hosts, want.Talos.PatchFiles, want.Policy.Schedules = []string{}, []string{}, []ScheduleConfig{}
-	want.Proxmox.MACIPPool = []MACIP{}
+	want.Proxmox.DHCPReservations = []MACIP{}
 	if !reflect.DeepEqual(*c, want) {
 		got, _ := yaml.Marshal(c)
 		exp, _ := yaml.Marshal(want)
@@ -260,4 +260,64 @@ func TestFingerprint(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+// TestOldNames: a key under its old name is still read, with a warning
+// naming the new one; both names at once is a problem.
+func TestOldNames(t *testing.T) {
+	base := validConfig(t)
+	y, err := base.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(proxmoxKeys string) *Config {
+		t.Helper()
+		text := strings.Replace(string(y), "proxmox:\n", "proxmox:\n"+proxmoxKeys, 1)
+		if !strings.Contains(text, "  dhcp_reservations: null\n") {
+			t.Fatalf("the effective config has no empty dhcp_reservations:\n%s", text)
+		}
+		text = strings.Replace(text, "  dhcp_reservations: null\n", "", 1)
+		c, err := ParseBytes("old.yaml", []byte(text))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		return c
+	}
+	reservation := "  - {mac: 'BC:24:11:00:00:01', ip: 10.0.0.1}\n"
+
+	c := parse("  mac_ip_pool:\n" + reservation)
+	if len(c.Proxmox.DHCPReservations) != 1 || c.Proxmox.DHCPReservations[0].IP != "10.0.0.1" {
+		t.Errorf("mac_ip_pool not read into dhcp_reservations: %+v", c.Proxmox.DHCPReservations)
+	}
+	problems, warnings := c.Validate(ValidateOptions{})
+	if len(problems) != 0 || !hasProblem(warnings, "proxmox.mac_ip_pool", "renamed proxmox.dhcp_reservations") {
+		t.Errorf("old name: problems %v, warnings %v", problems, warnings)
+	}
+	if out, _ := c.YAML(); strings.Contains(string(out), "mac_ip_pool") || !strings.Contains(string(out), "dhcp_reservations:\n  - ip: 10.0.0.1") {
+		t.Errorf("the effective config is written under the new name only:\n%s", out)
+	}
+	// A problem in an entry names the key as the file wrote it.
+	c = parse("  mac_ip_pool:\n  - {mac: zz, ip: 10.0.0.1}\n")
+	if problems, _ := c.Validate(ValidateOptions{}); !hasProblem(problems, "proxmox.mac_ip_pool[0].mac", "MAC address") {
+		t.Errorf("entry under the old name: %v", problems)
+	}
+
+	c = parse("  mac_ip_pool:\n" + reservation + "  dhcp_reservations:\n" + reservation)
+	if problems, _ := c.Validate(ValidateOptions{}); !hasProblem(problems, "proxmox.mac_ip_pool", "set too") {
+		t.Errorf("both names: %v", problems)
+	}
+
+	c = parse("  dhcp_reservations:\n" + reservation)
+	if problems, warnings := c.Validate(ValidateOptions{}); len(problems) != 0 || hasProblem(warnings, "proxmox.mac_ip_pool", "") {
+		t.Errorf("new name: problems %v, warnings %v", problems, warnings)
+	}
+}
+
+func hasProblem(ps []Problem, path, text string) bool {
+	for _, p := range ps {
+		if p.Path == path && strings.Contains(p.Message, text) {
+			return true
+		}
+	}
+	return false
 }

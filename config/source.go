@@ -24,11 +24,12 @@ const MaxListLen = 4096
 // listLimits are the lists with a bound tighter than MaxListLen; each is
 // documented in config.example.yaml.
 var listLimits = map[string]int{
-	"proxmox.hosts":        256,
-	"proxmox.mac_ip_pool":  MaxListLen,
-	"talos.patch_files":    64,
-	"policy.schedules":     64,
-	"policy.standby.hosts": 256,
+	"proxmox.hosts":             256,
+	"proxmox.dhcp_reservations": MaxListLen,
+	"proxmox.mac_ip_pool":       MaxListLen, // dhcp_reservations' old name
+	"talos.patch_files":         64,
+	"policy.schedules":          64,
+	"policy.standby.hosts":      256,
 }
 
 // Pos is a line and column in the config file, both from 1.

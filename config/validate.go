@@ -204,9 +204,17 @@ func (v *validator) proxmox(c *Config) {
 			v.fail("proxmox.ip_cidr", "%q: expected an IPv4 CIDR such as 192.168.10.0/24", p.IPCIDR)
 		}
 	}
+	for _, r := range c.renamed {
+		if r.both {
+			v.fail(r.old, "the old name of %s, which is set too: keep %s only", r.new, r.new)
+		} else {
+			v.warn(r.old, "renamed %s: still read, rename the key", r.new)
+		}
+	}
+	reservations := c.givenAs("proxmox.dhcp_reservations")
 	seen := map[string]bool{}
-	for i, e := range p.MACIPPool {
-		path := fmt.Sprintf("proxmox.mac_ip_pool[%d]", i)
+	for i, e := range p.DHCPReservations {
+		path := fmt.Sprintf("%s[%d]", reservations, i)
 		if hw, err := net.ParseMAC(e.MAC); err != nil || len(hw) != 6 {
 			v.fail(path+".mac", "%q: expected a MAC address such as BC:24:11:00:00:01", e.MAC)
 		} else if seen[strings.ToUpper(e.MAC)] {
@@ -217,8 +225,8 @@ func (v *validator) proxmox(c *Config) {
 			v.fail(path+".ip", "%q: expected an IPv4 address", e.IP)
 		}
 	}
-	if n := len(p.MACIPPool); n > 0 && n < c.Policy.MaxWorkers {
-		v.warn("proxmox.mac_ip_pool", "%d entries for up to %d workers (policy.max_workers): scale-ups stop when the pool runs out", n, c.Policy.MaxWorkers)
+	if n := len(p.DHCPReservations); n > 0 && n < c.Policy.MaxWorkers {
+		v.warn(reservations, "%d entries for up to %d workers (policy.max_workers): scale-ups stop when they run out", n, c.Policy.MaxWorkers)
 	}
 	for _, d := range []struct {
 		path     string

@@ -56,18 +56,21 @@ func TestValidationRules(t *testing.T) {
 		{"vmid range size", func(c *Config) { c.Proxmox.VMIDRange = VMIDs{Min: 5000, Max: 5002} }, "proxmox.vmid_range", "fewer than policy.max_workers", false},
 		{"max parallel clones", func(c *Config) { c.Proxmox.MaxParallel = 0 }, "proxmox.max_parallel_clones", "1..32", false},
 		{"ip cidr", func(c *Config) { c.Proxmox.IPCIDR = "192.168.10.0" }, "proxmox.ip_cidr", "IPv4 CIDR", false},
-		{"mac pool mac", func(c *Config) { c.Proxmox.MACIPPool = []MACIP{{MAC: "zz", IP: "10.0.0.1"}}; c.Policy.MaxWorkers = 1 }, "proxmox.mac_ip_pool[0].mac", "MAC address", false},
-		{"mac pool ip", func(c *Config) {
-			c.Proxmox.MACIPPool = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}, {MAC: "BC:24:11:00:00:02", IP: "fe80::1"}}
+		{"reservation mac", func(c *Config) {
+			c.Proxmox.DHCPReservations = []MACIP{{MAC: "zz", IP: "10.0.0.1"}}
+			c.Policy.MaxWorkers = 1
+		}, "proxmox.dhcp_reservations[0].mac", "MAC address", false},
+		{"reservation ip", func(c *Config) {
+			c.Proxmox.DHCPReservations = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}, {MAC: "BC:24:11:00:00:02", IP: "fe80::1"}}
 			c.Policy.MaxWorkers = 2
-		}, "proxmox.mac_ip_pool[1].ip", "IPv4", false},
-		{"mac pool duplicate", func(c *Config) {
-			c.Proxmox.MACIPPool = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}, {MAC: "bc:24:11:00:00:01", IP: "10.0.0.2"}}
+		}, "proxmox.dhcp_reservations[1].ip", "IPv4", false},
+		{"reservation duplicate", func(c *Config) {
+			c.Proxmox.DHCPReservations = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}, {MAC: "bc:24:11:00:00:01", IP: "10.0.0.2"}}
 			c.Policy.MaxWorkers = 2
-		}, "proxmox.mac_ip_pool[1].mac", "twice", false},
-		{"mac pool smaller than max", func(c *Config) {
-			c.Proxmox.MACIPPool = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
-		}, "proxmox.mac_ip_pool", "runs out", true},
+		}, "proxmox.dhcp_reservations[1].mac", "twice", false},
+		{"fewer reservations than max", func(c *Config) {
+			c.Proxmox.DHCPReservations = []MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
+		}, "proxmox.dhcp_reservations", "run out", true},
 		{"task timeout", func(c *Config) { c.Proxmox.TaskTimeout = Duration(time.Second) }, "proxmox.task_timeout", "expected 10s to 24h", false},
 		{"agent timeout", func(c *Config) { c.Proxmox.AgentTimeout = 0 }, "proxmox.agent_timeout", "expected 10s to 24h", false},
 		{"shutdown timeout", func(c *Config) { c.Proxmox.ShutdownTimeout = 0 }, "proxmox.shutdown_timeout", "expected 1s to 1h", false},

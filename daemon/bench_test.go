@@ -318,7 +318,7 @@ func BenchmarkTimeToCapacity2to6(b *testing.B) {
 }
 
 // BenchmarkStandbyVsClone: time to capacity for one worker started from
-// the warm pool against one cloned, on the same realistic latencies, with
+// standby against one cloned, on the same realistic latencies, with
 // a realistic install (90 s: PVE-API.md's 60-120 s from apply-config to
 // kubelet Ready). Reported: standby-s and clone-s (a pod's creation to its
 // placement on the new worker) and x-faster (goal: at least 4).
@@ -367,23 +367,23 @@ func BenchmarkStandbyVsClone(b *testing.B) {
 			}
 			return time.Now()
 		}
-		// The minimum's worker, filled, and a full pool.
+		// The minimum's worker, filled, and standby full.
 		placed(func() string { create("filler"); return "filler" }())
 		deadline := time.Now().Add(10 * time.Minute)
 		for {
 			p := d.Reconciler.Status().Plan
-			if p != nil && p.Pool != nil && p.Pool.Ready == 1 && len(d.Reconciler.Status().Operations) == 0 {
+			if p != nil && p.Standby != nil && p.Standby.Ready == 1 && len(d.Reconciler.Status().Operations) == 0 {
 				break
 			}
 			if time.Now().After(deadline) {
-				b.Fatal("the warm pool was not built")
+				b.Fatal("standby was not built")
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
 		b.StartTimer()
 		t0 := create("from-standby")
 		standby += placed("from-standby").Sub(t0)
-		t0 = create("from-clone") // the pool is empty now
+		t0 = create("from-clone") // standby is empty now
 		clone += placed("from-clone").Sub(t0)
 		b.StopTimer()
 		cancel()

@@ -10,15 +10,15 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
-// TestPoolMetrics: the warm pool's size, ready and stale members and the
+// TestStandbyMetrics: standby's size, ready and stale members and the
 // oldest's age reach /metrics.
-func TestPoolMetrics(t *testing.T) {
+func TestStandbyMetrics(t *testing.T) {
 	m := NewMetrics()
-	m.Tick(scaler.Plan{Time: time.Now(), Pool: &scaler.Pool{Size: 2, Ready: 1, Members: []scaler.PoolMember{
+	m.Tick(scaler.Plan{Time: time.Now(), Standby: &scaler.Standby{Size: 2, Ready: 1, Members: []scaler.StandbyMember{
 		{VMID: 5007, Age: 3 * time.Hour}, {VMID: 5008, Age: 9 * time.Hour, Stale: "template changed"},
 	}}}, nil)
 	want := `
-# HELP pve_autoscaler_standby_workers The warm pool: size (configured), ready (startable), stale (to be replaced).
+# HELP pve_autoscaler_standby_workers Standby workers: size (configured), ready (startable), stale (to be replaced).
 # TYPE pve_autoscaler_standby_workers gauge
 pve_autoscaler_standby_workers{state="ready"} 1
 pve_autoscaler_standby_workers{state="size"} 2

@@ -370,7 +370,7 @@ func TestCrashBetweenResetAndItsRecord(t *testing.T) {
 	checkWorld(t, w, 1)
 }
 
-// Scenario 8: a scale-down that would park the worker in the warm pool
+// Scenario 8: a scale-down that would park the worker in standby
 // meets a drain a PodDisruptionBudget refuses. The worker stays: recorded
 // joined (before its removal mark is cleared), uncordoned, running, its
 // pods in place; nothing is powered off.
@@ -390,7 +390,7 @@ func TestParkWithAFailedDrainKeepsTheWorker(t *testing.T) {
 		t.Errorf("VM %d destroyed", e)
 	}
 	for _, v := range w.Sim.VMs() {
-		if v.Template || v.VMID == world.ForeignVMID || slices.Contains(v.Tags, "step-"+scaler.PoolPrefix+scaler.StepJoined) || slices.Contains(v.Tags, "step-"+scaler.StepStandby) {
+		if v.Template || v.VMID == world.ForeignVMID || slices.Contains(v.Tags, "step-"+scaler.StandbyPrefix+scaler.StepJoined) || slices.Contains(v.Tags, "step-"+scaler.StepStandby) {
 			continue
 		}
 		if !v.Running {
@@ -521,7 +521,7 @@ func TestLeaderStopsWithinItsGrace(t *testing.T) {
 
 // Scenario 5 end to end: a template without the guest agent, so each
 // worker's address comes from its MAC's DHCP reservation
-// (proxmox.mac_ip_pool). Three provisions start in one plan; config
+// (proxmox.dhcp_reservations). Three provisions start in one plan; config
 // writes take 400 ms to land, so each provision reads the others' configs
 // before their MACs are written. Still: three distinct MACs, each VM at
 // its reservation's address, one machine config per machine.
@@ -545,7 +545,7 @@ func TestDHCPReservationsWithParallelProvisions(t *testing.T) {
 	}
 	t.Cleanup(w.Close)
 	cfg := testConfig(w, 3, 4)
-	cfg.Proxmox.MACIPPool = pool
+	cfg.Proxmox.DHCPReservations = pool
 	d, _ := build(t, w, cfg, Options{})
 	convergeWorkers(t, w, d, "3 workers on their reservations", 3)
 	reserved := map[string]string{}

@@ -25,16 +25,16 @@ import (
 
 // Metrics are the daemon's Prometheus metrics, in a registry of their own.
 type Metrics struct {
-	Registry     *prometheus.Registry
-	nodes        *prometheus.GaugeVec
-	events       *prometheus.CounterVec
-	steps        *prometheus.HistogramVec
-	errors       *prometheus.CounterVec
-	utilization  *prometheus.GaugeVec
-	lastDecision prometheus.Gauge
-	pool         *prometheus.GaugeVec
-	poolOldest   prometheus.Gauge
-	safetyHolds  prometheus.Counter
+	Registry      *prometheus.Registry
+	nodes         *prometheus.GaugeVec
+	events        *prometheus.CounterVec
+	steps         *prometheus.HistogramVec
+	errors        *prometheus.CounterVec
+	utilization   *prometheus.GaugeVec
+	lastDecision  prometheus.Gauge
+	standby       *prometheus.GaugeVec
+	standbyOldest prometheus.Gauge
+	safetyHolds   prometheus.Counter
 }
 
 // NewMetrics registers the metrics.
@@ -47,10 +47,10 @@ func NewMetrics() *Metrics {
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pve_autoscaler_errors_total", Help: "Errors by stage: tick, provision, remove."}, []string{"stage"})
 	m.utilization = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_utilization_ratio", Help: "Cluster utilization of Ready, schedulable workers (0-1), by resource."}, []string{"resource"})
 	m.lastDecision = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_last_decision_timestamp_seconds", Help: "When the last decision was made (Unix time)."})
-	m.pool = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_workers", Help: "The warm pool: size (configured), ready (startable), stale (to be replaced)."}, []string{"state"})
-	m.poolOldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_oldest_age_seconds", Help: "Age of the oldest standby worker (0: none)."})
+	m.standby = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_workers", Help: "Standby workers: size (configured), ready (startable), stale (to be replaced)."}, []string{"state"})
+	m.standbyOldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_oldest_age_seconds", Help: "Age of the oldest standby worker (0: none)."})
 	m.safetyHolds = prometheus.NewCounter(prometheus.CounterOpts{Name: "pve_autoscaler_safety_holds_total", Help: "Decisions on which nothing destructive was done because the Proxmox and Kubernetes views disagreed (see /status safety_hold)."})
-	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.pool, m.poolOldest, m.safetyHolds,
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -67,7 +67,7 @@ func (m *Metrics) Done(kind scaler.OperationKind, err error) {
 	case scaler.OpRemove:
 		dir = "down"
 	case scaler.OpRefill, scaler.OpRetire:
-		dir = string(kind) // the warm pool's upkeep
+		dir = string(kind) // standby's upkeep
 	}
 	result := "success"
 	if err != nil {
@@ -98,7 +98,7 @@ func (m *Metrics) Tick(p scaler.Plan, err error) {
 	m.lastDecision.Set(float64(p.Time.Unix()))
 	var size, ready, stale int
 	var oldest time.Duration
-	if pl := p.Pool; pl != nil {
+	if pl := p.Standby; pl != nil {
 		size, ready = pl.Size, pl.Ready
 		for _, mb := range pl.Members {
 			if mb.Stale != "" {
@@ -107,10 +107,10 @@ func (m *Metrics) Tick(p scaler.Plan, err error) {
 			oldest = max(oldest, mb.Age)
 		}
 	}
-	m.pool.WithLabelValues("size").Set(float64(size))
-	m.pool.WithLabelValues("ready").Set(float64(ready))
-	m.pool.WithLabelValues("stale").Set(float64(stale))
-	m.poolOldest.Set(oldest.Seconds())
+	m.standby.WithLabelValues("size").Set(float64(size))
+	m.standby.WithLabelValues("ready").Set(float64(ready))
+	m.standby.WithLabelValues("stale").Set(float64(stale))
+	m.standbyOldest.Set(oldest.Seconds())
 }
 
 // Server serves /healthz, /readyz, /metrics and /status.

@@ -16,8 +16,8 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
-// pool reports our VMs by step: the standby ones, the joined ones.
-func pool(w *world.World) (standby, joined []pvesim.VM) {
+// standbyVMs reports our VMs by step: the standby ones, the joined ones.
+func standbyVMs(w *world.World) (standby, joined []pvesim.VM) {
 	for _, v := range w.Sim.VMs() {
 		switch {
 		case slices.Contains(v.Tags, "step-"+scaler.StepStandby):
@@ -54,10 +54,10 @@ func ready(n *corev1.Node) bool {
 	return false
 }
 
-// checkPool asserts the world holds exactly workers joined, running VMs
+// checkStandby asserts the world holds exactly workers joined, running VMs
 // with Ready Nodes and size standby, stopped VMs with tainted, cordoned
 // Nodes, and nothing else of ours: no orphaned VM or Node.
-func checkPool(t *testing.T, w *world.World, workers, size int) {
+func checkStandby(t *testing.T, w *world.World, workers, size int) {
 	t.Helper()
 	nodes, err := w.Kube.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: scaler.LabelManaged + "=true"})
 	if err != nil {
@@ -91,10 +91,10 @@ func checkPool(t *testing.T, w *world.World, workers, size int) {
 	}
 }
 
-// replaced reports whether the pool holds one standby worker again and
+// replaced reports whether standby holds one worker again and
 // the old one's Node is gone (a Node of the same name, if any, is new).
 func replaced(t *testing.T, w *world.World, old *corev1.Node) bool {
-	sb, _ := pool(w)
+	sb, _ := standbyVMs(w)
 	if len(sb) != 1 {
 		return false
 	}
@@ -121,18 +121,18 @@ func closed(ch chan struct{}) func() bool {
 
 func clones(w *world.World) int { return w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"] }
 
-// withStandby is the test config with a warm pool of size.
+// withStandby is the test config with size standby workers.
 func withStandby(w *world.World, minW, maxW, size int) *config.Config {
 	c := testConfig(w, minW, maxW)
 	c.Policy.Standby.Size = size
 	return c
 }
 
-// settlePool ticks until the minimum and a full pool of size are there.
-func settlePool(t *testing.T, w *world.World, d *Daemon, workers, size int) {
+// settleStandby ticks until the minimum and size standby workers are there.
+func settleStandby(t *testing.T, w *world.World, d *Daemon, workers, size int) {
 	t.Helper()
 	converge(t, d, fmt.Sprintf("%d workers and %d standby", workers, size), time.Minute, func() bool {
-		sb, j := pool(w)
+		sb, j := standbyVMs(w)
 		_, nodes := joined(t, w)
 		return len(sb) == size && len(j) == workers && nodes == workers && len(d.Reconciler.Status().Operations) == 0
 	})
@@ -165,16 +165,16 @@ func pendingPods(t *testing.T, w *world.World, ns string, n int) {
 	})
 }
 
-// TestStandbyRefillThenServeMixed: the pool is built when the cluster is
+// TestStandbyRefillThenServeMixed: standby is built when the cluster is
 // calm (its worker registered tainted, parked stopped); a scale-up for two
-// workers starts the standby one and clones the other; the pool refills.
+// workers starts the standby one and clones the other; standby refills.
 func TestStandbyRefillThenServeMixed(t *testing.T) {
 	w := newWorld(t)
 	cfg := withStandby(w, 1, 4, 1)
 	cfg.Policy.Standby.Hosts = []string{"pve3"}
 	d, _ := build(t, w, cfg, Options{})
-	settlePool(t, w, d, 1, 1)
-	sb, _ := pool(w)
+	settleStandby(t, w, d, 1, 1)
+	sb, _ := standbyVMs(w)
 	parked := sb[0]
 	if parked.Host != "pve3" {
 		t.Errorf("the pool's worker was built on %s, want pve3 (policy.standby.hosts)", parked.Host)
@@ -215,8 +215,8 @@ func TestStandbyRefillThenServeMixed(t *testing.T) {
 	if got := clones(w) - before; got < 1 || got > 2 {
 		t.Errorf("%d clones for a scale-up of 2 with 1 standby", got)
 	}
-	settlePool(t, w, d, 3, 1)
-	checkPool(t, w, 3, 1)
+	settleStandby(t, w, d, 3, 1)
+	checkStandby(t, w, 3, 1)
 }
 
 // TestStandbyParksOnScaleDown: a scale-down with room in the pool drains
@@ -230,15 +230,15 @@ func TestStandbyParksOnScaleDown(t *testing.T) {
 	cancel()
 
 	d, _ = build(t, w, withStandby(w, 1, 4, 1), Options{})
-	settlePool(t, w, d, 1, 1)
+	settleStandby(t, w, d, 1, 1)
 	if _, resets := w.Counts(); resets != 1 {
 		t.Errorf("%d Talos resets, want 1: one worker parked, one destroyed", resets)
 	}
-	sb, _ := pool(w)
+	sb, _ := standbyVMs(w)
 	if n := nodeOf(t, w, sb[0].Name); !tainted(n) || n.Annotations[scaler.AnnotationRemoval] != "" {
 		t.Errorf("parked Node: tainted %v, removal annotation %q", tainted(n), n.Annotations[scaler.AnnotationRemoval])
 	}
-	checkPool(t, w, 1, 1)
+	checkStandby(t, w, 1, 1)
 }
 
 // TestStandbyDrift: a standby worker built from a template changed since is
@@ -248,8 +248,8 @@ func TestStandbyDrift(t *testing.T) {
 	w := newWorld(t)
 	cfg := withStandby(w, 1, 4, 1)
 	d, cancel := build(t, w, cfg, Options{TemplateCheck: time.Millisecond})
-	settlePool(t, w, d, 1, 1)
-	sb, _ := pool(w)
+	settleStandby(t, w, d, 1, 1)
+	sb, _ := standbyVMs(w)
 	old := nodeOf(t, w, sb[0].Name)
 	w.Sim.SetTemplateAgent(9000, true) // a config change: the digest moves
 	// Replaced: its Node deleted, a new standby worker built (the vmid may come back).
@@ -257,14 +257,14 @@ func TestStandbyDrift(t *testing.T) {
 		return replaced(t, w, old)
 	})
 	plan := d.Reconciler.Status().Plan
-	if plan == nil || plan.Pool == nil || plan.Pool.Ready != 1 {
+	if plan == nil || plan.Standby == nil || plan.Standby.Ready != 1 {
 		t.Errorf("pool after the refill: %+v", plan)
 	}
 	d.Reconciler.Wait()
 	cancel()
 
 	// Eight days later the replacement is past max_age (7 days).
-	sb, _ = pool(w)
+	sb, _ = standbyVMs(w)
 	aged := nodeOf(t, w, sb[0].Name)
 	later := time.Now().Add(8 * 24 * time.Hour)
 	d, cancel = build(t, w, cfg, Options{TemplateCheck: time.Millisecond, Now: func() time.Time { return later }})
@@ -282,8 +282,8 @@ func TestStandbyDrift(t *testing.T) {
 	cancel()
 	// Back to the real clock: the pool settles with a fresh worker.
 	d, _ = build(t, w, cfg, Options{})
-	settlePool(t, w, d, 1, 1)
-	checkPool(t, w, 1, 1)
+	settleStandby(t, w, d, 1, 1)
+	checkStandby(t, w, 1, 1)
 }
 
 // TestStandbyDeletedByHand: a standby VM deleted by hand leaves a Node
@@ -291,8 +291,8 @@ func TestStandbyDrift(t *testing.T) {
 func TestStandbyDeletedByHand(t *testing.T) {
 	w := newWorld(t)
 	d, _ := build(t, w, withStandby(w, 1, 4, 1), Options{})
-	settlePool(t, w, d, 1, 1)
-	sb, _ := pool(w)
+	settleStandby(t, w, d, 1, 1)
+	sb, _ := standbyVMs(w)
 	old := nodeOf(t, w, sb[0].Name)
 	if !w.Sim.DeleteVM(sb[0].VMID) {
 		t.Fatal("delete by hand failed")
@@ -300,8 +300,8 @@ func TestStandbyDeletedByHand(t *testing.T) {
 	converge(t, d, "its Node deleted and the pool rebuilt", time.Minute, func() bool {
 		return replaced(t, w, old)
 	})
-	settlePool(t, w, d, 1, 1)
-	checkPool(t, w, 1, 1)
+	settleStandby(t, w, d, 1, 1)
+	checkStandby(t, w, 1, 1)
 }
 
 // TestStandbyHostWithoutMemory: a standby worker whose host cannot start it
@@ -310,8 +310,8 @@ func TestStandbyHostWithoutMemory(t *testing.T) {
 	w := newWorld(t)
 	cfg := withStandby(w, 1, 4, 1)
 	d, _ := build(t, w, cfg, Options{})
-	settlePool(t, w, d, 1, 1)
-	sb, _ := pool(w)
+	settleStandby(t, w, d, 1, 1)
+	sb, _ := standbyVMs(w)
 	parked := sb[0]
 	w.Sim.SetHostMemory(parked.Host, 6<<30) // less than the reserve and a VM
 	before := clones(w)
@@ -324,7 +324,7 @@ func TestStandbyHostWithoutMemory(t *testing.T) {
 				noted = noted || n.Code == scaler.CodeStandbyNoRoom
 			}
 		}
-		_, j := pool(w)
+		_, j := standbyVMs(w)
 		return len(j) == 2
 	})
 	if v, _ := w.Sim.Lookup(parked.VMID); v.Running {
@@ -355,7 +355,7 @@ func TestStandbyCrashWhileParkingAndWaking(t *testing.T) {
 	crashed.Reconciler.Wait()
 	cancel()
 	d, cancel = build(t, w, withStandby(w, 1, 4, 1), Options{})
-	settlePool(t, w, d, 1, 1)
+	settleStandby(t, w, d, 1, 1)
 	d.Reconciler.Wait()
 	cancel()
 
@@ -368,7 +368,7 @@ func TestStandbyCrashWhileParkingAndWaking(t *testing.T) {
 	before := clones(w)
 	d, _ = build(t, w, withStandby(w, 2, 4, 0), Options{})
 	converge(t, d, "the woken worker joined", time.Minute, func() bool {
-		sb, j := pool(w)
+		sb, j := standbyVMs(w)
 		_, nodes := joined(t, w)
 		return len(sb) == 0 && len(j) == 2 && nodes == 2
 	})
@@ -390,18 +390,18 @@ func TestStandbyCrashWhileBuilding(t *testing.T) {
 	cancel()
 	building := false
 	for _, v := range w.Sim.VMs() {
-		building = building || slices.Contains(v.Tags, "step-"+scaler.PoolPrefix+scaler.StepStarted)
+		building = building || slices.Contains(v.Tags, "step-"+scaler.StandbyPrefix+scaler.StepStarted)
 	}
 	if !building {
 		t.Fatalf("no VM recorded as a pool build: %+v", w.Sim.VMs())
 	}
 	before := clones(w)
 	d, _ := build(t, w, withStandby(w, 1, 4, 1), Options{})
-	settlePool(t, w, d, 1, 1)
+	settleStandby(t, w, d, 1, 1)
 	if clones(w) != before {
 		t.Errorf("%d clones after resuming the build", clones(w)-before)
 	}
-	checkPool(t, w, 1, 1)
+	checkStandby(t, w, 1, 1)
 }
 
 // TestRunLoopDecidesWhenPodsGoPending: with a one-hour interval, the run

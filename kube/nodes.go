@@ -393,7 +393,7 @@ func (c *Client) Event(node, eventType, reason, message string) {
 
 // SetStandby taints a Node pve-autoscaler.io/standby=true:NoSchedule (on)
 // or takes the taint away (off): a standby worker's Node keeps pods off
-// while its VM is stopped in the warm pool.
+// while its VM is stopped in standby.
 func (c *Client) SetStandby(ctx context.Context, name string, on bool) error {
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		n, err := c.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})

@@ -68,7 +68,7 @@ type Client struct {
 	mu            sync.Mutex
 	claimed       map[int]bool   // vmids being allocated by this process
 	metas         map[int]Meta   // description metadata, by vmid
-	macs          map[string]int // MAC/IP pool entries reserved, by upper-case MAC: the vmid
+	macs          map[string]int // DHCP reservations reserved, by upper-case MAC: the vmid
 	untagged      map[int]string // VMs this process cloned and has not tagged yet: the description sent
 	seen          map[int]bool   // ids in our range of VMs this process has listed
 	tplDigest     string         // the template's identity, and when it was read

@@ -95,7 +95,7 @@ func TestGrants(t *testing.T) {
 		t.Errorf("bridge grant %v", v)
 	}
 	p.ResourcePool = ""
-	p.MACIPPool = []config.MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
+	p.DHCPReservations = []config.MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
 	g = Grants(Scope{Proxmox: p, Version: "9.0.3"})
 	if len(g) != 1 || g[0].Path != "/vms" {
 		t.Fatalf("grants %v", g)
@@ -110,7 +110,7 @@ func TestGrants(t *testing.T) {
 }
 
 // deploy/proxmox-role.md's roles hold exactly what Grants asks for (with
-// and without a MAC/IP pool), each with its release's agent privilege, and
+// and without DHCP reservations), each with its release's agent privilege, and
 // its acl lines cover every path Grants names.
 func TestRoleDocMatchesGrants(t *testing.T) {
 	doc, err := os.ReadFile("../deploy/proxmox-role.md")
@@ -127,7 +127,7 @@ func TestRoleDocMatchesGrants(t *testing.T) {
 		want := map[string]bool{}
 		for _, mac := range []bool{false, true} {
 			if mac {
-				p.MACIPPool = []config.MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
+				p.DHCPReservations = []config.MACIP{{MAC: "BC:24:11:00:00:01", IP: "10.0.0.1"}}
 			}
 			for _, g := range Grants(Scope{Proxmox: p, Version: version, Template: 9000, Storage: "local-lvm", Bridge: "vmbr0", Hosts: []string{"pve1"}}) {
 				for _, n := range g.Needs {

@@ -95,8 +95,8 @@ func AgentPrivilege(version string) string {
 func Grants(s Scope) []Grant {
 	p := s.Proxmox
 	configure := []string{"VM.Config.CPU", "VM.Config.Memory", "VM.Config.Options"}
-	if len(p.MACIPPool) > 0 {
-		configure = append(configure, "VM.Config.Network") // net0 takes the pool's MAC
+	if len(p.DHCPReservations) > 0 {
+		configure = append(configure, "VM.Config.Network") // net0 takes a reserved MAC
 	}
 	vms := []Need{
 		{"inventory", []string{"VM.Audit"}},
@@ -105,7 +105,7 @@ func Grants(s Scope) []Grant {
 		{"start and stop", []string{"VM.PowerMgmt"}},
 		{"destroy", []string{"VM.Allocate"}},
 	}
-	if len(p.MACIPPool) == 0 {
+	if len(p.DHCPReservations) == 0 {
 		vms = append(vms, Need{"read the address from the guest agent", []string{AgentPrivilege(s.Version)}})
 	}
 	out := []Grant{{Path: VMPath(p), Needs: vms}}

@@ -368,6 +368,9 @@ func TestFaultsEndCleanly(t *testing.T) {
 		for v, ok := w.sim.Lookup(vmid); ok && v.Lock != ""; v, ok = w.sim.Lookup(vmid) {
 			time.Sleep(10 * time.Millisecond)
 		}
+		// destroy is bounded by task_timeout: 100ms is too short for its
+		// dozen requests on a loaded machine.
+		c.cfg.TaskTimeout = config.Duration(time.Minute)
 		if err := c.destroy(ctx, vmid); err != nil {
 			t.Fatalf("cleanup: %v", err)
 		}
@@ -479,7 +482,7 @@ func TestFaultsEndCleanly(t *testing.T) {
 func TestMACPoolForTemplatesWithoutAgent(t *testing.T) {
 	w := newWorld(t, func(wd *pvesim.World) { wd.Templates[0].Agent = false })
 	pool := []config.MACIP{{MAC: "BC:24:11:AA:00:01", IP: "192.168.10.51"}, {MAC: "BC:24:11:AA:00:02", IP: "192.168.10.52"}}
-	c := w.client(func(p *config.Proxmox) { p.MACIPPool = pool }, nil)
+	c := w.client(func(p *config.Proxmox) { p.DHCPReservations = pool }, nil)
 	ctx := context.Background()
 	inv, _ := c.Inventory(ctx)
 	vmid, err := c.CloneNew(ctx, inv, "pve1")

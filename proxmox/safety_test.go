@@ -119,12 +119,12 @@ func TestTaggedButUnmarkedVMIsNeverStopped(t *testing.T) {
 	}
 }
 
-// With a host offline, the MAC/IP pool hands out nothing: the MACs of the
+// With a host offline, the DHCP reservations hands out nothing: the MACs of the
 // VMs there cannot be read, and one might be handed out twice.
 func TestMACPoolWithAHostOffline(t *testing.T) {
 	w := newWorld(t, nil)
 	pool := []config.MACIP{{MAC: "BC:24:11:AA:00:01", IP: "192.168.10.51"}}
-	c := w.client(func(p *config.Proxmox) { p.MACIPPool = pool }, nil)
+	c := w.client(func(p *config.Proxmox) { p.DHCPReservations = pool }, nil)
 	ctx := context.Background()
 	w.sim.SetHostOnline("pve2", false) // VM 5500 lives there
 	inv, err := c.Inventory(ctx)

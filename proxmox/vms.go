@@ -116,7 +116,7 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			inv.Ours = append(inv.Ours, v)
 			if h := hosts[v.Host]; h != nil {
 				h.OurVMs++
-				// A stopped VM in the warm pool costs its disk, not memory: its
+				// A stopped VM in standby costs its disk, not memory: its
 				// start checks the host's room then.
 				if v.Status != "running" && !slices.Contains(v.Tags, StepTag("standby")) {
 					h.InFlight += v.MaxMem
@@ -675,7 +675,7 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip 
 		if h := inv.Host(v.Host); h != nil && !h.Online {
 			// Its MAC cannot be read: handing it out again would put two
 			// machines on one address when the host is back.
-			return "", "", fmt.Errorf("proxmox.mac_ip_pool: host %s is offline, so VM %d's MAC is unknown; no MAC is handed out until it is back", v.Host, v.VMID)
+			return "", "", fmt.Errorf("proxmox.dhcp_reservations: host %s is offline, so VM %d's MAC is unknown; no MAC is handed out until it is back", v.Host, v.VMID)
 		}
 		cfg, err := c.config(ctx, v.Host, v.VMID)
 		if err != nil {
@@ -693,7 +693,7 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip 
 	// configs, and each must take another MAC.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, e := range c.cfg.MACIPPool {
+	for _, e := range c.cfg.DHCPReservations {
 		m := strings.ToUpper(e.MAC)
 		if holder, ok := c.macs[m]; used[m] || ok && holder != vmid {
 			continue
@@ -701,7 +701,7 @@ func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip 
 		c.macs[m] = vmid
 		return e.MAC, e.IP, nil
 	}
-	return "", "", fmt.Errorf("proxmox.mac_ip_pool: all %d MAC addresses are in use", len(c.cfg.MACIPPool))
+	return "", "", fmt.Errorf("proxmox.dhcp_reservations: all %d MAC addresses are in use", len(c.cfg.DHCPReservations))
 }
 
 // Host is the listed host of that name (nil when none is).
@@ -778,7 +778,7 @@ func (c *Client) WaitIP(ctx context.Context, vmid int, host string) (string, err
 			}
 			err = errors.New("the guest agent reports no IPv4 address" + map[bool]string{true: " in " + c.cfg.IPCIDR, false: ""}[filter.IsValid()])
 		} else if ae := (*APIError)(nil); errors.As(err, &ae) && strings.Contains(ae.Message, "No QEMU guest agent configured") {
-			return "", fmt.Errorf("VM %d has no guest agent configured: enable agent on the template, or set proxmox.mac_ip_pool", vmid)
+			return "", fmt.Errorf("VM %d has no guest agent configured: enable agent on the template, or set proxmox.dhcp_reservations", vmid)
 		}
 		if ctx.Err() == nil || last == nil {
 			last = err // a request cut by the deadline says less than the answer before it
@@ -1010,8 +1010,8 @@ func (c *Client) destroy(ctx context.Context, vmid int) error {
 // Reserve is the memory kept free on each host.
 func (c *Client) Reserve() int64 { return int64(c.cfg.HostMemReserve) }
 
-// PoolAddress is the IP of the MAC/IP pool entry whose MAC a VM has.
-func (c *Client) PoolAddress(ctx context.Context, vmid int) (string, error) {
+// ReservedAddress is the IP of the DHCP reservation whose MAC a VM has.
+func (c *Client) ReservedAddress(ctx context.Context, vmid int) (string, error) {
 	v, err := c.ours(ctx, vmid)
 	if err != nil {
 		return "", err
@@ -1020,10 +1020,10 @@ func (c *Client) PoolAddress(ctx context.Context, vmid int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, e := range c.cfg.MACIPPool {
+	for _, e := range c.cfg.DHCPReservations {
 		if strings.Contains(strings.ToUpper(cfg.Net0), strings.ToUpper(e.MAC)) {
 			return e.IP, nil
 		}
 	}
-	return "", fmt.Errorf("VM %d's net0 holds no MAC of proxmox.mac_ip_pool", vmid)
+	return "", fmt.Errorf("VM %d's net0 holds no MAC of proxmox.dhcp_reservations", vmid)
 }

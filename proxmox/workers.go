@@ -21,7 +21,7 @@ type Workers struct {
 	reserved map[string]int64 // memory promised to clones not yet visible
 	memory   int64
 	hosts    map[int]string // vmid -> host, as last seen
-	macIP    map[int]string // vmid -> IP from the MAC/IP pool
+	macIP    map[int]string // vmid -> IP from the DHCP reservations
 	pool     bool
 	// untaggedSaid: VMs named like ours without our tags, logged once.
 	untaggedSaid map[int]bool
@@ -29,7 +29,7 @@ type Workers struct {
 
 // NewWorkers builds the reconciler's view of c's worker VMs.
 func NewWorkers(c *Client) *Workers {
-	return &Workers{c: c, memory: c.vmMemory(), pool: len(c.cfg.MACIPPool) > 0, reserved: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
+	return &Workers{c: c, memory: c.vmMemory(), pool: len(c.cfg.DHCPReservations) > 0, reserved: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
 }
 
 // Machines lists our VMs (those passing the ownership rule's list part) and the hosts' room.
@@ -42,8 +42,8 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 	template, templateRead := "", false
 	add := func(v VM, step string) error {
 		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Stopped: v.Status == "stopped", Step: step, Locked: v.Lock != ""}
-		if s, ok := strings.CutPrefix(step, scaler.PoolPrefix); ok {
-			m.Step, m.ForStandby = s, true // a build for the warm pool
+		if s, ok := strings.CutPrefix(step, scaler.StandbyPrefix); ok {
+			m.Step, m.ForStandby = s, true // a build for standby
 		}
 		if step == scaler.StepJoined || step == scaler.StepRemoving {
 			// The SMBIOS UUID and the description's marker, read once per
@@ -203,7 +203,7 @@ func (w *Workers) RecordStep(ctx context.Context, vmid int, step string) error {
 // Start starts the VM.
 func (w *Workers) Start(ctx context.Context, vmid int) error { return w.c.Start(ctx, vmid) }
 
-// Address is the VM's IP: from the MAC/IP pool, or the guest agent.
+// Address is the VM's IP: from the DHCP reservations, or the guest agent.
 func (w *Workers) Address(ctx context.Context, vmid int) (string, error) {
 	w.mu.Lock()
 	ip, ok := w.macIP[vmid]
@@ -212,7 +212,7 @@ func (w *Workers) Address(ctx context.Context, vmid int) (string, error) {
 		return ip, nil
 	}
 	if w.pool {
-		if ip, err := w.c.PoolAddress(ctx, vmid); err == nil {
+		if ip, err := w.c.ReservedAddress(ctx, vmid); err == nil {
 			return ip, nil
 		}
 	}

@@ -24,7 +24,7 @@ const (
 // no I/O, no clock, no globals; the same inputs give the same plan.
 func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	d := newDecision(s, p, h, now)
-	d.newPool()
+	d.newStandby()
 	d.observe()
 	d.planScaleUp()
 	d.podVerdicts()
@@ -34,7 +34,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	case d.added == 0:
 		d.hold(CodeCapacityWanted, "scale-down held: the cluster wants more capacity, not less")
 	}
-	d.planPool()
+	d.planStandby()
 	return d.finish()
 }
 
@@ -63,7 +63,7 @@ type decision struct {
 
 	added         int
 	wantsCapacity bool
-	pool          pool
+	standby       standbyState
 
 	// Pending pods: those no new worker can run (they hold no
 	// scale-down), those counted toward new workers and the workers

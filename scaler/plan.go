@@ -62,9 +62,9 @@ const (
 	// ActionAdd provisions Count new workers.
 	ActionAdd ActionKind = "add"
 	// ActionRemove drains and removes one managed worker (Park: keeps it
-	// stopped in the warm pool instead of destroying it).
+	// stopped in standby instead of destroying it).
 	ActionRemove ActionKind = "remove"
-	// ActionRefill builds one standby worker for the warm pool.
+	// ActionRefill builds one standby worker.
 	ActionRefill ActionKind = "refill"
 	// ActionRetire destroys a standby worker too old or built from an old template.
 	ActionRetire ActionKind = "retire"
@@ -80,7 +80,7 @@ type Action struct {
 	// Wake lists the standby workers (vmids) an add starts; the rest of
 	// Count is cloned.
 	Wake []int `json:"wake,omitempty"`
-	// Park: a removal keeps the drained worker stopped in the warm pool.
+	// Park: a removal keeps the drained worker stopped in standby.
 	Park    bool     `json:"park,omitempty"`
 	Reasons []Reason `json:"reasons"`
 }
@@ -99,16 +99,16 @@ type Workers struct {
 	Desired int `json:"desired"`
 }
 
-// Pool is the warm pool as the plan saw it.
-type Pool struct {
+// Standby is the standby workers as the plan saw them.
+type Standby struct {
 	// Size is the configured size; Ready the members that can be started.
-	Size    int          `json:"size"`
-	Ready   int          `json:"ready"`
-	Members []PoolMember `json:"members"`
+	Size    int             `json:"size"`
+	Ready   int             `json:"ready"`
+	Members []StandbyMember `json:"members"`
 }
 
-// PoolMember is one standby worker.
-type PoolMember struct {
+// StandbyMember is one standby worker.
+type StandbyMember struct {
 	VMID int           `json:"vmid"`
 	Name string        `json:"name"`
 	Host string        `json:"host"`
@@ -143,10 +143,10 @@ type Plan struct {
 	// Utilization is nil when it cannot be computed (stale metrics, no ready worker).
 	Utilization *Utilization `json:"utilization,omitempty"`
 	Actions     []Action     `json:"actions"`
-	// Pool is the warm pool (nil when standby is off and the pool is empty).
-	Pool  *Pool    `json:"pool,omitempty"`
-	Holds []Reason `json:"holds"`
-	Notes []Reason `json:"notes,omitempty"`
+	// Standby is nil when standby is off and no standby worker is left.
+	Standby *Standby `json:"standby,omitempty"`
+	Holds   []Reason `json:"holds"`
+	Notes   []Reason `json:"notes,omitempty"`
 	// Awaiting are the pending pods not counted toward new workers because
 	// they fit on a worker that joined after they were marked unschedulable
 	// (CodeNewNodes), each until the scheduler has had its chance there.

@@ -64,7 +64,7 @@ type Policy struct {
 	VMMemory int64
 	// HostReserve is the memory kept free on each PVE host.
 	HostReserve int64
-	// StandbySize is the warm pool's size (0: off); StandbyHosts the hosts
+	// StandbySize is standby's size (0: off); StandbyHosts the hosts
 	// that may hold its workers (empty: any); StandbyMaxAge the age past
 	// which a standby worker is destroyed rather than started.
 	StandbySize   int

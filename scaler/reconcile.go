@@ -25,15 +25,15 @@ const (
 	StepRemoving   = "removing"
 	StepResetting  = "resetting" // drained; the Talos reset is being sent
 	StepReset      = "reset"     // the machine was reset: only the VM's destroy is left
-	StepParking    = "parking"   // drained, being stopped into the warm pool
-	StepStandby    = "standby"   // stopped in the warm pool
+	StepParking    = "parking"   // drained, being stopped into standby
+	StepStandby    = "standby"   // stopped in standby
 	StepWaking     = "waking"    // a standby worker being started
 	StepRetiring   = "retiring"  // a stale standby worker being destroyed
 )
 
-// PoolPrefix marks the provisioning steps of a VM built for the warm pool
+// StandbyPrefix marks the provisioning steps of a VM built for standby
 // ("pool-started"): a resumed build parks the worker instead of serving.
-const PoolPrefix = "pool-"
+const StandbyPrefix = "pool-"
 
 // Removal steps, recorded on the Node (annotation AnnotationRemoval).
 const (
@@ -73,7 +73,7 @@ type Machine struct {
 	Locked bool `json:"locked,omitempty"`
 	// Created is when the VM was cloned (zero: unknown).
 	Created time.Time `json:"created,omitzero"`
-	// ForStandby: built for the warm pool (its steps carry PoolPrefix).
+	// ForStandby: built for standby (its steps carry StandbyPrefix).
 	ForStandby bool `json:"for_standby,omitempty"`
 	// Stale, for a standby worker, says why it must not be started
 	// (its template changed since it was cloned).
@@ -92,7 +92,7 @@ type Infra interface {
 	// RecordStep re-tags a VM with the step reached.
 	RecordStep(ctx context.Context, vmid int, step string) error
 	Start(ctx context.Context, vmid int) error
-	// Address is the VM's IP (guest agent or MAC/IP pool).
+	// Address is the VM's IP (guest agent or DHCP reservations).
 	Address(ctx context.Context, vmid int) (string, error)
 	// Destroy stops and destroys one of our VMs; a VM gone is success. The
 	// adapter checks ownership (and m's UUID, when known) on a fresh read
@@ -205,7 +205,7 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	ops      map[int]*operation    // by vmid
-	creating map[OperationKind]int // provisions and pool builds still cloning (no vmid yet), by kind
+	creating map[OperationKind]int // provisions and standby builds still cloning (no vmid yet), by kind
 	// ends counts finished operations; ended is, by vmid, the count when
 	// an operation on that VM finished, so a VM list read before that is
 	// not taken for the VM's state (its last step may be missing from it).
@@ -236,7 +236,7 @@ type operation struct {
 	host    string
 	step    string
 	started time.Time
-	park    bool    // a removal that parks the worker in the warm pool
+	park    bool    // a removal that parks the worker in standby
 	machine Machine // the VM as listed when the operation started
 	// resumed: an operation found on a VM at a tick (not a plan's new
 	// action); its failure backs that VM off alone (Reconciler.stuck).
@@ -252,7 +252,7 @@ type stuckVM struct {
 
 // report is the operation as Decide counts it (r.mu held): a park is a
 // park through all its steps (its drain's marked and drained too), so
-// the warm pool's count never misses it.
+// standby's count never misses it.
 func (op *operation) report() Operation {
 	o := Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started}
 	if op.park {
@@ -421,7 +421,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 		return Plan{}, r.fail(now, err)
 	}
 	for i := range machines {
-		if step, ok := strings.CutPrefix(machines[i].Step, PoolPrefix); ok {
+		if step, ok := strings.CutPrefix(machines[i].Step, StandbyPrefix); ok {
 			machines[i].Step, machines[i].ForStandby = step, true
 		}
 	}
@@ -932,7 +932,7 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 func (r *Reconciler) adopt(ctx context.Context, m Machine, node string) {
 	step := StepJoined
 	if m.ForStandby {
-		step = PoolPrefix + StepJoined // parked by the next tick
+		step = StandbyPrefix + StepJoined // parked by the next tick
 	}
 	if err := r.infra.RecordStep(ctx, m.VMID, step); err != nil {
 		r.log.Warn("could not adopt a worker", zap.Int("vmid", m.VMID), zap.Error(err))
@@ -1026,7 +1026,7 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 	}()
 }
 
-// provisionKind is a provisioning's kind: a build for the warm pool is a refill.
+// provisionKind is a provisioning's kind: a build for standby is a refill.
 func provisionKind(m Machine) OperationKind {
 	if m.ForStandby {
 		return OpRefill
@@ -1053,7 +1053,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		t0 := time.Now()
 		var hosts []string
 		if m.ForStandby {
-			hosts = r.policy.StandbyHosts // a pool build goes where standby workers may be kept
+			hosts = r.policy.StandbyHosts // a standby build goes where standby workers may be kept
 		}
 		created, err := r.infra.Create(ctx, hosts)
 		if err == nil {
@@ -1089,7 +1089,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	}
 	err := r.provisionSteps(ctx, m, op)
 	if err == nil && m.ForStandby {
-		// Built for the pool: park it (its Node registered tainted).
+		// Built for standby: park it (its Node registered tainted).
 		op.park = true
 		err = r.runSteps(op, "", r.parkSteps(r.work, op, m))
 		if err != nil && !errors.Is(err, errHalted) {
@@ -1174,10 +1174,10 @@ func (r *Reconciler) discard(m Machine, reached string) {
 }
 
 func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operation) error {
-	// A build for the pool records its steps with PoolPrefix.
+	// A build for the pool records its steps with StandbyPrefix.
 	rec := func(s string) string {
 		if m.ForStandby {
-			return PoolPrefix + s
+			return StandbyPrefix + s
 		}
 		return s
 	}
@@ -1460,7 +1460,7 @@ func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefo
 	return nil
 }
 
-// parkSteps keep a drained worker in the warm pool: its Node tainted and
+// parkSteps keep a drained worker in standby: its Node tainted and
 // cordoned (nothing schedules there), its VM shut down and tagged standby.
 // Each step is idempotent: a park that stopped half-way is run again.
 func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []step {
@@ -1492,7 +1492,7 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 				return err
 			}
 			if node != "" {
-				r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in the warm pool (VM %d on %s, stopped)", m.VMID, m.Host))
+				r.cluster.Event(node, "Normal", "Standby", fmt.Sprintf("pve-autoscaler parked this worker in standby (VM %d on %s, stopped)", m.VMID, m.Host))
 			}
 			return nil
 		}},
@@ -1549,7 +1549,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 	})
 	switch {
 	case err == nil:
-		r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler started this worker from the warm pool (VM %d on %s)", m.VMID, m.Host))
+		r.cluster.Event(m.Name, "Normal", "ScaleUp", fmt.Sprintf("pve-autoscaler started this worker from standby (VM %d on %s)", m.VMID, m.Host))
 		return nil
 	case errors.Is(err, errHalted):
 		return err

@@ -413,7 +413,7 @@ func TestARefillBeingClonedIsNotCapacity(t *testing.T) {
 	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
 	infra.vms[99] = Machine{VMID: 99, Name: "w0", Host: "pve1", Step: StepJoined, Created: t0.Add(-time.Hour), UUID: uuidOf(99)}
 	cluster := &fakeCluster{infra: infra}
-	p := poolPolicy(1)
+	p := standbyPolicy(1)
 	p.MinWorkers = 1
 	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }})
 	ctx := context.Background()

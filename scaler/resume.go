@@ -206,7 +206,7 @@ func (a Absence) Keep(keys map[int]bool) {
 type ResumeKind string
 
 const (
-	// ResumeNothing: leave it (in the pool, running fine, locked by PVE,
+	// ResumeNothing: leave it (in standby, running fine, locked by PVE,
 	// ours already, or waiting for a confirmation).
 	ResumeNothing ResumeKind = ""
 	// ResumeProvision: go on provisioning from the recorded step.
@@ -216,7 +216,7 @@ const (
 	ResumeAdopt ResumeKind = "adopt"
 	// ResumeRemove: go on with a removal from Resume.From.
 	ResumeRemove ResumeKind = "remove"
-	// ResumePark: go on parking into the warm pool from Resume.From.
+	// ResumePark: go on parking into standby from Resume.From.
 	ResumePark ResumeKind = "park"
 	// ResumeWake: go on waking a standby worker.
 	ResumeWake ResumeKind = "wake"
@@ -279,7 +279,7 @@ func DecideResume(f MachineFacts) Resume {
 	case m.Step == StepCloned && f.Creating:
 		return Resume{Why: "a fresh clone while one of ours is being created: left to that creation"}
 	case m.Step == StepStandby:
-		return Resume{Why: "in the warm pool"}
+		return Resume{Why: "in standby"}
 	case f.DryRun && (m.Step != StepJoined || m.ForStandby):
 		return Resume{Why: "dry run"}
 	}
@@ -364,7 +364,7 @@ func DecideResume(f MachineFacts) Resume {
 	case StepJoined:
 		switch from := removalStep(); {
 		case m.ForStandby:
-			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "built for the warm pool and joined"}
+			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "built for standby and joined"}
 		case f.DryRun:
 			return Resume{Why: "dry run"}
 		case n != nil && from != "" && pastDrain(from):

@@ -508,7 +508,7 @@ func TestAHalfRemovedVMWithoutItsNodeIsNotDestroyedOnOldEvidence(t *testing.T) {
 }
 
 // A park is reported as a park through its drain (its steps marked and
-// drained too), so the warm pool's count never misses it.
+// drained too), so standby's count never misses it.
 func TestAParkIsReportedAsAParkWhileItDrains(t *testing.T) {
 	w := newWorld(t, 3, func(p *Policy, _ *ReconcileOptions) { p.StandbySize = 1 })
 	w.cluster.drainHold, w.cluster.drainEntered = make(chan struct{}), make(chan string, 1)

@@ -45,7 +45,7 @@ type Snapshot struct {
 	Operations []Operation `json:"operations,omitempty"`
 	// Hosts is the PVE hosts' room for new VMs; nil means unknown (no cap).
 	Hosts []Host `json:"hosts,omitempty"`
-	// Standby is the warm pool: stopped workers, installed and joined.
+	// Standby is the standby workers: stopped workers, installed and joined.
 	Standby []StandbyWorker `json:"standby,omitempty"`
 	// Metrics tells whether usage figures are present and fresh.
 	Metrics MetricsState `json:"metrics"`
@@ -66,7 +66,7 @@ type Node struct {
 	Managed bool `json:"managed,omitempty"`
 	// ControlPlane nodes never count as workers.
 	ControlPlane bool `json:"control_plane,omitempty"`
-	// Standby marks the Node of a worker parked in the warm pool (tainted
+	// Standby marks the Node of a worker parked in standby (tainted
 	// TaintStandby): not a worker until woken.
 	Standby bool `json:"standby,omitempty"`
 	VMID    int  `json:"vmid,omitempty"`
@@ -179,7 +179,7 @@ type Operation struct {
 // TaintStandby keeps pods off a standby worker's Node (NoSchedule).
 const TaintStandby = "pve-autoscaler.io/standby"
 
-// StandbyWorker is one stopped worker in the warm pool.
+// StandbyWorker is one stopped worker in standby.
 type StandbyWorker struct {
 	VMID int    `json:"vmid"`
 	Name string `json:"name"`

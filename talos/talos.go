@@ -80,12 +80,12 @@ type Node struct {
 	VMID int
 	// Host is the PVE host the VM runs on.
 	Host string
-	// IP is the VM's address (from the guest agent or the MAC/IP pool).
+	// IP is the VM's address (from the guest agent or the DHCP reservations).
 	IP string
 	// UUID is the VM's SMBIOS UUID (PVE's smbios1 uuid): Apply and Reset
 	// act only on a machine whose SystemInformation reports it.
 	UUID string
-	// Standby: built for the warm pool; its kubelet registers the Node
+	// Standby: built for standby; its kubelet registers the Node
 	// tainted StandbyTaint, so no pod lands there before it is parked.
 	Standby bool
 }

@@ -24,8 +24,8 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 		fmt.Fprintln(w, "Utilization:  unknown")
 	}
 
-	if pl := p.Pool; pl != nil {
-		writePool(w, pl, "Warm pool:    ", "              ")
+	if pl := p.Standby; pl != nil {
+		writeStandby(w, pl, "Standby:      ", "              ")
 	}
 
 	fmt.Fprintln(w, "\nActions:")
@@ -41,7 +41,7 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 			}
 			fmt.Fprintln(w)
 		case scaler.ActionRefill:
-			fmt.Fprintf(w, "  + build %d standby worker%s for the warm pool (clone, install, join, park)\n", a.Count, plural(a.Count))
+			fmt.Fprintf(w, "  + build %d standby worker%s (clone, install, join, park)\n", a.Count, plural(a.Count))
 		case scaler.ActionRetire:
 			fmt.Fprintf(w, "  - retire standby %s (vmid %d on %s): destroy VM and Node\n", a.Node, a.VMID, a.Host)
 		case scaler.ActionRemove:
@@ -55,7 +55,7 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 			}
 			how := "cordon, drain, reset, destroy"
 			if a.Park {
-				how = "cordon, drain, taint, stop: parked in the warm pool"
+				how = "cordon, drain, taint, stop: parked in standby"
 			}
 			fmt.Fprintf(w, "  - remove %s%s: %s\n", a.Node, where, how)
 		}
@@ -104,8 +104,8 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 	fmt.Fprintf(w, "\nPlan: %d to add, %d to remove.\n", p.Added(), removed)
 }
 
-// writePool prints the warm pool: a summary line, then one per member.
-func writePool(w io.Writer, pl *scaler.Pool, first, indent string) {
+// writeStandby prints the standby workers: a summary line, then one per member.
+func writeStandby(w io.Writer, pl *scaler.Standby, first, indent string) {
 	fmt.Fprintf(w, "%s%d of %d ready to start\n", first, pl.Ready, pl.Size)
 	for _, m := range pl.Members {
 		state := "ready"

@@ -69,9 +69,9 @@ func TestSimulateErrors(t *testing.T) {
 	}
 }
 
-// TestPlanShowsTheWarmPool: plan names the standby workers a scale-up
+// TestPlanShowsStandby: plan names the standby workers a scale-up
 // starts and shows the pool with ages and what is stale.
-func TestPlanShowsTheWarmPool(t *testing.T) {
+func TestPlanShowsStandby(t *testing.T) {
 	data, err := os.ReadFile(exampleSnap)
 	if err != nil {
 		t.Fatal(err)
@@ -98,11 +98,11 @@ func TestPlanShowsTheWarmPool(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{
-		"Warm pool:    1 of 2 ready to start",
+		"Standby:      1 of 2 ready to start",
 		"talos-worker-5007 (vmid 5007 on pve1), 9h55m0s old, ready",
 		"talos-worker-5008 (vmid 5008 on pve2), 8h55m0s old, stale: cloned from template 9000",
 		"start standby 5007, clone",
-		"standby_wake: 1 standby worker started from the warm pool",
+		"standby_wake: 1 standby worker started",
 		"- retire standby talos-worker-5008 (vmid 5008 on pve2): destroy VM and Node",
 	} {
 		if !strings.Contains(out, want) {

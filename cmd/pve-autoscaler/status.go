@@ -121,8 +121,8 @@ func renderStatus(w io.Writer, st scaler.Status, leader bool) {
 		for _, h := range p.Holds {
 			fmt.Fprintf(w, "  held: %s\n", h.Message)
 		}
-		if pl := p.Pool; pl != nil {
-			writePool(w, pl, "\nWarm pool: ", "  ")
+		if pl := p.Standby; pl != nil {
+			writeStandby(w, pl, "\nStandby: ", "  ")
 		}
 	}
 }

@@ -274,8 +274,10 @@ func warningFix(path string) string {
 		return "move scale_up_at and scale_down_at at least 30 points apart; `pve-autoscaler simulate --compare recipe` on a trace of your load shows the flaps either way"
 	case strings.Contains(path, "insecure_skip_verify"):
 		return "pin the certificate instead: set proxmox.tls.fingerprint (the proxmox checks below show the one PVE presents)"
-	case strings.Contains(path, "mac_ip_pool"):
-		return "add DHCP reservations until the pool holds policy.max_workers entries"
+	case path == "proxmox.mac_ip_pool":
+		return "rename proxmox.mac_ip_pool to proxmox.dhcp_reservations"
+	case strings.Contains(path, "dhcp_reservations"):
+		return "add DHCP reservations until there are policy.max_workers of them"
 	case strings.Contains(path, "vm.memory"):
 		return "give workers at least 2GiB (proxmox.vm.memory)"
 	}

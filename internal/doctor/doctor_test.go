@@ -252,9 +252,9 @@ func TestProxmoxFindings(t *testing.T) {
 		}})
 		r := s.run(nil)
 		expect(t, r, "proxmox", "privileges", Fail, "lacks VM.Monitor", `--privs "VM.Monitor"`)
-		// Without the guest agent (a MAC/IP pool), VM.Monitor is not needed.
+		// Without the guest agent (DHCP reservations), VM.Monitor is not needed.
 		r = s.run(func(c *config.Config) {
-			c.Proxmox.MACIPPool = []config.MACIP{{MAC: "BC:24:11:00:00:01", IP: "127.0.0.51"}, {MAC: "BC:24:11:00:00:02", IP: "127.0.0.52"},
+			c.Proxmox.DHCPReservations = []config.MACIP{{MAC: "BC:24:11:00:00:01", IP: "127.0.0.51"}, {MAC: "BC:24:11:00:00:02", IP: "127.0.0.52"},
 				{MAC: "BC:24:11:00:00:03", IP: "127.0.0.53"}, {MAC: "BC:24:11:00:00:04", IP: "127.0.0.54"}, {MAC: "BC:24:11:00:00:05", IP: "127.0.0.55"}, {MAC: "BC:24:11:00:00:06", IP: "127.0.0.56"}}
 		})
 		expect(t, r, "proxmox", "privileges", OK, "every privilege", "")
@@ -529,13 +529,13 @@ func installVPA(t *testing.T, env *kubetest.Env) {
 	}
 }
 
-// TestStandbyPool: doctor shows the warm pool and what keeps it from
+// TestStandbyPool: doctor shows standby and what keeps it from
 // serving.
 func TestStandbyPool(t *testing.T) {
 	s := newSetup(t, world.Options{})
 	cleanCluster(t, s.env)
 	r := s.run(func(c *config.Config) { c.Policy.Standby.Size = 2 })
-	expect(t, r, "proxmox", "standby", Warn, "warm pool 0 of 2 (hosts: any): empty", "refills the pool")
+	expect(t, r, "proxmox", "standby", Warn, "standby 0 of 2 (hosts: any): empty", "refills the pool")
 	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1; c.Policy.Standby.Hosts = []string{"pve9"} })
 	expect(t, r, "proxmox", "standby", Fail, "names pve9, not a node", "correct policy.standby.hosts")
 
@@ -552,17 +552,17 @@ func TestStandbyPool(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		p, _ := d.Reconciler.Tick(ctx)
-		if p.Pool != nil && p.Pool.Ready == 1 && len(d.Reconciler.Status().Operations) == 0 {
+		if p.Standby != nil && p.Standby.Ready == 1 && len(d.Reconciler.Status().Operations) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no standby worker built: %+v", p.Pool)
+			t.Fatalf("no standby worker built: %+v", p.Standby)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	d.Reconciler.Wait()
 	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1 })
-	expect(t, r, "proxmox", "standby", OK, "warm pool 1 of 1 (hosts: any): talos-worker-", "")
+	expect(t, r, "proxmox", "standby", OK, "standby 1 of 1 (hosts: any): talos-worker-", "")
 	s.w.Sim.SetTemplateAgent(9000, true)
 	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1 })
 	if !slices.ContainsFunc(r.Checks, func(c Check) bool {

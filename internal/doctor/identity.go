@@ -20,7 +20,7 @@ func checkIdentity(ctx context.Context, r *Report, px pveFacts, kx kubeFacts) {
 	var machines []scaler.Machine
 	for _, v := range px.inv.Ours {
 		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Step: proxmox.Step(v)}
-		if s, ok := strings.CutPrefix(m.Step, scaler.PoolPrefix); ok {
+		if s, ok := strings.CutPrefix(m.Step, scaler.StandbyPrefix); ok {
 			m.Step, m.ForStandby = s, true
 		}
 		if meta, err := px.client.Meta(ctx, v.VMID, v.Host); err == nil {

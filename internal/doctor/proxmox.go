@@ -50,7 +50,7 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 		r.add(areaProxmox, "tls", OK, "", "certificate verified against the system's roots")
 	}
 
-	agent := len(p.MACIPPool) == 0
+	agent := len(p.DHCPReservations) == 0
 	inv, err := pc.Inventory(ctx)
 	if err != nil {
 		r.add(areaProxmox, "inventory", Fail, "grant the role on "+proxmox.VMPath(p)+" and /nodes ("+roleDoc+")", "%v", err)
@@ -61,7 +61,7 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 	tpl := checkTemplate(ctx, r, c, pc, inv, agent)
 	checkPrivileges(ctx, r, c, pc, version, &inv, tpl)
 	checkHosts(r, c, pc, inv)
-	checkPool(ctx, r, c, pc, inv)
+	checkStandby(ctx, r, c, pc, inv)
 	return f
 }
 
@@ -123,9 +123,9 @@ func checkPrivileges(ctx context.Context, r *Report, c *config.Config, pc *proxm
 	}
 }
 
-// checkPool shows the warm pool: its members, their ages and hosts, and
+// checkStandby shows standby: its members, their ages and hosts, and
 // whether each can be started now and is current.
-func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory) {
+func checkStandby(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory) {
 	sb := c.Policy.Standby
 	var members []proxmox.VM
 	for _, v := range inv.Ours {
@@ -170,7 +170,7 @@ func checkPool(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Cli
 	if len(lines) > 0 {
 		detail = strings.Join(lines, "; ")
 	}
-	r.add(areaProxmox, "standby", st, fix, "warm pool %d of %d (hosts: %s): %s", len(members), sb.Size, orAny(sb.Hosts), detail)
+	r.add(areaProxmox, "standby", st, fix, "standby %d of %d (hosts: %s): %s", len(members), sb.Size, orAny(sb.Hosts), detail)
 }
 
 func orAny(hosts []string) string {
@@ -225,10 +225,10 @@ func checkTemplate(ctx context.Context, r *Report, c *config.Config, pc *proxmox
 	case tpl.Agent:
 		r.add(areaProxmox, "guest agent", OK, "", "template has agent: 1: new workers report their address")
 	case !agent:
-		r.add(areaProxmox, "guest agent", OK, "", "template has no guest agent; proxmox.mac_ip_pool (%d entries) gives the addresses", len(p.MACIPPool))
+		r.add(areaProxmox, "guest agent", OK, "", "template has no guest agent; proxmox.dhcp_reservations (%d entries) gives the addresses", len(p.DHCPReservations))
 	default:
-		r.add(areaProxmox, "guest agent", Fail, fmt.Sprintf("qm set %d --agent enabled=1 (and build the Talos image with the qemu-guest-agent extension), or set proxmox.mac_ip_pool to your DHCP reservations", tpl.VMID),
-			"template %d has no guest agent (agent: 1) and no mac_ip_pool is set: the address of a new worker cannot be learnt", tpl.VMID)
+		r.add(areaProxmox, "guest agent", Fail, fmt.Sprintf("qm set %d --agent enabled=1 (and build the Talos image with the qemu-guest-agent extension), or set proxmox.dhcp_reservations to your DHCP reservations", tpl.VMID),
+			"template %d has no guest agent (agent: 1) and no dhcp_reservations are set: the address of a new worker cannot be learnt", tpl.VMID)
 	}
 	if p.CloneMode != "full" {
 		return tpl

@@ -74,7 +74,7 @@ type World struct {
 	joined   map[string]time.Time
 	booting  map[int]*time.Timer
 	// installed remembers each VM's applied config: started again (the
-	// warm pool), it boots installed and its Node comes back.
+	// standby), it boots installed and its Node comes back.
 	installed map[int][]byte
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Reason codes of the warm pool.
+// Reason codes of standby.
 const (
 	CodeStandbyWake   Code = "standby_wake"
 	CodeStandbyPark   Code = "standby_park"
@@ -17,8 +17,8 @@ const (
 	CodeStandbyNoRoom Code = "standby_no_room"
 )
 
-// pool is the warm pool's working state in one decision.
-type pool struct {
+// standbyState is the standby workers' working state in one decision.
+type standbyState struct {
 	usable    []StandbyWorker // fresh, not being woken or retired: can be started
 	stale     []StandbyWorker // to retire, with why
 	staleWhy  map[int]string
@@ -27,9 +27,9 @@ type pool struct {
 	refilling int
 }
 
-// newPool sorts the snapshot's standby workers into usable and stale.
-func (d *decision) newPool() {
-	pl := pool{staleWhy: map[int]string{}, busy: map[int]bool{}}
+// newStandby sorts the snapshot's standby workers into usable and stale.
+func (d *decision) newStandby() {
+	pl := standbyState{staleWhy: map[int]string{}, busy: map[int]bool{}}
 	for _, op := range d.s.Operations {
 		switch op.Kind {
 		case OpRefill:
@@ -65,24 +65,24 @@ func (d *decision) newPool() {
 		}
 		return cmp.Compare(a.VMID, b.VMID)
 	})
-	d.pool = pl
+	d.standby = pl
 	if d.p.StandbySize > 0 || len(d.s.Standby) > 0 {
-		p := &Pool{Size: d.p.StandbySize, Ready: len(pl.usable), Members: []PoolMember{}}
+		p := &Standby{Size: d.p.StandbySize, Ready: len(pl.usable), Members: []StandbyMember{}}
 		for _, w := range d.s.Standby {
-			m := PoolMember{VMID: w.VMID, Name: w.Name, Host: w.Host, Stale: pl.staleWhy[w.VMID]}
+			m := StandbyMember{VMID: w.VMID, Name: w.Name, Host: w.Host, Stale: pl.staleWhy[w.VMID]}
 			if !w.Created.IsZero() {
 				m.Age = d.now.Sub(w.Created)
 			}
 			p.Members = append(p.Members, m)
 		}
-		d.plan.Pool = p
+		d.plan.Standby = p
 	}
 }
 
 // wake picks up to n usable standby workers whose host still has the
 // memory to start them, for an add action; it explains the choice.
 func (d *decision) wake(n int) ([]int, []Reason) {
-	if n <= 0 || len(d.pool.usable) == 0 {
+	if n <= 0 || len(d.standby.usable) == 0 {
 		return nil, nil
 	}
 	free := map[string]int64{}
@@ -94,7 +94,7 @@ func (d *decision) wake(n int) ([]int, []Reason) {
 	}
 	var wake []int
 	var noRoom []string
-	for _, w := range d.pool.usable {
+	for _, w := range d.standby.usable {
 		if len(wake) == n {
 			break
 		}
@@ -109,7 +109,7 @@ func (d *decision) wake(n int) ([]int, []Reason) {
 	}
 	var why []Reason
 	if len(wake) > 0 {
-		why = append(why, reason(CodeStandbyWake, "%s started from the warm pool, %d cloned", count(len(wake), "standby worker"), n-len(wake)))
+		why = append(why, reason(CodeStandbyWake, "%s started, %d cloned", count(len(wake), "standby worker"), n-len(wake)))
 	}
 	if len(noRoom) > 0 {
 		d.note(CodeStandbyNoRoom, "standby %s not started: the host lacks the %s to start it", joinMax(noRoom, 3), fmtBytes(d.p.VMMemory))
@@ -117,12 +117,12 @@ func (d *decision) wake(n int) ([]int, []Reason) {
 	return wake, why
 }
 
-// parkRemoval turns the chosen removal into a park while the pool has room.
+// parkRemoval turns the chosen removal into a park while standby has room.
 func (d *decision) parkRemoval(a *Action) {
 	if d.p.StandbySize <= 0 {
 		return
 	}
-	have := len(d.pool.usable) + d.pool.parking + d.pool.refilling
+	have := len(d.standby.usable) + d.standby.parking + d.standby.refilling
 	if have >= d.p.StandbySize {
 		return
 	}
@@ -131,21 +131,21 @@ func (d *decision) parkRemoval(a *Action) {
 		return
 	}
 	a.Park = true
-	a.Reasons = append(a.Reasons, reason(CodeStandbyPark, "parked stopped in the warm pool (%d of %d) instead of destroyed", have+1, d.p.StandbySize))
+	a.Reasons = append(a.Reasons, reason(CodeStandbyPark, "parked stopped in standby (%d of %d) instead of destroyed", have+1, d.p.StandbySize))
 }
 
-// planPool retires stale standby workers and refills the pool when the
+// planStandby retires stale standby workers and refills standby when the
 // cluster is calm. It runs after the scale decisions.
-func (d *decision) planPool() {
-	for _, w := range d.pool.stale {
+func (d *decision) planStandby() {
+	for _, w := range d.standby.stale {
 		d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRetire, VMID: w.VMID, Node: w.Name, Host: w.Host,
-			Reasons: []Reason{reason(CodeStandbyRetire, "standby worker %s is %s: destroyed rather than started", w.Name, d.pool.staleWhy[w.VMID])}})
+			Reasons: []Reason{reason(CodeStandbyRetire, "standby worker %s is %s: destroyed rather than started", w.Name, d.standby.staleWhy[w.VMID])}})
 		break // one at a time
 	}
 	if d.p.StandbySize <= 0 {
 		return
 	}
-	have := len(d.pool.usable) + d.pool.parking + d.pool.refilling
+	have := len(d.standby.usable) + d.standby.parking + d.standby.refilling
 	if have >= d.p.StandbySize {
 		return
 	}
@@ -170,11 +170,11 @@ func (d *decision) planPool() {
 		}
 	}
 	if calm != "" {
-		d.note(CodeStandbyRefill, "warm pool %d of %d: refill waits (%s)", have, d.p.StandbySize, calm)
+		d.note(CodeStandbyRefill, "standby %d of %d: refill waits (%s)", have, d.p.StandbySize, calm)
 		return
 	}
 	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRefill, Count: 1,
-		Reasons: []Reason{reason(CodeStandbyRefill, "warm pool %d of %d and the cluster calm: one standby worker is built", have, d.p.StandbySize)}})
+		Reasons: []Reason{reason(CodeStandbyRefill, "standby %d of %d and the cluster calm: one standby worker is built", have, d.p.StandbySize)}})
 }
 
 func joinMax(items []string, n int) string {

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func poolPolicy(size int) Policy {
+func standbyPolicy(size int) Policy {
 	p := testPolicy()
 	p.StandbySize = size
 	p.StandbyMaxAge = 7 * 24 * time.Hour
@@ -26,7 +26,7 @@ func roomy(names ...string) []Host {
 }
 
 func TestPoolWakeNewestFirstAndChecksHostMemory(t *testing.T) {
-	p := poolPolicy(3)
+	p := standbyPolicy(3)
 	s := Snapshot{Nodes: workers(2, 50, 50), PendingPods: pending(3, 3000, gi, t0.Add(-time.Minute)),
 		Hosts:   append(roomy("pve1"), Host{Name: "pve2", Online: true, MemoryFree: 10 * gi}), // 10 - 4 reserve < 8
 		Standby: []StandbyWorker{standby(7001, "pve1", 3*time.Hour), standby(7002, "pve1", time.Hour), standby(7003, "pve2", time.Minute)}}
@@ -41,8 +41,8 @@ func TestPoolWakeNewestFirstAndChecksHostMemory(t *testing.T) {
 	if !hasCode(add.Reasons, CodeStandbyWake) || !hasCode(plan.Notes, CodeStandbyNoRoom) {
 		t.Errorf("reasons %+v notes %+v", add.Reasons, plan.Notes)
 	}
-	if plan.Pool == nil || plan.Pool.Size != 3 || plan.Pool.Ready != 3 || len(plan.Pool.Members) != 3 {
-		t.Errorf("pool %+v", plan.Pool)
+	if plan.Standby == nil || plan.Standby.Size != 3 || plan.Standby.Ready != 3 || len(plan.Standby.Members) != 3 {
+		t.Errorf("standby %+v", plan.Standby)
 	}
 }
 
@@ -56,7 +56,7 @@ func hasCode(rs []Reason, c Code) bool {
 }
 
 func TestPoolParksWhileItHasRoom(t *testing.T) {
-	p := poolPolicy(1)
+	p := standbyPolicy(1)
 	cold := Snapshot{Nodes: workers(3, 5, 5), Hosts: roomy("pve1")}
 	plan := Decide(cold, p, History{LowSince: t0.Add(-time.Hour)}, t0)
 	rm, ok := plan.Removal()
@@ -67,7 +67,7 @@ func TestPoolParksWhileItHasRoom(t *testing.T) {
 	cold.Standby = []StandbyWorker{standby(7001, "pve1", time.Hour)}
 	plan = Decide(cold, p, History{LowSince: t0.Add(-time.Hour)}, t0)
 	if rm, ok := plan.Removal(); !ok || rm.Park {
-		t.Fatalf("pool full: removal %+v, want destroyed", plan.Actions)
+		t.Fatalf("standby full: removal %+v, want destroyed", plan.Actions)
 	}
 	// A host that may not hold standby workers.
 	p.StandbyHosts = []string{"pve9"}
@@ -79,11 +79,11 @@ func TestPoolParksWhileItHasRoom(t *testing.T) {
 }
 
 func TestPoolRefillsOnlyWhenCalm(t *testing.T) {
-	p := poolPolicy(2)
+	p := standbyPolicy(2)
 	calm := Snapshot{Nodes: workers(2, 50, 50), Hosts: roomy("pve1"), Standby: []StandbyWorker{standby(7001, "pve1", time.Hour)}}
 	plan := Decide(calm, p, History{}, t0)
 	if len(plan.Actions) != 1 || plan.Actions[0].Kind != ActionRefill || plan.Actions[0].Count != 1 {
-		t.Fatalf("calm, pool 1 of 2: %+v", plan.Actions)
+		t.Fatalf("calm, standby 1 of 2: %+v", plan.Actions)
 	}
 	// One already being built: no second.
 	calm.Operations = []Operation{{Kind: OpRefill, VMID: 7002}}
@@ -116,7 +116,7 @@ func TestPoolRefillsOnlyWhenCalm(t *testing.T) {
 }
 
 func TestPoolRetiresStaleWorkers(t *testing.T) {
-	p := poolPolicy(2)
+	p := standbyPolicy(2)
 	s := Snapshot{Nodes: workers(2, 50, 50), Hosts: roomy("pve1"), PendingPods: pending(1, 3000, gi, t0.Add(-time.Minute)),
 		Standby: []StandbyWorker{standby(7001, "pve1", 8*24*time.Hour), {VMID: 7002, Name: "sb7002", Host: "pve1", Created: t0.Add(-time.Hour), Stale: "template 9000 changed since it was cloned"}}}
 	plan := Decide(s, p, History{}, t0)
@@ -135,15 +135,15 @@ func TestPoolRetiresStaleWorkers(t *testing.T) {
 	if retire == nil || retire.VMID != 7001 || !hasCode(retire.Reasons, CodeStandbyRetire) {
 		t.Fatalf("retire %+v", plan.Actions)
 	}
-	if plan.Pool.Ready != 0 || plan.Pool.Members[0].Stale == "" || plan.Pool.Members[1].Stale == "" {
-		t.Errorf("pool %+v", plan.Pool)
+	if plan.Standby.Ready != 0 || plan.Standby.Members[0].Stale == "" || plan.Standby.Members[1].Stale == "" {
+		t.Errorf("standby %+v", plan.Standby)
 	}
 }
 
 // TestPoolNodesAreNotWorkers: a parked worker's Node counts nowhere; a
 // waking one counts as capacity on its way, not twice.
 func TestPoolNodesAreNotWorkers(t *testing.T) {
-	p := poolPolicy(1)
+	p := standbyPolicy(1)
 	nodes := workers(2, 50, 50)
 	parked := worker("sb7001", 0, 0, notReady, cordoned)
 	parked.Standby, parked.VMID = true, 7001

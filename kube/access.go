@@ -14,6 +14,8 @@ type Access struct {
 	Group, Resource, Subresource, Verb string
 	// Namespace is empty for cluster-wide access.
 	Namespace string
+	// Name limits the access to one object (RBAC's resourceNames).
+	Name string
 	// Why is the step that uses it.
 	Why string
 }
@@ -26,6 +28,9 @@ func (a Access) String() string {
 	if a.Group != "" {
 		r += "." + a.Group
 	}
+	if a.Name != "" {
+		r += " " + a.Name
+	}
 	if a.Namespace != "" {
 		return fmt.Sprintf("%s %s in %s", a.Verb, r, a.Namespace)
 	}
@@ -34,8 +39,9 @@ func (a Access) String() string {
 
 // RequiredAccess lists what the daemon does with the Kubernetes API;
 // deploy/rbac.yaml grants exactly this (a test keeps the two in step).
-// leaseNamespace is empty when leader election is off.
-func RequiredAccess(leaseNamespace string) []Access {
+// leaseNamespace is empty when leader election is off; the Lease is read
+// and renewed by its name, leaseName.
+func RequiredAccess(leaseNamespace, leaseName string) []Access {
 	var out []Access
 	add := func(group, resource, sub, why string, verbs ...string) {
 		for _, v := range verbs {
@@ -46,16 +52,16 @@ func RequiredAccess(leaseNamespace string) []Access {
 	add("", "pods", "", "snapshot and drain", "get", "list", "watch")
 	add("", "pods", "eviction", "drain through the Eviction API", "create")
 	add("apps", "daemonsets", "", "drain leaves DaemonSet pods", "get")
-	add("policy", "poddisruptionbudgets", "", "snapshot (removal candidates)", "get", "list", "watch")
+	add("policy", "poddisruptionbudgets", "", "snapshot (removal candidates)", "list", "watch")
 	add("", "persistentvolumeclaims", "", "snapshot (the volumes pending pods are bound to)", "list", "watch")
 	add("", "persistentvolumes", "", "snapshot (the node affinity of pending pods' volumes)", "list", "watch")
-	add("", "events", "", "events on nodes and pending pods", "create", "patch", "update")
-	add("metrics.k8s.io", "nodes", "", "usage from metrics-server", "get", "list")
-	add("metrics.k8s.io", "pods", "", "usage from metrics-server", "get", "list")
+	add("", "events", "", "events on nodes and pending pods", "create", "patch")
+	add("metrics.k8s.io", "nodes", "", "usage from metrics-server", "list")
 	if leaseNamespace != "" {
-		for _, v := range []string{"get", "create", "update"} {
-			out = append(out, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: v, Namespace: leaseNamespace, Why: "leader election"})
+		for _, v := range []string{"get", "update"} {
+			out = append(out, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: v, Namespace: leaseNamespace, Name: leaseName, Why: "leader election"})
 		}
+		out = append(out, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: leaseNamespace, Why: "leader election (the first start)"})
 	}
 	return out
 }
@@ -65,7 +71,7 @@ func RequiredAccess(leaseNamespace string) []Access {
 func (c *Client) CanI(ctx context.Context, a Access) (bool, error) {
 	r, err := c.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Group: a.Group, Resource: a.Resource, Subresource: a.Subresource, Verb: a.Verb, Namespace: a.Namespace,
+			Group: a.Group, Resource: a.Resource, Subresource: a.Subresource, Verb: a.Verb, Namespace: a.Namespace, Name: a.Name,
 		}},
 	}, metav1.CreateOptions{})
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -21,44 +20,6 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
-
-// applyRBAC creates every object of deploy/rbac.yaml.
-func applyRBAC(t *testing.T, env *kubetest.Env) {
-	t.Helper()
-	data, err := os.ReadFile("../deploy/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	kinds := 0
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("deploy/rbac.yaml: %v", err)
-		}
-		switch o := obj.(type) {
-		case *corev1.ServiceAccount:
-			_, err = env.Client.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRole:
-			_, err = env.Client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRoleBinding:
-			_, err = env.Client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.Role:
-			_, err = env.Client.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.RoleBinding:
-			_, err = env.Client.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		default:
-			t.Fatalf("deploy/rbac.yaml: unexpected %T", obj)
-		}
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-		kinds++
-	}
-	if kinds != 5 {
-		t.Fatalf("%d objects in deploy/rbac.yaml", kinds)
-	}
-}
 
 // saConfig is a rest config authenticating as a ServiceAccount.
 func saConfig(t *testing.T, env *kubetest.Env, ns, name string) *rest.Config {
@@ -80,7 +41,7 @@ func saConfig(t *testing.T, env *kubetest.Env, ns, name string) *rest.Config {
 // everything it does works; without the binding it fails clearly.
 func TestRBAC(t *testing.T) {
 	env := kubetest.Require(t)
-	applyRBAC(t, env)
+	kubetest.ApplyRBAC(t, env, "../deploy/rbac.yaml")
 	ctx := context.Background()
 	testNodes(t, env, "rbac", "rbac-a")
 	env.Metrics.SetNode("rbac-a", "1", "1Gi")
@@ -152,7 +113,7 @@ func TestRBAC(t *testing.T) {
 // is told no.
 func TestRequiredAccessMatchesRBAC(t *testing.T) {
 	env := kubetest.Require(t)
-	applyRBAC(t, env)
+	kubetest.ApplyRBAC(t, env, "../deploy/rbac.yaml")
 	ctx := context.Background()
 	c, err := NewForConfig(saConfig(t, env, "kube-system", "pve-autoscaler"), Options{})
 	if err != nil {
@@ -162,8 +123,8 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	need := RequiredAccess("kube-system")
-	if len(need) < 20 {
+	need := RequiredAccess("kube-system", "pve-autoscaler")
+	if len(need) < 15 {
 		t.Fatalf("only %d permissions listed", len(need))
 	}
 	for _, a := range need {
@@ -172,6 +133,13 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 		}
 		if ok, err := none.CanI(ctx, a); err != nil || ok {
 			t.Errorf("a ServiceAccount without the binding may %s: %v", a, err)
+		}
+	}
+	// Only its own Lease: not another leader's.
+	for _, verb := range []string{"get", "update"} {
+		other := Access{Group: "coordination.k8s.io", Resource: "leases", Verb: verb, Namespace: "kube-system", Name: "kube-controller-manager"}
+		if ok, err := c.CanI(ctx, other); err != nil || ok {
+			t.Errorf("deploy/rbac.yaml lets the daemon %s: %v", other, err)
 		}
 	}
 	if v, err := c.ServerVersion(); err != nil || v == "" {
@@ -185,7 +153,7 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 		if a.Subresource != "" {
 			r += "/" + a.Subresource
 		}
-		listed[a.Group+" "+r+" "+a.Verb] = true
+		listed[a.Group+" "+r+" "+a.Verb+" "+a.Name] = true
 	}
 	data, err := os.ReadFile("../deploy/rbac.yaml")
 	if err != nil {
@@ -204,11 +172,17 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 			rules = o.Rules
 		}
 		for _, r := range rules {
+			names := r.ResourceNames
+			if len(names) == 0 {
+				names = []string{""}
+			}
 			for _, g := range r.APIGroups {
 				for _, res := range r.Resources {
 					for _, v := range r.Verbs {
-						if !listed[g+" "+res+" "+v] {
-							t.Errorf("deploy/rbac.yaml grants %s %s.%s, which RequiredAccess does not list", v, res, g)
+						for _, n := range names {
+							if !listed[g+" "+res+" "+v+" "+n] {
+								t.Errorf("deploy/rbac.yaml grants %s %s.%s %s, which RequiredAccess does not list", v, res, g, n)
+							}
 						}
 					}
 				}

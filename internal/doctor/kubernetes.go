@@ -54,12 +54,12 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 	r.add(areaKube, "api", OK, "", "Kubernetes %s answers at %s", version, rc.Host)
 
 	// RBAC: what the daemon does, asked as these credentials.
-	lease := ""
+	lease, leaseName := "", ""
 	if le := c.Daemon.LeaderElection; le.Enabled {
-		lease = le.Namespace
+		lease, leaseName = le.Namespace, le.LeaseName
 	}
 	var missing []string
-	for _, a := range kube.RequiredAccess(lease) {
+	for _, a := range kube.RequiredAccess(lease, leaseName) {
 		ok, err := kc.CanI(ctx, a)
 		if err != nil {
 			r.add(areaKube, "rbac", Fail, "the credentials must be allowed to create selfsubjectaccessreviews (every authenticated user is, by default)", "cannot ask the API server: %v", err)
@@ -75,7 +75,7 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 		r.add(areaKube, "rbac", Fail, "kubectl apply -f deploy/rbac.yaml, and give the daemon a kubeconfig for its ServiceAccount (README: Install on a Proxmox VE node, step 3)",
 			"the credentials may not: %s", strings.Join(missing, ", "))
 	case len(r.Find(areaKube, "rbac")) == 0:
-		r.add(areaKube, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease)))
+		r.add(areaKube, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease, leaseName)))
 	}
 
 	n, err := kc.NodeMetrics(ctx)

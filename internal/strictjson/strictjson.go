@@ -191,6 +191,9 @@ func describeJSON(raw json.RawMessage) string {
 }
 
 func join(path, k string) string {
+	if k == "" {
+		k = `""` // an empty key still names a place
+	}
 	if path == "" {
 		return k
 	}

@@ -182,6 +182,10 @@ type Drain struct {
 	RemoveUndrained    bool      `json:"remove_undrained"`
 }
 
+// DefaultTraceFile is daemon.trace_file's default, in the systemd unit's
+// StateDirectory.
+const DefaultTraceFile = "/var/lib/pve-autoscaler/trace.csv"
+
 // Daemon is the running process's own settings.
 type Daemon struct {
 	Listen string `json:"listen"`
@@ -192,6 +196,9 @@ type Daemon struct {
 	StatusTokenFile string         `json:"status_token_file"`
 	LeaderElection  LeaderElection `json:"leader_election"`
 	Log             Log            `json:"log"`
+	// TraceFile receives a row per decision in simulate's trace format
+	// (internal/tracefile); empty: off.
+	TraceFile string `json:"trace_file"`
 }
 
 // LeaderElection lets two daemons run with one active.
@@ -243,6 +250,7 @@ func Default() Config {
 		},
 		Daemon: Daemon{
 			Listen:         "127.0.0.1:9464",
+			TraceFile:      DefaultTraceFile,
 			LeaderElection: LeaderElection{Namespace: "kube-system", LeaseName: "pve-autoscaler"},
 			Log:            Log{Level: "info", Format: "console"},
 		},

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -405,6 +406,9 @@ func (v *validator) daemon(c *Config) {
 		if d.LeaderElection.LeaseName == "" {
 			v.fail("daemon.leader_election.lease_name", "required when leader election is enabled")
 		}
+	}
+	if d.TraceFile != "" && (!filepath.IsAbs(d.TraceFile) || strings.HasSuffix(d.TraceFile, "/")) {
+		v.fail("daemon.trace_file", "%q: expected an absolute file path, e.g. %s (empty turns the trace off)", d.TraceFile, DefaultTraceFile)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, d.Log.Level) {
 		v.fail("daemon.log.level", "%q: expected debug, info, warn or error", d.Log.Level)

@@ -145,6 +145,7 @@ func TestValidationRules(t *testing.T) {
 		{"listen port zero", func(c *Config) { c.Daemon.Listen = "127.0.0.1:0" }, "daemon.listen", "1..65535", false},
 		{"listen port name", func(c *Config) { c.Daemon.Listen = "127.0.0.1:http" }, "daemon.listen", "1..65535", false},
 		{"listen host", func(c *Config) { c.Daemon.Listen = "not a host:9464" }, "daemon.listen", "neither an IP address nor a host name", false},
+		{"trace file relative", func(c *Config) { c.Daemon.TraceFile = "trace.csv" }, "daemon.trace_file", "absolute file path", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,6 +47,8 @@ type Options struct {
 	// Lease, Renew and Retry are leader election's durations (defaults
 	// 15s, 10s, 2s; tests shorten them).
 	Lease, Renew, Retry time.Duration
+	// TraceMaxSize rotates daemon.trace_file (default tracefile.DefaultMaxSize; tests shrink it).
+	TraceMaxSize int64
 }
 
 // Daemon is the assembled scaler: adapters and reconciler.
@@ -59,6 +61,8 @@ type Daemon struct {
 	Policy     scaler.Policy
 	log        *zap.Logger
 	lease      [3]time.Duration // Options.Lease, Renew, Retry
+	dryRun     bool
+	traceMax   int64
 }
 
 // Build connects the adapters (starting the Kubernetes informers, which
@@ -101,7 +105,8 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err := kc.Start(ctx); err != nil {
 		return nil, err
 	}
-	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log, lease: [3]time.Duration{o.Lease, o.Renew, o.Retry}}
+	d := &Daemon{Config: cfg, PVE: pve, Talos: tal, Kube: kc, Policy: policy, log: log, lease: [3]time.Duration{o.Lease, o.Renew, o.Retry},
+		dryRun: o.DryRun, traceMax: o.TraceMaxSize}
 	d.Reconciler = scaler.NewReconciler(
 		proxmox.NewWorkers(pve), talos.NodeOS{Client: tal, Identities: pve}, kc, policy,
 		scaler.ReconcileOptions{

@@ -255,10 +255,13 @@ func newHTTPServer(h http.Handler) *http.Server {
 func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 	interval := d.Config.Policy.Interval.D()
 	var once sync.Once
+	trace := d.openTrace()
+	defer trace.close()
 	tick := func(lctx context.Context) {
 		srv.SetLeader(true)
 		d.Reconciler.Run(lctx, interval, func(p scaler.Plan, err error) {
 			srv.Ticked(p, err)
+			trace.record(p, err)
 			// Start-up is over once the first decision is made: what only
 			// package initialisation touched goes back to the kernel.
 			once.Do(func() {

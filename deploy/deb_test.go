@@ -258,7 +258,7 @@ func TestSystemdUnitHardening(t *testing.T) {
 	}
 	for _, want := range []string{"User=pve-autoscaler", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
 		"ExecStart=/usr/bin/pve-autoscaler run --config /etc/pve-autoscaler/config.yaml", "CapabilityBoundingSet=\n",
-		"ProtectProc=invisible\n", "ProcSubset=pid\n", "LimitCORE=0\n"} {
+		"ProtectProc=invisible\n", "ProcSubset=pid\n", "LimitCORE=0\n", "StateDirectory=pve-autoscaler\n"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("unit lacks %q", want)
 		}

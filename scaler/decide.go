@@ -169,8 +169,12 @@ func (d *decision) observe() {
 		d.utilValid = true
 		d.cpuPct = pct(d.usage.MilliCPU, d.alloc.MilliCPU)
 		d.memPct = pct(d.usage.Memory, d.alloc.Memory)
-		d.plan.Utilization = &Utilization{CPU: round2(d.cpuPct), Memory: round2(d.memPct)}
+		d.plan.Utilization = &Utilization{CPU: round2(d.cpuPct), Memory: round2(d.memPct), Used: d.usage}
 	}
+	d.plan.Pending = len(d.s.PendingPods)
+	// Consolidation's clocks move only in planScaleDown: they start over
+	// whenever it is not reached.
+	next.Unneeded, next.Empty = nil, nil
 	if !d.utilValid {
 		// Fail static: without trustworthy figures the clocks start over.
 		next.CPUHighSince, next.MemoryHighSince, next.LowSince = time.Time{}, time.Time{}, time.Time{}
@@ -558,27 +562,18 @@ func (d *decision) planScaleDown() {
 		d.hold(CodeUnready, "scale-down held: %d of %d managed workers unready (more than %d or %g%%)", unready, managed, maxUnreadyCount, maxUnreadyPercent)
 		ok = false
 	}
-	var why []Reason
+	// The clocks of consolidation move whatever holds the removal itself.
+	cands, blocked := d.consider()
 	if aboveMax {
-		why = append(why, reason(CodeAboveMax, "%d workers, above max_workers %d", current, d.p.MaxWorkers))
-	} else if d.utilValid {
-		if d.plan.Next.LowSince.IsZero() {
-			d.hold(CodeNotLow, "scale-down held: CPU %.1f%% / memory %.1f%% not both at or below %g%% / %g%%", d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down)
-			ok = false
-		} else if held := d.now.Sub(d.plan.Next.LowSince); held < d.p.DownWindow {
-			d.hold(CodeDownWindow, "scale-down held: utilization low for %s of the %s window", fmtDur(held), fmtDur(d.p.DownWindow))
-			ok = false
-		} else {
-			why = append(why, reason(CodeUnderutilized, "CPU %.1f%% and memory %.1f%% at or below %g%% / %g%% for %s",
-				d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down, fmtDur(held)))
+		if ok {
+			d.removeAboveMax(cands, blocked, reason(CodeAboveMax, "%d workers, above max_workers %d", current, d.p.MaxWorkers))
 		}
-	} else {
-		ok = false // the metrics hold is already in the plan
-	}
-	if !ok {
 		return
 	}
-	d.chooseRemoval(why, aboveMax)
+	if !d.utilValid || !ok {
+		return // the metrics hold, or the guards' holds, are already in the plan
+	}
+	d.consolidate(cands, blocked)
 }
 
 func (d *decision) unreadyManaged() (unready, managed int) {
@@ -592,94 +587,6 @@ func (d *decision) unreadyManaged() (unready, managed int) {
 		}
 	}
 	return unready, managed
-}
-
-// chooseRemoval picks the least utilized eligible node (ties: the newest)
-// whose removal keeps projected utilization under Up - margin and whose pods
-// fit on the remaining nodes.
-func (d *decision) chooseRemoval(why []Reason, aboveMax bool) {
-	type cand struct {
-		idx   int
-		score float64
-	}
-	var cands []cand
-	blocked := map[string]int{}
-	var example []string
-	for _, i := range d.active {
-		n := &d.s.Nodes[i]
-		if b := d.blocker(n); b != "" {
-			blocked[b]++
-			if len(example) < 3 {
-				example = append(example, n.Name+": "+b)
-			}
-			continue
-		}
-		cands = append(cands, cand{i, d.score(n)})
-	}
-	if len(cands) == 0 {
-		msg := "scale-down held: no removable node"
-		if len(example) > 0 {
-			msg += " (" + strings.Join(example, "; ") + ")"
-		}
-		d.hold(CodeNoCandidate, "%s", msg)
-		return
-	}
-	slices.SortFunc(cands, func(a, b cand) int {
-		if c := cmp.Compare(a.score, b.score); c != 0 {
-			return c
-		}
-		na, nb := &d.s.Nodes[a.idx], &d.s.Nodes[b.idx]
-		if c := nb.Created.Compare(na.Created); c != 0 {
-			return c
-		}
-		return cmp.Compare(na.Name, nb.Name)
-	})
-
-	free := make([]Resources, len(d.active))
-	pos := make(map[int]int, len(d.active))
-	for k, i := range d.active {
-		n := &d.s.Nodes[i]
-		free[k] = n.Allocatable.Sub(n.Requests)
-		pos[i] = k
-	}
-	var lastHold Reason
-	for k, c := range cands {
-		if k == maxFitChecks {
-			break
-		}
-		n := &d.s.Nodes[c.idx]
-		if !aboveMax {
-			rest := d.alloc.Sub(n.Allocatable)
-			cpuAfter, memAfter := pct(d.usage.MilliCPU, rest.MilliCPU), pct(d.usage.Memory, rest.Memory)
-			if cpuAfter >= d.p.CPU.Up-d.p.ScaleDownMargin || memAfter >= d.p.Memory.Up-d.p.ScaleDownMargin || rest.MilliCPU <= 0 || rest.Memory <= 0 {
-				lastHold = reason(CodeProjection, "scale-down held: without %s, CPU would be %.1f%% and memory %.1f%%, not under %g%% / %g%% (scale-up threshold minus the %g-point margin); it would scale up again",
-					n.Name, cpuAfter, memAfter, d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
-				// The projection depends on the node's allocatable: a smaller
-				// candidate further down may still pass.
-				continue
-			}
-		}
-		if pod, fits := d.podsFit(n, pos[c.idx], free); !fits {
-			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", pod.Namespace, pod.Name, n.Name, pod.Requests)
-			continue
-		}
-		if !aboveMax {
-			rest := d.alloc.Sub(n.Allocatable)
-			why = append(why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%); without it CPU %.1f%%, memory %.1f%%, and its pods fit elsewhere",
-				n.Name, c.score, pct(d.usage.MilliCPU, rest.MilliCPU), pct(d.usage.Memory, rest.Memory)))
-		} else {
-			why = append(why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%), and its pods fit elsewhere", n.Name, c.score))
-		}
-		a := Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: why}
-		d.parkRemoval(&a)
-		d.plan.Actions = append(d.plan.Actions, a)
-		d.plan.Next.LastScaleDown = d.now
-		return
-	}
-	if lastHold.Code == "" {
-		lastHold = reason(CodeNoCandidate, "scale-down held: none of the %d best candidates could go", maxFitChecks)
-	}
-	d.plan.Holds = append(d.plan.Holds, lastHold)
 }
 
 // blocker says why a node may not be removed, or "" when it may.

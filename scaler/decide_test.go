@@ -206,6 +206,35 @@ func decideCases() []decideCase {
 		{name: "provisioning holds scale-down", nodes: workers(3, 10, 10), ops: provisions(1), wantHolds: []Code{CodeProvisioning}, wantCur: 4},
 		{name: "a removal in progress holds the next and is not counted", nodes: workers(4, 10, 10),
 			ops: []Operation{{Kind: OpRemove, Node: "w3", VMID: 5003}}, wantHolds: []Code{CodeRemoving}, wantCur: 3},
+		// --- consolidation (consolidate.go) ---
+		{name: "an unneeded worker waits for twice the down window", nodes: workers(4, 50, 50),
+			policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, wantHolds: []Code{CodeNotLow, CodeUnneededClock},
+			check: func(t *testing.T, p Plan) {
+				if len(p.Next.Unneeded) != 4 || !p.Next.Unneeded["w0"].Equal(t0) || !p.NextCheck.Equal(t0.Add(10*time.Minute)) {
+					t.Errorf("unneeded %v, next check %v; want all four since now, a check in 10m", p.Next.Unneeded, p.NextCheck)
+				}
+			}},
+		{name: "an unneeded worker goes after twice the down window", nodes: workers(4, 50, 50),
+			policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, hist: History{Unneeded: map[string]time.Time{"w0": ago(10 * time.Minute)}},
+			wantRemove: "w0", wantCodes: []Code{CodeUnneeded, CodeCandidateSelection}},
+		{name: "an unneeded clock older than its Node starts over", nodes: workers(4, 50, 50),
+			policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, hist: History{Unneeded: map[string]time.Time{"w0": ago(2 * time.Hour)}},
+			wantHolds: []Code{CodeUnneededClock}},
+		{name: "a worker needed by the projection is not unneeded", nodes: workers(3, 50, 50),
+			policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, hist: History{Unneeded: map[string]time.Time{"w0": ago(time.Hour)}},
+			wantHolds: []Code{CodeProjection},
+			check: func(t *testing.T, p Plan) {
+				if p.Next.Unneeded != nil {
+					t.Errorf("unneeded %v, want none", p.Next.Unneeded)
+				}
+			}},
+		{name: "an empty worker goes after the down window", nodes: append(workers(3, 50, 50), worker("e", 1, 1, func(n *Node) {
+			n.Pods = []Pod{{Name: "ds", OwnerKind: OwnerDaemonSet, Requests: n.Requests}}
+		})), policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, hist: History{Empty: map[string]time.Time{"e": ago(5 * time.Minute)}},
+			wantRemove: "e", wantCodes: []Code{CodeEmpty, CodeCandidateSelection}},
+		{name: "a busy cluster keeps its empty worker", nodes: append(workers(3, 72, 50), worker("e", 1, 1, func(n *Node) { n.Pods = nil })),
+			policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, hist: History{Empty: map[string]time.Time{"e": ago(time.Hour)}},
+			wantHolds: []Code{CodeProjection}},
 		{name: "above max removes even when busy", nodes: workers(8, 50, 50), wantRemove: "w0", wantCodes: []Code{CodeAboveMax, CodeCandidateSelection}},
 		{name: "a registered, not yet Ready provision still holds pending pods",
 			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), pend: pending(2, 1500, gi, ago(time.Minute)),

@@ -184,6 +184,9 @@ func FuzzDecide(f *testing.F) {
 func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 	t.Helper()
 	w := plan.Workers
+	if w.Min != p.MinAt(t0) {
+		t.Fatalf("minimum %d, Policy.MinAt says %d", w.Min, p.MinAt(t0))
+	}
 	if w.Desired < w.Min || w.Desired > w.Max || w.Max != p.MaxWorkers {
 		t.Fatalf("desired %d outside [%d, %d] (max_workers %d)", w.Desired, w.Min, w.Max, p.MaxWorkers)
 	}
@@ -216,6 +219,15 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 		}
 		if w.Current <= w.Min {
 			t.Fatalf("removes %q at %d workers, minimum %d", a.Node, w.Current, w.Min)
+		}
+		if len(a.Reasons) > 0 && a.Reasons[0].Code != CodeAboveMax {
+			// Consolidation's promise: the cluster without the node stays
+			// under every scale_up_at - scale_down_margin.
+			cpu, mem, ok := projectedWithout(s, a.Node)
+			if !ok || cpu >= p.CPU.Up-p.ScaleDownMargin || mem >= p.Memory.Up-p.ScaleDownMargin {
+				t.Fatalf("removes %q (%s) leaving CPU %.1f%% / memory %.1f%%, not under %g / %g (ok %v)",
+					a.Node, a.Reasons[0].Code, cpu, mem, p.CPU.Up-p.ScaleDownMargin, p.Memory.Up-p.ScaleDownMargin, ok)
+			}
 		}
 	}
 	for _, a := range plan.Actions {
@@ -250,6 +262,29 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 	if removals > 0 && plan.Added() > 0 {
 		t.Fatalf("a plan both adds and removes")
 	}
+}
+
+// projectedWithout is the utilization of the Ready, schedulable workers
+// (none being removed) without the named node, computed afresh.
+func projectedWithout(s Snapshot, name string) (cpu, mem float64, ok bool) {
+	if s.Metrics.Stale {
+		return 0, 0, false
+	}
+	var usage, alloc Resources
+	for _, n := range s.Nodes {
+		removing := slices.ContainsFunc(s.Operations, func(o Operation) bool { return o.Kind == OpRemove && o.Node == n.Name })
+		if n.ControlPlane || n.Standby || removing || !n.Ready || n.Unschedulable {
+			continue
+		}
+		usage = usage.Add(n.Usage)
+		if n.Name != name {
+			alloc = alloc.Add(n.Allocatable)
+		}
+	}
+	if alloc.MilliCPU <= 0 || alloc.Memory <= 0 {
+		return 0, 0, false
+	}
+	return float64(usage.MilliCPU) * 100 / float64(alloc.MilliCPU), float64(usage.Memory) * 100 / float64(alloc.Memory), true
 }
 
 // applyRemoval returns s without the named node, its usage spread over the

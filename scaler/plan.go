@@ -134,6 +134,9 @@ type AwaitingPod struct {
 type Utilization struct {
 	CPU    float64 `json:"cpu"`
 	Memory float64 `json:"memory"`
+	// Used is the usage those percentages are of (the daemon's trace file
+	// records it).
+	Used Resources `json:"used"`
 }
 
 // Plan is Decide's answer: what to do now, why, and what held back.
@@ -147,6 +150,8 @@ type Plan struct {
 	Standby *Standby `json:"standby,omitempty"`
 	Holds   []Reason `json:"holds"`
 	Notes   []Reason `json:"notes,omitempty"`
+	// Pending is the number of unschedulable pods in the snapshot.
+	Pending int `json:"pending_pods"`
 	// Awaiting are the pending pods not counted toward new workers because
 	// they fit on a worker that joined after they were marked unschedulable
 	// (CodeNewNodes), each until the scheduler has had its chance there.

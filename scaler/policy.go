@@ -9,7 +9,8 @@ import (
 type Threshold struct {
 	// Up: at or above this utilization (sustained) the engine adds workers.
 	Up float64
-	// Down: at or below this utilization (sustained, for CPU and memory) a worker may go.
+	// Down is the idle level: with CPU and memory both at or below it for
+	// the down window, an unneeded worker goes at once (consolidate.go).
 	Down float64
 	// Target is where a scale-up aims to bring utilization; 0 means halfway between Down and Up.
 	Target float64
@@ -27,7 +28,9 @@ func (t Threshold) TargetOrDefault() float64 {
 type Policy struct {
 	MinWorkers, MaxWorkers int
 	CPU, Memory            Threshold
-	// UpWindow / DownWindow: how long the condition must hold before acting.
+	// UpWindow / DownWindow: how long the condition must hold before acting
+	// (an unneeded worker in a cluster that is not idle waits
+	// UnneededFactor x DownWindow).
 	UpWindow, DownWindow time.Duration
 	// CooldownAfterUp holds scale-down and further utilization scale-ups.
 	CooldownAfterUp time.Duration
@@ -96,6 +99,22 @@ func (s Schedule) String() string {
 	return fmt.Sprintf("%s %02d:%02d-%02d:%02d", days, s.Start/60, s.Start%60, s.End/60, s.End%60)
 }
 
+// MinAt is the minimum worker count at now: MinWorkers raised by the
+// schedules active then (ScheduleLead included), capped at MaxWorkers.
+func (p Policy) MinAt(now time.Time) int {
+	loc := p.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	m := p.MinWorkers
+	for _, sc := range p.Schedules {
+		if sc.activeAt(now.In(loc), p.ScheduleLead) {
+			m = max(m, sc.MinWorkers)
+		}
+	}
+	return min(m, p.MaxWorkers)
+}
+
 // activeAt reports whether t (in the schedule's zone) falls in the window,
 // or within lead before its start.
 func (s Schedule) activeAt(t time.Time, lead time.Duration) bool {
@@ -131,4 +150,9 @@ type History struct {
 	// UpOwed is what the last scale-up left out because of max_nodes_per_step;
 	// it is added at the next decision despite the cooldown.
 	UpOwed int `json:"up_owed,omitempty"`
+	// Unneeded: since when each worker (by Node name) has been unneeded
+	// (consolidate.go); Empty: since when each has run only DaemonSet and
+	// mirror pods. Decide returns new maps; it never changes these.
+	Unneeded map[string]time.Time `json:"unneeded_since,omitempty"`
+	Empty    map[string]time.Time `json:"empty_since,omitempty"`
 }

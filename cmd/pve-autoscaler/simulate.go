@@ -27,12 +27,12 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	def := simulate.DefaultModel()
 	podCPU := fs.String("pod-cpu", "500m", "CPU request of one pending pod (and of the pods the demand is made of)")
 	podMem := fs.String("pod-memory", "1Gi", "memory request of one pending pod")
-	start := fs.Int("start-workers", 0, "workers Ready at the start (0: policy.min_workers)")
+	start := fs.Int("start-workers", 0, "workers Ready at the start (0: the first row's workers in a trace the daemon recorded, else policy.min_workers)")
 	recipeApply := fs.Duration("recipe-apply", def.RecipeApply, "the recipe's time for one terraform apply")
 	disk := fs.String("template-disk", "10Gi", "disk a full clone copies")
 	rate := fs.String("clone-rate", "200Mi", "full-clone copy speed per second, shared by parallel clones")
 	join := fs.Duration("join", def.Join, "apply-config to Node Ready (install, reboot, kubelet)")
-	epoch := fs.String("start", def.Epoch.Format(time.RFC3339), "wall-clock time of the trace's 0 s (for schedules)")
+	epoch := fs.String("start", def.Epoch.Format(time.RFC3339), "wall-clock time of the trace's 0 s (for schedules; a trace the daemon recorded names its own)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
 	}
@@ -101,6 +101,14 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	f.Close()
 	if err != nil {
 		return fail("%v", err)
+	}
+	// A trace the daemon recorded says when it started and how many
+	// workers ran: the replay starts from there unless told otherwise.
+	if !tr.Start.IsZero() && !fs.Changed("start") {
+		m.Epoch = tr.Start
+	}
+	if tr.Workers && m.StartWorkers == 0 {
+		m.StartWorkers = min(max(tr.Samples[0].Workers, c.Policy.MinWorkers), c.Policy.MaxWorkers)
 	}
 
 	rep := simulate.Simulate(tr, setup, m, *compare == "recipe")

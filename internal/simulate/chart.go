@@ -25,6 +25,12 @@ const (
 
 var colors = []string{"#1f6fb4", "#d62728"}
 
+// The limit's workers: grey, dotted.
+const (
+	limitColor = "#555"
+	limitDash  = ` stroke-dasharray="2 3"`
+)
+
 // Thresholds drawn on the utilization panel.
 type Thresholds struct {
 	CPUUp, CPUDown, MemUp, MemDown float64
@@ -57,9 +63,13 @@ func (r Report) WriteSVG(w io.Writer, th Thresholds) error {
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", chartW, chartH)
 	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="16" font-weight="bold">%s</text>`+"\n", left, esc("pve-autoscaler simulate: "+r.Trace))
 	for i, res := range r.Results {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", left, 40+i*15, colors[i%len(colors)],
-			esc(fmt.Sprintf("%s: %.1f node-hours, %.0f min over threshold, %.0f pending pod-min, %d flaps",
-				res.Name, res.NodeHours, res.OverMinutes, res.PendingPodMinutes, res.Flaps)))
+		color, flaps := colors[i%len(colors)], fmt.Sprintf(", %d flaps", res.Flaps)
+		if res.Clairvoyant {
+			color, flaps = limitColor, " (clairvoyant floor)"
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", left, 40+i*14, color,
+			esc(fmt.Sprintf("%s: %.1f node-hours, %.0f min over threshold, %.0f pending pod-min%s",
+				res.Name, res.NodeHours, res.OverMinutes, res.PendingPodMinutes, flaps)))
 	}
 
 	// Panels, grid and labels.
@@ -98,6 +108,10 @@ func (r Report) WriteSVG(w io.Writer, th Thresholds) error {
 	// Series.
 	for i := len(r.Results) - 1; i >= 0; i-- {
 		res := r.Results[i]
+		if res.Clairvoyant {
+			step(&b, res.Series, x, func(p Point) float64 { return yw(p.Workers) }, limitColor, 1.5, limitDash)
+			continue
+		}
 		color := colors[i%len(colors)]
 		dash := ""
 		if i > 0 {
@@ -136,7 +150,13 @@ func (r Report) WriteSVG(w io.Writer, th Thresholds) error {
 		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%d" y2="%d" stroke="%s" stroke-width="2.5"%s/><text x="%.0f" y="%d">%s</text>`+"\n", lx, lx+22, chartH-10, chartH-10, color, dash, lx+27, chartH-6, esc(label))
 		lx += 40 + float64(len(label))*7
 	}
+	scalers := 0
 	for i, res := range r.Results {
+		if res.Clairvoyant {
+			item(limitColor, limitDash, res.Name+" workers")
+			continue
+		}
+		scalers++
 		dash := ""
 		if i > 0 {
 			dash = ` stroke-dasharray="7 4"`
@@ -146,7 +166,7 @@ func (r Report) WriteSVG(w io.Writer, th Thresholds) error {
 	item("#1f6fb4", "", "CPU %")
 	item("#8e44ad", "", "memory %")
 	item("#e08a00", ` stroke-dasharray="6 4"`, "thresholds")
-	if len(r.Results) > 1 {
+	if scalers > 1 {
 		item("#777", ` stroke-dasharray="7 4"`, "dashed: "+r.Results[1].Name)
 	}
 	fmt.Fprintf(&b, `<polygon points="%.0f,%d %.0f,%d %.0f,%d" fill="#2ca02c"/><text x="%.0f" y="%d">scale up / down</text>`+"\n", lx+5, chartH-15, lx, chartH-6, lx+10, chartH-6, lx+15, chartH-6)

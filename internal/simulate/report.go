@@ -34,9 +34,17 @@ func (r Report) WriteTable(w io.Writer) error {
 	row("minutes over the up threshold", func(res Result) string { return fmt.Sprintf("%.0f", res.OverMinutes) })
 	row("pending pod-minutes", func(res Result) string { return fmt.Sprintf("%.0f", res.PendingPodMinutes) })
 	row("scale events (up/down)", func(res Result) string {
+		if res.Clairvoyant {
+			return "-"
+		}
 		return fmt.Sprintf("%d (%d/%d)", res.ScaleUps+res.ScaleDowns, res.ScaleUps, res.ScaleDowns)
 	})
-	row("flaps (removal, then addition within 15m)", func(res Result) string { return fmt.Sprint(res.Flaps) })
+	row("flaps (removal, then addition within 15m)", func(res Result) string {
+		if res.Clairvoyant {
+			return "-"
+		}
+		return fmt.Sprint(res.Flaps)
+	})
 	row("time to capacity, mean", func(res Result) string { return ttc(res, res.MeanTTC) })
 	row("time to capacity, worst", func(res Result) string { return ttc(res, res.WorstTTC) })
 	row("episodes of need", func(res Result) string { return fmt.Sprint(res.Episodes) })
@@ -45,6 +53,10 @@ func (r Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	for _, res := range r.Results {
+		if res.Clairvoyant {
+			fmt.Fprintf(w, "\n%s: the fewest workers under every scale_up_at with no pod pending, provisioned instantly (a floor, not a scaler)\n", res.Name)
+			continue
+		}
 		fmt.Fprintf(w, "\n%s: %d scale events\n", res.Name, len(res.Events))
 		for _, e := range res.Events {
 			sign := "+"
@@ -59,7 +71,7 @@ func (r Report) WriteTable(w io.Writer) error {
 }
 
 func ttc(r Result, d time.Duration) string {
-	if r.Episodes == 0 {
+	if r.Episodes == 0 || r.Clairvoyant {
 		return "-"
 	}
 	return human(d)

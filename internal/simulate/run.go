@@ -174,13 +174,63 @@ func RunRecipe(tr Trace, s Setup, m Model) Result {
 	return r
 }
 
-// Simulate runs the engine over the trace and, with compare, the recipe.
+// LimitName is the clairvoyant floor's column.
+const LimitName = "limit"
+
+// RunLimit is the floor no scaler can beat on this trace and model: a
+// clairvoyant policy with instant provisioning that runs, at each moment,
+// the fewest workers keeping every resource under its scale_up_at with no
+// pod pending, within the minimum (schedules included) and max_workers.
+// It decides nothing, so it has no events.
+func RunLimit(tr Trace, s Setup, m Model) Result {
+	c := newCluster(m, s)
+	r := Result{Name: LimitName, Clairvoyant: true}
+	end := tr.Duration()
+	a := accountant{r: &r, cpuUp: s.Policy.CPU.Up, memUp: s.Policy.Memory.Up, every: seriesEvery(end, m.Step)}
+	si, prev, n := -1, -1, 0
+	var minAt int
+	var l load
+	for t := time.Duration(0); t < end; t += m.Step {
+		var smp Sample
+		smp, si = tr.at(t, max(si, 0))
+		if lo := s.Policy.MinAt(m.Epoch.Add(t)); si != prev || lo != minAt {
+			prev, minAt = si, lo
+			n = c.fewest(smp, lo, s.Policy.MaxWorkers)
+			l = c.loadOf(n, smp)
+		}
+		a.step(t, m.Step, l, smp)
+	}
+	smp, _ := tr.at(end, max(si, 0))
+	a.finish(end, c.loadOf(c.fewest(smp, s.Policy.MinAt(m.Epoch.Add(end)), s.Policy.MaxWorkers), smp))
+	return r
+}
+
+// fewest is the smallest worker count in [lo, hi] under every scale_up_at
+// with nothing pending (hi when none is).
+func (c *cluster) fewest(smp Sample, lo, hi int) int {
+	for n := max(lo, 0); n < hi; n++ {
+		if sh := c.share(n, smp); n > 0 && sh.pending == 0 && sh.cpu < c.s.Policy.CPU.Up && sh.mem < c.s.Policy.Memory.Up {
+			return n
+		}
+	}
+	return hi
+}
+
+// loadOf is the load on n Ready workers that exist (for the accounting).
+func (c *cluster) loadOf(n int, smp Sample) load {
+	sh := c.share(n, smp)
+	return load{ready: make([]*vm, n), vms: n, pending: sh.pending, cpu: sh.cpu, mem: sh.mem}
+}
+
+// Simulate runs the engine over the trace, with compare the recipe too,
+// and the clairvoyant limit last.
 func Simulate(tr Trace, s Setup, m Model, compare bool) Report {
 	rep := Report{Trace: tr.Name, Duration: tr.Duration(), Samples: len(tr.Samples), Provision: m.Provision(s.FullClone, 1)}
 	rep.Results = append(rep.Results, Run(tr, s, m))
 	if compare {
 		rep.Results = append(rep.Results, RunRecipe(tr, s, m))
 	}
+	rep.Results = append(rep.Results, RunLimit(tr, s, m))
 	return rep
 }
 

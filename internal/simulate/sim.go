@@ -34,6 +34,9 @@ type Point struct {
 // Result is one scaler's run over a trace.
 type Result struct {
 	Name string `json:"name"`
+	// Clairvoyant marks the limit: a floor computed from the whole trace,
+	// not a scaler (no events, no time to capacity of its own).
+	Clairvoyant bool `json:"clairvoyant,omitempty"`
 	// NodeHours: worker VMs existing (provisioning, ready or being removed), in hours.
 	NodeHours float64 `json:"node_hours"`
 	// OverMinutes: minutes with CPU or memory at or above the config's up threshold
@@ -122,47 +125,68 @@ func (c *cluster) load(t time.Duration, s Sample) load {
 			l.ready = append(l.ready, v)
 		}
 	}
-	n := int64(len(l.ready))
+	sh := c.share(len(l.ready), s)
+	l.pending, l.cpu, l.mem = sh.pending, sh.cpu, sh.mem
+	n := len(l.ready)
+	if n == 0 {
+		return l
+	}
+	l.base = sh.base
+	l.perNode = make([]scaler.Resources, n)
+	l.podsOn = make([]int, n)
+	for i := range l.ready {
+		k := sh.fit / n
+		if i < sh.fit%n {
+			k++
+		}
+		l.podsOn[i] = k
+		l.perNode[i] = scaler.Resources{MilliCPU: sh.base.MilliCPU + int64(k)*c.m.Pod.MilliCPU, Memory: sh.base.Memory + int64(k)*c.m.Pod.Memory}
+	}
+	return l
+}
+
+// shares is how a sample's demand lands on n Ready workers.
+type shares struct {
+	base     scaler.Resources // the base demand's share on each worker
+	fit      int              // pods of the model's size placed (beyond the base)
+	pending  int
+	cpu, mem float64 // utilization in percent; 100 with demand and no worker
+}
+
+// share spreads the base demand evenly over n workers; what does not fit
+// waits as pods of the model's size, placed where they fit.
+func (c *cluster) share(workers int, s Sample) shares {
+	var sh shares
+	n := int64(workers)
 	pod := c.m.Pod
 	demandCPU := int64(math.Round(s.CPU * 1000))
 	demandMem := int64(s.Memory)
 	want := s.Pending
 	if n == 0 {
-		l.pending = want
+		sh.pending = want
 		if demandCPU > 0 {
-			l.pending += int(ceilDiv(demandCPU, pod.MilliCPU))
+			sh.pending += int(ceilDiv(demandCPU, pod.MilliCPU))
 		}
 		if demandCPU > 0 || demandMem > 0 || want > 0 {
-			l.cpu, l.mem = 100, 100
+			sh.cpu, sh.mem = 100, 100
 		}
-		return l
+		return sh
 	}
-	// The base demand, evenly spread; what does not fit waits as pods.
 	capCPU, capMem := n*c.alloc.MilliCPU, n*c.alloc.Memory
 	over := max(float64(demandCPU-capCPU)/float64(pod.MilliCPU), float64(demandMem-capMem)/float64(pod.Memory), 0)
 	want += int(math.Ceil(over))
 	baseCPU, baseMem := min(demandCPU, capCPU)/n, min(demandMem, capMem)/n
-	l.base = scaler.Resources{MilliCPU: baseCPU, Memory: baseMem}
+	sh.base = scaler.Resources{MilliCPU: baseCPU, Memory: baseMem}
 	freeCPU, freeMem := c.alloc.MilliCPU-baseCPU, c.alloc.Memory-baseMem
 	fitEach := int(min(freeCPU/pod.MilliCPU, freeMem/pod.Memory))
-	fit := min(want, fitEach*int(n))
-	l.pending = want - fit
-	l.perNode = make([]scaler.Resources, n)
-	l.podsOn = make([]int, n)
-	var usedCPU, usedMem int64
-	for i := range l.ready {
-		k := fit / int(n)
-		if i < fit%int(n) {
-			k++
-		}
-		l.podsOn[i] = k
-		l.perNode[i] = scaler.Resources{MilliCPU: baseCPU + int64(k)*pod.MilliCPU, Memory: baseMem + int64(k)*pod.Memory}
-		usedCPU += l.perNode[i].MilliCPU
-		usedMem += l.perNode[i].Memory
-	}
-	l.cpu = 100 * float64(usedCPU) / float64(capCPU)
-	l.mem = 100 * float64(usedMem) / float64(capMem)
-	return l
+	sh.fit = min(want, fitEach*workers)
+	sh.pending = want - sh.fit
+	// The sums over the workers, as the daemon adds up its nodes' usage.
+	usedCPU := n*baseCPU + int64(sh.fit)*pod.MilliCPU
+	usedMem := n*baseMem + int64(sh.fit)*pod.Memory
+	sh.cpu = 100 * float64(usedCPU) / float64(capCPU)
+	sh.mem = 100 * float64(usedMem) / float64(capMem)
+	return sh
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

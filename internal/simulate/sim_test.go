@@ -225,8 +225,8 @@ func TestChartIsSVG(t *testing.T) {
 	if titled != events {
 		t.Errorf("%d event markers, want %d", titled, events)
 	}
-	// workers x2, ours: CPU, memory, pending; recipe: CPU, memory, pending.
-	if len(doc.Polylines) != 8 {
-		t.Errorf("%d series drawn, want 8", len(doc.Polylines))
+	// workers x3 (ours, recipe, limit), ours: CPU, memory, pending; recipe: CPU, memory, pending.
+	if len(doc.Polylines) != 9 {
+		t.Errorf("%d series drawn, want 9", len(doc.Polylines))
 	}
 }

@@ -24,15 +24,30 @@ type Sample struct {
 	CPU     float64 // cores
 	Memory  float64 // bytes
 	Pending int
+	// Workers is the Ready workers the daemon saw (the optional workers
+	// column of a trace it recorded); 0 when the trace has no such column.
+	Workers int
 }
 
-// TraceHeader is the first line every trace starts with.
+// TraceHeader is the first line every trace starts with; a trace the
+// daemon records (daemon.trace_file) adds the column WorkersColumn.
 const TraceHeader = "time_s,cpu_cores,memory_gib,pending_pods"
+
+// WorkersColumn is the optional fifth column.
+const WorkersColumn = "workers"
+
+// startComment, before the header, names the wall-clock time of 0 s.
+const startComment = "# start "
 
 // Trace is a parsed load trace.
 type Trace struct {
 	Name    string
 	Samples []Sample
+	// Workers: the trace has the workers column.
+	Workers bool
+	// Start is the wall-clock time of 0 s when a "# start TIME" comment
+	// before the header says so (the daemon's traces do); zero otherwise.
+	Start time.Time
 }
 
 // Duration is the trace's length: the last row's time.
@@ -75,17 +90,26 @@ func ParseTrace(name string, r io.Reader) (Trace, error) {
 			raw = strings.TrimPrefix(raw, "\ufeff")
 		}
 		text := strings.TrimSpace(raw)
+		if !header && strings.HasPrefix(text, startComment) {
+			if at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(text, startComment)); err == nil {
+				tr.Start = at
+			}
+		}
 		if text == "" || strings.HasPrefix(text, "#") {
 			continue
 		}
 		if !header {
-			if h := strings.ReplaceAll(text, " ", ""); h != TraceHeader {
-				return tr, fmt.Errorf("%s:%d: header %q: expected %q", name, line, shortText(text), TraceHeader)
+			switch h := strings.ReplaceAll(text, " ", ""); h {
+			case TraceHeader:
+			case TraceHeader + "," + WorkersColumn:
+				tr.Workers = true
+			default:
+				return tr, fmt.Errorf("%s:%d: header %q: expected %q (or with a %s column)", name, line, shortText(text), TraceHeader, WorkersColumn)
 			}
 			header = true
 			continue
 		}
-		s, err := parseRow(text)
+		s, err := parseRow(text, tr.Workers)
 		if err != nil {
 			return tr, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
@@ -125,10 +149,23 @@ func shortText(s string) string {
 	return s
 }
 
-func parseRow(text string) (Sample, error) {
+func parseRow(text string, withWorkers bool) (Sample, error) {
 	f := strings.Split(text, ",")
-	if len(f) != 4 {
-		return Sample{}, fmt.Errorf("%d columns: expected 4 (%s)", len(f), TraceHeader)
+	if want := map[bool]int{false: 4, true: 5}[withWorkers]; len(f) != want {
+		h := TraceHeader
+		if withWorkers {
+			h += "," + WorkersColumn
+		}
+		return Sample{}, fmt.Errorf("%d columns: expected %d (%s)", len(f), want, h)
+	}
+	workers := 0
+	if withWorkers {
+		wv := strings.TrimSpace(f[4])
+		w, err := strconv.Atoi(wv)
+		if err != nil || w < 0 || w > 100000 {
+			return Sample{}, fmt.Errorf("workers %q: expected a whole number from 0 to 100000", wv)
+		}
+		workers = w
 	}
 	num := func(col string, v string) (float64, error) {
 		x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
@@ -168,5 +205,6 @@ func parseRow(text string) (Sample, error) {
 		CPU:     cpu,
 		Memory:  mem * (1 << 30),
 		Pending: pending,
+		Workers: workers,
 	}, nil
 }

@@ -182,6 +182,7 @@ func (w *World) Config() *config.Config {
 	c.Talos.Port = w.TalosPort
 	c.Kubernetes.Kubeconfig = w.Kube.Kubeconfig
 	c.Policy.Timezone = "UTC"
+	c.Daemon.TraceFile = filepath.Join(w.Dir, "trace.csv")
 	return &c
 }
 

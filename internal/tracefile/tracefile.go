@@ -1,0 +1,202 @@
+// Package tracefile is the daemon's record of its own load: one row per
+// decision, appended to a CSV file in the format `simulate --trace` reads,
+// so a user can replay their own week against another policy.
+//
+// The file starts with a comment naming the wall-clock time of its 0 s
+// ("# start 2026-01-05T00:00:00Z") and the header; each row is seconds
+// since that start, the CPU cores and memory GiB the Ready, schedulable
+// workers use, the pods pending, and the Ready workers. A restarted daemon
+// goes on appending to the same file (a row cut short by a crash is
+// dropped); past the size limit the file moves to NAME.1 (replacing the
+// one before) and a new one starts. Rows that would not come after the
+// last one (a clock set back) are skipped: the file always parses.
+package tracefile
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Header is the first line after the start comment (simulate's header
+// with the optional workers column).
+const Header = "time_s,cpu_cores,memory_gib,pending_pods,workers"
+
+// DefaultMaxSize is the size past which the file is rotated.
+const DefaultMaxSize = 16 << 20
+
+const startPrefix = "# start "
+
+// Row is one decision's load.
+type Row struct {
+	Time time.Time
+	// CPUCores and MemoryGiB are what the Ready, schedulable workers use.
+	CPUCores, MemoryGiB float64
+	// Pending is the pods the scheduler could not place.
+	Pending int
+	// Workers is the Ready workers.
+	Workers int
+}
+
+// Writer appends rows to one trace file. Safe for concurrent use.
+type Writer struct {
+	path string
+	max  int64
+
+	mu    sync.Mutex
+	f     *os.File
+	size  int64
+	start time.Time
+	last  time.Duration // the last row's offset; -1 before the first
+}
+
+// Open opens path for appending (creating it and its directory), going on
+// from the rows already there. maxSize <= 0 means DefaultMaxSize.
+func Open(path string, maxSize int64) (*Writer, error) {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	w := &Writer{path: path, max: maxSize, last: -1}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.resume(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w (move it away, or set daemon.trace_file elsewhere)", path, err)
+	}
+	w.f = f
+	return w, nil
+}
+
+// resume reads the start and the last row of an existing file, and drops
+// a last row cut short.
+func (w *Writer) resume(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	w.size = st.Size()
+	if w.size == 0 {
+		return nil // a new file: the first row writes the head
+	}
+	head := make([]byte, min(w.size, 4096))
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(head))
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), startPrefix) {
+		return errors.New("not a trace this daemon wrote: expected a first line \"" + startPrefix + "TIME\"")
+	}
+	w.start, err = time.Parse(time.RFC3339Nano, strings.TrimPrefix(sc.Text(), startPrefix))
+	if err != nil {
+		return fmt.Errorf("first line %q: expected an RFC 3339 time", sc.Text())
+	}
+	if !sc.Scan() || sc.Text() != Header {
+		return fmt.Errorf("second line: expected %q", Header)
+	}
+	// The tail: the last complete row, and a torn one cut off.
+	from := max(w.size-4096, 0)
+	tail := make([]byte, w.size-from)
+	if _, err := f.ReadAt(tail, from); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if end := bytes.LastIndexByte(tail, '\n'); end < len(tail)-1 {
+		if end < 0 {
+			return errors.New("a last line longer than 4 KiB")
+		}
+		w.size = from + int64(end) + 1
+		if err := f.Truncate(w.size); err != nil {
+			return err
+		}
+		tail = tail[:end+1]
+	}
+	lines := bytes.Split(bytes.TrimRight(tail, "\n"), []byte("\n"))
+	last := string(lines[len(lines)-1])
+	if last == Header {
+		return nil
+	}
+	secs, err := strconv.ParseFloat(strings.SplitN(last, ",", 2)[0], 64)
+	if err != nil {
+		return fmt.Errorf("last row %q: expected seconds first", last)
+	}
+	w.last = time.Duration(secs * float64(time.Second)).Round(time.Millisecond)
+	return nil
+}
+
+// Record appends r, rotating first when the file is full. A row not after
+// the last one is skipped.
+func (w *Writer) Record(r Row) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return errors.New("trace file closed")
+	}
+	if w.size >= w.max {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	var b []byte
+	if w.size == 0 {
+		w.start, w.last = r.Time, -1
+		b = fmt.Appendf(b, "%s%s\n%s\n", startPrefix, r.Time.UTC().Format(time.RFC3339Nano), Header)
+	}
+	at := r.Time.Sub(w.start).Round(time.Millisecond)
+	if at <= w.last {
+		return nil
+	}
+	b = fmt.Appendf(b, "%s,%s,%s,%d,%d\n", num(at.Seconds()), num(r.CPUCores), num(r.MemoryGiB), r.Pending, r.Workers)
+	n, err := w.f.WriteAt(b, w.size)
+	w.size += int64(n)
+	if err != nil {
+		return err
+	}
+	w.last = at
+	return nil
+}
+
+// rotate moves the file to NAME.1 and starts a new one.
+func (w *Writer) rotate() error {
+	if err := w.f.Close(); err != nil {
+		return err
+	}
+	w.f = nil
+	if err := os.Rename(w.path, w.path+".1"); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	w.f, w.size = f, 0
+	return nil
+}
+
+// Close closes the file.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
+}
+
+// num renders a figure with at most three decimals and no trailing zeros.
+func num(f float64) string {
+	return strconv.FormatFloat(float64(int64(f*1000+0.5))/1000, 'f', -1, 64)
+}

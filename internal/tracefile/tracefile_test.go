@@ -1,0 +1,133 @@
+package tracefile
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/internal/simulate"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/testclock"
+)
+
+var t0 = testclock.Date(2026, 11, 27, 12, 0)
+
+func row(sec int, workers int) Row {
+	return Row{Time: t0.Add(time.Duration(sec) * time.Second), CPUCores: 2.5 + float64(sec)/1000, MemoryGiB: 6.125, Pending: sec % 3, Workers: workers}
+}
+
+func record(t *testing.T, w *Writer, rows ...Row) {
+	t.Helper()
+	for _, r := range rows {
+		if err := w.Record(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func parse(t *testing.T, path string) simulate.Trace {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := simulate.ParseTrace(path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("simulate cannot read it: %v\n%s", err, b)
+	}
+	return tr
+}
+
+// A restarted daemon goes on in the same file; rows not after the last
+// (a clock set back, a second decision in the same millisecond) are
+// skipped; a row cut short by a crash is dropped; simulate reads it all.
+func TestRestartAndReadBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "trace.csv")
+	w, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, w, row(0, 2), row(60, 2), row(120, 3))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash in the middle of a row.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("180,2.6"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	w, err = Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, w, row(120, 9), row(90, 9), row(240, 3), row(300, 4))
+	w.Close()
+
+	tr := parse(t, path)
+	var got []string
+	for _, s := range tr.Samples {
+		got = append(got, (time.Duration(s.At)).String()+"/"+string(rune('0'+s.Workers)))
+	}
+	if want := "0s/2 1m0s/2 2m0s/3 4m0s/3 5m0s/4"; strings.Join(got, " ") != want {
+		t.Errorf("rows %q, want %q", strings.Join(got, " "), want)
+	}
+	if !tr.Workers || !tr.Start.Equal(t0) {
+		t.Errorf("workers column %v, start %v; want true, %v", tr.Workers, tr.Start, t0)
+	}
+	if s := tr.Samples[4]; s.CPU != 2.8 || s.Memory != 6.125*(1<<30) || s.Pending != 0 {
+		t.Errorf("last row %+v", s)
+	}
+}
+
+// Past the size limit the file moves to NAME.1 and a new one starts at
+// 0 s with its own start; both parse, and no row is lost across the cut.
+func TestRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	w, err := Open(path, 400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 40
+	for i := range rows {
+		record(t, w, row(60*i, 2))
+	}
+	w.Close()
+	cur, old := parse(t, path), parse(t, path+".1")
+	if cur.Samples[0].At != 0 || old.Samples[0].At != 0 {
+		t.Errorf("rotated files do not start at 0 s")
+	}
+	last := old.Start.Add(old.Samples[len(old.Samples)-1].At)
+	if !cur.Start.Equal(last.Add(time.Minute)) {
+		t.Errorf("the new file starts at %v, want the row after %v", cur.Start, last)
+	}
+	if st, _ := os.Stat(path + ".1"); st.Size() > 400+100 {
+		t.Errorf("rotated file %d bytes, limit 400", st.Size())
+	}
+	end := cur.Start.Add(cur.Samples[len(cur.Samples)-1].At)
+	if !end.Equal(t0.Add(time.Duration(rows-1) * time.Minute)) {
+		t.Errorf("last row at %v", end)
+	}
+}
+
+// A file this daemon did not write is left alone, and the error says
+// which and what to do.
+func TestForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	if err := os.WriteFile(path, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(path, 0)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "daemon.trace_file") {
+		t.Fatalf("error %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "hello\n" {
+		t.Errorf("foreign file changed: %q", b)
+	}
+}

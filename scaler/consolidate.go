@@ -1,0 +1,248 @@
+package scaler
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Consolidation: which worker may go, and when.
+//
+// A worker is unneeded when it may be removed (blocker), its movable pods
+// fit on the other Ready, schedulable workers by requests, and CPU and
+// memory of the cluster without it stay under scale_up_at minus
+// scale_down_margin. One unneeded worker goes (one at a time, every guard
+// of planScaleDown holding) when any of three clocks has run:
+//
+//   - idle: CPU and memory of the whole cluster have both been at or below
+//     their scale_down_at for scale_down_after (the rule before
+//     consolidation; scale_down_at is now the idle level);
+//   - empty: the worker has run only DaemonSet and mirror pods for
+//     scale_down_after (Karpenter's WhenEmpty);
+//   - unneeded: the worker has been unneeded for UnneededFactor x
+//     scale_down_after (Cluster Autoscaler's scale-down-unneeded-time).
+//
+// The clocks are kept in History per Node name, and start over whenever
+// the condition lapses, the cluster wants capacity, or utilization is
+// unknown.
+
+// UnneededFactor times scale_down_after is how long a worker must have been
+// unneeded before it goes while the cluster is not idle.
+const UnneededFactor = 2
+
+// CodeUnneeded is the reason of a removal by the unneeded or empty clock.
+const (
+	CodeUnneeded      Code = "unneeded"
+	CodeEmpty         Code = "empty"
+	CodeUnneededClock Code = "unneeded_window"
+)
+
+// candidate is one worker considered for removal.
+type candidate struct {
+	idx   int
+	score float64
+	empty bool
+	// fit: its pods fit elsewhere; under: the projection without it is
+	// under every Up - margin.
+	fit, under         bool
+	cpuAfter, memAfter float64
+	pod                Pod // the first pod that fits nowhere, when !fit
+}
+
+func (c candidate) unneeded() bool { return c.fit && c.under }
+
+// isEmpty reports whether n runs only DaemonSet and mirror pods.
+func isEmpty(n *Node) bool {
+	for i := range n.Pods {
+		if k := n.Pods[i].OwnerKind; k != OwnerDaemonSet && k != OwnerNode {
+			return false
+		}
+	}
+	return true
+}
+
+// consider evaluates the removable workers, best first (empty ones, then
+// the least utilized, then the newest), at most maxFitChecks of them, and
+// moves the per-worker clocks in plan.Next. blocked lists up to three
+// workers that may not go and why.
+func (d *decision) consider() (cands []candidate, blocked []string) {
+	for _, i := range d.active {
+		n := &d.s.Nodes[i]
+		if b := d.blocker(n); b != "" {
+			if len(blocked) < 3 {
+				blocked = append(blocked, n.Name+": "+b)
+			}
+			continue
+		}
+		cands = append(cands, candidate{idx: i, score: d.score(n), empty: isEmpty(n)})
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		if a.empty != b.empty {
+			if a.empty {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(a.score, b.score); c != 0 {
+			return c
+		}
+		na, nb := &d.s.Nodes[a.idx], &d.s.Nodes[b.idx]
+		if c := nb.Created.Compare(na.Created); c != 0 {
+			return c
+		}
+		return cmp.Compare(na.Name, nb.Name)
+	})
+	if len(cands) > maxFitChecks {
+		cands = cands[:maxFitChecks]
+	}
+
+	free := make([]Resources, len(d.active))
+	pos := make(map[int]int, len(d.active))
+	for k, i := range d.active {
+		n := &d.s.Nodes[i]
+		free[k] = n.Allocatable.Sub(n.Requests)
+		pos[i] = k
+	}
+	unneeded, empty := map[string]time.Time{}, map[string]time.Time{}
+	for k := range cands {
+		c := &cands[k]
+		n := &d.s.Nodes[c.idx]
+		rest := d.alloc.Sub(n.Allocatable)
+		c.cpuAfter, c.memAfter = pct(d.usage.MilliCPU, rest.MilliCPU), pct(d.usage.Memory, rest.Memory)
+		c.under = d.utilValid && rest.MilliCPU > 0 && rest.Memory > 0 &&
+			c.cpuAfter < d.p.CPU.Up-d.p.ScaleDownMargin && c.memAfter < d.p.Memory.Up-d.p.ScaleDownMargin
+		var fits bool
+		c.pod, fits = d.podsFit(n, pos[c.idx], free)
+		c.fit = fits
+		if c.unneeded() {
+			unneeded[n.Name] = runningSince(d.h.Unneeded[n.Name], n, d.now)
+		}
+		if c.empty {
+			empty[n.Name] = runningSince(d.h.Empty[n.Name], n, d.now)
+		}
+	}
+	d.plan.Next.Unneeded, d.plan.Next.Empty = nilIfEmpty(unneeded), nilIfEmpty(empty)
+	return cands, blocked
+}
+
+// runningSince keeps a running clock, or starts one now (a clock older than the
+// Node belongs to an earlier Node of that name).
+func runningSince(prev time.Time, n *Node, now time.Time) time.Time {
+	if prev.IsZero() || prev.After(now) || prev.Before(n.Created) {
+		return now
+	}
+	return prev
+}
+
+func nilIfEmpty(m map[string]time.Time) map[string]time.Time {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// consolidate picks the removal among cands once the guards have passed:
+// the first unneeded worker whose idle, empty or unneeded clock has run.
+// Otherwise it says what holds.
+func (d *decision) consolidate(cands []candidate, blocked []string) {
+	if len(cands) == 0 {
+		msg := "scale-down held: no removable node"
+		if len(blocked) > 0 {
+			msg += " (" + strings.Join(blocked, "; ") + ")"
+		}
+		d.hold(CodeNoCandidate, "%s", msg)
+		return
+	}
+	low := d.plan.Next.LowSince
+	idle := !low.IsZero() && d.now.Sub(low) >= d.p.DownWindow
+	var lastHold Reason
+	var waiting *candidate
+	for k := range cands {
+		c := &cands[k]
+		n := &d.s.Nodes[c.idx]
+		switch {
+		case !c.under:
+			lastHold = reason(CodeProjection, "scale-down held: without %s, CPU would be %.1f%% and memory %.1f%%, not under %g%% / %g%% (scale-up threshold minus the %g-point margin); it would scale up again",
+				n.Name, c.cpuAfter, c.memAfter, d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
+			continue
+		case !c.fit:
+			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", c.pod.Namespace, c.pod.Name, n.Name, c.pod.Requests)
+			continue
+		}
+		var why Reason
+		switch {
+		case idle:
+			why = reason(CodeUnderutilized, "CPU %.1f%% and memory %.1f%% at or below %g%% / %g%% for %s",
+				d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down, fmtDur(d.now.Sub(low)))
+		case c.empty && d.now.Sub(d.plan.Next.Empty[n.Name]) >= d.p.DownWindow:
+			why = reason(CodeEmpty, "%s has run only DaemonSet and mirror pods for %s (scale_down_after %s)",
+				n.Name, fmtDur(d.now.Sub(d.plan.Next.Empty[n.Name])), fmtDur(d.p.DownWindow))
+		case d.now.Sub(d.plan.Next.Unneeded[n.Name]) >= UnneededFactor*d.p.DownWindow:
+			why = reason(CodeUnneeded, "%s unneeded for %s (%d x scale_down_after): without it CPU %.1f%% and memory %.1f%% stay under %g%% / %g%%",
+				n.Name, fmtDur(d.now.Sub(d.plan.Next.Unneeded[n.Name])), UnneededFactor, c.cpuAfter, c.memAfter,
+				d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin)
+		default:
+			if waiting == nil {
+				waiting = c
+			}
+			continue
+		}
+		d.remove(*c, []Reason{why, reason(CodeCandidateSelection, "%s is the best removable node (%s%.1f%% utilized); without it CPU %.1f%%, memory %.1f%%, and its pods fit elsewhere",
+			n.Name, map[bool]string{true: "empty, ", false: ""}[c.empty], c.score, c.cpuAfter, c.memAfter)})
+		return
+	}
+	if waiting != nil {
+		n := &d.s.Nodes[waiting.idx]
+		if low.IsZero() {
+			d.hold(CodeNotLow, "scale-down held: CPU %.1f%% / memory %.1f%% not both at or below %g%% / %g%%", d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down)
+		} else {
+			d.hold(CodeDownWindow, "scale-down held: utilization low for %s of the %s window", fmtDur(d.now.Sub(low)), fmtDur(d.p.DownWindow))
+		}
+		since := d.plan.Next.Unneeded[n.Name]
+		d.hold(CodeUnneededClock, "scale-down held: %s unneeded for %s of %s (%d x scale_down_after)", n.Name, fmtDur(d.now.Sub(since)), fmtDur(UnneededFactor*d.p.DownWindow), UnneededFactor)
+		d.recheck(since.Add(UnneededFactor * d.p.DownWindow))
+		if !low.IsZero() {
+			d.recheck(low.Add(d.p.DownWindow))
+		}
+		return
+	}
+	if low.IsZero() {
+		d.hold(CodeNotLow, "scale-down held: CPU %.1f%% / memory %.1f%% not both at or below %g%% / %g%%", d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down)
+	}
+	if lastHold.Code == "" {
+		lastHold = reason(CodeNoCandidate, "scale-down held: none of the %d best candidates could go", maxFitChecks)
+	}
+	d.plan.Holds = append(d.plan.Holds, lastHold)
+}
+
+// removeAboveMax removes the best candidate whose pods fit elsewhere,
+// whatever the projection: above max_workers the count comes first.
+func (d *decision) removeAboveMax(cands []candidate, blocked []string, why Reason) {
+	var lastHold Reason
+	for _, c := range cands {
+		n := &d.s.Nodes[c.idx]
+		if !c.fit {
+			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", c.pod.Namespace, c.pod.Name, n.Name, c.pod.Requests)
+			continue
+		}
+		d.remove(c, []Reason{why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%), and its pods fit elsewhere", n.Name, c.score)})
+		return
+	}
+	if len(cands) == 0 {
+		msg := "scale-down held: no removable node"
+		if len(blocked) > 0 {
+			msg += " (" + strings.Join(blocked, "; ") + ")"
+		}
+		lastHold = reason(CodeNoCandidate, "%s", msg)
+	}
+	d.plan.Holds = append(d.plan.Holds, lastHold)
+}
+
+func (d *decision) remove(c candidate, why []Reason) {
+	n := &d.s.Nodes[c.idx]
+	a := Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: why}
+	d.parkRemoval(&a)
+	d.plan.Actions = append(d.plan.Actions, a)
+	d.plan.Next.LastScaleDown = d.now
+}

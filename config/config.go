@@ -22,8 +22,13 @@ type Config struct {
 	Kubernetes Kubernetes `json:"kubernetes"`
 	Policy     Policy     `json:"policy"`
 	Daemon     Daemon     `json:"daemon"`
+	// Pools are the worker pools (config.example.yaml's pools:); empty:
+	// the one pool named default of the single-pool fields (WorkerPools).
+	Pools []Pool `json:"pools,omitempty"`
 
 	renamed []renamed // keys the file gave under their old names
+	// given are the single-pool keys the file sets (singlePoolFields).
+	given map[string]bool
 }
 
 // Cluster identifies the Kubernetes cluster the scaler serves.
@@ -134,6 +139,10 @@ type Policy struct {
 	Drain            Drain            `json:"drain"`
 	MaxProvisionTime Duration         `json:"max_provision_time"`
 	Standby          Standby          `json:"standby"`
+	// MaxCores and MaxMemory bound the cores and memory of all workers
+	// together, across pools (0: no bound).
+	MaxCores  int      `json:"max_cores"`
+	MaxMemory ByteSize `json:"max_memory"`
 }
 
 // Standby is the standby workers: stopped, installed and joined, that a
@@ -339,6 +348,14 @@ func parse(name string, data []byte) (*Config, map[string]Pos, error) {
 	}
 	errs := strictjson.Decode(js, &c)
 	c.readOldNames()
+	for _, f := range singlePoolFields {
+		if _, ok := pos[f.path]; ok && len(c.Pools) > 0 {
+			if c.given == nil {
+				c.given = map[string]bool{}
+			}
+			c.given[f.path] = true
+		}
+	}
 	if len(errs) > 0 {
 		locate(pos, errs)
 		return &c, pos, &Error{File: name, Problems: errs}

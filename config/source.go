@@ -30,6 +30,7 @@ var listLimits = map[string]int{
 	"talos.patch_files":         64,
 	"policy.schedules":          64,
 	"policy.standby.hosts":      256,
+	"pools":                     MaxPools,
 }
 
 // Pos is a line and column in the config file, both from 1.

@@ -59,6 +59,7 @@ func (c *Config) Validate(opts ValidateOptions) (problems, warnings []Problem) {
 	v.talos(c)
 	v.kubernetes(c)
 	v.policy(c)
+	v.pools(c)
 	v.daemon(c)
 	return v.problems, v.warnings
 }
@@ -133,12 +134,8 @@ func (v *validator) proxmox(c *Config) {
 		v.warn("proxmox.tls.insecure_skip_verify", "TLS certificates are not verified: anyone on the path can read the API token; prefer fingerprint")
 	}
 
-	if p.Template.IsZero() {
-		v.fail("proxmox.template", "required: the Talos template's vmid (e.g. 9000) or name")
-	} else if p.Template.ID != 0 && (p.Template.ID < 100 || p.Template.ID > 999999999) {
-		v.fail("proxmox.template", "vmid %d out of range: expected 100..999999999", p.Template.ID)
-	} else if p.Template.ID == 0 && (!vmNameRE.MatchString(p.Template.Name) || len(p.Template.Name) > 63) {
-		v.fail("proxmox.template", "%q is not a PVE VM name: expected letters, digits, '-' and '.' (no spaces), at most 63 characters, or a vmid", shorten(p.Template.Name, 80))
+	if len(c.Pools) == 0 {
+		v.template("proxmox.template", p.Template)
 	}
 	switch p.CloneMode {
 	case "linked":
@@ -171,20 +168,7 @@ func (v *validator) proxmox(c *Config) {
 	if p.HostMemReserve < 0 || p.HostMemReserve > MaxHostReserve {
 		v.fail("proxmox.host_memory_reserve", "%s: expected 0 to %s", p.HostMemReserve, ByteSize(MaxHostReserve))
 	}
-	if p.VM.Cores < 1 || p.VM.Cores > 512 {
-		v.fail("proxmox.vm.cores", "%d: expected 1..512", p.VM.Cores)
-	}
-	switch {
-	case p.VM.Memory > MaxVMMemory:
-		v.fail("proxmox.vm.memory", "%s: expected at most %s (PVE's limit for one VM)", p.VM.Memory, ByteSize(MaxVMMemory))
-	case p.VM.Memory < 1<<30:
-		v.fail("proxmox.vm.memory", "%s: expected at least 1GiB (Talos workers need 2GiB)", p.VM.Memory)
-	case p.VM.Memory < 2<<30:
-		v.warn("proxmox.vm.memory", "%s is below the 2GiB Talos asks for on a worker", p.VM.Memory)
-	}
-	if p.VM.Memory%(1<<20) != 0 {
-		v.fail("proxmox.vm.memory", "%s: expected whole MiB (PVE sizes memory in MiB)", p.VM.Memory)
-	}
+	v.vm("proxmox.vm", p.VM)
 	if !prefixRE.MatchString(p.NamePrefix) || len(p.NamePrefix) > 50 {
 		v.fail("proxmox.name_prefix", "%q: expected a hostname start: lowercase letters, digits and '-', starting with a letter, at most 50 characters", p.NamePrefix)
 	}
@@ -345,6 +329,12 @@ func (v *validator) policy(c *Config) {
 	}
 	if p.MaxProvisionTime.D() < time.Minute || p.MaxProvisionTime.D() > day {
 		v.fail("policy.max_provision_time", "%s: expected 1m to 24h (clone, boot, install and join take minutes)", p.MaxProvisionTime.D())
+	}
+	if p.MaxCores < 0 || p.MaxCores > MaxWorkers*512 {
+		v.fail("policy.max_cores", "%d: expected 0 (no bound) to %d", p.MaxCores, MaxWorkers*512)
+	}
+	if p.MaxMemory < 0 {
+		v.fail("policy.max_memory", "%s: expected 0 (no bound) or more", p.MaxMemory)
 	}
 	sb := p.Standby
 	if sb.Size < 0 || sb.Size > p.MaxWorkers {

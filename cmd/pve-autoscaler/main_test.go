@@ -116,7 +116,7 @@ func TestValidate(t *testing.T) {
 	if code != exitOK || errOut != "" {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
-	for _, want := range []string{"# effective configuration of " + p, "name: homelab", "interval: 1m0s", "memory: 8GiB", "scale_up_at: 80"} {
+	for _, want := range []string{"# effective configuration of " + p, "# no pools: one pool named default: template", "name: homelab", "interval: 1m0s", "memory: 8GiB", "scale_up_at: 80"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

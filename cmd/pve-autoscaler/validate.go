@@ -22,7 +22,11 @@ func validateCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pve-autoscaler validate: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "# effective configuration of %s (defaults filled in; secrets stay in their files)\n%s", *path, out)
+	fmt.Fprintf(stdout, "# effective configuration of %s (defaults filled in; secrets stay in their files)\n", *path)
+	if why := c.PoolsExplained(); why != "" {
+		fmt.Fprintf(stdout, "# %s\n", why)
+	}
+	fmt.Fprintf(stdout, "%s", out)
 	return exitOK
 }
 

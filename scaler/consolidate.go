@@ -69,7 +69,11 @@ func isEmpty(n *Node) bool {
 func (d *decision) consider() (cands []candidate, blocked []string) {
 	for _, i := range d.active {
 		n := &d.s.Nodes[i]
-		if b := d.blocker(n); b != "" {
+		b := d.blocker(n)
+		if b == "" {
+			b = d.poolBlocker(n, d.overOnly)
+		}
+		if b != "" {
 			if len(blocked) < 3 {
 				blocked = append(blocked, n.Name+": "+b)
 			}
@@ -242,7 +246,7 @@ func (d *decision) removeAboveMax(cands []candidate, blocked []string, why Reaso
 func (d *decision) remove(c candidate, why []Reason) {
 	n := &d.s.Nodes[c.idx]
 	a := Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: why}
-	d.parkRemoval(&a)
+	d.parkRemoval(&a, d.poolOf(n.Managed, n.Pool))
 	d.plan.Actions = append(d.plan.Actions, a)
 	d.plan.Next.LastScaleDown = d.now
 }

@@ -54,6 +54,9 @@ type decision struct {
 	joining      int       // provisions whose Node registered but is not Ready yet
 	newestJoined time.Time // the newest managed, Ready worker's registration
 	minWorkers   int
+	scheduled    bool // a schedule raised minWorkers
+	baseMin      int  // minWorkers before the schedules
+	overOnly     bool // only workers of pools above their max_workers may go
 	shape        Resources
 
 	usage, alloc Resources
@@ -68,13 +71,18 @@ type decision struct {
 	// Pending pods: those no new worker can run (they hold no
 	// scale-down), those counted toward new workers and the workers
 	// they need beyond the ones in flight.
-	noWorker    int
-	counted     []*PendingPod
-	countedNeed int
+	noWorker int
+
+	// The worker pools (Policy.WorkerPools), by index and by name;
+	// utilPool is the one utilization scale-ups and schedules add to.
+	pools    []poolState
+	poolIdx  map[string]int
+	utilPool int
 }
 
 func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	d := &decision{s: s, p: p, h: h, now: now, removing: map[string]bool{}}
+	d.initPools()
 	d.plan.Time = now
 	d.plan.Actions = []Action{}
 	d.plan.Holds = []Reason{}
@@ -96,10 +104,17 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 		case OpProvision:
 			// A provision whose Node has registered counts once, as that
 			// node; until it is Ready its capacity is still on its way.
+			pi := d.poolOf(true, op.Pool)
 			if op.Node == "" || !nodeNames[op.Node] {
 				d.inFlight++
+				if pi >= 0 {
+					d.pools[pi].inFlight++
+				}
 			} else if !nodeReady[op.Node] {
 				d.joining++
+				if pi >= 0 {
+					d.pools[pi].joining++
+				}
 			}
 		}
 	}
@@ -110,10 +125,17 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 			continue
 		}
 		d.workers = append(d.workers, i)
+		pi := d.poolOf(n.Managed, n.Pool)
+		if pi >= 0 {
+			d.pools[pi].workers++
+		}
 		if n.Ready {
 			d.plan.Workers.Ready++
 		} else {
 			d.plan.Workers.NotReady++
+			if pi >= 0 {
+				d.pools[pi].notReady++
+			}
 		}
 		if n.Ready && !n.Unschedulable {
 			d.active = append(d.active, i)
@@ -124,19 +146,28 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 			if newest == nil || n.Created.After(newest.Created) {
 				newest = n
 			}
+			if pi >= 0 && (d.pools[pi].newest == nil || n.Created.After(d.pools[pi].newest.Created)) {
+				d.pools[pi].newest = n
+			}
+		}
+	}
+	for i := range d.pools {
+		if ps := &d.pools[i]; ps.newest != nil {
+			ps.shape = ps.newest.Allocatable
 		}
 	}
 	d.plan.Workers.Provisioning = d.inFlight
 	d.plan.Workers.Current = len(d.workers) + d.inFlight
 	d.plan.Workers.Max = p.MaxWorkers
 
-	d.shape = p.Worker
+	// Utilization scale-ups add workers of the utilization pool's shape.
+	d.shape = d.pools[d.utilPool].shape
 	if newest != nil {
-		d.shape = newest.Allocatable
 		d.newestJoined = newest.Created
 	}
 
-	d.minWorkers = p.MinWorkers
+	d.minWorkers = p.baseMin()
+	d.baseMin = d.minWorkers
 	loc := p.Location
 	if loc == nil {
 		loc = time.UTC
@@ -144,6 +175,7 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	local := now.In(loc)
 	for _, sc := range p.Schedules {
 		if sc.activeAt(local, p.ScheduleLead) && sc.MinWorkers > d.minWorkers {
+			d.scheduled = true
 			d.minWorkers = sc.MinWorkers
 			d.note(CodeScheduleActive, "schedule %q (%s) raises the minimum to %d", sc.Name, sc, sc.MinWorkers)
 		}
@@ -197,35 +229,69 @@ func since(prev time.Time, cond bool, now time.Time) time.Time {
 	}
 }
 
-// planScaleUp sizes a scale-up to the largest of the needs it finds.
+// planScaleUp sizes each pool's scale-up to the largest of the needs it
+// finds there (its minimum, pending pods that chose it, and for the
+// utilization pool utilization and schedules), then caps the adds by
+// each pool's max_workers, the global max_workers, max_nodes_per_step,
+// the cores and memory bounds and the hosts' room, sharing a limited
+// room out by pool priority.
 func (d *decision) planScaleUp() {
-	var reasons []Reason
-	need := 0
 	current := d.plan.Workers.Current
+	util := &d.pools[d.utilPool]
+	want := func(ps *poolState, n int, rs ...Reason) {
+		ps.reasons = append(ps.reasons, rs...)
+		ps.need = max(ps.need, n)
+	}
 
-	if current < d.minWorkers {
-		n := d.minWorkers - current
-		code := CodeBelowMin
-		if d.minWorkers > d.p.MinWorkers {
-			code = CodeScheduleMin
+	if !d.multi() {
+		if current < d.minWorkers {
+			code := CodeBelowMin
+			if d.minWorkers > d.baseMin {
+				code = CodeScheduleMin
+			}
+			want(util, d.minWorkers-current, reason(code, "%s, below the minimum of %d", count(current, "worker"), d.minWorkers))
 		}
-		reasons = append(reasons, reason(code, "%s, below the minimum of %d", count(current, "worker"), d.minWorkers))
-		need = max(need, n)
+	} else {
+		short := 0
+		for i := range d.pools {
+			ps := &d.pools[i]
+			if c := ps.current(); c < ps.MinWorkers {
+				short += ps.MinWorkers - c
+				want(ps, ps.MinWorkers-c, reason(CodeBelowMin, "%s%s, below its minimum of %d", d.poolPrefix(i), count(c, "worker"), ps.MinWorkers))
+			}
+		}
+		// A schedule raises the minimum of all pools together: the rest
+		// of it goes to the utilization pool.
+		if n := d.minWorkers - current - short; d.scheduled && n > 0 {
+			want(util, util.need+n, reason(CodeScheduleMin, "%s, below the minimum of %d (a schedule): %s to pool %s", count(current, "worker"), d.minWorkers, count(n, "worker"), util.Name))
+		}
 	}
 
 	if d.utilValid {
 		n, rs := d.utilizationNeed()
-		reasons = append(reasons, rs...)
-		need = max(need, n)
+		if d.multi() {
+			for k := range rs {
+				rs[k].Message = d.poolPrefix(d.utilPool) + rs[k].Message
+			}
+		}
+		want(util, n, rs...)
 	}
 
 	if d.p.PendingPods {
-		n, rs := d.pendingNeed()
-		reasons = append(reasons, rs...)
-		need = max(need, n)
+		d.pendingNeed()
+		for i := range d.pools {
+			ps := &d.pools[i]
+			if ps.countedNeed > 0 {
+				want(ps, ps.countedNeed)
+			}
+		}
 	}
 
 	d.plan.Next.UpOwed = 0
+	need := 0
+	for _, ps := range d.pools {
+		need += ps.need
+	}
 	if need == 0 {
 		// Only when every clause is true: a resource at or above its
 		// threshold (held by its window, a cooldown or the VMs in flight)
@@ -245,14 +311,47 @@ func (d *decision) planScaleUp() {
 		d.hold(CodeCooldownFailure, "scale-up held: cooldown after a failed operation, %s left", d.left(d.h.LastFailure, d.p.CooldownAfterFailure))
 		return
 	}
-	add := need
+	order := d.byPriority()
+	for _, i := range order {
+		ps := &d.pools[i]
+		ps.add = ps.need
+		if len(d.p.Pools) > 0 && ps.add > ps.MaxWorkers-ps.current() {
+			ps.add = max(ps.MaxWorkers-ps.current(), 0)
+			ps.capped = fmt.Sprintf("max_workers %d reached", ps.MaxWorkers)
+			d.hold(CodeMaxWorkers, "scale-up capped: %smax_workers %d reached (%d needed, %d now)", d.poolPrefix(i), ps.MaxWorkers, ps.need, ps.current())
+		}
+	}
+	// cut takes the adds down to room, the lowest priority first, and
+	// says why on each pool it cuts.
+	cut := func(room int, why string) int {
+		total := 0
+		for _, i := range order {
+			ps := &d.pools[i]
+			if ps.add > room-total {
+				ps.add = max(room-total, 0)
+				if why != "" && ps.capped == "" {
+					ps.capped = why
+				}
+			}
+			total += ps.add
+		}
+		return total
+	}
+	add := 0
+	for _, ps := range d.pools {
+		add += ps.add
+	}
 	if room := d.p.MaxWorkers - current; add > room {
-		add = max(room, 0)
-		d.hold(CodeMaxWorkers, "scale-up capped: max_workers %d reached (%d needed, %d now)", d.p.MaxWorkers, need, current)
+		add = cut(max(room, 0), fmt.Sprintf("max_workers %d reached", d.p.MaxWorkers))
+		if d.multi() {
+			d.hold(CodeMaxWorkers, "scale-up capped: policy.max_workers %d reached for all pools together (%d needed, %d now)", d.p.MaxWorkers, need, current)
+		} else {
+			d.hold(CodeMaxWorkers, "scale-up capped: max_workers %d reached (%d needed, %d now)", d.p.MaxWorkers, need, current)
+		}
 	}
 	if d.p.MaxStep > 0 && add > d.p.MaxStep {
 		owed := add - d.p.MaxStep
-		add = d.p.MaxStep
+		add = cut(d.p.MaxStep, "")
 		defer func() {
 			if d.added > 0 {
 				d.plan.Next.UpOwed = owed // the rest at the next decision
@@ -260,22 +359,115 @@ func (d *decision) planScaleUp() {
 		}()
 		d.hold(CodeMaxStep, "scale-up capped at %s per step (max_nodes_per_step); %d needed", count(d.p.MaxStep, "worker"), need)
 	}
-	if room, known := d.hostRoom(); !known {
-		if d.s.Hosts == nil {
-			d.note(CodeHostsUnknown, "PVE host room unknown: placement decides when the VMs are cloned")
-		}
-	} else if add > room {
-		add = room
-		d.hold(CodeHostRoom, "scale-up capped at %d: PVE hosts have room for %s of %s after the %s reserve", room, count(room, "worker"), fmtBytes(d.p.VMMemory), fmtBytes(d.p.HostReserve))
-	}
+	add = d.capResources(order, add)
+	add = d.capHostRoom(order, add)
 	if add <= 0 {
 		return
 	}
 	d.added = add
-	wake, why := d.wake(add)
-	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionAdd, Count: add, Wake: wake, Reasons: append(reasons, why...)})
+	for i := range d.pools {
+		ps := &d.pools[i]
+		if ps.add <= 0 {
+			continue
+		}
+		wake, why := d.wake(i, ps.add)
+		ps.wake = wake
+		d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionAdd, Count: ps.add, Wake: wake, Pool: d.actionPool(i), Reasons: append(ps.reasons, why...)})
+	}
 	d.plan.Next.LastScaleUp = d.now
 	d.plan.Next.LowSince = time.Time{}
+}
+
+// capResources holds the adds within policy max_cores and max_memory,
+// counting each pool's workers at its VM size.
+func (d *decision) capResources(order []int, add int) int {
+	if d.p.MaxCores <= 0 && d.p.MaxMemory <= 0 || add == 0 {
+		return add
+	}
+	var cores, mem int64
+	for _, ps := range d.pools {
+		cores += int64(ps.current()) * int64(ps.VMCores)
+		mem += int64(ps.current()) * ps.VMMemory
+	}
+	total, cut := 0, false
+	for _, i := range order {
+		ps := &d.pools[i]
+		n := 0
+		for n < ps.add {
+			c, m := cores+int64(ps.VMCores), mem+ps.VMMemory
+			if d.p.MaxCores > 0 && c > int64(d.p.MaxCores) || d.p.MaxMemory > 0 && m > d.p.MaxMemory {
+				break
+			}
+			cores, mem = c, m
+			n++
+		}
+		if n < ps.add {
+			cut = true
+			if ps.capped == "" {
+				ps.capped = "policy.max_cores or max_memory reached"
+			}
+			ps.add = n
+		}
+		total += n
+	}
+	if cut {
+		d.hold(CodeMaxResources, "scale-up capped at %s: the workers' cores and memory would pass policy.max_cores %d / max_memory %s", count(total, "worker"), d.p.MaxCores, fmtBytes(d.p.MaxMemory))
+	}
+	return total
+}
+
+// capHostRoom holds each pool's adds within the room its hosts have for
+// its VMs after the reserve, placing the higher-priority pools first.
+func (d *decision) capHostRoom(order []int, add int) int {
+	if d.s.Hosts == nil {
+		d.note(CodeHostsUnknown, "PVE host room unknown: placement decides when the VMs are cloned")
+		return add
+	}
+	if add == 0 {
+		return 0
+	}
+	free := map[string]int64{}
+	for _, h := range d.s.Hosts {
+		if h.Online {
+			free[h.Name] = h.MemoryFree - d.p.HostReserve
+		}
+	}
+	total := 0
+	for _, i := range order {
+		ps := &d.pools[i]
+		if ps.VMMemory <= 0 {
+			total += ps.add
+			continue
+		}
+		room := 0
+		for h, f := range free {
+			if f > 0 && (len(ps.Hosts) == 0 || slices.Contains(ps.Hosts, h)) {
+				room += int(f / ps.VMMemory)
+			}
+		}
+		if ps.add > room {
+			if d.multi() {
+				d.hold(CodeHostRoom, "scale-up capped at %d: pool %s: its PVE hosts have room for %s of %s after the %s reserve", room, ps.Name, count(room, "worker"), fmtBytes(ps.VMMemory), fmtBytes(d.p.HostReserve))
+			} else {
+				d.hold(CodeHostRoom, "scale-up capped at %d: PVE hosts have room for %s of %s after the %s reserve", room, count(room, "worker"), fmtBytes(ps.VMMemory), fmtBytes(d.p.HostReserve))
+			}
+			ps.add = room
+		}
+		// Take the memory of its adds, fullest host last, for the next pools.
+		for range ps.add {
+			best := ""
+			for h, f := range free {
+				if (len(ps.Hosts) == 0 || slices.Contains(ps.Hosts, h)) && f >= ps.VMMemory && (best == "" || f > free[best] || f == free[best] && h < best) {
+					best = h
+				}
+			}
+			if best != "" {
+				free[best] -= ps.VMMemory
+			}
+		}
+		total += ps.add
+	}
+	return total
 }
 
 // utilizationNeed returns the workers needed to bring each sustained-high
@@ -499,9 +691,10 @@ func nodesConsidered(msg string) (int, bool) {
 	return n, true
 }
 
-// hostRoom is how many more worker VMs the PVE hosts can start.
-func (d *decision) hostRoom(only ...string) (int, bool) {
-	if d.s.Hosts == nil || d.p.VMMemory <= 0 {
+// hostRoom is how many more worker VMs of vmMemory the PVE hosts (only
+// those named, when given) can start.
+func (d *decision) hostRoom(vmMemory int64, only ...string) (int, bool) {
+	if d.s.Hosts == nil || vmMemory <= 0 {
 		return 0, false
 	}
 	room := 0
@@ -510,7 +703,7 @@ func (d *decision) hostRoom(only ...string) (int, bool) {
 			continue
 		}
 		if free := h.MemoryFree - d.p.HostReserve; free > 0 {
-			room += int(free / d.p.VMMemory)
+			room += int(free / vmMemory)
 		}
 	}
 	return room, true
@@ -520,6 +713,9 @@ func (d *decision) hostRoom(only ...string) (int, bool) {
 func (d *decision) planScaleDown() {
 	current := d.plan.Workers.Current
 	aboveMax := current > d.p.MaxWorkers
+	for _, ps := range d.pools {
+		aboveMax = aboveMax || ps.current() > ps.MaxWorkers
+	}
 	ok := true
 	// A NotReady worker serves nothing: it does not count toward the
 	// minimum a removal must keep.
@@ -562,11 +758,25 @@ func (d *decision) planScaleDown() {
 		d.hold(CodeUnready, "scale-down held: %d of %d managed workers unready (more than %d or %g%%)", unready, managed, maxUnreadyCount, maxUnreadyPercent)
 		ok = false
 	}
+	// Above the global max_workers any worker may go; above only a pool's
+	// max, only that pool's workers.
+	var above Reason
+	if current > d.p.MaxWorkers {
+		above = reason(CodeAboveMax, "%d workers, above max_workers %d", current, d.p.MaxWorkers)
+	} else if aboveMax {
+		d.overOnly = true
+		for _, ps := range d.pools {
+			if ps.current() > ps.MaxWorkers {
+				above = reason(CodeAboveMax, "%s%d workers, above its max_workers %d", d.poolPrefix(d.poolIdx[ps.Name]), ps.current(), ps.MaxWorkers)
+				break
+			}
+		}
+	}
 	// The clocks of consolidation move whatever holds the removal itself.
 	cands, blocked := d.consider()
 	if aboveMax {
 		if ok {
-			d.removeAboveMax(cands, blocked, reason(CodeAboveMax, "%d workers, above max_workers %d", current, d.p.MaxWorkers))
+			d.removeAboveMax(cands, blocked, above)
 		}
 		return
 	}
@@ -616,6 +826,30 @@ func (d *decision) blocker(n *Node) string {
 		case pod.PDB != nil && pod.PDB.DisruptionsAllowed < 1:
 			return fmt.Sprintf("pod %s/%s: PodDisruptionBudget %s allows no disruption", pod.Namespace, pod.Name, pod.PDB.Name)
 		}
+	}
+	return ""
+}
+
+// poolBlocker says why a node's pool keeps it, or "": the pool is at its
+// minimum (its NotReady workers do not count), or, when only pools above
+// their max_workers are being brought down (overOnly), the pool is not one.
+func (d *decision) poolBlocker(n *Node, overOnly bool) string {
+	pi := d.poolOf(n.Managed, n.Pool)
+	if pi < 0 {
+		if overOnly {
+			return "in no pool above its max_workers"
+		}
+		return ""
+	}
+	ps := &d.pools[pi]
+	if overOnly {
+		if ps.current() <= ps.MaxWorkers {
+			return fmt.Sprintf("pool %s is not above its max_workers %d", ps.Name, ps.MaxWorkers)
+		}
+		return ""
+	}
+	if d.multi() && ps.current()-ps.notReady <= ps.MinWorkers {
+		return fmt.Sprintf("pool %s at its minimum of %d", ps.Name, ps.MinWorkers)
 	}
 	return ""
 }
@@ -677,6 +911,7 @@ func (d *decision) finish() Plan {
 		desired--
 	}
 	w.Desired = min(max(desired, w.Min), w.Max)
+	d.poolStatuses()
 	return d.plan
 }
 

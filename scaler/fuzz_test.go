@@ -137,6 +137,38 @@ func world(data []byte) (Policy, Snapshot, History) {
 			pp.MessageTime = pp.Since.Add(time.Duration(g.intn(60)) * time.Second)
 		}
 	}
+
+	// Worker pools: the nodes, provisions and pending pods spread over them.
+	if g.flag() {
+		pools := poolPolicy().Pools[:1+g.intn(3)]
+		for i := range pools {
+			pools[i].MinWorkers = g.intn(3)
+			pools[i].MaxWorkers = max(1, pools[i].MinWorkers+g.intn(4))
+			pools[i].Priority = g.intn(3)
+		}
+		p.Pools = pools
+		sum := 0
+		for _, pl := range pools {
+			sum += pl.MinWorkers
+		}
+		p.MaxWorkers = max(p.MaxWorkers, sum)
+		names := []string{"", "general", "gpu", "big", "gone"}
+		for i := range s.Nodes {
+			s.Nodes[i].Pool = names[g.intn(len(names))]
+		}
+		for i := range s.Operations {
+			s.Operations[i].Pool = names[g.intn(len(names))]
+		}
+		for i := range s.PendingPods {
+			switch g.intn(4) {
+			case 1:
+				tolerates(&s.PendingPods[i])
+				wantsGPU(&s.PendingPods[i])
+			case 2:
+				s.PendingPods[i].NodeSelector = map[string]string{"mem": "big"}
+			}
+		}
+	}
 	return p, s, h
 }
 
@@ -154,9 +186,14 @@ func FuzzDecide(f *testing.F) {
 			// must never remove a node; and if nothing capped the step, it must
 			// not add more either (VMs in flight count toward the need).
 			s2 := s
-			s2.Operations = append(slices.Clone(s.Operations), provisions(add)...)
-			for i := range s2.Operations[len(s.Operations):] {
-				s2.Operations[len(s.Operations)+i].Node = fmt.Sprintf("applied%d", i)
+			s2.Operations = slices.Clone(s.Operations)
+			for _, a := range plan.Actions {
+				if a.Kind != ActionAdd {
+					continue
+				}
+				for range a.Count {
+					s2.Operations = append(s2.Operations, Operation{Kind: OpProvision, VMID: 5100 + len(s2.Operations), Node: fmt.Sprintf("applied%d", len(s2.Operations)), Step: "clone", Pool: a.Pool})
+				}
 			}
 			capped := plan.Held(CodeMaxStep) || plan.Held(CodeMaxWorkers) || plan.Held(CodeHostRoom)
 			again := Decide(s2, p, plan.Next, t0)
@@ -261,6 +298,43 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 	}
 	if removals > 0 && plan.Added() > 0 {
 		t.Fatalf("a plan both adds and removes")
+	}
+	// Pools: never an add above a pool's max_workers; never a removal
+	// that takes a pool below its minimum, unless it is above its max.
+	pools := p.WorkerPools()
+	if len(plan.Pools) != len(pools) {
+		t.Fatalf("plan has %d pools, the policy %d", len(plan.Pools), len(pools))
+	}
+	for _, a := range plan.Actions {
+		i := slices.IndexFunc(pools, func(pl Pool) bool { return pl.Name == a.Pool })
+		if a.Pool == "" && len(pools) == 1 {
+			i = 0
+		}
+		switch a.Kind {
+		case ActionAdd:
+			if i < 0 {
+				t.Fatalf("adds to unknown pool %q", a.Pool)
+			}
+			if st := plan.Pools[i]; st.Current+a.Count > pools[i].MaxWorkers {
+				t.Fatalf("adds %d to pool %s at %d workers, beyond its max_workers %d", a.Count, a.Pool, st.Current, pools[i].MaxWorkers)
+			}
+		case ActionRemove:
+			if len(pools) == 1 {
+				continue
+			}
+			n := s.Nodes[slices.IndexFunc(s.Nodes, func(n Node) bool { return n.Name == a.Node })]
+			name := n.Pool
+			if name == "" {
+				name = DefaultPool
+			}
+			k := slices.IndexFunc(pools, func(pl Pool) bool { return pl.Name == name })
+			if k < 0 {
+				continue
+			}
+			if st := plan.Pools[k]; st.Current <= pools[k].MaxWorkers && st.Ready <= pools[k].MinWorkers {
+				t.Fatalf("removes %s of pool %s at %d Ready workers, its minimum %d", a.Node, name, st.Ready, pools[k].MinWorkers)
+			}
+		}
 	}
 }
 

@@ -33,15 +33,29 @@ type PodVerdict struct {
 // does: no new worker could run it, it is a DaemonSet's, or expendable.
 func (v PodVerdict) NoWorker() bool { return !v.Counted && v.Event == EventNotTriggerScaleUp }
 
-// pendingNeed judges every pending pod past its grace against a new
-// worker (Unfit), and packs those a new worker could run (first-fit
-// decreasing by requests) onto the workers in flight and then onto new
-// workers.
-func (d *decision) pendingNeed() (int, []Reason) {
+// pendingNeed judges every pending pod past its grace against each
+// pool's new worker (Unfit), chooses for each pod one pool among those
+// whose worker could run it (one with room below its max_workers first,
+// then least waste, then priority, then as listed), and packs each pool's
+// pods (first-fit decreasing by requests) onto its workers in flight and
+// then onto new workers: each pool's countedNeed.
+func (d *decision) pendingNeed() {
 	var pods []*PendingPod
+	var chosen []int // the pool of each of pods
 	young := 0
 	var noWorker []PodVerdict
-	fits := newFitCache(d.p.NewWorker.Node(NewWorkerName, d.shape))
+	fits := make([]*fitCache, len(d.pools))
+	for i := range d.pools {
+		fits[i] = newFitCache(d.pools[i].worker.Node(NewWorkerName, d.pools[i].shape))
+	}
+	// A pool with room: below its max_workers, or with workers in flight
+	// (the pods it was chosen for when they were added stay with it).
+	room := make([]bool, len(d.pools))
+	for i := range d.pools {
+		ps := &d.pools[i]
+		room[i] = ps.current() < ps.MaxWorkers || ps.inFlight+ps.joining > 0
+	}
+	var whys, names []string
 	for i := range d.s.PendingPods {
 		pp := &d.s.PendingPods[i]
 		if d.now.Sub(pp.Since) < d.p.PendingGrace {
@@ -55,14 +69,36 @@ func (d *decision) pendingNeed() (int, []Reason) {
 			why = "it is a DaemonSet's pod: a new worker runs its own copy, never this one"
 		case pp.Priority < d.p.PriorityCutoff:
 			why = fmt.Sprintf("its priority %d is below the cutoff %d (pending_pods.priority_cutoff: expendable)", pp.Priority, d.p.PriorityCutoff)
-		default:
-			why = fits.unfit(pp)
+		}
+		best := -1
+		if why == "" {
+			whys, names = whys[:0], names[:0]
+			var bestWaste float64
+			for k := range d.pools {
+				if w := fits[k].unfit(pp); w != "" {
+					whys, names = append(whys, w), append(names, d.pools[k].Name)
+					continue
+				}
+				waste := poolWaste(pp.Requests, d.pools[k].shape)
+				if best < 0 || room[k] && !room[best] ||
+					room[k] == room[best] && (waste < bestWaste || waste == bestWaste && d.pools[k].Priority > d.pools[best].Priority) {
+					best, bestWaste = k, waste
+				}
+			}
+			if best < 0 {
+				if d.multi() {
+					why = joinPoolReasons(names, whys)
+				} else {
+					why = whys[0]
+				}
+			}
 		}
 		if why != "" {
 			noWorker = append(noWorker, PodVerdict{Namespace: pp.Namespace, Name: pp.Name, Event: EventNotTriggerScaleUp, Message: notTriggered + why})
 			continue
 		}
 		pods = append(pods, pp)
+		chosen = append(chosen, best)
 	}
 	d.noWorker = len(noWorker)
 	if young > 0 {
@@ -74,16 +110,15 @@ func (d *decision) pendingNeed() (int, []Reason) {
 	}
 	d.plan.Pods = noWorker
 	if len(pods) == 0 {
-		return 0, nil
+		return
 	}
-	shape := d.shape
 	type key struct {
 		dominant float64
 		i        int
 	}
 	keys := make([]key, len(pods))
 	for i := range pods {
-		r := pods[i].Requests
+		r, shape := pods[i].Requests, d.pools[chosen[i]].shape
 		keys[i] = key{max(ratio(r.MilliCPU, shape.MilliCPU), ratio(r.Memory, shape.Memory)), i}
 	}
 	// Largest first; identical requests side by side (the packer places
@@ -105,8 +140,10 @@ func (d *decision) pendingNeed() (int, []Reason) {
 		return cmp.Compare(pods[a.i].Name, pods[b.i].Name)
 	})
 	sorted := make([]*PendingPod, len(pods))
+	poolOfPod := make(map[*PendingPod]int, len(pods))
 	for k, kk := range keys {
 		sorted[k] = pods[kk.i]
+		poolOfPod[pods[kk.i]] = chosen[kk.i]
 	}
 	pods = sorted
 	awaitedBefore := len(d.plan.Awaiting)
@@ -116,54 +153,75 @@ func (d *decision) pendingNeed() (int, []Reason) {
 			Message: fmt.Sprintf("fits on %s, which joined after it was marked unschedulable: counted there until %s", a.Node, a.Until.UTC().Format("15:04:05"))})
 	}
 	if len(pods) == 0 {
-		return 0, nil
+		return
 	}
-	inFlight := d.inFlight + d.joining
-	pk := newPacker(shape, inFlight, len(pods))
-	for i := 0; i < len(pods); {
-		j := i + 1
-		for j < len(pods) && pods[j].Requests == pods[i].Requests {
-			j++
+	for _, pp := range pods {
+		ps := &d.pools[poolOfPod[pp]]
+		ps.counted = append(ps.counted, pp)
+	}
+	for pi := range d.pools {
+		ps := &d.pools[pi]
+		if len(ps.counted) == 0 {
+			continue
 		}
-		pk.place(pods[i].Requests, j-i)
-		i = j
+		inFlight := ps.inFlight + ps.joining
+		pk := newPacker(ps.shape, inFlight, len(ps.counted))
+		for i := 0; i < len(ps.counted); {
+			j := i + 1
+			for j < len(ps.counted) && ps.counted[j].Requests == ps.counted[i].Requests {
+				j++
+			}
+			pk.place(ps.counted[i].Requests, j-i)
+			i = j
+		}
+		n := pk.used - inFlight
+		ps.countedNeed = n
+		if n <= 0 {
+			d.hold(CodeInFlight, "%s%s pending, the %s in flight will hold them", d.poolPrefix(pi), count(len(ps.counted), "pod"), count(inFlight, "worker"))
+			continue
+		}
+		ps.reasons = append(ps.reasons, reason(CodePendingPods, "%s%s unschedulable for %s or more: they need %s of %s (first-fit by requests, %d in flight counted)",
+			d.poolPrefix(pi), count(len(ps.counted), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), ps.shape, inFlight))
 	}
-	d.counted = pods
-	n := pk.used - inFlight
-	d.countedNeed = n
-	if n <= 0 {
-		d.hold(CodeInFlight, "%s pending, the %s in flight will hold them", count(len(pods), "pod"), count(inFlight, "worker"))
-		return 0, nil
-	}
-	return n, []Reason{reason(CodePendingPods, "%s unschedulable for %s or more: they need %s of %s (first-fit by requests, %d in flight counted)",
-		count(len(pods), "pod"), fmtDur(d.p.PendingGrace), count(n, "new worker"), shape, inFlight)}
 }
 
 // podVerdicts gives each pod that counted toward new workers its verdict,
-// once the scale-up is sized: TriggeredScaleUp when workers are added,
-// NotTriggerScaleUp when max_workers stops them, none when the workers in
-// flight hold it or another hold (a cooldown, the hosts' room) delays it.
+// once the scale-up is sized: TriggeredScaleUp when workers are added to
+// its pool, NotTriggerScaleUp when a max_workers (or the cores and memory
+// bound) stops them, none when the workers in flight hold it or another
+// hold (a cooldown, the hosts' room) delays it.
 func (d *decision) podVerdicts() {
-	if len(d.counted) == 0 {
-		return
-	}
-	d.plan.Pods = slices.Grow(d.plan.Pods, len(d.counted))
-	v := PodVerdict{Counted: true}
-	switch {
-	case d.countedNeed <= 0:
-		v.Message = "counted on the workers in flight"
-	case d.added > 0:
-		v.Event = EventTriggeredScaleUp
-		v.Message = fmt.Sprintf("pod triggered scale-up: %s added (%d -> %d, max %d)", count(d.added, "worker"), d.plan.Workers.Current, d.plan.Workers.Current+d.added, d.p.MaxWorkers)
-	case d.wantsCapacity && d.plan.Workers.Current >= d.p.MaxWorkers:
-		v.Event = EventNotTriggerScaleUp
-		v.Message = fmt.Sprintf("%smax_workers %d reached", notTriggered, d.p.MaxWorkers)
-	default:
-		v.Message = "counted toward new workers; none added now (see the plan's holds)"
-	}
-	for i := range d.counted {
-		pv := v
-		pv.Namespace, pv.Name = d.counted[i].Namespace, d.counted[i].Name
-		d.plan.Pods = append(d.plan.Pods, pv)
+	for pi := range d.pools {
+		ps := &d.pools[pi]
+		if len(ps.counted) == 0 {
+			continue
+		}
+		d.plan.Pods = slices.Grow(d.plan.Pods, len(ps.counted))
+		v := PodVerdict{Counted: true}
+		in := ""
+		if d.multi() {
+			in = ps.Name + ": "
+		}
+		switch {
+		case ps.countedNeed <= 0:
+			v.Message = in + "counted on the workers in flight"
+		case ps.add > 0:
+			v.Event = EventTriggeredScaleUp
+			if d.multi() {
+				v.Message = fmt.Sprintf("pod triggered scale-up: pool %s: %s added (%d -> %d, max %d)", ps.Name, count(ps.add, "worker"), ps.current(), ps.current()+ps.add, ps.MaxWorkers)
+			} else {
+				v.Message = fmt.Sprintf("pod triggered scale-up: %s added (%d -> %d, max %d)", count(d.added, "worker"), d.plan.Workers.Current, d.plan.Workers.Current+d.added, d.p.MaxWorkers)
+			}
+		case d.wantsCapacity && ps.capped != "":
+			v.Event = EventNotTriggerScaleUp
+			v.Message = notTriggered + in + ps.capped
+		default:
+			v.Message = in + "counted toward new workers; none added now (see the plan's holds)"
+		}
+		for i := range ps.counted {
+			pv := v
+			pv.Namespace, pv.Name = ps.counted[i].Namespace, ps.counted[i].Name
+			d.plan.Pods = append(d.plan.Pods, pv)
+		}
 	}
 }

@@ -47,6 +47,8 @@ const (
 	CodeNewNodes           Code = "fits_new_nodes"
 	CodeNewNodesTried      Code = "new_nodes_tried"
 	CodeNoWorkerFits       Code = "no_worker_fits"
+	CodeMaxResources       Code = "max_resources"
+	CodePoolAtMin          Code = "pool_at_min"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.
@@ -81,7 +83,10 @@ type Action struct {
 	// Count is cloned.
 	Wake []int `json:"wake,omitempty"`
 	// Park: a removal keeps the drained worker stopped in standby.
-	Park    bool     `json:"park,omitempty"`
+	Park bool `json:"park,omitempty"`
+	// Pool is the worker pool an add or refill makes its workers in ("":
+	// the one pool of a single-pool policy).
+	Pool    string   `json:"pool,omitempty"`
 	Reasons []Reason `json:"reasons"`
 }
 
@@ -160,6 +165,8 @@ type Plan struct {
 	// pending_pods on): those no new worker can run first, then those
 	// awaiting the scheduler, then those counted toward new workers.
 	Pods []PodVerdict `json:"pods,omitempty"`
+	// Pools is each worker pool's workers.
+	Pools []PoolStatus `json:"pools,omitempty"`
 	// NextCheck, when set, is the moment a held condition ripens (an up
 	// window, a pending pod's grace or an Awaiting hold ends): the reconciler decides again
 	// then instead of at its next interval.

@@ -73,6 +73,17 @@ type Policy struct {
 	StandbySize   int
 	StandbyHosts  []string
 	StandbyMaxAge time.Duration
+	// VMCores is the cores of a new worker VM (single-pool policies).
+	VMCores int
+	// Pools are the worker pools; empty: one pool, DefaultPool, of
+	// MinWorkers, MaxWorkers, Worker, VMMemory, VMCores and StandbySize
+	// (WorkerPools). MaxWorkers bounds all pools together; MinWorkers
+	// is then unused (each pool has its own).
+	Pools []Pool
+	// MaxCores and MaxMemory bound the cores and memory of all pools'
+	// workers together (0: no bound).
+	MaxCores  int
+	MaxMemory int64
 }
 
 // Schedule raises the minimum worker count during a weekly window.
@@ -99,6 +110,19 @@ func (s Schedule) String() string {
 	return fmt.Sprintf("%s %02d:%02d-%02d:%02d", days, s.Start/60, s.Start%60, s.End/60, s.End%60)
 }
 
+// baseMin is the minimum before schedules: MinWorkers, or with Pools the
+// sum of the pools' minimums.
+func (p Policy) baseMin() int {
+	if len(p.Pools) == 0 {
+		return p.MinWorkers
+	}
+	m := 0
+	for _, pl := range p.Pools {
+		m += pl.MinWorkers
+	}
+	return m
+}
+
 // MinAt is the minimum worker count at now: MinWorkers raised by the
 // schedules active then (ScheduleLead included), capped at MaxWorkers.
 func (p Policy) MinAt(now time.Time) int {
@@ -106,7 +130,7 @@ func (p Policy) MinAt(now time.Time) int {
 	if loc == nil {
 		loc = time.UTC
 	}
-	m := p.MinWorkers
+	m := p.baseMin()
 	for _, sc := range p.Schedules {
 		if sc.activeAt(now.In(loc), p.ScheduleLead) {
 			m = max(m, sc.MinWorkers)

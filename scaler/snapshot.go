@@ -74,7 +74,9 @@ type Node struct {
 	// SMBIOS UUID, which for one of our workers is its VM's smbios1 uuid.
 	SystemUUID string `json:"system_uuid,omitempty"`
 	// Host is the PVE host the VM runs on.
-	Host          string    `json:"host,omitempty"`
+	Host string `json:"host,omitempty"`
+	// Pool is the worker pool the Node is labelled with (LabelPool).
+	Pool          string    `json:"pool,omitempty"`
 	Ready         bool      `json:"ready"`
 	Unschedulable bool      `json:"unschedulable,omitempty"`
 	Created       time.Time `json:"created,omitempty"`
@@ -174,6 +176,8 @@ type Operation struct {
 	Host    string    `json:"host,omitempty"`
 	Step    string    `json:"step,omitempty"`
 	Started time.Time `json:"started,omitempty"`
+	// Pool is the worker pool of its VM.
+	Pool string `json:"pool,omitempty"`
 }
 
 // TaintStandby keeps pods off a standby worker's Node (NoSchedule).
@@ -188,6 +192,8 @@ type StandbyWorker struct {
 	Created time.Time `json:"created"`
 	// Stale, when set, says why it must not be started (its template changed).
 	Stale string `json:"stale,omitempty"`
+	// Pool is the worker pool it was made for.
+	Pool string `json:"pool,omitempty"`
 }
 
 // Host is one PVE host's room for new workers.

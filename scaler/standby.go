@@ -23,20 +23,34 @@ type standbyState struct {
 	stale     []StandbyWorker // to retire, with why
 	staleWhy  map[int]string
 	busy      map[int]bool // vmids an operation works on
-	parking   int          // removals that will park
-	refilling int
+	parking   map[int]int  // removals that will park, per pool
+	refilling map[int]int  // refills, per pool
+	// free is the hosts' memory left for wakes in this decision.
+	free map[string]int64
+}
+
+// have is how many standby workers pool pi has or will have: usable,
+// being parked, being built.
+func (d *decision) standbyHave(pi int) int {
+	n := d.standby.parking[pi] + d.standby.refilling[pi]
+	for _, w := range d.standby.usable {
+		if d.poolOf(true, w.Pool) == pi {
+			n++
+		}
+	}
+	return n
 }
 
 // newStandby sorts the snapshot's standby workers into usable and stale.
 func (d *decision) newStandby() {
-	pl := standbyState{staleWhy: map[int]string{}, busy: map[int]bool{}}
+	pl := standbyState{staleWhy: map[int]string{}, busy: map[int]bool{}, parking: map[int]int{}, refilling: map[int]int{}}
 	for _, op := range d.s.Operations {
 		switch op.Kind {
 		case OpRefill:
-			pl.refilling++
+			pl.refilling[d.poolOf(true, op.Pool)]++
 		case OpRemove:
 			if op.Step == StepParking {
-				pl.parking++
+				pl.parking[d.poolOf(true, op.Pool)]++
 			}
 		}
 		if op.VMID != 0 {
@@ -66,8 +80,12 @@ func (d *decision) newStandby() {
 		return cmp.Compare(a.VMID, b.VMID)
 	})
 	d.standby = pl
-	if d.p.StandbySize > 0 || len(d.s.Standby) > 0 {
-		p := &Standby{Size: d.p.StandbySize, Ready: len(pl.usable), Members: []StandbyMember{}}
+	size := 0
+	for _, ps := range d.pools {
+		size += ps.StandbySize
+	}
+	if size > 0 || len(d.s.Standby) > 0 {
+		p := &Standby{Size: size, Ready: len(pl.usable), Members: []StandbyMember{}}
 		for _, w := range d.s.Standby {
 			m := StandbyMember{VMID: w.VMID, Name: w.Name, Host: w.Host, Stale: pl.staleWhy[w.VMID]}
 			if !w.Created.IsZero() {
@@ -79,31 +97,38 @@ func (d *decision) newStandby() {
 	}
 }
 
-// wake picks up to n usable standby workers whose host still has the
-// memory to start them, for an add action; it explains the choice.
-func (d *decision) wake(n int) ([]int, []Reason) {
+// wake picks up to n usable standby workers of pool pi whose host still
+// has the memory to start them, for an add action; it explains the choice.
+func (d *decision) wake(pi, n int) ([]int, []Reason) {
 	if n <= 0 || len(d.standby.usable) == 0 {
 		return nil, nil
 	}
-	free := map[string]int64{}
-	known := d.s.Hosts != nil
-	for _, h := range d.s.Hosts {
-		if h.Online {
-			free[h.Name] = h.MemoryFree - d.p.HostReserve
+	if d.standby.free == nil {
+		d.standby.free = map[string]int64{}
+		for _, h := range d.s.Hosts {
+			if h.Online {
+				d.standby.free[h.Name] = h.MemoryFree - d.p.HostReserve
+			}
 		}
 	}
+	free := d.standby.free
+	known := d.s.Hosts != nil
+	mem := d.pools[pi].VMMemory
 	var wake []int
 	var noRoom []string
 	for _, w := range d.standby.usable {
 		if len(wake) == n {
 			break
 		}
+		if d.poolOf(true, w.Pool) != pi {
+			continue
+		}
 		if known {
-			if f, ok := free[w.Host]; !ok || f < d.p.VMMemory {
+			if f, ok := free[w.Host]; !ok || f < mem {
 				noRoom = append(noRoom, fmt.Sprintf("%s on %s", w.Name, w.Host))
 				continue
 			}
-			free[w.Host] -= d.p.VMMemory
+			free[w.Host] -= mem
 		}
 		wake = append(wake, w.VMID)
 	}
@@ -112,18 +137,20 @@ func (d *decision) wake(n int) ([]int, []Reason) {
 		why = append(why, reason(CodeStandbyWake, "%s started, %d cloned", count(len(wake), "standby worker"), n-len(wake)))
 	}
 	if len(noRoom) > 0 {
-		d.note(CodeStandbyNoRoom, "standby %s not started: the host lacks the %s to start it", joinMax(noRoom, 3), fmtBytes(d.p.VMMemory))
+		d.note(CodeStandbyNoRoom, "standby %s not started: the host lacks the %s to start it", joinMax(noRoom, 3), fmtBytes(mem))
 	}
 	return wake, why
 }
 
-// parkRemoval turns the chosen removal into a park while standby has room.
-func (d *decision) parkRemoval(a *Action) {
-	if d.p.StandbySize <= 0 {
+// parkRemoval turns the chosen removal, of a worker of pool pi, into a
+// park while the pool's standby has room.
+func (d *decision) parkRemoval(a *Action, pi int) {
+	if pi < 0 || d.pools[pi].StandbySize <= 0 {
 		return
 	}
-	have := len(d.standby.usable) + d.standby.parking + d.standby.refilling
-	if have >= d.p.StandbySize {
+	size := d.pools[pi].StandbySize
+	have := d.standbyHave(pi)
+	if have >= size {
 		return
 	}
 	if len(d.p.StandbyHosts) > 0 && !slices.Contains(d.p.StandbyHosts, a.Host) {
@@ -131,7 +158,7 @@ func (d *decision) parkRemoval(a *Action) {
 		return
 	}
 	a.Park = true
-	a.Reasons = append(a.Reasons, reason(CodeStandbyPark, "parked stopped in standby (%d of %d) instead of destroyed", have+1, d.p.StandbySize))
+	a.Reasons = append(a.Reasons, reason(CodeStandbyPark, "%sparked stopped in standby (%d of %d) instead of destroyed", d.poolPrefix(pi), have+1, size))
 }
 
 // planStandby retires stale standby workers and refills standby when the
@@ -142,13 +169,17 @@ func (d *decision) planStandby() {
 			Reasons: []Reason{reason(CodeStandbyRetire, "standby worker %s is %s: destroyed rather than started", w.Name, d.standby.staleWhy[w.VMID])}})
 		break // one at a time
 	}
-	if d.p.StandbySize <= 0 {
+	pi, have := -1, 0
+	for i := range d.pools {
+		if n := d.standbyHave(i); n < d.pools[i].StandbySize {
+			pi, have = i, n
+			break
+		}
+	}
+	if pi < 0 {
 		return
 	}
-	have := len(d.standby.usable) + d.standby.parking + d.standby.refilling
-	if have >= d.p.StandbySize {
-		return
-	}
+	size := d.pools[pi].StandbySize
 	calm := ""
 	switch {
 	case len(d.plan.Actions) > 0:
@@ -165,16 +196,38 @@ func (d *decision) planStandby() {
 		calm = "a cooldown runs"
 	}
 	if calm == "" {
-		if room, known := d.hostRoom(d.p.StandbyHosts...); known && room < 1 {
+		if room, known := d.hostRoom(d.pools[pi].VMMemory, d.standbyHosts(pi)...); known && room < 1 {
 			calm = "no host that may hold one has room to build it"
 		}
 	}
 	if calm != "" {
-		d.note(CodeStandbyRefill, "standby %d of %d: refill waits (%s)", have, d.p.StandbySize, calm)
+		d.note(CodeStandbyRefill, "%sstandby %d of %d: refill waits (%s)", d.poolPrefix(pi), have, size, calm)
 		return
 	}
-	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRefill, Count: 1,
-		Reasons: []Reason{reason(CodeStandbyRefill, "standby %d of %d and the cluster calm: one standby worker is built", have, d.p.StandbySize)}})
+	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRefill, Count: 1, Pool: d.actionPool(pi),
+		Reasons: []Reason{reason(CodeStandbyRefill, "%sstandby %d of %d and the cluster calm: one standby worker is built", d.poolPrefix(pi), have, size)}})
+}
+
+// standbyHosts are the hosts pool pi's standby workers may be on:
+// policy.standby.hosts within the pool's hosts (none given: any).
+func (d *decision) standbyHosts(pi int) []string {
+	sh, ph := d.p.StandbyHosts, d.pools[pi].Hosts
+	switch {
+	case len(ph) == 0:
+		return sh
+	case len(sh) == 0:
+		return ph
+	}
+	var out []string
+	for _, h := range sh {
+		if slices.Contains(ph, h) {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		return []string{""} // none may: no host matches
+	}
+	return out
 }
 
 func joinMax(items []string, n int) string {

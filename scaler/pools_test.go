@@ -1,0 +1,241 @@
+package scaler
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+var (
+	gpuTaint = corev1.Taint{Key: "gpu.example/kind", Value: "igpu", Effect: corev1.TaintEffectNoSchedule}
+	tolerGPU = corev1.Toleration{Key: "gpu.example/kind", Operator: corev1.TolerationOpEqual, Value: "igpu", Effect: corev1.TaintEffectNoSchedule}
+)
+
+// poolPolicy has three pools: general (4 cores, 8 GiB), gpu (8 cores,
+// 16 GiB, tainted, one i915) and big (16 cores, 64 GiB, labelled).
+func poolPolicy() Policy {
+	p := testPolicy()
+	p.MaxWorkers = 10
+	p.Pools = []Pool{
+		{Name: "general", MinWorkers: 2, MaxWorkers: 6, Worker: shape, VMMemory: 8 * gi, VMCores: 4},
+		{Name: "gpu", MaxWorkers: 1, Worker: Resources{MilliCPU: 8000, Memory: 16 * gi}, VMMemory: 16 * gi, VMCores: 8, Hosts: []string{"pve2"},
+			NewWorker: NewWorker{Labels: map[string]string{"gpu.example/kind": "igpu"}, Taints: []corev1.Taint{gpuTaint}, Extended: map[string]int64{"gpu.intel.com/i915": 1}}},
+		{Name: "big", MaxWorkers: 2, Worker: Resources{MilliCPU: 16000, Memory: 64 * gi}, VMMemory: 64 * gi, VMCores: 16,
+			NewWorker: NewWorker{Labels: map[string]string{"mem": "big"}}},
+	}
+	return p
+}
+
+func inPool(pool string) nodeOpt { return func(n *Node) { n.Pool = pool } }
+
+func pod(name string, cpu int64, mem int64, opts ...func(*PendingPod)) PendingPod {
+	pp := PendingPod{Namespace: "default", Name: name, Requests: Resources{MilliCPU: cpu, Memory: mem}, Since: t0.Add(-time.Minute)}
+	for _, o := range opts {
+		o(&pp)
+	}
+	return pp
+}
+
+func tolerates(pp *PendingPod) { pp.Tolerations = []corev1.Toleration{tolerGPU} }
+func wantsGPU(pp *PendingPod)  { pp.Extended = map[string]int64{"gpu.intel.com/i915": 1} }
+func selects(k, v string) func(*PendingPod) {
+	return func(pp *PendingPod) { pp.NodeSelector = map[string]string{k: v} }
+}
+
+// adds renders a plan's adds as "pool:count" in action order.
+func adds(p Plan) string {
+	var out []string
+	for _, a := range p.Actions {
+		if a.Kind == ActionAdd {
+			out = append(out, fmt.Sprintf("%s:%d", a.Pool, a.Count))
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// TestPoolsScaleUp: per constraint kind, which pool a pending pod brings a
+// worker to, and the verdict it gets.
+func TestPoolsScaleUp(t *testing.T) {
+	general := workers(2, 50, 50, inPool("general"))
+	cases := []struct {
+		name    string
+		policy  func(*Policy)
+		nodes   []Node
+		pods    []PendingPod
+		adds    string
+		verdict string // a substring of the first pod's verdict
+		event   string
+	}{
+		{"a plain pod: the general pool", nil, general,
+			[]PendingPod{pod("web", 1000, gi)}, "general:1", "pool general: 1 worker added (2 -> 3, max 6)", EventTriggeredScaleUp},
+		{"tolerating the GPU taint, small: least waste is general", nil, general,
+			[]PendingPod{pod("web", 1000, gi, tolerates)}, "general:1", "pool general", EventTriggeredScaleUp},
+		{"a GPU request with the toleration: the gpu pool", nil, general,
+			[]PendingPod{pod("plex", 2000, 2*gi, tolerates, wantsGPU)}, "gpu:1", "pool gpu: 1 worker added (0 -> 1, max 1)", EventTriggeredScaleUp},
+		{"a GPU request without the toleration: no pool", nil, general,
+			[]PendingPod{pod("plex", 2000, 2*gi, wantsGPU)}, "",
+			"general: requests 1 gpu.intel.com/i915, which a new worker does not have; gpu: it does not tolerate a new worker's taint gpu.example/kind=igpu:NoSchedule; big: requests 1 gpu.intel.com/i915", EventNotTriggerScaleUp},
+		{"node selector of the gpu pool", nil, general,
+			[]PendingPod{pod("enc", 500, gi, selects("gpu.example/kind", "igpu"), tolerates)}, "gpu:1", "pool gpu", EventTriggeredScaleUp},
+		{"node selector of the big pool", nil, general,
+			[]PendingPod{pod("batch", 500, gi, selects("mem", "big"))}, "big:1", "pool big", EventTriggeredScaleUp},
+		{"node selector of the pool label", nil, general,
+			[]PendingPod{pod("batch", 500, gi, selects(LabelPool, "big"))}, "big:1", "pool big", EventTriggeredScaleUp},
+		{"a selector no pool has", nil, general,
+			[]PendingPod{pod("x", 500, gi, selects("zone", "mars"))}, "",
+			"general: node selector zone=mars does not match a new worker's labels; gpu: node selector zone=mars", EventNotTriggerScaleUp},
+		{"requests only the big pool holds", nil, general,
+			[]PendingPod{pod("import", 12000, 40*gi)}, "big:1", "pool big", EventTriggeredScaleUp},
+		{"node affinity of a bound volume", nil, general,
+			[]PendingPod{pod("db", 500, gi, func(pp *PendingPod) {
+				pp.VolumeNodeAffinity = []VolumeAffinity{{Volume: "pv1", Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+					MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "mem", Operator: corev1.NodeSelectorOpIn, Values: []string{"big"}}}}}}}}
+			})}, "big:1", "pool big", EventTriggeredScaleUp},
+		{"the gpu pool at its max_workers", nil, append(workers(2, 50, 50, inPool("general")), worker("g0", 50, 50, inPool("gpu"))),
+			[]PendingPod{pod("plex", 2000, 2*gi, tolerates, wantsGPU)}, "", "pod didn't trigger scale-up: gpu: max_workers 1 reached", EventNotTriggerScaleUp},
+		{"equal fit: the higher priority", func(p *Policy) {
+			p.Pools[2] = p.Pools[0]
+			p.Pools[2].Name, p.Pools[2].MinWorkers, p.Pools[2].Priority = "general2", 0, 5
+		}, general, []PendingPod{pod("web", 1000, gi)}, "general2:1", "pool general2", EventTriggeredScaleUp},
+		{"a pool with room before a full one", func(p *Policy) {
+			p.Pools[2] = p.Pools[0]
+			p.Pools[2].Name, p.Pools[2].MinWorkers, p.Pools[2].Priority = "general2", 0, 5
+			p.Pools[2].MaxWorkers = 1
+		}, append(workers(2, 50, 50, inPool("general")), worker("x", 50, 50, inPool("general2"))),
+			[]PendingPod{pod("web", 1000, gi)}, "general:1", "pool general", EventTriggeredScaleUp},
+		{"global max_workers: the higher priority pool first", func(p *Policy) {
+			p.MaxWorkers = 3
+			p.Pools[1].Priority = 10
+		}, general, []PendingPod{pod("web", 3000, gi), pod("plex", 2000, 2*gi, tolerates, wantsGPU)}, "gpu:1", "pod didn't trigger scale-up: general: max_workers 3 reached", EventNotTriggerScaleUp},
+		{"a pool's minimum", func(p *Policy) { p.Pools[1].MinWorkers = 1 }, general, nil, "gpu:1", "", ""},
+		{"policy.max_cores", func(p *Policy) { p.MaxCores = 12 }, general,
+			[]PendingPod{pod("plex", 2000, 2*gi, tolerates, wantsGPU)}, "", "gpu: policy.max_cores or max_memory reached", EventNotTriggerScaleUp},
+		{"the pool's hosts have no room", func(p *Policy) {}, general,
+			[]PendingPod{pod("plex", 2000, 2*gi, tolerates, wantsGPU)}, "", "counted toward new workers; none added now", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := poolPolicy()
+			if tc.policy != nil {
+				tc.policy(&p)
+			}
+			s := Snapshot{Nodes: tc.nodes, PendingPods: tc.pods}
+			if strings.Contains(tc.name, "hosts have no room") {
+				s.Hosts = []Host{{Name: "pve1", Online: true, MemoryFree: 200 * gi}, {Name: "pve2", Online: true, MemoryFree: 10 * gi}}
+			}
+			plan := Decide(s, p, History{}, t0)
+			if got := adds(plan); got != tc.adds {
+				t.Errorf("adds %q, want %q\n%s", got, tc.adds, dump(plan))
+			}
+			if tc.verdict == "" {
+				return
+			}
+			var v *PodVerdict
+			for i := range plan.Pods {
+				if plan.Pods[i].Name == tc.pods[0].Name {
+					v = &plan.Pods[i]
+				}
+			}
+			if v == nil || !strings.Contains(v.Message, tc.verdict) || v.Event != tc.event {
+				t.Errorf("verdict %+v, want %s %q\n%s", v, tc.event, tc.verdict, dump(plan))
+			}
+			for _, a := range plan.Actions {
+				if a.Kind != ActionAdd {
+					continue
+				}
+				i := poolIndex(p.Pools, a.Pool)
+				if cur := plan.Pools[i].Current; cur+a.Count > p.Pools[i].MaxWorkers {
+					t.Errorf("pool %s: %d + %d above its max %d", a.Pool, cur, a.Count, p.Pools[i].MaxWorkers)
+				}
+			}
+		})
+	}
+}
+
+func poolIndex(pools []Pool, name string) int {
+	for i, p := range pools {
+		if p.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestPoolsScaleDown: a removal keeps each pool's minimum, and brings a
+// pool above its max_workers down.
+func TestPoolsScaleDown(t *testing.T) {
+	cases := []struct {
+		name   string
+		policy func(*Policy)
+		nodes  []Node
+		remove string // the node removed, "" for none
+		hold   string
+	}{
+		{"the general pool at its minimum: the big worker goes",
+			nil, append(workers(2, 10, 10, inPool("general")), worker("b0", 5, 5, inPool("big"))), "", ""},
+		{"every pool at its minimum: none", func(p *Policy) { p.Pools[2].MinWorkers = 1 },
+			append(workers(2, 10, 10, inPool("general")), worker("b0", 5, 5, inPool("big")), worker("x", 5, 5, unmanaged)), "", "b0: pool big at its minimum of 1"},
+		{"a pool above its max_workers", func(p *Policy) { p.Pools[2].MaxWorkers = 1; p.CPU.Down, p.Memory.Down = 1, 1 },
+			append(workers(3, 10, 10, inPool("general")), worker("b0", 50, 50, inPool("big"), created(t0.Add(-2*time.Hour))), worker("b1", 60, 60, inPool("big"))), "b0", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := poolPolicy()
+			if tc.policy != nil {
+				tc.policy(&p)
+			}
+			nodes := tc.nodes
+			for i := range nodes {
+				nodes[i].VMID = 5000 + i
+			}
+			want := tc.remove
+			if tc.name == "the general pool at its minimum: the big worker goes" {
+				want = "b0"
+			}
+			plan := Decide(Snapshot{Nodes: nodes}, p, History{LowSince: t0.Add(-time.Hour)}, t0)
+			rm, ok := plan.Removal()
+			if got := map[bool]string{true: rm.Node}[ok]; got != want {
+				t.Errorf("removes %q, want %q\n%s", got, want, dump(plan))
+			}
+			if tc.hold != "" && !strings.Contains(dump(plan), tc.hold) {
+				t.Errorf("no hold saying %q\n%s", tc.hold, dump(plan))
+			}
+		})
+	}
+}
+
+// TestPoolsOfWorkers: which pool a worker counts in.
+func TestPoolsOfWorkers(t *testing.T) {
+	p := poolPolicy()
+	p.Pools = append(p.Pools, Pool{Name: DefaultPool, MaxWorkers: 3, Worker: shape, VMMemory: 8 * gi})
+	nodes := []Node{
+		worker("a", 50, 50, inPool("general")),
+		worker("b", 50, 50),                 // managed, no pool: the pool named default
+		worker("c", 50, 50, unmanaged),      // not ours: no pool
+		worker("d", 50, 50, inPool("gone")), // a pool no longer configured: none
+		worker("e", 50, 50, inPool("gpu"), notReady),
+	}
+	plan := Decide(Snapshot{Nodes: nodes, Operations: []Operation{{Kind: OpProvision, VMID: 6000, Pool: "big"}}}, p, History{}, t0)
+	got := map[string]PoolStatus{}
+	for _, ps := range plan.Pools {
+		got[ps.Name] = ps
+	}
+	if got["general"].Current != 1 || got[DefaultPool].Current != 1 || got["gpu"].NotReady != 1 || got["big"].Provisioning != 1 || got["big"].Current != 1 {
+		t.Errorf("pools %+v", plan.Pools)
+	}
+	if plan.Workers.Current != 6 {
+		t.Errorf("all workers %d, want 6 (every worker and the provision)", plan.Workers.Current)
+	}
+}
+
+// TestSinglePoolIsUnchanged: a policy without Pools is one pool named
+// default whose actions name no pool.
+func TestSinglePoolIsUnchanged(t *testing.T) {
+	plan := Decide(Snapshot{Nodes: workers(2, 50, 50), PendingPods: pending(3, 3000, gi, t0.Add(-time.Minute))}, testPolicy(), History{}, t0)
+	if adds(plan) != ":3" || len(plan.Pools) != 1 || plan.Pools[0].Name != DefaultPool {
+		t.Errorf("adds %q, pools %+v", adds(plan), plan.Pools)
+	}
+}

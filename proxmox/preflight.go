@@ -246,7 +246,7 @@ func (c *Client) Storages(ctx context.Context) ([]StorageRoom, error) {
 // Room is how many workers of the configured size fit on a host now, after
 // the reserve and the memory promised to our VMs not yet running.
 func (c *Client) Room(h Host) int {
-	free := c.Free(h, 0)
+	free := c.spare(h, 0)
 	if m := c.vmMemory(); m > 0 && free > 0 {
 		return int(free / m)
 	}

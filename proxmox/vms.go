@@ -117,9 +117,10 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			if h := hosts[v.Host]; h != nil {
 				h.OurVMs++
 				// A stopped VM in standby costs its disk, not memory: its
-				// start checks the host's room then.
+				// start checks the host's room then. A clone not configured
+				// yet has the template's memory: it will have a worker's.
 				if v.Status != "running" && !slices.Contains(v.Tags, StepTag("standby")) {
-					h.InFlight += v.MaxMem
+					h.InFlight += max(v.MaxMem, c.vmMemory())
 				}
 			}
 		}
@@ -158,10 +159,20 @@ func (c *Client) matchesTemplate(v VM) bool {
 
 func (c *Client) vmMemory() int64 { return int64(c.cfg.VM.Memory) }
 
-// Free is the memory a host can still give new VMs: total less used, less
-// the configured reserve, less our VMs not running yet, less reserved.
-func (c *Client) Free(h Host, reserved int64) int64 {
-	return h.MemTotal - h.MemUsed - int64(c.cfg.HostMemReserve) - h.InFlight - reserved
+// Free is the memory a host can still give new VMs, before any reserve:
+// total less used, less our VMs not running yet, less promised (memory
+// promised to clones not yet visible in the inventory). Workers reports it
+// to the scaler as is; the scaler keeps proxmox.host_memory_reserve out of
+// its decisions itself (scaler.Policy.Spare).
+func (c *Client) Free(h Host, promised int64) int64 {
+	return h.MemTotal - h.MemUsed - h.InFlight - promised
+}
+
+// spare is what placement may give a new VM on a host: Free less the
+// configured reserve. The one place this package applies the reserve
+// (Place, and Room for doctor).
+func (c *Client) spare(h Host, promised int64) int64 {
+	return c.Free(h, promised) - int64(c.cfg.HostMemReserve)
 }
 
 // NoRoomError lists each host's shortfall when no host can take a worker.
@@ -173,9 +184,9 @@ func (e *NoRoomError) Error() string {
 
 // Place picks the host for a new worker: online, allowed, with free memory
 // for it; then the one with the fewest of our VMs, then the most free
-// memory. reserved is memory promised to provisions not yet visible in the
+// memory. promised is memory promised to provisions not yet visible in the
 // inventory, by host.
-func (c *Client) Place(inv Inventory, reserved map[string]int64, only ...string) (string, error) {
+func (c *Client) Place(inv Inventory, promised map[string]int64, only ...string) (string, error) {
 	need := c.vmMemory()
 	best, bestFree, bestOurs := "", int64(0), 0
 	var reasons []string
@@ -189,7 +200,7 @@ func (c *Client) Place(inv Inventory, reserved map[string]int64, only ...string)
 			reasons = append(reasons, h.Name+" is offline")
 			continue
 		}
-		free := c.Free(h, reserved[h.Name])
+		free := c.spare(h, promised[h.Name])
 		if free < need {
 			reasons = append(reasons, fmt.Sprintf("%s has %s free after the %s reserve, %s short of %s",
 				h.Name, mib(max(free, 0)), mib(int64(c.cfg.HostMemReserve)), mib(need-max(free, 0)), mib(need)))
@@ -665,7 +676,7 @@ func bridgeOf(net0 string) string {
 	return "vmbr0"
 }
 
-// NextMAC returns the first pool entry whose MAC no VM uses yet.
+// NextMAC returns the first DHCP reservation whose MAC no VM uses yet.
 func (c *Client) NextMAC(ctx context.Context, inv Inventory, vmid int) (mac, ip string, err error) {
 	used := map[string]bool{}
 	for _, v := range inv.All {
@@ -1006,9 +1017,6 @@ func (c *Client) destroy(ctx context.Context, vmid int) error {
 		}
 	}
 }
-
-// Reserve is the memory kept free on each host.
-func (c *Client) Reserve() int64 { return int64(c.cfg.HostMemReserve) }
 
 // ReservedAddress is the IP of the DHCP reservation whose MAC a VM has.
 func (c *Client) ReservedAddress(ctx context.Context, vmid int) (string, error) {

@@ -18,18 +18,18 @@ type Workers struct {
 	c *Client
 
 	mu       sync.Mutex
-	reserved map[string]int64 // memory promised to clones not yet visible
+	promised map[string]int64 // memory promised to clones not yet visible, by host
 	memory   int64
 	hosts    map[int]string // vmid -> host, as last seen
 	macIP    map[int]string // vmid -> IP from the DHCP reservations
-	pool     bool
+	dhcp     bool           // proxmox.dhcp_reservations: each VM takes a reserved MAC
 	// untaggedSaid: VMs named like ours without our tags, logged once.
 	untaggedSaid map[int]bool
 }
 
 // NewWorkers builds the reconciler's view of c's worker VMs.
 func NewWorkers(c *Client) *Workers {
-	return &Workers{c: c, memory: c.vmMemory(), pool: len(c.cfg.DHCPReservations) > 0, reserved: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
+	return &Workers{c: c, memory: c.vmMemory(), dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
 }
 
 // Machines lists our VMs (those passing the ownership rule's list part) and the hosts' room.
@@ -112,8 +112,9 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 	}
 	var hosts []scaler.Host
 	for _, h := range inv.Hosts {
-		// The engine subtracts the reserve itself.
-		hosts = append(hosts, scaler.Host{Name: h.Name, Online: h.Online, MemoryFree: w.c.Free(h, w.reserved[h.Name]) + w.c.Reserve()})
+		// Before the reserve, which the scaler applies (Policy.Spare);
+		// an overcommitted host has no room, not less than none.
+		hosts = append(hosts, scaler.Host{Name: h.Name, Online: h.Online, MemoryFree: max(w.c.Free(h, w.promised[h.Name]), 0)})
 	}
 	w.mu.Unlock()
 	return out, hosts, nil
@@ -126,9 +127,9 @@ func (w *Workers) Create(ctx context.Context, only []string) (scaler.Machine, er
 		return scaler.Machine{}, err
 	}
 	w.mu.Lock()
-	host, err := w.c.Place(inv, w.reserved, only...)
+	host, err := w.c.Place(inv, w.promised, only...)
 	if err == nil {
-		w.reserved[host] += w.memory
+		w.promised[host] += w.memory
 	}
 	w.mu.Unlock()
 	if err != nil {
@@ -136,7 +137,7 @@ func (w *Workers) Create(ctx context.Context, only []string) (scaler.Machine, er
 	}
 	defer func() {
 		w.mu.Lock()
-		w.reserved[host] -= w.memory
+		w.promised[host] -= w.memory
 		w.mu.Unlock()
 	}()
 	vmid, err := w.c.CloneNew(ctx, inv, host)
@@ -172,14 +173,15 @@ func (w *Workers) host(ctx context.Context, vmid int) (string, error) {
 	return "", fmt.Errorf("VM %d not found", vmid)
 }
 
-// Configure sizes and tags, taking a MAC of the pool when configured.
+// Configure sizes and tags, taking the MAC of a free DHCP reservation when
+// proxmox.dhcp_reservations is set.
 func (w *Workers) Configure(ctx context.Context, vmid int, step string) error {
 	host, err := w.host(ctx, vmid)
 	if err != nil {
 		return err
 	}
 	mac := ""
-	if w.pool {
+	if w.dhcp {
 		inv, err := w.c.Inventory(ctx)
 		if err != nil {
 			return err
@@ -211,7 +213,7 @@ func (w *Workers) Address(ctx context.Context, vmid int) (string, error) {
 	if ok {
 		return ip, nil
 	}
-	if w.pool {
+	if w.dhcp {
 		if ip, err := w.c.ReservedAddress(ctx, vmid); err == nil {
 			return ip, nil
 		}

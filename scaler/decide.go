@@ -429,7 +429,7 @@ func (d *decision) capHostRoom(order []int, add int) int {
 	free := map[string]int64{}
 	for _, h := range d.s.Hosts {
 		if h.Online {
-			free[h.Name] = h.MemoryFree - d.p.HostReserve
+			free[h.Name] = d.p.Spare(h)
 		}
 	}
 	total := 0
@@ -702,7 +702,7 @@ func (d *decision) hostRoom(vmMemory int64, only ...string) (int, bool) {
 		if !h.Online || len(only) > 0 && !slices.Contains(only, h.Name) {
 			continue
 		}
-		if free := h.MemoryFree - d.p.HostReserve; free > 0 {
+		if free := d.p.Spare(h); free > 0 {
 			room += int(free / vmMemory)
 		}
 	}

@@ -65,7 +65,7 @@ type Policy struct {
 	Worker Resources
 	// VMMemory is the memory a new worker VM takes on its PVE host.
 	VMMemory int64
-	// HostReserve is the memory kept free on each PVE host.
+	// HostReserve is the memory kept free on each PVE host (Spare).
 	HostReserve int64
 	// StandbySize is standby's size (0: off); StandbyHosts the hosts
 	// that may hold its workers (empty: any); StandbyMaxAge the age past
@@ -180,3 +180,8 @@ type History struct {
 	Unneeded map[string]time.Time `json:"unneeded_since,omitempty"`
 	Empty    map[string]time.Time `json:"empty_since,omitempty"`
 }
+
+// Spare is the memory a host can give new workers by this policy: its
+// free memory less the reserve. The one place the engine applies
+// HostReserve (Host.MemoryFree comes without it).
+func (p Policy) Spare(h Host) int64 { return h.MemoryFree - p.HostReserve }

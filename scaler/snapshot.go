@@ -201,6 +201,7 @@ type Host struct {
 	Name   string `json:"name"`
 	Online bool   `json:"online"`
 	// MemoryFree is the memory not yet promised to VMs, in bytes, with the
-	// VMs in flight on this host already subtracted by the adapter.
+	// VMs in flight on this host already subtracted by the adapter, and
+	// the reserve not (Policy.Spare subtracts it).
 	MemoryFree int64 `json:"memory_free"`
 }

@@ -107,7 +107,7 @@ func (d *decision) wake(pi, n int) ([]int, []Reason) {
 		d.standby.free = map[string]int64{}
 		for _, h := range d.s.Hosts {
 			if h.Online {
-				d.standby.free[h.Name] = h.MemoryFree - d.p.HostReserve
+				d.standby.free[h.Name] = d.p.Spare(h)
 			}
 		}
 	}

@@ -1,0 +1,79 @@
+package proxmox
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
+)
+
+// proxmox.host_memory_reserve is applied once on each side of the port:
+// Workers reports a host's free memory without it, the scaler's
+// Policy.Spare takes it off for decisions, Place takes it off for
+// placement. The host below has the reserve plus two and a half workers
+// free, with a reserve as large as a worker: the decision and placement
+// must both find room for exactly two (once), not three (never applied)
+// nor one (applied twice), and agree after every clone.
+func TestHostReserveAppliedOnce(t *testing.T) {
+	const gi = int64(1) << 30
+	vm, reserve := 8*gi, 8*gi
+	w := newWorld(t, func(wd *pvesim.World) {
+		wd.Hosts = []pvesim.HostSpec{{Name: "pve1", Cores: 32, Memory: 64 * gi}}
+		wd.VMs = nil
+	})
+	ctx := context.Background()
+	probe := w.client(nil, nil)
+	inv, err := probe.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := inv.Hosts[0].MemUsed
+	// Total: what the host uses now, the reserve, and 2.5 workers.
+	w.sim.SetHostMemory("pve1", used+reserve+2*vm+vm/2)
+
+	c := w.client(func(p *config.Proxmox) {
+		p.VM.Memory = config.ByteSize(vm)
+		p.HostMemReserve = config.ByteSize(reserve)
+	}, nil)
+	workers := NewWorkers(c)
+	policy := scaler.Policy{VMMemory: vm, HostReserve: reserve}
+
+	room := func() (free int64, n int) {
+		t.Helper()
+		_, hosts, err := workers.Machines(ctx)
+		if err != nil || len(hosts) != 1 {
+			t.Fatalf("machines: %v %v", hosts, err)
+		}
+		return hosts[0].MemoryFree, int(max(policy.Spare(hosts[0]), 0) / vm)
+	}
+	free, n := room()
+	if want := reserve + 2*vm + vm/2; free != want {
+		t.Fatalf("Workers reports %d MiB free, want %d MiB: the reserve is the scaler's to take off", free>>20, want>>20)
+	}
+	if n != 2 {
+		t.Fatalf("the decision sees room for %d workers, want 2", n)
+	}
+	if inv, err = c.Inventory(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Room(inv.Hosts[0]); got != 2 {
+		t.Errorf("doctor's Room = %d, want 2", got)
+	}
+	for i := range 3 {
+		_, n := room()
+		_, err := workers.Create(ctx, nil)
+		var nr *NoRoomError
+		switch {
+		case n > 0 && err != nil:
+			t.Fatalf("clone %d: the decision sees room for %d, placement refused: %v", i+1, n, err)
+		case n == 0 && !errors.As(err, &nr):
+			t.Fatalf("clone %d: the decision sees no room, placement gave %v", i+1, err)
+		}
+	}
+	if free, n := room(); n != 0 || free != reserve+vm/2 {
+		t.Errorf("after two clones: %d MiB free, room for %d; want %d MiB, 0", free>>20, n, (reserve+vm/2)>>20)
+	}
+}

@@ -177,7 +177,7 @@ func TestStandbyRefillThenServeMixed(t *testing.T) {
 	sb, _ := standbyVMs(w)
 	parked := sb[0]
 	if parked.Host != "pve3" {
-		t.Errorf("the pool's worker was built on %s, want pve3 (policy.standby.hosts)", parked.Host)
+		t.Errorf("the standby worker was built on %s, want pve3 (policy.standby.hosts)", parked.Host)
 	}
 	if parked.Running {
 		t.Fatalf("standby VM %d is running", parked.VMID)
@@ -186,7 +186,7 @@ func TestStandbyRefillThenServeMixed(t *testing.T) {
 		t.Fatalf("standby Node %s: tainted %v, cordoned %v, ready %v", parked.Name, tainted(n), n != nil && n.Spec.Unschedulable, ready(n))
 	}
 	if _, resets := w.Counts(); resets != 0 {
-		t.Fatalf("%d Talos resets while building the pool", resets)
+		t.Fatalf("%d Talos resets while building standby", resets)
 	}
 	before := clones(w)
 
@@ -211,7 +211,7 @@ func TestStandbyRefillThenServeMixed(t *testing.T) {
 		t.Errorf("woken Node %s still tainted %v / cordoned / ready %v", parked.Name, tainted(n), ready(n))
 	}
 	// Two workers were needed beyond the first: one woken, one cloned (the
-	// pool's refill may add one more clone once calm).
+	// standby's refill may add one more clone once calm).
 	if got := clones(w) - before; got < 1 || got > 2 {
 		t.Errorf("%d clones for a scale-up of 2 with 1 standby", got)
 	}
@@ -219,9 +219,9 @@ func TestStandbyRefillThenServeMixed(t *testing.T) {
 	checkStandby(t, w, 3, 1)
 }
 
-// TestStandbyParksOnScaleDown: a scale-down with room in the pool drains
+// TestStandbyParksOnScaleDown: a scale-down with room in standby drains
 // the worker, taints it and stops its VM instead of resetting and
-// destroying it; with the pool full, it resets and destroys as before.
+// destroying it; with standby full, it resets and destroys as before.
 func TestStandbyParksOnScaleDown(t *testing.T) {
 	w := newWorld(t)
 	d, cancel := build(t, w, testConfig(w, 3, 4), Options{})
@@ -242,7 +242,7 @@ func TestStandbyParksOnScaleDown(t *testing.T) {
 }
 
 // TestStandbyDrift: a standby worker built from a template changed since is
-// destroyed (with its Node) instead of started, and the pool refilled from
+// destroyed (with its Node) instead of started, and standby refilled from
 // the new template; so is one past max_age.
 func TestStandbyDrift(t *testing.T) {
 	w := newWorld(t)
@@ -258,7 +258,7 @@ func TestStandbyDrift(t *testing.T) {
 	})
 	plan := d.Reconciler.Status().Plan
 	if plan == nil || plan.Standby == nil || plan.Standby.Ready != 1 {
-		t.Errorf("pool after the refill: %+v", plan)
+		t.Errorf("standby after the refill: %+v", plan)
 	}
 	d.Reconciler.Wait()
 	cancel()
@@ -280,14 +280,14 @@ func TestStandbyDrift(t *testing.T) {
 	})
 	d.Reconciler.Wait()
 	cancel()
-	// Back to the real clock: the pool settles with a fresh worker.
+	// Back to the real clock: standby settles with a fresh worker.
 	d, _ = build(t, w, cfg, Options{})
 	settleStandby(t, w, d, 1, 1)
 	checkStandby(t, w, 1, 1)
 }
 
 // TestStandbyDeletedByHand: a standby VM deleted by hand leaves a Node
-// behind, which is deleted; the pool is built again.
+// behind, which is deleted; standby is built again.
 func TestStandbyDeletedByHand(t *testing.T) {
 	w := newWorld(t)
 	d, _ := build(t, w, withStandby(w, 1, 4, 1), Options{})
@@ -297,7 +297,7 @@ func TestStandbyDeletedByHand(t *testing.T) {
 	if !w.Sim.DeleteVM(sb[0].VMID) {
 		t.Fatal("delete by hand failed")
 	}
-	converge(t, d, "its Node deleted and the pool rebuilt", time.Minute, func() bool {
+	converge(t, d, "its Node deleted and standby rebuilt", time.Minute, func() bool {
 		return replaced(t, w, old)
 	})
 	settleStandby(t, w, d, 1, 1)
@@ -305,7 +305,7 @@ func TestStandbyDeletedByHand(t *testing.T) {
 }
 
 // TestStandbyHostWithoutMemory: a standby worker whose host cannot start it
-// now is left in the pool; the scale-up clones on a host with room.
+// now is left in standby; the scale-up clones on a host with room.
 func TestStandbyHostWithoutMemory(t *testing.T) {
 	w := newWorld(t)
 	cfg := withStandby(w, 1, 4, 1)
@@ -378,7 +378,7 @@ func TestStandbyCrashWhileParkingAndWaking(t *testing.T) {
 }
 
 // TestStandbyCrashWhileBuilding: a daemon that dies half-way through a
-// pool build leaves a VM whose steps say it is for the pool; the next
+// standby build leaves a VM whose steps say it is for standby; the next
 // daemon finishes it as a standby worker, not as a worker.
 func TestStandbyCrashWhileBuilding(t *testing.T) {
 	w := newWorld(t)
@@ -393,7 +393,7 @@ func TestStandbyCrashWhileBuilding(t *testing.T) {
 		building = building || slices.Contains(v.Tags, "step-"+scaler.StandbyPrefix+scaler.StepStarted)
 	}
 	if !building {
-		t.Fatalf("no VM recorded as a pool build: %+v", w.Sim.VMs())
+		t.Fatalf("no VM recorded as a standby build: %+v", w.Sim.VMs())
 	}
 	before := clones(w)
 	d, _ := build(t, w, withStandby(w, 1, 4, 1), Options{})

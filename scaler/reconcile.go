@@ -157,7 +157,8 @@ type ReconcileOptions struct {
 	MaxProvisionTime time.Duration
 	// BackoffMin and BackoffMax bound the exponential pause after failures (5m, 30m).
 	BackoffMin, BackoffMax time.Duration
-	// ResetUnreachable: go on with the removal when Talos does not answer the reset.
+	// SkipUnreachableReset: go on with the removal when Talos does not
+	// answer the reset (talos.reset_unreachable: skip).
 	SkipUnreachableReset bool
 	// RemoveUndrained: remove a node whose drain did not finish.
 	RemoveUndrained bool
@@ -1127,8 +1128,8 @@ func (r *Reconciler) provisionContext(started time.Time) (context.Context, conte
 	return context.WithTimeout(r.work, left)
 }
 
-// discard destroys a VM whose provisioning (or wake, or park into the
-// pool) failed after it reached step reached, unless the Node of its
+// discard destroys a VM whose provisioning (or wake, or park into
+// standby) failed after it reached step reached, unless the Node of its
 // identity says it serves (asked unless it is a clone that never got its
 // UUID): a Ready
 // Node is adopted, a Node holding workload is kept and reported. A Node
@@ -1174,7 +1175,7 @@ func (r *Reconciler) discard(m Machine, reached string) {
 }
 
 func (r *Reconciler) provisionSteps(ctx context.Context, m Machine, op *operation) error {
-	// A build for the pool records its steps with StandbyPrefix.
+	// A build for standby records its steps with StandbyPrefix.
 	rec := func(s string) string {
 		if m.ForStandby {
 			return StandbyPrefix + s

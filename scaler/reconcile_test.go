@@ -194,7 +194,7 @@ type fakeCluster struct {
 	drainHold    chan struct{}
 	drainEntered chan string
 	// afterDrain, if set, runs as a drain succeeds; marksNeedCtx makes
-	// SetRemovalStep fail on a cancelled context, as the API client does.
+	// RecordRemovalStep fail on a cancelled context, as the API client does.
 	afterDrain   func()
 	marksNeedCtx bool
 }

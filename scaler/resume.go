@@ -420,7 +420,7 @@ type Counting struct {
 }
 
 // Classify sorts the machines the reconciler does not run an operation on
-// into what Decide counts: operations recorded on VMs (provisions, pool
+// into what Decide counts: operations recorded on VMs (provisions, standby
 // builds, removals, parks, retirements) and standby workers. A joined
 // worker is left out when its Node (by identity) stands for it; when its
 // Node is not seen it is counted as capacity on its way, so that a view

@@ -75,7 +75,7 @@ func TestDecideResume(t *testing.T) {
 		{"joined, removal marked on its Node before its drain: withdrawn, not drained again", MachineFacts{Machine: at(StepJoined), Node: marked(RemovalMarked)}, ResumeWithdraw, ""},
 		{"joined, marked drained on a cordoned Node", MachineFacts{Machine: at(StepJoined), Node: cordoned(RemovalDrained)}, ResumeRemove, RemovalDrained},
 		{"joined, marked drained, but schedulable again", MachineFacts{Machine: at(StepJoined), Node: marked(RemovalDrained)}, ResumeWithdraw, ""},
-		{"joined for the pool: park", MachineFacts{Machine: Machine{VMID: 1, Step: StepJoined, ForStandby: true}}, ResumePark, RemovalDrained},
+		{"joined for standby: park", MachineFacts{Machine: Machine{VMID: 1, Step: StepJoined, ForStandby: true}}, ResumePark, RemovalDrained},
 		{"removing past its drain: from its annotation", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalDrained, Pod{Name: "cni", OwnerKind: OwnerDaemonSet})}, ResumeRemove, RemovalDrained},
 		{"removing, reset recorded on the Node", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalReset)}, ResumeRemove, RemovalReset},
 		{"removing before its drain finished (a crash, a lost Lease)", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalMarked)}, ResumeWithdraw, ""},

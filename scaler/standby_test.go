@@ -25,7 +25,7 @@ func roomy(names ...string) []Host {
 	return hs
 }
 
-func TestPoolWakeNewestFirstAndChecksHostMemory(t *testing.T) {
+func TestStandbyWakesNewestFirstAndChecksHostMemory(t *testing.T) {
 	p := standbyPolicy(3)
 	s := Snapshot{Nodes: workers(2, 50, 50), PendingPods: pending(3, 3000, gi, t0.Add(-time.Minute)),
 		Hosts:   append(roomy("pve1"), Host{Name: "pve2", Online: true, MemoryFree: 10 * gi}), // 10 - 4 reserve < 8
@@ -55,7 +55,7 @@ func hasCode(rs []Reason, c Code) bool {
 	return false
 }
 
-func TestPoolParksWhileItHasRoom(t *testing.T) {
+func TestStandbyParksWhileItHasRoom(t *testing.T) {
 	p := standbyPolicy(1)
 	cold := Snapshot{Nodes: workers(3, 5, 5), Hosts: roomy("pve1")}
 	plan := Decide(cold, p, History{LowSince: t0.Add(-time.Hour)}, t0)
@@ -63,7 +63,7 @@ func TestPoolParksWhileItHasRoom(t *testing.T) {
 	if !ok || !rm.Park || !hasCode(rm.Reasons, CodeStandbyPark) {
 		t.Fatalf("removal %+v, want parked", plan.Actions)
 	}
-	// Pool full: destroyed as before.
+	// Standby full: destroyed as before.
 	cold.Standby = []StandbyWorker{standby(7001, "pve1", time.Hour)}
 	plan = Decide(cold, p, History{LowSince: t0.Add(-time.Hour)}, t0)
 	if rm, ok := plan.Removal(); !ok || rm.Park {
@@ -78,7 +78,7 @@ func TestPoolParksWhileItHasRoom(t *testing.T) {
 	}
 }
 
-func TestPoolRefillsOnlyWhenCalm(t *testing.T) {
+func TestStandbyRefillsOnlyWhenCalm(t *testing.T) {
 	p := standbyPolicy(2)
 	calm := Snapshot{Nodes: workers(2, 50, 50), Hosts: roomy("pve1"), Standby: []StandbyWorker{standby(7001, "pve1", time.Hour)}}
 	plan := Decide(calm, p, History{}, t0)
@@ -115,7 +115,7 @@ func TestPoolRefillsOnlyWhenCalm(t *testing.T) {
 	}
 }
 
-func TestPoolRetiresStaleWorkers(t *testing.T) {
+func TestStandbyRetiresStaleWorkers(t *testing.T) {
 	p := standbyPolicy(2)
 	s := Snapshot{Nodes: workers(2, 50, 50), Hosts: roomy("pve1"), PendingPods: pending(1, 3000, gi, t0.Add(-time.Minute)),
 		Standby: []StandbyWorker{standby(7001, "pve1", 8*24*time.Hour), {VMID: 7002, Name: "sb7002", Host: "pve1", Created: t0.Add(-time.Hour), Stale: "template 9000 changed since it was cloned"}}}
@@ -140,9 +140,9 @@ func TestPoolRetiresStaleWorkers(t *testing.T) {
 	}
 }
 
-// TestPoolNodesAreNotWorkers: a parked worker's Node counts nowhere; a
+// TestStandbyNodesAreNotWorkers: a parked worker's Node counts nowhere; a
 // waking one counts as capacity on its way, not twice.
-func TestPoolNodesAreNotWorkers(t *testing.T) {
+func TestStandbyNodesAreNotWorkers(t *testing.T) {
 	p := standbyPolicy(1)
 	nodes := workers(2, 50, 50)
 	parked := worker("sb7001", 0, 0, notReady, cordoned)

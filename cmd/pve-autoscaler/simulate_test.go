@@ -70,7 +70,7 @@ func TestSimulateErrors(t *testing.T) {
 }
 
 // TestPlanShowsStandby: plan names the standby workers a scale-up
-// starts and shows the pool with ages and what is stale.
+// starts and shows standby with ages and what is stale.
 func TestPlanShowsStandby(t *testing.T) {
 	data, err := os.ReadFile(exampleSnap)
 	if err != nil {

@@ -535,7 +535,7 @@ func TestStandbyPool(t *testing.T) {
 	s := newSetup(t, world.Options{})
 	cleanCluster(t, s.env)
 	r := s.run(func(c *config.Config) { c.Policy.Standby.Size = 2 })
-	expect(t, r, "proxmox", "standby", Warn, "standby 0 of 2 (hosts: any): empty", "refills the pool")
+	expect(t, r, "proxmox", "standby", Warn, "standby 0 of 2 (hosts: any): empty", "refills standby")
 	r = s.run(func(c *config.Config) { c.Policy.Standby.Size = 1; c.Policy.Standby.Hosts = []string{"pve9"} })
 	expect(t, r, "proxmox", "standby", Fail, "names pve9, not a node", "correct policy.standby.hosts")
 

@@ -164,7 +164,7 @@ func checkStandby(ctx context.Context, r *Report, c *config.Config, pc *proxmox.
 	}
 	st, fix := OK, ""
 	if len(members) < sb.Size {
-		st, fix = Warn, "nothing to do if the daemon runs: it refills the pool when the cluster is calm (no pending pods, no cooldown)"
+		st, fix = Warn, "nothing to do if the daemon runs: it refills standby when the cluster is calm (no pending pods, no cooldown)"
 	}
 	detail := "empty"
 	if len(lines) > 0 {

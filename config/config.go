@@ -5,12 +5,12 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
+	"io/fs"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/pve-autoscaler/pve-autoscaler/internal/readlimit"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/strictjson"
 )
 
@@ -308,21 +308,16 @@ func parseFile(path string) (*Config, map[string]Pos, error) {
 // readLimited reads at most MaxFileSize bytes: a larger file is refused
 // without being read whole.
 func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, errors.Unwrap(err))
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
+	data, err := readlimit.ReadFile(path, MaxFileSize)
+	var big *readlimit.TooLargeError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &big):
+		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("%s: a config file may hold at most 1 MiB (%d bytes)", big.Held(), MaxFileSize)}}}
+	case errors.As(err, &pe):
+		return nil, fmt.Errorf("config %s: %w", path, pe.Err) // the path once
+	case err != nil:
 		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		size := "more than 1 MiB"
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-			size = fmt.Sprintf("%d bytes", st.Size())
-		}
-		return nil, &Error{File: path, Problems: []Problem{{Message: fmt.Sprintf("%s: a config file may hold at most 1 MiB (%d bytes)", size, MaxFileSize)}}}
 	}
 	return data, nil
 }

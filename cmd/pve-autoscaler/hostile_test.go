@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 // TestEveryCommandRefusesANonConfig: an empty, comment-only, list or
@@ -63,5 +65,38 @@ func TestBrokenSnapshotsAndTraces(t *testing.T) {
 	}
 	if code, _, errOut := runMain("simulate", "--config", planConfig, "--trace", trace); code != exitOK {
 		t.Errorf("trace with a BOM: exit %d, %s", code, errOut)
+	}
+}
+
+// TestHugeInputsAreNotReadWhole: a config or a snapshot past its limit,
+// or a path without end (/dev/zero), is refused with what it holds, exit
+// 2, after reading one byte past the limit.
+func TestHugeInputsAreNotReadWhole(t *testing.T) {
+	dir := t.TempDir()
+	snap := filepath.Join(dir, "huge.json")
+	f, err := os.Create(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: 64 MiB + 1 without writing them.
+	if err := f.Truncate(scaler.MaxSnapshotSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"plan", "--config", planConfig, "--snapshot", snap}, "snapshot " + snap + ": 67108865 bytes: a snapshot may hold at most 64 MiB"},
+		{[]string{"plan", "--config", planConfig, "--snapshot", "/dev/zero"}, "snapshot /dev/zero: more than 67108864 bytes: a snapshot may hold at most 64 MiB"},
+		{[]string{"validate", "--config", "/dev/zero"}, "config /dev/zero: 1 problem\n  more than 1048576 bytes: a config file may hold at most 1 MiB"},
+	} {
+		if _, err := os.Stat(c.args[len(c.args)-1]); err != nil {
+			continue // no /dev/zero here
+		}
+		code, out, errOut := runMain(c.args...)
+		if code != exitUsage || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, errOut, c.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/daemon"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/readlimit"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
@@ -58,8 +60,12 @@ func planCmd(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "pve-autoscaler plan: a new worker's labels and taints are unknown (pods with a node selector, affinity or toleration are judged against none): %v\n", err)
 			}
 		}
-		data, err := readSnapshot(*snapPath)
-		if err != nil {
+		data, err := readlimit.ReadFile(*snapPath, scaler.MaxSnapshotSize)
+		var big *readlimit.TooLargeError
+		if errors.As(err, &big) {
+			fmt.Fprintf(stderr, "pve-autoscaler plan: snapshot %s: %s: a snapshot may hold at most %d MiB\n", *snapPath, big.Held(), scaler.MaxSnapshotSize>>20)
+			return exitUsage
+		} else if err != nil {
 			fmt.Fprintf(stderr, "pve-autoscaler plan: snapshot %v\n", err)
 			return exitUsage
 		}
@@ -101,15 +107,4 @@ func liveSituation(c *config.Config) (scaler.Situation, scaler.NewWorker, error)
 		return scaler.Situation{}, scaler.NewWorker{}, err
 	}
 	return scaler.Situation{Time: now, Snapshot: snap}, d.Policy.NewWorker, nil
-}
-
-// readSnapshot reads at most one byte more than a snapshot may hold, so a
-// huge file is refused by ParseSituation without being read whole.
-func readSnapshot(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, scaler.MaxSnapshotSize+1))
 }

@@ -53,7 +53,7 @@ func checkIdentity(ctx context.Context, r *Report, px pveFacts, kx kubeFacts) {
 		}
 	}
 	obs := scaler.Observation{Machines: machines, Nodes: nodes, Kept: kept}
-	const fix = "see README.md, Safety: find which view is wrong (the token's privileges, proxmox.url, the kubeconfig, tags removed by hand) and mend it; delete by hand what was deleted on one side only"
+	const fix = "find which view is wrong and mend it (the token's privileges, proxmox.url, the kubeconfig, tags removed by hand; README: Safety: what pve-autoscaler will never do); delete by hand what was deleted on one side only"
 	if why := obs.Disagreement(); why != "" {
 		r.add(areaKube, "identity", Fail, fix, "the daemon would do nothing destructive (a safety hold): %s", why)
 		return

@@ -39,6 +39,10 @@ func TestFixesNameREADMESections(t *testing.T) {
 				t.Errorf("%s: README has no section %q", f, m[1])
 			}
 		}
+		// Any other mention of the README escapes this check.
+		if k := strings.Count(string(src), "README"); k != len(ref.FindAllString(string(src), -1)) {
+			t.Errorf("%s: %d mentions of the README, %d in the form \"README: SECTION\"", f, k, len(ref.FindAllString(string(src), -1)))
+		}
 	}
 	if n == 0 {
 		t.Error("no README reference found: the pattern no longer matches the fixes")

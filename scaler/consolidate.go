@@ -167,8 +167,8 @@ func (d *decision) consolidate(cands []candidate, blocked []string) {
 		n := &d.s.Nodes[c.idx]
 		switch {
 		case !c.under:
-			lastHold = reason(CodeProjection, "scale-down held: without %s, CPU would be %.1f%% and memory %.1f%%, not under %g%% / %g%% (scale-up threshold minus the %g-point margin); it would scale up again",
-				n.Name, c.cpuAfter, c.memAfter, d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
+			lastHold = reason(CodeProjection, "scale-down held: without %s, CPU would be %s%% and memory %s%%, not under %g%% / %g%% (scale-up threshold minus the %g-point margin); it would scale up again",
+				n.Name, pctVs(c.cpuAfter, d.p.CPU.Up-d.p.ScaleDownMargin, true), pctVs(c.memAfter, d.p.Memory.Up-d.p.ScaleDownMargin, true), d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
 			continue
 		case !c.fit:
 			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", c.pod.Namespace, c.pod.Name, n.Name, c.pod.Requests)
@@ -177,14 +177,14 @@ func (d *decision) consolidate(cands []candidate, blocked []string) {
 		var why Reason
 		switch {
 		case idle:
-			why = reason(CodeUnderutilized, "CPU %.1f%% and memory %.1f%% at or below %g%% / %g%% for %s",
-				d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down, fmtDur(d.now.Sub(low)))
+			why = reason(CodeUnderutilized, "CPU %s%% and memory %s%% at or below %g%% / %g%% for %s",
+				pctVs(d.cpuPct, d.p.CPU.Down, false), pctVs(d.memPct, d.p.Memory.Down, false), d.p.CPU.Down, d.p.Memory.Down, fmtDur(d.now.Sub(low)))
 		case c.empty && d.now.Sub(d.plan.Next.Empty[n.Name]) >= d.p.DownWindow:
 			why = reason(CodeEmpty, "%s has run only DaemonSet and mirror pods for %s (scale_down_after %s)",
 				n.Name, fmtDur(d.now.Sub(d.plan.Next.Empty[n.Name])), fmtDur(d.p.DownWindow))
 		case d.now.Sub(d.plan.Next.Unneeded[n.Name]) >= UnneededFactor*d.p.DownWindow:
-			why = reason(CodeUnneeded, "%s unneeded for %s (%d x scale_down_after): without it CPU %.1f%% and memory %.1f%% stay under %g%% / %g%%",
-				n.Name, fmtDur(d.now.Sub(d.plan.Next.Unneeded[n.Name])), UnneededFactor, c.cpuAfter, c.memAfter,
+			why = reason(CodeUnneeded, "%s unneeded for %s (%d x scale_down_after): without it CPU %s%% and memory %s%% stay under %g%% / %g%%",
+				n.Name, fmtDur(d.now.Sub(d.plan.Next.Unneeded[n.Name])), UnneededFactor, pctVs(c.cpuAfter, d.p.CPU.Up-d.p.ScaleDownMargin, true), pctVs(c.memAfter, d.p.Memory.Up-d.p.ScaleDownMargin, true),
 				d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin)
 		default:
 			if waiting == nil {
@@ -199,7 +199,7 @@ func (d *decision) consolidate(cands []candidate, blocked []string) {
 	if waiting != nil {
 		n := &d.s.Nodes[waiting.idx]
 		if low.IsZero() {
-			d.hold(CodeNotLow, "scale-down held: CPU %.1f%% / memory %.1f%% not both at or below %g%% / %g%%", d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down)
+			d.hold(CodeNotLow, "scale-down held: CPU %s%% / memory %s%% not both at or below %g%% / %g%%", pctVs(d.cpuPct, d.p.CPU.Down, false), pctVs(d.memPct, d.p.Memory.Down, false), d.p.CPU.Down, d.p.Memory.Down)
 		} else {
 			d.hold(CodeDownWindow, "scale-down held: utilization low for %s of the %s window", fmtDur(d.now.Sub(low)), fmtDur(d.p.DownWindow))
 		}
@@ -212,7 +212,7 @@ func (d *decision) consolidate(cands []candidate, blocked []string) {
 		return
 	}
 	if low.IsZero() {
-		d.hold(CodeNotLow, "scale-down held: CPU %.1f%% / memory %.1f%% not both at or below %g%% / %g%%", d.cpuPct, d.memPct, d.p.CPU.Down, d.p.Memory.Down)
+		d.hold(CodeNotLow, "scale-down held: CPU %s%% / memory %s%% not both at or below %g%% / %g%%", pctVs(d.cpuPct, d.p.CPU.Down, false), pctVs(d.memPct, d.p.Memory.Down, false), d.p.CPU.Down, d.p.Memory.Down)
 	}
 	if lastHold.Code == "" {
 		lastHold = reason(CodeNoCandidate, "scale-down held: none of the %d best candidates could go", maxFitChecks)

@@ -301,8 +301,8 @@ func (d *decision) planScaleUp() {
 			if d.p.PendingPods {
 				pods = ", no pod unschedulable past the grace needs a new worker"
 			}
-			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %.1f%% under %g%%, memory %.1f%% under %g%%%s, %s at or above the minimum of %d",
-				d.cpuPct, d.p.CPU.Up, d.memPct, d.p.Memory.Up, pods, count(current, "worker"), d.minWorkers)
+			d.note(CodeNoScaleUpNeed, "no scale-up needed: CPU %s%% under %g%%, memory %s%% under %g%%%s, %s at or above the minimum of %d",
+				pctVs(d.cpuPct, d.p.CPU.Up, true), d.p.CPU.Up, pctVs(d.memPct, d.p.Memory.Up, true), d.p.Memory.Up, pods, count(current, "worker"), d.minWorkers)
 		}
 		return
 	}
@@ -496,7 +496,7 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		held := d.now.Sub(r.highSince)
 		if held < d.p.UpWindow {
 			d.recheck(r.highSince.Add(d.p.UpWindow))
-			d.hold(CodeUpWindow, "%s %.1f%% at or above %g%% for %s of the %s window", r.name, r.pct, r.th.Up, fmtDur(held), fmtDur(d.p.UpWindow))
+			d.hold(CodeUpWindow, "%s %s%% at or above %g%% for %s of the %s window", r.name, pctVs(r.pct, r.th.Up, true), r.th.Up, fmtDur(held), fmtDur(d.p.UpWindow))
 			continue
 		}
 		owed := 0
@@ -528,8 +528,8 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 			continue
 		}
 		newCap := capacity + int64(n)*r.shape
-		reasons = append(reasons, reason(r.code, "%s %.1f%% at or above %g%% for %s: adding %s brings %s usage %s to %.1f%% (target %g%%)",
-			r.name, r.pct, r.th.Up, fmtDur(held), count(n, "worker"), r.name, r.format(r.usage), pct(r.usage, newCap), target))
+		reasons = append(reasons, reason(r.code, "%s %s%% at or above %g%% for %s: adding %s brings %s usage %s to %.1f%% (target %g%%)",
+			r.name, pctVs(r.pct, r.th.Up, true), r.th.Up, fmtDur(held), count(n, "worker"), r.name, r.format(r.usage), pct(r.usage, newCap), target))
 		need = max(need, n)
 	}
 	return need, reasons
@@ -982,6 +982,29 @@ func count(n int, noun string) string {
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// pctVs formats a percentage stated against a limit with one decimal,
+// rounded toward its own side of the limit where rounding to nearest
+// would cross it (47.97 under 48 is "47.9% under 48%", not "48.0%").
+// strict: the side is v < limit (under, at or above), else v <= limit
+// (at or below, above).
+func pctVs(v, limit float64, strict bool) string {
+	below := func(x float64) bool {
+		if strict {
+			return x < limit
+		}
+		return x <= limit
+	}
+	r := math.Round(v*10) / 10
+	switch {
+	case below(r) == below(v):
+	case below(v):
+		r = math.Floor(v*10) / 10
+	default:
+		r = math.Ceil(v*10) / 10
+	}
+	return strconv.FormatFloat(r, 'f', 1, 64)
+}
 
 func fmtCPU(m int64) string { return cpuQuantity(m).String() }
 

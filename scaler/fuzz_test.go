@@ -3,7 +3,9 @@ package scaler
 import (
 	"cmp"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -336,6 +338,30 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 			}
 		}
 	}
+	// A note never states something false: "no scale-up needed" only
+	// with nothing added, and CPU and memory under their scale-up points
+	// (a resource above, held by its window, has its own hold saying so).
+	if plan.Held(CodeNoScaleUpNeed) {
+		// (Utilization is rounded to 0.01: 47.997 under 48 shows as 48.)
+		if u := plan.Utilization; plan.Added() > 0 || u == nil || u.CPU > p.CPU.Up || u.Memory > p.Memory.Up || plan.Held(CodeUpWindow) {
+			t.Fatalf("no_scale_up_needed in a plan that contradicts it\n%s", dump(plan))
+		}
+	}
+	// Every "A% under B%", "at or above", "at or below" reads true as printed.
+	var said []Reason
+	said = append(append(said, plan.Holds...), plan.Notes...)
+	for _, a := range plan.Actions {
+		said = append(said, a.Reasons...)
+	}
+	for _, r := range said {
+		for _, m := range claimRE.FindAllStringSubmatch(r.Message, -1) {
+			a, _ := strconv.ParseFloat(m[1], 64)
+			b, _ := strconv.ParseFloat(m[3], 64)
+			if ok := map[string]bool{"under": a < b, "at or above": a >= b, "at or below": a <= b}[m[2]]; !ok {
+				t.Fatalf("%s: %q is false as printed", r.Code, m[0])
+			}
+		}
+	}
 }
 
 // projectedWithout is the utilization of the Ready, schedulable workers
@@ -360,6 +386,8 @@ func projectedWithout(s Snapshot, name string) (cpu, mem float64, ok bool) {
 	}
 	return float64(usage.MilliCPU) * 100 / float64(alloc.MilliCPU), float64(usage.Memory) * 100 / float64(alloc.Memory), true
 }
+
+var claimRE = regexp.MustCompile(`(\d+(?:\.\d+)?)% (under|at or above|at or below) (\d+(?:\.\d+)?)%`)
 
 // applyRemoval returns s without the named node, its usage spread over the
 // remaining Ready, schedulable workers in proportion to their allocatable,

@@ -315,3 +315,25 @@ func TestPlanShowsPodsAwaitingTheScheduler(t *testing.T) {
 		t.Errorf("plan JSON: %+v\n%s", plan, out)
 	}
 }
+
+// TestPlanNeverContradictsItself: CPU at 86.1%, held by a 10 minute up
+// window, is said once, by the up window; no note calls it "under 80%".
+func TestPlanNeverContradictsItself(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "plan.yaml")
+	base, err := os.ReadFile(planConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, _ := strings.Cut(string(base), "  schedules:")
+	if err := os.WriteFile(cfg, []byte(body+"  scale_up_after: 10m\n  pending_pods: {enabled: false}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runMain("plan", "--config", cfg, "--snapshot", exampleSnap)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	if !strings.Contains(out, "up_window: CPU 86.1% at or above 80%") || strings.Contains(out, "no_scale_up_needed") || strings.Contains(out, "86.1% under") {
+		t.Errorf("plan with CPU high inside its up window:\n%s", out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,7 +49,14 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	}
 	defer w.Close()
 	cfg := w.Config()
-	cfg.Daemon.Listen = "127.0.0.1:0"
+	// A free port: validate refuses port 0 (with it the daemon exited at
+	// once and this benchmark reported 0 MB).
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Daemon.Listen = l.Addr().String()
+	l.Close()
 	y, err := cfg.YAML()
 	if err != nil {
 		b.Fatal(err)
@@ -63,7 +71,18 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill(); <-exited }()
+	// idleFor waits d, failing if the daemon exits meanwhile.
+	idleFor := func(d time.Duration) {
+		select {
+		case err := <-exited:
+			exited <- err
+			b.Fatalf("the daemon exited: %v\n%s", err, logs.String())
+		case <-time.After(d):
+		}
+	}
 
 	total := func() int {
 		n := 0
@@ -74,9 +93,12 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	}
 	b.ResetTimer()
 	// The first minute brings up the two workers; count the rest.
-	time.Sleep(time.Minute + 5*time.Second)
+	idleFor(time.Minute + 5*time.Second)
 	before, writes := total(), w.Sim.Writes()
-	time.Sleep(idle - time.Minute)
+	if before == 0 {
+		b.Fatalf("no PVE request in the first minute\n%s", logs.String())
+	}
+	idleFor(idle - time.Minute)
 	ticks := (idle - time.Minute) / cfg.Policy.Interval.D()
 	b.StopTimer()
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
@@ -84,6 +106,9 @@ func BenchmarkIdleDaemon(b *testing.B) {
 		b.Fatalf("daemon gone: %v\n%s", err, logs.String())
 	}
 	rss, hwm := procKB(status, "VmRSS:"), procKB(status, "VmHWM:")
+	if rss == 0 {
+		b.Fatalf("no VmRSS in /proc/%d/status:\n%s", cmd.Process.Pid, status)
+	}
 	anon, file := procKB(status, "RssAnon:"), procKB(status, "RssFile:")
 	b.Logf("private (anonymous) %.1f MB, the binary's pages %.1f MB", float64(anon)/1024, float64(file)/1024)
 	if w.Sim.Writes() != writes {

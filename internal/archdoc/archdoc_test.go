@@ -4,6 +4,8 @@ package archdoc
 import (
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,57 @@ func TestArchitectureNamesEveryPackage(t *testing.T) {
 		if !strings.Contains(string(page), "`"+rel+"`") {
 			t.Errorf("docs/architecture.md does not name package `%s`", rel)
 		}
+	}
+}
+
+// The table's "imports (module)" column is what each package imports
+// inside the module (its non-test files), no more and no less.
+func TestArchitectureImportsAreTrue(t *testing.T) {
+	page, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mod = "github.com/pve-autoscaler/pve-autoscaler/"
+	row := regexp.MustCompile("^\\| `([^`]+)` \\| ([^|]*) \\|")
+	quoted := regexp.MustCompile("`([^`]+)`")
+	doc := map[string][]string{}
+	for _, line := range strings.Split(string(page), "\n") {
+		if m := row.FindStringSubmatch(line); m != nil {
+			var imports []string
+			for _, q := range quoted.FindAllStringSubmatch(m[2], -1) {
+				imports = append(imports, q[1])
+			}
+			slices.Sort(imports)
+			doc[m[1]] = imports
+		}
+	}
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], mod)
+		var real []string
+		for _, imp := range f[1:] {
+			if rel, ok := strings.CutPrefix(imp, mod); ok {
+				real = append(real, rel)
+			}
+		}
+		slices.Sort(real)
+		documented, ok := doc[pkg]
+		if !ok {
+			continue // TestArchitectureNamesEveryPackage says so
+		}
+		n++
+		if !slices.Equal(documented, real) {
+			t.Errorf("docs/architecture.md: `%s` imports %v, the page says %v", pkg, real, documented)
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d rows of the package table matched: the pattern no longer reads the page", n)
 	}
 }

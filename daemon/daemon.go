@@ -141,6 +141,7 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	}
 	snap.Hosts = hosts
 	// Counted as the daemon counts them (no operation runs in this process).
-	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes})
+	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes,
+		Now: now, MaxProvisionTime: d.Config.Policy.MaxProvisionTime.D()})
 	return snap, kerr
 }

@@ -35,3 +35,22 @@ pve_autoscaler_standby_oldest_age_seconds 32400
 		t.Errorf("refill events %v", got)
 	}
 }
+
+// TestStuckMetrics: the stuck VMs' count and the stuck provisions among
+// the workers reach /metrics.
+func TestStuckMetrics(t *testing.T) {
+	m := NewMetrics()
+	m.Tick(scaler.Plan{Time: time.Now(), Workers: scaler.Workers{Ready: 2, Stuck: 1}}, nil)
+	m.Stuck(2)
+	want := `
+# HELP pve_autoscaler_stuck_vms VMs of ours that make no progress by themselves: kept, backing off after a failure, or provisioning past max_provision_time (see /status stuck).
+# TYPE pve_autoscaler_stuck_vms gauge
+pve_autoscaler_stuck_vms 2
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pve_autoscaler_stuck_vms"); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(m.nodes.WithLabelValues("stuck")); got != 1 {
+		t.Errorf("workers{state=stuck} %v, want 1", got)
+	}
+}

@@ -35,12 +35,13 @@ type Metrics struct {
 	standby       *prometheus.GaugeVec
 	standbyOldest prometheus.Gauge
 	safetyHolds   prometheus.Counter
+	stuck         prometheus.Gauge
 }
 
 // NewMetrics registers the metrics.
 func NewMetrics() *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
-	m.nodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_workers", Help: "Workers by state: ready, not_ready, provisioning, removing."}, []string{"state"})
+	m.nodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_workers", Help: "Workers by state: ready, not_ready, provisioning, removing, stuck (provisions that make no progress by themselves)."}, []string{"state"})
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pve_autoscaler_scale_events_total", Help: "Provisions (up) and removals (down) finished, by result."}, []string{"direction", "result"})
 	m.steps = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pve_autoscaler_step_duration_seconds", Help: "Duration of each provisioning and removal step.",
 		Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600}}, []string{"operation", "step"})
@@ -50,7 +51,8 @@ func NewMetrics() *Metrics {
 	m.standby = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_workers", Help: "Standby workers: size (configured), ready (startable), stale (to be replaced)."}, []string{"state"})
 	m.standbyOldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_oldest_age_seconds", Help: "Age of the oldest standby worker (0: none)."})
 	m.safetyHolds = prometheus.NewCounter(prometheus.CounterOpts{Name: "pve_autoscaler_safety_holds_total", Help: "Decisions on which nothing destructive was done because the Proxmox and Kubernetes views disagreed (see /status safety_hold)."})
-	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds,
+	m.stuck = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_stuck_vms", Help: "VMs of ours that make no progress by themselves: kept, backing off after a failure, or provisioning past max_provision_time (see /status stuck)."})
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds, m.stuck,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,6 +93,7 @@ func (m *Metrics) Tick(p scaler.Plan, err error) {
 	m.nodes.WithLabelValues("not_ready").Set(float64(w.NotReady))
 	m.nodes.WithLabelValues("provisioning").Set(float64(w.Provisioning))
 	m.nodes.WithLabelValues("removing").Set(float64(w.Removing))
+	m.nodes.WithLabelValues("stuck").Set(float64(w.Stuck))
 	if u := p.Utilization; u != nil {
 		m.utilization.WithLabelValues("cpu").Set(u.CPU / 100)
 		m.utilization.WithLabelValues("memory").Set(u.Memory / 100)
@@ -161,10 +164,14 @@ func ReadStatusToken(path string) (string, error) {
 	return tok, nil
 }
 
+// Stuck sets the count of stuck VMs (scaler.Status.Stuck).
+func (m *Metrics) Stuck(n int) { m.stuck.Set(float64(n)) }
+
 // Ticked records a tick's outcome for /readyz and the metrics.
 func (s *Server) Ticked(p scaler.Plan, err error) {
 	s.metrics.Tick(p, err)
 	if err == nil {
+		s.metrics.Stuck(len(s.rec.Status().Stuck))
 		s.mu.Lock()
 		s.lastOK = time.Now()
 		s.mu.Unlock()

@@ -51,6 +51,7 @@ type decision struct {
 	active       []int // Ready, schedulable workers: the utilization set
 	removing     map[string]bool
 	inFlight     int       // provisions not yet visible as a Node
+	stuck        int       // stuck provisions not visible as a Node: no capacity, counted against max_workers
 	joining      int       // provisions whose Node registered but is not Ready yet
 	newestJoined time.Time // the newest managed, Ready worker's registration
 	minWorkers   int
@@ -103,14 +104,25 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 			d.plan.Workers.Removing++
 		case OpProvision:
 			// A provision whose Node has registered counts once, as that
-			// node; until it is Ready its capacity is still on its way.
+			// node; until it is Ready its capacity is still on its way. A
+			// stuck one (past its deadline, kept, backing off) will not
+			// become capacity by itself: it counts against max_workers only.
 			pi := d.poolOf(true, op.Pool)
-			if op.Node == "" || !nodeNames[op.Node] {
+			registered := op.Node != "" && nodeNames[op.Node]
+			switch {
+			case op.Stuck != "" && !registered:
+				d.stuck++
+				if pi >= 0 {
+					d.pools[pi].stuck++
+				}
+			case op.Stuck != "":
+				// counted as its Node, which serves only if Ready
+			case !registered:
 				d.inFlight++
 				if pi >= 0 {
 					d.pools[pi].inFlight++
 				}
-			} else if !nodeReady[op.Node] {
+			case !nodeReady[op.Node]:
 				d.joining++
 				if pi >= 0 {
 					d.pools[pi].joining++
@@ -157,7 +169,8 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 		}
 	}
 	d.plan.Workers.Provisioning = d.inFlight
-	d.plan.Workers.Current = len(d.workers) + d.inFlight
+	d.plan.Workers.Stuck = d.stuck
+	d.plan.Workers.Current = len(d.workers) + d.inFlight + d.stuck
 	d.plan.Workers.Max = p.MaxWorkers
 
 	// Utilization scale-ups add workers of the utilization pool's shape.
@@ -243,27 +256,34 @@ func (d *decision) planScaleUp() {
 		ps.need = max(ps.need, n)
 	}
 
+	// Stuck provisions count against max_workers, not toward a minimum.
+	stuckNote := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (and %s stuck, not counted)", count(n, "provision"))
+	}
 	if !d.multi() {
-		if current < d.minWorkers {
+		if serving := current - d.stuck; serving < d.minWorkers {
 			code := CodeBelowMin
 			if d.minWorkers > d.baseMin {
 				code = CodeScheduleMin
 			}
-			want(util, d.minWorkers-current, reason(code, "%s, below the minimum of %d", count(current, "worker"), d.minWorkers))
+			want(util, d.minWorkers-serving, reason(code, "%s%s, below the minimum of %d", count(serving, "worker"), stuckNote(d.stuck), d.minWorkers))
 		}
 	} else {
 		short := 0
 		for i := range d.pools {
 			ps := &d.pools[i]
-			if c := ps.current(); c < ps.MinWorkers {
+			if c := ps.current() - ps.stuck; c < ps.MinWorkers {
 				short += ps.MinWorkers - c
-				want(ps, ps.MinWorkers-c, reason(CodeBelowMin, "%s%s, below its minimum of %d", d.poolPrefix(i), count(c, "worker"), ps.MinWorkers))
+				want(ps, ps.MinWorkers-c, reason(CodeBelowMin, "%s%s%s, below its minimum of %d", d.poolPrefix(i), count(c, "worker"), stuckNote(ps.stuck), ps.MinWorkers))
 			}
 		}
 		// A schedule raises the minimum of all pools together: the rest
 		// of it goes to the utilization pool.
-		if n := d.minWorkers - current - short; d.scheduled && n > 0 {
-			want(util, util.need+n, reason(CodeScheduleMin, "%s, below the minimum of %d (a schedule): %s to pool %s", count(current, "worker"), d.minWorkers, count(n, "worker"), util.Name))
+		if n := d.minWorkers - (current - d.stuck) - short; d.scheduled && n > 0 {
+			want(util, util.need+n, reason(CodeScheduleMin, "%s, below the minimum of %d (a schedule): %s to pool %s", count(current-d.stuck, "worker"), d.minWorkers, count(n, "worker"), util.Name))
 		}
 	}
 
@@ -719,9 +739,9 @@ func (d *decision) planScaleDown() {
 	ok := true
 	// A NotReady worker serves nothing: it does not count toward the
 	// minimum a removal must keep.
-	if ready := current - d.plan.Workers.NotReady; ready <= d.minWorkers {
-		if d.plan.Workers.NotReady > 0 {
-			d.hold(CodeAtMin, "scale-down held: %s Ready of %d, at the minimum of %d (NotReady workers do not count)", count(ready, "worker"), current, d.minWorkers)
+	if ready := current - d.plan.Workers.NotReady - d.stuck; ready <= d.minWorkers {
+		if d.plan.Workers.NotReady+d.stuck > 0 {
+			d.hold(CodeAtMin, "scale-down held: %s Ready of %d, at the minimum of %d (NotReady workers and stuck provisions do not count)", count(ready, "worker"), current, d.minWorkers)
 		} else {
 			d.hold(CodeAtMin, "scale-down held: %s, at the minimum of %d", count(current, "worker"), d.minWorkers)
 		}
@@ -848,7 +868,7 @@ func (d *decision) poolBlocker(n *Node, overOnly bool) string {
 		}
 		return ""
 	}
-	if d.multi() && ps.current()-ps.notReady <= ps.MinWorkers {
+	if d.multi() && ps.current()-ps.notReady-ps.stuck <= ps.MinWorkers {
 		return fmt.Sprintf("pool %s at its minimum of %d", ps.Name, ps.MinWorkers)
 	}
 	return ""

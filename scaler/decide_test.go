@@ -240,6 +240,22 @@ func decideCases() []decideCase {
 			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), pend: pending(2, 1500, gi, ago(time.Minute)),
 			policy:    func(p *Policy) { p.MinWorkers = 1 }, // two Ready workers are above it
 			wantHolds: []Code{CodeInFlight, CodeProvisioning}, wantCur: 3},
+		// --- stuck provisions (issue 15): against max_workers, never capacity ---
+		{name: "a stuck provision holds no pending pod", nodes: workers(2, 50, 50), ops: stuck(provisions(1)),
+			pend: pending(4, 1500, gi, ago(time.Minute)), wantAdd: 2, wantCodes: []Code{CodePendingPods}, wantCur: 3,
+			notHolds: []Code{CodeInFlight},
+			check: func(t *testing.T, p Plan) {
+				if p.Workers.Stuck != 1 || p.Workers.Provisioning != 0 {
+					t.Errorf("workers = %+v, want 1 stuck and 0 provisioning", p.Workers)
+				}
+			}},
+		{name: "a stuck provision counts against max_workers", nodes: workers(2, 50, 50), ops: stuck(provisions(2)),
+			policy: func(p *Policy) { p.MaxWorkers = 5 }, pend: pending(4, 1500, gi, ago(time.Minute)),
+			wantAdd: 1, wantHolds: []Code{CodeMaxWorkers}, wantCur: 4},
+		{name: "a stuck provision does not meet the minimum", nodes: workers(1, 50, 50), ops: stuck(provisions(1)),
+			wantAdd: 1, wantCodes: []Code{CodeBelowMin}, wantCur: 2},
+		{name: "a stuck provision holds no scale-down and keeps no worker", nodes: workers(3, 10, 10), ops: stuck(provisions(1)),
+			wantRemove: "w0", notHolds: []Code{CodeProvisioning}, wantCur: 4},
 		{name: "a provision whose node registered counts once",
 			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), wantCur: 3,
 			check: func(t *testing.T, p Plan) {

@@ -88,3 +88,11 @@ func provisions(n int) []Operation {
 	}
 	return out
 }
+
+// stuck marks operations stuck (past their deadline, kept).
+func stuck(ops []Operation) []Operation {
+	for i := range ops {
+		ops[i].Stuck = "past max_provision_time 15m"
+	}
+	return ops
+}

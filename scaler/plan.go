@@ -95,8 +95,12 @@ type Workers struct {
 	Ready        int `json:"ready"`
 	NotReady     int `json:"not_ready"`
 	Provisioning int `json:"provisioning"`
-	Removing     int `json:"removing"`
-	// Current is ready + not ready + provisioning; nodes being removed are already gone.
+	// Stuck are provisions without a Node that make no progress by
+	// themselves (Operation.Stuck): counted against max_workers, never as
+	// capacity on its way.
+	Stuck    int `json:"stuck,omitempty"`
+	Removing int `json:"removing"`
+	// Current is ready + not ready + provisioning + stuck; nodes being removed are already gone.
 	Current int `json:"current"`
 	// Min is the effective minimum (raised by an active schedule).
 	Min     int `json:"min"`

@@ -78,6 +78,7 @@ type poolState struct {
 	notReady int
 	inFlight int // provisions not yet visible as a Node
 	joining  int // provisions whose Node is not Ready yet
+	stuck    int // stuck provisions without a Node: against its max_workers, no capacity
 	shape    Resources
 	newest   *Node
 
@@ -92,7 +93,7 @@ type poolState struct {
 	wake        []int
 }
 
-func (ps *poolState) current() int { return ps.workers + ps.inFlight }
+func (ps *poolState) current() int { return ps.workers + ps.inFlight + ps.stuck }
 
 // repels reports whether the pool's Node has a taint that keeps an
 // ordinary pod off (NoSchedule, NoExecute).

@@ -222,7 +222,8 @@ type Reconciler struct {
 	hold             string       // why destructive actions are withheld ("" when not)
 	kept             map[int]bool // vmids whose VM exists but is not ours (see Observation.Kept)
 	stuck            map[int]stuckVM
-	refused          []string // the last refusals (refuse), newest last
+	keptWhy          map[int]string // VMs the last resume kept (ResumeKeep), with why
+	refused          []string       // the last refusals (refuse), newest last
 	last             Status
 	wg               sync.WaitGroup
 	work             context.Context
@@ -249,6 +250,7 @@ type operation struct {
 type stuckVM struct {
 	failures int
 	until    time.Time
+	err      string // the last failure
 }
 
 // report is the operation as Decide counts it (r.mu held): a park is a
@@ -275,9 +277,41 @@ type Status struct {
 	SafetyHold string `json:"safety_hold,omitempty"`
 	// Refused lists VMs that stopped being ours, or machines that did not
 	// prove their identity, and why: they are left alone.
-	Refused  []string `json:"refused,omitempty"`
-	Failures int      `json:"consecutive_failures"`
-	DryRun   bool     `json:"dry_run"`
+	Refused []string `json:"refused,omitempty"`
+	// Stuck lists our VMs that make no progress by themselves: kept
+	// (ResumeKeep), backing off after a failure, or provisioning past
+	// max_provision_time. They count against max_workers, never as
+	// capacity; a person may have to look at them.
+	Stuck    []StuckVM `json:"stuck,omitempty"`
+	Failures int       `json:"consecutive_failures"`
+	DryRun   bool      `json:"dry_run"`
+}
+
+// StuckVM is one VM of Status.Stuck.
+type StuckVM struct {
+	VMID   int    `json:"vmid"`
+	Name   string `json:"name"`
+	Step   string `json:"step"`
+	Reason string `json:"reason"`
+}
+
+// stuckList names the machines that make no progress by themselves:
+// those in why (kept, backing off) and those ops marks Stuck, by vmid.
+func stuckList(machines []Machine, ops []Operation, why map[int]string) []StuckVM {
+	var out []StuckVM
+	for _, m := range machines {
+		reason := why[m.VMID]
+		if reason == "" {
+			if i := slices.IndexFunc(ops, func(o Operation) bool { return o.VMID == m.VMID && o.Stuck != "" }); i >= 0 {
+				reason = ops[i].Stuck
+			}
+		}
+		if reason != "" {
+			out = append(out, StuckVM{VMID: m.VMID, Name: m.Name, Step: m.Step, Reason: reason})
+		}
+	}
+	slices.SortFunc(out, func(a, b StuckVM) int { return a.VMID - b.VMID })
+	return out
 }
 
 // NewReconciler builds a reconciler; Run or Tick drive it.
@@ -473,7 +507,18 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			}
 		}
 	}
-	ops, standby := Classify(machines, Counting{Nodes: snap.Nodes, Running: running, Stale: stale, Fresh: fresh, NodeGone: gone})
+	stuckWhy := map[int]string{}
+	for vmid, why := range r.keptWhy {
+		stuckWhy[vmid] = "kept: " + why
+	}
+	for vmid, st := range r.stuck {
+		if now.Before(st.until) && !running[vmid] {
+			stuckWhy[vmid] = fmt.Sprintf("backing off after %d failed attempt(s), until %s: %s", st.failures, st.until.UTC().Format(time.RFC3339), st.err)
+		}
+	}
+	ops, standby := Classify(machines, Counting{Nodes: snap.Nodes, Running: running, Stale: stale, Fresh: fresh, NodeGone: gone,
+		Stuck: stuckWhy, Now: now, MaxProvisionTime: r.o.MaxProvisionTime})
+	stuck := stuckList(machines, ops, stuckWhy)
 	snap.Operations = append(snap.Operations, ops...)
 	snap.Standby = append(snap.Standby, standby...)
 	p := r.policy
@@ -488,7 +533,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	}
 	r.mu.Lock()
 	r.hist = plan.Next
-	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun, LastError: r.lastErr, SafetyHold: hold, Refused: slices.Clone(r.refused)}
+	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun, LastError: r.lastErr, SafetyHold: hold, Refused: slices.Clone(r.refused), Stuck: stuck}
 	stopping := r.stopping
 	r.mu.Unlock()
 	r.logPlan(plan)
@@ -705,6 +750,7 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 	creating := r.creating[OpProvision]+r.creating[OpRefill] > 0
 	r.mu.Unlock()
 	listed := map[int]bool{}
+	keptWhy := map[int]string{}
 	for i, m := range machines {
 		listed[m.VMID] = true
 		r.mu.Lock()
@@ -749,6 +795,7 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		case ResumeAdopt:
 			r.adopt(ctx, m, node)
 		case ResumeKeep:
+			keptWhy[m.VMID] = v.Why
 			r.refuse(fmt.Sprintf("VM %d: %s", m.VMID, v.Why))
 		case ResumeRemove:
 			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, resetSent: m.Step == StepResetting, resumed: true})
@@ -774,6 +821,7 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		}
 	}
 	r.mu.Lock()
+	r.keptWhy = keptWhy
 	r.nodeGone.Keep(listed)
 	for vmid := range r.stuck {
 		if !listed[vmid] {
@@ -1628,6 +1676,7 @@ func (r *Reconciler) finish(kind OperationKind, vmid int, err error) {
 		st.failures++
 		pause := r.Backoff(st.failures)
 		st.until = r.o.Now().Add(pause)
+		st.err = err.Error()
 		r.stuck[vmid] = st
 		r.lastErr = err.Error()
 		r.last.LastError = r.lastErr

@@ -417,6 +417,20 @@ type Counting struct {
 	// NodeGone are joined VMs whose Node is confirmed gone, outside a
 	// safety hold: no capacity (the engine replaces them), to be removed.
 	NodeGone map[int]bool
+	// Stuck are VMs the reconciler leaves alone for now (kept, backing off
+	// after a failure), with why: their operations are marked Stuck.
+	Stuck map[int]string
+	// Now and MaxProvisionTime mark a provisioning VM (no operation of
+	// this process on it) created more than MaxProvisionTime before Now as
+	// Stuck: past its deadline it is cleaned up, kept or adopted, never
+	// capacity on its way. Zero MaxProvisionTime: no such rule.
+	Now              time.Time
+	MaxProvisionTime time.Duration
+}
+
+// expired reports whether m's provisioning is past its deadline.
+func (c Counting) expired(m Machine) bool {
+	return c.MaxProvisionTime > 0 && !m.Created.IsZero() && c.Now.Sub(m.Created) > c.MaxProvisionTime
 }
 
 // Classify sorts the machines the reconciler does not run an operation on
@@ -460,6 +474,14 @@ func Classify(machines []Machine, c Counting) ([]Operation, []StandbyWorker) {
 			continue
 		default:
 			op.Kind, op.Started = OpProvision, m.Created
+		}
+		switch why, kept := c.Stuck[m.VMID]; {
+		case kept:
+			op.Stuck = why
+		case m.Step != StepJoined && (op.Kind == OpProvision || op.Kind == OpRefill) && c.expired(m):
+			// (A joined VM whose Node is not seen stays capacity on its
+			// way: a view that lacks Nodes never adds workers without bound.)
+			op.Stuck = "past max_provision_time " + fmtDur(c.MaxProvisionTime)
 		}
 		ops = append(ops, op)
 	}

@@ -249,6 +249,37 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestClassifyStuck: a provisioning VM past max_provision_time, and a VM
+// the reconciler keeps or backs off, are operations marked Stuck (no
+// capacity on its way); a joined VM without its Node is not, however old
+// (a view that lacks Nodes never adds workers without bound), nor a fresh one.
+func TestClassifyStuck(t *testing.T) {
+	ms := []Machine{
+		{VMID: 1, Step: StepApplying, Created: ago(20 * time.Minute)},                     // past its deadline
+		{VMID: 2, Step: StepApplying, Created: ago(time.Minute)},                          // on its way
+		{VMID: 3, Step: StepJoined, Name: "n3", UUID: "u3", Created: ago(24 * time.Hour)}, // its Node not seen
+		{VMID: 4, Step: StepStarted, Created: ago(time.Minute)},                           // kept
+		{VMID: 5, Step: StepConfigured, ForStandby: true, Created: ago(time.Hour)},        // a standby build past its deadline
+		{VMID: 6, Step: StepResetting, Created: ago(time.Hour)},                           // a removal: no deadline
+	}
+	ops, _ := Classify(ms, Counting{Now: t0, MaxProvisionTime: 15 * time.Minute, Stuck: map[int]string{4: "kept: its Node holds pods"}})
+	got := map[int]string{}
+	for _, op := range ops {
+		got[op.VMID] = op.Stuck
+	}
+	want := map[int]string{1: "past max_provision_time 15m0s", 2: "", 3: "", 4: "kept: its Node holds pods", 5: "past max_provision_time 15m0s", 6: ""}
+	for vmid, w := range want {
+		if g, ok := got[vmid]; !ok || g != w {
+			t.Errorf("VM %d: stuck %q (listed %v), want %q", vmid, g, ok, w)
+		}
+	}
+	// Without a deadline (a snapshot file, a test) nothing expires.
+	ops, _ = Classify(ms[:1], Counting{Now: t0})
+	if len(ops) != 1 || ops[0].Stuck != "" {
+		t.Errorf("no max_provision_time: %+v", ops)
+	}
+}
+
 // TestRunStepsResumesAfterTheRecordedStep: an operation is a list of
 // steps; a restarted daemon runs those after the one recorded last, and
 // each step it completes is recorded on the operation.

@@ -732,3 +732,41 @@ func TestLeaseLostAfterTheDrainWithdrawsNothing(t *testing.T) {
 		t.Errorf("step %q, want removing (left resumable)", s)
 	}
 }
+
+// Stuck VMs are shown and are no capacity (issue 15): a provisioning past
+// its deadline kept because its Node holds pods, and one backing off after
+// its resumed operation failed, are listed in Status.Stuck with why; the
+// pending pods get workers as if they were not there, while both still
+// count against max_workers.
+func TestStuckVMsAreShownAndAreNoCapacity(t *testing.T) {
+	w := newWorld(t, 2, nil)
+	offline := errors.New("host pve2 is offline")
+	w.infra.mu.Lock()
+	w.infra.vms[7] = Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepApplying, Created: t0.Add(-2 * time.Hour), UUID: uuidOf(7)}
+	w.infra.vms[8] = Machine{VMID: 8, Name: "w8", Host: "pve2", Step: StepConfigured, Created: t0, UUID: uuidOf(8)}
+	w.infra.failStart[8], w.infra.failDestroy[8] = offline, offline
+	w.infra.mu.Unlock()
+	w.cluster.nodes[7] = worker("w7", 50, 50, notReady, withPod(Pod{Namespace: "db", Name: "db-0", OwnerKind: "StatefulSet"}), func(n *Node) { n.VMID, n.SystemUUID = 7, uuidOf(7) })
+	w.tick(t, 0) // VM 8's resumed provisioning fails: it backs off
+	w.cluster.pending = pending(2, 3500, gi, t0.Add(-time.Hour))
+	p := w.tick(t, time.Second)
+	st := w.r.Status()
+	reasons := map[int]string{}
+	for _, s := range st.Stuck {
+		reasons[s.VMID] = s.Reason
+	}
+	if !strings.Contains(reasons[7], "kept") || !strings.Contains(reasons[8], "backing off") || !strings.Contains(reasons[8], "offline") || len(reasons) != 2 {
+		t.Errorf("stuck %+v, want VMs 7 (kept) and 8 (backing off, host offline)", st.Stuck)
+	}
+	if p.Workers.Stuck != 1 || p.Workers.Current != 4 {
+		t.Errorf("workers %+v, want 1 stuck (VM 8; VM 7 counts as its NotReady Node) and 4 in all", p.Workers)
+	}
+	if p.Added() != 2 {
+		t.Errorf("added %d for two pods that need a worker each, want 2 (no stuck VM is capacity): holds %+v", p.Added(), p.Holds)
+	}
+	// Against max_workers: 2 joined + 7 + 8 + 2 added = 6, the maximum.
+	w.cluster.pending = pending(4, 3500, gi, t0.Add(-time.Hour))
+	if p := w.tick(t, time.Second); p.Added() > 0 && p.Workers.Current+p.Added() > 6 {
+		t.Errorf("added %d with %d workers counted (max 6)", p.Added(), p.Workers.Current)
+	}
+}

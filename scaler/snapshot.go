@@ -178,6 +178,10 @@ type Operation struct {
 	Started time.Time `json:"started,omitempty"`
 	// Pool is the worker pool of its VM.
 	Pool string `json:"pool,omitempty"`
+	// Stuck, when set, says why this operation makes no progress by itself
+	// (past max_provision_time, kept, backing off after a failure): it
+	// counts against max_workers, never as capacity on its way.
+	Stuck string `json:"stuck,omitempty"`
 }
 
 // TaintStandby keeps pods off a standby worker's Node (NoSchedule).

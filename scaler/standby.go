@@ -47,7 +47,9 @@ func (d *decision) newStandby() {
 	for _, op := range d.s.Operations {
 		switch op.Kind {
 		case OpRefill:
-			pl.refilling[d.poolOf(true, op.Pool)]++
+			if op.Stuck == "" { // a stuck build never becomes a standby worker by itself
+				pl.refilling[d.poolOf(true, op.Pool)]++
+			}
 		case OpRemove:
 			if op.Step == StepParking {
 				pl.parking[d.poolOf(true, op.Pool)]++

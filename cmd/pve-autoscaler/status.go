@@ -99,10 +99,29 @@ func renderStatus(w io.Writer, st scaler.Status, leader bool) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\n", m.VMID, m.Name, m.Host, m.Running, m.Step)
 	}
 	_ = tw.Flush()
+	if st.SafetyHold != "" {
+		fmt.Fprintf(w, "\nSafety hold (nothing destructive is done): %s\n", st.SafetyHold)
+	}
+	if len(st.Stuck) > 0 {
+		fmt.Fprintf(w, "\nStuck: %d VM(s) make no progress by themselves (counted against max_workers, not as capacity):\n", len(st.Stuck))
+		for _, s := range st.Stuck {
+			fmt.Fprintf(w, "  VM %d (%s) at %s: %s\n", s.VMID, s.Name, s.Step, s.Reason)
+		}
+	}
+	if len(st.Refused) > 0 {
+		fmt.Fprintln(w, "\nRefused (left alone):")
+		for _, r := range st.Refused {
+			fmt.Fprintf(w, "  %s\n", r)
+		}
+	}
 	if len(st.Operations) > 0 {
 		fmt.Fprintln(w, "\nIn flight:")
 		for _, op := range st.Operations {
-			fmt.Fprintf(w, "  %s %s (vmid %d) at %s\n", op.Kind, op.Node, op.VMID, op.Step)
+			stuck := ""
+			if op.Stuck != "" {
+				stuck = " (stuck: " + op.Stuck + ")"
+			}
+			fmt.Fprintf(w, "  %s %s (vmid %d) at %s%s\n", op.Kind, op.Node, op.VMID, op.Step, stuck)
 		}
 	}
 	if p := st.Plan; p != nil {

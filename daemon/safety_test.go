@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
@@ -144,6 +147,29 @@ func TestSafetyMatrix(t *testing.T) {
 			// Its VM goes once the absence is confirmed, through the guards,
 			// and a replacement comes: back to two workers.
 			want: 2, lossy: true},
+		// Issue 15: a withdraw that crashed between its uncordon and its
+		// unmark left a "drained" mark of ours on a worker; a person then
+		// drains it with kubectl (their cordon, no annotation of ours).
+		// Their cordon is no drain of ours: the removal is withdrawn (the
+		// mark goes, their cordon stays), never resumed into a reset.
+		{name: "a person's cordon on a Node with a stale drained mark of ours",
+			fault: func(t *testing.T, w *world.World) func() {
+				name := nodeNames(t, w)[0]
+				personDrains(t, w, name, map[string]any{scaler.AnnotationRemoval: scaler.RemovalDrained})
+				return func() { patchNode(t, w, name, map[string]any{"spec": map[string]any{"unschedulable": nil}}) }
+			},
+			during: func(t *testing.T, w *world.World, d *Daemon, destroyed []int) {
+				n, err := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), nodeNames(t, w)[0], metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !n.Spec.Unschedulable {
+					t.Errorf("the person's cordon on %s was taken away", n.Name)
+				}
+				if m := n.Annotations[scaler.AnnotationRemoval]; m != "" {
+					t.Errorf("the stale removal mark %q stays: not withdrawn", m)
+				}
+			}, want: 2},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -583,5 +609,56 @@ func TestDHCPReservationsWithParallelProvisions(t *testing.T) {
 	applies, _ := w.Counts()
 	if configs+applies != 3 {
 		t.Errorf("%d machine configs sent to 3 machines, want one each", configs+applies)
+	}
+}
+
+// patchNode merge-patches a Node as kubectl would (not as the daemon).
+func patchNode(t *testing.T, w *world.World, name string, patch map[string]any) {
+	t.Helper()
+	b, err := json.Marshal(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Kube.Client.CoreV1().Nodes().Patch(context.Background(), name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: "kubectl-cordon"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// personDrains is a person's kubectl drain of Node name: their cordon (no
+// annotation of ours) with annotations added (the removal-of UUID of
+// ann's mark is the Node's own), then its pods evicted (a PDB may refuse
+// an eviction for a while: retried).
+func personDrains(t *testing.T, w *world.World, name string, ann map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := w.Kube.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ann[scaler.AnnotationRemoval]; ok {
+		ann[scaler.AnnotationRemovalOf] = n.Status.NodeInfo.SystemUUID
+	}
+	patchNode(t, w, name, map[string]any{"metadata": map[string]any{"annotations": ann}, "spec": map[string]any{"unschedulable": true}})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pods, err := w.Kube.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := 0
+		for _, p := range pods.Items {
+			if ref := metav1.GetControllerOf(&p); ref != nil && ref.Kind == "DaemonSet" || p.DeletionTimestamp != nil {
+				continue
+			}
+			left++
+			_ = w.Kube.Client.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}})
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pods left on %s after a minute of evictions", left, name)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -26,6 +26,8 @@ import (
 //   - no VM destroyed while its Node held workload that was not drained;
 //   - no VM that is not ours (tags removed, foreign) touched;
 //   - no Talos call to a machine whose UUID is not the VM's;
+//   - no reset of a machine whose Node was not drained by us since it was
+//     last schedulable (a person's cordon is no drain of ours);
 // and, once the faults end, that the workers come back within policy.
 //
 // CHAOS_SEQUENCES sets how many sequences run (20 by default: `make test`;
@@ -73,6 +75,10 @@ type chaosNode struct {
 	annotOf  string
 	standby  bool
 	cordoned bool
+	ours     bool // the cordon is ours (AnnotationCordoned)
+	// drainedByUs: our drain finished since the Node was last schedulable
+	// or cordoned by a person.
+	drainedByUs bool
 }
 
 func (w *chaosWorld) violate(format string, a ...any) {
@@ -280,6 +286,9 @@ func (w *chaosWorld) Reset(_ context.Context, m Machine, _ string) error {
 			if n.workload && !n.drained {
 				w.violate("machine %d reset while its Node held workload that was not drained", m.VMID)
 			}
+			if !n.drainedByUs {
+				w.violate("machine %d reset while its Node %s was not drained by us (cordoned %v, ours %v)", m.VMID, name, n.cordoned, n.ours)
+			}
 			delete(w.nodes, name) // a reset machine leaves the cluster
 		}
 	}
@@ -296,8 +305,14 @@ func (w *chaosWorld) toNode(n *chaosNode) Node {
 	u := Resources{MilliCPU: 500, Memory: gi}
 	node := Node{Name: n.name, Managed: true, VMID: n.vmid, SystemUUID: n.uuid, Ready: n.ready, Unschedulable: n.cordoned, Standby: n.standby,
 		Created: t0.Add(-time.Hour), Allocatable: shape, Usage: u, Requests: u}
+	if n.annot != "" || n.ours {
+		node.Annotations = map[string]string{}
+	}
 	if n.annot != "" {
-		node.Annotations = map[string]string{AnnotationRemoval: n.annot, AnnotationRemovalOf: n.annotOf}
+		node.Annotations[AnnotationRemoval], node.Annotations[AnnotationRemovalOf] = n.annot, n.annotOf
+	}
+	if n.ours {
+		node.Annotations[AnnotationCordoned] = "true"
 	}
 	if n.workload && !n.drained {
 		node.Pods = []Pod{{Namespace: "app", Name: n.name + "-app", OwnerKind: "ReplicaSet", Requests: u}}
@@ -362,11 +377,25 @@ func (w *chaosWorld) RecordRemovalStep(_ context.Context, name, step, uuid strin
 	return w.maybeCrash()
 }
 
+// Cordon is kube.Client.Cordon: a cordon of ours carries our annotation;
+// a person's cordon is never claimed nor taken away (the standby taint
+// stands for ours, an earlier version's park).
 func (w *chaosWorld) Cordon(_ context.Context, name string, on bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.node(name).cordoned = on
+	w.cordon(w.node(name), on)
 	return w.maybeCrash()
+}
+
+func (w *chaosWorld) cordon(n *chaosNode, on bool) {
+	switch {
+	case on && n.cordoned: // ours already, or a person's: not claimed
+	case on:
+		n.cordoned, n.ours = true, true
+	case n.ours || n.standby:
+		n.cordoned, n.ours = false, false
+		n.drainedByUs = false // schedulable: pods may land
+	}
 }
 
 func (w *chaosWorld) SetStandby(_ context.Context, name string, on bool) error {
@@ -380,11 +409,11 @@ func (w *chaosWorld) Drain(_ context.Context, name string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := w.node(name)
-	n.cordoned = true
+	w.cordon(n, true)
 	if w.drainFails && n.workload {
 		return errors.New("Cannot evict pod as it would violate the pod's disruption budget")
 	}
-	n.drained = true
+	n.drained, n.drainedByUs = true, true
 	return w.maybeCrash()
 }
 
@@ -457,6 +486,37 @@ var chaosFaults = []struct {
 		for _, n := range w.nodes {
 			if n.ready && n.cordoned {
 				n.workload, n.drained = true, false
+			}
+		}
+	}},
+	// A person cordons a worker (kubectl cordon: no annotation of ours),
+	// say one a withdraw left with a stale removal mark: no drain of ours.
+	{"a person cordons a worker", func(w *chaosWorld) {
+		for _, n := range w.nodes {
+			if !n.cordoned {
+				n.cordoned, n.drainedByUs = true, false
+				return
+			}
+		}
+	}},
+	// A withdraw crashed between its uncordon and its unmark (a stale
+	// "drained" mark of ours), then a person cordoned the Node: their
+	// cordon is no drain of ours, the removal must not go on from it.
+	{"a person cordons a Node with a stale removal mark", func(w *chaosWorld) {
+		for _, n := range w.nodes {
+			if v := w.vms[n.vmid]; v != nil && v.uuid == n.uuid && v.step == StepJoined && !n.cordoned && !n.standby {
+				n.annot, n.annotOf = RemovalDrained, n.uuid
+				n.cordoned, n.ours, n.drainedByUs = true, false, false
+				return
+			}
+		}
+	}},
+	// A person uncordons a worker (kubectl uncordon leaves annotations).
+	{"a person uncordons a worker", func(w *chaosWorld) {
+		for _, n := range w.nodes {
+			if n.cordoned && !n.standby {
+				n.cordoned, n.drainedByUs = false, false
+				return
 			}
 		}
 	}},

@@ -43,6 +43,14 @@ func NodeOf(m Machine, nodes []Node) (Node, bool) {
 	return Node{}, false
 }
 
+// OurCordon reports whether n is cordoned by us: unschedulable with our
+// annotation (AnnotationCordoned), or with our standby taint (an earlier
+// version parked without the annotation). A cordon a person set is not.
+func OurCordon(n Node) bool {
+	_, marked := n.Annotations[AnnotationCordoned]
+	return n.Unschedulable && (marked || n.Standby)
+}
+
 // HoldsWorkload reports whether pods other than DaemonSet and mirror pods
 // run on n: a node whose VM may be destroyed without a drain holds none.
 func HoldsWorkload(n Node) bool {
@@ -293,10 +301,11 @@ func DecideResume(f MachineFacts) Resume {
 		return n.Annotations[AnnotationRemoval]
 	}
 	// pastDrain: the removal's drain finished and its Node still shows it:
-	// marked drained (or reset) for this machine, cordoned, and holding
-	// nothing but DaemonSet and mirror pods. Only such a removal goes on.
+	// marked drained (or reset) for this machine, cordoned by us, and
+	// holding nothing but DaemonSet and mirror pods. Only such a removal
+	// goes on. A person's cordon says nothing about our drain.
 	pastDrain := func(from string) bool {
-		return (from == RemovalDrained || from == RemovalReset) && n.Unschedulable && !HoldsWorkload(*n)
+		return (from == RemovalDrained || from == RemovalReset) && OurCordon(*n) && !HoldsWorkload(*n)
 	}
 	withdraw := func(why string) Resume {
 		return Resume{Kind: ResumeWithdraw, Why: why + ": withdrawn (recorded joined, uncordoned, unmarked), decided again"}

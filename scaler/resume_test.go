@@ -40,13 +40,27 @@ func TestDecideResume(t *testing.T) {
 	}
 	busyNotReady := &Node{Name: "w", VMID: 1, Pods: []Pod{{Name: "db", OwnerKind: "StatefulSet"}}}
 	onlyDaemons := &Node{Name: "w", VMID: 1, Pods: []Pod{{Name: "cni", OwnerKind: OwnerDaemonSet}, {Name: "static", OwnerKind: OwnerNode}}}
-	// A drained Node as a removal leaves it: cordoned, only DaemonSet pods.
+	// A drained Node as a removal leaves it: cordoned by us (our
+	// annotation), only DaemonSet pods.
 	cordoned := func(step string, pods ...Pod) *Node {
 		n := marked(step)
 		n.Unschedulable, n.Pods = true, pods
 		if step == "" {
-			n.Annotations = nil
+			n.Annotations = map[string]string{}
 		}
+		n.Annotations[AnnotationCordoned] = "true"
+		return n
+	}
+	// The same Node, cordoned by a person instead (no annotation of ours).
+	byAPerson := func(step string) *Node {
+		n := cordoned(step)
+		delete(n.Annotations, AnnotationCordoned)
+		return n
+	}
+	// An earlier version's park: cordoned with our standby taint, no annotation.
+	oldPark := func(step string) *Node {
+		n := byAPerson(step)
+		n.Standby = true
 		return n
 	}
 	app := Pod{Name: "web", OwnerKind: "ReplicaSet"}
@@ -82,6 +96,12 @@ func TestDecideResume(t *testing.T) {
 		{"removing, drained Node schedulable again", MachineFacts{Machine: at(StepRemoving), Node: marked(RemovalDrained)}, ResumeWithdraw, ""},
 		{"removing, drained Node holds pods again", MachineFacts{Machine: at(StepRemoving), Node: cordoned(RemovalDrained, app)}, ResumeWithdraw, ""},
 		{"removing, no mark on its Node", MachineFacts{Machine: at(StepRemoving), Node: cordoned("")}, ResumeWithdraw, ""},
+		// Only our own cordon says the drain was ours and done (issue 15).
+		{"removing, marked drained, cordoned by a person: withdrawn", MachineFacts{Machine: at(StepRemoving), Node: byAPerson(RemovalDrained)}, ResumeWithdraw, ""},
+		{"removing, reset recorded, cordoned by a person: withdrawn", MachineFacts{Machine: at(StepRemoving), Node: byAPerson(RemovalReset)}, ResumeWithdraw, ""},
+		{"joined, marked drained, cordoned by a person: withdrawn", MachineFacts{Machine: at(StepJoined), Node: byAPerson(RemovalDrained)}, ResumeWithdraw, ""},
+		{"parking, annotation cleared, cordoned by a person: withdrawn", MachineFacts{Machine: off(StepParking), Node: byAPerson("")}, ResumeWithdraw, ""},
+		{"parking, an earlier version's park (standby taint, no annotation): finished", MachineFacts{Machine: off(StepParking), Node: oldPark("")}, ResumePark, RemovalDrained},
 		{"removing, Node not seen: confirm", MachineFacts{Machine: at(StepRemoving)}, ResumeConfirm, ""},
 		{"removing, Node confirmed gone before its reset: withdrawn, not destroyed", MachineFacts{Machine: at(StepRemoving), NodeGone: true}, ResumeWithdraw, ""},
 		// Scenario 9: a reset sent (and maybe done) is not retried forever.
@@ -110,7 +130,7 @@ func TestDecideResume(t *testing.T) {
 		{"joined, a mark written for another machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},
 			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalReset, AnnotationRemovalOf: "old"}}}, ResumeNothing, ""},
 		{"joined, a mark written for this machine", MachineFacts{Machine: Machine{VMID: 1, Name: "w", Step: StepJoined, UUID: "new"},
-			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalDrained, AnnotationRemovalOf: "NEW"}, Unschedulable: true}}, ResumeRemove, RemovalDrained},
+			Node: &Node{Name: "w", VMID: 1, Ready: true, SystemUUID: "new", Annotations: map[string]string{AnnotationRemoval: RemovalDrained, AnnotationRemovalOf: "NEW", AnnotationCordoned: "true"}, Unschedulable: true}}, ResumeRemove, RemovalDrained},
 		{"parking before its drain finished", MachineFacts{Machine: at(StepParking), Node: cordoned(RemovalMarked)}, ResumeWithdraw, ""},
 		{"waking", MachineFacts{Machine: at(StepWaking)}, ResumeWake, ""},
 		{"retiring", MachineFacts{Machine: at(StepRetiring)}, ResumeRetire, ""},

@@ -228,7 +228,12 @@ type Reconciler struct {
 	wg               sync.WaitGroup
 	work             context.Context
 	cancel           context.CancelFunc
-	stopping         bool
+	// halt ends as soon as the reconciler stops (Stop or Abort), before
+	// work (which running steps keep through StopGrace): what must not
+	// start once stopping, such as discard's destroy, runs on it.
+	halt     context.Context
+	haltNow  context.CancelFunc
+	stopping bool
 }
 
 type operation struct {
@@ -339,6 +344,7 @@ func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o Reconcil
 	}
 	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}, stuck: map[int]stuckVM{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
+	r.halt, r.haltNow = context.WithCancel(r.work)
 	return r
 }
 
@@ -422,6 +428,7 @@ var ErrLeadershipLost = errors.New("leadership lost")
 func (r *Reconciler) Stop() {
 	r.mu.Lock()
 	r.stopping = true
+	r.haltNow()
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
@@ -440,8 +447,33 @@ func (r *Reconciler) Stop() {
 func (r *Reconciler) Abort() {
 	r.mu.Lock()
 	r.stopping = true
+	r.haltNow()
 	r.mu.Unlock()
 	r.cancel()
+}
+
+// UnknownIdentityError is a destructive call refused because the
+// machine's SMBIOS UUID is unknown (its config was unreadable when
+// listed, its host offline): nothing tells the VM under its vmid to be
+// the one decided on. The next listing that reads it decides again.
+type UnknownIdentityError struct {
+	VMID int
+	Op   string
+}
+
+func (e *UnknownIdentityError) Error() string {
+	return fmt.Sprintf("%s VM %d: its SMBIOS UUID is unknown, so it cannot be told to be the machine decided on: refused until a listing reads it", e.Op, e.VMID)
+}
+
+// identified refuses op (destroy, power off) on m while its identity is
+// unknown, and reports it.
+func (r *Reconciler) identified(m Machine, op string) error {
+	if m.UUID != "" {
+		return nil
+	}
+	err := &UnknownIdentityError{VMID: m.VMID, Op: op}
+	r.refuse(err.Error())
+	return err
 }
 
 // Wait blocks until no operation runs (tests).
@@ -1127,7 +1159,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 				err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 			}
 			if created.VMID != 0 {
-				r.discard(created, StepCloned)
+				r.discard(created, StepCloned, true)
 			}
 			return created.VMID, fmt.Errorf("create VM: %w", err)
 		}
@@ -1143,7 +1175,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		err = r.runSteps(op, "", r.parkSteps(r.work, op, m))
 		if err != nil && !errors.Is(err, errHalted) {
 			r.log.Warn("parking a new standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.Error(err))
-			r.discard(m, StepJoined)
+			r.discard(m, StepJoined, !op.resumed)
 		}
 		return m.VMID, err
 	}
@@ -1160,7 +1192,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	r.mu.Lock()
 	reached := op.step
 	r.mu.Unlock()
-	r.discard(m, reached)
+	r.discard(m, reached, !op.resumed)
 	return m.VMID, err
 }
 
@@ -1178,29 +1210,40 @@ func (r *Reconciler) provisionContext(started time.Time) (context.Context, conte
 
 // discard destroys a VM whose provisioning (or wake, or park into
 // standby) failed after it reached step reached, unless the Node of its
-// identity says it serves (asked unless it is a clone that never got its
-// UUID): a Ready
-// Node is adopted, a Node holding workload is kept and reported. A Node
-// that is neither goes with its VM. Nothing is destroyed while the views
-// disagree, or when the Node cannot be read.
-func (r *Reconciler) discard(m Machine, reached string) {
+// identity says it serves: a Ready Node is adopted, a Node holding
+// workload is kept and reported. A Node that is neither goes with its VM.
+// Nothing is destroyed while the views disagree, when the Node cannot be
+// read, or when the VM's identity is unknown, except for own: a clone
+// this run made that never got its UUID (its task timed out, its config
+// unreadable), which never started, so no machine ran and no Node can be
+// its (the adapter destroys it only as its own fresh clone, see
+// proxmox.Workers.Destroy). Once the reconciler stops, nothing is
+// destroyed: the destroy runs on halt, which a Stop or Abort ends, so it
+// never starts after the stop.
+func (r *Reconciler) discard(m Machine, reached string, own bool) {
 	if r.halted() {
 		// Stopping (a shutdown, a lost Lease): another daemon may lead now
 		// and the VM's state is resumable; nothing is destroyed on the way out.
 		r.log.Info("a failed VM is left to the next run: stopping", zap.Int("vmid", m.VMID))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.work), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(r.halt, 10*time.Minute)
 	defer cancel()
 	if r.holding() {
 		r.refuse(fmt.Sprintf("VM %d: its provisioning failed, but it is not destroyed while the views disagree", m.VMID))
 		return
 	}
+	fresh := own && reached == StepCloned && m.UUID == ""
+	if !fresh {
+		if err := r.identified(m, "destroy the failed"); err != nil {
+			return
+		}
+	}
 	var n *Node
 	var err error
-	if reached != StepCloned || m.UUID != "" {
+	if !fresh {
 		n, err = r.cluster.NodeOf(ctx, m)
-	} // else a clone of this run that never got its UUID (its task timed out): no machine ran
+	}
 
 	switch {
 	case err != nil:
@@ -1211,6 +1254,10 @@ func (r *Reconciler) discard(m Machine, reached string) {
 		return
 	case n != nil && HoldsWorkload(*n):
 		r.refuse(fmt.Sprintf("VM %d: its provisioning failed, but its Node %s holds pods: kept", m.VMID, n.Name))
+		return
+	}
+	if r.halted() {
+		r.log.Info("a failed VM is left to the next run: stopping", zap.Int("vmid", m.VMID))
 		return
 	}
 	if err := r.infra.Destroy(ctx, m); err != nil {
@@ -1365,7 +1412,12 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 	}
 	return r.runSteps(op, rm.from, append(steps,
 		step{RemovalReset, r.unlessHeld(func() error { return r.reset(ctx, m, node, rm.resetSent) })},
-		step{"destroyed", r.unlessHeld(func() error { return r.infra.Destroy(ctx, m) })},
+		step{"destroyed", r.unlessHeld(func() error {
+			if err := r.identified(m, "destroy"); err != nil {
+				return err
+			}
+			return r.infra.Destroy(ctx, m)
+		})},
 		// Not held: the Node of a machine we have just destroyed is ours to
 		// delete, and left over it would keep the views disagreeing.
 		step{"deleted", func() error {
@@ -1534,6 +1586,9 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 			if r.holding() {
 				return errHeld
 			}
+			if err := r.identified(m, "power off"); err != nil {
+				return err
+			}
 			if err := r.infra.PowerOff(ctx, m); err != nil {
 				return err
 			}
@@ -1609,7 +1664,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 		err = fmt.Errorf("not a Ready node within max_provision_time %s: %w", r.o.MaxProvisionTime, err)
 	}
 	r.log.Warn("waking a standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.String("node", m.Name), zap.Error(err))
-	r.discard(m, StepWaking)
+	r.discard(m, StepWaking, false)
 	return fmt.Errorf("wake %s: %w", m.Name, err)
 }
 
@@ -1623,7 +1678,12 @@ func (r *Reconciler) startRetire(m Machine, resumed bool) {
 	r.launch(op, func() error {
 		return r.runSteps(op, "", []step{
 			{StepRetiring, func() error { return r.infra.RecordStep(ctx, m.VMID, StepRetiring) }},
-			{"destroyed", func() error { return r.infra.Destroy(ctx, m) }},
+			{"destroyed", func() error {
+				if err := r.identified(m, "retire"); err != nil {
+					return err
+				}
+				return r.infra.Destroy(ctx, m)
+			}},
 			{"deleted", func() error {
 				// Its Node by identity, never whatever Node has its name.
 				n, err := r.cluster.NodeOf(ctx, m)

@@ -34,8 +34,10 @@ type fakeInfra struct {
 	// VM (its host offline, say); starts counts Start calls by vmid.
 	failStart, failDestroy map[int]error
 	starts                 map[int]int
-	destroyed              []int
-	journal                []string // RecordStep calls and the cluster's RecordRemovalStep, in order
+	destroyed, poweredOff  []int
+	// destroyCalled, if set, hears each Destroy call before it acts.
+	destroyCalled func(Machine)
+	journal       []string // RecordStep calls and the cluster's RecordRemovalStep, in order
 }
 
 func (f *fakeInfra) note(s string) {
@@ -119,8 +121,19 @@ func (f *fakeInfra) Start(ctx context.Context, vmid int) error {
 func (f *fakeInfra) Address(ctx context.Context, _ int) (string, error) {
 	return "127.0.0.1", ctx.Err()
 }
-func (f *fakeInfra) PowerOff(context.Context, Machine) error { return nil }
-func (f *fakeInfra) Destroy(_ context.Context, m Machine) error {
+func (f *fakeInfra) PowerOff(_ context.Context, m Machine) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.poweredOff = append(f.poweredOff, m.VMID)
+	return nil
+}
+func (f *fakeInfra) Destroy(ctx context.Context, m Machine) error {
+	if f.destroyCalled != nil {
+		f.destroyCalled(m)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // as the API client: a request on an ended context is never sent
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.failDestroy[m.VMID]; err != nil {
@@ -197,6 +210,8 @@ type fakeCluster struct {
 	// RecordRemovalStep fail on a cancelled context, as the API client does.
 	afterDrain   func()
 	marksNeedCtx bool
+	// onNodeOf, if set, runs as NodeOf is called.
+	onNodeOf func()
 }
 
 func (c *fakeCluster) hold(name string) chan struct{} {
@@ -240,6 +255,9 @@ func (c *fakeCluster) list() []Node {
 }
 
 func (c *fakeCluster) NodeOf(_ context.Context, m Machine) (*Node, error) {
+	if c.onNodeOf != nil {
+		c.onNodeOf()
+	}
 	n, ok := NodeOf(m, c.list())
 	if !ok {
 		return nil, nil

@@ -674,13 +674,13 @@ func TestDiscardDoesNothingOnceStopping(t *testing.T) {
 	m := Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepStarted, Created: t0, UUID: uuidOf(7)}
 	w.infra.vms[7] = m
 	w.r.Abort()
-	w.r.discard(m, StepStarted)
+	w.r.discard(m, StepStarted, false)
 	if d := w.destroyed(); len(d) != 0 {
 		t.Errorf("destroyed %v while stopping", d)
 	}
 	w2 := newWorld(t, 1, nil) // not stopping: a failed VM without a Node goes
 	w2.infra.vms[7] = m
-	w2.r.discard(m, StepStarted)
+	w2.r.discard(m, StepStarted, false)
 	if d := w2.destroyed(); !slices.Equal(d, []int{7}) {
 		t.Errorf("destroyed %v, want [7]", d)
 	}
@@ -768,5 +768,94 @@ func TestStuckVMsAreShownAndAreNoCapacity(t *testing.T) {
 	w.cluster.pending = pending(4, 3500, gi, t0.Add(-time.Hour))
 	if p := w.tick(t, time.Second); p.Added() > 0 && p.Workers.Current+p.Added() > 6 {
 		t.Errorf("added %d with %d workers counted (max 6)", p.Added(), p.Workers.Current)
+	}
+}
+
+// A machine whose SMBIOS UUID is unknown (its config unreadable when
+// listed) is never destroyed nor powered off (issue 15): not by discard,
+// not by a retirement, not by a park; each refusal is reported. The one
+// exception is a clone this run made that never got its UUID (it never
+// started): discard destroys it.
+func TestUnknownIdentityIsNeverDestroyedNorPoweredOff(t *testing.T) {
+	w := newWorld(t, 2, func(p *Policy, _ *ReconcileOptions) { p.StandbySize = 1 })
+	earlier := Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepStarted, Created: t0}
+	w.infra.vms[7] = earlier
+	w.r.discard(earlier, StepStarted, false)
+	w.r.discard(Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepCloned}, StepCloned, false) // a clone, but an earlier run's
+	if d := w.destroyed(); len(d) != 0 {
+		t.Fatalf("destroyed %v: a VM of unknown identity", d)
+	}
+	own := Machine{VMID: 8, Name: "w8", Host: "pve1", Step: StepCloned, Created: t0}
+	w.infra.vms[8] = own
+	w.r.discard(own, StepCloned, true)
+	if d := w.destroyed(); !slices.Equal(d, []int{8}) {
+		t.Fatalf("destroyed %v, want [8] (this run's clone that never got its UUID)", d)
+	}
+	delete(w.infra.vms, 7)
+	// A stale standby worker listed without its UUID: not retired.
+	w.infra.vms[9] = Machine{VMID: 9, Name: "w9", Host: "pve1", Step: StepStandby, Stale: "template changed", Created: t0.Add(-time.Hour)}
+	w.tick(t, 0)
+	if d := w.destroyed(); !slices.Equal(d, []int{8}) {
+		t.Errorf("destroyed %v: the standby worker of unknown identity was retired", d)
+	}
+	// A park whose VM is listed without its UUID, past its drain: not powered off.
+	w.infra.vms[2] = Machine{VMID: 2, Name: "w2", Host: "pve1", Step: StepParking, Running: true, Created: t0.Add(-time.Hour)}
+	w.cluster.nodes[2] = worker("w2", 0, 0, func(n *Node) {
+		n.VMID, n.Unschedulable, n.Pods = 2, true, nil // drained
+		n.Annotations = map[string]string{AnnotationCordoned: "true"}
+	})
+	w.tick(t, time.Second)
+	w.infra.mu.Lock()
+	off := slices.Clone(w.infra.poweredOff)
+	w.infra.mu.Unlock()
+	if slices.Contains(off, 2) {
+		t.Errorf("powered off %v: VM 2, of unknown identity", off)
+	}
+	st := w.r.Status()
+	for _, vmid := range []string{"VM 7", "VM 9", "VM 2"} {
+		if !slices.ContainsFunc(st.Refused, func(s string) bool { return strings.Contains(s, vmid+": its SMBIOS UUID is unknown") }) {
+			t.Errorf("%s's refusal not reported: %v", vmid, st.Refused)
+		}
+	}
+}
+
+// discard's destroy never starts once the reconciler stops (issue 15):
+// a stop as discard reads the Node is seen before the destroy; one that
+// lands as the destroy is called finds the destroy's context ended (it
+// runs on halt, not on a context without cancel), and nothing is sent.
+func TestDiscardDestroysNothingAfterTheStop(t *testing.T) {
+	stops := []struct {
+		name string
+		do   func(*Reconciler)
+	}{
+		{"Stop", func(r *Reconciler) { go r.Stop() }},
+		{"Abort (a lost Lease)", func(r *Reconciler) { r.Abort() }},
+	}
+	for _, stop := range stops {
+		for _, at := range []string{"reading the Node", "calling destroy"} {
+			t.Run(stop.name+" while "+at, func(t *testing.T) {
+				w := newWorld(t, 1, nil)
+				m := Machine{VMID: 7, Name: "w7", Host: "pve1", Step: StepStarted, Created: t0, UUID: uuidOf(7)}
+				w.infra.vms[7] = m
+				var once sync.Once
+				hook := func() {
+					once.Do(func() {
+						stop.do(w.r)
+						for !w.r.halted() {
+							time.Sleep(time.Millisecond)
+						}
+					})
+				}
+				if at == "reading the Node" {
+					w.cluster.onNodeOf = hook
+				} else {
+					w.infra.destroyCalled = func(Machine) { hook() }
+				}
+				w.r.discard(m, StepStarted, false)
+				if d := w.destroyed(); len(d) != 0 {
+					t.Errorf("destroyed %v after the stop", d)
+				}
+			})
+		}
 	}
 }

@@ -102,6 +102,10 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The start line's interval carries its unit.
+	if !regexp.MustCompile(`"msg":"starting".*"interval":"1s"`).MatchString(stderr.String()) {
+		t.Errorf("start line without the interval and its unit:\n%s", stderr.String())
+	}
 	if !strings.Contains(stderr.String(), `"action":"add","count":2`) || !strings.Contains(stderr.String(), "below the minimum of 2") {
 		t.Errorf("decision not logged with its reasons:\n%s", stderr.String())
 	}

@@ -41,6 +41,9 @@ type Options struct {
 	// ConfirmAbsence is how far apart two direct reads must find a VM or
 	// Node gone (default scaler.ConfirmAbsence; tests shorten it).
 	ConfirmAbsence time.Duration
+	// PodEventEvery is how often a pending pod is told the same verdict
+	// again (default scaler.PodEventEvery; tests shorten it).
+	PodEventEvery time.Duration
 	// StopGrace bounds how long running steps may finish after a stop
 	// (default 30s).
 	StopGrace time.Duration
@@ -123,6 +126,7 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 			Observer:             o.Observer,
 			Wake:                 kc.Wake(),
 			ConfirmAbsence:       o.ConfirmAbsence,
+			PodEventEvery:        o.PodEventEvery,
 			StopGrace:            o.StopGrace,
 		})
 	return d, nil

@@ -48,7 +48,7 @@ func RequiredAccess(leaseNamespace, leaseName string) []Access {
 			out = append(out, Access{Group: group, Resource: resource, Subresource: sub, Verb: v, Why: why})
 		}
 	}
-	add("", "nodes", "", "snapshot, join wait, cordon, labels, removal", "get", "list", "watch", "patch", "update", "delete")
+	add("", "nodes", "", "snapshot, join wait, cordon, labels, standby taint, removal", "get", "list", "watch", "patch", "delete")
 	add("", "pods", "", "snapshot and drain", "get", "list", "watch")
 	add("", "pods", "eviction", "drain through the Eviction API", "create")
 	add("apps", "daemonsets", "", "drain leaves DaemonSet pods", "get")

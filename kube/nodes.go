@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -409,7 +410,16 @@ func (c *Client) SetStandby(ctx context.Context, name string, on bool) error {
 		default:
 			n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby })
 		}
-		_, err = c.cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		// The whole list, guarded by the resourceVersion read (a conflict
+		// is read again): a patch, so that RBAC needs no update on nodes.
+		patch, err := json.Marshal(map[string]any{
+			"metadata": map[string]any{"resourceVersion": n.ResourceVersion},
+			"spec":     map[string]any{"taints": n.Spec.Taints},
+		})
+		if err != nil {
+			return err
+		}
+		_, err = c.cs.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,15 @@ func TestRBAC(t *testing.T) {
 	v := "yes"
 	if err := c.Annotate(ctx, "rbac-a", map[string]*string{"pve-autoscaler.io/test": &v}, map[string]*string{"pve-autoscaler.io/step": &v}); err != nil {
 		t.Fatal(err)
+	}
+	for _, on := range []bool{true, false} {
+		if err := c.SetStandby(ctx, "rbac-a", on); err != nil {
+			t.Fatalf("standby taint %v with deploy/rbac.yaml: %v", on, err)
+		}
+		n, err := env.Client.CoreV1().Nodes().Get(ctx, "rbac-a", metav1.GetOptions{})
+		if err != nil || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == scaler.TaintStandby }) != on {
+			t.Fatalf("standby taint %v: node %v, %v", on, n.Spec.Taints, err)
+		}
 	}
 	if err := c.Drain(ctx, "rbac-a"); err != nil {
 		t.Fatalf("drain with deploy/rbac.yaml: %v", err)

@@ -3,6 +3,7 @@ package scaler
 import "time"
 
 // PodEventEvery is how often a pending pod is told the same verdict again
+// by default
 // (the Cluster Autoscaler repeats its own no more often either).
 const PodEventEvery = 10 * time.Minute
 
@@ -15,7 +16,7 @@ type saidVerdict struct {
 // podEvents gives each pending pod its verdict as a Kubernetes event:
 // TriggeredScaleUp or NotTriggerScaleUp with the reason, where users look
 // (`kubectl describe pod`). The same verdict is said at most every
-// PodEventEvery; a changed one at once. Pods no longer in the plan are
+// ReconcileOptions.PodEventEvery; a changed one at once. Pods no longer in the plan are
 // forgotten. Never in a dry run (the caller returns before).
 func (r *Reconciler) podEvents(plan Plan, now time.Time) {
 	r.mu.Lock()
@@ -32,7 +33,7 @@ func (r *Reconciler) podEvents(plan Plan, now time.Time) {
 			continue
 		}
 		last, ok := r.said[key]
-		if ok && last.reason == v.Event && last.message == v.Message && now.Sub(last.at) < PodEventEvery {
+		if ok && last.reason == v.Event && last.message == v.Message && now.Sub(last.at) < r.o.PodEventEvery {
 			continue
 		}
 		r.said[key] = saidVerdict{reason: v.Event, message: v.Message, at: now}

@@ -165,6 +165,9 @@ type ReconcileOptions struct {
 	// ConfirmAbsence is how far apart two direct reads must find a VM or a
 	// Node gone before its absence counts (default ConfirmAbsence).
 	ConfirmAbsence time.Duration
+	// PodEventEvery is how often a pending pod is told the same verdict
+	// again (default PodEventEvery).
+	PodEventEvery time.Duration
 	// StopGrace bounds how long running steps may finish after the context ends.
 	StopGrace time.Duration
 	DryRun    bool
@@ -338,6 +341,9 @@ func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o Reconcil
 	}
 	if o.ConfirmAbsence == 0 {
 		o.ConfirmAbsence = ConfirmAbsence
+	}
+	if o.PodEventEvery == 0 {
+		o.PodEventEvery = PodEventEvery
 	}
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second

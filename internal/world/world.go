@@ -260,7 +260,7 @@ func (w *World) boot(vm pvesim.Event) {
 			w.mu.Unlock()
 			w.join(vm, cfg)
 		},
-		// A reset node leaves the cluster: its kubelet is gone.
+		// A reset node's kubelet is gone; its Node object stays.
 		OnReset: func(*talosfake.Node, *machineapi.ResetRequest) {
 			w.mu.Lock()
 			delete(w.installed, vm.VMID)
@@ -412,9 +412,10 @@ func (w *World) power(name string, on bool) {
 	})
 }
 
-// leave deletes the Node a reset machine had registered.
+// leave stops a reset machine's kubelet: its Node goes NotReady and stays,
+// as a real one does until someone deletes it (Talos's reset does not).
 func (w *World) leave(name string) {
-	_ = w.Kube.Client.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{})
+	w.power(name, false)
 }
 
 // Close stops the fakes and pvesim and deletes the Nodes the world made.

@@ -81,6 +81,9 @@ type Env struct {
 	Metrics    *Metrics
 	CAPEM      []byte
 	APIServer  string // https://127.0.0.1:PORT
+	// AuditLog is the apiserver's audit log of ServiceAccounts' requests
+	// (JSON lines; AuditRequests reads it).
+	AuditLog string
 
 	procs []*proc
 	logs  *os.File
@@ -210,6 +213,10 @@ func Start(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The audit log records ServiceAccounts' requests only (the tests'
+	// admin is left out): what a ServiceAccount did, and what it was refused.
+	audit := write("audit-policy.yaml", []byte(auditPolicy))
+	e.AuditLog = filepath.Join(dir, "audit.log")
 	saPub, saKey, err := serviceAccountKeys(dir)
 	if err != nil {
 		return nil, err
@@ -235,6 +242,7 @@ func Start(opts Options) (*Env, error) {
 		"--disable-admission-plugins=ServiceAccount", "--requestheader-client-ca-file="+frontCA, "--requestheader-allowed-names=front-proxy-client",
 		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group", "--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--proxy-client-cert-file="+fpCrtF, "--proxy-client-key-file="+fpKeyF, "--enable-priority-and-fairness=false", "--profiling=false",
+		"--audit-policy-file="+audit, "--audit-log-path="+e.AuditLog, "--audit-log-format=json", "--audit-log-mode=blocking",
 		"--v=0"); err != nil {
 		return nil, err
 	}

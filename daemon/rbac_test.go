@@ -98,21 +98,16 @@ func TestExactlyTheRBACOfDeploy(t *testing.T) {
 	// Two pods of 60% of a worker's CPU each need two workers.
 	big := corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(int64(cfg.Proxmox.VM.Cores)*600, resource.DecimalSI)}
 	small := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}
-	deployment := func(name string, replicas int32, req corev1.ResourceList) *appsv1.Deployment {
-		labels := map[string]string{"app": name}
+	deployment := func(name, app string, replicas int32, req corev1.ResourceList) *appsv1.Deployment {
+		labels := map[string]string{"app": app, "deployment": name}
 		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: appsv1.DeploymentSpec{
 			Replicas: ptr(replicas), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 				NodeSelector: map[string]string{scaler.LabelManaged: "true"},
-				// One guard pod per worker, so that the drain evicts one.
-				TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: corev1.LabelHostname,
-					WhenUnsatisfiable: corev1.ScheduleAnyway, LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}},
 				Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1", Resources: corev1.ResourceRequirements{Requests: req}}}}}}}
 	}
-	for _, dep := range []*appsv1.Deployment{deployment("big", 2, big), deployment("guard", 2, small)} {
-		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deployment("big", "big", 2, big), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	one := intstr.FromInt32(1)
 	if _, err := cs.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "guard", Namespace: ns},
@@ -154,14 +149,38 @@ func TestExactlyTheRBACOfDeploy(t *testing.T) {
 	}
 	wait("two workers and the big pods running", func() bool {
 		v, n := joined(t, w)
-		return v == 2 && n == 2 && running(t, w, ns, "app=big") == 2 && running(t, w, ns, "app=guard") == 2
+		return v == 2 && n == 2 && running(t, w, ns, "app=big") == 2
+	})
+	// A guard pod on each worker, under one PodDisruptionBudget: the drain
+	// evicts one. Made once both workers are Ready, with a preferred
+	// anti-affinity, the scheduler puts them apart; the evicted one's
+	// replacement may go beside the other.
+	guard := deployment("guard", "guard", 2, small)
+	guard.Spec.Template.Spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 100, PodAffinityTerm: corev1.PodAffinityTerm{
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "guard"}}, TopologyKey: corev1.LabelHostname}}}}}
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, guard, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait("a guard pod on each worker", func() bool {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=guard"})
+		on := map[string]bool{}
+		for _, p := range pods.Items {
+			if err == nil && p.Status.Phase == corev1.PodRunning {
+				on[p.Spec.NodeName] = true
+			}
+		}
+		return len(on) == 2
 	})
 	// The load goes: one worker is drained (the guard pod on it evicted,
 	// the agent's left) and removed.
 	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "big", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	wait("one worker left", func() bool { v, n := joined(t, w); return v == 1 && n == 1 && ours(w) == 1 })
+	wait("one worker and its Node left", func() bool {
+		v, n := joined(t, w)
+		return v == 1 && n == 1 && ours(w) == 1 && len(nodeNames(t, w)) == 1
+	})
 	// Told again a second later: the event recorder counts the repeat on
 	// the first event, with a patch.
 	wait("the pod nobody can run told so twice", func() bool {

@@ -104,7 +104,7 @@ func TestExactlyTheRBACOfDeploy(t *testing.T) {
 			Replicas: ptr(replicas), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 				NodeSelector: map[string]string{scaler.LabelManaged: "true"},
-				Containers: []corev1.Container{{Name: "c", Image: "registry.example/c:1", Resources: corev1.ResourceRequirements{Requests: req}}}}}}}
+				Containers:   []corev1.Container{{Name: "c", Image: "registry.example/c:1", Resources: corev1.ResourceRequirements{Requests: req}}}}}}}
 	}
 	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, deployment("big", "big", 2, big), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

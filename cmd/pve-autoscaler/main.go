@@ -53,6 +53,8 @@ func commands() []command {
 		{"simulate", "replay a load trace through the policy (and the recipe) without a cluster", simulateCmd, []string{
 			"# a day of load through the policy of config.yaml",
 			"pve-autoscaler simulate --config config.yaml --trace load.csv",
+			"# the policies around yours that nothing beats, on the daemon's own week",
+			"pve-autoscaler simulate --config config.yaml --trace /var/lib/pve-autoscaler/trace.csv --sweep --chart sweep.html",
 		}},
 		{"status", "show a running daemon's workers, operations and last plan", statusCmd, []string{
 			"# the daemon on this host (daemon.listen from the config)",

@@ -24,7 +24,7 @@ func runMain(args ...string) (code int, stdout, stderr string) {
 
 // writeConfig writes a valid config whose files exist, plus extra YAML
 // appended under the policy section.
-func writeConfig(t *testing.T, policyExtra string) string {
+func writeConfig(t testing.TB, policyExtra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	file := func(name string) string {

@@ -18,10 +18,11 @@ import (
 )
 
 func simulateCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("simulate", "simulate --config FILE --trace FILE.csv [--compare recipe] [--chart FILE.svg|FILE.html]", stderr)
+	fs := flagSet("simulate", "simulate --config FILE --trace FILE.csv [--compare recipe | --sweep] [--chart FILE.svg|FILE.html]", stderr)
 	path := fs.String("config", defaultConfigPath, "config whose policy is replayed (its secret files need not exist)")
 	tracePath := fs.String("trace", "", "load trace, CSV with the header "+simulate.TraceHeader+" (required)")
 	compare := fs.String("compare", "", `"recipe": also replay the kubectl-top + terraform script, side by side`)
+	sweep := fs.Bool("sweep", false, "replay 216 policy variants around the config (thresholds, windows, scale-up cooldown, margin) and print the Pareto front of node-hours against minutes over the threshold and pending pod-minutes, with the config lines of each")
 	chart := fs.String("chart", "", "write a chart: FILE.svg, or FILE.html (chart and table)")
 	output := fs.String("output", "table", "table or json")
 	def := simulate.DefaultModel()
@@ -43,6 +44,8 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *tracePath == "":
 		return fail("--trace: required (a CSV with the header %s; examples in internal/simulate/testdata)", simulate.TraceHeader)
+	case *sweep && *compare != "":
+		return fail("--sweep and --compare: choose one (the sweep compares policies with each other)")
 	case *compare != "" && *compare != "recipe":
 		return fail("--compare %q: expected \"recipe\"", *compare)
 	case *output != "table" && *output != "json":
@@ -111,6 +114,9 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 		m.StartWorkers = min(max(tr.Samples[0].Workers, c.Policy.MinWorkers), c.Policy.MaxWorkers)
 	}
 
+	if *sweep {
+		return runSweep(c, tr, m, *chart, ext, *output, stdout, stderr)
+	}
 	rep := simulate.Simulate(tr, setup, m, *compare == "recipe")
 	if *chart != "" {
 		var b bytes.Buffer
@@ -136,6 +142,48 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 		err = rep.WriteTable(stdout)
 		if err == nil && *chart != "" {
 			_, err = fmt.Fprintf(stdout, "chart: %s\n", *chart)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler simulate: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// runSweep is simulate --sweep: the grid around the config, its Pareto
+// front as a table (or JSON), and the scatter chart if asked.
+func runSweep(c *config.Config, tr simulate.Trace, m simulate.Model, chart, ext, output string, stdout, stderr io.Writer) int {
+	vs, invalid, err := sweepVariants(c, sweepGrid())
+	if err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler simulate: %v\n", err)
+		return exitUsage
+	}
+	rep := simulate.Sweep(tr, m, vs)
+	rep.Invalid = invalid
+	if chart != "" {
+		var b bytes.Buffer
+		if ext == ".svg" {
+			err = rep.WriteSVG(&b)
+		} else {
+			err = rep.WriteHTML(&b)
+		}
+		if err == nil {
+			err = os.WriteFile(chart, b.Bytes(), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pve-autoscaler simulate: --chart: %v\n", err)
+			return exitFailure
+		}
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteTable(stdout)
+		if err == nil && chart != "" {
+			_, err = fmt.Fprintf(stdout, "chart: %s\n", chart)
 		}
 	}
 	if err != nil {

@@ -2,10 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/simulate"
 )
 
 const movieNight = "../../internal/simulate/testdata/movie-night.csv"
@@ -109,4 +113,115 @@ func TestPlanShowsStandby(t *testing.T) {
 			t.Errorf("plan lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestSimulateSweep: the grid's variants are replayed and the Pareto front
+// printed with the config lines of each point; JSON carries every point;
+// the scatter is written; --sweep and --compare together are refused.
+func TestSimulateSweep(t *testing.T) {
+	cfg := writeConfig(t, "")
+	svg := filepath.Join(t.TempDir(), "sweep.svg")
+	code, out, errs := runMain("simulate", "--config", cfg, "--trace", movieNight, "--sweep", "--chart", svg)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"Pareto front", "(your config)", "node-hours", "policy.", "chart: " + svg} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if b, err := os.ReadFile(svg); err != nil || !strings.HasPrefix(string(b), "<svg") || !strings.Contains(string(b), "<circle") {
+		t.Errorf("scatter: %v %.60q", err, b)
+	}
+	code, js, _ := runMain("simulate", "--config", cfg, "--trace", movieNight, "--sweep", "--output", "json")
+	var rep struct {
+		Points []struct {
+			Config  []string `json:"config"`
+			Current bool     `json:"current"`
+			Pareto  bool     `json:"pareto"`
+		} `json:"points"`
+		Invalid int `json:"invalid_variants"`
+	}
+	if err := json.Unmarshal([]byte(js), &rep); code != exitOK || err != nil {
+		t.Fatalf("json: exit %d, %v", code, err)
+	}
+	current, front := 0, 0
+	for _, p := range rep.Points {
+		if p.Current {
+			current++
+		} else if len(p.Config) == 0 {
+			t.Error("a variant with no config lines that is not the user's config")
+		}
+		if p.Pareto {
+			front++
+		}
+	}
+	if current != 1 || front == 0 || len(rep.Points)+rep.Invalid < 150 {
+		t.Errorf("%d points (%d invalid), %d current, %d on the front", len(rep.Points), rep.Invalid, current, front)
+	}
+	if code, _, errs := runMain("simulate", "--config", cfg, "--trace", movieNight, "--sweep", "--compare", "recipe"); code != exitUsage || !strings.Contains(errs, "--sweep and --compare") {
+		t.Errorf("--sweep --compare: exit %d, %s", code, errs)
+	}
+}
+
+// TestSweepGrid: each variant's lines are exactly the settings that differ
+// from the user's config, and applying them gives the variant's policy.
+func TestSweepGrid(t *testing.T) {
+	c, code := loadConfig(writeConfig(t, ""), nil, config.ValidateOptions{}, io.Discard)
+	if code != exitOK {
+		t.Fatal(code)
+	}
+	vs, invalid, err := sweepVariants(c, sweepGrid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The defaults' margin (10) is not in the grid: every combination differs.
+	if len(vs)-1+invalid != 216 || len(vs[0].Lines) != 0 || invalid > 20 {
+		t.Errorf("%d variants and %d invalid, want 216 after the user's config", len(vs)-1, invalid)
+	}
+	seen := map[string]bool{}
+	for _, v := range vs[1:] {
+		key := strings.Join(v.Lines, "\n")
+		if seen[key] || key == "" {
+			t.Errorf("variant %q twice or empty", key)
+		}
+		seen[key] = true
+		for _, l := range v.Lines {
+			switch {
+			case l == "policy.cpu.scale_up_at: 80", l == "policy.memory.scale_up_at: 85", l == "policy.scale_up_after: 1m",
+				l == "policy.scale_down_after: 5m", l == "policy.cooldown.after_scale_up: 5m", l == "policy.scale_down_margin: 10":
+				t.Errorf("variant %q names a default value", key)
+			}
+		}
+	}
+	if !seen["policy.cpu.scale_up_at: 70\npolicy.memory.scale_up_at: 75\npolicy.scale_down_after: 15m\npolicy.scale_down_margin: 15"] {
+		t.Error("a variant changing the up points and the down window is missing")
+	}
+}
+
+// BenchmarkSweepWeek: the default grid over the shipped week (goal: under
+// 10 s on 2 cores).
+func BenchmarkSweepWeek(b *testing.B) {
+	c, code := loadConfig(writeConfig(b, ""), nil, config.ValidateOptions{}, io.Discard)
+	if code != exitOK {
+		b.Fatal(code)
+	}
+	f, err := os.Open("../../internal/simulate/testdata/diurnal-week.csv")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr, err := simulate.ParseTrace("diurnal-week.csv", f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	vs, _, err := sweepVariants(c, sweepGrid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		simulate.Sweep(tr, simulate.DefaultModel(), vs)
+	}
+	b.ReportMetric(float64(len(vs)), "variants")
 }

@@ -56,7 +56,7 @@ func Run(tr Trace, s Setup, m Model) Result {
 			if rm, ok := plan.Removal(); ok {
 				for _, v := range c.vms {
 					if v.name == rm.Node {
-						v.leave, v.gone = t, t+m.Removal()
+						c.remove(v, t, t+m.Removal())
 					}
 				}
 				r.event(t, -1, plan.Workers.Desired, why(plan, scaler.ActionRemove))
@@ -84,11 +84,13 @@ func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
 	var s scaler.Snapshot
 	epoch := c.m.Epoch
 	for i, v := range l.ready {
+		k := int64(l.podsOn(i))
+		used := scaler.Resources{MilliCPU: l.base.MilliCPU + k*c.m.Pod.MilliCPU, Memory: l.base.Memory + k*c.m.Pod.Memory}
 		n := scaler.Node{
 			Name: v.name, Managed: true, VMID: v.vmid, Host: Host, Ready: true,
-			Created: epoch.Add(v.ready), Allocatable: c.alloc, Usage: l.perNode[i], Requests: l.perNode[i],
+			Created: epoch.Add(v.ready), Allocatable: c.alloc, Usage: used, Requests: used,
 		}
-		n.Pods = c.pods(v.name, l.base, l.podsOn[i])
+		n.Pods = c.pods(v, l.base, int(k))
 		s.Nodes = append(s.Nodes, n)
 	}
 	for _, v := range c.vms {
@@ -107,16 +109,16 @@ func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
 
 // pods splits a node's base share into pods of about the model's size, plus
 // the placed pods of exactly that size.
-func (c *cluster) pods(node string, base scaler.Resources, placed int) []scaler.Pod {
+func (c *cluster) pods(v *vm, base scaler.Resources, placed int) []scaler.Pod {
 	k := ceilDiv(base.MilliCPU, c.m.Pod.MilliCPU)
 	k = max(k, ceilDiv(base.Memory, c.m.Pod.Memory))
 	pods := make([]scaler.Pod, 0, int(k)+placed)
 	for i := int64(0); i < k; i++ {
-		pods = append(pods, scaler.Pod{Namespace: "sim", Name: fmt.Sprintf("%s-base-%d", node, i), OwnerKind: "ReplicaSet",
+		pods = append(pods, scaler.Pod{Namespace: "sim", Name: v.podName(false, int(i)), OwnerKind: "ReplicaSet",
 			Requests: scaler.Resources{MilliCPU: base.MilliCPU / k, Memory: base.Memory / k}})
 	}
 	for i := range placed {
-		pods = append(pods, scaler.Pod{Namespace: "sim", Name: fmt.Sprintf("%s-pod-%d", node, i), OwnerKind: "ReplicaSet", Requests: c.m.Pod})
+		pods = append(pods, scaler.Pod{Namespace: "sim", Name: v.podName(true, i), OwnerKind: "ReplicaSet", Requests: c.m.Pod})
 	}
 	return pods
 }
@@ -161,7 +163,7 @@ func RunRecipe(tr Trace, s Setup, m Model) Result {
 						newest = v
 					}
 				}
-				newest.leave, newest.gone = t+m.RecipeApply, t+m.RecipeApply
+				c.remove(newest, t+m.RecipeApply, t+m.RecipeApply)
 				last, next = t, t+m.RecipeApply+m.RecipeInterval
 				r.event(t, -1, count, fmt.Sprintf("average CPU %.0f%% <= %.0f%%: worker_count=%d, terraform apply (no drain)", l.cpu, m.RecipeDown, count))
 			}

@@ -3,6 +3,7 @@ package simulate
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -68,6 +69,20 @@ type vm struct {
 	ready   time.Duration // Node Ready (capacity) from here
 	leave   time.Duration // capacity gone from here (-1: never)
 	gone    time.Duration // VM destroyed at (-1: never)
+	// baseNames and podNames are its pods' names, made once each.
+	baseNames, podNames []string
+}
+
+// podName returns the name of its i-th base pod or placed pod.
+func (v *vm) podName(placed bool, i int) string {
+	names, kind := &v.baseNames, "-base-"
+	if placed {
+		names, kind = &v.podNames, "-pod-"
+	}
+	for len(*names) <= i {
+		*names = append(*names, v.name+kind+strconv.Itoa(len(*names)))
+	}
+	return (*names)[i]
 }
 
 func (v *vm) exists(t time.Duration) bool   { return t >= v.created && (v.gone < 0 || t < v.gone) }
@@ -79,8 +94,18 @@ type cluster struct {
 	m      Model
 	s      Setup
 	alloc  scaler.Resources
-	vms    []*vm
+	vms    []*vm // the VMs that exist or will (gone ones are forgotten)
 	nextID int
+	// readyBuf is load's ready slice, reused.
+	readyBuf []*vm
+	// last is load's last answer, good until the sample changes, a VM is
+	// added or removed (changed), or a VM reaches its next moment (until).
+	last       load
+	lastSample Sample
+	until      time.Duration
+	changed    bool
+	everLoaded bool
+	lastAt     time.Duration
 	// pending is when each pending pod started waiting, oldest first.
 	pending []time.Duration
 }
@@ -101,46 +126,80 @@ func (c *cluster) add(created, ready time.Duration) *vm {
 	v := &vm{name: fmt.Sprintf("%s%d", c.s.NamePrefix, c.nextID), vmid: c.nextID, created: created, ready: ready, leave: -1, gone: -1}
 	c.nextID++
 	c.vms = append(c.vms, v)
+	c.changed = true
 	return v
 }
 
-// load is the cluster's state at one moment.
+// load is the cluster's state at one moment. Its ready slice is the
+// cluster's buffer: valid until the next call of load.
 type load struct {
 	ready    []*vm
-	base     scaler.Resources   // the base demand's share on each ready node
-	perNode  []scaler.Resources // requests (= usage) on each ready node
-	podsOn   []int              // pods of the model's size placed on each node (beyond the base)
+	base     scaler.Resources // the base demand's share on each ready node
+	fit      int              // pods of the model's size placed beyond the base, spread over the ready nodes
 	pending  int
 	cpu, mem float64 // utilization in percent; 100 with demand and no worker
 	vms      int
 }
 
+// remove takes v's capacity away at leave and destroys it at gone.
+func (c *cluster) remove(v *vm, leave, gone time.Duration) {
+	v.leave, v.gone = leave, gone
+	c.changed = true
+}
+
+// podsOn is the number of pods of the model's size on the i-th ready node.
+func (l load) podsOn(i int) int {
+	n := len(l.ready)
+	k := l.fit / n
+	if i < l.fit%n {
+		k++
+	}
+	return k
+}
+
+// load is called every step of a replay: it allocates nothing, and
+// forgets the VMs that are gone for good.
 func (c *cluster) load(t time.Duration, s Sample) load {
-	var l load
+	if c.everLoaded && !c.changed && s == c.lastSample && t < c.until && t >= c.lastAt {
+		return c.last
+	}
+	l := c.compute(t, s)
+	c.last, c.lastSample, c.lastAt, c.changed, c.everLoaded = l, s, t, false, true
+	// The next moment a VM comes, becomes Ready, leaves or goes.
+	c.until = 1<<63 - 1
 	for _, v := range c.vms {
+		for _, at := range [...]time.Duration{v.created, v.ready, v.leave, v.gone} {
+			if at > t && at < c.until {
+				c.until = at
+			}
+		}
+	}
+	return l
+}
+
+// compute is load without the memo.
+func (c *cluster) compute(t time.Duration, s Sample) load {
+	var l load
+	keep := c.vms[:0]
+	ready := c.readyBuf[:0]
+	for _, v := range c.vms {
+		if v.gone >= 0 && t >= v.gone {
+			continue
+		}
+		keep = append(keep, v)
 		if v.exists(t) {
 			l.vms++
 		}
 		if v.capacity(t) {
-			l.ready = append(l.ready, v)
+			ready = append(ready, v)
 		}
 	}
+	clear(c.vms[len(keep):])
+	c.vms, c.readyBuf, l.ready = keep, ready, ready
 	sh := c.share(len(l.ready), s)
 	l.pending, l.cpu, l.mem = sh.pending, sh.cpu, sh.mem
-	n := len(l.ready)
-	if n == 0 {
-		return l
-	}
-	l.base = sh.base
-	l.perNode = make([]scaler.Resources, n)
-	l.podsOn = make([]int, n)
-	for i := range l.ready {
-		k := sh.fit / n
-		if i < sh.fit%n {
-			k++
-		}
-		l.podsOn[i] = k
-		l.perNode[i] = scaler.Resources{MilliCPU: sh.base.MilliCPU + int64(k)*c.m.Pod.MilliCPU, Memory: sh.base.Memory + int64(k)*c.m.Pod.Memory}
+	if len(l.ready) > 0 {
+		l.base, l.fit = sh.base, sh.fit
 	}
 	return l
 }

@@ -602,3 +602,49 @@ func TestIdentityFindings(t *testing.T) {
 	add("doctor-ghost-2", "5802")
 	expect(t, s.run(nil), "kubernetes", "identity", Fail, "safety hold", "Safety")
 }
+
+// TestKubernetesChecksWithExactlyTheRBACOfDeploy: doctor run as
+// deploy/rbac.yaml's ServiceAccount finds every Kubernetes check the
+// daemon needs OK, and the apiserver's audit log shows it was refused
+// only what the daemon never needs (its HPA and VPA checks ask for more,
+// and say so).
+func TestKubernetesChecksWithExactlyTheRBACOfDeploy(t *testing.T) {
+	s := newSetup(t, world.Options{})
+	kubetest.ApplyRBAC(t, s.env, "../../deploy/rbac.yaml")
+	kc, user := kubetest.ServiceAccountKubeconfig(t, s.env, "kube-system", "pve-autoscaler")
+	begin := time.Now().Add(-time.Second)
+	r := s.run(func(c *config.Config) { c.Kubernetes.Kubeconfig = kc })
+	// Not the daemon's: whole-cluster reads doctor asks for on its own
+	// account, and the metrics API of a world with no worker yet.
+	beyond := map[string]string{
+		"hpa":         "may not list horizontalpodautoscalers",
+		"vpa":         "may not list verticalpodautoscalers",
+		"metrics api": "reports no node",
+	}
+	n := 0
+	for _, c := range r.Checks {
+		if c.Area != "kubernetes" {
+			continue
+		}
+		n++
+		if want, ok := beyond[c.Name]; ok {
+			if c.Status != Warn || !strings.Contains(c.Finding, want) {
+				t.Errorf("kubernetes %s: %s %q, want WARN %q", c.Name, c.Status, c.Finding, want)
+			}
+		} else if c.Status != OK {
+			t.Errorf("kubernetes %s: %s %s (fix: %s)", c.Name, c.Status, c.Finding, c.Fix)
+		}
+	}
+	reqs, err := s.env.AuditRequests(user, begin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range reqs {
+		if q.Code == 403 && q.Resource != "horizontalpodautoscalers" && q.Resource != "verticalpodautoscalers" {
+			t.Errorf("refused: %s %s/%s %s/%s", q.Verb, q.Group, q.Resource, q.Namespace, q.Name)
+		}
+	}
+	if n < len(beyond)+3 || len(reqs) == 0 {
+		t.Errorf("%d kubernetes checks, %d requests as %s", n, len(reqs), user)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/pve-autoscaler/pve-autoscaler/internal/readlimit"
 	"github.com/pve-autoscaler/pve-autoscaler/kube"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
@@ -150,10 +151,18 @@ func (s *Server) authorized(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), s.statusToken) == 1
 }
 
+// MaxStatusToken is the largest status token file read (a token is a few
+// dozen bytes).
+const MaxStatusToken = 4 << 10
+
 // ReadStatusToken reads daemon.status_token_file: the token is the file's
 // content without surrounding white space, and it may not be empty.
 func ReadStatusToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := readlimit.ReadFile(path, MaxStatusToken)
+	var big *readlimit.TooLargeError
+	if errors.As(err, &big) {
+		return "", fmt.Errorf("daemon.status_token_file: %s: %s: expected a token of at most %d bytes (e.g. openssl rand -hex 32 > %s)", path, big.Held(), MaxStatusToken, path)
+	}
 	if err != nil {
 		return "", fmt.Errorf("daemon.status_token_file: %w", err)
 	}

@@ -64,6 +64,8 @@ func TestStatusTokenFile(t *testing.T) {
 		{[]string{"--token-file", bad}, exitFailure, "401 Unauthorized: /status needs the token of daemon.status_token_file (--token-file)"},
 		{nil, exitFailure, "401 Unauthorized"},
 		{[]string{"--token-file", filepath.Join(dir, "missing")}, exitUsage, "daemon.status_token_file"},
+		// A file without end is refused after 4 KiB, not read whole.
+		{[]string{"--token-file", "/dev/zero"}, exitUsage, "daemon.status_token_file: /dev/zero: more than 4096 bytes: expected a token of at most 4096 bytes"},
 	} {
 		var out, errb bytes.Buffer
 		code := statusCmd(append([]string{"--address", ts.URL}, tc.args...), &out, &errb)

@@ -328,13 +328,19 @@ func DecideResume(f MachineFacts) Resume {
 		}
 		return Resume{Kind: ResumeConfirm, Why: "a removal whose Node is not seen: confirming before anything is done"}
 	case StepResetting:
-		if n != nil && (!n.Unschedulable || HoldsWorkload(*n)) {
-			// A reset that took would leave the Node cordoned and empty: a
-			// schedulable Node, or one holding pods, says it never arrived.
-			return Resume{Kind: ResumeKeep, Why: "a reset was sent, but its Node is schedulable or holds pods: left alone, never destroyed"}
+		if n != nil && (!OurCordon(*n) || HoldsWorkload(*n)) {
+			// A reset that took would leave the Node cordoned by us and
+			// empty: a schedulable Node, a person's cordon, or pods say it
+			// never arrived (or someone put the worker back to use).
+			return Resume{Kind: ResumeKeep, Why: "a reset was sent, but its Node is not under our cordon or holds pods: left alone, never destroyed"}
 		}
 		return Resume{Kind: ResumeRemove, From: RemovalDrained, Why: "a reset was sent: sent again, and a machine that no longer answers counts as reset"}
 	case StepReset:
+		// Recorded also when the reset was skipped (talos.reset_unreachable:
+		// skip): a Node back in use says the machine was never reset.
+		if n != nil && (!OurCordon(*n) || HoldsWorkload(*n)) {
+			return Resume{Kind: ResumeKeep, Why: "reset recorded, but its Node is not under our cordon or holds pods: left alone, never destroyed"}
+		}
 		return Resume{Kind: ResumeRemove, From: RemovalReset, Why: "reset: the VM is destroyed"}
 	case StepParking:
 		if n == nil && !f.NodeGone {

@@ -51,6 +51,12 @@ func TestDecideResume(t *testing.T) {
 		n.Annotations[AnnotationCordoned] = "true"
 		return n
 	}
+	// Cordoned by a person: no annotation of ours.
+	personCordoned := func(step string) *Node {
+		n := marked(step)
+		n.Unschedulable = true
+		return n
+	}
 	// The same Node, cordoned by a person instead (no annotation of ours).
 	byAPerson := func(step string) *Node {
 		n := cordoned(step)
@@ -109,7 +115,12 @@ func TestDecideResume(t *testing.T) {
 		{"resetting, Node schedulable again: the reset never arrived, not removed", MachineFacts{Machine: at(StepResetting), Node: marked(RemovalDrained)}, ResumeKeep, ""},
 		{"resetting, Node holds pods: the reset never arrived, not removed", MachineFacts{Machine: at(StepResetting), Node: cordoned(RemovalDrained, app)}, ResumeKeep, ""},
 		{"resetting, Node gone: removal goes on", MachineFacts{Machine: at(StepResetting), NodeGone: true}, ResumeRemove, RemovalDrained},
-		{"killed after the reset, before its record on the Node", MachineFacts{Machine: at(StepReset), Node: marked(RemovalDrained)}, ResumeRemove, RemovalReset},
+		{"killed after the reset, before its record on the Node", MachineFacts{Machine: at(StepReset), Node: cordoned(RemovalDrained)}, ResumeRemove, RemovalReset},
+		{"reset, Node gone: destroyed", MachineFacts{Machine: at(StepReset), NodeGone: true}, ResumeRemove, RemovalReset},
+		{"reset (skipped, unreachable), Node uncordoned by a person: kept", MachineFacts{Machine: at(StepReset), Node: marked(RemovalDrained)}, ResumeKeep, ""},
+		{"reset (skipped, unreachable), Node holds pods again: kept", MachineFacts{Machine: at(StepReset), Node: cordoned(RemovalDrained, app)}, ResumeKeep, ""},
+		{"reset, Node under a person's cordon: kept", MachineFacts{Machine: at(StepReset), Node: personCordoned(RemovalDrained)}, ResumeKeep, ""},
+		{"resetting, Node under a person's cordon: kept", MachineFacts{Machine: at(StepResetting), Node: personCordoned(RemovalDrained)}, ResumeKeep, ""},
 		// Scenario 8: a park whose drain failed records joined first; a park with a cleared annotation was drained.
 		{"parking, annotation cleared, cordoned", MachineFacts{Machine: at(StepParking), Node: cordoned("")}, ResumePark, RemovalDrained},
 		{"parking, drained, cordoned", MachineFacts{Machine: at(StepParking), Node: cordoned(RemovalDrained)}, ResumePark, RemovalDrained},

@@ -311,7 +311,7 @@ func TestResetSentBeforeACrashCountsAsReset(t *testing.T) {
 	m.Step = StepResetting
 	w.infra.vms[3] = m
 	w.infra.mu.Unlock()
-	w.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), cordoned, func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
+	w.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationRemoval, RemovalDrained), annotated(AnnotationCordoned, "true"), cordoned, func(n *Node) { n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), nil })
 	w.os.resetErr, w.os.unreachable = errors.New("connection refused"), true
 	w.tick(t, 0)
 	if d := w.destroyed(); !slices.Equal(d, []int{3}) {

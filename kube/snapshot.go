@@ -101,10 +101,32 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 		}
 		snap.Nodes = append(snap.Nodes, sn)
 	}
+	if metricsErr == nil {
+		metricsErr = missingUsage(snap.Nodes, usage, now, c.opts.MetricsMaxAge)
+		if metricsErr != nil {
+			snap.Metrics = scaler.MetricsState{Stale: true, Error: metricsErr.Error()}
+		}
+	}
 	if metricsErr != nil {
 		return snap, metricsErr
 	}
 	return snap, nil
+}
+
+// missingUsage: a schedulable node Ready for longer than maxAge that
+// metrics.k8s.io leaves out would count as a node using nothing, and
+// make the cluster look idle (a metrics-server that failed to scrape
+// some kubelets): the whole set is stale then. A node Ready for less has
+// not been scraped yet, and its allocatable counts without usage for that
+// while, shorter than any scale-down window.
+func missingUsage(nodes []scaler.Node, usage map[string]scaler.Resources, now time.Time, maxAge time.Duration) error {
+	for _, n := range nodes {
+		if _, ok := usage[n.Name]; ok || !n.Ready || n.Unschedulable || n.ReadySince.IsZero() || now.Sub(n.ReadySince) <= maxAge {
+			continue
+		}
+		return &MetricsUnavailableError{Err: fmt.Errorf("node %s is Ready since %s but metrics.k8s.io has no figures for it", n.Name, n.ReadySince.UTC().Format(time.RFC3339))}
+	}
+	return nil
 }
 
 // nodeUsage reads metrics.k8s.io node metrics; figures older than

@@ -28,6 +28,9 @@ import (
 //   - no Talos call to a machine whose UUID is not the VM's;
 //   - no reset of a machine whose Node was not drained by us since it was
 //     last schedulable (a person's cordon is no drain of ours);
+//   - no destroy or power-off of a VM whose SMBIOS UUID the daemon did not
+//     know (listed without it), unless it never started;
+//   - no destroy sent by a daemon that has stopped (crashed, lost its Lease);
 // and, once the faults end, that the workers come back within policy.
 //
 // CHAOS_SEQUENCES sets how many sequences run (20 by default: `make test`;
@@ -45,6 +48,8 @@ type chaosWorld struct {
 	hideAll    bool         // the token lost VM.Audit: no VM listed, the template neither
 	hideNodes  bool         // the kubeconfig points at another cluster
 	hidden     map[int]bool // VMs left out of the list (VM.Audit lost on them)
+	noUUID     map[int]bool // VMs listed without their UUID (config unreadable)
+	down       bool         // the daemon crashed; a new one has not started yet
 	drainFails bool
 	resetDeaf  bool
 	crashP     float64 // chance that a call crashes the daemon right after it succeeds
@@ -61,6 +66,7 @@ type chaosVM struct {
 	ours    bool // our tags (removed by hand: false)
 	foreign bool
 	running bool
+	ran     bool // started at least once: a machine ran
 	created time.Time
 }
 
@@ -89,12 +95,21 @@ func (w *chaosWorld) violate(format string, a ...any) {
 // daemon with probability crashP: what the call did stays, the step it
 // belongs to is not recorded.
 func (w *chaosWorld) maybeCrash() error {
-	if w.crash != nil && w.rng.Float64() < w.crashP {
-		w.crashes++
-		w.crash()
+	if w.crashNow() {
 		return errors.New("chaos: the daemon crashed")
 	}
 	return nil
+}
+
+// crashNow aborts the daemon with probability crashP (w.mu held).
+func (w *chaosWorld) crashNow() bool {
+	if w.crash != nil && w.rng.Float64() < w.crashP {
+		w.crashes++
+		w.down = true
+		w.crash()
+		return true
+	}
+	return false
 }
 
 // vm finds one of our VMs for a call that needs one.
@@ -118,7 +133,11 @@ func (w *chaosWorld) Machines(context.Context) ([]Machine, []Host, error) {
 	var out []Machine
 	for _, v := range w.vms {
 		if v.ours && !v.foreign && !w.hideAll && !w.hidden[v.vmid] {
-			out = append(out, Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Running: v.running, Stopped: !v.running, Step: v.step, UUID: v.uuid, Created: v.created})
+			m := Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Running: v.running, Stopped: !v.running, Step: v.step, UUID: v.uuid, Created: v.created}
+			if w.noUUID[v.vmid] {
+				m.UUID = ""
+			}
+			out = append(out, m)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
@@ -178,7 +197,7 @@ func (w *chaosWorld) Start(ctx context.Context, vmid int) error {
 	if err != nil {
 		return err
 	}
-	v.running = true
+	v.running, v.ran = true, true
 	if n := w.nodes[v.name]; n != nil && n.uuid == v.uuid {
 		n.ready = true // a standby worker boots
 	}
@@ -192,7 +211,10 @@ func (w *chaosWorld) Address(ctx context.Context, vmid int) (string, error) {
 	return "127.0.0.1", nil
 }
 
-func (w *chaosWorld) Destroy(_ context.Context, m Machine) error {
+func (w *chaosWorld) Destroy(ctx context.Context, m Machine) error {
+	if err := ctx.Err(); err != nil {
+		return err // the API client sends nothing on an ended context
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	v := w.vms[m.VMID]
@@ -201,6 +223,12 @@ func (w *chaosWorld) Destroy(_ context.Context, m Machine) error {
 	}
 	if _, err := w.ourVM(m.VMID, "destroy"); err != nil {
 		return err
+	}
+	if w.down {
+		w.violate("VM %d destroyed by a daemon that had stopped", m.VMID)
+	}
+	if m.UUID == "" && v.ran {
+		w.violate("VM %d destroyed while its SMBIOS UUID was unknown to the daemon", m.VMID)
 	}
 	for _, n := range w.nodes {
 		if n.vmid == v.vmid && n.uuid == v.uuid && n.workload && !n.drained {
@@ -220,6 +248,9 @@ func (w *chaosWorld) PowerOff(_ context.Context, m Machine) error {
 	v, err := w.ourVM(m.VMID, "power off")
 	if err != nil {
 		return err
+	}
+	if m.UUID == "" {
+		w.violate("VM %d powered off while its SMBIOS UUID was unknown to the daemon", m.VMID)
 	}
 	if m.UUID != v.uuid {
 		return fmt.Errorf("power off %d: another machine under that vmid", m.VMID)
@@ -250,6 +281,11 @@ func (w *chaosWorld) Sane(context.Context) error {
 
 func (w *chaosWorld) talos(m Machine, what string) error {
 	v := w.vms[m.VMID]
+	if v != nil && m.UUID == "" && what == "apply" {
+		// As talos.NodeOS with Identities: a UUID the listing did not know
+		// is read afresh from the VM, and the machine must report it.
+		m.UUID = v.uuid
+	}
 	if v == nil || m.UUID == "" || v.uuid != m.UUID {
 		w.violate("Talos %s sent to VM %d as %q, whose machine is not that", what, m.VMID, m.UUID)
 		return errors.New("not that machine")
@@ -339,6 +375,9 @@ func (w *chaosWorld) Snapshot(context.Context, time.Time) (Snapshot, error) {
 func (w *chaosWorld) NodeOf(_ context.Context, m Machine) (*Node, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// The daemon may die as it reads (the read itself answers): what it
+	// started next, a discard's destroy say, must not go out.
+	w.crashNow()
 	if w.hideNodes {
 		return nil, nil
 	}
@@ -520,6 +559,21 @@ var chaosFaults = []struct {
 			}
 		}
 	}},
+	// A VM's config is unreadable (its host half up): listed without its
+	// SMBIOS UUID, it must not be destroyed or powered off.
+	// One being provisioned, removed or parked if there is one (a joined
+	// worker's Node then lacks its VM: the safety hold covers that).
+	{"a VM listed without its UUID", func(w *chaosWorld) {
+		for _, v := range w.vms {
+			if !v.foreign && v.step != StepJoined {
+				w.noUUID[v.vmid] = true
+				return
+			}
+		}
+		if v := w.anyVM(); v != nil {
+			w.noUUID[v.vmid] = true
+		}
+	}},
 	{"load: pending pods", func(w *chaosWorld) { w.pending = 1 + w.rng.IntN(4) }},
 	{"load: none", func(w *chaosWorld) { w.pending = 0 }},
 }
@@ -542,7 +596,7 @@ func (w *chaosWorld) anyVM() *chaosVM {
 // times the daemon crashed.
 func runChaos(seed uint64) ([]string, int) {
 	chaosClock = &clock{now: t0}
-	w := &chaosWorld{rng: rand.New(rand.NewPCG(seed, 7)), vms: map[int]*chaosVM{}, nodes: map[string]*chaosNode{}, next: 100, hidden: map[int]bool{}}
+	w := &chaosWorld{rng: rand.New(rand.NewPCG(seed, 7)), vms: map[int]*chaosVM{}, nodes: map[string]*chaosNode{}, next: 100, hidden: map[int]bool{}, noUUID: map[int]bool{}}
 	w.vms[999] = &chaosVM{vmid: 999, name: "w999", uuid: "foreign", foreign: true, running: true}
 	p := testPolicy()
 	p.MinWorkers, p.MaxWorkers = 2, 5
@@ -564,6 +618,7 @@ func runChaos(seed uint64) ([]string, int) {
 			r = newReconciler()
 			w.mu.Lock()
 			w.crash = func() { r.Abort() }
+			w.down = false
 			w.mu.Unlock()
 		}
 	}
@@ -583,7 +638,7 @@ func runChaos(seed uint64) ([]string, int) {
 	// The faults end: the view is whole again, no crash, the workload gone.
 	w.mu.Lock()
 	w.crashP, w.hideAll, w.hideNodes, w.drainFails, w.resetDeaf, w.pending = 0, false, false, false, false, 0
-	w.hidden = map[int]bool{}
+	w.hidden, w.noUUID = map[int]bool{}, map[int]bool{}
 	for _, n := range w.nodes {
 		n.workload = false
 	}

@@ -1520,6 +1520,9 @@ func (r *Reconciler) withdrawn(ctx context.Context, m Machine, n *Node, why stri
 // it is done. A machine that no longer answers after a reset was sent
 // (by this run or a crashed one) counts as reset.
 func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefore bool) error {
+	if err := r.identified(m, "reset"); err != nil {
+		return err
+	}
 	ip, err := r.infra.Address(ctx, m.VMID)
 	noAddress := err != nil
 	timedOut := false

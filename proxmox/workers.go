@@ -25,11 +25,16 @@ type Workers struct {
 	dhcp     bool           // proxmox.dhcp_reservations: each VM takes a reserved MAC
 	// untaggedSaid: VMs named like ours without our tags, logged once.
 	untaggedSaid map[int]bool
+	// fresh are clones this process made whose SMBIOS UUID it never read
+	// (the clone task outlived its timeout, the config was unreadable):
+	// they never started, so no machine ran; the one case a VM of unknown
+	// identity may be destroyed (the reconciler's discard).
+	fresh map[int]bool
 }
 
 // NewWorkers builds the reconciler's view of c's worker VMs.
 func NewWorkers(c *Client) *Workers {
-	return &Workers{c: c, memory: c.vmMemory(), dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
+	return &Workers{c: c, memory: c.vmMemory(), dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}, fresh: map[int]bool{}}
 }
 
 // Machines lists our VMs (those passing the ownership rule's list part) and the hosts' room.
@@ -152,6 +157,11 @@ func (w *Workers) Create(ctx context.Context, only []string) (scaler.Machine, er
 			m.UUID = meta.UUID
 		}
 	}
+	if vmid != 0 && m.UUID == "" {
+		w.mu.Lock()
+		w.fresh[vmid] = true // ours, never started: destroyable without its UUID
+		w.mu.Unlock()
+	}
 	return m, err
 }
 
@@ -203,7 +213,12 @@ func (w *Workers) RecordStep(ctx context.Context, vmid int, step string) error {
 }
 
 // Start starts the VM.
-func (w *Workers) Start(ctx context.Context, vmid int) error { return w.c.Start(ctx, vmid) }
+func (w *Workers) Start(ctx context.Context, vmid int) error {
+	w.mu.Lock()
+	delete(w.fresh, vmid) // a machine runs (or may): no longer a fresh clone
+	w.mu.Unlock()
+	return w.c.Start(ctx, vmid)
+}
 
 // Address is the VM's IP: from the DHCP reservations, or the guest agent.
 func (w *Workers) Address(ctx context.Context, vmid int) (string, error) {
@@ -226,10 +241,29 @@ func (w *Workers) Address(ctx context.Context, vmid int) (string, error) {
 }
 
 // sameMachine checks, on a fresh read, that the machine decided on is
-// still the one under its vmid (a VM gone is no other machine). Without a
-// listed UUID there is nothing to compare.
+// still the one under its vmid (a VM gone is no other machine). A machine
+// decided on without its UUID (its config unreadable when listed, its
+// host offline) is read afresh, and refused while it is still unknown
+// (scaler.UnknownIdentityError): never destroyed nor stopped on an
+// identity nobody knows. The exception: a clone this process made that
+// never got its UUID read (fresh), which never started.
 func (w *Workers) sameMachine(ctx context.Context, m scaler.Machine, op string) error {
 	if m.UUID == "" {
+		w.mu.Lock()
+		fresh := w.fresh[m.VMID]
+		w.mu.Unlock()
+		if fresh && op == "destroy" {
+			return nil
+		}
+		now, err := w.c.CheckIdentity(ctx, m, op)
+		switch {
+		case errors.Is(err, ErrGone):
+			return nil
+		case err != nil:
+			return fmt.Errorf("%w (%v)", &scaler.UnknownIdentityError{VMID: m.VMID, Op: op}, err)
+		case now == "":
+			return &scaler.UnknownIdentityError{VMID: m.VMID, Op: op}
+		}
 		return nil
 	}
 	if _, err := w.c.CheckIdentity(ctx, m, op); err != nil && !errors.Is(err, ErrGone) {
@@ -250,6 +284,7 @@ func (w *Workers) Destroy(ctx context.Context, m scaler.Machine) error {
 		w.mu.Lock()
 		delete(w.hosts, vmid)
 		delete(w.macIP, vmid)
+		delete(w.fresh, vmid)
 		w.mu.Unlock()
 	}
 	return err

@@ -77,3 +77,70 @@ func TestHostReserveAppliedOnce(t *testing.T) {
 		t.Errorf("after two clones: %d MiB free, room for %d; want %d MiB, 0", free>>20, n, (reserve+vm/2)>>20)
 	}
 }
+
+// Destroy and PowerOff of a machine decided on without its SMBIOS UUID
+// (issue 15): read afresh, refused while it cannot be read (its host
+// offline), never sent; once it reads, the call goes on. A clone this
+// process made that never got its UUID read may be destroyed (it never
+// started), and only until it is started.
+func TestUnknownIdentityIsReadAfreshOrRefused(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	workers := NewWorkers(c)
+	ctx := context.Background()
+	vmid, _ := provision(t, c)
+	host := "pve1"
+	if v, ok := w.sim.Lookup(vmid); ok {
+		host = v.Host
+	}
+	m := scaler.Machine{VMID: vmid, Name: c.Name(vmid), Host: host} // listed without its UUID
+	w.sim.SetHostOnline(host, false)
+	var unknown *scaler.UnknownIdentityError
+	if err := workers.PowerOff(ctx, m); !errors.As(err, &unknown) {
+		t.Errorf("power off of an unknown identity: %v, want an UnknownIdentityError", err)
+	}
+	if err := workers.Destroy(ctx, m); !errors.As(err, &unknown) {
+		t.Errorf("destroy of an unknown identity: %v, want an UnknownIdentityError", err)
+	}
+	w.sim.SetHostOnline(host, true)
+	if v, ok := w.sim.Lookup(vmid); !ok || !v.Running {
+		t.Fatalf("the VM was touched while its identity was unknown: %+v (present %v)", v, ok)
+	}
+	// Readable again: read afresh, and the call goes on.
+	if err := workers.Destroy(ctx, m); err != nil {
+		t.Fatalf("destroy once the identity reads: %v", err)
+	}
+	if _, ok := w.sim.Lookup(vmid); ok {
+		t.Error("the VM is still there")
+	}
+
+	// This process's own clone that never got its UUID read: destroyable
+	// while it never started, refused like any other once started.
+	own, err := workers.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers.mu.Lock()
+	workers.fresh[own.VMID] = true // as when the clone's config could not be read
+	workers.mu.Unlock()
+	own.UUID = ""
+	w.sim.SetHostOnline(own.Host, false)
+	if err := workers.Start(ctx, own.VMID); err == nil {
+		t.Fatal("started a VM on an offline host")
+	}
+	if err := workers.Destroy(ctx, own); !errors.As(err, &unknown) {
+		t.Errorf("destroy of a clone that may have started, identity unknown: %v, want an UnknownIdentityError", err)
+	}
+	w.sim.SetHostOnline(own.Host, true)
+	fresh, err := workers.Create(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers.mu.Lock()
+	workers.fresh[fresh.VMID] = true
+	workers.mu.Unlock()
+	fresh.UUID = ""
+	if err := workers.Destroy(ctx, fresh); err != nil {
+		t.Errorf("destroy of this process's fresh clone: %v", err)
+	}
+}

@@ -572,7 +572,30 @@ func TestDHCPReservationsWithParallelProvisions(t *testing.T) {
 	t.Cleanup(w.Close)
 	cfg := testConfig(w, 3, 4)
 	cfg.Proxmox.DHCPReservations = pool
-	d, _ := build(t, w, cfg, Options{})
+	// The three provisions meet once cloned: their configures (each reads
+	// every config, then writes its MAC) start together, so the reads all
+	// come before any write lands. Without the reservation in memory, two
+	// take the same MAC (broken once, on a loaded machine: 2 of 3 runs
+	// failed with the barrier, 1 of 3 without it; a provision's reads can
+	// still lag a write by more than 400 ms under load).
+	var cloned sync.WaitGroup
+	cloned.Add(3)
+	var mu sync.Mutex
+	seen := map[int]bool{}
+	barrier := func(kind scaler.OperationKind, vmid int, step string) {
+		if kind != scaler.OpProvision || step != scaler.StepCloned {
+			return
+		}
+		mu.Lock()
+		first := !seen[vmid] && len(seen) < 3
+		seen[vmid] = true
+		mu.Unlock()
+		if first {
+			cloned.Done()
+			cloned.Wait()
+		}
+	}
+	d, _ := build(t, w, cfg, Options{AfterStep: barrier})
 	convergeWorkers(t, w, d, "3 workers on their reservations", 3)
 	reserved := map[string]string{}
 	for _, r := range pool {

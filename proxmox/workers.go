@@ -157,9 +157,13 @@ func (w *Workers) Create(ctx context.Context, only []string) (scaler.Machine, er
 			m.UUID = meta.UUID
 		}
 	}
-	if vmid != 0 && m.UUID == "" {
+	if vmid != 0 {
 		w.mu.Lock()
-		w.fresh[vmid] = true // ours, never started: destroyable without its UUID
+		if m.UUID == "" {
+			w.fresh[vmid] = true // ours, never started: destroyable without its UUID
+		} else {
+			delete(w.fresh, vmid) // an earlier clone's mark under a vmid used again
+		}
 		w.mu.Unlock()
 	}
 	return m, err

@@ -74,3 +74,23 @@ func TestStatusTokenFile(t *testing.T) {
 		}
 	}
 }
+
+// status shows the safety hold, the stuck VMs with why, and the refusals.
+func TestRenderStatusShowsStuckVMs(t *testing.T) {
+	var b bytes.Buffer
+	renderStatus(&b, scaler.Status{Time: time.Unix(0, 0),
+		Stuck:      []scaler.StuckVM{{VMID: 5003, Name: "talos-worker-5003", Step: scaler.StepConfigured, Reason: "backing off after 1 failed attempt(s)"}},
+		Operations: []scaler.Operation{{Kind: scaler.OpProvision, VMID: 5003, Node: "talos-worker-5003", Step: scaler.StepConfigured, Stuck: "backing off"}},
+		SafetyHold: "none of our 2 joined VMs has a Node", Refused: []string{"VM 5004: not ours"}}, true)
+	for _, want := range []string{
+		"Stuck: 1 VM(s) make no progress by themselves",
+		"VM 5003 (talos-worker-5003) at configured: backing off after 1 failed attempt(s)",
+		"(stuck: backing off)",
+		"Safety hold (nothing destructive is done): none of our 2 joined VMs has a Node",
+		"VM 5004: not ours",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -768,8 +768,9 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 	}
 	// A person's: neither claimed nor taken away.
 	byHand("cord-b", "")
-	if err := c.Cordon(ctx, "cord-b", true); err != nil {
-		t.Fatal(err)
+	var foreign *scaler.ForeignCordonError
+	if err := c.Cordon(ctx, "cord-b", true); !errors.As(err, &foreign) || foreign.Node != "cord-b" {
+		t.Fatalf("cordoning a person's cordon: %v, want a ForeignCordonError", err)
 	}
 	if err := c.Cordon(ctx, "cord-b", false); err != nil {
 		t.Fatal(err)
@@ -789,15 +790,15 @@ func TestCordonTakesAwayOnlyItsOwn(t *testing.T) {
 		t.Error("a parked cordon of ours from before the annotation was not taken away")
 	}
 	// A person cordoned before our drain: our removal marks the Node, the
-	// drain cordons it again, the removal is withdrawn. The person's
-	// cordon stays, unclaimed.
+	// drain's cordon fails (nothing is drained under their cordon), the
+	// removal is withdrawn. The person's cordon stays, unclaimed.
 	byHand("cord-d", "")
 	step := scaler.RemovalMarked
 	if err := c.Annotate(ctx, "cord-d", nil, map[string]*string{scaler.AnnotationRemoval: &step}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Cordon(ctx, "cord-d", true); err != nil {
-		t.Fatal(err)
+	if err := c.Drain(ctx, "cord-d"); !errors.As(err, &foreign) {
+		t.Fatalf("draining under a person's cordon: %v, want a ForeignCordonError", err)
 	}
 	if n := get("cord-d"); n.Annotations[scaler.AnnotationCordoned] != "" {
 		t.Errorf("a person's cordon claimed by our drain: annotations %v", n.Annotations)

@@ -75,8 +75,9 @@ func (c *Client) waitReady(ctx context.Context, name string, timeout time.Durati
 // set in the same patch; a Node with our standby taint counts as cordoned
 // by us too (an earlier version parked without the annotation). Our
 // removal mark does not: a person may have cordoned the Node before our
-// drain. A Node already unschedulable is never claimed by cordoning it
-// again, and one cordoned by someone else stays cordoned when we uncordon. The writes are merge patches
+// drain. A Node cordoned by someone else is never claimed: cordoning it
+// fails with *scaler.ForeignCordonError (so nothing is drained under it),
+// and it stays cordoned when we uncordon. The writes are merge patches
 // of the fields they change, as kubectl cordon's are: never an Update of
 // the whole object racing the kubelet's status writes.
 func (c *Client) Cordon(ctx context.Context, name string, cordon bool) error {
@@ -93,9 +94,12 @@ func (c *Client) Cordon(ctx context.Context, name string, cordon bool) error {
 	var spec map[string]any
 	var ann map[string]*string
 	switch {
+	case cordon && n.Spec.Unschedulable && !ours:
+		// A person's cordon: never claimed, and nothing is drained or
+		// removed under it.
+		return &scaler.ForeignCordonError{Node: name}
 	case cordon && n.Spec.Unschedulable && !marked:
-		c.log.Info("node cordoned already, not by our annotation: not claimed", zap.String("node", name))
-		return nil
+		return nil // an earlier version's park (our standby taint)
 	case cordon && n.Spec.Unschedulable:
 		return nil
 	case cordon:

@@ -127,6 +127,8 @@ type Cluster interface {
 	// (AnnotationRemovalOf): a Node object a new machine took over under a
 	// reused name never inherits a removal.
 	RecordRemovalStep(ctx context.Context, name, step, uuid string) error
+	// Cordon fails with *ForeignCordonError on a Node cordoned by someone
+	// else.
 	Cordon(ctx context.Context, name string, on bool) error
 	// SetStandby taints (on) or untaints a Node TaintStandby.
 	SetStandby(ctx context.Context, name string, on bool) error
@@ -469,6 +471,18 @@ type UnknownIdentityError struct {
 
 func (e *UnknownIdentityError) Error() string {
 	return fmt.Sprintf("%s VM %d: its SMBIOS UUID is unknown, so it cannot be told to be the machine decided on: refused until a listing reads it", e.Op, e.VMID)
+}
+
+// ForeignCordonError is Cluster.Cordon refusing to cordon a Node someone
+// else has cordoned already (no AnnotationCordoned, no standby taint): a
+// person took the worker out of service; we neither claim that cordon nor
+// drain and remove the worker under it, not even with remove_undrained.
+type ForeignCordonError struct {
+	Node string
+}
+
+func (e *ForeignCordonError) Error() string {
+	return fmt.Sprintf("node %s is cordoned by someone else (not by pve-autoscaler): left alone, not drained or removed; uncordon it to let the autoscaler remove it", e.Node)
 }
 
 // identified refuses op (destroy, power off) on m while its identity is
@@ -1448,7 +1462,8 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 	if err != nil && r.halted() {
 		return errHalted // stopped mid-drain (leadership lost, say): resumed from marked, not rolled back
 	}
-	if err != nil && r.o.RemoveUndrained {
+	var foreign *ForeignCordonError
+	if err != nil && r.o.RemoveUndrained && !errors.As(err, &foreign) {
 		r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
 		err = nil
 	}

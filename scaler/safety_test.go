@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -374,6 +375,27 @@ func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
 		if !undrained && (!uncordoned || destroyed) {
 			t.Errorf("drain failed, node kept: uncordoned %v, destroyed %v; want true, false (%v)", uncordoned, destroyed, w.infra.journal)
 		}
+	}
+}
+
+// A person cordoned the worker between our decision and our drain: the
+// drain's cordon refuses (ForeignCordonError) and nothing is removed,
+// even with remove_undrained; their cordon is not taken away.
+func TestAPersonsCordonStopsTheRemovalEvenUndrained(t *testing.T) {
+	w := newWorld(t, 3, func(_ *Policy, o *ReconcileOptions) { o.RemoveUndrained = true })
+	w.cluster.drainErr = fmt.Errorf("drain w3: %w", &ForeignCordonError{Node: "w3"})
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	w.infra.mu.Unlock()
+	w.r.startRemoval(removal{m: m, node: "w3"})
+	w.r.Wait()
+	if d := w.destroyed(); len(d) != 0 {
+		t.Errorf("destroyed %v under a person's cordon", d)
+	}
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	if w.infra.vms[3].Step != StepJoined || slices.ContainsFunc(w.infra.journal, func(e string) bool { return strings.Contains(e, "resetting") }) {
+		t.Errorf("step %q, journal %v: want the removal withdrawn, no reset", w.infra.vms[3].Step, w.infra.journal)
 	}
 }
 

@@ -223,7 +223,7 @@ func (v *validator) proxmox(c *Config) {
 		{"proxmox.shutdown_timeout", p.ShutdownTimeout, time.Second, time.Hour},
 	} {
 		if d.d.D() < d.min || d.d.D() > d.max {
-			v.fail(d.path, "%s: expected %s to %s", d.d.D(), shortDuration(d.min), shortDuration(d.max))
+			v.fail(d.path, "%s: expected %s to %s", d.d.D(), ShortDuration(d.min), ShortDuration(d.max))
 		}
 	}
 }
@@ -436,8 +436,9 @@ func emptyFile(name string) bool {
 	return strings.TrimSpace(string(b[:n])) == ""
 }
 
-// shortDuration writes 24h rather than 24h0m0s.
-func shortDuration(d time.Duration) string {
+// ShortDuration writes a duration as config files do: 24h rather than
+// 24h0m0s, 5m rather than 5m0s.
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

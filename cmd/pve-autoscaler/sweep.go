@@ -49,24 +49,12 @@ func thresholds(field string, pairs ...[2]float64) sweepAxis {
 func durations(path string, set func(*config.Policy, config.Duration), ds ...time.Duration) sweepAxis {
 	var a sweepAxis
 	for _, d := range ds {
-		a = append(a, []sweepField{{path + ": " + fmtDuration(d), func(p *config.Policy) { set(p, config.Duration(d)) }}})
+		a = append(a, []sweepField{{path + ": " + config.ShortDuration(d), func(p *config.Policy) { set(p, config.Duration(d)) }}})
 	}
 	return a
 }
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
-
-// fmtDuration writes a duration as config.example.yaml does (5m, 30s, 0s).
-func fmtDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
 
 // sweepGrid is the default grid: 216 combinations of the scale-up and
 // scale-down points, the two windows, the scale-up cooldown and the

@@ -184,13 +184,18 @@ func (r Report) WriteHTML(w io.Writer, th Thresholds) error {
 	if err := r.WriteTable(&table); err != nil {
 		return err
 	}
+	return writePage(w, "pve-autoscaler simulate: "+r.Trace, svg.String(), table.String())
+}
+
+// writePage is a chart and its table on one HTML page.
+func writePage(w io.Writer, title, svg, table string) error {
 	_, err := fmt.Fprintf(w, `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>%s</title>
 <style>body{font-family:sans-serif;margin:2em}pre{background:#f7f7f7;padding:1em;overflow-x:auto}</style></head>
 <body>
 %s<pre>%s</pre>
 </body></html>
-`, esc("pve-autoscaler simulate: "+r.Trace), svg.String(), html.EscapeString(table.String()))
+`, esc(title), svg, html.EscapeString(table))
 	return err
 }
 

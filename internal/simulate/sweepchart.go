@@ -3,7 +3,6 @@ package simulate
 import (
 	"bytes"
 	"fmt"
-	"html"
 	"io"
 	"strings"
 )
@@ -86,12 +85,5 @@ func (r SweepReport) WriteHTML(w io.Writer) error {
 	if err := r.WriteTable(&table); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>%s</title>
-<style>body{font-family:sans-serif;margin:2em}pre{background:#f7f7f7;padding:1em;overflow-x:auto}</style></head>
-<body>
-%s<pre>%s</pre>
-</body></html>
-`, esc("pve-autoscaler simulate --sweep: "+r.Trace), svg.String(), html.EscapeString(table.String()))
-	return err
+	return writePage(w, "pve-autoscaler simulate --sweep: "+r.Trace, svg.String(), table.String())
 }

@@ -79,11 +79,12 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck, Now: o.Now})
+	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Pools: cfg.WorkerPools(), Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck, Now: o.Now})
 	if err != nil {
 		return nil, err
 	}
 	topts := talos.OptionsFrom(cfg.Talos, log.Named("talos"))
+	topts.Pools = cfg.WorkerPools()
 	if o.TalosPort != 0 {
 		topts.Port = o.TalosPort
 	}

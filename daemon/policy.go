@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"fmt"
+	"maps"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -54,6 +57,13 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 		StandbyHosts:  p.Standby.Hosts,
 		StandbyMaxAge: p.Standby.MaxAge.D(),
 	}
+	sp.VMCores = c.Proxmox.VM.Cores
+	sp.MaxCores, sp.MaxMemory = p.MaxCores, int64(p.MaxMemory)
+	if len(c.Pools) > 0 {
+		for _, pl := range c.WorkerPools() {
+			sp.Pools = append(sp.Pools, ScalerPool(pl))
+		}
+	}
 	for i, s := range p.Schedules {
 		w, err := config.ParseWindow(s.Window)
 		if err != nil {
@@ -66,6 +76,33 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 		sp.Schedules = append(sp.Schedules, scaler.Schedule{Name: name, Days: w.Days, Start: w.Start, End: w.End, MinWorkers: s.MinWorkers})
 	}
 	return sp, nil
+}
+
+// ScalerPool converts a config pool into the engine's: its new worker's
+// allocatable is the VM's size less the kubelet's reserve, its Node's
+// labels, taints and extended resources the pool's.
+func ScalerPool(pl config.Pool) scaler.Pool {
+	sp := scaler.Pool{
+		Name: pl.Name, MinWorkers: pl.MinWorkers, MaxWorkers: pl.MaxWorkers, Priority: pl.Priority,
+		Worker: scaler.Resources{
+			MilliCPU: int64(pl.VM.Cores)*1000 - kubeletReservedMilliCPU,
+			Memory:   int64(pl.VM.Memory) - kubeletReservedMemory,
+		},
+		VMMemory: int64(pl.VM.Memory), VMCores: pl.VM.Cores, Hosts: pl.Hosts, StandbySize: pl.Standby,
+	}
+	if len(pl.Labels) > 0 {
+		sp.NewWorker.Labels = maps.Clone(pl.Labels)
+	}
+	for _, t := range pl.Taints {
+		sp.NewWorker.Taints = append(sp.NewWorker.Taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	for k, v := range pl.Capacity {
+		if sp.NewWorker.Extended == nil {
+			sp.NewWorker.Extended = map[string]int64{}
+		}
+		sp.NewWorker.Extended[k] = int64(v)
+	}
+	return sp
 }
 
 // NewWorker reads what a new worker's Node carries for the scheduler (the

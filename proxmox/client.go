@@ -49,6 +49,9 @@ type Options struct {
 	// RequestTimeout bounds one HTTP request (default 30s): a hung PVE
 	// proxy must not hang the scaler.
 	RequestTimeout time.Duration
+	// Pools are the worker pools (config.WorkerPools); none: one pool
+	// named default of proxmox.template and proxmox.vm.
+	Pools []config.Pool
 	// Now is the clock the VMs' recorded creation times are read on
 	// (default time.Now); the reconciler measures max_provision_time on it.
 	Now func() time.Time
@@ -71,9 +74,9 @@ type Client struct {
 	macs          map[string]int // DHCP reservations reserved, by upper-case MAC: the vmid
 	untagged      map[int]string // VMs this process cloned and has not tagged yet: the description sent
 	seen          map[int]bool   // ids in our range of VMs this process has listed
-	tplDigest     string         // the template's identity, and when it was read
-	tplAt         time.Time
+	tplDigests    map[int]digestAt // each template's identity, and when it was read, by vmid
 	templateCheck time.Duration
+	pools         []config.Pool // the worker pools (config.WorkerPools)
 }
 
 // New connects to PVE with the token read from its file and TLS verified
@@ -139,6 +142,8 @@ func New(opts Options) (*Client, error) {
 		clones:  make(chan struct{}, max(p.MaxParallel, 1)),
 		now:     now,
 		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{}, untagged: map[int]string{}, seen: map[int]bool{},
+		tplDigests: map[int]digestAt{},
+		pools:      poolsOr(opts.Pools, p),
 	}, nil
 }
 

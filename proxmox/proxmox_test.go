@@ -122,10 +122,10 @@ func TestProvisionAndRemove(t *testing.T) {
 	if vmid != 5000 || v.Name != "talos-worker-5000" || !v.Running || v.Cores != 4 || v.Memory != 8192 || v.IP != ip || !strings.HasPrefix(ip, "127.0.0.") {
 		t.Errorf("VM %+v, ip %s", v, ip)
 	}
-	if !slices.Equal(v.Tags, []string{"cluster-homelab", "pve-autoscaler"}) {
+	if !slices.Equal(v.Tags, []string{"cluster-homelab", "pool-default", "pve-autoscaler"}) {
 		t.Errorf("tags %v", v.Tags)
 	}
-	if !strings.Contains(v.Description, "pve-autoscaler/cluster: homelab") {
+	if !strings.Contains(v.Description, "pve-autoscaler/cluster: homelab") || !strings.Contains(v.Description, "pve-autoscaler/pool: default\n") {
 		t.Errorf("description %q", v.Description)
 	}
 	// Placement spread: pve1 holds a foreign VM, pve2 another cluster's
@@ -265,7 +265,7 @@ func TestConcurrentProvisionsRaceForTheSameID(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, c := range []*Client{a, b} {
-		wg.Go(func() { errs[i] = c.Clone(ctx, inv, 5000, "pve1") })
+		wg.Go(func() { errs[i] = c.Clone(ctx, inv, 5000, "pve1", c.pools[0]) })
 	}
 	wg.Wait()
 	lost := slices.IndexFunc(errs, func(e error) bool { return errors.Is(e, ErrIDTaken) })

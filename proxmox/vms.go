@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
 )
 
 // VM is one VM as /cluster/resources shows it.
@@ -51,9 +53,12 @@ type Inventory struct {
 	// them. Only their description can tell (Created).
 	Untagged []VM
 	// All is every VM the token may see.
-	All      []VM
-	Template *VM
-	Hosts    []Host
+	All []VM
+	// Template is the first worker pool's template (proxmox.template
+	// without pools:); Templates each pool's, by pool name.
+	Template  *VM
+	Templates map[string]*VM
+	Hosts     []Host
 }
 
 type resource struct {
@@ -105,9 +110,14 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			v.Tags = strings.FieldsFunc(strings.ToLower(r.Tags), func(c rune) bool { return c == ';' || c == ',' || c == ' ' })
 		}
 		inv.All = append(inv.All, v)
-		if c.matchesTemplate(v) {
-			t := v
-			inv.Template = &t
+		for _, p := range c.pools {
+			if matchesTemplate(v, p.Template) {
+				t := v
+				if inv.Templates == nil {
+					inv.Templates = map[string]*VM{}
+				}
+				inv.Templates[p.Name] = &t
+			}
 		}
 		if len(v.Tags) == 0 && !v.Template && strings.HasPrefix(v.Name, c.cfg.NamePrefix) && v.VMID >= c.cfg.VMIDRange.Min && v.VMID <= c.cfg.VMIDRange.Max {
 			inv.Untagged = append(inv.Untagged, v)
@@ -125,6 +135,7 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			}
 		}
 	}
+	inv.Template = inv.Templates[c.pools[0].Name]
 	for _, h := range hosts {
 		inv.Hosts = append(inv.Hosts, *h)
 	}
@@ -149,15 +160,14 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 	return inv, nil
 }
 
-func (c *Client) matchesTemplate(v VM) bool {
-	t := c.cfg.Template
+func matchesTemplate(v VM, t config.VMRef) bool {
 	if t.ID != 0 {
 		return v.VMID == t.ID
 	}
 	return v.Name == t.Name
 }
 
-func (c *Client) vmMemory() int64 { return int64(c.cfg.VM.Memory) }
+func (c *Client) vmMemory() int64 { return int64(c.pools[0].VM.Memory) }
 
 // Free is the memory a host can still give new VMs, before any reserve:
 // total less used, less our VMs not running yet, less promised (memory
@@ -187,7 +197,11 @@ func (e *NoRoomError) Error() string {
 // memory. promised is memory promised to provisions not yet visible in the
 // inventory, by host.
 func (c *Client) Place(inv Inventory, promised map[string]int64, only ...string) (string, error) {
-	need := c.vmMemory()
+	return c.place(inv, promised, c.vmMemory(), only...)
+}
+
+// place is Place for a VM of need bytes.
+func (c *Client) place(inv Inventory, promised map[string]int64, need int64, only ...string) (string, error) {
 	best, bestFree, bestOurs := "", int64(0), 0
 	var reasons []string
 	for _, h := range inv.Hosts {
@@ -299,12 +313,12 @@ func (c *Client) Description(now time.Time, template string) string {
 // a template and clone_mode is linked, else full (to the target storage).
 // Repeating it for a VM that exists already (a resumed provisioning)
 // waits for it instead of cloning again.
-func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string) error {
+func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string, pool config.Pool) error {
 	defer c.Release(vmid)
-	if inv.Template == nil {
-		return fmt.Errorf("proxmox.template %s not found in the cluster (or the token may not see it)", c.cfg.Template)
+	if inv.Templates[pool.Name] == nil {
+		return fmt.Errorf("%s %s not found in the cluster (or the token may not see it)", c.templatePath(pool.Name), pool.Template)
 	}
-	tpl := *inv.Template
+	tpl := *inv.Templates[pool.Name]
 	select {
 	case c.clones <- struct{}{}:
 		defer func() { <-c.clones }()
@@ -313,7 +327,7 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 	}
 	// The template's digest now, for the drift check of standby workers
 	// (best effort: an unreadable digest only disables that check).
-	digest, err := c.TemplateDigest(ctx, inv)
+	digest, err := c.templateDigest(ctx, tpl)
 	if err != nil {
 		c.log.Info("template digest unreadable", zap.Error(err))
 	}
@@ -321,7 +335,7 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		"newid":       vmid,
 		"name":        c.Name(vmid),
 		"target":      host,
-		"description": c.Description(c.now(), digest),
+		"description": c.Description(c.now(), digest) + "pve-autoscaler/pool: " + pool.Name + "\n",
 	}
 	c.mu.Lock()
 	c.untagged[vmid] = params["description"].(string) // cloned by this process, not tagged yet
@@ -403,7 +417,7 @@ func (c *Client) TagNew(ctx context.Context, vmid int, host string) error {
 		return &NotOursError{VMID: vmid, Why: "its description is another clone request's (another daemon's clone)"}
 	}
 	err = c.retry(ctx, "tag", func() error {
-		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", host, vmid), map[string]any{"tags": c.ownTags("cloned"), "digest": cfg.Digest}, nil))
+		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", host, vmid), map[string]any{"tags": c.ownTags("cloned", poolOfDescription(cfg.Description)), "digest": cfg.Digest}, nil))
 	})
 	if err != nil {
 		return fmt.Errorf("tag %d on %s: %w", vmid, host, err)
@@ -475,9 +489,12 @@ func Step(v VM) string {
 	return ""
 }
 
-// ownTags is our tags plus the step's.
-func (c *Client) ownTags(step string) string {
+// ownTags is our tags plus the worker pool's and the step's.
+func (c *Client) ownTags(step, pool string) string {
 	tags := TagOwner + ";" + ClusterTag(c.cluster)
+	if pool != "" {
+		tags += ";" + PoolTag(pool)
+	}
 	if step != "" {
 		tags += ";" + StepTag(step)
 	}
@@ -491,6 +508,8 @@ type Meta struct {
 	Ours     bool
 	Created  time.Time
 	Template string
+	// Pool is the worker pool it was cloned for ("": before pools).
+	Pool string
 	// UUID is the VM's smbios1 uuid, lower case ("" when it has none).
 	// Cached with the rest: a VM replaced behind our back under the same
 	// vmid keeps its old UUID here until Identity sees the new one.
@@ -533,6 +552,9 @@ func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) 
 		}
 		if v, ok := strings.CutPrefix(line, "pve-autoscaler/template: "); ok {
 			m.Template = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "pve-autoscaler/pool: "); ok {
+			m.Pool = strings.TrimSpace(v)
 		}
 	}
 	c.mu.Lock()
@@ -585,21 +607,27 @@ func (c *Client) forget(vmid int) {
 // and config digest ("9000@3f2a..."), read at most every TemplateCheck.
 func (c *Client) TemplateDigest(ctx context.Context, inv Inventory) (string, error) {
 	if inv.Template == nil {
-		return "", fmt.Errorf("proxmox.template %s not found in the cluster (or the token may not see it)", c.cfg.Template)
+		return "", fmt.Errorf("%s %s not found in the cluster (or the token may not see it)", c.templatePath(c.pools[0].Name), c.pools[0].Template)
 	}
+	return c.templateDigest(ctx, *inv.Template)
+}
+
+// templateDigest is one template's identity ("9000@3f2a..."), read at
+// most every TemplateCheck.
+func (c *Client) templateDigest(ctx context.Context, tpl VM) (string, error) {
 	c.mu.Lock()
-	d, at := c.tplDigest, c.tplAt
+	e := c.tplDigests[tpl.VMID]
 	c.mu.Unlock()
-	if d != "" && time.Since(at) < c.templateCheck && strings.HasPrefix(d, strconv.Itoa(inv.Template.VMID)+"@") {
-		return d, nil
+	if e.digest != "" && time.Since(e.at) < c.templateCheck {
+		return e.digest, nil
 	}
-	cfg, err := c.config(ctx, inv.Template.Host, inv.Template.VMID)
+	cfg, err := c.config(ctx, tpl.Host, tpl.VMID)
 	if err != nil {
-		return "", fmt.Errorf("template %d config: %w", inv.Template.VMID, err)
+		return "", fmt.Errorf("template %d config: %w", tpl.VMID, err)
 	}
-	d = fmt.Sprintf("%d@%s", inv.Template.VMID, cfg.Digest)
+	d := fmt.Sprintf("%d@%s", tpl.VMID, cfg.Digest)
 	c.mu.Lock()
-	c.tplDigest, c.tplAt = d, time.Now()
+	c.tplDigests[tpl.VMID] = digestAt{d, time.Now()}
 	c.mu.Unlock()
 	return d, nil
 }
@@ -633,7 +661,7 @@ func (c *Client) RecordStep(ctx context.Context, vmid int, step string) error {
 		return fmt.Errorf("record step %s on %d: %w", step, vmid, err)
 	}
 	return c.retry(ctx, "set step", func() error {
-		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", v.Host, vmid), map[string]any{"tags": c.ownTags(step)}, nil))
+		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", v.Host, vmid), map[string]any{"tags": c.ownTags(step, WorkerPool(v))}, nil))
 	})
 }
 
@@ -650,11 +678,22 @@ func (c *Client) Configure(ctx context.Context, vmid int, host string, mac strin
 	if !c.createdByUs(cfg) && !(slices.Contains(tags, TagOwner) && slices.Contains(tags, ClusterTag(c.cluster))) {
 		return &NotOursError{VMID: vmid, Why: "its description has no pve-autoscaler metadata for cluster " + c.cluster}
 	}
+	name := poolOfDescription(cfg.Description)
+	if name == "" {
+		name = WorkerPool(VM{Tags: tags})
+	}
+	pool, err := c.pool(name)
+	if err != nil {
+		return fmt.Errorf("configure %d: %w", vmid, err)
+	}
 	params := map[string]any{
-		"cores":  c.cfg.VM.Cores,
-		"memory": strconv.FormatInt(c.vmMemory()>>20, 10),
-		"tags":   c.ownTags(strings.Join(step, "")),
+		"cores":  pool.VM.Cores,
+		"memory": strconv.FormatInt(int64(pool.VM.Memory)>>20, 10),
+		"tags":   c.ownTags(strings.Join(step, ""), pool.Name),
 		"digest": cfg.Digest,
+	}
+	for i, d := range pool.PCI {
+		params[fmt.Sprintf("hostpci%d", i)] = "mapping=" + d.Mapping
 	}
 	if mac != "" {
 		params["net0"] = "virtio=" + strings.ToUpper(mac) + ",bridge=" + bridgeOf(cfg.Net0)
@@ -944,6 +983,11 @@ func (c *Client) stop(ctx context.Context, v VM) error {
 // CloneNew allocates an id and clones to host, taking another id when a
 // concurrent clone (another process, another daemon) got there first.
 func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int, error) {
+	return c.CloneNewIn(ctx, inv, host, c.pools[0])
+}
+
+// CloneNewIn is CloneNew for a VM of worker pool pool.
+func (c *Client) CloneNewIn(ctx context.Context, inv Inventory, host string, pool config.Pool) (int, error) {
 	for range 10 {
 		vmid, err := c.AllocateID(ctx, inv)
 		if err != nil {
@@ -952,7 +996,7 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 		c.mu.Lock()
 		c.seen[vmid] = true
 		c.mu.Unlock()
-		err = c.Clone(ctx, inv, vmid, host)
+		err = c.Clone(ctx, inv, vmid, host, pool)
 		if err == nil {
 			// Tagged at once: a VM without our tags is never ours, so the
 			// window in which a crash leaves an untagged clone is one request.

@@ -19,7 +19,7 @@ type Workers struct {
 
 	mu       sync.Mutex
 	promised map[string]int64 // memory promised to clones not yet visible, by host
-	memory   int64
+	devices  map[[2]string]int // PCI devices (host, mapping) promised to clones not yet visible
 	hosts    map[int]string // vmid -> host, as last seen
 	macIP    map[int]string // vmid -> IP from the DHCP reservations
 	dhcp     bool           // proxmox.dhcp_reservations: each VM takes a reserved MAC
@@ -34,7 +34,7 @@ type Workers struct {
 
 // NewWorkers builds the reconciler's view of c's worker VMs.
 func NewWorkers(c *Client) *Workers {
-	return &Workers{c: c, memory: c.vmMemory(), dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}, fresh: map[int]bool{}}
+	return &Workers{c: c, devices: map[[2]string]int{}, dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
 }
 
 // Machines lists our VMs (those passing the ownership rule's list part) and the hosts' room.
@@ -44,9 +44,8 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 		return nil, nil, err
 	}
 	var out []scaler.Machine
-	template, templateRead := "", false
 	add := func(v VM, step string) error {
-		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Stopped: v.Status == "stopped", Step: step, Locked: v.Lock != ""}
+		m := scaler.Machine{VMID: v.VMID, Name: v.Name, Host: v.Host, Running: v.Status == "running", Stopped: v.Status == "stopped", Step: step, Locked: v.Lock != "", Pool: WorkerPool(v)}
 		if s, ok := strings.CutPrefix(step, scaler.StandbyPrefix); ok {
 			m.Step, m.ForStandby = s, true // a build for standby
 		}
@@ -79,10 +78,11 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 			m.Created = meta.Created
 			m.UUID = meta.UUID
 			if step == scaler.StepStandby && meta.Template != "" {
-				if !templateRead {
-					// At most one request per five minutes (cached by the adapter).
-					template, _ = w.c.TemplateDigest(ctx, inv)
-					templateRead = true
+				// The digest of its pool's template, read at most every
+				// five minutes (cached by the adapter).
+				template := ""
+				if tpl := inv.Templates[w.c.poolName(m.Pool)]; tpl != nil {
+					template, _ = w.c.templateDigest(ctx, *tpl)
 				}
 				if template != "" && template != meta.Template {
 					tid, _, _ := strings.Cut(meta.Template, "@")
@@ -125,16 +125,31 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 	return out, hosts, nil
 }
 
-// Create places, allocates and clones one VM.
-func (w *Workers) Create(ctx context.Context, only []string) (scaler.Machine, error) {
+// Create places, allocates and clones one VM of worker pool pool ("":
+// the first).
+func (w *Workers) Create(ctx context.Context, pool string, only []string) (scaler.Machine, error) {
+	spec, err := w.c.pool(pool)
+	if err != nil {
+		return scaler.Machine{}, err
+	}
 	inv, err := w.c.Inventory(ctx)
 	if err != nil {
 		return scaler.Machine{}, err
 	}
+	var mappings map[string]PCIMapping
+	if len(spec.PCI) > 0 {
+		if mappings, err = w.c.PCIMappings(ctx); err != nil {
+			return scaler.Machine{}, err
+		}
+	}
+	memory := int64(spec.VM.Memory)
 	w.mu.Lock()
-	host, err := w.c.Place(inv, w.promised, only...)
+	host, err := w.c.PlaceIn(inv, w.promised, spec, mappings, w.devices, only...)
 	if err == nil {
-		w.promised[host] += w.memory
+		w.promised[host] += memory
+		for _, d := range spec.PCI {
+			w.devices[[2]string{host, d.Mapping}]++
+		}
 	}
 	w.mu.Unlock()
 	if err != nil {
@@ -142,11 +157,14 @@ func (w *Workers) Create(ctx context.Context, only []string) (scaler.Machine, er
 	}
 	defer func() {
 		w.mu.Lock()
-		w.promised[host] -= w.memory
+		w.promised[host] -= memory
+		for _, d := range spec.PCI {
+			w.devices[[2]string{host, d.Mapping}]--
+		}
 		w.mu.Unlock()
 	}()
-	vmid, err := w.c.CloneNew(ctx, inv, host)
-	m := scaler.Machine{VMID: vmid, Name: w.c.Name(vmid), Host: host, Step: scaler.StepCloned, Created: w.c.Now()}
+	vmid, err := w.c.CloneNewIn(ctx, inv, host, spec)
+	m := scaler.Machine{VMID: vmid, Name: w.c.Name(vmid), Host: host, Step: scaler.StepCloned, Created: w.c.Now(), Pool: spec.Name}
 	if err == nil {
 		w.mu.Lock()
 		w.hosts[vmid] = host

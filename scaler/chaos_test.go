@@ -144,7 +144,7 @@ func (w *chaosWorld) Machines(context.Context) ([]Machine, []Host, error) {
 	return out, []Host{{Name: "pve1", Online: true, MemoryFree: 256 * gi}}, nil
 }
 
-func (w *chaosWorld) Create(ctx context.Context, _ []string) (Machine, error) {
+func (w *chaosWorld) Create(ctx context.Context, _ string, _ []string) (Machine, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.hideAll {

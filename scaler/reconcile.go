@@ -75,6 +75,9 @@ type Machine struct {
 	Created time.Time `json:"created,omitzero"`
 	// ForStandby: built for standby (its steps carry StandbyPrefix).
 	ForStandby bool `json:"for_standby,omitempty"`
+	// Pool is the worker pool the VM was made in (its tag pool-<name>;
+	// "": made before pools, or the first pool).
+	Pool string `json:"pool,omitempty"`
 	// Stale, for a standby worker, says why it must not be started
 	// (its template changed since it was cloned).
 	Stale string `json:"stale,omitempty"`
@@ -84,9 +87,10 @@ type Machine struct {
 type Infra interface {
 	// Machines lists this cluster's VMs, wherever they run now, and the hosts' room.
 	Machines(ctx context.Context) ([]Machine, []Host, error)
-	// Create places (on one of hosts, when given), allocates an id and clones
-	// a VM whose description marks it ours.
-	Create(ctx context.Context, hosts []string) (Machine, error)
+	// Create places (on one of hosts, when given), allocates an id and
+	// clones a VM of worker pool pool ("": the first pool) whose
+	// description marks it ours.
+	Create(ctx context.Context, pool string, hosts []string) (Machine, error)
 	// Configure sizes and tags a VM, recording step.
 	Configure(ctx context.Context, vmid int, step string) error
 	// RecordStep re-tags a VM with the step reached.
@@ -211,7 +215,7 @@ type Reconciler struct {
 
 	mu       sync.Mutex
 	ops      map[int]*operation    // by vmid
-	creating map[OperationKind]int // provisions and standby builds still cloning (no vmid yet), by kind
+	creating map[creatingKey]int // provisions and standby builds still cloning (no vmid yet), by kind and pool
 	// ends counts finished operations; ended is, by vmid, the count when
 	// an operation on that VM finished, so a VM list read before that is
 	// not taken for the VM's state (its last step may be missing from it).
@@ -253,6 +257,13 @@ type operation struct {
 	// resumed: an operation found on a VM at a tick (not a plan's new
 	// action); its failure backs that VM off alone (Reconciler.stuck).
 	resumed bool
+	pool    string // the worker pool of a provision
+}
+
+// creatingKey counts creations in flight by kind and worker pool.
+type creatingKey struct {
+	kind OperationKind
+	pool string
 }
 
 // stuckVM is a VM whose resumed operation failed: it is not resumed again
@@ -267,7 +278,7 @@ type stuckVM struct {
 // park through all its steps (its drain's marked and drained too), so
 // standby's count never misses it.
 func (op *operation) report() Operation {
-	o := Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started}
+	o := Operation{Kind: op.kind, VMID: op.vmid, Node: op.name, Host: op.host, Step: op.step, Started: op.started, Pool: op.pool}
 	if op.park {
 		o.Step = StepParking
 	}
@@ -350,7 +361,7 @@ func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o Reconcil
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[OperationKind]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}, stuck: map[int]stuckVM{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[creatingKey]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}, stuck: map[int]stuckVM{}}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	r.halt, r.haltNow = context.WithCancel(r.work)
 	return r
@@ -545,9 +556,9 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 		snap.Operations = append(snap.Operations, op.report())
 	}
 	fresh := 0 // creations in flight, counted here; a fresh clone listed may be one of them
-	for _, kind := range []OperationKind{OpProvision, OpRefill} {
-		for range r.creating[kind] {
-			snap.Operations = append(snap.Operations, Operation{Kind: kind, Step: "creating"})
+	for k, n := range r.creating {
+		for range n {
+			snap.Operations = append(snap.Operations, Operation{Kind: k.kind, Step: "creating", Pool: k.pool})
 			fresh++
 		}
 	}
@@ -608,7 +619,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 				r.startWake(byVMID[vmid], now, false)
 			}
 			for range a.Count - len(a.Wake) {
-				r.startProvision(Machine{}, now)
+				r.startProvision(Machine{Pool: a.Pool}, now)
 			}
 		case ActionRemove:
 			// The Node's vmid label is the kubelet's to write: the VM to
@@ -625,7 +636,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			r.cluster.Event(a.Node, "Normal", "ScaleDown", "pve-autoscaler removes this worker: "+why)
 			r.startRemoval(removal{m: m, node: a.Node, park: a.Park})
 		case ActionRefill:
-			r.startProvision(Machine{ForStandby: true}, now)
+			r.startProvision(Machine{ForStandby: true, Pool: a.Pool}, now)
 		case ActionRetire:
 			r.startRetire(byVMID[a.VMID], false)
 		}
@@ -799,7 +810,10 @@ func (r *Reconciler) staleIn(machines []Machine, listed uint64) map[int]Operatio
 // hold says the observations disagree, nothing destructive starts.
 func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machine, stale map[int]Operation, hold string, now time.Time) {
 	r.mu.Lock()
-	creating := r.creating[OpProvision]+r.creating[OpRefill] > 0
+	creating := false
+	for _, n := range r.creating {
+		creating = creating || n > 0
+	}
 	r.mu.Unlock()
 	listed := map[int]bool{}
 	keptWhy := map[int]string{}
@@ -1109,13 +1123,13 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		return
 	}
 	if m.VMID == 0 {
-		r.creating[kind]++
+		r.creating[creatingKey{kind, m.Pool}]++
 	} else {
 		started := m.Created
 		if started.IsZero() {
 			started = now
 		}
-		op = &operation{kind: kind, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started, resumed: true}
+		op = &operation{kind: kind, vmid: m.VMID, name: m.Name, host: m.Host, step: m.Step, started: started, resumed: true, pool: m.Pool}
 		r.ops[m.VMID] = op
 	}
 	r.wg.Add(1)
@@ -1156,13 +1170,13 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		if m.ForStandby {
 			hosts = r.policy.StandbyHosts // a standby build goes where standby workers may be kept
 		}
-		created, err := r.infra.Create(ctx, hosts)
+		created, err := r.infra.Create(ctx, m.Pool, hosts)
 		if err == nil {
 			r.observeStep(OpProvision, StepCloned, time.Since(t0))
 		}
 		kind := provisionKind(m)
 		r.mu.Lock()
-		r.creating[kind]--
+		r.creating[creatingKey{kind, m.Pool}]--
 		if created.VMID != 0 {
 			// Registered even on failure: while its clean-up runs, no tick
 			// may take the half-made VM for one to resume.
@@ -1170,7 +1184,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 			if err != nil {
 				step = "cleanup"
 			}
-			op = &operation{kind: kind, vmid: created.VMID, name: created.Name, host: created.Host, step: step, started: started}
+			op = &operation{kind: kind, vmid: created.VMID, name: created.Name, host: created.Host, step: step, started: started, pool: m.Pool}
 			r.ops[created.VMID] = op
 		}
 		r.mu.Unlock()
@@ -1407,7 +1421,7 @@ func (r *Reconciler) startRemoval(rm removal) {
 	if rm.park {
 		st = StepParking // what Decide counts as a park in flight
 	}
-	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: st, started: r.o.Now(), park: rm.park, machine: m, resumed: rm.resumed}
+	op := &operation{kind: OpRemove, vmid: m.VMID, name: rm.node, host: m.Host, step: st, started: r.o.Now(), park: rm.park, machine: m, resumed: rm.resumed, pool: m.Pool}
 	r.launch(op, func() error { return r.remove(op, rm) })
 }
 
@@ -1630,7 +1644,7 @@ func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []
 // startWake starts a standby worker: its VM boots, its Node comes back
 // Ready, the taint and the cordon go.
 func (r *Reconciler) startWake(m Machine, now time.Time, resumed bool) {
-	op := &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: StepWaking, started: now, resumed: resumed}
+	op := &operation{kind: OpProvision, vmid: m.VMID, name: m.Name, host: m.Host, step: StepWaking, started: now, resumed: resumed, pool: m.Pool}
 	r.launch(op, func() error { return r.wake(op, m) })
 }
 
@@ -1697,7 +1711,7 @@ func (r *Reconciler) wake(op *operation, m Machine) error {
 // API to reset: destroying it purges its disks, which is what the reset
 // would have wiped, and the Node is deleted as the reset's leave would.
 func (r *Reconciler) startRetire(m Machine, resumed bool) {
-	op := &operation{kind: OpRetire, vmid: m.VMID, name: m.Name, host: m.Host, step: StepRetiring, started: r.o.Now(), resumed: resumed}
+	op := &operation{kind: OpRetire, vmid: m.VMID, name: m.Name, host: m.Host, step: StepRetiring, started: r.o.Now(), resumed: resumed, pool: m.Pool}
 	ctx := r.work
 	r.launch(op, func() error {
 		return r.runSteps(op, "", []step{

@@ -468,7 +468,7 @@ func Classify(machines []Machine, c Counting) ([]Operation, []StandbyWorker) {
 			ops = append(ops, op)
 			continue
 		}
-		op := Operation{VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step}
+		op := Operation{VMID: m.VMID, Node: m.Name, Host: m.Host, Step: m.Step, Pool: m.Pool}
 		switch {
 		case m.Step == StepJoined && !m.ForStandby:
 			if _, ok := NodeOf(m, c.Nodes); ok || c.NodeGone[m.VMID] {
@@ -476,7 +476,7 @@ func Classify(machines []Machine, c Counting) ([]Operation, []StandbyWorker) {
 			}
 			op.Kind, op.Started = OpProvision, m.Created
 		case m.Step == StepStandby:
-			standby = append(standby, StandbyWorker{VMID: m.VMID, Name: m.Name, Host: m.Host, Created: m.Created, Stale: m.Stale})
+			standby = append(standby, StandbyWorker{VMID: m.VMID, Name: m.Name, Host: m.Host, Created: m.Created, Stale: m.Stale, Pool: m.Pool})
 			continue
 		case m.Step == StepRemoving || m.Step == StepResetting || m.Step == StepReset || m.Step == StepParking:
 			op.Kind = OpRemove

@@ -26,7 +26,7 @@ type NodeOS struct {
 var _ scaler.NodeOS = NodeOS{}
 
 func node(m scaler.Machine, ip, uuid string) Node {
-	return Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip, UUID: uuid, Standby: m.ForStandby}
+	return Node{Name: m.Name, VMID: m.VMID, Host: m.Host, IP: ip, UUID: uuid, Standby: m.ForStandby, Pool: m.Pool}
 }
 
 // uuid is the SMBIOS UUID the machine at the VM's address must report for

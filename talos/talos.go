@@ -71,6 +71,9 @@ type Options struct {
 	// (default 1s); attempts start 100ms apart and grow by half each time.
 	RetryInterval time.Duration
 	Log           *zap.Logger
+	// Pools are the worker pools (config.WorkerPools): a node's pool gives
+	// it its labels and taints, and the label pve-autoscaler.io/pool.
+	Pools []config.Pool
 }
 
 // Node is the VM a configuration is built for and sent to.
@@ -88,6 +91,8 @@ type Node struct {
 	// Standby: built for standby; its kubelet registers the Node
 	// tainted StandbyTaint, so no pod lands there before it is parked.
 	Standby bool
+	// Pool is the worker pool of its VM ("": the first pool).
+	Pool string
 }
 
 // StandbyTaint is the taint a standby worker's kubelet registers with.
@@ -261,7 +266,7 @@ func newWorkerOf(rendered []byte) (scaler.NewWorker, error) {
 	w := scaler.NewWorker{Labels: map[string]string{}}
 	for k, v := range cfg.Machine().NodeLabels() {
 		switch k {
-		case LabelVMID, LabelHost: // each worker's own
+		case LabelVMID, LabelHost, scaler.LabelPool: // each worker's own
 		default:
 			w.Labels[k] = v
 		}
@@ -305,12 +310,20 @@ func (c *Client) load() error {
 	}
 	// Build one config now, so a patch that does not apply fails at start-up;
 	// the labels and taints it gives are a new worker's.
-	out, err := c.Render(Node{Name: "pve-autoscaler-check", VMID: 100, Host: "check", IP: "127.0.0.1"})
+	out, err := c.render(Node{Name: "pve-autoscaler-check", VMID: 100, Host: "check", IP: "127.0.0.1"}, nil)
 	if err != nil {
 		return err
 	}
-	c.newWorker, err = newWorkerOf(out)
-	return err
+	if c.newWorker, err = newWorkerOf(out); err != nil {
+		return err
+	}
+	// Each pool's labels and taints must apply too.
+	for _, p := range c.opts.Pools {
+		if _, err := c.render(Node{Name: "pve-autoscaler-check", VMID: 100, Host: "check", IP: "127.0.0.1"}, &p); err != nil {
+			return fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+	}
+	return nil
 }
 
 // LoadWorkerConfig loads a machine config, checks that it is a worker
@@ -347,12 +360,50 @@ func (metalMode) InContainer() bool     { return false }
 // per-node patch (hostname, our labels), then the user's patches in order.
 // The result is a secret.
 func (c *Client) Render(n Node) ([]byte, error) {
+	pool, err := c.pool(n.Pool)
+	if err != nil {
+		return nil, err
+	}
+	return c.render(n, pool)
+}
+
+// pool is the worker pool named name ("": the first; nil without pools).
+func (c *Client) pool(name string) (*config.Pool, error) {
+	for i := range c.opts.Pools {
+		if name == "" || c.opts.Pools[i].Name == name {
+			return &c.opts.Pools[i], nil
+		}
+	}
+	if name == "" {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("talos: worker pool %q is not in the configuration", name)
+}
+
+// render is Render with the labels and taints of pool (nil: none).
+func (c *Client) render(n Node, pool *config.Pool) ([]byte, error) {
 	nodePatch := fmt.Sprintf(`machine:
   nodeLabels:
     %s: "true"
     %s: "%d"
     %s: %q
 `, LabelManaged, LabelVMID, n.VMID, LabelHost, n.Host)
+	if pool != nil {
+		nodePatch += fmt.Sprintf("    %s: %q\n", scaler.LabelPool, pool.Name)
+		for _, k := range slices.Sorted(maps.Keys(pool.Labels)) {
+			nodePatch += fmt.Sprintf("    %q: %q\n", k, pool.Labels[k])
+		}
+		if len(pool.Taints) > 0 {
+			nodePatch += "  nodeTaints:\n"
+			for _, t := range pool.Taints {
+				v := t.Effect
+				if t.Value != "" {
+					v = t.Value + ":" + t.Effect
+				}
+				nodePatch += fmt.Sprintf("    %q: %q\n", t.Key, v)
+			}
+		}
+	}
 	if n.Standby {
 		nodePatch += fmt.Sprintf("  kubelet:\n    extraArgs:\n      register-with-taints: %q\n", StandbyTaint)
 	}

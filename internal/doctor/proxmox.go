@@ -23,7 +23,7 @@ const roleDoc = "deploy/proxmox-role.md"
 func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) pveFacts {
 	var f pveFacts
 	p := c.Proxmox
-	pc, err := proxmox.New(proxmox.Options{Proxmox: p, Cluster: c.Cluster.Name, Log: o.Log.Named("proxmox"), RequestTimeout: 10 * time.Second})
+	pc, err := proxmox.New(proxmox.Options{Proxmox: p, Pools: c.WorkerPools(), Cluster: c.Cluster.Name, Log: o.Log.Named("proxmox"), RequestTimeout: 10 * time.Second})
 	if err != nil {
 		r.add(areaProxmox, "api", Fail, "correct the proxmox section of the config", "%v", err)
 		return f
@@ -321,6 +321,7 @@ func gib(b int64) string {
 func checkTalos(r *Report, c *config.Config, o Options) {
 	t := c.Talos
 	opts := talos.OptionsFrom(t, o.Log.Named("talos"))
+	opts.Pools = c.WorkerPools()
 	if o.TalosPort != 0 {
 		opts.Port = o.TalosPort
 	}

@@ -49,6 +49,10 @@ type Options struct {
 	// PVE, if set, changes the simulated Proxmox VE before it starts
 	// (its version, tokens, storages).
 	PVE func(*pvesim.World)
+	// Devices are what a device plugin advertises on the Node of a VM
+	// passed a PCI mapping through: by mapping id, extended resources
+	// ("igpu": {"gpu.intel.com/i915": "1"}).
+	Devices map[string]map[string]string
 }
 
 // World is a running simulated world.
@@ -330,8 +334,23 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 			taints = append(taints, corev1.Taint{Key: k, Value: v, Effect: corev1.TaintEffect(effect)})
 		}
 	}
+	var extended map[string]string
+	if v, ok := w.Sim.Lookup(vm.VMID); ok {
+		for _, val := range v.HostPCI {
+			for _, f := range strings.Split(val, ",") {
+				if id, ok := strings.CutPrefix(f, "mapping="); ok {
+					for r, n := range w.opts.Devices[id] {
+						if extended == nil {
+							extended = map[string]string{}
+						}
+						extended[r] = n
+					}
+				}
+			}
+		}
+	}
 	err := w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints,
-		SystemUUID: vm.UUID}) // the kubelet reads the VM's SMBIOS UUID
+		SystemUUID: vm.UUID, Extended: extended}) // the kubelet reads the VM's SMBIOS UUID
 	if err == nil {
 		w.mu.Lock()
 		w.nodeMade[name] = true

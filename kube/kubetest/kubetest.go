@@ -410,6 +410,9 @@ type NodeSpec struct {
 	// SystemUUID is the status.nodeInfo.systemUUID the kubelet would
 	// report: the machine's SMBIOS UUID. kwok's node stage keeps it.
 	SystemUUID string
+	// Extended are the extended resources a device plugin would
+	// advertise ("gpu.intel.com/i915": "1").
+	Extended map[string]string
 }
 
 // CreateNode registers a node kwok runs (it becomes Ready within a second),
@@ -428,6 +431,9 @@ func (e *Env) CreateNode(ctx context.Context, n NodeSpec) error {
 	res := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse(n.CPU), corev1.ResourceMemory: resource.MustParse(n.Memory),
 		corev1.ResourcePods: resource.MustParse("110"),
+	}
+	for k, v := range n.Extended {
+		res[corev1.ResourceName(k)] = resource.MustParse(v)
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels, Annotations: ann},

@@ -28,6 +28,7 @@ package pvesim
 import (
 	crand "crypto/rand"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -698,6 +699,8 @@ type VM struct {
 	Net0        string
 	// UUID is the SMBIOS UUID (smbios1 uuid=).
 	UUID string
+	// HostPCI is its hostpciN settings ("hostpci0": "mapping=igpu").
+	HostPCI map[string]string
 }
 
 // VMs returns every VM, sorted by vmid.
@@ -708,7 +711,7 @@ func (s *Sim) VMs() []VM {
 	for _, v := range s.vms {
 		out = append(out, VM{VMID: v.vmid, Name: v.name, Host: v.node, Running: v.running, Template: v.template, Cores: v.cores, Memory: v.memory,
 			Tags: append([]string(nil), v.tags...), Description: v.description, Lock: v.lock, IP: v.ip, Pool: v.pool, Storage: v.storage, Net0: v.net0,
-			UUID: smbiosUUID(v.smbios1)})
+			UUID: smbiosUUID(v.smbios1), HostPCI: maps.Clone(v.hostpci)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out

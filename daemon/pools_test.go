@@ -113,7 +113,9 @@ func TestGPUPoolAndGeneralPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	if node.Labels[scaler.LabelPool] != "gpu" || node.Labels["gpu.example/kind"] != "igpu" ||
-		!slices.ContainsFunc(node.Spec.Taints, func(x corev1.Taint) bool { return x.Key == "gpu.example/kind" && x.Effect == corev1.TaintEffectNoSchedule }) {
+		!slices.ContainsFunc(node.Spec.Taints, func(x corev1.Taint) bool {
+			return x.Key == "gpu.example/kind" && x.Effect == corev1.TaintEffectNoSchedule
+		}) {
 		t.Errorf("gpu Node labels %v, taints %v", node.Labels, node.Spec.Taints)
 	}
 	plex, err := cs.CoreV1().Pods(ns).Get(ctx, "plex", metav1.GetOptions{})

@@ -69,11 +69,11 @@ type Client struct {
 	now     func() time.Time
 
 	mu            sync.Mutex
-	claimed       map[int]bool   // vmids being allocated by this process
-	metas         map[int]Meta   // description metadata, by vmid
-	macs          map[string]int // DHCP reservations reserved, by upper-case MAC: the vmid
-	untagged      map[int]string // VMs this process cloned and has not tagged yet: the description sent
-	seen          map[int]bool   // ids in our range of VMs this process has listed
+	claimed       map[int]bool     // vmids being allocated by this process
+	metas         map[int]Meta     // description metadata, by vmid
+	macs          map[string]int   // DHCP reservations reserved, by upper-case MAC: the vmid
+	untagged      map[int]string   // VMs this process cloned and has not tagged yet: the description sent
+	seen          map[int]bool     // ids in our range of VMs this process has listed
 	tplDigests    map[int]digestAt // each template's identity, and when it was read, by vmid
 	templateCheck time.Duration
 	pools         []config.Pool // the worker pools (config.WorkerPools)

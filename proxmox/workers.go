@@ -18,11 +18,11 @@ type Workers struct {
 	c *Client
 
 	mu       sync.Mutex
-	promised map[string]int64 // memory promised to clones not yet visible, by host
+	promised map[string]int64  // memory promised to clones not yet visible, by host
 	devices  map[[2]string]int // PCI devices (host, mapping) promised to clones not yet visible
-	hosts    map[int]string // vmid -> host, as last seen
-	macIP    map[int]string // vmid -> IP from the DHCP reservations
-	dhcp     bool           // proxmox.dhcp_reservations: each VM takes a reserved MAC
+	hosts    map[int]string    // vmid -> host, as last seen
+	macIP    map[int]string    // vmid -> IP from the DHCP reservations
+	dhcp     bool              // proxmox.dhcp_reservations: each VM takes a reserved MAC
 	// untaggedSaid: VMs named like ours without our tags, logged once.
 	untaggedSaid map[int]bool
 	// fresh are clones this process made whose SMBIOS UUID it never read

@@ -214,7 +214,7 @@ type Reconciler struct {
 	log     *zap.Logger
 
 	mu       sync.Mutex
-	ops      map[int]*operation    // by vmid
+	ops      map[int]*operation  // by vmid
 	creating map[creatingKey]int // provisions and standby builds still cloning (no vmid yet), by kind and pool
 	// ends counts finished operations; ended is, by vmid, the count when
 	// an operation on that VM finished, so a VM list read before that is

@@ -343,8 +343,18 @@ func parse(name string, data []byte) (*Config, map[string]Pos, error) {
 	}
 	errs := strictjson.Decode(js, &c)
 	c.readOldNames()
+	// The single-pool keys set beside pools:, with a value of their own
+	// (the effective configuration validate prints has them at their
+	// defaults, and reads back).
+	def := Default()
+	own := map[string]bool{
+		"proxmox.template":    !c.Proxmox.Template.IsZero(),
+		"proxmox.vm":          c.Proxmox.VM != def.Proxmox.VM,
+		"policy.min_workers":  c.Policy.MinWorkers != def.Policy.MinWorkers,
+		"policy.standby.size": c.Policy.Standby.Size != def.Policy.Standby.Size,
+	}
 	for _, f := range singlePoolFields {
-		if _, ok := pos[f.path]; ok && len(c.Pools) > 0 {
+		if _, ok := pos[f.path]; ok && len(c.Pools) > 0 && own[f.path] {
 			if c.given == nil {
 				c.given = map[string]bool{}
 			}

@@ -86,8 +86,25 @@ func TestSinglePoolIsDefault(t *testing.T) {
 // error naming each of them.
 func TestPoolsWithSinglePoolFields(t *testing.T) {
 	y := strings.Replace(poolsYAML, "policy: {max_workers: 8}", "policy: {max_workers: 8, min_workers: 1, standby: {size: 1}}", 1)
+	// The effective configuration validate prints reads back: the
+	// single-pool keys at their defaults are no conflict.
+	c, err := parseYAML(t, poolsYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := parseYAML(t, string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems, _ := back.Validate(ValidateOptions{}); len(problems) > 0 {
+		t.Errorf("the effective configuration of a pools config has problems: %v\n%s", problems, out)
+	}
 	y = strings.Replace(y, "  hosts: [pve1, pve2]\n", "  hosts: [pve1, pve2]\n  template: 9000\n  vm: {cores: 2}\n", 1)
-	c, err := parseYAML(t, y)
+	c, err = parseYAML(t, y)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,3 +54,33 @@ pve_autoscaler_stuck_vms 2
 		t.Errorf("workers{state=stuck} %v, want 1", got)
 	}
 }
+
+// TestPoolMetrics: each pool's workers reach /metrics, and a pool gone
+// from the plan leaves no series.
+func TestPoolMetrics(t *testing.T) {
+	m := NewMetrics()
+	m.Tick(scaler.Plan{Time: time.Now(), Pools: []scaler.PoolStatus{{Name: "old", Max: 1}}}, nil)
+	m.Tick(scaler.Plan{Time: time.Now(), Pools: []scaler.PoolStatus{
+		{Name: "general", Ready: 2, NotReady: 1, Provisioning: 1, Min: 2, Max: 6},
+		{Name: "gpu", Provisioning: 1, Max: 1, Pending: 1},
+	}}, nil)
+	want := `
+# HELP pve_autoscaler_pool_workers Workers of each worker pool by state: ready, not_ready, provisioning, min, max, pending (pods counted toward its new workers).
+# TYPE pve_autoscaler_pool_workers gauge
+pve_autoscaler_pool_workers{pool="general",state="max"} 6
+pve_autoscaler_pool_workers{pool="general",state="min"} 2
+pve_autoscaler_pool_workers{pool="general",state="not_ready"} 1
+pve_autoscaler_pool_workers{pool="general",state="pending"} 0
+pve_autoscaler_pool_workers{pool="general",state="provisioning"} 1
+pve_autoscaler_pool_workers{pool="general",state="ready"} 2
+pve_autoscaler_pool_workers{pool="gpu",state="max"} 1
+pve_autoscaler_pool_workers{pool="gpu",state="min"} 0
+pve_autoscaler_pool_workers{pool="gpu",state="not_ready"} 0
+pve_autoscaler_pool_workers{pool="gpu",state="pending"} 1
+pve_autoscaler_pool_workers{pool="gpu",state="provisioning"} 1
+pve_autoscaler_pool_workers{pool="gpu",state="ready"} 0
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pve_autoscaler_pool_workers"); err != nil {
+		t.Fatal(err)
+	}
+}

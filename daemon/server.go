@@ -37,6 +37,7 @@ type Metrics struct {
 	standbyOldest prometheus.Gauge
 	safetyHolds   prometheus.Counter
 	stuck         prometheus.Gauge
+	pools         *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics.
@@ -53,7 +54,8 @@ func NewMetrics() *Metrics {
 	m.standbyOldest = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_standby_oldest_age_seconds", Help: "Age of the oldest standby worker (0: none)."})
 	m.safetyHolds = prometheus.NewCounter(prometheus.CounterOpts{Name: "pve_autoscaler_safety_holds_total", Help: "Decisions on which nothing destructive was done because the Proxmox and Kubernetes views disagreed (see /status safety_hold)."})
 	m.stuck = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_stuck_vms", Help: "VMs of ours that make no progress by themselves: kept, backing off after a failure, or provisioning past max_provision_time (see /status stuck)."})
-	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds, m.stuck,
+	m.pools = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_pool_workers", Help: "Workers of each worker pool by state: ready, not_ready, provisioning, min, max, pending (pods counted toward its new workers)."}, []string{"pool", "state"})
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds, m.stuck, m.pools,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -100,6 +102,12 @@ func (m *Metrics) Tick(p scaler.Plan, err error) {
 		m.utilization.WithLabelValues("memory").Set(u.Memory / 100)
 	}
 	m.lastDecision.Set(float64(p.Time.Unix()))
+	m.pools.Reset() // a pool gone from the config leaves no series behind
+	for _, ps := range p.Pools {
+		for state, v := range map[string]int{"ready": ps.Ready, "not_ready": ps.NotReady, "provisioning": ps.Provisioning, "min": ps.Min, "max": ps.Max, "pending": ps.Pending} {
+			m.pools.WithLabelValues(ps.Name, state).Set(float64(v))
+		}
+	}
 	var size, ready, stale int
 	var oldest time.Duration
 	if pl := p.Standby; pl != nil {

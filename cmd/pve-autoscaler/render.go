@@ -17,6 +17,7 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 	wk := p.Workers
 	fmt.Fprintf(w, "Workers:      %d now (%d ready, %d not ready, %d provisioning; %d being removed)\n", wk.Current, wk.Ready, wk.NotReady, wk.Provisioning, wk.Removing)
 	fmt.Fprintf(w, "              %d desired (min %d, max %d)\n", wk.Desired, wk.Min, wk.Max)
+	writePools(w, p.Pools, "Pools:        ", "              ")
 	if u := p.Utilization; u != nil {
 		fmt.Fprintf(w, "Utilization:  CPU %.1f%% (scale up at %g%%, down at %g%%)\n", u.CPU, pol.CPU.Up, pol.CPU.Down)
 		fmt.Fprintf(w, "              memory %.1f%% (scale up at %g%%, down at %g%%)\n", u.Memory, pol.Memory.Up, pol.Memory.Down)
@@ -36,6 +37,9 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 		switch a.Kind {
 		case scaler.ActionAdd:
 			fmt.Fprintf(w, "  + add %d worker%s", a.Count, plural(a.Count))
+			if a.Pool != "" {
+				fmt.Fprintf(w, " to pool %s", a.Pool)
+			}
 			if len(a.Wake) > 0 {
 				fmt.Fprintf(w, ": start standby %s, clone %d", vmids(a.Wake), a.Count-len(a.Wake))
 			}
@@ -102,6 +106,27 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 		removed = 1
 	}
 	fmt.Fprintf(w, "\nPlan: %d to add, %d to remove.\n", p.Added(), removed)
+}
+
+// writePools prints one line per worker pool when there are several.
+func writePools(w io.Writer, pools []scaler.PoolStatus, first, indent string) {
+	if len(pools) < 2 {
+		return
+	}
+	for i, ps := range pools {
+		lead := indent
+		if i == 0 {
+			lead = first
+		}
+		fmt.Fprintf(w, "%s%s: %d now (%d ready, %d not ready, %d provisioning), min %d, max %d", lead, ps.Name, ps.Current, ps.Ready, ps.NotReady, ps.Provisioning, ps.Min, ps.Max)
+		if ps.Added > 0 {
+			fmt.Fprintf(w, ", adding %d", ps.Added)
+		}
+		if ps.Pending > 0 {
+			fmt.Fprintf(w, ", %d pending pod%s counted", ps.Pending, plural(ps.Pending))
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // writeStandby prints the standby workers: a summary line, then one per member.

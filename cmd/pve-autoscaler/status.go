@@ -130,6 +130,7 @@ func renderStatus(w io.Writer, st scaler.Status, leader bool) {
 			fmt.Fprintf(w, ", CPU %.1f%%, memory %.1f%%", u.CPU, u.Memory)
 		}
 		fmt.Fprintln(w)
+		writePools(w, p.Pools, "  pools: ", "         ")
 		for _, a := range p.Actions {
 			var why []string
 			for _, r := range a.Reasons {

@@ -61,6 +61,7 @@ func checkProxmox(ctx context.Context, r *Report, c *config.Config, o Options) p
 	tpl := checkTemplate(ctx, r, c, pc, inv, agent)
 	checkPrivileges(ctx, r, c, pc, version, &inv, tpl)
 	checkHosts(r, c, pc, inv)
+	checkPools(ctx, r, c, pc, inv)
 	checkStandby(ctx, r, c, pc, inv)
 	return f
 }

@@ -64,7 +64,7 @@ func TestHostReserveAppliedOnce(t *testing.T) {
 	}
 	for i := range 3 {
 		_, n := room()
-		_, err := workers.Create(ctx, nil)
+		_, err := workers.Create(ctx, "", nil)
 		var nr *NoRoomError
 		switch {
 		case n > 0 && err != nil:

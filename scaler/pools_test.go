@@ -239,3 +239,65 @@ func TestSinglePoolIsUnchanged(t *testing.T) {
 		t.Errorf("adds %q, pools %+v", adds(plan), plan.Pools)
 	}
 }
+
+// BenchmarkDecidePendingPools: BenchmarkDecidePending with five pools
+// (general; gpu, tainted, one i915; big, labelled; batch, tainted with
+// gpuWorker's taint and labels; arm, labelled) and pending pods whose
+// constraints choose among them (one in ten fits none).
+func BenchmarkDecidePendingPools(b *testing.B) {
+	for _, n := range []int{2000, 100000} {
+		s, p := benchWorld(5000, 0, true)
+		p.PriorityCutoff = -10
+		p.MaxStep = 0
+		p.MaxWorkers = 1 << 20
+		p.Pools = poolPolicy().Pools
+		p.Pools = append(p.Pools,
+			Pool{Name: "batch", MaxWorkers: 1 << 18, Worker: shape, VMMemory: 8 * gi, VMCores: 4, NewWorker: gpuWorker},
+			Pool{Name: "arm", MaxWorkers: 1 << 18, Worker: shape, VMMemory: 8 * gi, VMCores: 4, NewWorker: NewWorker{Labels: map[string]string{"arch": "arm"}}})
+		for i := range p.Pools {
+			p.Pools[i].MaxWorkers = 1 << 18
+		}
+		for i := range s.Nodes {
+			s.Nodes[i].Pool = p.Pools[i%len(p.Pools)].Name
+		}
+		s.PendingPods = make([]PendingPod, n)
+		for i := range s.PendingPods {
+			pp := PendingPod{Namespace: "default", Name: fmt.Sprintf("pend-%06d", i), Since: ago(time.Hour),
+				Requests: Resources{MilliCPU: int64(100 + 100*(i%7)), Memory: int64(1+i%5) * gi / 4}, OwnerKind: "ReplicaSet"}
+			switch i % 10 {
+			case 1, 2:
+				tolerates(&pp)
+				wantsGPU(&pp)
+			case 3, 4:
+				pp.NodeSelector = map[string]string{"mem": "big"}
+			case 5, 6:
+				pp.Tolerations = tolerateBatch
+				pp.NodeSelector = map[string]string{"disk": "ssd"}
+				pp.NodeAffinity = sel("zone", corev1.NodeSelectorOpIn, "a", "b")
+			case 7:
+				pp.NodeAffinity = sel("arch", corev1.NodeSelectorOpIn, "arm")
+			case 9:
+				pp.NodeSelector = map[string]string{"gpu": "yes"} // no pool
+			}
+			s.PendingPods[i] = pp
+		}
+		b.Run(fmt.Sprintf("pools=5/workers=5000/pods=150000/pending=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var plan Plan
+			before := cpuTime()
+			for b.Loop() {
+				plan = Decide(s, p, History{}, t0)
+			}
+			b.ReportMetric(float64(cpuTime()-before)/float64(b.N)/1e6, "cpu-ms/op")
+			added := map[string]bool{}
+			for _, a := range plan.Actions {
+				if a.Kind == ActionAdd {
+					added[a.Pool] = true
+				}
+			}
+			if len(added) != 5 || len(plan.Pods) != n {
+				b.Fatalf("adds to %v, %d verdicts; want all five pools and %d", added, len(plan.Pods), n)
+			}
+		})
+	}
+}

@@ -116,7 +116,7 @@ func TestUnknownIdentityIsReadAfreshOrRefused(t *testing.T) {
 
 	// This process's own clone that never got its UUID read: destroyable
 	// while it never started, refused like any other once started.
-	own, err := workers.Create(ctx, nil)
+	own, err := workers.Create(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestUnknownIdentityIsReadAfreshOrRefused(t *testing.T) {
 		t.Errorf("destroy of a clone that may have started, identity unknown: %v, want an UnknownIdentityError", err)
 	}
 	w.sim.SetHostOnline(own.Host, true)
-	fresh, err := workers.Create(ctx, nil)
+	fresh, err := workers.Create(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

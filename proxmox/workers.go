@@ -34,7 +34,7 @@ type Workers struct {
 
 // NewWorkers builds the reconciler's view of c's worker VMs.
 func NewWorkers(c *Client) *Workers {
-	return &Workers{c: c, devices: map[[2]string]int{}, dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}}
+	return &Workers{c: c, devices: map[[2]string]int{}, dhcp: len(c.cfg.DHCPReservations) > 0, promised: map[string]int64{}, hosts: map[int]string{}, macIP: map[int]string{}, untaggedSaid: map[int]bool{}, fresh: map[int]bool{}}
 }
 
 // Machines lists our VMs (those passing the ownership rule's list part) and the hosts' room.

@@ -866,10 +866,9 @@ func (r *Reconciler) resume(ctx context.Context, snap Snapshot, machines []Machi
 		case ResumeRemove:
 			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, resetSent: m.Step == StepResetting, resumed: true})
 		case ResumePark:
-			if m.Step == StepParking {
-				node = nodeIf(f.Node) // its Node by identity, or none
-			}
-			r.startRemoval(removal{m: m, node: node, from: v.From, park: true, resumed: true})
+			// Its Node by identity, or none: never a Node that only has the
+			// VM's name (cordoned and tainted, it could be another machine's).
+			r.startRemoval(removal{m: m, node: nodeIf(f.Node), from: v.From, park: true, resumed: true})
 		case ResumeWithdraw:
 			if r.withdrawn(ctx, m, f.Node, v.Why) {
 				machines[i].Step = StepJoined // counted as the worker it is again

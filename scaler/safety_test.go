@@ -881,3 +881,26 @@ func TestDiscardDestroysNothingAfterTheStop(t *testing.T) {
 		}
 	}
 }
+
+// A standby build found joined whose Node is not seen by identity is
+// parked without touching the Node that merely has its name (another
+// machine's: its SMBIOS UUID differs): no cordon, no standby taint there.
+func TestAParkResumedNeverTouchesANodeByName(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	m.ForStandby = true
+	w.infra.vms[3] = m
+	w.infra.mu.Unlock()
+	w.cluster.nodes[3] = worker("w3", 10, 10, func(n *Node) { n.VMID, n.SystemUUID = 3, uuidOf(99) })
+	for range 4 {
+		w.tick(t, ConfirmAbsence)
+	}
+	w.infra.mu.Lock()
+	defer w.infra.mu.Unlock()
+	for _, e := range w.infra.journal {
+		if strings.HasPrefix(e, "cordon w3") || strings.HasPrefix(e, "standby w3") {
+			t.Errorf("the Node named w3 (another machine's) was touched: %q in %v", e, w.infra.journal)
+		}
+	}
+}

@@ -1716,8 +1716,21 @@ func (r *Reconciler) startRetire(m Machine, resumed bool) {
 		return r.runSteps(op, "", []step{
 			{StepRetiring, func() error { return r.infra.RecordStep(ctx, m.VMID, StepRetiring) }},
 			{"destroyed", func() error {
+				if r.holding() {
+					return errHeld
+				}
 				if err := r.identified(m, "retire"); err != nil {
 					return err
+				}
+				// A standby worker someone started and put to use (its
+				// Node, read afresh by identity, schedulable or holding
+				// pods) is not retired.
+				n, err := r.cluster.NodeOf(ctx, m)
+				if err != nil {
+					return err
+				}
+				if n != nil && ((!n.Standby && !OurCordon(*n)) || HoldsWorkload(*n)) {
+					return fmt.Errorf("retire VM %d: its Node %s is in use (schedulable or holding pods): left alone", m.VMID, n.Name)
 				}
 				return r.infra.Destroy(ctx, m)
 			}},

@@ -904,3 +904,30 @@ func TestAParkResumedNeverTouchesANodeByName(t *testing.T) {
 		}
 	}
 }
+
+// A standby worker a person started and put to use is not retired: its
+// Node, read afresh, is schedulable and holds pods.
+func TestARetireLeavesAStandbyWorkerInUse(t *testing.T) {
+	for _, inUse := range []bool{true, false} {
+		w := newWorld(t, 3, nil)
+		w.infra.mu.Lock()
+		m := w.infra.vms[3]
+		m.Step = StepStandby
+		w.infra.vms[3] = m
+		w.infra.mu.Unlock()
+		if inUse {
+			w.cluster.nodes[3] = worker("w3", 40, 40, func(n *Node) {
+				n.VMID, n.SystemUUID, n.Pods = 3, uuidOf(3), []Pod{{Name: "db", OwnerKind: "StatefulSet"}}
+			})
+		} else {
+			w.cluster.nodes[3] = worker("w3", 0, 0, annotated(AnnotationCordoned, "true"), cordoned, func(n *Node) {
+				n.VMID, n.SystemUUID, n.Standby, n.Ready, n.Pods = 3, uuidOf(3), true, false, nil
+			})
+		}
+		w.r.startRetire(m, false)
+		w.r.Wait()
+		if destroyed := slices.Equal(w.destroyed(), []int{3}); destroyed == inUse {
+			t.Errorf("in use %v: destroyed %v", inUse, w.destroyed())
+		}
+	}
+}

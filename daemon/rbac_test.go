@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -13,12 +12,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
@@ -31,37 +28,20 @@ import (
 // after a '#' ("get coordination.k8s.io/leases#pve-autoscaler").
 func grants(t *testing.T, path string) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		var rules []rbacv1.PolicyRule
-		switch o := obj.(type) {
-		case *rbacv1.ClusterRole:
-			rules = o.Rules
-		case *rbacv1.Role:
-			rules = o.Rules
-		}
-		for _, r := range rules {
-			names := []string{""}
-			if len(r.ResourceNames) > 0 {
-				names = nil
-				for _, n := range r.ResourceNames {
-					names = append(names, "#"+n)
-				}
+	for _, r := range kubetest.RBACRules(t, path) {
+		names := []string{""}
+		if len(r.ResourceNames) > 0 {
+			names = nil
+			for _, n := range r.ResourceNames {
+				names = append(names, "#"+n)
 			}
-			for _, g := range r.APIGroups {
-				for _, res := range r.Resources {
-					for _, v := range r.Verbs {
-						for _, n := range names {
-							out[v+" "+g+"/"+res+n] = true
-						}
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					for _, n := range names {
+						out[v+" "+g+"/"+res+n] = true
 					}
 				}
 			}

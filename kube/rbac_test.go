@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,9 +11,7 @@ import (
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
@@ -165,34 +162,17 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 		}
 		listed[a.Group+" "+r+" "+a.Verb+" "+a.Name] = true
 	}
-	data, err := os.ReadFile("../deploy/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, doc := range strings.Split(string(data), "\n---\n") {
-		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-		if err != nil {
-			t.Fatal(err)
+	for _, r := range kubetest.RBACRules(t, "../deploy/rbac.yaml") {
+		names := r.ResourceNames
+		if len(names) == 0 {
+			names = []string{""}
 		}
-		var rules []rbacv1.PolicyRule
-		switch o := obj.(type) {
-		case *rbacv1.ClusterRole:
-			rules = o.Rules
-		case *rbacv1.Role:
-			rules = o.Rules
-		}
-		for _, r := range rules {
-			names := r.ResourceNames
-			if len(names) == 0 {
-				names = []string{""}
-			}
-			for _, g := range r.APIGroups {
-				for _, res := range r.Resources {
-					for _, v := range r.Verbs {
-						for _, n := range names {
-							if !listed[g+" "+res+" "+v+" "+n] {
-								t.Errorf("deploy/rbac.yaml grants %s %s.%s %s, which RequiredAccess does not list", v, res, g, n)
-							}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					for _, n := range names {
+						if !listed[g+" "+res+" "+v+" "+n] {
+							t.Errorf("deploy/rbac.yaml grants %s %s.%s %s, which RequiredAccess does not list", v, res, g, n)
 						}
 					}
 				}

@@ -477,6 +477,30 @@ func (e *Env) Namespace(t testing.TB) string {
 	return name
 }
 
+// RBACRules are the rules of every ClusterRole and Role in an RBAC
+// manifest (deploy/rbac.yaml).
+func RBACRules(t testing.TB, path string) []rbacv1.PolicyRule {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []rbacv1.PolicyRule
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		switch o := obj.(type) {
+		case *rbacv1.ClusterRole:
+			rules = append(rules, o.Rules...)
+		case *rbacv1.Role:
+			rules = append(rules, o.Rules...)
+		}
+	}
+	return rules
+}
+
 // ApplyRBAC creates every object of an RBAC manifest (deploy/rbac.yaml:
 // a ServiceAccount, ClusterRoles, Roles and their bindings); objects that
 // exist already are left as they are.

@@ -104,8 +104,17 @@ func TestGrants(t *testing.T) {
 	for _, n := range g[0].Needs {
 		all = append(all, n.Privileges...)
 	}
-	if !slices.Contains(all, "VM.Config.Network") || slices.Contains(all, "VM.GuestAgent.Audit") {
+	if !slices.Contains(all, "VM.Config.Network") || slices.Contains(all, "VM.GuestAgent.Audit") || slices.Contains(all, "VM.Config.HWType") {
 		t.Errorf("with a MAC pool: %v", all)
+	}
+	// A pool passing PCI devices through: VM.Config.HWType where the VMs
+	// are made, Mapping.Use on each mapping.
+	g = Grants(Scope{Proxmox: p, Version: "9.0.3", Mappings: []string{"igpu", "nvme"}})
+	if len(g) != 3 || g[1].Path != "/mapping/pci/igpu" || g[2].Path != "/mapping/pci/nvme" || !slices.Equal(g[2].Needs[0].Privileges, []string{"Mapping.Use"}) {
+		t.Fatalf("PCI grants %v", g)
+	}
+	if !slices.ContainsFunc(g[0].Needs, func(n Need) bool { return slices.Equal(n.Privileges, []string{"VM.Config.HWType"}) }) {
+		t.Errorf("PCI: no VM.Config.HWType on %s: %v", g[0].Path, g[0].Needs)
 	}
 }
 
@@ -150,5 +159,35 @@ func TestRoleDocMatchesGrants(t *testing.T) {
 		for priv := range want {
 			t.Errorf("PVE %s role lacks %s", version, priv)
 		}
+	}
+	// The PCI section adds exactly what a pool with a mapping adds.
+	appended := regexp.MustCompile(`(?m)^pveum role modify PVEAutoscaler --privs (\S+) --append 1$`).FindAllStringSubmatch(string(doc), -1)
+	p := config.Default().Proxmox
+	base := map[string]bool{}
+	for _, g := range Grants(Scope{Proxmox: p, Version: "9.0.3"}) {
+		for _, n := range g.Needs {
+			for _, priv := range n.Privileges {
+				base[priv] = true
+			}
+		}
+	}
+	var added []string
+	for _, g := range Grants(Scope{Proxmox: p, Version: "9.0.3", Mappings: []string{"igpu"}}) {
+		if strings.HasPrefix(g.Path, "/mapping/pci/") {
+			if !strings.Contains(string(doc), "pveum acl modify "+g.Path+" --tokens 'autoscaler@pve!scaler' --roles PVEMappingUser") {
+				t.Errorf("no acl line granting PVEMappingUser (Mapping.Use) on %s", g.Path)
+			}
+			continue
+		}
+		for _, n := range g.Needs {
+			for _, priv := range n.Privileges {
+				if !base[priv] && !slices.Contains(added, priv) {
+					added = append(added, priv)
+				}
+			}
+		}
+	}
+	if len(appended) != 1 || appended[0][1] != strings.Join(added, ",") {
+		t.Errorf("the PCI section's role line appends %v, want exactly %v", appended, added)
 	}
 }

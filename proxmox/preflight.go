@@ -77,6 +77,9 @@ type Scope struct {
 	Bridge   string
 	// Hosts are the PVE nodes workers may be placed on.
 	Hosts []string
+	// Mappings are the PCI resource mappings the pools pass through
+	// (hostpciN: mapping=ID), sorted.
+	Mappings []string
 }
 
 // AgentPrivilege is the privilege reading the guest agent needs: PVE 9
@@ -91,7 +94,8 @@ func AgentPrivilege(version string) string {
 // Grants lists the privileges each step needs, by ACL path: the VMs' path
 // (the pool's, or /vms), the template (a pool member, or covered by
 // /vms), each node, the clones' storage and the template's bridge
-// (/sdn/zones/localnetwork/BRIDGE for a plain Linux bridge).
+// (/sdn/zones/localnetwork/BRIDGE for a plain Linux bridge), and each PCI
+// mapping a pool passes through (/mapping/pci/ID).
 func Grants(s Scope) []Grant {
 	p := s.Proxmox
 	configure := []string{"VM.Config.CPU", "VM.Config.Memory", "VM.Config.Options"}
@@ -108,6 +112,10 @@ func Grants(s Scope) []Grant {
 	if len(p.DHCPReservations) == 0 {
 		vms = append(vms, Need{"read the address from the guest agent", []string{AgentPrivilege(s.Version)}})
 	}
+	if len(s.Mappings) > 0 {
+		// PVE checks hostpciN like the other hardware-type options.
+		vms = append(vms, Need{"pass a PCI device through (hostpciN)", []string{"VM.Config.HWType"}})
+	}
 	out := []Grant{{Path: VMPath(p), Needs: vms}}
 	if s.Template != 0 {
 		out = append(out, Grant{Path: fmt.Sprintf("/vms/%d", s.Template), Needs: []Need{{"clone the template", []string{"VM.Audit", "VM.Clone"}}}})
@@ -120,6 +128,9 @@ func Grants(s Scope) []Grant {
 	}
 	if s.Bridge != "" {
 		out = append(out, Grant{Path: "/sdn/zones/localnetwork/" + s.Bridge, Needs: []Need{{"clone onto the template's bridge", []string{"SDN.Use"}}}})
+	}
+	for _, m := range s.Mappings {
+		out = append(out, Grant{Path: "/mapping/pci/" + m, Needs: []Need{{"pass the mapped device through", []string{"Mapping.Use"}}}})
 	}
 	return out
 }

@@ -12,8 +12,9 @@ import (
 
 // checkPools checks each worker pool of a config with pools: its
 // template is there, and for a pool passing PCI devices through, each
-// mapping exists, has a device on at least one of the pool's hosts, and
-// the token holds Mapping.Use on it and VM.Config.HW where VMs are made.
+// mapping exists and has a device on at least one of the pool's hosts
+// (checkPrivileges checks Mapping.Use on it and VM.Config.HWType where
+// VMs are made, with the other grants).
 // A pool's labels and taints are checked by validate (a config problem).
 func checkPools(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Client, inv proxmox.Inventory) {
 	if len(c.Pools) == 0 {
@@ -21,7 +22,6 @@ func checkPools(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Cl
 	}
 	var mappings map[string]proxmox.PCIMapping
 	var mapErr error
-	hwChecked := false
 	for i, p := range c.WorkerPools() {
 		name := "pool " + p.Name
 		if t := inv.Templates[p.Name]; t == nil {
@@ -76,23 +76,6 @@ func checkPools(ctx context.Context, r *Report, c *config.Config, pc *proxmox.Cl
 					"mapping %s has no device on %s", d.Mapping, strings.Join(without, ", "))
 			default:
 				r.add(areaProxmox, check, OK, "", "mapping %s has a device on %s (one worker per device)", d.Mapping, strings.Join(with, ", "))
-			}
-			privs, err := pc.PermissionsOn(ctx, "/mapping/pci/"+d.Mapping)
-			switch {
-			case err != nil:
-				r.add(areaProxmox, check+" privilege", Fail, grant, "cannot read the token's permissions on /mapping/pci/%s: %v", d.Mapping, err)
-			case !privs["Mapping.Use"]:
-				r.add(areaProxmox, check+" privilege", Fail, grant, "the token lacks Mapping.Use on /mapping/pci/%s: PVE refuses hostpci%d: mapping=%s", d.Mapping, j, d.Mapping)
-			default:
-				r.add(areaProxmox, check+" privilege", OK, "", "Mapping.Use on /mapping/pci/%s", d.Mapping)
-			}
-		}
-		if !hwChecked {
-			hwChecked = true
-			path := proxmox.VMPath(c.Proxmox)
-			if privs, err := pc.PermissionsOn(ctx, path); err == nil && !privs["VM.Config.HW"] {
-				r.add(areaProxmox, "PCI passthrough", Fail, fmt.Sprintf("pveum role modify PVEAutoscaler --privs VM.Config.HW --append 1   (%s)", roleDoc),
-					"the token lacks VM.Config.HW on %s: PVE refuses a hostpciN setting without it", path)
 			}
 		}
 	}

@@ -27,7 +27,12 @@ func TestPoolFindings(t *testing.T) {
 	r := s.run(pools([]string{"pve2"}, "igpu", "talos-worker-template"))
 	expect(t, r, "proxmox", "pool general", OK, "template 9000 (talos-worker-template)", "")
 	expect(t, r, "proxmox", "pool gpu PCI igpu", OK, "device on pve2", "")
-	expect(t, r, "proxmox", "pool gpu PCI igpu privilege", OK, "Mapping.Use on /mapping/pci/igpu", "")
+	expect(t, r, "proxmox", "privileges", OK, "every privilege the steps need on /mapping/pci/igpu", "")
+	for _, c := range r.Find("proxmox", "privileges") {
+		if c.Status != OK {
+			t.Errorf("a correct PCI set-up: %s %s (%s)", c.Status, c.Finding, c.Fix)
+		}
+	}
 
 	r = s.run(pools(nil, "igpu", "talos-worker-template"))
 	expect(t, r, "proxmox", "pool gpu PCI igpu", Warn, "no device on pve1, pve3", "go to pve2 only")
@@ -40,5 +45,8 @@ func TestPoolFindings(t *testing.T) {
 
 	s.w.Sim.DenyPrivilege("Mapping.Use")
 	r = s.run(pools([]string{"pve2"}, "igpu", "talos-worker-template"))
-	expect(t, r, "proxmox", "pool gpu PCI igpu privilege", Fail, "lacks Mapping.Use", "pveum acl modify /mapping/pci/igpu --tokens 'autoscaler@pve!scaler' --roles PVEMappingUser")
+	expect(t, r, "proxmox", "privileges", Fail, "lacks Mapping.Use (pass the mapped device through) on /mapping/pci/igpu", "pveum acl modify /mapping/pci/igpu --tokens 'autoscaler@pve!scaler' --roles PVEMappingUser")
+	s.w.Sim.DenyPrivilege("VM.Config.HWType")
+	r = s.run(pools([]string{"pve2"}, "igpu", "talos-worker-template"))
+	expect(t, r, "proxmox", "privileges", Fail, "lacks VM.Config.HWType (pass a PCI device through (hostpciN))", `pveum role modify PVEAutoscaler --append 1 --privs "VM.Config.HWType"`)
 }

@@ -85,6 +85,14 @@ func checkPrivileges(ctx context.Context, r *Report, c *config.Config, pc *proxm
 	} else {
 		scope.Hosts = p.Hosts
 	}
+	for _, pool := range c.WorkerPools() {
+		for _, d := range pool.PCI {
+			if !slices.Contains(scope.Mappings, d.Mapping) {
+				scope.Mappings = append(scope.Mappings, d.Mapping)
+			}
+		}
+	}
+	slices.Sort(scope.Mappings)
 	role := fmt.Sprintf("PVE %d names, see %s", proxmox.Major(version), roleDoc)
 	for _, g := range proxmox.Grants(scope) {
 		privs, err := pc.PermissionsOn(ctx, g.Path)
@@ -111,6 +119,9 @@ func checkPrivileges(ctx context.Context, r *Report, c *config.Config, pc *proxm
 		}
 		var fix string
 		switch {
+		case strings.HasPrefix(g.Path, "/mapping/pci/"):
+			// The built-in role PVEMappingUser holds Mapping.Use.
+			fix = fmt.Sprintf("pveum acl modify %s --tokens '%s' --roles PVEMappingUser   (%s)", g.Path, p.TokenID, roleDoc)
 		case held > 0:
 			// Granted there, but the role lacks some privileges.
 			fix = fmt.Sprintf(`pveum role modify PVEAutoscaler --append 1 --privs "%s"   (the role granted to %s on %s; %s)`, strings.Join(missing, " "), p.TokenID, g.Path, role)

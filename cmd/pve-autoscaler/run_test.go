@@ -173,3 +173,44 @@ func TestPlanLive(t *testing.T) {
 		t.Errorf("plan wrote to PVE")
 	}
 }
+
+// TestPlanWithExactlyTheRBACOfDeploy: `plan` run as deploy/rbac.yaml's
+// ServiceAccount plans as it does with the admin's kubeconfig, and the
+// apiserver's audit log shows it was refused nothing.
+func TestPlanWithExactlyTheRBACOfDeploy(t *testing.T) {
+	env := kubetest.Require(t)
+	w, err := world.New(env, world.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	kubetest.ApplyRBAC(t, env, "../../deploy/rbac.yaml")
+	kc, user := kubetest.ServiceAccountKubeconfig(t, env, "kube-system", "pve-autoscaler")
+	c := w.Config()
+	c.Kubernetes.Kubeconfig = kc
+	y, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now().Add(-time.Second)
+	code, out, errOut := runMain("plan", "--config", path)
+	if code != exitOK || !strings.Contains(out, "+ add 2 workers") || !strings.Contains(out, "below the minimum of 2") {
+		t.Fatalf("plan as the ServiceAccount: exit %d\n%s%s", code, out, errOut)
+	}
+	reqs, err := env.AuditRequests(user, begin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reqs) == 0 {
+		t.Fatalf("no request as %s in the audit log", user)
+	}
+	for _, q := range reqs {
+		if q.Code == 403 {
+			t.Errorf("refused: %s %s/%s %s/%s", q.Verb, q.Group, q.Resource, q.Namespace, q.Name)
+		}
+	}
+}

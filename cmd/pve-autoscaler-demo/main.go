@@ -42,7 +42,7 @@ const usageText = `Usage: pve-autoscaler-demo [--speed N] [--daemon-log FILE]
 
 Runs the real daemon against a simulated Proxmox VE, fake Talos APIs and a
 real Kubernetes control plane with kwok (make kube-testbed builds it), through
-a load ramp and back. The exit code says whether the scenario reached every
+a load ramp and back (a general and a gpu worker pool). The exit code says whether the scenario reached every
 state it expects.
 
 Examples:

@@ -1,6 +1,7 @@
 // Package demo runs pve-autoscaler's daemon, exactly as `run` runs it,
 // against the simulated world (pvesim, fake Talos APIs, a real Kubernetes
-// control plane with kwok) through a load ramp and back, with a live view.
+// control plane with kwok) through a load ramp and back, with a general
+// and a gpu worker pool, with a live view.
 package demo
 
 import (
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,7 +82,14 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	lat := pvesim.Latencies{LinkedClone: sc(3 * time.Second), FullCloneBandwidth: 200 << 20, Start: sc(2 * time.Second), Stop: sc(time.Second),
 		Shutdown: sc(5 * time.Second), Destroy: sc(2 * time.Second), Config: sc(300 * time.Millisecond), Agent: sc(12 * time.Second),
 		AuthFailure: sc(time.Second), StorageLock: sc(10 * time.Second)}
-	w, err := world.New(env, world.Options{Latencies: &lat, InstallDelay: sc(30 * time.Second)})
+	w, err := world.New(env, world.Options{Latencies: &lat, InstallDelay: sc(30 * time.Second),
+		// One iGPU, on pve2, as a PCI resource mapping; its device plugin
+		// advertises gpu.intel.com/i915 on the Node of the VM that has it.
+		PVE: func(pw *pvesim.World) {
+			pw.PCIMappings = []pvesim.PCIMappingSpec{{ID: "igpu", Map: []pvesim.PCIMapEntry{{Node: "pve2", Path: "0000:00:02.0", ID: "8086:46a6"}}}}
+		},
+		Devices: map[string]map[string]string{"igpu": {gpuResource: "1"}},
+	})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -89,7 +98,19 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 
 	cfg := w.Config()
 	p := &cfg.Policy
-	p.MinWorkers, p.MaxWorkers = 2, 6
+	p.MinWorkers, p.MaxWorkers = 2, 7
+	// Two worker pools: general workers for the web pods, and at most one
+	// gpu worker with the iGPU passed through for Plex.
+	tpl := cfg.Proxmox.Template
+	cfg.Proxmox.Template = config.VMRef{}
+	cfg.Pools = []config.Pool{
+		{Name: "general", Template: tpl, VM: cfg.Proxmox.VM, MinWorkers: 2, MaxWorkers: 6},
+		{Name: "gpu", Template: tpl, VM: cfg.Proxmox.VM, MaxWorkers: 1,
+			PCI:      []config.PCI{{Mapping: "igpu"}},
+			Labels:   map[string]string{gpuLabel: "igpu"},
+			Taints:   []config.Taint{{Key: gpuLabel, Value: "igpu", Effect: "NoSchedule"}},
+			Capacity: map[string]config.Units{gpuResource: 1}},
+	}
 	p.Interval = config.Duration(sc(10 * time.Second))
 	p.ScaleUpAfter, p.ScaleDownAfter = config.Duration(sc(20*time.Second)), config.Duration(sc(30*time.Second))
 	p.Cooldown = config.Cooldown{AfterScaleUp: config.Duration(sc(60 * time.Second)), AfterScaleDown: config.Duration(sc(20 * time.Second)), AfterFailure: config.Duration(sc(60 * time.Second))}
@@ -114,7 +135,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	go usage(runCtx, env, sc(2*time.Second))
 
-	s := &scenario{o: o, env: env, start: time.Now(), speed: o.Speed}
+	s := &scenario{o: o, env: env, world: w, start: time.Now(), speed: o.Speed}
 	srv := daemon.NewServer(d.Reconciler, metrics, cfg.Policy.Interval.D())
 	done := make(chan struct{})
 	go func() {
@@ -139,6 +160,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 type scenario struct {
 	o     Options
 	env   *kubetest.Env
+	world *world.World
 	start time.Time
 	speed float64
 
@@ -235,22 +257,42 @@ func (s *scenario) drive(ctx context.Context, sc func(time.Duration) time.Durati
 	if err := load(ctx, s.env, 26); err != nil {
 		return err
 	}
+	fmt.Fprintf(s.o.Out, "---- movie night: Plex asks for the iGPU (%s: 1), and a pod asks for a node selector no pool has\n", gpuResource)
+	if err := plex(ctx, s.env, 1); err != nil {
+		return err
+	}
+	if err := impossible(ctx, s.env); err != nil {
+		return err
+	}
 	if err := wait("scale-up to capacity", sc(6*time.Minute)+30*time.Second, func() bool {
-		return s.ready(ctx) >= 4 && s.countPending(ctx) == 0 && s.available(ctx) == 26
+		return s.ready(ctx) >= 5 && s.countPending(ctx) == 1 && s.available(ctx, "web") == 26 && s.available(ctx, "plex") == 1
 	}); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.capacityAt = time.Now()
 	s.mu.Unlock()
-	fmt.Fprintf(s.o.Out, "---- capacity reached: all 26 replicas running on %d workers\n", s.ready(ctx))
+	fmt.Fprintf(s.o.Out, "---- capacity reached: all 26 web replicas and Plex running on %d workers\n", s.ready(ctx))
+	if err := s.gpuWorker(ctx); err != nil {
+		return err
+	}
+	if err := wait("NotTriggerScaleUp on the impossible pod", sc(time.Minute)+30*time.Second, func() bool { return s.notTriggered(ctx) != "" }); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.o.Out, "---- the impossible pod stays pending, no worker made for it: %s\n", s.notTriggered(ctx))
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(sc(40 * time.Second)):
 	}
-	fmt.Fprintf(s.o.Out, "---- load falls: web 26 -> 4 replicas\n")
+	fmt.Fprintf(s.o.Out, "---- load falls: web 26 -> 4 replicas, Plex stops, the impossible pod is deleted\n")
 	if err := load(ctx, s.env, 4); err != nil {
+		return err
+	}
+	if err := plex(ctx, s.env, 0); err != nil {
+		return err
+	}
+	if err := s.env.Client.CoreV1().Pods(ns).Delete(ctx, "impossible", metav1.DeleteOptions{}); err != nil {
 		return err
 	}
 	return wait("scale-down to 2 workers", sc(10*time.Minute)+30*time.Second, func() bool { return s.ready(ctx) == 2 && s.managed(ctx) == 2 })
@@ -301,12 +343,86 @@ func (s *scenario) countPending(ctx context.Context) int {
 	return len(pods.Items)
 }
 
-func (s *scenario) available(ctx context.Context) int {
-	dep, err := s.env.Client.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
+func (s *scenario) available(ctx context.Context, name string) int {
+	dep, err := s.env.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return -1
 	}
 	return int(dep.Status.AvailableReplicas)
+}
+
+// gpuWorker checks and shows the gpu pool's worker: on the host with the
+// iGPU, the device passed through, its Node labelled and tainted, Plex on it.
+func (s *scenario) gpuWorker(ctx context.Context) error {
+	var vms []pvesim.VM
+	for _, v := range s.world.Sim.VMs() {
+		if slices.Contains(v.Tags, "pool-gpu") {
+			vms = append(vms, v)
+		}
+	}
+	if len(vms) != 1 {
+		return fmt.Errorf("scenario: %d gpu-pool VMs, want 1", len(vms))
+	}
+	v := vms[0]
+	if v.Host != "pve2" || v.HostPCI["hostpci0"] != "mapping=igpu" {
+		return fmt.Errorf("scenario: the gpu worker %s is on %s with %v, want pve2 with hostpci0: mapping=igpu", v.Name, v.Host, v.HostPCI)
+	}
+	pods, err := s.env.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=plex"})
+	if err != nil {
+		return err
+	}
+	if len(pods.Items) != 1 || pods.Items[0].Spec.NodeName != v.Name {
+		return fmt.Errorf("scenario: Plex is not on the gpu worker %s", v.Name)
+	}
+	fmt.Fprintf(s.o.Out, "---- gpu worker %s on %s with hostpci0: mapping=igpu runs Plex; the web pods stay off it (taint %s=igpu:NoSchedule)\n", v.Name, v.Host, gpuLabel)
+	return nil
+}
+
+// notTriggered is the NotTriggerScaleUp event's message on the impossible
+// pod ("" before there is one).
+func (s *scenario) notTriggered(ctx context.Context) string {
+	evs, err := s.env.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=impossible,reason=" + scaler.EventNotTriggerScaleUp})
+	if err != nil || len(evs.Items) == 0 {
+		return ""
+	}
+	return evs.Items[0].Message
+}
+
+const (
+	gpuLabel    = "gpu.example/kind"
+	gpuResource = "gpu.intel.com/i915"
+)
+
+// plex sets the Plex Deployment's replicas (creating it the first time):
+// one pod that needs the iGPU and tolerates the gpu pool's taint.
+func plex(ctx context.Context, env *kubetest.Env, replicas int32) error {
+	c := env.Client
+	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "plex", metav1.GetOptions{})
+	if err == nil {
+		dep.Spec.Replicas = &replicas
+		_, err = c.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{})
+		return err
+	}
+	labels := map[string]string{"app": "plex"}
+	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("2Gi"), gpuResource: resource.MustParse("1")}
+	dep = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "plex", Namespace: ns}, Spec: appsv1.DeploymentSpec{
+		Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			Tolerations: []corev1.Toleration{{Key: gpuLabel, Operator: corev1.TolerationOpEqual, Value: "igpu", Effect: corev1.TaintEffectNoSchedule}},
+			Containers: []corev1.Container{{Name: "plex", Image: "registry.example/plex:1", Resources: corev1.ResourceRequirements{
+				Requests: req, Limits: corev1.ResourceList{gpuResource: resource.MustParse("1")}}}}}}}}
+	_, err = c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{})
+	return err
+}
+
+// impossible creates a pod whose node selector no pool's Nodes carry.
+func impossible(ctx context.Context, env *kubetest.Env) error {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "impossible", Namespace: ns}, Spec: corev1.PodSpec{
+		NodeSelector: map[string]string{"disktype": "nvme"},
+		Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}}}}}}
+	_, err := env.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+	return err
 }
 
 // load sets the web Deployment's replicas (creating it, its namespace and

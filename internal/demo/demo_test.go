@@ -27,7 +27,7 @@ func TestDemoScenario(t *testing.T) {
 	if sum.Peak < 4 || sum.FinalWorkers != 2 || sum.ScaleDowns < 2 || sum.TimeToCapacity <= 0 || sum.NodeMinutes <= 0 {
 		t.Errorf("summary %+v\n%s", sum, out.String())
 	}
-	for _, want := range []string{"---- load ramp", "---- capacity reached", "---- load falls", "remove talos-worker-", "summary: peak"} {
+	for _, want := range []string{"---- load ramp", "---- capacity reached", "---- load falls", "---- gpu worker", "no worker made for it", "remove talos-worker-", "summary: peak"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("live view lacks %q:\n%s", want, out.String())
 		}

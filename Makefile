@@ -9,6 +9,10 @@
 #   make bench-e2e   scale-up latency, time to capacity and warm standby in the
 #                    simulated world with realistic latencies (about 13 minutes)
 #   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
+#   make bench-peers side by side with Karpenter (its kwok provider, built
+#                    once into the cache) on one control plane; writes the
+#                    table into docs/benchmarks.md (PEERS_ARGS='--runs 1';
+#                    about 2.5 hours with the defaults)
 #   make fuzz    every fuzz target (decision engine, config, snapshot, trace)
 #                for FUZZTIME each (default 60s)
 #   make chaos   200 randomized fault-and-crash sequences against the safety
@@ -34,7 +38,7 @@ CACHE               ?= $(HOME)/.cache/pve-autoscaler
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK         := $(CACHE)/tools/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build test fmt fmt-check vet staticcheck unit dates chaos bench bench-e2e bench-idle fuzz clean kube-testbed deb deb-files deb-tools demo
+.PHONY: all build test fmt fmt-check vet staticcheck unit dates chaos bench bench-e2e bench-idle bench-peers fuzz clean kube-testbed deb deb-files deb-tools demo
 
 all: build
 
@@ -91,6 +95,13 @@ bench-e2e: kube-testbed
 
 bench-idle: kube-testbed
 	$(GO) test -run '^$$' -bench IdleDaemon -benchtime 1x -timeout 30m ./cmd/pve-autoscaler
+
+# Karpenter is built as a module of its own (hack/karpenter-kwok.sh):
+# nothing of it enters go.mod.
+PEERS_ARGS ?=
+bench-peers: kube-testbed
+	@bash hack/karpenter-kwok.sh >/dev/null
+	$(GO) run ./cmd/pve-autoscaler-peers $(PEERS_ARGS)
 
 # One target at a time: go test -fuzz takes one fuzz target per run.
 FUZZ_TARGETS = ./scaler:FuzzDecide ./config:FuzzLoad ./scaler:FuzzParseSituation ./internal/simulate:FuzzParseTrace

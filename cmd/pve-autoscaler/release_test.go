@@ -21,7 +21,7 @@ func TestReleaseBinaryLinksNoTestWorld(t *testing.T) {
 		t.Fatalf("go list -deps: %v", err)
 	}
 	const mod = "github.com/pve-autoscaler/pve-autoscaler/"
-	forbidden := []string{mod + "internal/demo", mod + "internal/world",
+	forbidden := []string{mod + "internal/demo", mod + "internal/peers", mod + "internal/world",
 		mod + "kube/kubetest", mod + "proxmox/pvesim", mod + "talos/talosfake"}
 	allowedTestingImporters := []string{"github.com/containerd/go-cni"}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")

@@ -18,7 +18,6 @@ export GOTOOLCHAIN=${KARPENTER_GOTOOLCHAIN:-local}
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/pve-autoscaler
 OUT=${KARPENTER_DIR:-$CACHE/karpenter-kwok-$KARPENTER_VERSION}
 mkdir -p "$OUT"
-export CGO_ENABLED=0
 unset GOFLAGS
 
 if [ ! -f "$OUT/.complete" ]; then
@@ -26,7 +25,7 @@ if [ ! -f "$OUT/.complete" ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   cd "$work"
-  GOBIN="$work" nice -n 10 go install -trimpath -ldflags "-s -w" sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION
+  GOBIN="$work" nice -n 10 go install -ldflags "-s -w" sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION
   src=$(go mod download -json sigs.k8s.io/karpenter@$KARPENTER_VERSION | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   mkdir -p "$OUT/crds"
   cp "$src"/kwok/charts/crds/*.yaml "$src"/kwok/apis/crds/*.yaml "$OUT/crds/"

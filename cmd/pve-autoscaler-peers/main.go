@@ -42,6 +42,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	drain := fs.Duration("drain-limit", 15*time.Minute, "longest wait for the minimum after the load drops")
 	trace := fs.String("trace", "internal/simulate/testdata/diurnal-week.csv", "the diurnal-week trace")
 	doc := fs.String("doc", "docs/benchmarks.md", "the document the table is written into (empty: none)")
+	block := fs.String("block", "main", "the name of the table's block in the document (one per set of scenarios)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -61,15 +62,22 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pve-autoscaler-peers: %v\n", err)
 			return
 		}
-		body := fmt.Sprintf("```\nmake bench-peers   # %s\n```\n\n%s\nScenarios: %s; diurnal week in %s; Karpenter %s; %s in all.\n",
-			strings.Join(os.Args[1:], " "), table, *scen, *diurnal, peers.KarpenterVersion, time.Since(started).Round(time.Minute))
-		if err := os.WriteFile(*doc, []byte(peers.ReplaceBlock(string(data), heading, body)), 0o644); err != nil {
+		cmd := "make bench-peers"
+		if len(args) > 0 {
+			cmd += " PEERS_ARGS='" + strings.Join(args, " ") + "'"
+		}
+		body := fmt.Sprintf("```\n%s\n```\n\n%s\nScenarios: %s; Karpenter %s; written after %s.\n",
+			cmd, table, *scen, peers.KarpenterVersion, time.Since(started).Round(time.Minute))
+		if err := os.WriteFile(*doc, []byte(peers.ReplaceBlock(string(data), heading, *block, body)), 0o644); err != nil {
 			fmt.Fprintf(stderr, "pve-autoscaler-peers: %v\n", err)
 		}
 	}
-	_, err := peers.Run(ctx, peers.Options{Runs: *runs, Scenarios: strings.Split(*scen, ","), Diurnal: *diurnal, DrainLimit: *drain,
+	rows, err := peers.Run(ctx, peers.Options{Runs: *runs, Scenarios: strings.Split(*scen, ","), Diurnal: *diurnal, DrainLimit: *drain,
 		Trace: *trace, Out: stdout, Progress: write})
 	if err != nil {
+		if len(rows) > 0 {
+			fmt.Fprintf(stdout, "\nso far (not written):\n%s\n", peers.Table(rows, 0))
+		}
 		fmt.Fprintf(stderr, "pve-autoscaler-peers: %v\n", err)
 		return 1
 	}

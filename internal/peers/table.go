@@ -119,22 +119,25 @@ func Table(rows []Row, runs int) string {
 	return b.String()
 }
 
-// The measured table sits between these markers in docs/benchmarks.md,
-// so the prose around it is kept when a run writes a new table.
-const (
-	BeginMark = "<!-- bench-peers: begin (written by make bench-peers) -->"
-	EndMark   = "<!-- bench-peers: end -->"
-)
+// A measured table sits between these markers in docs/benchmarks.md, so
+// the prose around it is kept when a run writes a new table; block names
+// one run's table (runs of different scenarios write different blocks).
+func BeginMark(block string) string {
+	return "<!-- bench-peers " + block + ": begin (written by make bench-peers) -->"
+}
 
-// ReplaceBlock puts body between BeginMark and EndMark, or, when the
-// document has no such block, appends a section with the heading and the
-// block.
-func ReplaceBlock(doc, heading, body string) string {
+// EndMark ends the block.
+func EndMark(block string) string { return "<!-- bench-peers " + block + ": end -->" }
+
+// ReplaceBlock puts body between the block's marks, or, when the document
+// has no such block, appends it under the heading.
+func ReplaceBlock(doc, heading, block, body string) string {
+	begin, end := BeginMark(block), EndMark(block)
 	body = strings.TrimRight(body, "\n") + "\n"
-	i := strings.Index(doc, BeginMark)
-	j := strings.Index(doc, EndMark)
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
 	if i < 0 || j < i {
-		return strings.TrimRight(doc, "\n") + "\n\n" + heading + "\n\n" + BeginMark + "\n" + body + EndMark + "\n"
+		return strings.TrimRight(doc, "\n") + "\n\n" + heading + "\n\n" + begin + "\n" + body + end + "\n"
 	}
-	return doc[:i+len(BeginMark)] + "\n" + body + doc[j:]
+	return doc[:i+len(begin)] + "\n" + body + doc[j:]
 }

@@ -62,22 +62,27 @@ func TestTable(t *testing.T) {
 }
 
 func TestReplaceBlock(t *testing.T) {
-	doc := "# B\n\n## Peers\n\nprose before\n\n" + BeginMark + "\nstale\ntable\n" + EndMark + "\n\nprose after\n\n## Next\n"
-	got := ReplaceBlock(doc, "## Peers", "fresh\n")
-	want := "# B\n\n## Peers\n\nprose before\n\n" + BeginMark + "\nfresh\n" + EndMark + "\n\nprose after\n\n## Next\n"
+	doc := "# B\n\n## Peers\n\nprose before\n\n" + BeginMark("b") + "\nstale\ntable\n" + EndMark("b") + "\n\nprose after\n\n## Next\n"
+	got := ReplaceBlock(doc, "## Peers", "b", "fresh\n")
+	want := "# B\n\n## Peers\n\nprose before\n\n" + BeginMark("b") + "\nfresh\n" + EndMark("b") + "\n\nprose after\n\n## Next\n"
 	if got != want {
 		t.Fatalf("replace:\n%q\nwant\n%q", got, want)
 	}
-	if again := ReplaceBlock(got, "## Peers", "fresh"); again != want {
+	if again := ReplaceBlock(got, "## Peers", "b", "fresh"); again != want {
 		t.Fatalf("not idempotent:\n%q", again)
 	}
-	added := ReplaceBlock("# B\n\ntext\n", "## Peers", "new")
-	if added != "# B\n\ntext\n\n## Peers\n\n"+BeginMark+"\nnew\n"+EndMark+"\n" {
+	added := ReplaceBlock("# B\n\ntext\n", "## Peers", "b", "new")
+	if added != "# B\n\ntext\n\n## Peers\n\n"+BeginMark("b")+"\nnew\n"+EndMark("b")+"\n" {
 		t.Fatalf("appended: %q", added)
 	}
+	// Another block is left alone.
+	other := BeginMark("c") + "\nkeep\n" + EndMark("c") + "\n"
+	if got := ReplaceBlock(other+doc, "## Peers", "b", "fresh"); got != other+want {
+		t.Fatalf("other block:\n%q", got)
+	}
 	// An end mark before the begin mark is no block: append, never cut.
-	odd := EndMark + "\nkeep\n" + BeginMark + "\n"
-	if got := ReplaceBlock(odd, "## Peers", "x"); !strings.HasPrefix(got, odd) {
+	odd := EndMark("b") + "\nkeep\n" + BeginMark("b") + "\n"
+	if got := ReplaceBlock(odd, "## Peers", "b", "x"); !strings.HasPrefix(got, odd) {
 		t.Fatalf("marks out of order lost text: %q", got)
 	}
 }

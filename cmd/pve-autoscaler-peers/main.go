@@ -44,6 +44,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	doc := fs.String("doc", "docs/benchmarks.md", "the document the table is written into (empty: none)")
 	block := fs.String("block", "main", "the name of the table's block in the document (one per set of scenarios)")
 	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler-peers: %v\n", err)
 		return 2
 	}
 	if *runs < 1 || *diurnal <= 0 || *drain <= 0 {

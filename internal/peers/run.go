@@ -204,7 +204,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	}
 	dir := KarpenterDir()
 	if _, err := os.Stat(dir + "/.complete"); err != nil {
-		return nil, fmt.Errorf("Karpenter's kwok provider is not built in %s: run hack/karpenter-kwok.sh", dir)
+		return nil, fmt.Errorf("the kwok provider of Karpenter is not built in %s: run hack/karpenter-kwok.sh (make bench-peers does)", dir)
 	}
 	// Two control planes, the same binaries and flags, one per
 	// autoscaler, run at once: pve-autoscaler counts every Node that is

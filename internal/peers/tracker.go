@@ -37,6 +37,12 @@ type tracker struct {
 	violated   map[string]bool
 
 	stop context.CancelFunc
+	now  func() time.Time
+}
+
+func emptyTracker(now func() time.Time) *tracker {
+	return &tracker{nodes: map[string]int64{}, initial: map[string]bool{}, pods: map[string]*podState{}, violated: map[string]bool{},
+		stop: func() {}, now: now, last: now()}
 }
 
 type podState struct {
@@ -48,7 +54,8 @@ type podState struct {
 
 func newTracker(ctx context.Context, c kubernetes.Interface, nodeSelector, ns string) (*tracker, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	t := &tracker{nodes: map[string]int64{}, initial: map[string]bool{}, pods: map[string]*podState{}, violated: map[string]bool{}, stop: cancel, last: time.Now()}
+	t := emptyTracker(time.Now)
+	t.stop = cancel
 	// The Nodes there now are the starting point: not adds.
 	list, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: nodeSelector})
 	if err != nil {
@@ -106,7 +113,7 @@ func (t *tracker) node(o any, deleted bool) {
 	if !ok {
 		return
 	}
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.advance(now)
@@ -137,7 +144,7 @@ func (t *tracker) pod(o any, deleted bool) {
 	if !ok {
 		return
 	}
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.advance(now)
@@ -196,7 +203,7 @@ type snapshot struct {
 }
 
 func (t *tracker) snap() snapshot {
-	now := time.Now()
+	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.advance(now)

@@ -329,3 +329,24 @@ func (v *validator) vm(path string, m VM) {
 		v.fail(path+".memory", "%s: expected whole MiB (PVE sizes memory in MiB)", m.Memory)
 	}
 }
+
+// OnePool is the single-pool config of pool name, as simulate replays it:
+// the pool's template, VM size, min_workers, standby and max_workers (at
+// most policy.max_workers), the rest of c unchanged. A config without
+// pools: has only the pool named default.
+func (c *Config) OnePool(name string) (*Config, error) {
+	var names []string
+	for _, p := range c.WorkerPools() {
+		names = append(names, p.Name)
+		if p.Name != name {
+			continue
+		}
+		out := *c
+		out.Pools = nil
+		out.Proxmox.Template, out.Proxmox.VM = p.Template, p.VM
+		out.Policy.MinWorkers, out.Policy.MaxWorkers = p.MinWorkers, min(p.MaxWorkers, c.Policy.MaxWorkers)
+		out.Policy.Standby.Size = p.Standby
+		return &out, nil
+	}
+	return nil, fmt.Errorf("no pool named %q: expected one of %s", name, strings.Join(names, ", "))
+}

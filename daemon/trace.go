@@ -53,13 +53,21 @@ func (t *traceRecorder) close() {
 	}
 }
 
-// TraceRow is the trace row of a plan with utilization.
+// TraceRow is the trace row of a plan with utilization; with more than one
+// worker pool, each pool's share too.
 func TraceRow(p scaler.Plan) tracefile.Row {
-	return tracefile.Row{
+	r := tracefile.Row{
 		Time:      p.Time,
 		CPUCores:  float64(p.Utilization.Used.MilliCPU) / 1000,
 		MemoryGiB: float64(p.Utilization.Used.Memory) / (1 << 30),
 		Pending:   p.Pending,
 		Workers:   p.Workers.Ready,
 	}
+	if len(p.Pools) > 1 {
+		for _, ps := range p.Pools {
+			r.Pools = append(r.Pools, tracefile.PoolRow{Name: ps.Name, CPUCores: float64(ps.Used.MilliCPU) / 1000,
+				MemoryGiB: float64(ps.Used.Memory) / (1 << 30), Pending: ps.Pending, Workers: ps.Ready})
+		}
+	}
+	return r
 }

@@ -153,6 +153,9 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 			d.active = append(d.active, i)
 			d.usage = d.usage.Add(n.Usage)
 			d.alloc = d.alloc.Add(n.Allocatable)
+			if pi >= 0 {
+				d.pools[pi].used = d.pools[pi].used.Add(n.Usage)
+			}
 		}
 		if n.Managed && n.Ready && n.Allocatable.MilliCPU > 0 && n.Allocatable.Memory > 0 {
 			if newest == nil || n.Created.After(newest.Created) {

@@ -79,6 +79,7 @@ type poolState struct {
 	inFlight int // provisions not yet visible as a Node
 	joining  int // provisions whose Node is not Ready yet
 	stuck    int // stuck provisions without a Node: against its max_workers, no capacity
+	used     Resources // what its Ready, schedulable workers use
 	shape    Resources
 	newest   *Node
 
@@ -190,6 +191,9 @@ type PoolStatus struct {
 	Added        int    `json:"added,omitempty"`
 	// Pending is the pending pods counted toward its new workers.
 	Pending int `json:"pending,omitempty"`
+	// Used is what its Ready, schedulable workers use (metrics.k8s.io);
+	// zero without utilization.
+	Used Resources `json:"used,omitzero"`
 }
 
 // poolStatuses fills Plan.Pools.
@@ -199,6 +203,9 @@ func (d *decision) poolStatuses() {
 		ps := &d.pools[i]
 		d.plan.Pools[i] = PoolStatus{Name: ps.Name, Ready: ps.workers - ps.notReady, NotReady: ps.notReady, Provisioning: ps.inFlight,
 			Current: ps.current(), Min: ps.MinWorkers, Max: ps.MaxWorkers, Added: ps.add, Pending: len(ps.counted)}
+		if d.plan.Utilization != nil {
+			d.plan.Pools[i].Used = ps.used
+		}
 	}
 }
 

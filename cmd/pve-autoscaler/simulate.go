@@ -18,9 +18,10 @@ import (
 )
 
 func simulateCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("simulate", "simulate --config FILE --trace FILE.csv [--compare recipe | --sweep] [--chart FILE.svg|FILE.html]", stderr)
+	fs := flagSet("simulate", "simulate --config FILE --trace FILE.csv [--pool NAME] [--compare recipe | --sweep] [--chart FILE.svg|FILE.html]", stderr)
 	path := fs.String("config", defaultConfigPath, "config whose policy is replayed (its secret files need not exist)")
 	tracePath := fs.String("trace", "", "load trace, CSV with the header "+simulate.TraceHeader+" (required)")
+	poolName := fs.String("pool", "", "with pools: in the config, the one pool to replay (its VM size, min and max workers, standby), on its own columns of a trace the daemon recorded, else on the whole trace")
 	compare := fs.String("compare", "", `"recipe": also replay the kubectl-top + terraform script, side by side`)
 	sweep := fs.Bool("sweep", false, "replay 216 policy variants around the config (thresholds, windows, scale-up cooldown, margin) and print the Pareto front of node-hours against minutes over the threshold and pending pod-minutes, with the config lines of each")
 	chart := fs.String("chart", "", "write a chart: FILE.svg, or FILE.html (chart and table)")
@@ -88,6 +89,22 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	if code != exitOK {
 		return code
 	}
+	// The model is one pool: a config with pools is replayed one pool at
+	// a time (docs/simulate.md says why).
+	switch {
+	case len(c.Pools) > 0 && *poolName == "":
+		var names []string
+		for _, p := range c.Pools {
+			names = append(names, p.Name)
+		}
+		return fail("config %s has pools (%s): simulate replays one pool at a time: add --pool NAME", *path, strings.Join(names, ", "))
+	case *poolName != "":
+		one, err := c.OnePool(*poolName)
+		if err != nil {
+			return fail("--pool: %v", err)
+		}
+		c = one
+	}
 	if m.StartWorkers > c.Policy.MaxWorkers {
 		return fail("--start-workers %d: expected at most policy.max_workers (%d)", m.StartWorkers, c.Policy.MaxWorkers)
 	}
@@ -104,6 +121,14 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	f.Close()
 	if err != nil {
 		return fail("%v", err)
+	}
+	switch {
+	case *poolName != "" && len(tr.Pools) > 0:
+		if tr, err = tr.ForPool(*poolName); err != nil {
+			return fail("--pool: %v", err)
+		}
+	case len(tr.Pools) > 0 && len(c.Pools) == 0:
+		fmt.Fprintf(stderr, "pve-autoscaler simulate: %s has the columns of pools %s: replaying its totals on the config's one pool\n", *tracePath, strings.Join(tr.Pools, ", "))
 	}
 	// A trace the daemon recorded says when it started and how many
 	// workers ran: the replay starts from there unless told otherwise.

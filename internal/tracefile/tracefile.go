@@ -8,7 +8,10 @@
 // workers use, the pods pending, and the Ready workers. A restarted daemon
 // goes on appending to the same file (a row cut short by a crash is
 // dropped); past the size limit the file moves to NAME.1 (replacing the
-// one before) and a new one starts. Rows that would not come after the
+// one before) and a new one starts. With worker pools, each row also has
+// four columns per pool (POOL:cpu_cores, POOL:memory_gib,
+// POOL:pending_pods, POOL:workers); a row whose pools differ from the
+// file's header (the config changed) moves the file to NAME.1 too. Rows that would not come after the
 // last one (a clock set back) are skipped: the file always parses.
 package tracefile
 
@@ -44,6 +47,30 @@ type Row struct {
 	Pending int
 	// Workers is the Ready workers.
 	Workers int
+	// Pools is each worker pool's share, when the config has pools.
+	Pools []PoolRow
+}
+
+// PoolRow is one pool's load: what its Ready, schedulable workers use,
+// the pending pods counted toward its new workers, its Ready workers.
+type PoolRow struct {
+	Name                string
+	CPUCores, MemoryGiB float64
+	Pending, Workers    int
+}
+
+// PoolColumns are the columns each pool adds, after "POOL:".
+var PoolColumns = []string{"cpu_cores", "memory_gib", "pending_pods", "workers"}
+
+// HeaderFor is the header of a file whose rows have these pools.
+func HeaderFor(pools []PoolRow) string {
+	h := Header
+	for _, p := range pools {
+		for _, c := range PoolColumns {
+			h += "," + p.Name + ":" + c
+		}
+	}
+	return h
 }
 
 // Writer appends rows to one trace file. Safe for concurrent use.
@@ -54,8 +81,9 @@ type Writer struct {
 	mu    sync.Mutex
 	f     *os.File
 	size  int64
-	start time.Time
-	last  time.Duration // the last row's offset; -1 before the first
+	start  time.Time
+	header string        // the file's header ("" before the first row)
+	last   time.Duration // the last row's offset; -1 before the first
 }
 
 // Open opens path for appending (creating it and its directory), going on
@@ -103,9 +131,10 @@ func (w *Writer) resume(f *os.File) error {
 	if err != nil {
 		return fmt.Errorf("first line %q: expected an RFC 3339 time", sc.Text())
 	}
-	if !sc.Scan() || sc.Text() != Header {
-		return fmt.Errorf("second line: expected %q", Header)
+	if !sc.Scan() || (sc.Text() != Header && !strings.HasPrefix(sc.Text(), Header+",")) {
+		return fmt.Errorf("second line: expected %q (with a pool's columns after it)", Header)
 	}
+	w.header = sc.Text()
 	// The tail: the last complete row, and a torn one cut off.
 	from := max(w.size-4096, 0)
 	tail := make([]byte, w.size-from)
@@ -124,7 +153,7 @@ func (w *Writer) resume(f *os.File) error {
 	}
 	lines := bytes.Split(bytes.TrimRight(tail, "\n"), []byte("\n"))
 	last := string(lines[len(lines)-1])
-	if last == Header {
+	if last == w.header {
 		return nil
 	}
 	secs, err := strconv.ParseFloat(strings.SplitN(last, ",", 2)[0], 64)
@@ -143,21 +172,26 @@ func (w *Writer) Record(r Row) error {
 	if w.f == nil {
 		return errors.New("trace file closed")
 	}
-	if w.size >= w.max {
+	header := HeaderFor(r.Pools)
+	if w.size >= w.max || (w.size > 0 && header != w.header) {
 		if err := w.rotate(); err != nil {
 			return err
 		}
 	}
 	var b []byte
 	if w.size == 0 {
-		w.start, w.last = r.Time, -1
-		b = fmt.Appendf(b, "%s%s\n%s\n", startPrefix, r.Time.UTC().Format(time.RFC3339Nano), Header)
+		w.start, w.last, w.header = r.Time, -1, header
+		b = fmt.Appendf(b, "%s%s\n%s\n", startPrefix, r.Time.UTC().Format(time.RFC3339Nano), header)
 	}
 	at := r.Time.Sub(w.start).Round(time.Millisecond)
 	if at <= w.last {
 		return nil
 	}
-	b = fmt.Appendf(b, "%s,%s,%s,%d,%d\n", num(at.Seconds()), num(r.CPUCores), num(r.MemoryGiB), r.Pending, r.Workers)
+	b = fmt.Appendf(b, "%s,%s,%s,%d,%d", num(at.Seconds()), num(r.CPUCores), num(r.MemoryGiB), r.Pending, r.Workers)
+	for _, p := range r.Pools {
+		b = fmt.Appendf(b, ",%s,%s,%d,%d", num(p.CPUCores), num(p.MemoryGiB), p.Pending, p.Workers)
+	}
+	b = append(b, '\n')
 	n, err := w.f.WriteAt(b, w.size)
 	w.size += int64(n)
 	if err != nil {

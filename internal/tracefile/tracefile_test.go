@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,55 @@ func TestForeignFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "hello\n" {
 		t.Errorf("foreign file changed: %q", b)
+	}
+}
+
+// With worker pools each row carries every pool's four columns; simulate
+// reads them and replays one pool's (ForPool); a row whose pools differ
+// from the file's (the config changed) starts a new file.
+func TestPoolColumns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	w, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pooled := func(sec int, gpuPending int) Row {
+		r := row(sec, 3)
+		r.Pools = []PoolRow{{Name: "general", CPUCores: 2, MemoryGiB: 5, Workers: 2}, {Name: "gpu", CPUCores: 0.5, MemoryGiB: 1.125, Pending: gpuPending, Workers: 1}}
+		return r
+	}
+	record(t, w, pooled(0, 0), pooled(60, 1))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A restart with the same pools goes on in the same file.
+	if w, err = Open(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	record(t, w, pooled(120, 0))
+	tr := parse(t, path)
+	if len(tr.Samples) != 3 || !slices.Equal(tr.Pools, []string{"general", "gpu"}) {
+		t.Fatalf("read back %d rows, pools %v", len(tr.Samples), tr.Pools)
+	}
+	gpu, err := tr.ForPool("gpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := gpu.Samples[1]; s.CPU != 0.5 || s.Memory != 1.125*(1<<30) || s.Pending != 1 || s.Workers != 1 || s.At != time.Minute {
+		t.Errorf("gpu's second row %+v", s)
+	}
+	if _, err := tr.ForPool("big"); err == nil || !strings.Contains(err.Error(), "its pools: general, gpu") {
+		t.Errorf("an unknown pool: %v", err)
+	}
+	// The config lost its pools: the file moves to .1 and a new one starts.
+	record(t, w, row(180, 2), row(240, 2))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if old := parse(t, path+".1"); len(old.Samples) != 3 || len(old.Pools) != 2 {
+		t.Errorf("the pooled file kept %d rows, pools %v", len(old.Samples), old.Pools)
+	}
+	if cur := parse(t, path); len(cur.Samples) != 2 || len(cur.Pools) != 0 {
+		t.Errorf("the new file: %d rows, pools %v", len(cur.Samples), cur.Pools)
 	}
 }

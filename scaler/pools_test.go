@@ -301,3 +301,40 @@ func BenchmarkDecidePendingPools(b *testing.B) {
 		})
 	}
 }
+
+// TestPoolsUsed: each pool's status carries what its Ready, schedulable
+// workers use (the trace's per-pool columns), and nothing without
+// utilization.
+func TestPoolsUsed(t *testing.T) {
+	p := poolPolicy()
+	nodes := []Node{worker("a", 50, 25, inPool("general")), worker("b", 10, 10, inPool("general")), worker("g", 20, 40, inPool("gpu")),
+		worker("c", 90, 90, inPool("general"), func(n *Node) { n.Unschedulable = true })}
+	plan := Decide(Snapshot{Nodes: nodes}, p, History{}, t0)
+	used := map[string]Resources{}
+	for _, ps := range plan.Pools {
+		used[ps.Name] = ps.Used
+	}
+	want := func(names ...string) Resources {
+		var r Resources
+		for _, n := range nodes {
+			for _, name := range names {
+				if n.Name == name {
+					r = r.Add(n.Usage)
+				}
+			}
+		}
+		return r
+	}
+	if used["general"] != want("a", "b") || used["gpu"] != want("g") || used["big"] != (Resources{}) {
+		t.Errorf("used %v, want general %v, gpu %v", used, want("a", "b"), want("g"))
+	}
+	if sum := used["general"].Add(used["gpu"]); plan.Utilization == nil || sum != plan.Utilization.Used {
+		t.Errorf("the pools' use %v is not the cluster's %v", sum, plan.Utilization)
+	}
+	plan = Decide(Snapshot{Nodes: nodes, Metrics: MetricsState{Stale: true}}, p, History{}, t0)
+	for _, ps := range plan.Pools {
+		if ps.Used != (Resources{}) {
+			t.Errorf("stale metrics: pool %s used %v", ps.Name, ps.Used)
+		}
+	}
+}

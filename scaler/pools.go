@@ -76,9 +76,9 @@ type poolState struct {
 	worker   NewWorker // merged: what its new worker's Node carries
 	workers  int       // its workers not being removed (Ready or not)
 	notReady int
-	inFlight int // provisions not yet visible as a Node
-	joining  int // provisions whose Node is not Ready yet
-	stuck    int // stuck provisions without a Node: against its max_workers, no capacity
+	inFlight int       // provisions not yet visible as a Node
+	joining  int       // provisions whose Node is not Ready yet
+	stuck    int       // stuck provisions without a Node: against its max_workers, no capacity
 	used     Resources // what its Ready, schedulable workers use
 	shape    Resources
 	newest   *Node

@@ -78,9 +78,9 @@ type Writer struct {
 	path string
 	max  int64
 
-	mu    sync.Mutex
-	f     *os.File
-	size  int64
+	mu     sync.Mutex
+	f      *os.File
+	size   int64
 	start  time.Time
 	header string        // the file's header ("" before the first row)
 	last   time.Duration // the last row's offset; -1 before the first

@@ -235,6 +235,13 @@ func decideCases() []decideCase {
 		{name: "a busy cluster keeps its empty worker", nodes: append(workers(3, 72, 50), worker("e", 1, 1, func(n *Node) { n.Pods = nil })),
 			policy: func(p *Policy) { p.DownWindow = 5 * time.Minute }, hist: History{Empty: map[string]time.Time{"e": ago(time.Hour)}},
 			wantHolds: []Code{CodeProjection}},
+		{name: "min_workers 0: the last worker goes when empty", nodes: []Node{worker("e", 2, 4, func(n *Node) {
+			n.Pods = []Pod{{Name: "ds", OwnerKind: OwnerDaemonSet, Requests: n.Requests}}
+		})}, policy: func(p *Policy) { p.MinWorkers, p.DownWindow = 0, 5*time.Minute }, hist: History{Empty: map[string]time.Time{"e": ago(5 * time.Minute)}},
+			wantRemove: "e", wantCodes: []Code{CodeEmpty, CodeCandidateSelection}},
+		{name: "min_workers 0: the last worker stays while it runs a pod", nodes: workers(1, 2, 4),
+			policy: func(p *Policy) { p.MinWorkers, p.DownWindow = 0, 5*time.Minute }, hist: History{LowSince: ago(time.Hour), Unneeded: map[string]time.Time{"w0": ago(time.Hour)}},
+			wantHolds: []Code{CodeProjection}},
 		{name: "above max removes even when busy", nodes: workers(8, 50, 50), wantRemove: "w0", wantCodes: []Code{CodeAboveMax, CodeCandidateSelection}},
 		{name: "a registered, not yet Ready provision still holds pending pods",
 			nodes: append(workers(2, 50, 50), worker("new0", 0, 0, notReady)), ops: provisions(1), pend: pending(2, 1500, gi, ago(time.Minute)),

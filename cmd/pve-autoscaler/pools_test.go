@@ -95,10 +95,14 @@ func TestSimulatePools(t *testing.T) {
 		t.Fatal(err)
 	}
 	gpu := rep.Results[0]
-	// The Plex pod pending from 0:30 brings the pool's one worker.
-	if !strings.Contains(rep.Trace, "(pool gpu)") || gpu.PeakWorker != 1 || len(gpu.Events) == 0 || gpu.Events[0].Delta != 1 ||
-		gpu.Events[0].AtS < 30*time.Minute || gpu.Events[0].AtS > 35*time.Minute || gpu.NodeHours > 1.6 {
+	// The Plex pod pending from 0:30 brings the pool's one worker, which
+	// goes (its pool's minimum is 0) once the pod has gone at 1:30.
+	if !strings.Contains(rep.Trace, "(pool gpu)") || gpu.PeakWorker != 1 || len(gpu.Events) != 2 || gpu.Events[0].Delta != 1 ||
+		gpu.Events[0].AtS < 30*time.Minute || gpu.Events[0].AtS > 35*time.Minute || gpu.Events[1].Delta != -1 || gpu.Events[1].AtS < 90*time.Minute || gpu.NodeHours > 1.6 {
 		t.Errorf("gpu pool replay: %+v (trace %q)\n%s", gpu, rep.Trace, out)
+	}
+	if limit := rep.Results[len(rep.Results)-1]; limit.Name != "limit" || limit.NodeHours != 1 {
+		t.Errorf("the gpu pool's limit: %+v, want 1 node-hour (its worker only while the pod wants it)", limit)
 	}
 	code, out, _ = runMain("simulate", "--config", cfg, "--trace", trace, "--pool", "general", "--output", "json")
 	if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil {

@@ -208,8 +208,11 @@ func RunLimit(tr Trace, s Setup, m Model) Result {
 }
 
 // fewest is the smallest worker count in [lo, hi] under every scale_up_at
-// with nothing pending (hi when none is).
+// with nothing pending (hi when none is); 0 only when there is no demand.
 func (c *cluster) fewest(smp Sample, lo, hi int) int {
+	if lo <= 0 && smp.CPU == 0 && smp.Memory == 0 && smp.Pending == 0 {
+		return 0 // nothing to run (a pool whose min_workers is 0)
+	}
 	for n := max(lo, 0); n < hi; n++ {
 		if sh := c.share(n, smp); n > 0 && sh.pending == 0 && sh.cpu < c.s.Policy.CPU.Up && sh.mem < c.s.Policy.Memory.Up {
 			return n

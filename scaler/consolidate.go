@@ -2,9 +2,13 @@ package scaler
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Consolidation: which worker may go, and when.
@@ -67,6 +71,7 @@ func isEmpty(n *Node) bool {
 // moves the per-worker clocks in plan.Next. blocked lists up to three
 // workers that may not go and why.
 func (d *decision) consider() (cands []candidate, blocked []string) {
+	cands = make([]candidate, 0, len(d.active))
 	for _, i := range d.active {
 		n := &d.s.Nodes[i]
 		b := d.blocker(n)
@@ -101,14 +106,22 @@ func (d *decision) consider() (cands []candidate, blocked []string) {
 		cands = cands[:maxFitChecks]
 	}
 
+	if len(cands) == 0 {
+		d.plan.Next.Unneeded, d.plan.Next.Empty = nil, nil
+		return cands, blocked
+	}
 	free := make([]Resources, len(d.active))
-	pos := make(map[int]int, len(d.active))
 	for k, i := range d.active {
 		n := &d.s.Nodes[i]
 		free[k] = n.Allocatable.Sub(n.Requests)
-		pos[i] = k
 	}
-	unneeded, empty := map[string]time.Time{}, map[string]time.Time{}
+	// pos is a candidate's place in d.active (and free): d.active is in
+	// the order of s.Nodes.
+	pos := func(i int) int {
+		k, _ := slices.BinarySearch(d.active, i)
+		return k
+	}
+	var unneeded, empty map[string]time.Time
 	for k := range cands {
 		c := &cands[k]
 		n := &d.s.Nodes[c.idx]
@@ -122,16 +135,22 @@ func (d *decision) consider() (cands []candidate, blocked []string) {
 			c.under = d.utilValid
 		}
 		var fits bool
-		c.pod, fits = d.podsFit(n, pos[c.idx], free)
+		c.pod, fits = d.podsFit(n, pos(c.idx), free)
 		c.fit = fits
 		if c.unneeded() {
+			if unneeded == nil {
+				unneeded = map[string]time.Time{}
+			}
 			unneeded[n.Name] = runningSince(d.h.Unneeded[n.Name], n, d.now)
 		}
 		if c.empty {
+			if empty == nil {
+				empty = map[string]time.Time{}
+			}
 			empty[n.Name] = runningSince(d.h.Empty[n.Name], n, d.now)
 		}
 	}
-	d.plan.Next.Unneeded, d.plan.Next.Empty = nilIfEmpty(unneeded), nilIfEmpty(empty)
+	d.plan.Next.Unneeded, d.plan.Next.Empty = unneeded, empty
 	return cands, blocked
 }
 
@@ -142,13 +161,6 @@ func runningSince(prev time.Time, n *Node, now time.Time) time.Time {
 		return now
 	}
 	return prev
-}
-
-func nilIfEmpty(m map[string]time.Time) map[string]time.Time {
-	if len(m) == 0 {
-		return nil
-	}
-	return m
 }
 
 // consolidate picks the removal among cands once the guards have passed:
@@ -254,4 +266,169 @@ func (d *decision) remove(c candidate, why []Reason) {
 	d.parkRemoval(&a, d.poolOf(n.Managed, n.Pool))
 	d.plan.Actions = append(d.plan.Actions, a)
 	d.plan.Next.LastScaleDown = d.now
+}
+
+// movable reports whether a pod must find a place elsewhere before its
+// worker goes: every pod but DaemonSet and mirror pods, unless it asks
+// for nothing and is bound by nothing.
+func movable(p *Pod) bool {
+	if p.OwnerKind == OwnerDaemonSet || p.OwnerKind == OwnerNode {
+		return false
+	}
+	return !p.Requests.IsZero() || len(p.Extended) > 0 || constrained(p)
+}
+
+// constrained reports whether a pod has constraints on where it runs
+// beyond its CPU and memory requests and extended resources.
+func constrained(p *Pod) bool {
+	return len(p.NodeSelector) > 0 || p.NodeAffinity != nil || len(p.Tolerations) > 0 || len(p.VolumeNodeAffinity) > 0
+}
+
+// podMove is a pod podsFit placed on the k-th active worker.
+type podMove struct {
+	k int
+	p *Pod
+}
+
+// targets is what consolidation knows of the workers pods could move to
+// (d.active, by position), made when first needed: each one's Node as
+// the scheduling helpers read it, and its free extended resources.
+type targets struct {
+	nodes   []*corev1.Node
+	extFree []map[string]int64
+	repels  []int8 // 0: not looked at yet, 1: no taint that repels, 2: one
+}
+
+func (d *decision) target(k int) *Node { return &d.s.Nodes[d.active[k]] }
+
+// targetRepels reports whether the k-th active worker has a taint that
+// keeps a pod without tolerations off (NoSchedule, NoExecute).
+func (d *decision) targetRepels(k int) bool {
+	t := &d.targets
+	if t.repels == nil {
+		t.repels = make([]int8, len(d.active))
+	}
+	if t.repels[k] == 0 {
+		t.repels[k] = 1
+		if slices.ContainsFunc(d.target(k).Taints, func(x corev1.Taint) bool { return taintsThatRepel(&x) }) {
+			t.repels[k] = 2
+		}
+	}
+	return t.repels[k] == 2
+}
+
+// targetNode is the k-th active worker's Node for the scheduling helpers:
+// its name, labels and taints.
+func (d *decision) targetNode(k int) *corev1.Node {
+	t := &d.targets
+	if t.nodes == nil {
+		t.nodes = make([]*corev1.Node, len(d.active))
+	}
+	if t.nodes[k] == nil {
+		n := d.target(k)
+		t.nodes[k] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels}, Spec: corev1.NodeSpec{Taints: n.Taints}}
+	}
+	return t.nodes[k]
+}
+
+// extFree is the k-th active worker's extended resources less its pods'
+// requests of them.
+func (d *decision) extFree(k int) map[string]int64 {
+	t := &d.targets
+	if t.extFree == nil {
+		t.extFree = make([]map[string]int64, len(d.active))
+	}
+	if t.extFree[k] == nil {
+		n := d.target(k)
+		free := maps.Clone(n.Extended)
+		if free == nil {
+			free = map[string]int64{}
+		}
+		for i := range n.Pods {
+			for name, v := range n.Pods[i].Extended {
+				free[name] -= v
+			}
+		}
+		t.extFree[k] = free
+	}
+	return t.extFree[k]
+}
+
+// runsOn reports whether pod p could run on the k-th active worker as far
+// as the scheduler's filters go, requests of CPU and memory aside: its
+// node selector and required node affinity, the Node's taints against
+// its tolerations, the node affinity of its bound volumes (with
+// Kubernetes' helpers, as Unfit judges a new worker), and its extended
+// resources against the worker's free ones.
+func (d *decision) runsOn(p *Pod, k int) bool {
+	if !constrained(p) && len(p.Extended) == 0 && !d.targetRepels(k) {
+		return true
+	}
+	pp := PendingPod{NodeSelector: p.NodeSelector, NodeAffinity: p.NodeAffinity, Tolerations: p.Tolerations, VolumeNodeAffinity: p.VolumeNodeAffinity}
+	if unfitConstraints(&pp, d.targetNode(k)) != "" {
+		return false
+	}
+	if len(p.Extended) > 0 {
+		free := d.extFree(k)
+		for name, v := range p.Extended {
+			if v > 0 && free[name] < v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// podsFit first-fits the node's movable pods, largest first, onto the
+// other active workers (free: their free CPU and memory, by position in
+// d.active; self: the node's own position): a pod goes only where the
+// scheduler would put it (runsOn) and its requests fit. It returns the
+// first pod that fits nowhere. free and the extended resources taken are
+// restored before returning.
+func (d *decision) podsFit(n *Node, self int, free []Resources) (Pod, bool) {
+	pods := d.scratchPods[:0]
+	for i := range n.Pods {
+		if p := &n.Pods[i]; movable(p) {
+			pods = append(pods, p)
+		}
+	}
+	d.scratchPods = pods
+	slices.SortStableFunc(pods, func(a, b *Pod) int {
+		return cmp.Or(cmp.Compare(b.Requests.MilliCPU, a.Requests.MilliCPU), cmp.Compare(b.Requests.Memory, a.Requests.Memory))
+	})
+	undo := d.scratchUndo[:0]
+	defer func() {
+		for _, c := range slices.Backward(undo) {
+			free[c.k] = free[c.k].Add(c.p.Requests)
+			if len(c.p.Extended) > 0 {
+				ef := d.extFree(c.k)
+				for name, v := range c.p.Extended {
+					ef[name] += v
+				}
+			}
+		}
+		d.scratchUndo = undo[:0]
+	}()
+	for _, p := range pods {
+		placed := false
+		for k := range free {
+			if k == self || !p.Requests.Fits(free[k]) || !d.runsOn(p, k) {
+				continue
+			}
+			free[k] = free[k].Sub(p.Requests)
+			if len(p.Extended) > 0 {
+				ef := d.extFree(k)
+				for name, v := range p.Extended {
+					ef[name] -= v
+				}
+			}
+			undo = append(undo, podMove{k, p})
+			placed = true
+			break
+		}
+		if !placed {
+			return *p, false
+		}
+	}
+	return Pod{}, true
 }

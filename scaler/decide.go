@@ -1,7 +1,6 @@
 package scaler
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -23,7 +22,8 @@ const (
 // Decide turns a snapshot of the cluster into a plan. It is a pure function:
 // no I/O, no clock, no globals; the same inputs give the same plan.
 func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
-	d := newDecision(s, p, h, now)
+	var d decision
+	d.init(s, p, h, now)
 	d.newStandby()
 	d.observe()
 	d.planScaleUp()
@@ -47,13 +47,13 @@ type decision struct {
 
 	plan Plan
 
-	workers      []int // indexes into s.Nodes of workers not being removed
-	active       []int // Ready, schedulable workers: the utilization set
-	removing     map[string]bool
-	inFlight     int       // provisions not yet visible as a Node
-	stuck        int       // stuck provisions not visible as a Node: no capacity, counted against max_workers
-	joining      int       // provisions whose Node registered but is not Ready yet
-	newestJoined time.Time // the newest managed, Ready worker's registration
+	workers      []int           // indexes into s.Nodes of workers not being removed
+	active       []int           // Ready, schedulable workers: the utilization set
+	removing     map[string]bool // nil when none
+	inFlight     int             // provisions not yet visible as a Node
+	stuck        int             // stuck provisions not visible as a Node: no capacity, counted against max_workers
+	joining      int             // provisions whose Node registered but is not Ready yet
+	newestJoined time.Time       // the newest managed, Ready worker's registration
 	minWorkers   int
 	scheduled    bool // a schedule raised minWorkers
 	baseMin      int  // minWorkers before the schedules
@@ -79,30 +79,44 @@ type decision struct {
 	pools    []poolState
 	poolIdx  map[string]int
 	utilPool int
+
+	// Consolidation's view of the workers pods could move to, and
+	// podsFit's buffers.
+	targets     targets
+	scratchPods []*Pod
+	scratchUndo []podMove
 }
 
-func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
-	d := &decision{s: s, p: p, h: h, now: now, removing: map[string]bool{}}
+func (d *decision) init(s Snapshot, p Policy, h History, now time.Time) {
+	*d = decision{s: s, p: p, h: h, now: now}
 	d.initPools()
 	d.plan.Time = now
 	d.plan.Actions = []Action{}
 	d.plan.Holds = []Reason{}
 
-	nodeNames := make(map[string]bool, len(s.Nodes))
-	nodeReady := make(map[string]bool, len(s.Nodes))
-	for _, n := range s.Nodes {
-		if n.Standby {
-			continue // a parked worker's Node: not a worker (a waking one is in flight)
-		}
-		nodeNames[n.Name] = true
-		nodeReady[n.Name] = n.Ready && !n.Unschedulable
-	}
+	// The worker Nodes by name (Ready and schedulable or not), made for
+	// the first provision seen.
+	var nodeNames, nodeReady map[string]bool
 	for _, op := range s.Operations {
 		switch op.Kind {
 		case OpRemove:
+			if d.removing == nil {
+				d.removing = map[string]bool{}
+			}
 			d.removing[op.Node] = true
 			d.plan.Workers.Removing++
 		case OpProvision:
+			if nodeNames == nil {
+				nodeNames = make(map[string]bool, len(s.Nodes))
+				nodeReady = make(map[string]bool, len(s.Nodes))
+				for _, n := range s.Nodes {
+					if n.Standby {
+						continue // a parked worker's Node: not a worker (a waking one is in flight)
+					}
+					nodeNames[n.Name] = true
+					nodeReady[n.Name] = n.Ready && !n.Unschedulable
+				}
+			}
 			// A provision whose Node has registered counts once, as that
 			// node; until it is Ready its capacity is still on its way. A
 			// stuck one (past its deadline, kept, backing off) will not
@@ -198,7 +212,6 @@ func newDecision(s Snapshot, p Policy, h History, now time.Time) *decision {
 	}
 	d.minWorkers = min(d.minWorkers, p.MaxWorkers)
 	d.plan.Workers.Min = d.minWorkers
-	return d
 }
 
 // observe computes utilization and moves the sustained-condition clocks.
@@ -885,46 +898,6 @@ func (d *decision) score(n *Node) float64 {
 		u = n.Requests
 	}
 	return max(pct(u.MilliCPU, n.Allocatable.MilliCPU), pct(u.Memory, n.Allocatable.Memory))
-}
-
-// podsFit first-fits the node's movable pods, largest first, onto the free
-// room of the other active nodes. free is restored before returning.
-func (d *decision) podsFit(n *Node, self int, free []Resources) (Pod, bool) {
-	var pods []*Pod
-	for i := range n.Pods {
-		p := &n.Pods[i]
-		if p.OwnerKind != OwnerDaemonSet && p.OwnerKind != OwnerNode && !p.Requests.IsZero() {
-			pods = append(pods, p)
-		}
-	}
-	slices.SortStableFunc(pods, func(a, b *Pod) int {
-		return cmp.Or(cmp.Compare(b.Requests.MilliCPU, a.Requests.MilliCPU), cmp.Compare(b.Requests.Memory, a.Requests.Memory))
-	})
-	type change struct {
-		k int
-		r Resources
-	}
-	var undo []change
-	defer func() {
-		for _, c := range slices.Backward(undo) {
-			free[c.k] = free[c.k].Add(c.r)
-		}
-	}()
-	for _, p := range pods {
-		placed := false
-		for k := range free {
-			if k != self && p.Requests.Fits(free[k]) {
-				free[k] = free[k].Sub(p.Requests)
-				undo = append(undo, change{k, p.Requests})
-				placed = true
-				break
-			}
-		}
-		if !placed {
-			return *p, false
-		}
-	}
-	return Pod{}, true
 }
 
 func (d *decision) finish() Plan {

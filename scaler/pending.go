@@ -44,9 +44,15 @@ func (d *decision) pendingNeed() {
 	var chosen []int // the pool of each of pods
 	young := 0
 	var noWorker []PodVerdict
+	// Each pool's template Node (merged: the worker config's labels and
+	// taints with the pool's) is built when a pod past its grace first
+	// needs it: most decisions have none.
 	fits := make([]*fitCache, len(d.pools))
-	for i := range d.pools {
-		fits[i] = newFitCache(d.pools[i].worker.Node(NewWorkerName, d.pools[i].shape))
+	fit := func(k int) *fitCache {
+		if fits[k] == nil {
+			fits[k] = newFitCache(merged(d.p.NewWorker, d.pools[k].Pool).Node(NewWorkerName, d.pools[k].shape))
+		}
+		return fits[k]
 	}
 	// A pool with room: below its max_workers, or with workers in flight
 	// (the pods it was chosen for when they were added stay with it).
@@ -75,7 +81,7 @@ func (d *decision) pendingNeed() {
 			whys, names = whys[:0], names[:0]
 			var bestWaste float64
 			for k := range d.pools {
-				if w := fits[k].unfit(pp); w != "" {
+				if w := fit(k).unfit(pp); w != "" {
 					whys, names = append(whys, w), append(names, d.pools[k].Name)
 					continue
 				}

@@ -73,8 +73,7 @@ func merged(base NewWorker, pool Pool) NewWorker {
 // poolState is one pool's working state in a decision.
 type poolState struct {
 	Pool
-	worker   NewWorker // merged: what its new worker's Node carries
-	workers  int       // its workers not being removed (Ready or not)
+	workers  int // its workers not being removed (Ready or not)
 	notReady int
 	inFlight int       // provisions not yet visible as a Node
 	joining  int       // provisions whose Node is not Ready yet
@@ -96,10 +95,14 @@ type poolState struct {
 
 func (ps *poolState) current() int { return ps.workers + ps.inFlight + ps.stuck }
 
-// repels reports whether the pool's Node has a taint that keeps an
-// ordinary pod off (NoSchedule, NoExecute).
-func (ps *poolState) repels() bool {
-	return slices.ContainsFunc(ps.worker.Taints, func(t corev1.Taint) bool { return taintsThatRepel(&t) })
+// repels reports whether the pool's Node (base's taints with the pool's,
+// as merged makes it) has a taint that keeps an ordinary pod off
+// (NoSchedule, NoExecute). A pool's taint replaces a base taint of its
+// key and effect, so the effects are the union of both lists': merged is
+// not built for it.
+func (ps *poolState) repels(base NewWorker) bool {
+	r := func(t corev1.Taint) bool { return taintsThatRepel(&t) }
+	return slices.ContainsFunc(base.Taints, r) || slices.ContainsFunc(ps.NewWorker.Taints, r)
 }
 
 // initPools sets up the pools' working state: which pool each worker and
@@ -107,14 +110,18 @@ func (ps *poolState) repels() bool {
 func (d *decision) initPools() {
 	pools := d.p.WorkerPools()
 	d.pools = make([]poolState, len(pools))
-	d.poolIdx = make(map[string]int, len(pools))
+	if len(pools) > 1 {
+		d.poolIdx = make(map[string]int, len(pools)) // one pool is index 0 (poolOf)
+	}
 	for i, pl := range pools {
-		d.pools[i] = poolState{Pool: pl, worker: merged(d.p.NewWorker, pl), shape: pl.Worker}
-		d.poolIdx[pl.Name] = i
+		d.pools[i] = poolState{Pool: pl, shape: pl.Worker}
+		if d.poolIdx != nil {
+			d.poolIdx[pl.Name] = i
+		}
 	}
 	d.utilPool = 0
 	for i := range d.pools {
-		if !d.pools[i].repels() {
+		if !d.pools[i].repels(d.p.NewWorker) {
 			d.utilPool = i
 			break
 		}

@@ -90,6 +90,13 @@ type Node struct {
 	// Requests is the sum of the requests of the pods bound to the node.
 	Requests    Resources         `json:"requests"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Labels and Taints are the Node's: whether a pod of a worker to be
+	// removed could move here (podsFit, with the scheduling helpers).
+	Labels map[string]string `json:"labels,omitempty"`
+	Taints []corev1.Taint    `json:"taints,omitempty"`
+	// Extended are the extended resources (nvidia.com/gpu, ...) it
+	// advertises as allocatable, in whole units.
+	Extended map[string]int64 `json:"extended,omitempty"`
 	// Pods are the pods bound to the node that matter for its removal.
 	Pods []Pod `json:"pods,omitempty"`
 }
@@ -107,6 +114,15 @@ type Pod struct {
 	Annotations  map[string]string `json:"annotations,omitempty"`
 	// PDB is the PodDisruptionBudget covering the pod, if any.
 	PDB *PDBStatus `json:"pdb,omitempty"`
+
+	// Where it could run instead (as PendingPod's): a removal needs a
+	// place for it on another worker.
+
+	NodeSelector       map[string]string    `json:"node_selector,omitempty"`
+	NodeAffinity       *corev1.NodeSelector `json:"node_affinity,omitempty"`
+	Tolerations        []corev1.Toleration  `json:"tolerations,omitempty"`
+	Extended           map[string]int64     `json:"extended,omitempty"`
+	VolumeNodeAffinity []VolumeAffinity     `json:"volume_node_affinity,omitempty"`
 }
 
 // PDBStatus is the part of a PodDisruptionBudget the engine needs.

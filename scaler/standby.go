@@ -21,10 +21,10 @@ const (
 type standbyState struct {
 	usable    []StandbyWorker // fresh, not being woken or retired: can be started
 	stale     []StandbyWorker // to retire, with why
-	staleWhy  map[int]string
-	busy      map[int]bool // vmids an operation works on
-	parking   map[int]int  // removals that will park, per pool
-	refilling map[int]int  // refills, per pool
+	staleWhy  map[int]string  // the maps are nil when the snapshot has no operation and no standby worker
+	busy      map[int]bool    // vmids an operation works on
+	parking   map[int]int     // removals that will park, per pool
+	refilling map[int]int     // refills, per pool
 	// free is the hosts' memory left for wakes in this decision.
 	free map[string]int64
 }
@@ -43,7 +43,10 @@ func (d *decision) standbyHave(pi int) int {
 
 // newStandby sorts the snapshot's standby workers into usable and stale.
 func (d *decision) newStandby() {
-	pl := standbyState{staleWhy: map[int]string{}, busy: map[int]bool{}, parking: map[int]int{}, refilling: map[int]int{}}
+	var pl standbyState
+	if len(d.s.Operations) > 0 || len(d.s.Standby) > 0 {
+		pl = standbyState{staleWhy: map[int]string{}, busy: map[int]bool{}, parking: map[int]int{}, refilling: map[int]int{}}
+	}
 	for _, op := range d.s.Operations {
 		switch op.Kind {
 		case OpRefill:

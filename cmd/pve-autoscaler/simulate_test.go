@@ -219,6 +219,7 @@ func BenchmarkSweepWeek(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		simulate.Sweep(tr, simulate.DefaultModel(), vs)

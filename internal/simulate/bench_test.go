@@ -55,3 +55,19 @@ func TestTimeToCapacityGoal(t *testing.T) {
 		t.Errorf("engine took %s", ours.WorstTTC)
 	}
 }
+
+// BenchmarkRunWeek replays the shipped week through the default policy
+// once: one variant of a sweep (BenchmarkSweepWeek runs 217 of them).
+func BenchmarkRunWeek(b *testing.B) {
+	s := setup(b, nil)
+	m := DefaultModel()
+	tr := shippedTrace(b, "diurnal-week.csv")
+	b.ReportAllocs()
+	var r Result
+	for range b.N {
+		r = Run(tr, s, m)
+	}
+	b.ReportMetric(float64(len(r.Events)), "events")
+	b.ReportMetric(float64(r.decided), "decisions")
+	b.ReportMetric(float64(r.skipped), "skipped")
+}

@@ -2,6 +2,8 @@ package simulate
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -21,7 +23,8 @@ func Run(tr Trace, s Setup, m Model) Result {
 	var next time.Duration
 	si, lastPending := 0, 0
 	var l load
-	for t := time.Duration(0); t < end; t += m.Step {
+	var memo decided
+	for t := time.Duration(0); t < end; {
 		var smp Sample
 		smp, si = tr.at(t, si)
 		l = c.load(t, smp)
@@ -32,7 +35,21 @@ func Run(tr Trace, s Setup, m Model) Result {
 		lastPending = l.pending
 		if t >= next || woken {
 			next = t + s.Interval
-			plan := scaler.Decide(c.snapshot(t, l), s.Policy, hist, m.Epoch.Add(t))
+			now := m.Epoch.Add(t)
+			var plan scaler.Plan
+			if c.version == memo.version && memo.still && (memo.horizon.IsZero() || now.Before(memo.horizon)) {
+				// The same snapshot and history as the last decision, which
+				// changed nothing, before any clock it reads runs out:
+				// Decide would make the same plan (scaler.Horizon).
+				plan = memo.plan
+				r.skipped++
+			} else {
+				snap := c.snapshot(t, l)
+				plan = scaler.Decide(snap, s.Policy, hist, now)
+				r.decided++
+				memo = decided{version: c.version, plan: plan,
+					still: len(plan.Actions) == 0 && plan.Next.Equal(hist), horizon: scaler.Horizon(snap, s.Policy, hist, now)}
+			}
 			hist = plan.Next
 			if !plan.NextCheck.IsZero() {
 				at := plan.NextCheck.Sub(m.Epoch).Round(m.Step)
@@ -63,11 +80,35 @@ func Run(tr Trace, s Setup, m Model) Result {
 			}
 			l = c.load(t, smp)
 		}
-		a.step(t, m.Step, l, smp)
+		// The steps up to the next decision, the next row of the trace or
+		// a VM's next moment see this same load, and none wakes the
+		// daemon: accounted at once (the same sums as one by one). A
+		// decision that left more pods pending than the step began with
+		// wakes the next step: that one goes alone.
+		n := int64(1)
+		if l.pending == lastPending {
+			stop := min(end, next, c.until)
+			if si+1 < len(tr.Samples) {
+				stop = min(stop, tr.Samples[si+1].At)
+			}
+			n = max(1, int64((stop-t+m.Step-1)/m.Step))
+		}
+		a.steps(t, m.Step, n, l)
+		t += time.Duration(n) * m.Step
 	}
 	smp, _ := tr.at(end, si)
 	a.finish(end, c.load(end, smp))
 	return r
+}
+
+// decided is the last decision of a replay, and when it may stand for
+// the next one.
+type decided struct {
+	version uint64 // the cluster's snapshot version it saw
+	plan    scaler.Plan
+	// still: it had no action and returned the history it was given.
+	still   bool
+	horizon time.Time
 }
 
 func why(p scaler.Plan, kind scaler.ActionKind) string {
@@ -79,19 +120,21 @@ func why(p scaler.Plan, kind scaler.ActionKind) string {
 	return ""
 }
 
-// snapshot is what the Kubernetes and Proxmox adapters would report.
+// snapshot is what the Kubernetes and Proxmox adapters would report. It
+// is built in the cluster's buffers: valid until the next call (Decide
+// keeps nothing of its snapshot).
 func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
-	var s scaler.Snapshot
+	s := &c.snap
+	s.Nodes, s.Operations, s.PendingPods = s.Nodes[:0], s.Operations[:0], s.PendingPods[:0]
 	epoch := c.m.Epoch
 	for i, v := range l.ready {
 		k := int64(l.podsOn(i))
 		used := scaler.Resources{MilliCPU: l.base.MilliCPU + k*c.m.Pod.MilliCPU, Memory: l.base.Memory + k*c.m.Pod.Memory}
-		n := scaler.Node{
+		v.pods = c.pods(v, v.pods[:0], l.base, int(k))
+		s.Nodes = append(s.Nodes, scaler.Node{
 			Name: v.name, Managed: true, VMID: v.vmid, Host: Host, Ready: true,
-			Created: epoch.Add(v.ready), Allocatable: c.alloc, Usage: used, Requests: used,
-		}
-		n.Pods = c.pods(v, l.base, int(k))
-		s.Nodes = append(s.Nodes, n)
+			Created: epoch.Add(v.ready), Allocatable: c.alloc, Usage: used, Requests: used, Pods: v.pods,
+		})
 	}
 	for _, v := range c.vms {
 		switch {
@@ -102,17 +145,20 @@ func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
 		}
 	}
 	for i, since := range c.pending {
-		s.PendingPods = append(s.PendingPods, scaler.PendingPod{Namespace: "sim", Name: fmt.Sprintf("pending-%d", i), Requests: c.m.Pod, Since: epoch.Add(since)})
+		for len(c.pendingNames) <= i {
+			c.pendingNames = append(c.pendingNames, "pending-"+strconv.Itoa(len(c.pendingNames)))
+		}
+		s.PendingPods = append(s.PendingPods, scaler.PendingPod{Namespace: "sim", Name: c.pendingNames[i], Requests: c.m.Pod, Since: epoch.Add(since)})
 	}
-	return s
+	return *s
 }
 
 // pods splits a node's base share into pods of about the model's size, plus
-// the placed pods of exactly that size.
-func (c *cluster) pods(v *vm, base scaler.Resources, placed int) []scaler.Pod {
+// the placed pods of exactly that size, appended to buf.
+func (c *cluster) pods(v *vm, buf []scaler.Pod, base scaler.Resources, placed int) []scaler.Pod {
 	k := ceilDiv(base.MilliCPU, c.m.Pod.MilliCPU)
 	k = max(k, ceilDiv(base.Memory, c.m.Pod.Memory))
-	pods := make([]scaler.Pod, 0, int(k)+placed)
+	pods := slices.Grow(buf, int(k)+placed)
 	for i := int64(0); i < k; i++ {
 		pods = append(pods, scaler.Pod{Namespace: "sim", Name: v.podName(false, int(i)), OwnerKind: "ReplicaSet",
 			Requests: scaler.Resources{MilliCPU: base.MilliCPU / k, Memory: base.Memory / k}})
@@ -169,7 +215,7 @@ func RunRecipe(tr Trace, s Setup, m Model) Result {
 			}
 			l = c.load(t, smp)
 		}
-		a.step(t, m.Step, l, smp)
+		a.step(t, m.Step, l)
 	}
 	smp, _ := tr.at(end, si)
 	a.finish(end, c.load(end, smp))
@@ -200,7 +246,7 @@ func RunLimit(tr Trace, s Setup, m Model) Result {
 			n = c.fewest(smp, lo, s.Policy.MaxWorkers)
 			l = c.loadOf(n, smp)
 		}
-		a.step(t, m.Step, l, smp)
+		a.step(t, m.Step, l)
 	}
 	smp, _ := tr.at(end, max(si, 0))
 	a.finish(end, c.loadOf(c.fewest(smp, s.Policy.MinAt(m.Epoch.Add(end)), s.Policy.MaxWorkers), smp))

@@ -59,6 +59,9 @@ type Result struct {
 	Events    []Event       `json:"events"`
 	Series    []Point       `json:"-"`
 	removedAt []time.Duration
+	// decided and skipped count the decisions a replay made, and those
+	// it did not need to make again.
+	decided, skipped int
 }
 
 // vm is one worker VM in the modelled cluster.
@@ -71,6 +74,8 @@ type vm struct {
 	gone    time.Duration // VM destroyed at (-1: never)
 	// baseNames and podNames are its pods' names, made once each.
 	baseNames, podNames []string
+	// pods is the buffer of its Node's pods in the snapshot.
+	pods []scaler.Pod
 }
 
 // podName returns the name of its i-th base pod or placed pod.
@@ -108,6 +113,13 @@ type cluster struct {
 	lastAt     time.Duration
 	// pending is when each pending pod started waiting, oldest first.
 	pending []time.Duration
+	// version changes whenever what snapshot reports may have: load
+	// computed afresh, or the pending pods' ages changed.
+	version uint64
+	// snap and pendingNames are snapshot's buffers, reused by every
+	// decision.
+	snap         scaler.Snapshot
+	pendingNames []string
 }
 
 func newCluster(m Model, s Setup) *cluster {
@@ -164,6 +176,7 @@ func (c *cluster) load(t time.Duration, s Sample) load {
 		return c.last
 	}
 	l := c.compute(t, s)
+	c.version++
 	c.last, c.lastSample, c.lastAt, c.changed, c.everLoaded = l, s, t, false, true
 	// The next moment a VM comes, becomes Ready, leaves or goes.
 	c.until = 1<<63 - 1
@@ -253,6 +266,9 @@ func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 // track keeps the pending pods' ages: new ones wait from t; the oldest are
 // placed first.
 func (c *cluster) track(t time.Duration, pending int) {
+	if len(c.pending) != pending {
+		c.version++
+	}
 	for len(c.pending) < pending {
 		c.pending = append(c.pending, t)
 	}
@@ -274,7 +290,7 @@ type accountant struct {
 	nodeTime, overTime, pendingTime time.Duration
 }
 
-func (a *accountant) step(t, dt time.Duration, l load, s Sample) {
+func (a *accountant) step(t, dt time.Duration, l load) {
 	a.nodeTime += time.Duration(l.vms) * dt
 	over := l.cpu >= a.cpuUp || l.mem >= a.memUp
 	if over {
@@ -294,6 +310,27 @@ func (a *accountant) step(t, dt time.Duration, l load, s Sample) {
 	}
 	if t%a.every == 0 {
 		a.r.Series = append(a.r.Series, Point{At: t, Workers: len(l.ready), CPU: round1(l.cpu), Memory: round1(l.mem), Pending: l.pending})
+	}
+}
+
+// steps is n steps of dt from t, all at load l: step, n times over.
+func (a *accountant) steps(t, dt time.Duration, n int64, l load) {
+	a.step(t, dt, l)
+	if n <= 1 {
+		return
+	}
+	rest := time.Duration(n-1) * dt
+	a.nodeTime += time.Duration(l.vms) * rest
+	if l.cpu >= a.cpuUp || l.mem >= a.memUp {
+		a.overTime += rest
+	}
+	a.pendingTime += time.Duration(l.pending) * rest
+	// The chart's points among them.
+	first := (t/a.every + 1) * a.every
+	for at := first; at < t+time.Duration(n)*dt; at += a.every {
+		if at%dt == 0 {
+			a.r.Series = append(a.r.Series, Point{At: at, Workers: len(l.ready), CPU: round1(l.cpu), Memory: round1(l.mem), Pending: l.pending})
+		}
 	}
 }
 

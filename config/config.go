@@ -208,6 +208,8 @@ type Daemon struct {
 	// TraceFile receives a row per decision in simulate's trace format
 	// (internal/tracefile); empty: off.
 	TraceFile string `json:"trace_file"`
+	// Control names the ConfigMap of the operator's pause and boosts.
+	Control Control `json:"control"`
 }
 
 // LeaderElection lets two daemons run with one active.
@@ -215,6 +217,13 @@ type LeaderElection struct {
 	Enabled   bool   `json:"enabled"`
 	Namespace string `json:"namespace"`
 	LeaseName string `json:"lease_name"`
+}
+
+// Control is the ConfigMap `pve-autoscaler pause`, `resume` and `boost`
+// write and the daemon reads at every decision.
+type Control struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
 }
 
 // Log is the logger's level and format.
@@ -261,6 +270,7 @@ func Default() Config {
 			Listen:         "127.0.0.1:9464",
 			TraceFile:      DefaultTraceFile,
 			LeaderElection: LeaderElection{Namespace: "kube-system", LeaseName: "pve-autoscaler"},
+			Control:        Control{Namespace: "kube-system", Name: "pve-autoscaler-control"},
 			Log:            Log{Level: "info", Format: "console"},
 		},
 	}

@@ -209,7 +209,7 @@ func TestOverrideAppliesBeforeValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := Load(p, ValidateOptions{CheckFiles: true}, func(c *Config) { c.Daemon.Log.Level = "loud" })
-	if err == nil || !strings.Contains(err.Error(), `daemon.log.level (line 12:5): "loud": expected debug, info, warn or error`) {
+	if err == nil || !strings.Contains(err.Error(), `daemon.log.level (line 15:5): "loud": expected debug, info, warn or error`) {
 		t.Fatalf("override not validated: %v", err)
 	}
 	c2, _, err := Load(p, ValidateOptions{CheckFiles: true}, func(c *Config) { c.Daemon.Log.Format = "json" })

@@ -397,6 +397,14 @@ func (v *validator) daemon(c *Config) {
 			v.fail("daemon.leader_election.lease_name", "required when leader election is enabled")
 		}
 	}
+	for _, f := range []struct{ path, v, example string }{
+		{"daemon.control.namespace", d.Control.Namespace, "kube-system"},
+		{"daemon.control.name", d.Control.Name, "pve-autoscaler-control"},
+	} {
+		if !dnsLabelish(f.v) {
+			v.fail(f.path, "%q: expected a Kubernetes object name (lower-case letters, digits, '-' and '.', at most 253 characters), e.g. %s", shorten(f.v, 80), f.example)
+		}
+	}
 	if d.TraceFile != "" && (!filepath.IsAbs(d.TraceFile) || strings.HasSuffix(d.TraceFile, "/")) {
 		v.fail("daemon.trace_file", "%q: expected an absolute file path, e.g. %s (empty turns the trace off)", d.TraceFile, DefaultTraceFile)
 	}
@@ -499,4 +507,20 @@ func ParseFingerprint(s string) ([]byte, error) {
 		return nil, fmt.Errorf("%q: expected a SHA-256 fingerprint: 32 hex bytes, colons optional, as PVE shows it (AB:CD:EF:01 and so on)", s)
 	}
 	return b, nil
+}
+
+// dnsLabelish reports whether s is a valid Kubernetes object name (a DNS
+// subdomain: lower-case alphanumerics, '-' and '.', starting and ending
+// alphanumeric, at most 253 characters).
+func dnsLabelish(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= '0' && r <= '9'
+		if !alnum && (r != '-' && r != '.' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
 }

@@ -113,6 +113,8 @@ func TestValidationRules(t *testing.T) {
 		{"listen address", func(c *Config) { c.Daemon.Listen = "9464" }, "daemon.listen", "HOST:PORT", false},
 		{"lease namespace", func(c *Config) { c.Daemon.LeaderElection = LeaderElection{Enabled: true, LeaseName: "x"} }, "daemon.leader_election.namespace", "required", false},
 		{"lease name", func(c *Config) { c.Daemon.LeaderElection = LeaderElection{Enabled: true, Namespace: "x"} }, "daemon.leader_election.lease_name", "required", false},
+		{"control name empty", func(c *Config) { c.Daemon.Control.Name = "" }, "daemon.control.name", "expected a Kubernetes object name", false},
+		{"control namespace upper", func(c *Config) { c.Daemon.Control.Namespace = "Kube_System" }, "daemon.control.namespace", "expected a Kubernetes object name", false},
 		{"log level", func(c *Config) { c.Daemon.Log.Level = "trace" }, "daemon.log.level", "debug, info, warn or error", false},
 		{"log format", func(c *Config) { c.Daemon.Log.Format = "text" }, "daemon.log.format", "console or json", false},
 		// Who may change the files the config names (issue 20).

@@ -96,7 +96,8 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, err
 	}
 	policy.NewWorker = tal.NewWorker()
-	kopts := kube.Options{Kubeconfig: cfg.Kubernetes.Kubeconfig, Context: cfg.Kubernetes.Context, Drain: cfg.Policy.Drain, Log: log.Named("kube")}
+	kopts := kube.Options{Kubeconfig: cfg.Kubernetes.Kubeconfig, Context: cfg.Kubernetes.Context, Drain: cfg.Policy.Drain, Log: log.Named("kube"),
+		Control: ControlRef(cfg)}
 	var kc *kube.Client
 	if o.Kube != nil {
 		kc, err = kube.NewForConfig(o.Kube, kopts)
@@ -149,4 +150,9 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes,
 		Now: now, MaxProvisionTime: d.Config.Policy.MaxProvisionTime.D()})
 	return snap, kerr
+}
+
+// ControlRef is the ConfigMap of pause and boosts the config names.
+func ControlRef(cfg *config.Config) kube.ControlRef {
+	return kube.ControlRef{Namespace: cfg.Daemon.Control.Namespace, Name: cfg.Daemon.Control.Name}
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +83,34 @@ pve_autoscaler_pool_workers{pool="gpu",state="ready"} 0
 `
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), "pve_autoscaler_pool_workers"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestControlMetrics: a pause and the active boosts reach /metrics, and
+// both go when the plan no longer has them.
+func TestControlMetrics(t *testing.T) {
+	m := NewMetrics()
+	until := time.Date(2026, 11, 27, 20, 0, 0, 0, time.UTC)
+	m.Tick(scaler.Plan{Time: time.Now(), Paused: &scaler.Pause{By: "a", Until: until},
+		Boosts: []scaler.Boost{{Workers: 4}, {Pool: "gpu", Workers: 1}}}, nil)
+	want := fmt.Sprintf(`
+# HELP pve_autoscaler_paused 1 while `+"`pve-autoscaler pause`"+` holds every scaling action (see /status plan.paused), else 0.
+# TYPE pve_autoscaler_paused gauge
+pve_autoscaler_paused 1
+# HELP pve_autoscaler_paused_until_timestamp_seconds When the pause ends on its own (Unix time; 0: not paused, or only `+"`resume`"+` ends it).
+# TYPE pve_autoscaler_paused_until_timestamp_seconds gauge
+pve_autoscaler_paused_until_timestamp_seconds %d
+# HELP pve_autoscaler_boost_workers The minimum each active boost (`+"`pve-autoscaler boost`"+`) raises, by pool ("": all pools together).
+# TYPE pve_autoscaler_boost_workers gauge
+pve_autoscaler_boost_workers{pool=""} 4
+pve_autoscaler_boost_workers{pool="gpu"} 1
+`, until.Unix())
+	names := []string{"pve_autoscaler_paused", "pve_autoscaler_paused_until_timestamp_seconds", "pve_autoscaler_boost_workers"}
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	m.Tick(scaler.Plan{Time: time.Now()}, nil)
+	if p, b := testutil.ToFloat64(m.paused), testutil.CollectAndCount(m.boosts); p != 0 || b != 0 {
+		t.Errorf("after the pause and boosts: paused %v, %d boost series", p, b)
 	}
 }

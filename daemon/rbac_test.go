@@ -19,6 +19,7 @@ import (
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/kube"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
@@ -75,6 +76,12 @@ func TestExactlyTheRBACOfDeploy(t *testing.T) {
 	cfg.Kubernetes.Kubeconfig = kubeconfig
 	cfg.Policy.Interval = config.Duration(500 * time.Millisecond)
 	cfg.Daemon.LeaderElection = config.LeaderElection{Enabled: true, Namespace: "kube-system", LeaseName: "pve-autoscaler"}
+	// The control ConfigMap of deploy/rbac.yaml's resourceNames, made afresh
+	// so that its create is seen.
+	cfg.Daemon.Control = config.Control{Namespace: "kube-system", Name: "pve-autoscaler-control"}
+	if err := env.Client.CoreV1().ConfigMaps("kube-system").Delete(ctx, cfg.Daemon.Control.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
 	// Two pods of 60% of a worker's CPU each need two workers.
 	big := corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(int64(cfg.Proxmox.VM.Cores)*600, resource.DecimalSI)}
 	small := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}
@@ -167,6 +174,32 @@ func TestExactlyTheRBACOfDeploy(t *testing.T) {
 		evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=nowhere,reason=NotTriggerScaleUp"})
 		return err == nil && len(evs.Items) == 1 && evs.Items[0].Count >= 2
 	})
+	// pause, boost and resume with the daemon's credentials, as the CLI
+	// does: the pause (a create, and who set it) is seen by the daemon
+	// (get); a boost that has ended is recorded beside it (update); both
+	// gone, the ConfigMap goes (delete).
+	sa, err := kube.New(kube.Options{Kubeconfig: kubeconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := ControlRef(cfg)
+	who := sa.Who(ctx)
+	if !strings.HasPrefix(who, user+"@") {
+		t.Errorf("pause set by %q, want %s@host", who, user)
+	}
+	if _, err := sa.UpdateControl(ctx, ref, func(c *scaler.Control) { c.Pause = &scaler.Pause{By: who, Since: time.Now()} }); err != nil {
+		t.Fatal(err)
+	}
+	wait("the daemon paused", func() bool { p := d.Reconciler.Status().Plan; return p != nil && p.Paused != nil })
+	if _, err := sa.UpdateControl(ctx, ref, func(c *scaler.Control) {
+		kube.SetBoost(c, scaler.Boost{Workers: 2, By: who, Since: time.Now().Add(-2 * time.Hour), Until: time.Now().Add(-time.Hour)})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.UpdateControl(ctx, ref, func(c *scaler.Control) { *c = scaler.Control{} }); err != nil {
+		t.Fatal(err)
+	}
+	wait("the daemon resumed", func() bool { p := d.Reconciler.Status().Plan; return p != nil && p.Paused == nil })
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("daemon: %v", err)

@@ -38,6 +38,9 @@ type Metrics struct {
 	safetyHolds   prometheus.Counter
 	stuck         prometheus.Gauge
 	pools         *prometheus.GaugeVec
+	paused        prometheus.Gauge
+	pausedUntil   prometheus.Gauge
+	boosts        *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics.
@@ -55,7 +58,10 @@ func NewMetrics() *Metrics {
 	m.safetyHolds = prometheus.NewCounter(prometheus.CounterOpts{Name: "pve_autoscaler_safety_holds_total", Help: "Decisions on which nothing destructive was done because the Proxmox and Kubernetes views disagreed (see /status safety_hold)."})
 	m.stuck = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_stuck_vms", Help: "VMs of ours that make no progress by themselves: kept, backing off after a failure, or provisioning past max_provision_time (see /status stuck)."})
 	m.pools = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_pool_workers", Help: "Workers of each worker pool by state: ready, not_ready, provisioning, min, max, pending (pods counted toward its new workers)."}, []string{"pool", "state"})
-	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds, m.stuck, m.pools,
+	m.paused = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_paused", Help: "1 while `pve-autoscaler pause` holds every scaling action (see /status plan.paused), else 0."})
+	m.pausedUntil = prometheus.NewGauge(prometheus.GaugeOpts{Name: "pve_autoscaler_paused_until_timestamp_seconds", Help: "When the pause ends on its own (Unix time; 0: not paused, or only `resume` ends it)."})
+	m.boosts = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pve_autoscaler_boost_workers", Help: "The minimum each active boost (`pve-autoscaler boost`) raises, by pool (\"\": all pools together)."}, []string{"pool"})
+	m.Registry.MustRegister(m.nodes, m.events, m.steps, m.errors, m.utilization, m.lastDecision, m.standby, m.standbyOldest, m.safetyHolds, m.stuck, m.pools, m.paused, m.pausedUntil, m.boosts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -102,6 +108,18 @@ func (m *Metrics) Tick(p scaler.Plan, err error) {
 		m.utilization.WithLabelValues("memory").Set(u.Memory / 100)
 	}
 	m.lastDecision.Set(float64(p.Time.Unix()))
+	m.paused.Set(0)
+	m.pausedUntil.Set(0)
+	if p.Paused != nil {
+		m.paused.Set(1)
+		if !p.Paused.Until.IsZero() {
+			m.pausedUntil.Set(float64(p.Paused.Until.Unix()))
+		}
+	}
+	m.boosts.Reset()
+	for _, b := range p.Boosts {
+		m.boosts.WithLabelValues(b.Pool).Set(float64(b.Workers))
+	}
 	m.pools.Reset() // a pool gone from the config leaves no series behind
 	for _, ps := range p.Pools {
 		for state, v := range map[string]int{"ready": ps.Ready, "not_ready": ps.NotReady, "provisioning": ps.Provisioning, "min": ps.Min, "max": ps.Max, "pending": ps.Pending} {

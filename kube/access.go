@@ -18,6 +18,9 @@ type Access struct {
 	Name string
 	// Why is the step that uses it.
 	Why string
+	// Everyone: every authenticated user has it by default
+	// (system:basic-user); listed because the manifest names every call.
+	Everyone bool
 }
 
 func (a Access) String() string {
@@ -37,11 +40,13 @@ func (a Access) String() string {
 	return a.Verb + " " + r
 }
 
-// RequiredAccess lists what the daemon does with the Kubernetes API;
-// deploy/rbac.yaml grants exactly this (a test keeps the two in step).
-// leaseNamespace is empty when leader election is off; the Lease is read
-// and renewed by its name, leaseName.
-func RequiredAccess(leaseNamespace, leaseName string) []Access {
+// RequiredAccess lists what the daemon (and pause, resume and boost with
+// its credentials) does with the Kubernetes API; deploy/rbac.yaml grants
+// exactly this (a test keeps the two in step). leaseNamespace is empty
+// when leader election is off; the Lease is read and renewed by its name,
+// leaseName. The control ConfigMap is read, updated and deleted by its
+// name; created under any (a create names no object RBAC can check).
+func RequiredAccess(leaseNamespace, leaseName string, control ControlRef) []Access {
 	var out []Access
 	add := func(group, resource, sub, why string, verbs ...string) {
 		for _, v := range verbs {
@@ -62,6 +67,13 @@ func RequiredAccess(leaseNamespace, leaseName string) []Access {
 			out = append(out, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: v, Namespace: leaseNamespace, Name: leaseName, Why: "leader election"})
 		}
 		out = append(out, Access{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: leaseNamespace, Why: "leader election (the first start)"})
+	}
+	if control.Name != "" {
+		for _, v := range []string{"get", "update", "delete"} {
+			out = append(out, Access{Resource: "configmaps", Verb: v, Namespace: control.Namespace, Name: control.Name, Why: "pause and boosts (daemon.control)"})
+		}
+		out = append(out, Access{Resource: "configmaps", Verb: "create", Namespace: control.Namespace, Why: "pause and boost (the first one)"})
+		out = append(out, Access{Group: "authentication.k8s.io", Resource: "selfsubjectreviews", Verb: "create", Why: "pause and boost record who set them", Everyone: true})
 	}
 	return out
 }

@@ -41,6 +41,9 @@ type Options struct {
 	EvictRetry time.Duration
 	// MetricsMaxAge: node metrics older than this count as stale (default 5m).
 	MetricsMaxAge time.Duration
+	// Control is the ConfigMap of the operator's pause and boosts, read by
+	// each Snapshot (empty Name: none is read).
+	Control ControlRef
 }
 
 // Client is the Kubernetes adapter.

@@ -130,7 +130,7 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	need := RequiredAccess("kube-system", "pve-autoscaler")
+	need := RequiredAccess("kube-system", "pve-autoscaler", ControlRef{Namespace: "kube-system", Name: "pve-autoscaler-control"})
 	if len(need) < 15 {
 		t.Fatalf("only %d permissions listed", len(need))
 	}
@@ -138,8 +138,15 @@ func TestRequiredAccessMatchesRBAC(t *testing.T) {
 		if ok, err := c.CanI(ctx, a); err != nil || !ok {
 			t.Errorf("deploy/rbac.yaml does not grant %s (%s): %v", a, a.Why, err)
 		}
-		if ok, err := none.CanI(ctx, a); err != nil || ok {
-			t.Errorf("a ServiceAccount without the binding may %s: %v", a, err)
+		if ok, err := none.CanI(ctx, a); err != nil || ok != a.Everyone {
+			t.Errorf("a ServiceAccount without the binding may %s: %v, want %v (everyone's by default: %v)", a, ok, err, a.Everyone)
+		}
+	}
+	// Only its own ConfigMap: not another's (coredns's, a secret-ish one).
+	for _, verb := range []string{"get", "update", "delete"} {
+		other := Access{Resource: "configmaps", Verb: verb, Namespace: "kube-system", Name: "coredns"}
+		if ok, err := c.CanI(ctx, other); err != nil || ok {
+			t.Errorf("deploy/rbac.yaml lets the daemon %s: %v", other, err)
 		}
 	}
 	// Only its own Lease: not another leader's.

@@ -42,6 +42,15 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	if err := c.synced(); err != nil {
 		return scaler.Snapshot{}, err
 	}
+	var control *scaler.Control
+	if c.opts.Control.Name != "" {
+		// First, and its failure fails the snapshot: nothing is decided
+		// on while a pause may hold unseen.
+		var err error
+		if control, err = c.ReadControl(ctx, c.opts.Control); err != nil {
+			return scaler.Snapshot{}, err
+		}
+	}
 	nodes, err := c.nodes.List(labels.Everything())
 	if err != nil {
 		return scaler.Snapshot{}, err
@@ -54,7 +63,7 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	if err != nil {
 		return scaler.Snapshot{}, err
 	}
-	var snap scaler.Snapshot
+	snap := scaler.Snapshot{Control: control}
 
 	usage, metricsErr := c.nodeUsage(ctx, now)
 	if metricsErr != nil {

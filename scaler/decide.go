@@ -35,6 +35,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 		d.hold(CodeCapacityWanted, "scale-down held: the cluster wants more capacity, not less")
 	}
 	d.planStandby()
+	d.applyPause()
 	return d.finish()
 }
 
@@ -56,6 +57,7 @@ type decision struct {
 	newestJoined time.Time       // the newest managed, Ready worker's registration
 	minWorkers   int
 	scheduled    bool // a schedule raised minWorkers
+	boosted      bool // a boost raised minWorkers (above the schedules)
 	baseMin      int  // minWorkers before the schedules
 	overOnly     bool // only workers of pools above their max_workers may go
 	shape        Resources
@@ -210,6 +212,8 @@ func (d *decision) init(s Snapshot, p Policy, h History, now time.Time) {
 			d.note(CodeScheduleActive, "schedule %q (%s) raises the minimum to %d", sc.Name, sc, sc.MinWorkers)
 		}
 	}
+	d.applyBoosts()
+	d.plan.Boosts = s.Control.BoostsAt(now)
 	d.minWorkers = min(d.minWorkers, p.MaxWorkers)
 	d.plan.Workers.Min = d.minWorkers
 }
@@ -281,11 +285,14 @@ func (d *decision) planScaleUp() {
 	}
 	if !d.multi() {
 		if serving := current - d.stuck; serving < d.minWorkers {
-			code := CodeBelowMin
-			if d.minWorkers > d.baseMin {
+			code, by := CodeBelowMin, ""
+			switch {
+			case d.boosted:
+				code, by = CodeBoost, " (a boost)"
+			case d.minWorkers > d.baseMin:
 				code = CodeScheduleMin
 			}
-			want(util, d.minWorkers-serving, reason(code, "%s%s, below the minimum of %d", count(serving, "worker"), stuckNote(d.stuck), d.minWorkers))
+			want(util, d.minWorkers-serving, reason(code, "%s%s, below the minimum of %d%s", count(serving, "worker"), stuckNote(d.stuck), d.minWorkers, by))
 		}
 	} else {
 		short := 0
@@ -293,13 +300,21 @@ func (d *decision) planScaleUp() {
 			ps := &d.pools[i]
 			if c := ps.current() - ps.stuck; c < ps.MinWorkers {
 				short += ps.MinWorkers - c
-				want(ps, ps.MinWorkers-c, reason(CodeBelowMin, "%s%s%s, below its minimum of %d", d.poolPrefix(i), count(c, "worker"), stuckNote(ps.stuck), ps.MinWorkers))
+				code, by := CodeBelowMin, ""
+				if ps.boosted {
+					code, by = CodeBoost, " (a boost)"
+				}
+				want(ps, ps.MinWorkers-c, reason(code, "%s%s%s, below its minimum of %d%s", d.poolPrefix(i), count(c, "worker"), stuckNote(ps.stuck), ps.MinWorkers, by))
 			}
 		}
-		// A schedule raises the minimum of all pools together: the rest
-		// of it goes to the utilization pool.
-		if n := d.minWorkers - (current - d.stuck) - short; d.scheduled && n > 0 {
-			want(util, util.need+n, reason(CodeScheduleMin, "%s, below the minimum of %d (a schedule): %s to pool %s", count(current-d.stuck, "worker"), d.minWorkers, count(n, "worker"), util.Name))
+		// A schedule or a boost raises the minimum of all pools together:
+		// the rest of it goes to the utilization pool.
+		if n := d.minWorkers - (current - d.stuck) - short; (d.scheduled || d.boosted) && n > 0 {
+			code, by := CodeScheduleMin, "a schedule"
+			if d.boosted {
+				code, by = CodeBoost, "a boost"
+			}
+			want(util, util.need+n, reason(code, "%s, below the minimum of %d (%s): %s to pool %s", count(current-d.stuck, "worker"), d.minWorkers, by, count(n, "worker"), util.Name))
 		}
 	}
 

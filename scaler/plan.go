@@ -7,8 +7,10 @@ type Code string
 
 // Reasons for actions.
 const (
-	CodeBelowMin      Code = "below_min"
-	CodeScheduleMin   Code = "schedule_min"
+	CodeBelowMin    Code = "below_min"
+	CodeScheduleMin Code = "schedule_min"
+	// CodeBoost: a boost (`pve-autoscaler boost`) raised the minimum.
+	CodeBoost         Code = "boost"
 	CodeCPUHigh       Code = "cpu_high"
 	CodeMemoryHigh    Code = "memory_high"
 	CodePendingPods   Code = "pending_pods"
@@ -49,6 +51,8 @@ const (
 	CodeNoWorkerFits       Code = "no_worker_fits"
 	CodeMaxResources       Code = "max_resources"
 	CodePoolAtMin          Code = "pool_at_min"
+	// CodePaused: `pve-autoscaler pause` holds every action.
+	CodePaused Code = "paused"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.
@@ -171,6 +175,10 @@ type Plan struct {
 	Pods []PodVerdict `json:"pods,omitempty"`
 	// Pools is each worker pool's workers.
 	Pools []PoolStatus `json:"pools,omitempty"`
+	// Paused is the pause holding every action (nil: none); Boosts the
+	// boosts raising the minimum now (Snapshot.Control).
+	Paused *Pause  `json:"paused,omitempty"`
+	Boosts []Boost `json:"boosts,omitempty"`
 	// NextCheck, when set, is the moment a held condition ripens (an up
 	// window, a pending pod's grace or an Awaiting hold ends): the reconciler decides again
 	// then instead of at its next interval.

@@ -81,6 +81,7 @@ type poolState struct {
 	used     Resources // what its Ready, schedulable workers use
 	shape    Resources
 	newest   *Node
+	boosted  bool // a boost raised its MinWorkers
 
 	need    int      // workers its scale-up clauses want
 	add     int      // workers added to it

@@ -243,6 +243,9 @@ type Reconciler struct {
 	halt     context.Context
 	haltNow  context.CancelFunc
 	stopping bool
+	// paused is the pause the last tick read (Snapshot.Control): running
+	// operations stop at their next step boundary, left resumable.
+	paused *Pause
 }
 
 type operation struct {
@@ -540,7 +543,14 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	obs := Observation{Machines: machines, Nodes: snap.Nodes, Busy: busy, Kept: kept}
 	hold := obs.Disagreement()
 	r.setHold(hold, snap.Nodes)
-	r.resume(ctx, snap, machines, stale, hold, now)
+	paused := snap.Control.PausedAt(now)
+	r.setPaused(paused)
+	if paused == nil {
+		// While paused, nothing half-done is taken up again either (no
+		// resume, no withdraw, no Node deleted): the next tick after the
+		// pause does it.
+		r.resume(ctx, snap, machines, stale, hold, now)
+	}
 	// A Node that is not Ready and has no VM is no capacity, whether or not
 	// it may be deleted yet: the engine does not count it as a worker, so
 	// the minimum is met with workers that run.
@@ -600,7 +610,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	stopping := r.stopping
 	r.mu.Unlock()
 	r.logPlan(plan)
-	if r.o.DryRun || stopping {
+	if r.o.DryRun || stopping || paused != nil {
 		return plan, nil
 	}
 	r.podEvents(plan, now)
@@ -1056,11 +1066,14 @@ func (r *Reconciler) adopt(ctx context.Context, m Machine, node string) {
 	r.cluster.Event(node, "Normal", "Adopted", fmt.Sprintf("pve-autoscaler adopted this worker (VM %d): its Node is Ready although provisioning outlived max_provision_time", m.VMID))
 }
 
-// runStep runs one step at a step boundary (none once stopping), timing
-// it, recording it on the operation, and telling AfterStep.
+// runStep runs one step at a step boundary (none once stopping or
+// paused), timing it, recording it on the operation, and telling AfterStep.
 func (r *Reconciler) runStep(op *operation, next string, f func() error) error {
 	if r.halted() {
 		return errHalted
+	}
+	if r.pausedNow() {
+		return errPaused
 	}
 	t0 := time.Now()
 	if err := f(); err != nil {
@@ -1098,6 +1111,32 @@ var errHalted = errors.New("stopping: left resumable")
 // is on (the views disagree); like errHalted, it leaves it resumable, and
 // the tick that finds it once the views agree decides on it afresh.
 var errHeld = fmt.Errorf("withheld while the views disagree (a safety hold): %w", errHalted)
+
+// errPaused ends an operation at a step boundary while a pause holds
+// (`pve-autoscaler pause`); like errHalted, it leaves it resumable, and
+// the first tick after the pause takes it up again.
+var errPaused = fmt.Errorf("paused: %w", errHalted)
+
+// setPaused records the pause a tick read, and says when it starts and ends.
+func (r *Reconciler) setPaused(p *Pause) {
+	r.mu.Lock()
+	was := r.paused
+	r.paused = p
+	r.mu.Unlock()
+	switch {
+	case p != nil && was == nil:
+		r.log.Warn("paused: nothing is created, removed, parked or woken; running operations stop at their next step", zap.String("pause", p.String()))
+	case p == nil && was != nil:
+		r.log.Info("pause over: scaling again")
+	}
+}
+
+// pausedNow reports whether the last tick found a pause.
+func (r *Reconciler) pausedNow() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paused != nil
+}
 
 // unlessHeld runs a destructive step only while no safety hold is on.
 func (r *Reconciler) unlessHeld(do func() error) func() error {
@@ -1258,6 +1297,10 @@ func (r *Reconciler) discard(m Machine, reached string, own bool) {
 		// Stopping (a shutdown, a lost Lease): another daemon may lead now
 		// and the VM's state is resumable; nothing is destroyed on the way out.
 		r.log.Info("a failed VM is left to the next run: stopping", zap.Int("vmid", m.VMID))
+		return
+	}
+	if r.pausedNow() {
+		r.log.Info("a failed VM is left to the first tick after the pause", zap.Int("vmid", m.VMID))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.halt, 10*time.Minute)

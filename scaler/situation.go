@@ -212,6 +212,16 @@ func (s *Situation) check() []strictjson.Error {
 			once(ops, fmt.Sprint(op.VMID), fmt.Sprintf("operations[%d].vmid", i), "the vmid of")
 		}
 	}
+	if s.Control != nil {
+		for i, b := range s.Control.Boosts {
+			if b.Workers < 0 || b.Workers > 100000 {
+				fail(fmt.Sprintf("control.boosts[%d].workers", i), "%d: expected 0 to 100000", b.Workers)
+			}
+			if !b.Until.After(b.Since) {
+				fail(fmt.Sprintf("control.boosts[%d].until", i), "%s: expected after since (%s)", b.Until.Format(time.RFC3339), b.Since.Format(time.RFC3339))
+			}
+		}
+	}
 	if s.History.UpOwed < 0 || s.History.UpOwed > 100000 {
 		fail("history.up_owed", "%d: expected 0 to 100000", s.History.UpOwed)
 	}

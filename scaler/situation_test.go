@@ -50,7 +50,8 @@ func TestParseSituation(t *testing.T) {
 
 func TestParseSituationErrors(t *testing.T) {
 	in := `{"nodes": [{"name": "", "allocatable": {"cpu": "four"}, "usage": {"gpu": "1"}, "readdy": true}],
-	        "operations": [{"kind": "resize"}], "history": {"last_scale_up": "yesterday"}}`
+	        "operations": [{"kind": "resize"}], "history": {"last_scale_up": "yesterday"},
+	        "control": {"boosts": [{"workers": -1, "by": "x", "since": "2026-11-27T12:00:00Z", "until": "2026-11-27T11:00:00Z"}]}}`
 	_, err := ParseSituation("bad.json", []byte(in))
 	if err == nil {
 		t.Fatal("no error")
@@ -65,6 +66,8 @@ func TestParseSituationErrors(t *testing.T) {
 		`operations[0].kind: "resize": expected provision, remove, refill or retire`,
 		"history.last_scale_up:",
 		"time: required",
+		"control.boosts[0].workers: -1: expected 0 to 100000",
+		"control.boosts[0].until: 2026-11-27T11:00:00Z: expected after since",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)

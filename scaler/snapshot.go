@@ -49,6 +49,8 @@ type Snapshot struct {
 	Standby []StandbyWorker `json:"standby,omitempty"`
 	// Metrics tells whether usage figures are present and fresh.
 	Metrics MetricsState `json:"metrics"`
+	// Control is the operator's pause and boosts (nil: none).
+	Control *Control `json:"control,omitempty"`
 }
 
 // MetricsState says whether the metrics.k8s.io usage in the snapshot can be trusted.

@@ -64,6 +64,20 @@ func commands() []command {
 			"# a daemon on another host (daemon.listen_public), with the token /status requires",
 			"pve-autoscaler status --address pve2.lan:9464 --token-file /etc/pve-autoscaler/status-token",
 		}},
+		{"pause", "stop every scaling action until resume (or --for), from any machine", pauseCmd, []string{
+			"# before manual work on the workers: nothing is created, removed, parked or woken",
+			"pve-autoscaler pause --config /etc/pve-autoscaler/config.yaml --for 2h --reason \"replacing a disk on pve2\"",
+		}},
+		{"resume", "end a pause", resumeCmd, []string{
+			"pve-autoscaler resume --config /etc/pve-autoscaler/config.yaml",
+		}},
+		{"boost", "raise the minimum number of workers for a while", boostCmd, []string{
+			"# movie night: at least 4 workers until 23:30 (policy.timezone)",
+			"pve-autoscaler boost --config /etc/pve-autoscaler/config.yaml --workers 4 --until 23:30",
+			"# one pool, for three hours; then end it early",
+			"pve-autoscaler boost --config /etc/pve-autoscaler/config.yaml --pool gpu --workers 2 --for 3h",
+			"pve-autoscaler boost --config /etc/pve-autoscaler/config.yaml --pool gpu --clear",
+		}},
 		{"validate", "check a config file and print the effective configuration", validateCmd, []string{
 			"# every problem at once (exit 2), or the configuration with its defaults (exit 0)",
 			"pve-autoscaler validate --config /etc/pve-autoscaler/config.yaml",

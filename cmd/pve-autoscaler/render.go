@@ -18,6 +18,7 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 	fmt.Fprintf(w, "Workers:      %d now (%d ready, %d not ready, %d provisioning; %d being removed)\n", wk.Current, wk.Ready, wk.NotReady, wk.Provisioning, wk.Removing)
 	fmt.Fprintf(w, "              %d desired (min %d, max %d)\n", wk.Desired, wk.Min, wk.Max)
 	writePools(w, p.Pools, "Pools:        ", "              ")
+	writeControl(w, p)
 	if u := p.Utilization; u != nil {
 		fmt.Fprintf(w, "Utilization:  CPU %.1f%% (scale up at %g%%, down at %g%%)\n", u.CPU, pol.CPU.Up, pol.CPU.Down)
 		fmt.Fprintf(w, "              memory %.1f%% (scale up at %g%%, down at %g%%)\n", u.Memory, pol.Memory.Up, pol.Memory.Down)
@@ -162,4 +163,21 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// writeControl shows a pause and the active boosts (pve-autoscaler pause, boost).
+func writeControl(w io.Writer, p scaler.Plan) {
+	if pp := p.Paused; pp != nil {
+		fmt.Fprintf(w, "PAUSED:       %s\n", strings.TrimPrefix(pp.String(), "paused "))
+		if !pp.Until.IsZero() {
+			fmt.Fprintf(w, "              ends on its own (%s)\n", fmtLeft(pp.Until.Sub(p.Time)))
+		}
+	}
+	for i, b := range p.Boosts {
+		label := "Boost:        "
+		if i > 0 {
+			label = "              "
+		}
+		fmt.Fprintf(w, "%s%s (%s)\n", label, strings.TrimPrefix(b.String(), "boost "), fmtLeft(b.Until.Sub(p.Time)))
+	}
 }

@@ -93,6 +93,9 @@ func renderStatus(w io.Writer, st scaler.Status, leader bool) {
 	if st.LastError != "" {
 		fmt.Fprintf(w, "last error: %s (%d consecutive failures)\n", st.LastError, st.Failures)
 	}
+	if st.Plan != nil {
+		writeControl(w, *st.Plan)
+	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nVMID\tNAME\tHOST\tRUNNING\tSTEP")
 	for _, m := range st.Machines {

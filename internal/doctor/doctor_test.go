@@ -30,6 +30,7 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/config"
 	"github.com/pve-autoscaler/pve-autoscaler/daemon"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
+	"github.com/pve-autoscaler/pve-autoscaler/kube"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
@@ -613,7 +614,7 @@ func TestKubernetesChecksWithExactlyTheRBACOfDeploy(t *testing.T) {
 	kubetest.ApplyRBAC(t, s.env, "../../deploy/rbac.yaml")
 	kc, user := kubetest.ServiceAccountKubeconfig(t, s.env, "kube-system", "pve-autoscaler")
 	begin := time.Now().Add(-time.Second)
-	r := s.run(func(c *config.Config) { c.Kubernetes.Kubeconfig = kc })
+	r := s.run(func(c *config.Config) { c.Kubernetes.Kubeconfig = kc; c.Daemon.Control.Name = "pve-autoscaler-control" }) // deploy/rbac.yaml's name
 	// Not the daemon's: whole-cluster reads doctor asks for on its own
 	// account, and the metrics API of a world with no worker yet (OK when
 	// the shared control plane has one).
@@ -650,5 +651,42 @@ func TestKubernetesChecksWithExactlyTheRBACOfDeploy(t *testing.T) {
 	}
 	if n < len(beyond)+3 || len(reqs) == 0 {
 		t.Errorf("%d kubernetes checks, %d requests as %s", n, len(reqs), user)
+	}
+}
+
+// TestDoctorShowsPauseAndBoost: a pause set with `pve-autoscaler pause`
+// is a warning naming who set it and why; an active boost is shown; an
+// ended pause is not.
+func TestDoctorShowsPauseAndBoost(t *testing.T) {
+	s := newSetup(t, world.Options{})
+	c := s.w.Config()
+	now := time.Now()
+	write := func(pause string) {
+		t.Helper()
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: c.Daemon.Control.Name, Namespace: c.Daemon.Control.Namespace}, Data: map[string]string{
+			kube.ControlKeyPause:  pause,
+			kube.ControlKeyBoosts: fmt.Sprintf(`[{"workers":4,"by":"bob@pve2","since":%q,"until":%q}]`, now.Add(-time.Minute).Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339)),
+		}}
+		ctx := context.Background()
+		_ = s.env.Client.CoreV1().ConfigMaps(cm.Namespace).Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		if _, err := s.env.Client.CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = s.env.Client.CoreV1().ConfigMaps(cm.Namespace).Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		})
+	}
+	write(fmt.Sprintf(`{"by":"alice@pve1","reason":"disk swap","since":%q}`, now.Add(-time.Minute).Format(time.RFC3339)))
+	r := s.run(nil)
+	p := r.Find(areaKube, "pause")
+	if len(p) != 1 || p[0].Status != Warn || !strings.Contains(p[0].Finding, "alice@pve1") || !strings.Contains(p[0].Finding, "disk swap") {
+		t.Errorf("pause check: %+v", p)
+	}
+	if b := r.Find(areaKube, "boost"); len(b) != 1 || !strings.Contains(b[0].Finding, "raises the minimum to 4") {
+		t.Errorf("boost check: %+v", b)
+	}
+	write(fmt.Sprintf(`{"by":"alice@pve1","since":%q,"until":%q}`, now.Add(-2*time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339)))
+	if p := s.run(nil).Find(areaKube, "pause"); len(p) != 1 || p[0].Status != OK {
+		t.Errorf("an ended pause: %+v", p)
 	}
 }

@@ -59,7 +59,7 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 		lease, leaseName = le.Namespace, le.LeaseName
 	}
 	var missing []string
-	for _, a := range kube.RequiredAccess(lease, leaseName) {
+	for _, a := range kube.RequiredAccess(lease, leaseName, controlRef(c)) {
 		ok, err := kc.CanI(ctx, a)
 		if err != nil {
 			r.add(areaKube, "rbac", Fail, "the credentials must be allowed to create selfsubjectaccessreviews (every authenticated user is, by default)", "cannot ask the API server: %v", err)
@@ -75,8 +75,10 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 		r.add(areaKube, "rbac", Fail, "kubectl apply -f deploy/rbac.yaml, and give the daemon a kubeconfig for its ServiceAccount (README: Install on a Proxmox VE node, step 3)",
 			"the credentials may not: %s", strings.Join(missing, ", "))
 	case len(r.Find(areaKube, "rbac")) == 0:
-		r.add(areaKube, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease, leaseName)))
+		r.add(areaKube, "rbac", OK, "", "the credentials may do everything the daemon does (%d permissions, deploy/rbac.yaml)", len(kube.RequiredAccess(lease, leaseName, controlRef(c))))
 	}
+
+	checkControl(ctx, r, kc, controlRef(c), time.Now())
 
 	n, err := kc.NodeMetrics(ctx)
 	switch {
@@ -421,4 +423,27 @@ func (w workloads) workers() []corev1.Node {
 	}
 	w.r.add(areaKube, "workers", OK, "", "%s", msg)
 	return list.Items
+}
+
+// controlRef is the ConfigMap of pause and boosts the config names.
+func controlRef(c *config.Config) kube.ControlRef {
+	return kube.ControlRef{Namespace: c.Daemon.Control.Namespace, Name: c.Daemon.Control.Name}
+}
+
+// checkControl shows a pause (a warning: the daemon does nothing while it
+// holds) and the boosts raising the minimum now.
+func checkControl(ctx context.Context, r *Report, kc *kube.Client, ref kube.ControlRef, now time.Time) {
+	ctl, err := kc.ReadControl(ctx, ref)
+	if err != nil {
+		r.add(areaKube, "pause", Fail, "kubectl apply -f deploy/rbac.yaml (the daemon reads daemon.control at every decision and decides nothing while it cannot)", "%v", err)
+		return
+	}
+	if p := ctl.PausedAt(now); p != nil {
+		r.add(areaKube, "pause", Warn, "pve-autoscaler resume --config FILE, when the manual work is done", "the autoscaler is %s", p)
+	} else {
+		r.add(areaKube, "pause", OK, "", "not paused (ConfigMap %s/%s)", ref.Namespace, ref.Name)
+	}
+	for _, b := range ctl.BoostsAt(now) {
+		r.add(areaKube, "boost", OK, "", "%s", b)
+	}
 }

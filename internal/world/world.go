@@ -187,6 +187,9 @@ func (w *World) Config() *config.Config {
 	c.Kubernetes.Kubeconfig = w.Kube.Kubeconfig
 	c.Policy.Timezone = "UTC"
 	c.Daemon.TraceFile = filepath.Join(w.Dir, "trace.csv")
+	// A control ConfigMap of its own: a pause in one world never holds
+	// another's daemon on the shared control plane.
+	c.Daemon.Control.Name = "pve-autoscaler-control-" + strings.TrimPrefix(filepath.Base(w.Dir), "world-")
 	return &c
 }
 

@@ -188,6 +188,7 @@ func TestPlanWithExactlyTheRBACOfDeploy(t *testing.T) {
 	kc, user := kubetest.ServiceAccountKubeconfig(t, env, "kube-system", "pve-autoscaler")
 	c := w.Config()
 	c.Kubernetes.Kubeconfig = kc
+	c.Daemon.Control.Name = "pve-autoscaler-control" // deploy/rbac.yaml's resourceNames
 	y, err := c.YAML()
 	if err != nil {
 		t.Fatal(err)

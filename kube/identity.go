@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	resourcehelper "k8s.io/component-helpers/resource"
 
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
@@ -63,7 +64,7 @@ func (c *Client) NodeOf(ctx context.Context, m scaler.Machine) (*scaler.Node, er
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		found.Pods = append(found.Pods, c.pod(p, requests(p), nil))
+		found.Pods = append(found.Pods, c.pod(p, resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}), nil))
 	}
 	return found, nil
 }

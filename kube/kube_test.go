@@ -154,7 +154,9 @@ func TestSnapshot(t *testing.T) {
 	ctx := context.Background()
 	ns := env.Namespace(t)
 	testNodes(t, env, "snap", "snap-a", "snap-b")
-	if err := env.CreateNode(ctx, kubetest.NodeSpec{Name: "snap-cp", CPU: "2", Memory: "4Gi", Labels: map[string]string{LabelControlPlane: ""}}); err != nil {
+	cpTaint := corev1.Taint{Key: LabelControlPlane, Effect: corev1.TaintEffectNoSchedule}
+	if err := env.CreateNode(ctx, kubetest.NodeSpec{Name: "snap-cp", CPU: "2", Memory: "4Gi", Labels: map[string]string{LabelControlPlane: ""},
+		Taints: []corev1.Taint{cpTaint}, Extended: map[string]string{"gpu.intel.com/i915": "1"}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -215,6 +217,18 @@ func TestSnapshot(t *testing.T) {
 		if p.OwnerKind != "ReplicaSet" || p.Annotations[scaler.AnnotationSafeToEvict] != "true" || p.PDB.Name != "web" || p.Requests.MilliCPU != 1000 {
 			t.Errorf("pod %+v", p)
 		}
+		// Where it could run instead, for consolidation's fit elsewhere.
+		if p.NodeSelector["test-group"] != "snap" || !slices.ContainsFunc(p.Tolerations, func(t corev1.Toleration) bool { return t.Key == "kwok.x-k8s.io/node" }) {
+			t.Errorf("pod %s: node selector %v, tolerations %v", p.Name, p.NodeSelector, p.Tolerations)
+		}
+	}
+	// A Node's labels, taints and extended resources, as the scheduling
+	// helpers judge a pod that would move there.
+	if a.Labels["test-group"] != "snap" || a.Labels[corev1.LabelHostname] != "snap-a" || len(a.Taints) != 0 {
+		t.Errorf("node a: labels %v, taints %v", a.Labels, a.Taints)
+	}
+	if len(cp.Taints) != 1 || cp.Taints[0].Key != cpTaint.Key || cp.Extended["gpu.intel.com/i915"] != 1 || a.Extended != nil {
+		t.Errorf("control plane: taints %v, extended %v; node a extended %v", cp.Taints, cp.Extended, a.Extended)
 	}
 	if snap.Metrics.Stale {
 		t.Errorf("metrics stale: %s", snap.Metrics.Error)

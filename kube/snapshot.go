@@ -99,15 +99,19 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 			Allocatable:   toResources(n.Status.Allocatable),
 			Usage:         usage[n.Name],
 			Annotations:   n.Annotations,
+			Labels:        n.Labels,
+			Taints:        n.Spec.Taints,
+			Extended:      extended(n.Status.Allocatable),
 			// The kubelet reports the machine's SMBIOS UUID; lower case, as
 			// the other two systems' UUIDs are compared.
 			SystemUUID: scaler.NormalUUID(n.Status.NodeInfo.SystemUUID),
 		}
 		sn.VMID, _ = strconv.Atoi(n.Labels[scaler.LabelVMID])
 		for _, p := range byNode[n.Name] {
-			r := requests(p)
-			sn.Requests = sn.Requests.Add(r)
-			sn.Pods = append(sn.Pods, c.pod(p, r, pdbs))
+			all := resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
+			sp := c.pod(p, all, pdbs)
+			sn.Requests = sn.Requests.Add(sp.Requests)
+			sn.Pods = append(sn.Pods, sp)
 		}
 		snap.Nodes = append(snap.Nodes, sn)
 	}
@@ -156,8 +160,11 @@ func (c *Client) nodeUsage(ctx context.Context, now time.Time) (map[string]scale
 	return out, nil
 }
 
-func (c *Client) pod(p *corev1.Pod, r scaler.Resources, pdbs []*policyv1.PodDisruptionBudget) scaler.Pod {
-	sp := scaler.Pod{Namespace: p.Namespace, Name: p.Name, Requests: r}
+// pod is a pod bound to a node, its requests all (resourcehelper.PodRequests).
+func (c *Client) pod(p *corev1.Pod, all corev1.ResourceList, pdbs []*policyv1.PodDisruptionBudget) scaler.Pod {
+	sp := scaler.Pod{Namespace: p.Namespace, Name: p.Name, Requests: toResources(all),
+		NodeSelector: p.Spec.NodeSelector, NodeAffinity: requiredAffinity(p), Tolerations: p.Spec.Tolerations,
+		Extended: extended(all), VolumeNodeAffinity: c.volumeAffinity(p)}
 	if ref := metav1.GetControllerOf(p); ref != nil {
 		sp.OwnerKind = ref.Kind
 	}
@@ -238,10 +245,6 @@ func readySince(n *corev1.Node) time.Time {
 	return time.Time{}
 }
 
-func requests(p *corev1.Pod) scaler.Resources {
-	return toResources(resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{}))
-}
-
 func toResources(l corev1.ResourceList) scaler.Resources {
 	return scaler.Resources{MilliCPU: l.Cpu().MilliValue(), Memory: l.Memory().Value()}
 }
@@ -270,21 +273,47 @@ func (c *Client) pendingPod(p *corev1.Pod, cond corev1.PodCondition) scaler.Pend
 	if ref := metav1.GetControllerOf(p); ref != nil {
 		pp.OwnerKind = ref.Kind
 	}
+	pp.NodeAffinity = requiredAffinity(p)
+	pp.Extended = extended(all)
+	pp.VolumeNodeAffinity = c.volumeAffinity(p)
+	return pp
+}
+
+// requiredAffinity is the pod's required node affinity, or nil.
+func requiredAffinity(p *corev1.Pod) *corev1.NodeSelector {
 	if a := p.Spec.Affinity; a != nil && a.NodeAffinity != nil {
-		pp.NodeAffinity = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		return a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
 	}
-	for name, q := range all {
+	return nil
+}
+
+// extended is the resources of l other than cpu, memory,
+// ephemeral-storage and pods (nvidia.com/gpu, hugepages-2Mi...), in whole
+// units; nil when none.
+func extended(l corev1.ResourceList) map[string]int64 {
+	var out map[string]int64
+	for name, q := range l {
 		switch name {
 		case corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, corev1.ResourcePods:
 			continue
 		}
 		if v := q.Value(); v > 0 {
-			if pp.Extended == nil {
-				pp.Extended = map[string]int64{}
+			if out == nil {
+				out = map[string]int64{}
 			}
-			pp.Extended[string(name)] = v
+			out[string(name)] = v
 		}
 	}
+	return out
+}
+
+// volumeAffinity is the node affinity of each PersistentVolume the pod's
+// claims are bound to: it runs only where each matches.
+func (c *Client) volumeAffinity(p *corev1.Pod) []scaler.VolumeAffinity {
+	if c.pvcs == nil || c.pvs == nil {
+		return nil // the informers are not started (a direct read before Start)
+	}
+	var out []scaler.VolumeAffinity
 	for _, v := range p.Spec.Volumes {
 		claim := ""
 		switch {
@@ -303,7 +332,7 @@ func (c *Client) pendingPod(p *corev1.Pod, cond corev1.PodCondition) scaler.Pend
 		if err != nil || pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
 			continue
 		}
-		pp.VolumeNodeAffinity = append(pp.VolumeNodeAffinity, scaler.VolumeAffinity{Volume: pv.Name, Required: pv.Spec.NodeAffinity.Required})
+		out = append(out, scaler.VolumeAffinity{Volume: pv.Name, Required: pv.Spec.NodeAffinity.Required})
 	}
-	return pp
+	return out
 }

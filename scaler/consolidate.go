@@ -14,7 +14,9 @@ import (
 // Consolidation: which worker may go, and when.
 //
 // A worker is unneeded when it may be removed (blocker), its movable pods
-// fit on the other Ready, schedulable workers by requests, and CPU and
+// fit on the other Ready, schedulable workers as the scheduler would judge
+// them (podsFit: requests, extended resources, node selector and
+// affinity, taints, bound volumes), and CPU and
 // memory of the cluster without it stay under scale_up_at minus
 // scale_down_margin. One unneeded worker goes (one at a time, every guard
 // of planScaleDown holding) when any of three clocks has run:
@@ -188,7 +190,7 @@ func (d *decision) consolidate(cands []candidate, blocked []string) {
 				n.Name, pctVs(c.cpuAfter, d.p.CPU.Up-d.p.ScaleDownMargin, true), pctVs(c.memAfter, d.p.Memory.Up-d.p.ScaleDownMargin, true), d.p.CPU.Up-d.p.ScaleDownMargin, d.p.Memory.Up-d.p.ScaleDownMargin, d.p.ScaleDownMargin)
 			continue
 		case !c.fit:
-			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", c.pod.Namespace, c.pod.Name, n.Name, c.pod.Requests)
+			lastHold = nowhere(c.pod, n)
 			continue
 		}
 		var why Reason
@@ -244,7 +246,7 @@ func (d *decision) removeAboveMax(cands []candidate, blocked []string, why Reaso
 	for _, c := range cands {
 		n := &d.s.Nodes[c.idx]
 		if !c.fit {
-			lastHold = reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node", c.pod.Namespace, c.pod.Name, n.Name, c.pod.Requests)
+			lastHold = nowhere(c.pod, n)
 			continue
 		}
 		d.remove(c, []Reason{why, reason(CodeCandidateSelection, "%s is the least utilized removable node (%.1f%%), and its pods fit elsewhere", n.Name, c.score)})
@@ -282,6 +284,15 @@ func movable(p *Pod) bool {
 // beyond its CPU and memory requests and extended resources.
 func constrained(p *Pod) bool {
 	return len(p.NodeSelector) > 0 || p.NodeAffinity != nil || len(p.Tolerations) > 0 || len(p.VolumeNodeAffinity) > 0
+}
+
+// nowhere is the hold of a worker n whose pod p fits on no other worker.
+func nowhere(p Pod, n *Node) Reason {
+	how := "by its requests"
+	if constrained(&p) || len(p.Extended) > 0 {
+		how = "as the scheduler would judge it (requests, extended resources, node selector and affinity, taints, volumes)"
+	}
+	return reason(CodePodsDoNotFit, "scale-down held: pod %s/%s on %s (requests %s) fits on no other node %s", p.Namespace, p.Name, n.Name, p.Requests, how)
 }
 
 // podMove is a pod podsFit placed on the k-th active worker.

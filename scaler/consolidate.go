@@ -30,8 +30,8 @@ import (
 //     scale_down_after (Cluster Autoscaler's scale-down-unneeded-time).
 //
 // The clocks are kept in History per Node name, and start over whenever
-// the condition lapses, the cluster wants capacity, or utilization is
-// unknown.
+// the condition lapses, the worker's pool wants capacity (carryClocks;
+// with one pool, the cluster), or utilization is unknown.
 
 // UnneededFactor times scale_down_after is how long a worker must have been
 // unneeded before it goes while the cluster is not idle.
@@ -154,6 +154,35 @@ func (d *decision) consider() (cands []candidate, blocked []string) {
 	}
 	d.plan.Next.Unneeded, d.plan.Next.Empty = unneeded, empty
 	return cands, blocked
+}
+
+// carryClocks keeps, when scale-down is not planned because a pool wants
+// capacity, the unneeded and empty clocks of the workers in the pools
+// that want none: another pool's need neither starts them over nor runs
+// them out (the removal itself still waits, one thing at a time). With
+// one pool they start over, as the pool's need is the cluster's.
+func (d *decision) carryClocks() {
+	if !d.multi() {
+		return
+	}
+	for _, i := range d.active {
+		n := &d.s.Nodes[i]
+		pi := d.poolOf(n.Managed, n.Pool)
+		if pi < 0 || d.pools[pi].need > 0 {
+			continue
+		}
+		for _, c := range []struct {
+			from map[string]time.Time
+			to   *map[string]time.Time
+		}{{d.h.Unneeded, &d.plan.Next.Unneeded}, {d.h.Empty, &d.plan.Next.Empty}} {
+			if t, ok := c.from[n.Name]; ok {
+				if *c.to == nil {
+					*c.to = map[string]time.Time{}
+				}
+				(*c.to)[n.Name] = t
+			}
+		}
+	}
 }
 
 // runningSince keeps a running clock, or starts one now (a clock older than the

@@ -33,6 +33,9 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 		d.planScaleDown()
 	case d.added == 0:
 		d.hold(CodeCapacityWanted, "scale-down held: the cluster wants more capacity, not less")
+		d.carryClocks()
+	default:
+		d.carryClocks()
 	}
 	d.planStandby()
 	d.applyPause()

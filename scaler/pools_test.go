@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -336,5 +337,49 @@ func TestPoolsUsed(t *testing.T) {
 		if ps.Used != (Resources{}) {
 			t.Errorf("stale metrics: pool %s used %v", ps.Name, ps.Used)
 		}
+	}
+}
+
+// TestUnneededClocksPerPool: a pool that wants capacity (a GPU pod
+// pending) holds the scale-down of this decision, but neither starts over
+// nor runs out the unneeded and empty clocks of another pool's workers;
+// with one pool, a need starts them over as before.
+func TestUnneededClocksPerPool(t *testing.T) {
+	since := t0.Add(-9 * time.Minute)
+	clocks := History{Unneeded: map[string]time.Time{"g0": since, "g1": since, "g2": since}, Empty: map[string]time.Time{"g2": since}}
+	general := []Node{worker("g0", 10, 10, inPool("general")), worker("g1", 10, 10, inPool("general")), worker("g2", 10, 10, inPool("general"))}
+	general[2].Pods = nil
+	gpuPod := pod("plex", 1000, gi, tolerates, wantsGPU)
+	for _, c := range []struct {
+		name   string
+		p      Policy
+		nodes  []Node
+		pend   []PendingPod
+		added  int
+		carry  bool
+		holdCW bool // the capacity-wanted hold
+	}{
+		{name: "the gpu pool adds a worker: general's clocks run on", p: poolPolicy(), nodes: general, pend: []PendingPod{gpuPod}, added: 1, carry: true},
+		{name: "the gpu pool at its max: general's clocks run on", p: poolPolicy(),
+			nodes: append(slices.Clone(general), worker("gpu0", 90, 90, inPool("gpu"))), pend: []PendingPod{gpuPod}, carry: true, holdCW: true},
+		{name: "one pool that wants a worker: its clocks start over", p: testPolicy(),
+			nodes: []Node{worker("g0", 10, 10), worker("g1", 10, 10), worker("g2", 10, 10)}, pend: []PendingPod{pod("big", 3000, gi)}, added: 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			plan := Decide(Snapshot{Nodes: c.nodes, PendingPods: c.pend}, c.p, clocks, t0)
+			if plan.Added() != c.added || plan.Held(CodeCapacityWanted) != c.holdCW {
+				t.Fatalf("added %d (want %d), capacity-wanted hold %v\n%s", plan.Added(), c.added, plan.Held(CodeCapacityWanted), dump(plan))
+			}
+			if _, ok := plan.Removal(); ok {
+				t.Fatalf("a removal while a pool wants capacity\n%s", dump(plan))
+			}
+			got := plan.Next.Unneeded["g0"].Equal(since) && plan.Next.Empty["g2"].Equal(since)
+			if got != c.carry {
+				t.Errorf("clocks carried: %v, want %v (unneeded %v, empty %v)", got, c.carry, plan.Next.Unneeded, plan.Next.Empty)
+			}
+			if !c.carry && (len(plan.Next.Unneeded) > 0 || len(plan.Next.Empty) > 0) {
+				t.Errorf("clocks kept with one pool: %v %v", plan.Next.Unneeded, plan.Next.Empty)
+			}
+		})
 	}
 }

@@ -935,8 +935,9 @@ func (r *Reconciler) confirmNodeGone(ctx context.Context, m Machine, now time.Ti
 
 // removeNodeless removes a joined worker whose Node is confirmed gone,
 // through the removal guards: one removal at a time, and only while the
-// Ready workers meet min_workers without it. It has no Node to drain;
-// its machine is reset (identity checked) and its VM destroyed.
+// Ready workers of its pool meet the pool's min_workers without it (with
+// one pool, min_workers and every managed worker). It has no Node to
+// drain; its machine is reset (identity checked) and its VM destroyed.
 func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machine) {
 	if n, err := r.cluster.NodeOf(ctx, m); err != nil || n != nil {
 		return // a last direct read: it is back, or cannot be read
@@ -947,17 +948,36 @@ func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machin
 		removing = removing || op.kind == OpRemove
 	}
 	r.mu.Unlock()
+	pools := r.policy.WorkerPools()
+	pool := pools[0]
+	inPool := func(name string) bool { return true }
+	if len(pools) > 1 {
+		own := func(name string) string {
+			if name == "" {
+				return DefaultPool // made before pools
+			}
+			return name
+		}
+		pool = Pool{Name: own(m.Pool)} // a pool no longer configured: no minimum
+		for _, pl := range pools {
+			if pl.Name == own(m.Pool) {
+				pool = pl
+			}
+		}
+		inPool = func(name string) bool { return own(name) == pool.Name }
+	}
 	ready := 0
 	for _, n := range snap.Nodes {
-		if n.Managed && n.Ready && !n.ControlPlane && !n.Standby {
+		if n.Managed && n.Ready && !n.ControlPlane && !n.Standby && inPool(n.Pool) {
 			ready++
 		}
 	}
 	switch {
 	case removing:
 		return
-	case ready < r.policy.MinWorkers:
-		r.log.Warn("a joined worker's Node is gone, but the Ready workers are below min_workers: its VM is kept", zap.Int("vmid", m.VMID), zap.Int("ready", ready))
+	case ready < pool.MinWorkers:
+		r.log.Warn("a joined worker's Node is gone, but the Ready workers of its pool are below its min_workers: its VM is kept",
+			zap.Int("vmid", m.VMID), zap.String("pool", pool.Name), zap.Int("ready", ready), zap.Int("min_workers", pool.MinWorkers))
 		return
 	}
 	r.log.Info("the Node of a joined worker is confirmed gone; removing its VM", zap.Int("vmid", m.VMID), zap.String("name", m.Name))

@@ -931,3 +931,59 @@ func TestARetireLeavesAStandbyWorkerInUse(t *testing.T) {
 		}
 	}
 }
+
+// TestNodelessWorkerPerPool: a joined VM whose Node is confirmed gone is
+// removed only while the Ready workers of its own pool meet that pool's
+// min_workers; the global min_workers (unused with pools) and the other
+// pools' workers count for nothing.
+func TestNodelessWorkerPerPool(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		gpuMin  int
+		globMin int
+		gone    int // the VM whose Node is gone
+		want    []int
+	}{
+		// Pools general (VMs 1-3, min 2) and gpu (VM 4).
+		{name: "the gpu pool's only worker, gpu min_workers 1: kept", gpuMin: 1, gone: 4},
+		{name: "the gpu pool's only worker, gpu min_workers 0: removed", gpuMin: 0, gone: 4, want: []int{4}},
+		{name: "a general worker, general keeps 2 of min 2: removed, whatever the global min_workers", globMin: 5, gone: 3, want: []int{3}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := newWorld(t, 4, func(p *Policy, _ *ReconcileOptions) {
+				pools := poolPolicy().Pools[:2]
+				pools[1].MinWorkers = c.gpuMin
+				p.Pools, p.MinWorkers = pools, c.globMin
+			})
+			w.infra.mu.Lock()
+			for vmid := 1; vmid <= 4; vmid++ {
+				m := w.infra.vms[vmid]
+				m.Pool = "general"
+				if vmid == 4 {
+					m.Pool = "gpu"
+				}
+				w.infra.vms[vmid] = m
+				w.cluster.nodes[vmid] = worker(m.Name, 50, 50, inPool(m.Pool), annotated(AnnotationScaleDownDisabled, "true"), // no scale-down of its own
+					func(n *Node) { n.VMID, n.SystemUUID = vmid, uuidOf(vmid) })
+			}
+			w.infra.mu.Unlock()
+			w.infra.release = make(chan struct{}) // a replacement's clone waits
+			w.tick(t, 0)
+			w.cluster.absent[c.gone] = true
+			for range 4 {
+				w.clock.Add(ConfirmAbsence)
+				if _, err := w.r.Tick(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if c.want != nil {
+					w.r.Wait() // no replacement is waiting: the removal ends before the next tick
+				}
+			}
+			close(w.infra.release)
+			w.r.Wait()
+			if d := w.destroyed(); !slices.Equal(d, c.want) {
+				t.Errorf("destroyed %v, want %v", d, c.want)
+			}
+		})
+	}
+}

@@ -413,6 +413,9 @@ func TestDrainRefusalsAndTimeout(t *testing.T) {
 	if !errors.As(err, &de) || !strings.Contains(err.Error(), "safe-to-evict=false") || !strings.Contains(err.Error(), ns+"/db-") {
 		t.Fatalf("want a DrainError naming the protected pod, got %v", err)
 	}
+	if errors.Is(err, scaler.ErrDrainTimedOut) {
+		t.Errorf("a refusal before any eviction counts as a timeout (remove_undrained would go on): %v", err)
+	}
 	node, _ := env.Client.CoreV1().Nodes().Get(ctx, "hold-a", metav1.GetOptions{})
 	if !node.Spec.Unschedulable {
 		t.Error("node uncordoned after a refused drain: the caller decides")
@@ -441,6 +444,9 @@ func TestDrainRefusalsAndTimeout(t *testing.T) {
 	err = c.Drain(ctx, "hold-a")
 	if !errors.As(err, &de) || len(de.Pods) != 2 || !strings.Contains(err.Error(), "disruption budget") {
 		t.Fatalf("want a DrainError naming both pods and the PDB, got %v", err)
+	}
+	if !errors.Is(err, scaler.ErrDrainTimedOut) {
+		t.Errorf("a drain the PDB held until its timeout is not ErrDrainTimedOut: %v", err)
 	}
 	if el := time.Since(start); el > 20*time.Second {
 		t.Errorf("drain took %v with a 3s timeout", el)

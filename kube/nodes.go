@@ -175,7 +175,13 @@ type DrainError struct {
 	Node string
 	Pods []PodHold
 	Err  error
+	// TimedOut: the node was cordoned and its pods evicted until the
+	// drain timeout ran out (errors.Is(err, scaler.ErrDrainTimedOut)).
+	TimedOut bool
 }
+
+// Is makes a drain that timed out scaler.ErrDrainTimedOut.
+func (e *DrainError) Is(target error) bool { return target == scaler.ErrDrainTimedOut && e.TimedOut }
 
 func (e *DrainError) Error() string {
 	var parts []string
@@ -225,11 +231,17 @@ func (c *Client) Drain(ctx context.Context, name string) error {
 			c.log.Info("pod evicted", zap.String("node", name), zap.String("pod", p.Namespace+"/"+p.Name))
 		},
 	}
+	start := time.Now()
 	err := drain.RunNodeDrain(h, name)
 	if err == nil {
 		return nil
 	}
-	derr := &DrainError{Node: name, Err: err}
+	// kubectl's helper says "global timeout reached" when its Timeout ran
+	// out while evicting; an error before (a pod list, a filter refusing a
+	// pod, a cancelled context) is no timeout.
+	timeout := c.opts.Drain.Timeout.D()
+	timedOut := timeout > 0 && ctx.Err() == nil && (strings.Contains(err.Error(), "global timeout reached") || time.Since(start) >= timeout)
+	derr := &DrainError{Node: name, Err: err, TimedOut: timedOut}
 	// Which pods are still there, and what each last heard.
 	pods, lerr := c.cs.CoreV1().Pods("").List(context.WithoutCancel(ctx), metav1.ListOptions{FieldSelector: "spec.nodeName=" + name})
 	if lerr == nil {

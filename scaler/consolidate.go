@@ -131,9 +131,10 @@ func (d *decision) consider() (cands []candidate, blocked []string) {
 		c.cpuAfter, c.memAfter = pct(d.usage.MilliCPU, rest.MilliCPU), pct(d.usage.Memory, rest.Memory)
 		c.under = d.utilValid && rest.MilliCPU > 0 && rest.Memory > 0 &&
 			c.cpuAfter < d.p.CPU.Up-d.p.ScaleDownMargin && c.memAfter < d.p.Memory.Up-d.p.ScaleDownMargin
-		if rest.MilliCPU <= 0 && rest.Memory <= 0 && c.empty {
-			// The last worker (min_workers 0 allows it), running only
-			// DaemonSet pods: no load moves anywhere.
+		if rest.MilliCPU <= 0 && rest.Memory <= 0 && c.empty && len(d.workers) == 1 {
+			// The last worker of all (min_workers 0 allows it; not merely
+			// the last schedulable one), running only DaemonSet pods: no
+			// load moves anywhere.
 			c.under = d.utilValid
 		}
 		var fits bool

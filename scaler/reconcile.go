@@ -499,6 +499,12 @@ func (e *ForeignCordonError) Error() string {
 	return fmt.Sprintf("node %s is cordoned by someone else (not by pve-autoscaler): left alone, not drained or removed; uncordon it to let the autoscaler remove it", e.Node)
 }
 
+// ErrDrainTimedOut marks a drain that cordoned the Node and evicted until
+// policy.drain.timeout ran out (errors.Is): the only failed drain
+// remove_undrained goes on after. A drain that failed before that (an
+// API error, a pod it may not evict at all) never removes the worker.
+var ErrDrainTimedOut = errors.New("the drain timed out")
+
 // identified refuses op (destroy, power off) on m while its identity is
 // unknown, and reports it.
 func (r *Reconciler) identified(m Machine, op string) error {
@@ -935,8 +941,9 @@ func (r *Reconciler) confirmNodeGone(ctx context.Context, m Machine, now time.Ti
 
 // removeNodeless removes a joined worker whose Node is confirmed gone,
 // through the removal guards: one removal at a time, and only while the
-// Ready workers of its pool meet the pool's min_workers without it (with
-// one pool, min_workers and every managed worker). It has no Node to
+// Ready, schedulable workers meet the cluster's minimum (the pools' summed,
+// schedules included) and those of its pool the pool's min_workers,
+// without it. It has no Node to
 // drain; its machine is reset (identity checked) and its VM destroyed.
 func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machine) {
 	if n, err := r.cluster.NodeOf(ctx, m); err != nil || n != nil {
@@ -948,40 +955,52 @@ func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machin
 		removing = removing || op.kind == OpRemove
 	}
 	r.mu.Unlock()
-	pools := r.policy.WorkerPools()
-	pool := pools[0]
-	inPool := func(name string) bool { return true }
-	if len(pools) > 1 {
-		own := func(name string) string {
-			if name == "" {
-				return DefaultPool // made before pools
-			}
-			return name
+	// The minimums: the cluster's (pools summed, schedules), and the
+	// VM's pool's, each over the Ready, schedulable workers.
+	pool := poolKey(m.Pool)
+	minPool := 0
+	for _, pl := range r.policy.WorkerPools() {
+		if len(r.policy.Pools) == 0 || pl.Name == pool {
+			minPool = pl.MinWorkers
 		}
-		pool = Pool{Name: own(m.Pool)} // a pool no longer configured: no minimum
-		for _, pl := range pools {
-			if pl.Name == own(m.Pool) {
-				pool = pl
-			}
-		}
-		inPool = func(name string) bool { return own(name) == pool.Name }
 	}
-	ready := 0
+	ready, readyPool := 0, 0
 	for _, n := range snap.Nodes {
-		if n.Managed && n.Ready && !n.ControlPlane && !n.Standby && inPool(n.Pool) {
+		if n.Managed && n.Ready && !n.Unschedulable && !n.ControlPlane && !n.Standby {
 			ready++
+			if len(r.policy.Pools) == 0 || poolKey(n.Pool) == pool {
+				readyPool++
+			}
 		}
 	}
 	switch {
 	case removing:
 		return
-	case ready < pool.MinWorkers:
-		r.log.Warn("a joined worker's Node is gone, but the Ready workers of its pool are below its min_workers: its VM is kept",
-			zap.Int("vmid", m.VMID), zap.String("pool", pool.Name), zap.Int("ready", ready), zap.Int("min_workers", pool.MinWorkers))
+	case ready < r.policy.MinAt(r.o.Now()) || readyPool < minPool:
+		r.log.Warn("a joined worker's Node is gone, but the Ready workers are below the minimum: its VM is kept (a new worker comes first)",
+			zap.Int("vmid", m.VMID), zap.Int("ready", ready), zap.String("pool", pool), zap.Int("ready_in_pool", readyPool), zap.Int("pool_min", minPool))
 		return
 	}
 	r.log.Info("the Node of a joined worker is confirmed gone; removing its VM", zap.Int("vmid", m.VMID), zap.String("name", m.Name))
 	r.startRemoval(removal{m: m, from: RemovalDrained, resumed: true})
+}
+
+// nodeAlive reads a Node again by its identity: true when it is Ready (or
+// cannot be read), so that it is not deleted.
+func (r *Reconciler) nodeAlive(ctx context.Context, n Node) bool {
+	if n.Ready {
+		return true
+	}
+	fresh, err := r.cluster.NodeOf(ctx, Machine{VMID: n.VMID, UUID: n.SystemUUID, Name: n.Name})
+	return err != nil || (fresh != nil && fresh.Ready)
+}
+
+// poolKey is a pool's name, DefaultPool for a VM or Node made before pools.
+func poolKey(name string) string {
+	if name == "" {
+		return DefaultPool
+	}
+	return name
 }
 
 // deleteOrphanNodes deals with managed Nodes whose VM is not among ours.
@@ -1061,6 +1080,10 @@ func (r *Reconciler) deleteOrphanNodes(ctx context.Context, snap Snapshot, machi
 		case !gone || hold != "":
 		case !confirmed:
 			r.log.Warn("a Node's VM does not exist; deleting the Node once a read at least "+r.o.ConfirmAbsence.String()+" later agrees", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
+		case r.nodeAlive(ctx, n):
+			// A kubelet that heartbeats runs on some machine: a VM moved to
+			// another cluster, or proxmox.url pointed elsewhere. Never deleted.
+			r.refuse(fmt.Sprintf("Node %s: its VM %d does not exist, but the Node is Ready (its kubelet is alive): not deleted; if the machine is gone for good, kubectl delete node %s", n.Name, n.VMID, n.Name))
 		default:
 			r.log.Info("deleting the Node of a VM that is gone (confirmed)", zap.String("node", n.Name), zap.Int("vmid", n.VMID))
 			r.cluster.Event(n.Name, "Warning", "VMGone", fmt.Sprintf("pve-autoscaler deletes this Node: its VM %d does not exist (read twice, %s apart)", n.VMID, r.o.ConfirmAbsence))
@@ -1262,9 +1285,16 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 	}
 	err := r.provisionSteps(ctx, m, op)
 	if err == nil && m.ForStandby {
-		// Built for standby: park it (its Node registered tainted).
+		// Built for standby: park it (its Node registered tainted), its
+		// Node found by identity, never by the VM's name.
 		op.park = true
-		err = r.runSteps(op, "", r.parkSteps(r.work, op, m))
+		var n *Node
+		if n, err = r.cluster.NodeOf(ctx, m); err == nil && n == nil {
+			err = fmt.Errorf("VM %d joined, but no Node has its identity", m.VMID)
+		}
+		if err == nil {
+			err = r.runSteps(op, "", r.parkSteps(r.work, m, n.Name))
+		}
 		if err != nil && !errors.Is(err, errHalted) {
 			r.log.Warn("parking a new standby worker failed, destroying it", zap.Int("vmid", m.VMID), zap.Error(err))
 			r.discard(m, StepJoined, !op.resumed)
@@ -1504,7 +1534,7 @@ func (r *Reconciler) remove(op *operation, rm removal) error {
 		{RemovalDrained, r.unlessHeld(func() error { return r.drain(ctx, m, node) })},
 	}
 	if op.park {
-		return r.runSteps(op, rm.from, append(steps, r.parkSteps(ctx, op, m)...))
+		return r.runSteps(op, rm.from, append(steps, r.parkSteps(ctx, m, node)...))
 	}
 	return r.runSteps(op, rm.from, append(steps,
 		step{RemovalReset, r.unlessHeld(func() error { return r.reset(ctx, m, node, rm.resetSent) })},
@@ -1539,8 +1569,8 @@ func (r *Reconciler) drain(ctx context.Context, m Machine, node string) error {
 		return errHalted // stopped mid-drain (leadership lost, say): resumed from marked, not rolled back
 	}
 	var foreign *ForeignCordonError
-	if err != nil && r.o.RemoveUndrained && !errors.As(err, &foreign) {
-		r.log.Warn("drain did not finish; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
+	if err != nil && r.o.RemoveUndrained && errors.Is(err, ErrDrainTimedOut) && !errors.As(err, &foreign) {
+		r.log.Warn("drain timed out; removing anyway (policy.drain.remove_undrained)", zap.String("node", node), zap.Error(err))
 		err = nil
 	}
 	if err == nil {
@@ -1664,8 +1694,7 @@ func (r *Reconciler) reset(ctx context.Context, m Machine, node string, sentBefo
 // parkSteps keep a drained worker in standby: its Node tainted and
 // cordoned (nothing schedules there), its VM shut down and tagged standby.
 // Each step is idempotent: a park that stopped half-way is run again.
-func (r *Reconciler) parkSteps(ctx context.Context, op *operation, m Machine) []step {
-	node := op.name
+func (r *Reconciler) parkSteps(ctx context.Context, m Machine, node string) []step {
 	return []step{
 		{StepParking, func() error {
 			if err := r.infra.RecordStep(ctx, m.VMID, StepParking); err != nil {

@@ -378,6 +378,10 @@ func DecideResume(f MachineFacts) Resume {
 		return Resume{Kind: ResumeRetire, Why: "a retirement left half-done"}
 	case StepJoined:
 		switch from := removalStep(); {
+		case m.ForStandby && n != nil && (HoldsWorkload(*n) || !n.Standby && !OurCordon(*n)):
+			// Someone untainted its Node or put pods on it: never powered
+			// off undrained.
+			return Resume{Kind: ResumeKeep, Why: "built for standby, but its Node is schedulable without our standby taint or holds pods: left alone, never parked undrained"}
 		case m.ForStandby:
 			return Resume{Kind: ResumePark, From: RemovalDrained, Why: "built for standby and joined"}
 		case f.DryRun:

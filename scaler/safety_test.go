@@ -140,7 +140,9 @@ func TestNodeOfAVMGoneNeedsConfirmation(t *testing.T) {
 			}
 			w.infra.insane = c.insane
 			w.infra.mu.Unlock()
-			w.cluster.orphans = []Node{worker("w3", 50, 50, func(n *Node) { n.VMID, n.SystemUUID = 3, uuidOf(3) })}
+			// Its kubelet stopped with the VM: the Node is NotReady (a Ready
+			// one is never deleted: TestAReadyNodeIsNeverDeletedForItsVM).
+			w.cluster.orphans = []Node{worker("w3", 50, 50, notReady, func(n *Node) { n.VMID, n.SystemUUID = 3, uuidOf(3) })}
 			w.tick(t, time.Second)
 			w.tick(t, ConfirmAbsence/2)
 			if d := w.deleted(); len(d) != 0 {
@@ -359,7 +361,7 @@ func TestAnIdentityConflictHoldsEverything(t *testing.T) {
 func TestRemoveUndrainedKeepsTheNodeCordoned(t *testing.T) {
 	for _, undrained := range []bool{true, false} {
 		w := newWorld(t, 3, func(_ *Policy, o *ReconcileOptions) { o.RemoveUndrained = undrained })
-		w.cluster.drainErr = errors.New("global timeout reached: 3s")
+		w.cluster.drainErr = fmt.Errorf("global timeout reached: 3s: %w", ErrDrainTimedOut) // as kube.DrainError says it
 		w.infra.mu.Lock()
 		m := w.infra.vms[3]
 		w.infra.mu.Unlock()

@@ -666,3 +666,28 @@ func TestSMBIOSIdentity(t *testing.T) {
 		t.Errorf("Identity of a VM gone: %v", err)
 	}
 }
+
+// TestTheResetRecordNeedsOurMarker: recording "resetting", the step a
+// Talos reset follows, checks ownership in full, as destroy does: a VM
+// with our tags and vmid but a description a person rewrote (our marker
+// gone) is refused; other steps need only the tags and range.
+func TestTheResetRecordNeedsOurMarker(t *testing.T) {
+	w := newWorld(t, nil)
+	c := w.client(nil, nil)
+	ctx := context.Background()
+	vmid, _ := provision(t, c)
+	if err := c.RecordStep(ctx, vmid, stepResetting); err != nil {
+		t.Fatalf("our VM: %v", err)
+	}
+	v, _ := w.sim.Lookup(vmid)
+	if err := apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", v.Host, vmid), map[string]any{"description": "my database, do not touch"}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var no *NotOursError
+	if err := c.RecordStep(ctx, vmid, stepResetting); !errors.As(err, &no) {
+		t.Errorf("resetting on a VM without our marker: want NotOursError, got %v", err)
+	}
+	if err := c.RecordStep(ctx, vmid, "joined"); err != nil {
+		t.Errorf("another step: %v", err)
+	}
+}

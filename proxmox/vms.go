@@ -654,11 +654,22 @@ func (c *Client) PowerOff(ctx context.Context, vmid int) error {
 	return nil
 }
 
+// stepResetting is scaler.StepResetting: the step whose record precedes a
+// Talos reset.
+const stepResetting = "resetting"
+
 // RecordStep re-tags one of our VMs with the step reached.
 func (c *Client) RecordStep(ctx context.Context, vmid int, step string) error {
 	v, err := c.ours(ctx, vmid)
 	if err != nil {
 		return fmt.Errorf("record step %s on %d: %w", step, vmid, err)
+	}
+	if step == stepResetting {
+		// The Talos reset follows this record: ownership in full (the
+		// description's marker too), as destroy and power-off check it.
+		if err := c.ownedConfig(ctx, v); err != nil {
+			return fmt.Errorf("record step %s on %d: %w", step, vmid, err)
+		}
 	}
 	return c.retry(ctx, "set step", func() error {
 		return apiErr(c.api.Put(ctx, fmt.Sprintf("/nodes/%s/qemu/%d/config", v.Host, vmid), map[string]any{"tags": c.ownTags(step, WorkerPool(v))}, nil))

@@ -766,9 +766,12 @@ func (d *decision) hostRoom(vmMemory int64, only ...string) (int, bool) {
 // planScaleDown removes at most one node, when every rule allows it.
 func (d *decision) planScaleDown() {
 	current := d.plan.Workers.Current
-	aboveMax := current > d.p.MaxWorkers
+	// Stuck provisions count against max_workers for adds, never for
+	// removals: removing a serving worker frees none of them.
+	serving := current - d.stuck
+	aboveMax := serving > d.p.MaxWorkers
 	for _, ps := range d.pools {
-		aboveMax = aboveMax || ps.current() > ps.MaxWorkers
+		aboveMax = aboveMax || ps.current()-ps.stuck > ps.MaxWorkers
 	}
 	ok := true
 	// A NotReady worker serves nothing: it does not count toward the
@@ -815,13 +818,13 @@ func (d *decision) planScaleDown() {
 	// Above the global max_workers any worker may go; above only a pool's
 	// max, only that pool's workers.
 	var above Reason
-	if current > d.p.MaxWorkers {
-		above = reason(CodeAboveMax, "%d workers, above max_workers %d", current, d.p.MaxWorkers)
+	if serving > d.p.MaxWorkers {
+		above = reason(CodeAboveMax, "%d workers, above max_workers %d", serving, d.p.MaxWorkers)
 	} else if aboveMax {
 		d.overOnly = true
 		for _, ps := range d.pools {
-			if ps.current() > ps.MaxWorkers {
-				above = reason(CodeAboveMax, "%s%d workers, above its max_workers %d", d.poolPrefix(d.poolIdx[ps.Name]), ps.current(), ps.MaxWorkers)
+			if ps.current()-ps.stuck > ps.MaxWorkers {
+				above = reason(CodeAboveMax, "%s%d workers, above its max_workers %d", d.poolPrefix(d.poolIdx[ps.Name]), ps.current()-ps.stuck, ps.MaxWorkers)
 				break
 			}
 		}

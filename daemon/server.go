@@ -316,7 +316,12 @@ func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 		})
 	}
 	le := d.Config.Daemon.LeaderElection
-	if !le.Enabled {
+	if le.Enabled && d.dryRun {
+		// Taking part would write the Lease, and could keep it from the
+		// daemon that acts: a dry run changes nothing anywhere.
+		d.log.Info("dry run: not taking part in leader election (it writes the Lease)", zap.String("lease", le.Namespace+"/"+le.LeaseName))
+	}
+	if !le.Enabled || d.dryRun {
 		tick(ctx)
 		return nil
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
@@ -70,6 +74,8 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 	}
 	cfg.Daemon.Listen = l.Addr().String()
 	l.Close()
+	// Leader election writes a Lease: a dry run takes no part in it.
+	cfg.Daemon.LeaderElection = config.LeaderElection{Enabled: true, Namespace: "kube-system", LeaseName: "dry-run-" + strings.ToLower(rand.Text()[:8])}
 	y, err := cfg.YAML()
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +152,10 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 	applies, resets := w.Counts()
 	if n := w.Sim.Writes(); n != 0 || applies != 0 || resets != 0 {
 		t.Errorf("dry-run changed things: %d PVE writes, %d Talos applies, %d resets", n, applies, resets)
+	}
+	le := cfg.Daemon.LeaderElection
+	if _, err := env.Client.CoordinationV1().Leases(le.Namespace).Get(context.Background(), le.LeaseName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("dry-run wrote the Lease %s/%s (err %v)", le.Namespace, le.LeaseName, err)
 	}
 }
 

@@ -4,7 +4,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -79,7 +83,8 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 	if err != nil {
 		return nil, err
 	}
-	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Pools: cfg.WorkerPools(), Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck, Now: o.Now})
+	pve, err := proxmox.New(proxmox.Options{Proxmox: cfg.Proxmox, Pools: cfg.WorkerPools(), Cluster: cfg.Cluster.Name, Log: log.Named("proxmox"), PollInterval: o.Poll, Version: o.Version, RequestTimeout: o.RequestTimeout, TemplateCheck: o.TemplateCheck, Now: o.Now,
+		Build: BuildDigest(cfg)})
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +154,51 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	// Counted as the daemon counts them (no operation runs in this process).
 	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes,
 		Now: now, MaxProvisionTime: d.Config.Policy.MaxProvisionTime.D()})
+	snap.Drifted = scaler.DriftedOf(machines, snap.Nodes)
 	return snap, kerr
 }
 
 // ControlRef is the ConfigMap of pause and boosts the config names.
 func ControlRef(cfg *config.Config) kube.ControlRef {
 	return kube.ControlRef{Namespace: cfg.Daemon.Control.Namespace, Name: cfg.Daemon.Control.Name}
+}
+
+// BuildDigest returns, per worker pool, the digest of what its new worker
+// is made from besides the template and the VM size: the Talos worker
+// config and patch files as they are now, and the pool's labels and
+// taints. Recorded on each clone, it tells a worker made from an older
+// config (scaler.DriftedWorker). Files that cannot be read give no digest
+// (nothing is then recorded or compared).
+func BuildDigest(cfg *config.Config) func(pool string) string {
+	h := sha256.New()
+	for _, f := range append([]string{cfg.Talos.WorkerConfigFile}, cfg.Talos.PatchFiles...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil
+		}
+		fmt.Fprintf(h, "%d\n", len(b))
+		h.Write(b)
+	}
+	base := h.Sum(nil)
+	pools := cfg.WorkerPools()
+	digests := map[string]string{}
+	for _, pl := range pools {
+		ph := sha256.New()
+		ph.Write(base)
+		extra, _ := json.Marshal(struct {
+			Labels map[string]string `json:"labels"`
+			Taints []config.Taint    `json:"taints"`
+		}{pl.Labels, pl.Taints})
+		ph.Write(extra)
+		digests[pl.Name] = hex.EncodeToString(ph.Sum(nil))[:16]
+	}
+	return func(pool string) string {
+		if d, ok := digests[pool]; ok {
+			return d
+		}
+		if pool == "" && len(pools) > 0 {
+			return digests[pools[0].Name] // a VM of the first pool carries no pool tag
+		}
+		return ""
+	}
 }

@@ -55,6 +55,11 @@ type Options struct {
 	// Now is the clock the VMs' recorded creation times are read on
 	// (default time.Now); the reconciler measures max_provision_time on it.
 	Now func() time.Time
+	// Build, when set, is the digest of what a new worker of a pool is
+	// made from besides the template and the VM size (the Talos worker
+	// config and patches, the pool's labels and taints): recorded in each
+	// clone's description and compared for drift (Machine.Drift).
+	Build func(pool string) string
 }
 
 // Client is the Proxmox adapter.
@@ -77,6 +82,7 @@ type Client struct {
 	tplDigests    map[int]digestAt // each template's identity, and when it was read, by vmid
 	templateCheck time.Duration
 	pools         []config.Pool // the worker pools (config.WorkerPools)
+	build         func(pool string) string
 }
 
 // New connects to PVE with the token read from its file and TLS verified
@@ -144,6 +150,7 @@ func New(opts Options) (*Client, error) {
 		claimed: map[int]bool{}, metas: map[int]Meta{}, macs: map[string]int{}, untagged: map[int]string{}, seen: map[int]bool{},
 		tplDigests: map[int]digestAt{},
 		pools:      poolsOr(opts.Pools, p),
+		build:      opts.Build,
 	}, nil
 }
 

@@ -28,7 +28,9 @@ type VM struct {
 	Tags     []string
 	Lock     string
 	MaxMem   int64
-	Pool     string
+	// Cores is the VM's vCPUs as listed (maxcpu; 0: unknown).
+	Cores int
+	Pool  string
 }
 
 // Host is one PVE host and its room for new VMs.
@@ -71,6 +73,7 @@ type resource struct {
 	Tags     string  `json:"tags"`
 	Lock     string  `json:"lock"`
 	MaxMem   int64   `json:"maxmem"`
+	MaxCPU   int     `json:"maxcpu"`
 	Mem      int64   `json:"mem"`
 	Pool     string  `json:"pool"`
 	CPU      float64 `json:"cpu"`
@@ -105,7 +108,7 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 		if r.Type != "qemu" {
 			continue
 		}
-		v := VM{VMID: r.VMID, Name: r.Name, Host: r.Node, Status: r.Status, Template: r.Template == 1, Lock: r.Lock, MaxMem: r.MaxMem, Pool: r.Pool}
+		v := VM{VMID: r.VMID, Name: r.Name, Host: r.Node, Status: r.Status, Template: r.Template == 1, Lock: r.Lock, MaxMem: r.MaxMem, Cores: r.MaxCPU, Pool: r.Pool}
 		if r.Tags != "" {
 			v.Tags = strings.FieldsFunc(strings.ToLower(r.Tags), func(c rune) bool { return c == ';' || c == ',' || c == ' ' })
 		}
@@ -335,7 +338,7 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		"newid":       vmid,
 		"name":        c.Name(vmid),
 		"target":      host,
-		"description": c.Description(c.now(), digest) + "pve-autoscaler/pool: " + pool.Name + "\n",
+		"description": c.Description(c.now(), digest) + "pve-autoscaler/pool: " + pool.Name + "\n" + c.buildLine(pool.Name),
 	}
 	c.mu.Lock()
 	c.untagged[vmid] = params["description"].(string) // cloned by this process, not tagged yet
@@ -510,6 +513,9 @@ type Meta struct {
 	Template string
 	// Pool is the worker pool it was cloned for ("": before pools).
 	Pool string
+	// Build is what it was made from besides the template and its size
+	// (Options.Build then; "": made before builds were recorded).
+	Build string
 	// UUID is the VM's smbios1 uuid, lower case ("" when it has none).
 	// Cached with the rest: a VM replaced behind our back under the same
 	// vmid keeps its old UUID here until Identity sees the new one.
@@ -555,6 +561,9 @@ func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) 
 		}
 		if v, ok := strings.CutPrefix(line, "pve-autoscaler/pool: "); ok {
 			m.Pool = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "pve-autoscaler/build: "); ok {
+			m.Build = strings.TrimSpace(v)
 		}
 	}
 	c.mu.Lock()

@@ -58,6 +58,9 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 					return nil // tagged, but without our marker: not ours
 				}
 				m.UUID = meta.UUID
+				if step == scaler.StepJoined {
+					m.Drift = w.c.drift(ctx, inv, v, meta, m.Pool)
+				}
 			}
 		} else {
 			// Read once per VM (descriptions do not change): no request per tick.

@@ -38,6 +38,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 		d.carryClocks()
 	}
 	d.planStandby()
+	d.noteDrift()
 	d.applyPause()
 	return d.finish()
 }

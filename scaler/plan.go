@@ -53,6 +53,8 @@ const (
 	CodePoolAtMin          Code = "pool_at_min"
 	// CodePaused: `pve-autoscaler pause` holds every action.
 	CodePaused Code = "paused"
+	// CodeDrifted: workers no longer what a new worker would be (Plan.Drifted).
+	CodeDrifted Code = "drifted"
 )
 
 // Reason is one machine-readable code with the sentence a person reads.
@@ -179,6 +181,9 @@ type Plan struct {
 	// boosts raising the minimum now (Snapshot.Control).
 	Paused *Pause  `json:"paused,omitempty"`
 	Boosts []Boost `json:"boosts,omitempty"`
+	// Drifted lists the joined workers that are no longer what a new
+	// worker would be (Snapshot.Drifted).
+	Drifted []DriftedWorker `json:"drifted,omitempty"`
 	// NextCheck, when set, is the moment a held condition ripens (an up
 	// window, a pending pod's grace or an Awaiting hold ends): the reconciler decides again
 	// then instead of at its next interval.

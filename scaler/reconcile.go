@@ -81,6 +81,9 @@ type Machine struct {
 	// Stale, for a standby worker, says why it must not be started
 	// (its template changed since it was cloned).
 	Stale string `json:"stale,omitempty"`
+	// Drift, for a joined worker, says how it differs from what a new
+	// worker would be (template, size, Talos config): listed by plan.
+	Drift string `json:"drift,omitempty"`
 }
 
 // Infra is the Proxmox side of the reconciler.
@@ -600,6 +603,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	stuck := stuckList(machines, ops, stuckWhy)
 	snap.Operations = append(snap.Operations, ops...)
 	snap.Standby = append(snap.Standby, standby...)
+	snap.Drifted = DriftedOf(machines, snap.Nodes)
 	p := r.policy
 	p.CooldownAfterFailure = r.Backoff(r.failures)
 	hist := r.hist

@@ -51,6 +51,8 @@ type Snapshot struct {
 	Metrics MetricsState `json:"metrics"`
 	// Control is the operator's pause and boosts (nil: none).
 	Control *Control `json:"control,omitempty"`
+	// Drifted are the joined workers no longer what a new worker would be.
+	Drifted []DriftedWorker `json:"drifted,omitempty"`
 }
 
 // MetricsState says whether the metrics.k8s.io usage in the snapshot can be trusted.

@@ -19,6 +19,17 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 	fmt.Fprintf(w, "              %d desired (min %d, max %d)\n", wk.Desired, wk.Min, wk.Max)
 	writePools(w, p.Pools, "Pools:        ", "              ")
 	writeControl(w, p)
+	for i, dw := range p.Drifted {
+		label := "Drifted:      "
+		if i > 0 {
+			label = "              "
+		}
+		name := dw.Node
+		if name == "" {
+			name = "(no Node)"
+		}
+		fmt.Fprintf(w, "%s%s (vmid %d): %s\n", label, name, dw.VMID, dw.Why)
+	}
 	if u := p.Utilization; u != nil {
 		fmt.Fprintf(w, "Utilization:  CPU %.1f%% (scale up at %g%%, down at %g%%)\n", u.CPU, pol.CPU.Up, pol.CPU.Down)
 		fmt.Fprintf(w, "              memory %.1f%% (scale up at %g%%, down at %g%%)\n", u.Memory, pol.Memory.Up, pol.Memory.Down)

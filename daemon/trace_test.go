@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/simulate"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/tracefile"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
@@ -53,5 +55,120 @@ func TestTraceRecorder(t *testing.T) {
 	want := "# start 2026-03-02T10:00:00Z\ntime_s,cpu_cores,memory_gib,pending_pods,workers\n0,2.5,1.5,2,3\n60,2.5,1.5,2,3\n120,2.5,1.5,2,3\n180,2.5,1.5,2,3\n"
 	if string(b) != want {
 		t.Errorf("trace:\n%s\nwant:\n%s", b, want)
+	}
+}
+
+// TestTraceRoundTrip: the daemon records its own trace while it runs in
+// the simulated world (simulate's replay of the shipped movie night, each
+// decision's plan handed to the recorder as the run loop does), with a
+// restart half-way and one rotation; the two files read back by
+// simulate's parser hold a row for every decision, and replayed through
+// the same policy give the live run's figures within the round trip's
+// stated error (docs/simulate.md: node-hours within 5%, minutes over and
+// pending pod-minutes within 5 minutes, the same peak).
+func TestTraceRoundTrip(t *testing.T) {
+	f, err := os.Open(filepath.Join("..", "internal", "simulate", "testdata", "movie-night.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := simulate.ParseTrace("movie-night.csv", f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	p, err := ScalerPolicy(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := simulate.DefaultModel()
+	s := simulate.SetupFrom(&cfg, p)
+	var plans []scaler.Plan
+	s.Decided = func(p scaler.Plan) { plans = append(plans, p) }
+	live := simulate.Run(tr, s, m)
+
+	// The size of the whole recording, to rotate once at two thirds.
+	probePath := filepath.Join(t.TempDir(), "probe.csv")
+	probe, err := tracefile.Open(probePath, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plans {
+		if err := probe.Record(TraceRow(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	probe.Close()
+	st, err := os.Stat(probePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.Daemon.TraceFile = filepath.Join(t.TempDir(), "trace.csv")
+	half := len(plans) / 2
+	for _, run := range [][]scaler.Plan{plans[:half], plans[half:]} { // a restart between the two
+		d := &Daemon{Config: &cfg, log: zap.NewNop(), traceMax: st.Size() * 2 / 3}
+		rec := d.openTrace()
+		for _, p := range run {
+			rec.record(p, nil)
+		}
+		rec.close()
+	}
+	if _, err := os.Stat(cfg.Daemon.TraceFile + ".2"); !os.IsNotExist(err) {
+		t.Fatalf("rotated more than once: %v", err)
+	}
+	parse := func(path string) simulate.Trace {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tr, err := simulate.ParseTrace(path, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	old, cur := parse(cfg.Daemon.TraceFile+".1"), parse(cfg.Daemon.TraceFile)
+	joined := simulate.Trace{Name: "recorded", Start: old.Start, Workers: true, Samples: old.Samples}
+	for _, smp := range cur.Samples {
+		smp.At += cur.Start.Sub(old.Start)
+		joined.Samples = append(joined.Samples, smp)
+	}
+	withUtil := 0
+	for _, p := range plans {
+		if p.Utilization != nil {
+			withUtil++
+		}
+	}
+	if len(joined.Samples) != withUtil || !old.Start.Equal(m.Epoch) {
+		t.Fatalf("%d rows read back for %d decisions with utilization; start %v, want %v", len(joined.Samples), withUtil, old.Start, m.Epoch)
+	}
+	for i, smp := range joined.Samples {
+		if want := plans[i].Time.Sub(m.Epoch); smp.At != want || smp.Workers != plans[i].Workers.Ready || smp.Pending != plans[i].Pending {
+			t.Fatalf("row %d: %+v, want at %v, %d workers, %d pending", i, smp, want, plans[i].Workers.Ready, plans[i].Pending)
+		}
+	}
+
+	// Replayed as `simulate --trace` does: from its start, with its first
+	// row's workers.
+	rm := m
+	rm.Epoch, rm.StartWorkers = joined.Start, joined.Samples[0].Workers
+	replay := simulate.Run(joined, simulate.SetupFrom(&cfg, p), rm)
+	t.Logf("live / replayed: node-hours %.2f / %.2f, minutes over %.1f / %.1f, pending pod-minutes %.1f / %.1f, peak %d / %d",
+		live.NodeHours, replay.NodeHours, live.OverMinutes, replay.OverMinutes, live.PendingPodMinutes, replay.PendingPodMinutes, live.Peak, replay.Peak)
+	if d := replay.NodeHours - live.NodeHours; d > 0.05*live.NodeHours || -d > 0.05*live.NodeHours {
+		t.Errorf("node-hours %.2f replayed, %.2f live: more than 5%% apart", replay.NodeHours, live.NodeHours)
+	}
+	for _, c := range []struct {
+		what        string
+		live, again float64
+	}{{"minutes over the up threshold", live.OverMinutes, replay.OverMinutes}, {"pending pod-minutes", live.PendingPodMinutes, replay.PendingPodMinutes}} {
+		if d := c.again - c.live; d > 5 || d < -5 {
+			t.Errorf("%s %.1f replayed, %.1f live: more than 5 apart", c.what, c.again, c.live)
+		}
+	}
+	if replay.Peak != live.Peak {
+		t.Errorf("peak %d workers replayed, %d live", replay.Peak, live.Peak)
 	}
 }

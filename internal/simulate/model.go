@@ -115,6 +115,11 @@ type Setup struct {
 	MaxParallel int
 	NamePrefix  string
 	FirstVMID   int
+	// Decided, when set, sees each decision of Run's replay as the daemon's
+	// run loop would: its plan at its time (a decision the replay did not
+	// need to make again too). The trace recorder's round trip test
+	// records it as the daemon records its own.
+	Decided func(scaler.Plan)
 }
 
 // SetupFrom reads a validated config and its policy in the decision

@@ -51,6 +51,11 @@ func Run(tr Trace, s Setup, m Model) Result {
 					still: len(plan.Actions) == 0 && plan.Next.Equal(hist), horizon: scaler.Horizon(snap, s.Policy, hist, now)}
 			}
 			hist = plan.Next
+			if s.Decided != nil {
+				seen := plan
+				seen.Time = now
+				s.Decided(seen)
+			}
 			if !plan.NextCheck.IsZero() {
 				at := plan.NextCheck.Sub(m.Epoch).Round(m.Step)
 				next = min(next, max(at, t+m.Step))

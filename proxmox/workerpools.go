@@ -55,10 +55,17 @@ func poolsOr(pools []config.Pool, p config.Proxmox) []config.Pool {
 	return []config.Pool{{Name: config.DefaultPool, Template: p.Template, VM: p.VM}}
 }
 
-// pool is the worker pool named name ("": the first, the pool of VMs
-// made before pools).
+// pool is the worker pool named name; "" (made before pools) and default
+// (a single-pool config's) are the pool named default, else the first.
 func (c *Client) pool(name string) (config.Pool, error) {
-	if name == "" {
+	if name == "" || name == config.DefaultPool {
+		// Made before pools, or in a single-pool config: the pool named
+		// default, else the first (scaler.Policy.PoolOfName agrees).
+		for _, p := range c.pools {
+			if p.Name == config.DefaultPool {
+				return p, nil
+			}
+		}
 		return c.pools[0], nil
 	}
 	for _, p := range c.pools {

@@ -129,11 +129,29 @@ func (d *decision) initPools() {
 	}
 }
 
+// PoolOfName is the pool a worker labelled or tagged with name belongs to:
+// name itself; for a worker made before pools (no name), or in a
+// single-pool config (DefaultPool) that pools: no longer names, the first
+// pool listed, so that a move to pools: keeps the workers there are (the
+// Proxmox adapter reads an untagged VM the same way).
+func (p Policy) PoolOfName(name string) string {
+	pools := p.WorkerPools()
+	if name != "" && name != DefaultPool {
+		return name
+	}
+	for _, pl := range pools {
+		if pl.Name == DefaultPool {
+			return DefaultPool
+		}
+	}
+	return pools[0].Name
+}
+
 // poolOf is the index of the pool a worker belongs to, or -1: in a
 // single-pool policy every worker is the pool's (as min_workers counted
 // every worker before pools); with pools, a managed worker's pool is
-// the one it is labelled or tagged with (none: the pool named default,
-// the one it was made in before pools), and other workers belong to none.
+// the one it is labelled or tagged with (PoolOfName), and other workers
+// belong to none.
 func (d *decision) poolOf(managed bool, name string) int {
 	if len(d.pools) == 1 {
 		return 0
@@ -141,10 +159,7 @@ func (d *decision) poolOf(managed bool, name string) int {
 	if !managed {
 		return -1
 	}
-	if name == "" {
-		name = DefaultPool
-	}
-	if i, ok := d.poolIdx[name]; ok {
+	if i, ok := d.poolIdx[d.p.PoolOfName(name)]; ok {
 		return i
 	}
 	return -1

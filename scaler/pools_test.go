@@ -232,6 +232,34 @@ func TestPoolsOfWorkers(t *testing.T) {
 	}
 }
 
+// TestMovingToPoolsKeepsTheWorkers: with pools: and none named default,
+// the workers made before pools (no pool label) and in the single-pool
+// config (pool default) count in the first pool listed, under its
+// minimum, so the move replaces none of them.
+func TestMovingToPoolsKeepsTheWorkers(t *testing.T) {
+	p := poolPolicy() // general (min 2), gpu, big
+	nodes := []Node{worker("old", 50, 50), worker("single", 50, 50, inPool(DefaultPool))}
+	plan := Decide(Snapshot{Nodes: nodes}, p, History{LowSince: t0.Add(-time.Hour)}, t0)
+	if plan.Pools[0].Name != "general" || plan.Pools[0].Current != 2 {
+		t.Errorf("general counts %d workers, want both old ones: %+v", plan.Pools[0].Current, plan.Pools)
+	}
+	if plan.Added() != 0 {
+		t.Errorf("adds %q: general's minimum of 2 is met by the old workers\n%s", adds(plan), dump(plan))
+	}
+	if _, ok := plan.Removal(); ok {
+		t.Errorf("removes an old worker of a pool at its minimum\n%s", dump(plan))
+	}
+	for _, name := range []string{"", DefaultPool, "general", "gpu", "gone"} {
+		want := map[string]string{"": "general", DefaultPool: "general"}[name]
+		if want == "" {
+			want = name
+		}
+		if got := p.PoolOfName(name); got != want {
+			t.Errorf("PoolOfName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
 // TestSinglePoolIsUnchanged: a policy without Pools is one pool named
 // default whose actions name no pool.
 func TestSinglePoolIsUnchanged(t *testing.T) {

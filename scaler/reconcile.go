@@ -961,7 +961,7 @@ func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machin
 	r.mu.Unlock()
 	// The minimums: the cluster's (pools summed, schedules), and the
 	// VM's pool's, each over the Ready, schedulable workers.
-	pool := poolKey(m.Pool)
+	pool := r.policy.PoolOfName(m.Pool)
 	minPool := 0
 	for _, pl := range r.policy.WorkerPools() {
 		if len(r.policy.Pools) == 0 || pl.Name == pool {
@@ -972,7 +972,7 @@ func (r *Reconciler) removeNodeless(ctx context.Context, snap Snapshot, m Machin
 	for _, n := range snap.Nodes {
 		if n.Managed && n.Ready && !n.Unschedulable && !n.ControlPlane && !n.Standby {
 			ready++
-			if len(r.policy.Pools) == 0 || poolKey(n.Pool) == pool {
+			if len(r.policy.Pools) == 0 || r.policy.PoolOfName(n.Pool) == pool {
 				readyPool++
 			}
 		}
@@ -997,14 +997,6 @@ func (r *Reconciler) nodeAlive(ctx context.Context, n Node) bool {
 	}
 	fresh, err := r.cluster.NodeOf(ctx, Machine{VMID: n.VMID, UUID: n.SystemUUID, Name: n.Name})
 	return err != nil || (fresh != nil && fresh.Ready)
-}
-
-// poolKey is a pool's name, DefaultPool for a VM or Node made before pools.
-func poolKey(name string) string {
-	if name == "" {
-		return DefaultPool
-	}
-	return name
 }
 
 // deleteOrphanNodes deals with managed Nodes whose VM is not among ours.

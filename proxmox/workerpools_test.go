@@ -79,3 +79,30 @@ func TestGPUPoolPlacement(t *testing.T) {
 		t.Errorf("unknown pool: %v", err)
 	}
 }
+
+// TestPoolOfAnOldVM: a VM made before pools (no pool tag) or in a
+// single-pool config (pool-default) belongs to the pool named default,
+// else to the first pool listed, as scaler.Policy.PoolOfName says.
+func TestPoolOfAnOldVM(t *testing.T) {
+	w := newWorld(t, nil)
+	general := config.Pool{Name: "general", Template: config.VMRef{ID: 9000}, VM: config.VM{Cores: 4, Memory: 8 << 30}, MaxWorkers: 4}
+	gpu := config.Pool{Name: "gpu", Template: config.VMRef{ID: 9000}, VM: config.VM{Cores: 4, Memory: 8 << 30}, MaxWorkers: 1}
+	def := config.Pool{Name: config.DefaultPool, Template: config.VMRef{ID: 9000}, VM: config.VM{Cores: 4, Memory: 8 << 30}, MaxWorkers: 2}
+	for _, tc := range []struct {
+		pools []config.Pool
+		want  string
+	}{{[]config.Pool{gpu, general}, "gpu"}, {[]config.Pool{general, gpu, def}, config.DefaultPool}} {
+		c, err := New(Options{Proxmox: w.cfg, Cluster: "homelab", Pools: tc.pools})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tag := range []string{"", config.DefaultPool} {
+			if p, err := c.pool(tag); err != nil || p.Name != tc.want {
+				t.Errorf("pools %v: pool(%q) = %q, %v; want %q", tc.pools, tag, p.Name, err, tc.want)
+			}
+		}
+		if p, err := c.pool("gpu"); err != nil || p.Name != "gpu" {
+			t.Errorf("pool(gpu) = %q, %v", p.Name, err)
+		}
+	}
+}

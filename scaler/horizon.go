@@ -8,8 +8,9 @@ import (
 // Horizon is the first moment after now at which Decide, given the same
 // snapshot, policy and history, could take another course: the earliest
 // instant its rules compare the clock against (a window, cooldown, grace,
-// settle time, scheduler retry or standby age running out, a clock in
-// the history that starts in the future). Until then Decide(s, p, h, t)
+// settle time, scheduler retry or standby age running out, a pause or a
+// boost starting or ending, a clock in the history that starts in the
+// future). Until then Decide(s, p, h, t)
 // makes the same plan as at now, but for the plan's time, the clocks it
 // starts (at t instead of now), the ages it reports and the wording of
 // its reasons. The zero time means no such instant. A policy with
@@ -70,6 +71,17 @@ func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 	}
 	for i := range s.PendingPods {
 		at(s.PendingPods[i].Since.Add(p.PendingGrace))
+	}
+	// The operator's pause and boosts start and end on their own.
+	if c := s.Control; c != nil {
+		if c.Pause != nil {
+			at(c.Pause.Since)
+			at(c.Pause.Until)
+		}
+		for _, b := range c.Boosts {
+			at(b.Since)
+			at(b.Until)
+		}
 	}
 	if p.StandbyMaxAge > 0 {
 		for _, w := range s.Standby {

@@ -55,6 +55,20 @@ func horizonWorld(data []byte) (Policy, Snapshot, History) {
 				Created: t0.Add(-time.Duration(g.intn(900)) * time.Second)})
 		}
 	}
+	// The operator's pause and boosts, starting or ending around now.
+	if g.u8()%3 == 0 {
+		s.Control = &Control{}
+		if g.flag() {
+			s.Control.Pause = &Pause{By: "fuzz", Since: when(), Until: when()}
+		}
+		for range g.intn(3) {
+			b := Boost{Workers: 1 + g.intn(6), By: "fuzz", Since: when(), Until: when()}
+			if len(p.Pools) > 0 && g.flag() {
+				b.Pool = p.Pools[0].Name
+			}
+			s.Control.Boosts = append(s.Control.Boosts, b)
+		}
+	}
 	return p, s, h
 }
 

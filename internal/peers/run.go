@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -239,7 +240,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.Out, "control planes up; Karpenter %s (log in %s), node registration delay %s on both sides\n", KarpenterVersion, work, registrationDelay())
+	fmt.Fprintf(o.Out, "control planes up; Karpenter %s (its log and our daemon's in %s), node registration delay %s on both sides\n", KarpenterVersion, work, registrationDelay())
 	karp, err := startKarpenter(ctx, envK, dir, work)
 	if err != nil {
 		return nil, err
@@ -265,7 +266,7 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	for run := 1; run <= o.Runs; run++ {
 		for _, sc := range o.Scenarios {
 			fmt.Fprintf(o.Out, "run %d/%d: %s\n", run, o.Runs, sc)
-			if err := runScenario(ctx, o, envO, envK, karp, claims, sc, run, trace, res); err != nil {
+			if err := runScenario(ctx, o, work, envO, envK, karp, claims, sc, run, trace, res); err != nil {
 				return res.rows(), fmt.Errorf("run %d, %s: %w", run, sc, err)
 			}
 		}
@@ -312,7 +313,7 @@ type ourSide struct {
 	clones []time.Time
 }
 
-func startOurs(ctx context.Context, env *kubetest.Env) (*ourSide, error) {
+func startOurs(ctx context.Context, env *kubetest.Env, logFile string) (*ourSide, error) {
 	lat := pvesim.DefaultLatencies()
 	w, err := world.New(env, world.Options{Latencies: &lat, BootDelay: talosBoot, InstallDelay: talosInstall})
 	if err != nil {
@@ -334,7 +335,16 @@ func startOurs(ctx context.Context, env *kubetest.Env) (*ourSide, error) {
 	})
 	dctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
-	d, err := daemon.Build(dctx, cfg, daemon.Options{TalosPort: w.TalosPort, Log: zap.NewNop(), Version: "peers"})
+	// The daemon's log, as `run` writes it, in the run's folder.
+	lc := zap.NewProductionConfig()
+	lc.OutputPaths, lc.ErrorOutputPaths = []string{logFile}, []string{logFile}
+	log, err := lc.Build()
+	if err != nil {
+		cancel()
+		w.Close()
+		return nil, err
+	}
+	d, err := daemon.Build(dctx, cfg, daemon.Options{TalosPort: w.TalosPort, Log: log, Version: "peers"})
 	if err != nil {
 		cancel()
 		w.Close()
@@ -382,7 +392,7 @@ func readyNodes(ctx context.Context, c kubernetes.Interface, sel string) int {
 	return n
 }
 
-func runScenario(ctx context.Context, o Options, envO, envK *kubetest.Env, karp *karpenter, claims func() []time.Time, sc string, run int, trace simulate.Trace, res *results) (err error) {
+func runScenario(ctx context.Context, o Options, work string, envO, envK *kubetest.Env, karp *karpenter, claims func() []time.Time, sc string, run int, trace simulate.Trace, res *results) (err error) {
 	if err := karp.createNodePool(ctx); err != nil {
 		return fmt.Errorf("NodePool: %w", err)
 	}
@@ -391,7 +401,7 @@ func runScenario(ctx context.Context, o Options, envO, envK *kubetest.Env, karp 
 			err = fmt.Errorf("deleting the NodePool: %w", derr)
 		}
 	}()
-	us, err := startOurs(ctx, envO)
+	us, err := startOurs(ctx, envO, filepath.Join(work, fmt.Sprintf("pve-autoscaler-%s-%d.log", sc, run)))
 	if err != nil {
 		return err
 	}

@@ -95,6 +95,9 @@ func (r Row) Winner() string {
 		return "-"
 	}
 	a, b := r.Ours.Mean(), r.Theirs.Mean()
+	if r.Cap > 0 && a >= r.Cap && b >= r.Cap {
+		return "-" // neither within the limit: no order
+	}
 	if num(a, r.Digits) == num(b, r.Digits) {
 		return "equal"
 	}

@@ -51,6 +51,10 @@ func TestRowCellsAndWinner(t *testing.T) {
 	if got := capped.Cell(capped.Ours); got != "600 (300->900)" {
 		t.Fatalf("capped %q", got)
 	}
+	both := Row{Better: Lower, Cap: 900, Ours: Sample{900}, Theirs: Sample{900}}
+	if both.Winner() != "-" {
+		t.Fatalf("both past the limit: winner %q", both.Winner())
+	}
 }
 
 func TestTable(t *testing.T) {

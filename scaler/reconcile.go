@@ -224,6 +224,10 @@ type Reconciler struct {
 	// not taken for the VM's state (its last step may be missing from it).
 	ends     uint64
 	ended    map[int]endedOp
+	// listGen is ends when the VM list this tick acts on was read: an
+	// operation that ended after it may show in that list at an earlier
+	// step, and nothing starts on its VM until a later list.
+	listGen uint64
 	hist     History
 	said     map[string]saidVerdict // pending pods' last event, by namespace/name
 	failures int
@@ -794,6 +798,9 @@ func (r *Reconciler) observe(ctx context.Context, now time.Time) (snap Snapshot,
 		ended := r.ends != before
 		r.mu.Unlock()
 		if !ended || attempt == 2 {
+			r.mu.Lock()
+			r.listGen = before
+			r.mu.Unlock()
 			return snap, machines, hosts, r.staleIn(machines, before), nil
 		}
 	}
@@ -1480,6 +1487,14 @@ func (r *Reconciler) launch(op *operation, run func() error) {
 	r.mu.Lock()
 	if r.stopping || op.vmid == 0 || r.ops[op.vmid] != nil {
 		r.mu.Unlock()
+		return
+	}
+	if e, ok := r.ended[op.vmid]; ok && e.at > r.listGen {
+		// Its last operation ended after the list was read: the list may
+		// show it half-way (a removal at reset), and a second removal
+		// would run its steps again. The next tick's list is right.
+		r.mu.Unlock()
+		r.log.Info("not started: the VM's last operation ended after this tick's list was read", zap.Int("vmid", op.vmid), zap.String("kind", string(op.kind)))
 		return
 	}
 	r.ops[op.vmid] = op

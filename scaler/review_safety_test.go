@@ -160,3 +160,34 @@ func TestAGPUWorkerIsNotConsolidatedOntoGeneral(t *testing.T) {
 		t.Errorf("removes gpu1, whose plex pod can run on no general worker: %v", a.Reasons)
 	}
 }
+
+// Found by a hostile review (now fixed): a removal that finished after
+// the tick's VM list was read left that list showing its VM half-way (at
+// reset, its Node marked): a second removal could start on it and run
+// destroy again. Nothing starts on a VM whose last operation ended after
+// the list; the next tick's list is right.
+func TestNoSecondOperationOnAStaleList(t *testing.T) {
+	w := newWorld(t, 3, nil)
+	w.tick(t, 0)
+	w.infra.mu.Lock()
+	m := w.infra.vms[3]
+	w.infra.mu.Unlock()
+	// A removal of VM 3 ends after this tick's list was read.
+	w.r.mu.Lock()
+	w.r.ends++
+	w.r.ended[3] = endedOp{at: w.r.ends, op: Operation{Kind: OpRemove, VMID: 3}}
+	w.r.mu.Unlock()
+	w.r.startRemoval(removal{m: m, node: "w3", from: RemovalReset})
+	w.r.Wait()
+	if d := w.destroyed(); len(d) != 0 {
+		t.Fatalf("a second removal ran on the stale list: destroyed %v", d)
+	}
+	// A list read after it: the VM may be acted on again.
+	w.tick(t, time.Second)
+	w.r.Wait()
+	w.r.startRemoval(removal{m: m, node: "w3", from: RemovalReset})
+	w.r.Wait()
+	if d := w.destroyed(); !slices.Equal(d, []int{3}) {
+		t.Errorf("after a fresh list: destroyed %v, want [3]", d)
+	}
+}

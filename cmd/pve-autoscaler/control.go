@@ -27,6 +27,25 @@ func controlClient(c *config.Config, kubeconfig string) (*kube.Client, error) {
 	return kube.New(kube.Options{Kubeconfig: kubeconfig, Context: c.Kubernetes.Context})
 }
 
+// updateControl writes the control ConfigMap through kubeconfig (default:
+// the config's): change gets who writes (the kubeconfig's user and this
+// host). An error is printed naming the command; the exit code is returned.
+func updateControl(cmd string, c *config.Config, kubeconfig string, stderr io.Writer, change func(by string, ctl *scaler.Control)) int {
+	kc, err := controlClient(c, kubeconfig)
+	if err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler %s: %v\n", cmd, err)
+		return exitFailure
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	by := kc.Who(ctx)
+	if _, err := kc.UpdateControl(ctx, daemon.ControlRef(c), func(ctl *scaler.Control) { change(by, ctl) }); err != nil {
+		fmt.Fprintf(stderr, "pve-autoscaler %s: %v\n", cmd, err)
+		return exitFailure
+	}
+	return exitOK
+}
+
 func pauseCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("pause", "pause [--config FILE] [--for DURATION] [--reason TEXT] [--kubeconfig FILE]", stderr)
 	path := fs.String("config", defaultConfigPath, "config file (kubernetes.kubeconfig and daemon.control)")
@@ -44,22 +63,14 @@ func pauseCmd(args []string, stdout, stderr io.Writer) int {
 	if code != exitOK {
 		return code
 	}
-	kc, err := controlClient(c, *kubeconfig)
-	if err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler pause: %v\n", err)
-		return exitFailure
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	now := time.Now()
-	p := scaler.Pause{By: kc.Who(ctx), Reason: *why, Since: now.UTC().Truncate(time.Second)}
+	p := scaler.Pause{Reason: *why, Since: now.UTC().Truncate(time.Second)}
 	if *dur > 0 {
 		p.Until = now.Add(*dur).UTC().Truncate(time.Second)
 	}
 	ref := daemon.ControlRef(c)
-	if _, err := kc.UpdateControl(ctx, ref, func(ctl *scaler.Control) { ctl.Pause = &p }); err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler pause: %v\n", err)
-		return exitFailure
+	if code := updateControl("pause", c, *kubeconfig, stderr, func(by string, ctl *scaler.Control) { p.By = by; ctl.Pause = &p }); code != exitOK {
+		return code
 	}
 	fmt.Fprintf(stdout, "%s (ConfigMap %s/%s)\nThe daemon stops at its next decision: nothing is created, removed, parked or woken; running operations stop at their next step.\n", capitalize(p.String()), ref.Namespace, ref.Name)
 	return exitOK
@@ -76,17 +87,9 @@ func resumeCmd(args []string, stdout, stderr io.Writer) int {
 	if code != exitOK {
 		return code
 	}
-	kc, err := controlClient(c, *kubeconfig)
-	if err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler resume: %v\n", err)
-		return exitFailure
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	var was *scaler.Pause
-	if _, err := kc.UpdateControl(ctx, daemon.ControlRef(c), func(ctl *scaler.Control) { was, ctl.Pause = ctl.Pause, nil }); err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler resume: %v\n", err)
-		return exitFailure
+	if code := updateControl("resume", c, *kubeconfig, stderr, func(_ string, ctl *scaler.Control) { was, ctl.Pause = ctl.Pause, nil }); code != exitOK {
+		return code
 	}
 	switch {
 	case was == nil:
@@ -144,18 +147,9 @@ func boostCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		b = scaler.Boost{Pool: *pool, Workers: *workers, Reason: *why, Since: now.UTC().Truncate(time.Second), Until: end.UTC().Truncate(time.Second)}
 	}
-	kc, err := controlClient(c, *kubeconfig)
-	if err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler boost: %v\n", err)
-		return exitFailure
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if !*clearIt {
-		b.By = kc.Who(ctx)
-	}
 	cleared := false
-	_, err = kc.UpdateControl(ctx, daemon.ControlRef(c), func(ctl *scaler.Control) {
+	code = updateControl("boost", c, *kubeconfig, stderr, func(by string, ctl *scaler.Control) {
+		b.By = by
 		// Boosts that have ended are dropped on every write.
 		ctl.Boosts = slices.DeleteFunc(ctl.Boosts, func(o scaler.Boost) bool {
 			if *clearIt && o.Pool == *pool && now.Before(o.Until) {
@@ -168,9 +162,8 @@ func boostCmd(args []string, stdout, stderr io.Writer) int {
 			kube.SetBoost(ctl, b)
 		}
 	})
-	if err != nil {
-		fmt.Fprintf(stderr, "pve-autoscaler boost: %v\n", err)
-		return exitFailure
+	if code != exitOK {
+		return code
 	}
 	switch {
 	case *clearIt && cleared:

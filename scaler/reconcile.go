@@ -222,12 +222,12 @@ type Reconciler struct {
 	// ends counts finished operations; ended is, by vmid, the count when
 	// an operation on that VM finished, so a VM list read before that is
 	// not taken for the VM's state (its last step may be missing from it).
-	ends     uint64
-	ended    map[int]endedOp
+	ends  uint64
+	ended map[int]endedOp
 	// listGen is ends when the VM list this tick acts on was read: an
 	// operation that ended after it may show in that list at an earlier
 	// step, and nothing starts on its VM until a later list.
-	listGen uint64
+	listGen  uint64
 	hist     History
 	said     map[string]saidVerdict // pending pods' last event, by namespace/name
 	failures int

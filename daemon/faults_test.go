@@ -173,7 +173,10 @@ func TestFaultMatrix(t *testing.T) {
 				row.after(t, w, d)
 				converge(t, d, "recovery", 90*time.Second, func() bool {
 					v, n := joined(t, w)
-					return v == row.want && n == row.want && ours(w) == row.want
+					// Every managed Node is a Ready worker's: a NotReady one
+					// whose VM is gone is deleted first.
+					all, err := w.Kube.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: scaler.LabelManaged + "=true"})
+					return err == nil && len(all.Items) == row.want && v == row.want && n == row.want && ours(w) == row.want
 				})
 				d.Reconciler.Wait()
 			}

@@ -245,11 +245,13 @@ func (w *World) follow(e pvesim.Event) {
 			go n.Close()
 			delete(w.fakes, e.VMID)
 		}
+		if w.installed[e.VMID] != nil {
+			// Its kubelet stops, with the VM or as it is destroyed (by hand
+			// too): the Node goes NotReady (kwok lets go of it).
+			w.power(e.Name, false)
+		}
 		if e.Type == pvesim.EventDestroyed {
 			delete(w.installed, e.VMID)
-		} else if w.installed[e.VMID] != nil {
-			// Its kubelet stops: the Node goes NotReady (kwok lets go of it).
-			w.power(e.Name, false)
 		}
 	}
 }

@@ -207,6 +207,16 @@ func TestProvisionThenRemove(t *testing.T) {
 		t.Errorf("applies counted before any VM stopped: %d", applies)
 	}
 
+	// An earlier test's Event on a Node of the same name, arriving late:
+	// not this world's (the Node's UID differs), not counted below.
+	late := &corev1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: "late-", Namespace: "default"}, Reason: "ScaleDown", Type: corev1.EventTypeNormal,
+		Message:        "pve-autoscaler removes this worker: an earlier world's",
+		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: "talos-worker-5001", UID: "an-earlier-world", APIVersion: "v1"},
+		LastTimestamp:  metav1.Now(), FirstTimestamp: metav1.Now(), Count: 1}
+	if _, err := w.Kube.Client.CoreV1().Events("default").Create(context.Background(), late, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Lower the minimum: utilization is 0%, one worker goes, drained, reset, destroyed.
 	d2, _ := build(t, w, testConfig(w, 1, 4), Options{})
 	convergeWorkers(t, w, d2, "1 worker left", 1)
@@ -437,13 +447,21 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
+// events lists the Events of a reason on this world's Nodes (and on
+// other objects): the control plane is shared by the package's tests.
 func events(t *testing.T, w *world.World, reason string) []corev1.Event {
 	t.Helper()
 	list, err := w.Kube.Client.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{FieldSelector: "reason=" + reason})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return list.Items
+	var mine []corev1.Event
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind != "Node" || w.MadeNode(e.InvolvedObject.UID) {
+			mine = append(mine, e)
+		}
+	}
+	return mine
 }
 
 // TestDrainFailureKeepsTheNode: a PodDisruptionBudget that allows no

@@ -402,8 +402,16 @@ var _ scaler.Cluster = (*Client)(nil)
 // Event records a Kubernetes Event on a node (type Normal or Warning).
 func (c *Client) Event(node, eventType, reason, message string) {
 	ref := &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"}
+	// kubectl describe node finds a Node's Events by its UID: the cache's,
+	// else the API's (a Node that just registered may not be cached yet).
 	if n, err := c.nodes.Get(node); err == nil {
 		ref.UID = n.UID
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if n, err := c.cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err == nil {
+			ref.UID = n.UID
+		}
+		cancel()
 	}
 	c.recorder.Event(ref, eventType, reason, message)
 }

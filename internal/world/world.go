@@ -29,6 +29,7 @@ import (
 	"github.com/siderolabs/talos/pkg/machinery/config/machine"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
@@ -75,6 +76,7 @@ type World struct {
 	reject   int
 	closed   bool
 	nodeMade map[string]bool
+	nodeUIDs map[types.UID]bool // every Node this world made, by UID (names repeat across worlds)
 	joined   map[string]time.Time
 	booting  map[int]*time.Timer
 	// installed remembers each VM's applied config: started again (the
@@ -97,7 +99,7 @@ func New(kube *kubetest.Env, opts Options) (*World, error) {
 	if opts.InstallDelay == 0 {
 		opts.InstallDelay = 50 * time.Millisecond
 	}
-	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}, joined: map[string]time.Time{}, booting: map[int]*time.Timer{}, installed: map[int][]byte{}}
+	w := &World{Kube: kube, opts: opts, fakes: map[int]*talosfake.Node{}, nodeMade: map[string]bool{}, nodeUIDs: map[types.UID]bool{}, joined: map[string]time.Time{}, booting: map[int]*time.Timer{}, installed: map[int][]byte{}}
 	// A loopback /24 and a port of our own, so parallel test packages never meet.
 	w.IPPool = fmt.Sprintf("127.%d.%d.0/24", 100+randInt(100), 1+randInt(250))
 	w.TalosPort = int(20000 + randInt(30000))
@@ -357,7 +359,11 @@ func (w *World) join(vm pvesim.Event, data []byte) {
 	err := w.Kube.CreateNode(context.Background(), kubetest.NodeSpec{Name: name, CPU: strconv.Itoa(vm.Cores), Memory: fmt.Sprintf("%dMi", vm.Memory), Labels: labels, Taints: taints,
 		SystemUUID: vm.UUID, Extended: extended}) // the kubelet reads the VM's SMBIOS UUID
 	if err == nil {
+		n, gerr := w.Kube.Client.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
 		w.mu.Lock()
+		if gerr == nil {
+			w.nodeUIDs[n.UID] = true
+		}
 		w.nodeMade[name] = true
 		w.joined[name] = time.Now()
 		w.mu.Unlock()
@@ -440,6 +446,15 @@ func (w *World) power(name string, on bool) {
 // as a real one does until someone deletes it (Talos's reset does not).
 func (w *World) leave(name string) {
 	w.power(name, false)
+}
+
+// MadeNode says whether a Node UID is of a Node this world made: the
+// control plane is shared by a package's tests, whose Nodes have the same
+// names, and an Event recorded by an earlier test can arrive late.
+func (w *World) MadeNode(uid types.UID) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.nodeUIDs[uid]
 }
 
 // Close stops the fakes and pvesim and deletes the Nodes the world made.

@@ -100,11 +100,8 @@ func TestFaultMatrix(t *testing.T) {
 		{name: "clone slower than max provision time", min: 1, mod: func(c *config.Config) { c.Policy.MaxProvisionTime = config.Duration(2 * time.Second) },
 			before: func(w *world.World) { w.Sim.SlowNextClone(4 * time.Second) }, want: 1, errSub: "max_provision_time"},
 		{name: "guest agent silent", min: 1, mod: func(c *config.Config) { c.Proxmox.AgentTimeout = config.Duration(10 * time.Second) },
-			before: func(w *world.World) {
-				w.Sim.SilenceAgentOfNewVMs(true)
-				time.AfterFunc(time.Second, func() { w.Sim.SilenceAgentOfNewVMs(false) })
-			},
-			want: 1, errSub: "QEMU guest agent is not running"},
+			before: func(w *world.World) { w.Sim.SilenceAgentOfNextVMs(1) },
+			want:   1, errSub: "QEMU guest agent is not running"},
 		{name: "Talos apply rejected", min: 1, before: func(w *world.World) { w.RejectNextApply(1) }, want: 1, errSub: "disk /dev/sda not found"},
 		{name: "node never Ready", min: 1, mod: func(c *config.Config) { c.Policy.MaxProvisionTime = config.Duration(3 * time.Second) },
 			before: func(w *world.World) { w.NeverUp(1) }, want: 1, errSub: "max_provision_time"},

@@ -501,9 +501,13 @@ func (s *Sim) postClone(req *request) (any, *apiError) {
 	if name == "" {
 		name = fmt.Sprintf("Copy-of-VM-%s", src.name)
 	}
+	silent := s.faults.agentSilentNew || s.faults.agentSilentN > 0
+	if s.faults.agentSilentN > 0 {
+		s.faults.agentSilentN--
+	}
 	nv := &vm{vmid: newid, name: name, node: target, cores: src.cores, memory: src.memory, tags: append([]string(nil), src.tags...),
 		description: req.params["description"], agent: src.agent, lock: "clone", storage: stName, disk: src.disk, pool: pool,
-		net0: net0, agentSilent: s.faults.agentSilentNew,
+		net0: net0, agentSilent: silent,
 		// PVE gives every clone a new SMBIOS UUID (other smbios1 fields are copied).
 		smbios1: withUUID(src.smbios1, NewUUID()), hostpci: maps.Clone(src.hostpci)}
 	s.vms[newid] = nv

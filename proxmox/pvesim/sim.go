@@ -327,6 +327,7 @@ type faults struct {
 	slowNextClone  time.Duration
 	storageLockMax int
 	agentSilentNew bool
+	agentSilentN   int // the next agentSilentN clones have a silent agent
 	failRequests   int
 	failCode       int
 	failMessage    string
@@ -563,6 +564,10 @@ func (s *Sim) SetStorageLockLimit(n int) { s.mu.Lock(); s.faults.storageLockMax 
 
 // SilenceAgentOfNewVMs makes the guest agent of VMs cloned from now on never answer.
 func (s *Sim) SilenceAgentOfNewVMs(on bool) { s.mu.Lock(); s.faults.agentSilentNew = on; s.mu.Unlock() }
+
+// SilenceAgentOfNextVMs makes the guest agent of the next n VMs cloned
+// never answer (a count, not a time: a test under load cannot miss it).
+func (s *Sim) SilenceAgentOfNextVMs(n int) { s.mu.Lock(); s.faults.agentSilentN = n; s.mu.Unlock() }
 
 // SilenceAgent makes one VM's guest agent never answer.
 func (s *Sim) SilenceAgent(vmid int) {

@@ -49,6 +49,9 @@ func (c *Client) Sane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if why := inv.Ambiguous[c.pools[0].Name]; why != "" {
+		return errors.New(why)
+	}
 	if inv.Template == nil {
 		return fmt.Errorf("the template %s is not in the VM list: the token may have lost VM.Audit, or proxmox.url names another PVE cluster", c.templateName())
 	}

@@ -160,7 +160,7 @@ var diskKey = regexp.MustCompile(`^(scsi|virtio|sata|ide)[0-9]+$`)
 // Template reads the template's configuration.
 func (c *Client) Template(ctx context.Context, inv Inventory) (TemplateInfo, error) {
 	if inv.Template == nil {
-		return TemplateInfo{}, fmt.Errorf("proxmox.template %s not found in the cluster (or the token may not see it)", c.cfg.Template)
+		return TemplateInfo{}, c.noTemplate(inv, c.pools[0].Name)
 	}
 	t := inv.Template
 	var cfg map[string]any

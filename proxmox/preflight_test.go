@@ -56,3 +56,58 @@ func TestPreflightReads(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateByNameIsOneVM: a template given by name is the one VM of
+// that name, a template before other VMs; two templates of the name are
+// none, and what would clone, check or sanity-check names the field, the
+// VMs and the fix.
+func TestTemplateByNameIsOneVM(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		extra pvesim.VMSpec
+		want  int    // the template's vmid, 0: none
+		err   string // what Clone, Template and Sane say then
+	}{
+		{name: "a VM of the template's name", extra: pvesim.VMSpec{VMID: 120, Name: "talos-worker-template", Host: "pve2", Storage: "local-lvm", Cores: 1, Memory: 512, Disk: 1 << 30}, want: 9000},
+		{name: "a second template of the name", extra: pvesim.VMSpec{VMID: 9001, Name: "talos-worker-template", Host: "pve2", Storage: "shared", Cores: 2, Memory: 2048, Disk: 10 << 30, Agent: true, Template: true},
+			err: `proxmox.template talos-worker-template names 2 VMs (9000 on pve1, 9001 on pve2): give the template's vmid instead of its name`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, func(pw *pvesim.World) {
+				if tc.extra.Template {
+					pw.Templates = append(pw.Templates, tc.extra)
+				} else {
+					pw.VMs = append(pw.VMs, tc.extra)
+				}
+			})
+			c := w.client(func(p *config.Proxmox) { p.Template = config.VMRef{Name: "talos-worker-template"} }, nil)
+			inv, err := c.Inventory(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want != 0 {
+				if inv.Template == nil || inv.Template.VMID != tc.want {
+					t.Fatalf("template %+v, want vmid %d", inv.Template, tc.want)
+				}
+				return
+			}
+			if inv.Template != nil {
+				t.Fatalf("template %+v, want none", *inv.Template)
+			}
+			if _, err := c.Template(ctx, inv); err == nil || err.Error() != tc.err {
+				t.Errorf("Template: %v, want %q", err, tc.err)
+			}
+			if err := c.Sane(ctx); err == nil || err.Error() != tc.err {
+				t.Errorf("Sane: %v, want %q", err, tc.err)
+			}
+			writes := w.sim.Writes()
+			if err := c.Clone(ctx, inv, 5000, "pve1", c.pools[0]); err == nil || err.Error() != tc.err {
+				t.Errorf("Clone: %v, want %q", err, tc.err)
+			}
+			if got := w.sim.Writes() - writes; got != 0 {
+				t.Errorf("%d PVE writes for a clone of an ambiguous template", got)
+			}
+		})
+	}
+}

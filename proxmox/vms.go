@@ -60,6 +60,10 @@ type Inventory struct {
 	// without pools:); Templates each pool's, by pool name.
 	Template  *VM
 	Templates map[string]*VM
+	// Ambiguous says, by pool name, why a template given by name is none:
+	// more than one VM has the name (templates first: one template and
+	// VMs of the same name pick the template).
+	Ambiguous map[string]string
 	Hosts     []Host
 }
 
@@ -113,15 +117,6 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 			v.Tags = strings.FieldsFunc(strings.ToLower(r.Tags), func(c rune) bool { return c == ';' || c == ',' || c == ' ' })
 		}
 		inv.All = append(inv.All, v)
-		for _, p := range c.pools {
-			if matchesTemplate(v, p.Template) {
-				t := v
-				if inv.Templates == nil {
-					inv.Templates = map[string]*VM{}
-				}
-				inv.Templates[p.Name] = &t
-			}
-		}
 		if len(v.Tags) == 0 && !v.Template && strings.HasPrefix(v.Name, c.cfg.NamePrefix) && v.VMID >= c.cfg.VMIDRange.Min && v.VMID <= c.cfg.VMIDRange.Max {
 			inv.Untagged = append(inv.Untagged, v)
 		}
@@ -137,6 +132,9 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 				}
 			}
 		}
+	}
+	for _, p := range c.pools {
+		c.findTemplate(&inv, p)
 	}
 	inv.Template = inv.Templates[c.pools[0].Name]
 	for _, h := range hosts {
@@ -161,6 +159,55 @@ func (c *Client) Inventory(ctx context.Context) (Inventory, error) {
 	c.mu.Unlock()
 	sort.Slice(inv.Hosts, func(i, j int) bool { return inv.Hosts[i].Name < inv.Hosts[j].Name })
 	return inv, nil
+}
+
+// findTemplate sets a pool's template in the inventory: the VM of its
+// vmid, or the one VM of its name (a template before other VMs). Two of
+// the same name are none: cloning the wrong one is not a guess to make.
+func (c *Client) findTemplate(inv *Inventory, p config.Pool) {
+	var named, templates []VM
+	for _, v := range inv.All {
+		if matchesTemplate(v, p.Template) {
+			named = append(named, v)
+			if v.Template {
+				templates = append(templates, v)
+			}
+		}
+	}
+	pick := named
+	if len(templates) > 0 {
+		pick = templates
+	}
+	switch {
+	case len(pick) == 1:
+		if inv.Templates == nil {
+			inv.Templates = map[string]*VM{}
+		}
+		t := pick[0]
+		inv.Templates[p.Name] = &t
+	case len(pick) > 1:
+		var which []string
+		for _, v := range pick {
+			which = append(which, fmt.Sprintf("%d on %s", v.VMID, v.Host))
+		}
+		if inv.Ambiguous == nil {
+			inv.Ambiguous = map[string]string{}
+		}
+		inv.Ambiguous[p.Name] = fmt.Sprintf("%s %s names %d VMs (%s): give the template's vmid instead of its name",
+			c.templatePath(p.Name), p.Template, len(pick), strings.Join(which, ", "))
+	}
+}
+
+// noTemplate says why a pool has no template in the inventory.
+func (c *Client) noTemplate(inv Inventory, pool string) error {
+	if why := inv.Ambiguous[pool]; why != "" {
+		return errors.New(why)
+	}
+	tpl := c.cfg.Template
+	if p, err := c.pool(pool); err == nil {
+		tpl = p.Template
+	}
+	return fmt.Errorf("%s %s not found in the cluster (or the token may not see it)", c.templatePath(pool), tpl)
 }
 
 func matchesTemplate(v VM, t config.VMRef) bool {
@@ -319,7 +366,7 @@ func (c *Client) Description(now time.Time, template string) string {
 func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string, pool config.Pool) error {
 	defer c.Release(vmid)
 	if inv.Templates[pool.Name] == nil {
-		return fmt.Errorf("%s %s not found in the cluster (or the token may not see it)", c.templatePath(pool.Name), pool.Template)
+		return c.noTemplate(inv, pool.Name)
 	}
 	tpl := *inv.Templates[pool.Name]
 	select {

@@ -300,7 +300,8 @@ func (d *Daemon) Run(ctx context.Context, srv *Server) error {
 	trace := d.openTrace()
 	defer trace.close()
 	tick := func(lctx context.Context) {
-		srv.SetLeader(true)
+		// A dry run leads nothing: it takes no part in leader election.
+		srv.SetLeader(!d.dryRun)
 		d.Reconciler.Run(lctx, interval, func(p scaler.Plan, err error) {
 			srv.Ticked(p, err)
 			trace.record(p, err)

@@ -124,11 +124,11 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 	if code, body := get(t, "http://"+addr+"/metrics"); code != 200 || !strings.Contains(body, "pve_autoscaler_last_decision_timestamp_seconds") || !strings.Contains(body, `pve_autoscaler_workers{state="ready"} 0`) {
 		t.Errorf("/metrics %d:\n%s", code, body)
 	}
-	if code, body := get(t, "http://"+addr+"/status"); code != 200 || !strings.Contains(body, `"dry_run": true`) || !strings.Contains(body, `"below_min"`) {
+	if code, body := get(t, "http://"+addr+"/status"); code != 200 || !strings.Contains(body, `"dry_run": true`) || !strings.Contains(body, `"below_min"`) || !strings.Contains(body, `"leader": false`) {
 		t.Errorf("/status %d:\n%s", code, body)
 	}
 	code, out, errOut := runMain("status", "--address", addr)
-	if code != exitOK || !strings.Contains(out, "leader, dry-run") || !strings.Contains(out, "Last plan: 0 workers, 2 desired") {
+	if code != exitOK || !strings.Contains(out, "dry run (plans only, changes nothing, takes no part in leader election)") || !strings.Contains(out, "Last plan: 0 workers, 2 desired") {
 		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
 	}
 

@@ -82,14 +82,13 @@ func statusURL(addr string) string {
 
 func renderStatus(w io.Writer, st scaler.Status, leader bool) {
 	role := "leader"
-	if !leader {
+	switch {
+	case st.DryRun:
+		role = "dry run (plans only, changes nothing, takes no part in leader election)"
+	case !leader:
 		role = "standby (another daemon leads)"
 	}
-	mode := ""
-	if st.DryRun {
-		mode = ", dry-run"
-	}
-	fmt.Fprintf(w, "pve-autoscaler: %s%s, last tick %s\n", role, mode, st.Time.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "pve-autoscaler: %s, last tick %s\n", role, st.Time.UTC().Format(time.RFC3339))
 	if st.LastError != "" {
 		fmt.Fprintf(w, "last error: %s (%d consecutive failures)\n", st.LastError, st.Failures)
 	}

@@ -94,3 +94,22 @@ func TestRenderStatusShowsStuckVMs(t *testing.T) {
 		}
 	}
 }
+
+// A dry run's status says it leads nothing (its /status says leader false).
+func TestRenderStatusOfADryRun(t *testing.T) {
+	for _, tc := range []struct {
+		st     scaler.Status
+		leader bool
+		want   string
+	}{
+		{scaler.Status{DryRun: true}, false, "pve-autoscaler: dry run (plans only, changes nothing, takes no part in leader election), last tick"},
+		{scaler.Status{}, true, "pve-autoscaler: leader, last tick"},
+		{scaler.Status{}, false, "pve-autoscaler: standby (another daemon leads), last tick"},
+	} {
+		var b bytes.Buffer
+		renderStatus(&b, tc.st, tc.leader)
+		if !strings.HasPrefix(b.String(), tc.want) {
+			t.Errorf("status of %+v (leader %v) starts %q, want %q", tc.st, tc.leader, strings.SplitN(b.String(), "\n", 2)[0], tc.want)
+		}
+	}
+}

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pve-autoscaler/pve-autoscaler/daemon"
-	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube"
-	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
@@ -18,21 +14,9 @@ import (
 // (who set it, until when), resume and boost --clear take their part
 // away, and the ConfigMap goes once empty; bad flags are usage errors.
 func TestPauseResumeBoostCommands(t *testing.T) {
-	env := kubetest.Require(t)
-	w, err := world.New(env, world.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	_, w := newWorld(t)
 	c := w.Config()
-	y, err := c.YAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, y, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfigFile(t, t.TempDir(), c)
 	kc, err := kube.New(kube.Options{Kubeconfig: c.Kubernetes.Kubeconfig})
 	if err != nil {
 		t.Fatal(err)

@@ -3,41 +3,25 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
-	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 )
 
 // TestDoctorExitCodes: 0 when nothing fails (JSON for scripts), 1 when a
 // check fails, 2 for bad flags.
 func TestDoctorExitCodes(t *testing.T) {
-	env := kubetest.Require(t)
-	w, err := world.New(env, world.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	env, w := newWorld(t)
 	write := func(mod func(*config.Config)) string {
 		c := w.Config()
 		if mod != nil {
 			mod(c)
 		}
-		y, err := c.YAML()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(t.TempDir(), "config.yaml")
-		if err := os.WriteFile(p, y, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+		return writeConfigFile(t, t.TempDir(), c)
 	}
 	env.Metrics.SetNode("doctor-cli", "1", "1Gi")
 	if err := env.CreateNode(t.Context(), kubetest.NodeSpec{Name: "doctor-cli", CPU: "4", Memory: "8Gi"}); err != nil {

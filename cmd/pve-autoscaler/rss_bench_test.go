@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 )
 
@@ -28,7 +27,7 @@ import (
 //
 // Run: make bench-idle (about 11 minutes).
 func BenchmarkIdleDaemon(b *testing.B) {
-	env := kubetest.Require(b)
+	kubetest.Require(b) // skips before the build when the test bed is missing
 	idle := 10 * time.Minute
 	if v := os.Getenv("PVE_AUTOSCALER_IDLE"); v != "" {
 		var err error
@@ -43,11 +42,7 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	w, err := world.New(env, world.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
+	_, w := newWorld(b)
 	cfg := w.Config()
 	// A free port: validate refuses port 0 (with it the daemon exited at
 	// once and this benchmark reported 0 MB).
@@ -57,14 +52,7 @@ func BenchmarkIdleDaemon(b *testing.B) {
 	}
 	cfg.Daemon.Listen = l.Addr().String()
 	l.Close()
-	y, err := cfg.YAML()
-	if err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(path, y, 0o600); err != nil {
-		b.Fatal(err)
-	}
+	path := writeConfigFile(b, dir, cfg)
 	logs := &lockedBuf{}
 	cmd := exec.Command(bin, "run", "--config", path, "--log-format", "json")
 	cmd.Stderr = logs

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
-	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 )
 
@@ -59,12 +57,7 @@ func get(t *testing.T, url string) (int, string) {
 // minimum) and changes nothing anywhere; its HTTP endpoints answer; SIGTERM
 // stops it with exit 0.
 func TestRunDryRunThenSIGTERM(t *testing.T) {
-	env := kubetest.Require(t)
-	w, err := world.New(env, world.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	env, w := newWorld(t)
 	cfg := w.Config()
 	cfg.Policy.Interval = config.Duration(time.Second)
 	// A free port: validate refuses port 0.
@@ -76,14 +69,7 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 	l.Close()
 	// Leader election writes a Lease: a dry run takes no part in it.
 	cfg.Daemon.LeaderElection = config.LeaderElection{Enabled: true, Namespace: "kube-system", LeaseName: "dry-run-" + strings.ToLower(rand.Text()[:8])}
-	y, err := cfg.YAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, y, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfigFile(t, t.TempDir(), cfg)
 	stderr := &lockedBuf{}
 	done := make(chan int, 1)
 	go func() {
@@ -161,20 +147,8 @@ func TestRunDryRunThenSIGTERM(t *testing.T) {
 
 // TestPlanLive gathers a live snapshot from the simulated world.
 func TestPlanLive(t *testing.T) {
-	env := kubetest.Require(t)
-	w, err := world.New(env, world.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	y, err := w.Config().YAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, y, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, w := newWorld(t)
+	path := writeConfigFile(t, t.TempDir(), w.Config())
 	code, out, errOut := runMain("plan", "--config", path)
 	if code != exitOK || !strings.Contains(out, "+ add 2 workers") || !strings.Contains(out, "below the minimum of 2") {
 		t.Fatalf("live plan: exit %d\n%s%s", code, out, errOut)
@@ -188,25 +162,13 @@ func TestPlanLive(t *testing.T) {
 // ServiceAccount plans as it does with the admin's kubeconfig, and the
 // apiserver's audit log shows it was refused nothing.
 func TestPlanWithExactlyTheRBACOfDeploy(t *testing.T) {
-	env := kubetest.Require(t)
-	w, err := world.New(env, world.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	env, w := newWorld(t)
 	kubetest.ApplyRBAC(t, env, "../../deploy/rbac.yaml")
 	kc, user := kubetest.ServiceAccountKubeconfig(t, env, "kube-system", "pve-autoscaler")
 	c := w.Config()
 	c.Kubernetes.Kubeconfig = kc
 	c.Daemon.Control.Name = "pve-autoscaler-control" // deploy/rbac.yaml's resourceNames
-	y, err := c.YAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, y, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfigFile(t, t.TempDir(), c)
 	begin := time.Now().Add(-time.Second)
 	code, out, errOut := runMain("plan", "--config", path)
 	if code != exitOK || !strings.Contains(out, "+ add 2 workers") || !strings.Contains(out, "below the minimum of 2") {

@@ -143,6 +143,12 @@ type Policy struct {
 	// together, across pools (0: no bound).
 	MaxCores  int      `json:"max_cores"`
 	MaxMemory ByteSize `json:"max_memory"`
+	// ReplaceDrifted replaces drifted workers one at a time, a new one
+	// first (default off: drifted workers are only listed).
+	ReplaceDrifted bool `json:"replace_drifted"`
+	// MaxAge (0: off) makes a worker older than it due for replacement
+	// too (with replace_drifted).
+	MaxAge Duration `json:"max_age"`
 }
 
 // Standby is the standby workers: stopped, installed and joined, that a

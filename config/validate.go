@@ -336,6 +336,13 @@ func (v *validator) policy(c *Config) {
 	if p.MaxMemory < 0 {
 		v.fail("policy.max_memory", "%s: expected 0 (no bound) or more", p.MaxMemory)
 	}
+	switch age := p.MaxAge.D(); {
+	case age == 0:
+	case age < time.Hour || age > 366*day:
+		v.fail("policy.max_age", "%s: expected 0 (off) or 1h to 8784h (a worker older than this is replaced)", age)
+	case !p.ReplaceDrifted:
+		v.fail("policy.max_age", "%s, but policy.replace_drifted is off: nothing would replace an old worker (turn replace_drifted on, or leave max_age out)", age)
+	}
 	sb := p.Standby
 	if sb.Size < 0 || sb.Size > p.MaxWorkers {
 		v.fail("policy.standby.size", "%d: expected 0 (off) to max_workers (%d)", sb.Size, p.MaxWorkers)

@@ -109,6 +109,8 @@ func TestValidationRules(t *testing.T) {
 		{"standby size", func(c *Config) { c.Policy.Standby.Size = 7 }, "policy.standby.size", "expected 0 (off) to max_workers (6)", false},
 		{"standby size negative", func(c *Config) { c.Policy.Standby.Size = -1 }, "policy.standby.size", "expected 0 (off)", false},
 		{"standby max age", func(c *Config) { c.Policy.Standby.MaxAge = Duration(time.Minute) }, "policy.standby.max_age", "expected 1h to 8784h", false},
+		{"max age too short", func(c *Config) { c.Policy.ReplaceDrifted = true; c.Policy.MaxAge = Duration(time.Minute) }, "policy.max_age", "expected 0 (off) or 1h to 8784h", false},
+		{"max age without replace_drifted", func(c *Config) { c.Policy.MaxAge = Duration(720 * time.Hour) }, "policy.max_age", "policy.replace_drifted is off", false},
 		{"standby host not allowed", func(c *Config) { c.Proxmox.Hosts = []string{"pve1"}; c.Policy.Standby.Hosts = []string{"pve2"} }, "policy.standby.hosts[0]", `"pve2": expected one of proxmox.hosts (pve1)`, false},
 		{"listen address", func(c *Config) { c.Daemon.Listen = "9464" }, "daemon.listen", "HOST:PORT", false},
 		{"lease namespace", func(c *Config) { c.Daemon.LeaderElection = LeaderElection{Enabled: true, LeaseName: "x"} }, "daemon.leader_election.namespace", "required", false},

@@ -155,6 +155,7 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes,
 		Now: now, MaxProvisionTime: d.Config.Policy.MaxProvisionTime.D()})
 	snap.Drifted = scaler.DriftedOf(machines, snap.Nodes)
+	snap.Replacements = scaler.ReplacementsOf(machines, snap.Nodes)
 	return snap, kerr
 }
 

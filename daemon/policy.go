@@ -59,6 +59,7 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 	}
 	sp.VMCores = c.Proxmox.VM.Cores
 	sp.MaxCores, sp.MaxMemory = p.MaxCores, int64(p.MaxMemory)
+	sp.ReplaceDrifted, sp.MaxAge = p.ReplaceDrifted, p.MaxAge.D()
 	if len(c.Pools) > 0 {
 		for _, pl := range c.WorkerPools() {
 			sp.Pools = append(sp.Pools, ScalerPool(pl))

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/scaler"
 )
 
 // VM is one VM as /cluster/resources shows it.
@@ -364,6 +365,17 @@ func (c *Client) Description(now time.Time, template string) string {
 // Repeating it for a VM that exists already (a resumed provisioning)
 // waits for it instead of cloning again.
 func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string, pool config.Pool) error {
+	return c.clone(ctx, inv, vmid, host, pool, "")
+}
+
+// ReplacesLine is the description line naming the worker a new VM
+// replaces (scaler.Machine.Replaces): its vmid and SMBIOS UUID.
+func ReplacesLine(vmid int, uuid string) string {
+	return fmt.Sprintf("pve-autoscaler/replaces: %d %s\n", vmid, scaler.NormalUUID(uuid))
+}
+
+// clone is Clone with extra lines (ReplacesLine) in the description.
+func (c *Client) clone(ctx context.Context, inv Inventory, vmid int, host string, pool config.Pool, extra string) error {
 	defer c.Release(vmid)
 	if inv.Templates[pool.Name] == nil {
 		return c.noTemplate(inv, pool.Name)
@@ -385,7 +397,7 @@ func (c *Client) Clone(ctx context.Context, inv Inventory, vmid int, host string
 		"newid":       vmid,
 		"name":        c.Name(vmid),
 		"target":      host,
-		"description": c.Description(c.now(), digest) + "pve-autoscaler/pool: " + pool.Name + "\n" + c.buildLine(pool.Name),
+		"description": c.Description(c.now(), digest) + "pve-autoscaler/pool: " + pool.Name + "\n" + c.buildLine(pool.Name) + extra,
 	}
 	c.mu.Lock()
 	c.untagged[vmid] = params["description"].(string) // cloned by this process, not tagged yet
@@ -563,6 +575,10 @@ type Meta struct {
 	// Build is what it was made from besides the template and its size
 	// (Options.Build then; "": made before builds were recorded).
 	Build string
+	// Replaces and ReplacesVMID name the worker it was made to replace
+	// (ReplacesLine; "" and 0: none).
+	Replaces     string
+	ReplacesVMID int
 	// UUID is the VM's smbios1 uuid, lower case ("" when it has none).
 	// Cached with the rest: a VM replaced behind our back under the same
 	// vmid keeps its old UUID here until Identity sees the new one.
@@ -611,6 +627,12 @@ func (c *Client) Meta(ctx context.Context, vmid int, host string) (Meta, error) 
 		}
 		if v, ok := strings.CutPrefix(line, "pve-autoscaler/build: "); ok {
 			m.Build = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(line, "pve-autoscaler/replaces: "); ok {
+			id, uuid, _ := strings.Cut(strings.TrimSpace(v), " ")
+			if n, err := strconv.Atoi(id); err == nil && n > 0 && strings.TrimSpace(uuid) != "" {
+				m.Replaces, m.ReplacesVMID = scaler.NormalUUID(uuid), n
+			}
 		}
 	}
 	c.mu.Lock()
@@ -1055,6 +1077,11 @@ func (c *Client) CloneNew(ctx context.Context, inv Inventory, host string) (int,
 
 // CloneNewIn is CloneNew for a VM of worker pool pool.
 func (c *Client) CloneNewIn(ctx context.Context, inv Inventory, host string, pool config.Pool) (int, error) {
+	return c.cloneNew(ctx, inv, host, pool, "")
+}
+
+// cloneNew is CloneNewIn with extra description lines (ReplacesLine).
+func (c *Client) cloneNew(ctx context.Context, inv Inventory, host string, pool config.Pool, extra string) (int, error) {
 	for range 10 {
 		vmid, err := c.AllocateID(ctx, inv)
 		if err != nil {
@@ -1063,7 +1090,7 @@ func (c *Client) CloneNewIn(ctx context.Context, inv Inventory, host string, poo
 		c.mu.Lock()
 		c.seen[vmid] = true
 		c.mu.Unlock()
-		err = c.Clone(ctx, inv, vmid, host, pool)
+		err = c.clone(ctx, inv, vmid, host, pool, extra)
 		if err == nil {
 			// Tagged at once: a VM without our tags is never ours, so the
 			// window in which a crash leaves an untagged clone is one request.

@@ -33,7 +33,7 @@ func TestGPUPoolPlacement(t *testing.T) {
 	}
 	ws := NewWorkers(c)
 	ctx := context.Background()
-	m, err := ws.Create(ctx, "gpu", nil)
+	m, err := ws.Create(ctx, "gpu", nil, scaler.Machine{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,12 +59,12 @@ func TestGPUPoolPlacement(t *testing.T) {
 		t.Errorf("listed %+v", machines)
 	}
 	// The one device is taken: no second GPU worker.
-	_, err = ws.Create(ctx, "gpu", nil)
+	_, err = ws.Create(ctx, "gpu", nil, scaler.Machine{})
 	var no *NoRoomError
 	if !errors.As(err, &no) || !strings.Contains(err.Error(), "pve2's device of PCI mapping igpu is taken") || !strings.Contains(err.Error(), "pve1 has no device of PCI mapping igpu") {
 		t.Errorf("second gpu worker: %v", err)
 	}
-	g, err := ws.Create(ctx, "general", nil)
+	g, err := ws.Create(ctx, "general", nil, scaler.Machine{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestGPUPoolPlacement(t *testing.T) {
 	if gv.Cores != 4 || len(gv.HostPCI) != 0 || !slices.Contains(gv.Tags, "pool-general") {
 		t.Errorf("general VM %+v", gv)
 	}
-	if _, err := ws.Create(ctx, "nope", nil); err == nil || !strings.Contains(err.Error(), `worker pool "nope" is not in the configuration`) {
+	if _, err := ws.Create(ctx, "nope", nil, scaler.Machine{}); err == nil || !strings.Contains(err.Error(), `worker pool "nope" is not in the configuration`) {
 		t.Errorf("unknown pool: %v", err)
 	}
 }

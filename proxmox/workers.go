@@ -58,6 +58,7 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 					return nil // tagged, but without our marker: not ours
 				}
 				m.UUID = meta.UUID
+				m.Replaces, m.ReplacesVMID = meta.Replaces, meta.ReplacesVMID
 				if step == scaler.StepJoined {
 					m.Drift = w.c.drift(ctx, inv, v, meta, m.Pool)
 				}
@@ -80,6 +81,7 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 			}
 			m.Created = meta.Created
 			m.UUID = meta.UUID
+			m.Replaces, m.ReplacesVMID = meta.Replaces, meta.ReplacesVMID
 			if step == scaler.StepStandby && meta.Template != "" {
 				// The digest of its pool's template, read at most every
 				// five minutes (cached by the adapter).
@@ -130,7 +132,7 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 
 // Create places, allocates and clones one VM of worker pool pool ("":
 // the first).
-func (w *Workers) Create(ctx context.Context, pool string, only []string) (scaler.Machine, error) {
+func (w *Workers) Create(ctx context.Context, pool string, only []string, replaces scaler.Machine) (scaler.Machine, error) {
 	spec, err := w.c.pool(pool)
 	if err != nil {
 		return scaler.Machine{}, err
@@ -166,8 +168,18 @@ func (w *Workers) Create(ctx context.Context, pool string, only []string) (scale
 		}
 		w.mu.Unlock()
 	}()
-	vmid, err := w.c.CloneNewIn(ctx, inv, host, spec)
+	extra := ""
+	if replaces.VMID != 0 {
+		if replaces.UUID == "" {
+			return scaler.Machine{}, fmt.Errorf("a replacement for VM %d: its SMBIOS UUID is unknown", replaces.VMID)
+		}
+		extra = ReplacesLine(replaces.VMID, replaces.UUID)
+	}
+	vmid, err := w.c.cloneNew(ctx, inv, host, spec, extra)
 	m := scaler.Machine{VMID: vmid, Name: w.c.Name(vmid), Host: host, Step: scaler.StepCloned, Created: w.c.Now(), Pool: spec.Name}
+	if replaces.VMID != 0 {
+		m.Replaces, m.ReplacesVMID = scaler.NormalUUID(replaces.UUID), replaces.VMID
+	}
 	if err == nil {
 		w.mu.Lock()
 		w.hosts[vmid] = host

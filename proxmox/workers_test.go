@@ -64,7 +64,7 @@ func TestHostReserveAppliedOnce(t *testing.T) {
 	}
 	for i := range 3 {
 		_, n := room()
-		_, err := workers.Create(ctx, "", nil)
+		_, err := workers.Create(ctx, "", nil, scaler.Machine{})
 		var nr *NoRoomError
 		switch {
 		case n > 0 && err != nil:
@@ -116,7 +116,7 @@ func TestUnknownIdentityIsReadAfreshOrRefused(t *testing.T) {
 
 	// This process's own clone that never got its UUID read: destroyable
 	// while it never started, refused like any other once started.
-	own, err := workers.Create(ctx, "", nil)
+	own, err := workers.Create(ctx, "", nil, scaler.Machine{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestUnknownIdentityIsReadAfreshOrRefused(t *testing.T) {
 		t.Errorf("destroy of a clone that may have started, identity unknown: %v, want an UnknownIdentityError", err)
 	}
 	w.sim.SetHostOnline(own.Host, true)
-	fresh, err := workers.Create(ctx, "", nil)
+	fresh, err := workers.Create(ctx, "", nil, scaler.Machine{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,5 +142,52 @@ func TestUnknownIdentityIsReadAfreshOrRefused(t *testing.T) {
 	fresh.UUID = ""
 	if err := workers.Destroy(ctx, fresh); err != nil {
 		t.Errorf("destroy of this process's fresh clone: %v", err)
+	}
+}
+
+// A replacement's marker is written in the clone request itself and read
+// back from the description by a client that never saw it made (a
+// restarted daemon); without a known UUID no replacement is cloned.
+func TestReplacementMarker(t *testing.T) {
+	w := newWorld(t, func(wd *pvesim.World) { wd.VMs = nil })
+	ctx := context.Background()
+	workers := NewWorkers(w.client(nil, nil))
+	old := scaler.Machine{VMID: 4999, UUID: " 0A1B2C3D-0000-4000-8000-00000000ABCD "}
+	m, err := workers.Create(ctx, "", nil, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Replaces != "0a1b2c3d-0000-4000-8000-00000000abcd" || m.ReplacesVMID != 4999 {
+		t.Errorf("created %+v: marker not returned", m)
+	}
+	plain, err := workers.Create(ctx, "", nil, scaler.Machine{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewWorkers(w.client(nil, nil)) // nothing cached: what a restart reads
+	machines, _, err := fresh.Machines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, got := range machines {
+		switch got.VMID {
+		case m.VMID:
+			found++
+			if got.Replaces != "0a1b2c3d-0000-4000-8000-00000000abcd" || got.ReplacesVMID != 4999 {
+				t.Errorf("listed %+v: the marker is not read back", got)
+			}
+		case plain.VMID:
+			found++
+			if got.Replaces != "" || got.ReplacesVMID != 0 {
+				t.Errorf("a plain clone listed as a replacement: %+v", got)
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("listed %+v, want VMs %d and %d", machines, m.VMID, plain.VMID)
+	}
+	if _, err := workers.Create(ctx, "", nil, scaler.Machine{VMID: 4999}); err == nil {
+		t.Error("a replacement of a worker of unknown UUID was cloned")
 	}
 }

@@ -56,6 +56,11 @@ type chaosWorld struct {
 	crash      func()  // aborts the running reconciler
 	crashes    int
 	violations []string
+	// gen is the template's generation: a VM cloned from an older one
+	// has drifted (a rolling replacement's work).
+	gen int
+	// replacements counts the new VMs made to replace a drifted worker.
+	replacements int
 }
 
 type chaosVM struct {
@@ -68,6 +73,10 @@ type chaosVM struct {
 	running bool
 	ran     bool // started at least once: a machine ran
 	created time.Time
+	gen     int // the template generation it was cloned from
+	// replaces and replacesVMID: the marker of a replacement's new VM.
+	replaces     string
+	replacesVMID int
 }
 
 type chaosNode struct {
@@ -133,7 +142,11 @@ func (w *chaosWorld) Machines(context.Context) ([]Machine, []Host, error) {
 	var out []Machine
 	for _, v := range w.vms {
 		if v.ours && !v.foreign && !w.hideAll && !w.hidden[v.vmid] {
-			m := Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Running: v.running, Stopped: !v.running, Step: v.step, UUID: v.uuid, Created: v.created}
+			m := Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Running: v.running, Stopped: !v.running, Step: v.step, UUID: v.uuid, Created: v.created,
+				Replaces: v.replaces, ReplacesVMID: v.replacesVMID}
+			if v.gen != w.gen && v.step == StepJoined {
+				m.Drift = "cloned from template 9000 whose configuration has changed since"
+			}
 			if w.noUUID[v.vmid] {
 				m.UUID = ""
 			}
@@ -144,14 +157,27 @@ func (w *chaosWorld) Machines(context.Context) ([]Machine, []Host, error) {
 	return out, []Host{{Name: "pve1", Online: true, MemoryFree: 256 * gi}}, nil
 }
 
-func (w *chaosWorld) Create(ctx context.Context, _ string, _ []string) (Machine, error) {
+func (w *chaosWorld) Create(ctx context.Context, _ string, _ []string, replaces Machine) (Machine, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.hideAll {
 		return Machine{}, errors.New("proxmox.template not found in the cluster (or the token may not see it)")
 	}
+	if replaces.VMID != 0 {
+		// At most one surge: no other new VM made to replace a worker
+		// whose VM is still there.
+		for _, o := range w.vms {
+			if t := w.vms[o.replacesVMID]; o.replaces != "" && t != nil && NormalUUID(t.uuid) == o.replaces {
+				w.violate("a second replacement VM (for VM %d) while VM %d still replaces VM %d", replaces.VMID, o.vmid, o.replacesVMID)
+			}
+		}
+	}
+	if replaces.VMID != 0 {
+		w.replacements++
+	}
 	w.next++
-	v := &chaosVM{vmid: w.next, name: "w" + strconv.Itoa(w.next), uuid: fmt.Sprintf("uuid-%d-%d", w.next, w.rng.IntN(1<<30)), step: StepCloned, ours: true, created: chaosNow(ctx)}
+	v := &chaosVM{vmid: w.next, name: "w" + strconv.Itoa(w.next), uuid: fmt.Sprintf("uuid-%d-%d", w.next, w.rng.IntN(1<<30)), step: StepCloned, ours: true, created: chaosNow(ctx),
+		gen: w.gen, replaces: NormalUUID(replaces.UUID), replacesVMID: replaces.VMID}
 	w.vms[v.vmid] = v
 	m := Machine{VMID: v.vmid, Name: v.name, Host: "pve1", Step: StepCloned, UUID: v.uuid, Created: v.created}
 	return m, w.maybeCrash()
@@ -574,6 +600,9 @@ var chaosFaults = []struct {
 			w.noUUID[v.vmid] = true
 		}
 	}},
+	// A new template (a Talos upgrade): every worker made before has
+	// drifted, and the rolling replacement goes to work.
+	{"the template changes", func(w *chaosWorld) { w.gen++ }},
 	{"load: pending pods", func(w *chaosWorld) { w.pending = 1 + w.rng.IntN(4) }},
 	{"load: none", func(w *chaosWorld) { w.pending = 0 }},
 }
@@ -601,6 +630,7 @@ func runChaos(seed uint64) ([]string, int) {
 	p := testPolicy()
 	p.MinWorkers, p.MaxWorkers = 2, 5
 	p.PendingPods = true
+	p.ReplaceDrifted = true
 	newReconciler := func() *Reconciler {
 		o := ReconcileOptions{Now: chaosClock.Now, MaxProvisionTime: 10 * time.Minute, BackoffMin: time.Second, BackoffMax: time.Second}
 		if os.Getenv("CHAOS_DEBUG") != "" {
@@ -678,7 +708,15 @@ func runChaos(seed uint64) ([]string, int) {
 			ready++
 		}
 	}
-	if ready < p.MinWorkers || ready > p.MaxWorkers {
+	// A person's cordons can hold a replacement's last step (the minimum
+	// of schedulable workers without the old one): one surge is left.
+	most := p.MaxWorkers
+	for _, n := range w.nodes {
+		if n.cordoned && !n.ours && !n.standby {
+			most = p.MaxWorkers + 1
+		}
+	}
+	if ready < p.MinWorkers || ready > most {
 		st := r.Status()
 		var holds []string
 		if st.Plan != nil {
@@ -699,8 +737,25 @@ func runChaos(seed uint64) ([]string, int) {
 	if v := w.vms[999]; v == nil || !v.running {
 		w.violate("the foreign VM was touched")
 	}
+	// The rollout is done: every worker is of the current template,
+	// unless a person's cordon holds it (a cordoned worker is left alone,
+	// and no removal may leave fewer schedulable workers than the minimum).
+	cordoned := false
+	for _, n := range w.nodes {
+		cordoned = cordoned || n.cordoned && !n.ours && !n.standby
+	}
+	for _, v := range w.vms {
+		if !cordoned && v.ours && !v.foreign && v.step == StepJoined && v.gen != w.gen {
+			w.violate("VM %d (template generation %d of %d) still drifted after the faults ended (holds %v)", v.vmid, v.gen, w.gen, r.Status().Plan.Holds)
+		}
+	}
+	replaced += w.replacements
 	return w.violations, w.crashes
 }
+
+// replaced counts the replacements the chaos sequences made (one test at
+// a time: TestChaos is not parallel).
+var replaced int
 
 func TestChaos(t *testing.T) {
 	seqs := 20
@@ -724,6 +779,7 @@ func TestChaos(t *testing.T) {
 	}
 	start := time.Now()
 	crashes := 0
+	replaced = 0
 	for _, seed := range seeds {
 		v, c := runChaos(seed)
 		crashes += c
@@ -734,5 +790,8 @@ func TestChaos(t *testing.T) {
 	if len(seeds) >= 10 && crashes == 0 {
 		t.Error("no sequence crashed the daemon: the crash injection does not work")
 	}
-	t.Logf("%d chaos sequences, %d daemon crashes, in %s", len(seeds), crashes, time.Since(start).Round(time.Millisecond))
+	if len(seeds) >= 10 && replaced == 0 {
+		t.Error("no sequence replaced a drifted worker: the template-change fault does not work")
+	}
+	t.Logf("%d chaos sequences, %d daemon crashes, %d replacement VMs, in %s", len(seeds), crashes, replaced, time.Since(start).Round(time.Millisecond))
 }

@@ -176,6 +176,8 @@ func (a Action) describe() string {
 		return "build a standby worker"
 	case ActionRetire:
 		return "retire standby " + a.Node
+	case ActionReplace:
+		return "replace " + a.Node
 	}
 	return string(a.Kind)
 }

@@ -26,6 +26,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 	d.init(s, p, h, now)
 	d.newStandby()
 	d.observe()
+	d.initReplace()
 	d.planScaleUp()
 	d.podVerdicts()
 	switch {
@@ -38,6 +39,7 @@ func Decide(s Snapshot, p Policy, h History, now time.Time) Plan {
 		d.carryClocks()
 	}
 	d.planStandby()
+	d.planReplace()
 	d.noteDrift()
 	d.applyPause()
 	return d.finish()
@@ -74,6 +76,13 @@ type decision struct {
 	added         int
 	wantsCapacity bool
 	standby       standbyState
+
+	// The rolling replacement (replace.go): the workers due for it, and
+	// the replacement under way (underWay) with its old worker.
+	due      []stale
+	repl     Replacement
+	replOld  stale
+	underWay bool
 
 	// Pending pods: those no new worker can run (they hold no
 	// scale-down), those counted toward new workers and the workers
@@ -280,6 +289,15 @@ func (d *decision) planScaleUp() {
 		ps.need = max(ps.need, n)
 	}
 
+	// The old worker of a replacement under way is leaving: it does not
+	// count toward a minimum (so a worker lost meanwhile is made up for,
+	// and its removal is not held by the minimum for ever).
+	leaving, leavingPool := 0, -1
+	if d.underWay {
+		leaving = 1
+		o := &d.s.Nodes[d.replOld.idx]
+		leavingPool = d.poolOf(o.Managed, o.Pool)
+	}
 	// Stuck provisions count against max_workers, not toward a minimum.
 	stuckNote := func(n int) string {
 		if n == 0 {
@@ -287,8 +305,14 @@ func (d *decision) planScaleUp() {
 		}
 		return fmt.Sprintf(" (and %s stuck, not counted)", count(n, "provision"))
 	}
+	leavingNote := func(pool int) string {
+		if d.underWay && (pool < 0 || pool == leavingPool) {
+			return fmt.Sprintf(" (and %s, being replaced, not counted)", d.s.Nodes[d.replOld.idx].Name)
+		}
+		return ""
+	}
 	if !d.multi() {
-		if serving := current - d.stuck; serving < d.minWorkers {
+		if serving := current - d.stuck - leaving; serving < d.minWorkers {
 			code, by := CodeBelowMin, ""
 			switch {
 			case d.boosted:
@@ -296,24 +320,28 @@ func (d *decision) planScaleUp() {
 			case d.minWorkers > d.baseMin:
 				code = CodeScheduleMin
 			}
-			want(util, d.minWorkers-serving, reason(code, "%s%s, below the minimum of %d%s", count(serving, "worker"), stuckNote(d.stuck), d.minWorkers, by))
+			want(util, d.minWorkers-serving, reason(code, "%s%s%s, below the minimum of %d%s", count(serving, "worker"), stuckNote(d.stuck), leavingNote(-1), d.minWorkers, by))
 		}
 	} else {
 		short := 0
 		for i := range d.pools {
 			ps := &d.pools[i]
-			if c := ps.current() - ps.stuck; c < ps.MinWorkers {
+			c := ps.current() - ps.stuck
+			if i == leavingPool {
+				c--
+			}
+			if c < ps.MinWorkers {
 				short += ps.MinWorkers - c
 				code, by := CodeBelowMin, ""
 				if ps.boosted {
 					code, by = CodeBoost, " (a boost)"
 				}
-				want(ps, ps.MinWorkers-c, reason(code, "%s%s%s, below its minimum of %d%s", d.poolPrefix(i), count(c, "worker"), stuckNote(ps.stuck), ps.MinWorkers, by))
+				want(ps, ps.MinWorkers-c, reason(code, "%s%s%s%s, below its minimum of %d%s", d.poolPrefix(i), count(c, "worker"), stuckNote(ps.stuck), leavingNote(i), ps.MinWorkers, by))
 			}
 		}
 		// A schedule or a boost raises the minimum of all pools together:
 		// the rest of it goes to the utilization pool.
-		if n := d.minWorkers - (current - d.stuck) - short; (d.scheduled || d.boosted) && n > 0 {
+		if n := d.minWorkers - (current - d.stuck - leaving) - short; (d.scheduled || d.boosted) && n > 0 {
 			code, by := CodeScheduleMin, "a schedule"
 			if d.boosted {
 				code, by = CodeBoost, "a boost"
@@ -766,6 +794,12 @@ func (d *decision) hostRoom(vmMemory int64, only ...string) (int, bool) {
 
 // planScaleDown removes at most one node, when every rule allows it.
 func (d *decision) planScaleDown() {
+	if d.underWay {
+		// The new worker of a replacement is not a worker too many: the
+		// old one goes next (planReplace), and nothing else meanwhile.
+		d.hold(CodeReplacing, "scale-down held: %s is being replaced (its new worker is VM %d)", d.staleName(d.replOld), d.repl.VMID)
+		return
+	}
 	current := d.plan.Workers.Current
 	// Stuck provisions count against max_workers for adds, never for
 	// removals: removing a serving worker frees none of them.

@@ -40,5 +40,9 @@ func (d *decision) noteDrift() {
 	if name == "" {
 		name = fmt.Sprintf("VM %d", first.VMID)
 	}
-	d.note(CodeDrifted, "%s no longer what a new worker would be (e.g. %s: %s); they keep serving: replace them by draining each and letting a new one be made", count(len(d.s.Drifted), "worker"), name, first.Why)
+	if d.p.ReplaceDrifted {
+		d.note(CodeDrifted, "%s no longer what a new worker would be (e.g. %s: %s); they are replaced one at a time, a new worker first (policy.replace_drifted)", count(len(d.s.Drifted), "worker"), name, first.Why)
+		return
+	}
+	d.note(CodeDrifted, "%s no longer what a new worker would be (e.g. %s: %s); they keep serving: replace them by draining each and letting a new one be made, or turn policy.replace_drifted on", count(len(d.s.Drifted), "worker"), name, first.Why)
 }

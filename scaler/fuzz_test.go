@@ -112,6 +112,28 @@ func world(data []byte) (Policy, Snapshot, History) {
 	}
 	s.Metrics.Stale = g.u8()%6 == 0
 
+	// Drift, max_age and a rolling replacement under way.
+	p.ReplaceDrifted = g.flag()
+	p.MaxAge = g.dur(0, 0, 2*time.Hour, 6*time.Hour)
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		n.SystemUUID = fmt.Sprintf("uuid-%d", i)
+		if n.Managed && g.u8()%3 == 0 {
+			s.Drifted = append(s.Drifted, DriftedWorker{VMID: n.VMID, Node: n.Name, Why: "cloned from template 9000 whose configuration has changed since"})
+		}
+	}
+	if len(s.Nodes) > 0 && g.u8()%3 == 0 {
+		old, surge := &s.Nodes[g.intn(len(s.Nodes))], s.Nodes[g.intn(len(s.Nodes))]
+		r := Replacement{VMID: surge.VMID, ReplacesVMID: old.VMID, ReplacesUUID: old.SystemUUID, Step: StepJoined}
+		if g.flag() {
+			r.Node, r.Ready = surge.Name, surge.Ready && !surge.Unschedulable
+		} else {
+			r.VMID, r.Step = 6100, StepStarted
+			s.Operations = append(s.Operations, Operation{Kind: OpProvision, VMID: 6100, Node: "surge"})
+		}
+		s.Replacements = append(s.Replacements, r)
+	}
+
 	past := func() time.Time {
 		if g.flag() {
 			return time.Time{}
@@ -259,7 +281,22 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 		if w.Current <= w.Min {
 			t.Fatalf("removes %q at %d workers, minimum %d", a.Node, w.Current, w.Min)
 		}
-		if len(a.Reasons) > 0 && a.Reasons[0].Code != CodeAboveMax {
+		if len(a.Reasons) > 0 && a.Reasons[0].Code == CodeReplace {
+			// A replacement's removal: its new worker Ready first, the
+			// Ready, schedulable workers without it at the minimum.
+			if !p.ReplaceDrifted || !slices.ContainsFunc(s.Replacements, func(r Replacement) bool { return r.ReplacesVMID == a.VMID && r.Ready }) {
+				t.Fatalf("replacement removes %q without a Ready new worker for it\n%s", a.Node, dump(plan))
+			}
+			ready := 0
+			for _, n := range s.Nodes {
+				if n.Name != a.Node && n.Ready && !n.Unschedulable && !n.ControlPlane {
+					ready++
+				}
+			}
+			if ready < w.Min {
+				t.Fatalf("replacement removes %q leaving %d Ready workers, minimum %d", a.Node, ready, w.Min)
+			}
+		} else if len(a.Reasons) > 0 && a.Reasons[0].Code != CodeAboveMax {
 			// Consolidation's promise: the cluster without the node stays
 			// under every scale_up_at - scale_down_margin.
 			cpu, mem, ok := projectedWithout(s, a.Node)
@@ -280,6 +317,39 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 	}
 	if removals > 1 {
 		t.Fatalf("%d removals in one plan", removals)
+	}
+	// At most one surge beyond max_workers: a replacement's new worker
+	// only alone in its plan, from at most max_workers workers, with no
+	// replacement under way, when replace_drifted is on.
+	surges := 0
+	for _, a := range plan.Actions {
+		if a.Kind != ActionReplace {
+			continue
+		}
+		surges++
+		switch {
+		case !p.ReplaceDrifted:
+			t.Fatalf("replaces %q with replace_drifted off", a.Node)
+		case len(plan.Actions) > 1:
+			t.Fatalf("a replacement's new worker beside other actions\n%s", dump(plan))
+		case w.Current+1 > p.MaxWorkers+1:
+			t.Fatalf("a replacement's new worker at %d workers: beyond max_workers %d + 1", w.Current, p.MaxWorkers)
+		case len(s.Operations) > 0:
+			t.Fatalf("a replacement's new worker while %d operations run", len(s.Operations))
+		}
+		for _, r := range s.Replacements {
+			due := func(n Node) bool {
+				drifted := slices.ContainsFunc(s.Drifted, func(d DriftedWorker) bool { return d.VMID == n.VMID && d.Node == n.Name })
+				old := p.MaxAge > 0 && !t0.Before(n.Created.Add(p.MaxAge))
+				return n.Managed && !n.ControlPlane && !n.Standby && (drifted || old)
+			}
+			if slices.ContainsFunc(s.Nodes, func(n Node) bool { return n.VMID == r.ReplacesVMID && n.SystemUUID == r.ReplacesUUID && due(n) }) {
+				t.Fatalf("a second new worker while replacement %+v is under way\n%s", r, dump(plan))
+			}
+		}
+	}
+	if surges > 1 {
+		t.Fatalf("%d replacements in one plan", surges)
 	}
 	// A pod awaiting the scheduler is held on a worker registered no
 	// earlier than it went pending, never past NewWorkerRetry after that

@@ -76,6 +76,11 @@ const (
 	ActionRefill ActionKind = "refill"
 	// ActionRetire destroys a standby worker too old or built from an old template.
 	ActionRetire ActionKind = "retire"
+	// ActionReplace makes one new worker of Pool to replace the drifted
+	// worker Node (VMID): a surge of one, its VM marked with the old
+	// worker's identity (Machine.Replaces). Once it is Ready, an
+	// ActionRemove of the old worker follows (replace.go).
+	ActionReplace ActionKind = "replace"
 )
 
 // Action is one thing the plan wants done, with why.

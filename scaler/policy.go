@@ -84,6 +84,11 @@ type Policy struct {
 	// workers together (0: no bound).
 	MaxCores  int
 	MaxMemory int64
+	// ReplaceDrifted replaces drifted workers (Snapshot.Drifted) one at a
+	// time, a new worker first (replace.go); MaxAge (0: off) makes a
+	// worker whose Node is older than it due too.
+	ReplaceDrifted bool
+	MaxAge         time.Duration
 }
 
 // Schedule raises the minimum worker count during a weekly window.

@@ -84,6 +84,11 @@ type Machine struct {
 	// Drift, for a joined worker, says how it differs from what a new
 	// worker would be (template, size, Talos config): listed by plan.
 	Drift string `json:"drift,omitempty"`
+	// Replaces and ReplacesVMID name the worker this VM was made to
+	// replace (its SMBIOS UUID and vmid, from the clone's description):
+	// a rolling replacement's new worker (Replacement).
+	Replaces     string `json:"replaces,omitempty"`
+	ReplacesVMID int    `json:"replaces_vmid,omitempty"`
 }
 
 // Infra is the Proxmox side of the reconciler.
@@ -92,8 +97,10 @@ type Infra interface {
 	Machines(ctx context.Context) ([]Machine, []Host, error)
 	// Create places (on one of hosts, when given), allocates an id and
 	// clones a VM of worker pool pool ("": the first pool) whose
-	// description marks it ours.
-	Create(ctx context.Context, pool string, hosts []string) (Machine, error)
+	// description marks it ours; when replaces names a worker (its VMID
+	// and UUID), the same description records it (Machine.Replaces): the
+	// new VM is that worker's replacement from its first moment.
+	Create(ctx context.Context, pool string, hosts []string, replaces Machine) (Machine, error)
 	// Configure sizes and tags a VM, recording step.
 	Configure(ctx context.Context, vmid int, step string) error
 	// RecordStep re-tags a VM with the step reached.
@@ -608,6 +615,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	snap.Operations = append(snap.Operations, ops...)
 	snap.Standby = append(snap.Standby, standby...)
 	snap.Drifted = DriftedOf(machines, snap.Nodes)
+	snap.Replacements = ReplacementsOf(machines, snap.Nodes)
 	p := r.policy
 	p.CooldownAfterFailure = r.Backoff(r.failures)
 	hist := r.hist
@@ -659,6 +667,24 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			}
 			r.cluster.Event(a.Node, "Normal", "ScaleDown", "pve-autoscaler removes this worker: "+why)
 			r.startRemoval(removal{m: m, node: a.Node, park: a.Park})
+		case ActionReplace:
+			// The worker to replace, by vmid and SMBIOS UUID: the new VM
+			// records that identity, which a restarted daemon reads back.
+			m, listed := byVMID[a.VMID]
+			if !listed || m.UUID == "" || m.Step != StepJoined || !SameWorker(m, nodes[a.Node]) {
+				r.refuse(fmt.Sprintf("Node %s (vmid label %d) is not the Node of a joined VM of ours of known SMBIOS UUID: not replaced", a.Node, a.VMID))
+				continue
+			}
+			if old, ok := r.oldStillThere(ctx, snap.Replacements, byVMID); ok {
+				r.refuse(fmt.Sprintf("no new worker to replace Node %s: VM %d, which an earlier replacement replaces, is not confirmed gone", a.Node, old))
+				continue
+			}
+			why := ""
+			if len(a.Reasons) > 0 {
+				why = a.Reasons[0].Message
+			}
+			r.cluster.Event(a.Node, "Normal", "Replace", "pve-autoscaler makes a new worker to replace this one: "+why)
+			r.startProvision(Machine{Pool: m.Pool, Replaces: NormalUUID(m.UUID), ReplacesVMID: m.VMID}, now)
 		case ActionRefill:
 			r.startProvision(Machine{ForStandby: true, Pool: a.Pool}, now)
 		case ActionRetire:
@@ -668,13 +694,33 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	return plan, nil
 }
 
+// oldStillThere reports a VM that an earlier replacement replaces and
+// that may still exist: listed (Replacement.OldListed), or missing from
+// the list without a direct read that finds it gone (absence in a list is
+// no evidence: a VM the token cannot see is not listed). A vmid listed
+// under another SMBIOS UUID is another machine: the old one is gone.
+func (r *Reconciler) oldStillThere(ctx context.Context, reps []Replacement, byVMID map[int]Machine) (int, bool) {
+	for _, rp := range reps {
+		if rp.OldListed {
+			return rp.ReplacesVMID, true
+		}
+		if _, listed := byVMID[rp.ReplacesVMID]; listed {
+			continue
+		}
+		if gone, err := r.infra.Gone(ctx, rp.ReplacesVMID); err != nil || !gone {
+			return rp.ReplacesVMID, true
+		}
+	}
+	return 0, false
+}
+
 // withhold drops a plan's destructive actions (removals, retirements)
 // while the observations disagree, and says so in its holds.
 func withhold(p Plan, why string) Plan {
 	kept := p.Actions[:0:0]
 	dropped := 0
 	for _, a := range p.Actions {
-		if a.Kind == ActionRemove || a.Kind == ActionRetire {
+		if a.Kind == ActionRemove || a.Kind == ActionRetire || a.Kind == ActionReplace {
 			dropped++
 			continue
 		}
@@ -1254,7 +1300,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 		if m.ForStandby {
 			hosts = r.policy.StandbyHosts // a standby build goes where standby workers may be kept
 		}
-		created, err := r.infra.Create(ctx, m.Pool, hosts)
+		created, err := r.infra.Create(ctx, m.Pool, hosts, Machine{VMID: m.ReplacesVMID, UUID: m.Replaces})
 		if err == nil {
 			r.observeStep(OpProvision, StepCloned, time.Since(t0))
 		}
@@ -1282,6 +1328,7 @@ func (r *Reconciler) provision(m Machine, op *operation, now time.Time) (int, er
 			return created.VMID, fmt.Errorf("create VM: %w", err)
 		}
 		created.ForStandby = m.ForStandby
+		created.Replaces, created.ReplacesVMID = m.Replaces, m.ReplacesVMID
 		m = created
 		m.Step = StepCloned
 		r.after(op.kind, m.VMID, StepCloned)

@@ -68,7 +68,7 @@ func (f *fakeInfra) Machines(context.Context) ([]Machine, []Host, error) {
 	return out, []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}}, nil
 }
 
-func (f *fakeInfra) Create(ctx context.Context, _ string, _ []string) (Machine, error) {
+func (f *fakeInfra) Create(ctx context.Context, _ string, _ []string, _ Machine) (Machine, error) {
 	f.mu.Lock()
 	m := Machine{VMID: f.next, Name: fmt.Sprintf("w%d", f.next), Host: "pve1", Step: StepCloned, Created: t0, UUID: uuidOf(f.next)}
 	f.next++

@@ -53,6 +53,9 @@ type Snapshot struct {
 	Control *Control `json:"control,omitempty"`
 	// Drifted are the joined workers no longer what a new worker would be.
 	Drifted []DriftedWorker `json:"drifted,omitempty"`
+	// Replacements are the workers made to replace another
+	// (ReplacementsOf): a rolling replacement under way.
+	Replacements []Replacement `json:"replacements,omitempty"`
 }
 
 // MetricsState says whether the metrics.k8s.io usage in the snapshot can be trusted.

@@ -58,6 +58,8 @@ func renderPlan(w io.Writer, p scaler.Plan, pol scaler.Policy) {
 			fmt.Fprintln(w)
 		case scaler.ActionRefill:
 			fmt.Fprintf(w, "  + build %d standby worker%s (clone, install, join, park)\n", a.Count, plural(a.Count))
+		case scaler.ActionReplace:
+			fmt.Fprintf(w, "  ~ replace %s (vmid %d): clone and join a new worker first, then cordon, drain, reset, destroy it\n", a.Node, a.VMID)
 		case scaler.ActionRetire:
 			fmt.Fprintf(w, "  - retire standby %s (vmid %d on %s): destroy VM and Node\n", a.Node, a.VMID, a.Host)
 		case scaler.ActionRemove:

@@ -118,6 +118,11 @@ type Kubernetes struct {
 	// Kubeconfig is a file path; empty means in-cluster configuration.
 	Kubeconfig string `json:"kubeconfig"`
 	Context    string `json:"context"`
+	// WorkerSelector is a label selector (kubectl's syntax) picking the
+	// Nodes that are this cluster's workers for capacity, utilization and
+	// the worker counts; empty: every Node. Control-plane Nodes never
+	// count. It must select the Nodes of the workers we add.
+	WorkerSelector string `json:"worker_selector"`
 }
 
 // Policy is when and how much to scale.

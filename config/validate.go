@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // ValidateOptions says how far validation reaches.
@@ -257,6 +259,20 @@ func (v *validator) kubernetes(c *Config) {
 	} else if c.Kubernetes.Context != "" {
 		v.fail("kubernetes.context", "%q: a context needs kubernetes.kubeconfig (in-cluster configuration has none)", c.Kubernetes.Context)
 	}
+	if _, err := ParseWorkerSelector(c.Kubernetes.WorkerSelector); err != nil {
+		v.fail("kubernetes.worker_selector", "%v", err)
+	}
+}
+
+// ParseWorkerSelector reads kubernetes.worker_selector: a label selector
+// in kubectl's syntax ("role=worker", "bench/side!=karpenter", "!gpu");
+// empty selects every Node.
+func ParseWorkerSelector(s string) (labels.Selector, error) {
+	sel, err := labels.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q: expected a label selector such as \"node-role.example/worker=true\" or \"example.com/side!=other\": %v", shorten(s, 80), err)
+	}
+	return sel, nil
 }
 
 func (v *validator) policy(c *Config) {

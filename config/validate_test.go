@@ -83,6 +83,8 @@ func TestValidationRules(t *testing.T) {
 		{"reset unreachable", func(c *Config) { c.Talos.ResetUnreachable = "ignore" }, "talos.reset_unreachable", "skip or fail", false},
 		{"kubeconfig exists", func(c *Config) { c.Kubernetes.Kubeconfig = missing }, "kubernetes.kubeconfig", "no such file", false},
 		{"context needs kubeconfig", func(c *Config) { c.Kubernetes.Kubeconfig = ""; c.Kubernetes.Context = "admin" }, "kubernetes.context", "needs kubernetes.kubeconfig", false},
+		{"worker selector", func(c *Config) { c.Kubernetes.WorkerSelector = "side in (a" }, "kubernetes.worker_selector", "expected a label selector", false},
+		{"worker selector key", func(c *Config) { c.Kubernetes.WorkerSelector = "-bad-=x" }, "kubernetes.worker_selector", "expected a label selector", false},
 		{"interval", func(c *Config) { c.Policy.Interval = 0 }, "policy.interval", "expected 1s to 1h", false},
 		{"min workers", func(c *Config) { c.Policy.MinWorkers = -1 }, "policy.min_workers", "zero or more", false},
 		{"max workers", func(c *Config) { c.Policy.MaxWorkers = 0; c.Policy.MinWorkers = 0 }, "policy.max_workers", "expected 1 to 1000", false},

@@ -101,8 +101,11 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 		return nil, err
 	}
 	policy.NewWorker = tal.NewWorker()
+	if err := selectsNewWorkers(cfg.Kubernetes.WorkerSelector, policy); err != nil {
+		return nil, err
+	}
 	kopts := kube.Options{Kubeconfig: cfg.Kubernetes.Kubeconfig, Context: cfg.Kubernetes.Context, Drain: cfg.Policy.Drain, Log: log.Named("kube"),
-		Control: ControlRef(cfg)}
+		Control: ControlRef(cfg), WorkerSelector: cfg.Kubernetes.WorkerSelector}
 	var kc *kube.Client
 	if o.Kube != nil {
 		kc, err = kube.NewForConfig(o.Kube, kopts)

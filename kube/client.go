@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -44,6 +45,9 @@ type Options struct {
 	// Control is the ConfigMap of the operator's pause and boosts, read by
 	// each Snapshot (empty Name: none is read).
 	Control ControlRef
+	// WorkerSelector is kubernetes.worker_selector: the Nodes the snapshot
+	// counts as workers besides our own; empty: every Node.
+	WorkerSelector string
 }
 
 // Client is the Kubernetes adapter.
@@ -58,6 +62,7 @@ type Client struct {
 	pdbs     policylisters.PodDisruptionBudgetLister
 	pvcs     corelisters.PersistentVolumeClaimLister
 	pvs      corelisters.PersistentVolumeLister
+	workers  labels.Selector // kubernetes.worker_selector
 	events   record.EventBroadcaster
 	recorder record.EventRecorder
 	wake     chan struct{}
@@ -117,7 +122,11 @@ func NewForConfig(cfg *rest.Config, opts Options) (*Client, error) {
 	if opts.Drain.Timeout <= 0 {
 		opts.Drain.Timeout = config.Duration(5 * time.Minute)
 	}
-	c := &Client{cs: cs, metrics: mc, opts: opts, log: opts.Log, wake: make(chan struct{}, 1)}
+	workers, err := config.ParseWorkerSelector(opts.WorkerSelector)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes.worker_selector %w", err)
+	}
+	c := &Client{cs: cs, metrics: mc, opts: opts, log: opts.Log, workers: workers, wake: make(chan struct{}, 1)}
 	c.events = record.NewBroadcaster()
 	c.recorder = c.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "pve-autoscaler"})
 	return c, nil

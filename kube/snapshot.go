@@ -85,6 +85,14 @@ func (c *Client) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	}
 
 	for _, n := range nodes {
+		if !c.workers.Matches(labels.Set(n.Labels)) {
+			// Not one of this cluster's workers (kubernetes.worker_selector):
+			// neither capacity nor usage, nor a place pods could move to.
+			// daemon.Build refuses a selector our new workers' labels do
+			// not match; a Node of ours hidden anyway (labelled by hand)
+			// is still found by the direct reads that guard every removal.
+			continue
+		}
 		sn := scaler.Node{
 			Name:          n.Name,
 			ControlPlane:  hasKey(n.Labels, LabelControlPlane),

@@ -50,6 +50,17 @@ func (p Policy) WorkerPools() []Pool {
 		VMMemory: p.VMMemory, VMCores: p.VMCores, StandbySize: p.StandbySize}}
 }
 
+// NewWorkerLabels is the labels of a new worker's Node in each pool, by
+// pool name: the worker config's, the pool's, LabelPool, and those every
+// Node of ours carries (what the pending pods are judged against).
+func (p Policy) NewWorkerLabels() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, pl := range p.WorkerPools() {
+		out[pl.Name] = merged(p.NewWorker, pl).Node(NewWorkerName, pl.Worker).Labels
+	}
+	return out
+}
+
 // merged is the NewWorker of a pool: base (the worker config's labels and
 // taints) with the pool's labels, taints and capacity, and LabelPool.
 func merged(base NewWorker, pool Pool) NewWorker {

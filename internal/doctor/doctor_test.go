@@ -131,6 +131,12 @@ func TestClean(t *testing.T) {
 		}
 	}
 	expect(t, r, "kubernetes", "workers", OK, "it did not create (doctor-w1", "")
+	// Nodes outside kubernetes.worker_selector are named as not counted.
+	sel := s.run(func(c *config.Config) { c.Kubernetes.WorkerSelector = "doctor.example/none=x" })
+	expect(t, sel, "kubernetes", "workers", OK, "outside kubernetes.worker_selector \"doctor.example/none=x\", not counted", "")
+	if f := sel.Find("kubernetes", "workers"); len(f) != 1 || strings.Contains(f[0].Finding, "doctor-w1") {
+		t.Errorf("doctor-w1 is outside the selector but counted: %+v", f)
+	}
 	expect(t, r, "kubernetes", "identity", OK, "agree by vmid and SMBIOS UUID", "")
 	expect(t, r, "config", "cooldown", OK, "estimated", "")
 	if !strings.Contains(b.String(), "checks: ") || !strings.Contains(b.String(), "0 FAIL") {

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -107,7 +108,7 @@ func checkKubernetes(ctx context.Context, r *Report, c *config.Config, o Options
 		w.vpaSingleReplica(hpas, vpas)
 	}
 	w.pdbs()
-	f.nodes = w.workers()
+	f.nodes = w.workers(c.Kubernetes.WorkerSelector)
 	return f
 }
 
@@ -395,20 +396,29 @@ func (w workloads) pdbs() {
 
 // workers reports the workers pve-autoscaler did not create: counted
 // towards min and max, never removed.
-func (w workloads) workers() []corev1.Node {
+func (w workloads) workers(selector string) []corev1.Node {
 	list, err := w.cs.CoreV1().Nodes().List(w.ctx, metav1.ListOptions{})
 	if err != nil {
 		w.listFailed("workers", "nodes", err)
 		return nil
 	}
+	sel, err := config.ParseWorkerSelector(selector)
+	if err != nil {
+		w.r.add(areaKube, "workers", Fail, "correct kubernetes.worker_selector", "kubernetes.worker_selector %v", err)
+		return list.Items
+	}
 	var foreign []string
-	managed := 0
+	managed, outside := 0, 0
 	for _, n := range list.Items {
 		if _, cp := n.Labels[kube.LabelControlPlane]; cp {
 			continue
 		}
 		if n.Labels[scaler.LabelManaged] == "true" {
 			managed++
+			continue
+		}
+		if !sel.Matches(labels.Set(n.Labels)) {
+			outside++
 			continue
 		}
 		foreign = append(foreign, n.Name)
@@ -420,6 +430,9 @@ func (w workloads) workers() []corev1.Node {
 			shown = append(shown[:5:5], "...")
 		}
 		msg += fmt.Sprintf("; %d it did not create (%s): counted towards min and max, never removed", len(foreign), strings.Join(shown, ", "))
+	}
+	if outside > 0 {
+		msg += fmt.Sprintf("; %d outside kubernetes.worker_selector %q, not counted", outside, selector)
 	}
 	w.r.add(areaKube, "workers", OK, "", "%s", msg)
 	return list.Items

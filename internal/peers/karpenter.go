@@ -223,16 +223,16 @@ func (k *karpenter) stop() {
 	}
 }
 
-// nodePool is the scenario's NodePool: the one instance type, our label
-// on its Nodes, everything else Karpenter's defaults (the CRD's: no
-// limits, consolidation WhenEmptyOrUnderutilized after 0s, a budget of
-// 10% of the nodes, expireAfter 720h).
-func (k *karpenter) createNodePool(ctx context.Context) error {
+// createNodePool is the slot's NodePool: the one instance type, the
+// slot's label on its Nodes, everything else Karpenter's defaults (the
+// CRD's: no limits, consolidation WhenEmptyOrUnderutilized after 0s, a
+// budget of 10% of the nodes, expireAfter 720h).
+func (k *karpenter) createNodePool(ctx context.Context, sl slot) error {
 	np := map[string]any{
 		"apiVersion": "karpenter.sh/v1", "kind": "NodePool",
-		"metadata": map[string]any{"name": "bench"},
+		"metadata": map[string]any{"name": sl.nodePool()},
 		"spec": map[string]any{"template": map[string]any{
-			"metadata": map[string]any{"labels": map[string]any{sideLabel: karpenterSide}},
+			"metadata": map[string]any{"labels": map[string]any{slotLabel: sl.theirs()}},
 			"spec": map[string]any{
 				"nodeClassRef": map[string]any{"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "bench"},
 				"requirements": []any{map[string]any{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": []any{instanceType}}},
@@ -243,19 +243,20 @@ func (k *karpenter) createNodePool(ctx context.Context) error {
 	return err
 }
 
-// deleteNodePool removes the NodePool and its NodeClaims and waits until
-// Karpenter's Nodes are gone.
-func (k *karpenter) deleteNodePool(ctx context.Context, env *kubetest.Env) error {
-	err := k.dyn.Resource(gvrNodePool).Delete(ctx, "bench", metav1.DeleteOptions{})
+// deleteNodePool removes the slot's NodePool and its NodeClaims and
+// waits until its Nodes are gone.
+func (k *karpenter) deleteNodePool(ctx context.Context, env *kubetest.Env, sl slot) error {
+	err := k.dyn.Resource(gvrNodePool).Delete(ctx, sl.nodePool(), metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err
 	}
-	_ = k.dyn.Resource(gvrNodeClaim).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	mine := metav1.ListOptions{LabelSelector: "karpenter.sh/nodepool=" + sl.nodePool()}
+	_ = k.dyn.Resource(gvrNodeClaim).DeleteCollection(ctx, metav1.DeleteOptions{}, mine)
 	return until(ctx, 5*time.Minute, func() bool {
-		nodes, err := env.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "karpenter.sh/nodepool"})
-		claims, cerr := k.dyn.Resource(gvrNodeClaim).List(ctx, metav1.ListOptions{})
-		pools, perr := k.dyn.Resource(gvrNodePool).List(ctx, metav1.ListOptions{})
-		return err == nil && cerr == nil && perr == nil && len(nodes.Items) == 0 && len(claims.Items) == 0 && len(pools.Items) == 0
+		nodes, err := env.Client.CoreV1().Nodes().List(ctx, mine)
+		claims, cerr := k.dyn.Resource(gvrNodeClaim).List(ctx, mine)
+		_, perr := k.dyn.Resource(gvrNodePool).Get(ctx, sl.nodePool(), metav1.GetOptions{})
+		return err == nil && cerr == nil && apierrors.IsNotFound(perr) && len(nodes.Items) == 0 && len(claims.Items) == 0
 	})
 }
 

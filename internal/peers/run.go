@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -32,15 +34,6 @@ import (
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/kube/kubetest"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox/pvesim"
-	"github.com/pve-autoscaler/pve-autoscaler/scaler"
-)
-
-// sideLabel marks Karpenter's side: its NodePool's Nodes, the two
-// workers it starts with, and its pods' nodeSelector. Our side's pods
-// select scaler.LabelManaged.
-const (
-	sideLabel     = "bench.pve-autoscaler.io/side"
-	karpenterSide = "karpenter"
 )
 
 // The world's latencies, BenchmarkScaleUpLatency's: PVE's defaults
@@ -207,97 +200,133 @@ func Run(ctx context.Context, o Options) ([]Row, error) {
 	if _, err := os.Stat(dir + "/.complete"); err != nil {
 		return nil, fmt.Errorf("the kwok provider of Karpenter is not built in %s: run hack/karpenter-kwok.sh (make bench-peers does)", dir)
 	}
-	// Two control planes, the same binaries and flags, one per
-	// autoscaler, run at once: pve-autoscaler counts every Node that is
-	// not a control plane's as a worker (as it must in a home lab), so
-	// Karpenter's Nodes in its cluster would be its workers too.
-	var envs [2]*kubetest.Env
-	var errs [2]error
-	var wg sync.WaitGroup
-	for i := range envs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A port found free may be taken before it is bound: retry.
-			for range 3 {
-				if envs[i], errs[i] = kubetest.Start(kubetest.Options{}); errs[i] == nil {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, e := range envs {
-		if e != nil {
-			defer e.Stop()
+	// One control plane for both autoscalers and every slot: our daemon
+	// counts as workers only the Nodes its kubernetes.worker_selector
+	// picks (its slot's), Karpenter provisions only for pods its NodePool
+	// fits. A port found free may be taken before it is bound: retry.
+	var env *kubetest.Env
+	var err error
+	for range 3 {
+		if env, err = kubetest.Start(kubetest.Options{}); err == nil {
+			break
 		}
 	}
-	if err := errors.Join(errs[:]...); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	envO, envK := envs[0], envs[1]
+	defer env.Stop()
 	work, err := os.MkdirTemp("", "peers-")
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.Out, "control planes up; Karpenter %s (its log and our daemon's in %s), node registration delay %s on both sides\n", KarpenterVersion, work, registrationDelay())
-	karp, err := startKarpenter(ctx, envK, dir, work)
+	fmt.Fprintf(o.Out, "control plane up; Karpenter %s (its log and our daemons' in %s), node registration delay %s on both sides\n", KarpenterVersion, work, registrationDelay())
+	karp, err := startKarpenter(ctx, env, dir, work)
 	if err != nil {
 		return nil, err
 	}
 	defer karp.stop()
-	claims, err := watchClaims(ctx, karp)
-	if err != nil {
+	reqs := &requests{}
+	if err := watchClaims(ctx, karp, reqs); err != nil {
 		return nil, err
-	}
-	// Karpenter's side starts on two workers as ours does: two Nodes of
-	// the same size that are not Karpenter's (it never removes them).
-	for i := 1; i <= baseWorkers; i++ {
-		if err := envK.CreateNode(ctx, kubetest.NodeSpec{Name: fmt.Sprintf("karpenter-base-%d", i), CPU: "4", Memory: "8Gi",
-			Labels: map[string]string{sideLabel: karpenterSide}}); err != nil {
-			return nil, err
-		}
 	}
 	uctx, ucancel := context.WithCancel(ctx)
 	defer ucancel()
-	go usage(uctx, envO)
+	go usage(uctx, env)
 
 	res := &results{vals: map[string]map[string]Sample{}, caps: map[string]float64{"drain-down/back": o.DrainLimit.Seconds()}}
-	for run := 1; run <= o.Runs; run++ {
-		for _, sc := range o.Scenarios {
-			fmt.Fprintf(o.Out, "run %d/%d: %s\n", run, o.Runs, sc)
-			if err := runScenario(ctx, o, work, envO, envK, karp, claims, sc, run, trace, res); err != nil {
-				return res.rows(), fmt.Errorf("run %d, %s: %w", run, sc, err)
-			}
-		}
+	var progress sync.Mutex
+	done := func() {
 		if o.Progress != nil {
-			o.Progress(res.rows(), run)
+			progress.Lock()
+			defer progress.Unlock()
+			rows := res.rows()
+			o.Progress(rows, minRuns(rows))
 		}
 	}
-	return res.rows(), nil
+	// burst (with its drain-down) and mixed run one after the other,
+	// their runs too: one Karpenter serves every NodePool, and its
+	// batching would merge bursts that came at once. The diurnal runs,
+	// an hour each, run at once beside them (slow changes, no batching
+	// to merge); each slot has its own NodePool, daemon and world.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	var errs []error
+	fail := func(err error) {
+		emu.Lock()
+		errs = append(errs, err)
+		emu.Unlock()
+		cancel()
+	}
+	var seq []slot
+	for run := 1; run <= o.Runs; run++ {
+		for _, sc := range o.Scenarios {
+			if sc != "diurnal" {
+				seq = append(seq, slot{sc, run})
+			}
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, sl := range seq {
+			fmt.Fprintf(o.Out, "%s: start\n", sl.id())
+			if err := runScenario(ctx, o, work, env, karp, reqs, sl, trace, res); err != nil {
+				fail(fmt.Errorf("%s: %w", sl.id(), err))
+				return
+			}
+			done()
+		}
+	}()
+	if slices.Contains(o.Scenarios, "diurnal") {
+		for run := 1; run <= o.Runs; run++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sl := slot{"diurnal", run}
+				fmt.Fprintf(o.Out, "%s: start\n", sl.id())
+				if err := runScenario(ctx, o, work, env, karp, reqs, sl, trace, res); err != nil {
+					fail(fmt.Errorf("%s: %w", sl.id(), err))
+					return
+				}
+				done()
+			}()
+		}
+	}
+	wg.Wait()
+	return res.rows(), errors.Join(errs...)
+}
+
+// minRuns is the fewest runs any row has on either side so far.
+func minRuns(rows []Row) int {
+	n := -1
+	for _, r := range rows {
+		for _, s := range []Sample{r.Ours, r.Theirs} {
+			if n < 0 || len(s) < n {
+				n = len(s)
+			}
+		}
+	}
+	return max(n, 0)
 }
 
 // watchClaims records when each NodeClaim appears (Karpenter's node
-// request).
-func watchClaims(ctx context.Context, k *karpenter) (func() []time.Time, error) {
-	var mu sync.Mutex
-	var at []time.Time
+// request), by its NodePool.
+func watchClaims(ctx context.Context, k *karpenter, r *requests) error {
 	f := dynamicinformer.NewDynamicSharedInformerFactory(k.dyn, 0)
 	inf := f.ForResource(gvrNodeClaim).Informer()
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) {
-		mu.Lock()
-		at = append(at, time.Now())
-		mu.Unlock()
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(o any) {
+		now := time.Now()
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			r.add(u.GetLabels()["karpenter.sh/nodepool"], now)
+		}
 	}}); err != nil {
-		return nil, err
+		return err
 	}
 	f.Start(ctx.Done())
 	f.WaitForCacheSync(ctx.Done())
-	return func() []time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]time.Time(nil), at...)
-	}, nil
+	return nil
 }
 
 // ourSide is the daemon, built as `run` builds it, on a fresh simulated
@@ -309,11 +338,9 @@ type ourSide struct {
 	d      *daemon.Daemon
 	cancel context.CancelFunc
 	done   chan struct{}
-	mu     sync.Mutex
-	clones []time.Time
 }
 
-func startOurs(ctx context.Context, env *kubetest.Env, logFile string) (*ourSide, error) {
+func startOurs(ctx context.Context, env *kubetest.Env, work string, sl slot, reqs *requests) (*ourSide, error) {
 	lat := pvesim.DefaultLatencies()
 	w, err := world.New(env, world.Options{Latencies: &lat, BootDelay: talosBoot, InstallDelay: talosInstall})
 	if err != nil {
@@ -321,6 +348,18 @@ func startOurs(ctx context.Context, env *kubetest.Env, logFile string) (*ourSide
 	}
 	cfg := w.Config()
 	cfg.Policy.MinWorkers, cfg.Policy.MaxWorkers = baseWorkers, maxWorkers
+	// The slot's own Nodes: a name prefix (every world numbers its VMs
+	// from the same range), a label from a Talos patch, and the selector
+	// that picks them.
+	patch := filepath.Join(work, "slot-"+sl.id()+".yaml")
+	if err := os.WriteFile(patch, []byte(sl.patch()), 0o600); err != nil {
+		w.Close()
+		return nil, err
+	}
+	cfg.Talos.PatchFiles = append(cfg.Talos.PatchFiles, patch)
+	cfg.Proxmox.NamePrefix = sl.namePrefix()
+	cfg.Kubernetes.WorkerSelector = sl.workerSelector()
+	logFile := filepath.Join(work, "pve-autoscaler-"+sl.id()+".log")
 	// world.Config's timeouts are the fast tests'; the defaults' are
 	// minutes: one minute is above every injected latency.
 	cfg.Proxmox.AgentTimeout = config.Duration(time.Minute)
@@ -328,9 +367,7 @@ func startOurs(ctx context.Context, env *kubetest.Env, logFile string) (*ourSide
 	s := &ourSide{w: w, done: make(chan struct{})}
 	w.Sim.OnRequest(func(method, route string) {
 		if method+" "+route == cloneRoute {
-			s.mu.Lock()
-			s.clones = append(s.clones, time.Now())
-			s.mu.Unlock()
+			reqs.add(sl.ours(), time.Now())
 		}
 	})
 	dctx, cancel := context.WithCancel(ctx)
@@ -356,17 +393,11 @@ func startOurs(ctx context.Context, env *kubetest.Env, logFile string) (*ourSide
 		d.Reconciler.Run(dctx, cfg.Policy.Interval.D(), nil)
 	}()
 	// The minimum comes up first: both sides start on two Ready workers.
-	if err := until(ctx, 5*time.Minute, func() bool { return readyNodes(ctx, env.Client, scaler.LabelManaged+"=true") == baseWorkers }); err != nil {
+	if err := until(ctx, 5*time.Minute, func() bool { return readyNodes(ctx, env.Client, sl.workerSelector()) == baseWorkers }); err != nil {
 		s.stop()
 		return nil, fmt.Errorf("our two workers: %w", err)
 	}
 	return s, nil
-}
-
-func (s *ourSide) requests() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.clones...)
 }
 
 func (s *ourSide) stop() {
@@ -392,36 +423,52 @@ func readyNodes(ctx context.Context, c kubernetes.Interface, sel string) int {
 	return n
 }
 
-func runScenario(ctx context.Context, o Options, work string, envO, envK *kubetest.Env, karp *karpenter, claims func() []time.Time, sc string, run int, trace simulate.Trace, res *results) (err error) {
-	if err := karp.createNodePool(ctx); err != nil {
+func runScenario(ctx context.Context, o Options, work string, env *kubetest.Env, karp *karpenter, reqs *requests, sl slot, trace simulate.Trace, res *results) (err error) {
+	sc := sl.scenario
+	if err := karp.createNodePool(ctx, sl); err != nil {
 		return fmt.Errorf("NodePool: %w", err)
 	}
 	defer func() {
-		if derr := karp.deleteNodePool(context.WithoutCancel(ctx), envK); derr != nil && err == nil {
+		if derr := karp.deleteNodePool(context.WithoutCancel(ctx), env, sl); derr != nil && err == nil {
 			err = fmt.Errorf("deleting the NodePool: %w", derr)
 		}
 	}()
-	us, err := startOurs(ctx, envO, filepath.Join(work, fmt.Sprintf("pve-autoscaler-%s-%d.log", sc, run)))
+	// Karpenter's side starts on two workers as ours does: two Nodes of
+	// the same size that are not Karpenter's (it never removes them).
+	for i := 1; i <= baseWorkers; i++ {
+		name := fmt.Sprintf("k-%s-base-%d", sl.id(), i)
+		if err := env.CreateNode(ctx, kubetest.NodeSpec{Name: name, CPU: "4", Memory: "8Gi", Labels: map[string]string{slotLabel: sl.theirs()}}); err != nil {
+			return err
+		}
+		defer func() {
+			_ = env.Client.CoreV1().Nodes().Delete(context.WithoutCancel(ctx), name, metav1.DeleteOptions{})
+		}()
+	}
+	if err := until(ctx, time.Minute, func() bool { return readyNodes(ctx, env.Client, slotLabel+"="+sl.theirs()) == baseWorkers }); err != nil {
+		return fmt.Errorf("the two base Nodes of Karpenter: %w", err)
+	}
+	us, err := startOurs(ctx, env, work, sl, reqs)
 	if err != nil {
 		return err
 	}
 	defer us.stop()
-	mk := func(env *kubetest.Env, name, who, nodeSel string, selector map[string]string, req func() []time.Time) (*side, error) {
-		ns := fmt.Sprintf("peers-%s-%s-%d", sc, who, run)
+	mk := func(name, who, label string, req func() []time.Time) (*side, error) {
+		ns := fmt.Sprintf("peers-%s-%s", sl.id(), who)
 		if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			return nil, err
 		}
+		nodeSel := slotLabel + "=" + label
 		tr, err := newTracker(ctx, env.Client, nodeSel, ns)
 		if err != nil {
 			return nil, err
 		}
-		return &side{name: name, ns: ns, selector: selector, nodeSel: nodeSel, requests: req, tr: tr, c: env.Client, env: env}, nil
+		return &side{name: name, ns: ns, selector: map[string]string{slotLabel: label}, nodeSel: nodeSel, requests: req, tr: tr, c: env.Client, env: env}, nil
 	}
-	a, err := mk(envO, ours, "ours", scaler.LabelManaged+"=true", map[string]string{scaler.LabelManaged: "true"}, us.requests)
+	a, err := mk(ours, "ours", sl.ours(), reqs.of(sl.ours()))
 	if err != nil {
 		return err
 	}
-	b, err := mk(envK, theirs, "karpenter", sideLabel+"="+karpenterSide, map[string]string{sideLabel: karpenterSide}, claims)
+	b, err := mk(theirs, "karpenter", sl.theirs(), reqs.of(sl.nodePool()))
 	if err != nil {
 		return err
 	}
@@ -444,7 +491,7 @@ func runScenario(ctx context.Context, o Options, work string, envO, envK *kubete
 		}
 		for i, s := range []*side{a, b} {
 			res.add(s.name, sc, got[i])
-			fmt.Fprintf(o.Out, "  %s: %s\n", s.name, show(got[i]))
+			fmt.Fprintf(o.Out, "  %s %s: %s\n", sl.id(), s.name, show(got[i]))
 		}
 		return nil
 	}
@@ -461,14 +508,14 @@ func runScenario(ctx context.Context, o Options, work string, envO, envK *kubete
 				got, drain, errs[i] = burst(ctx, o, s)
 				if drain != nil {
 					res.add(s.name, "drain-down", drain)
-					fmt.Fprintf(o.Out, "  %s drain-down: %s\n", s.name, show(drain))
+					fmt.Fprintf(o.Out, "  %s %s drain-down: %s\n", sl.id(), s.name, show(drain))
 				}
 			case "mixed":
 				got, errs[i] = mixed(ctx, s)
 			}
 			if got != nil {
 				res.add(s.name, sc, got)
-				fmt.Fprintf(o.Out, "  %s %s: %s\n", s.name, sc, show(got))
+				fmt.Fprintf(o.Out, "  %s %s: %s\n", sl.id(), s.name, show(got))
 			}
 		}()
 	}

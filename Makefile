@@ -10,10 +10,10 @@
 #                    simulated world with realistic latencies (about 13 minutes)
 #   make bench-idle  the daemon's memory and PVE calls after 10 idle minutes
 #   make bench-peers side by side with Karpenter (its kwok provider, built
-#                    once into the cache) on twin control planes; writes the
+#                    once into the cache) on one control plane; writes the
 #                    table into docs/benchmarks.md (PEERS_ARGS='--runs 1';
-#                    about 4 hours with the defaults: 3 runs of a 1-hour
-#                    diurnal replay and 20 minutes of the rest)
+#                    about an hour with the defaults: the 3 runs of the
+#                    1-hour diurnal replay at once, beside 3 runs of the rest)
 #   make fuzz    every fuzz target (decision engine, config, snapshot, trace)
 #                for FUZZTIME each (default 60s)
 #   make chaos   200 randomized fault-and-crash sequences against the safety

@@ -88,6 +88,9 @@ type decision struct {
 	// scale-down), those counted toward new workers and the workers
 	// they need beyond the ones in flight.
 	noWorker int
+	// youngNoWorker: pending pods in their grace no new worker could run
+	// (they hold no scale-down either).
+	youngNoWorker int
 
 	// The worker pools (Policy.WorkerPools), by index and by name;
 	// utilPool is the one utilization scale-ups and schedules add to.
@@ -819,7 +822,7 @@ func (d *decision) planScaleDown() {
 		}
 		return
 	}
-	if n := len(d.s.PendingPods) - d.noWorker; n > 0 {
+	if n := len(d.s.PendingPods) - d.noWorker - d.youngNoWorker; n > 0 {
 		d.hold(CodePendingHold, "scale-down held: %s pending", count(n, "pod"))
 		ok = false
 	}

@@ -129,6 +129,28 @@ func TestPendingPodsNoWorkerCanRunAddNothing(t *testing.T) {
 	}
 }
 
+// TestYoungPodsNoWorkerCanRunHoldNoScaleDown: a pod in its grace that
+// no new worker could run (another autoscaler's, its node selector)
+// holds no scale-down and has no verdict yet; one a new worker could run
+// holds it.
+func TestYoungPodsNoWorkerCanRunHoldNoScaleDown(t *testing.T) {
+	p := testPolicy()
+	p.PendingGrace = 30 * time.Second
+	young := PendingPod{Namespace: "karpenter", Name: "theirs", Requests: Resources{MilliCPU: 500, Memory: gi}, Since: t0.Add(-10 * time.Second),
+		NodeSelector: map[string]string{"bench/slot": "karpenter"}}
+	s := Snapshot{Nodes: workers(3, 10, 10), PendingPods: []PendingPod{young}}
+	plan := Decide(s, p, History{}, t0)
+	if plan.Held(CodePendingHold) || len(plan.Pods) != 0 || plan.Added() != 0 {
+		t.Errorf("a young pod no worker could run: want no pending hold, no verdict, nothing added\n%s", dump(plan))
+	}
+	young.NodeSelector = nil
+	s.PendingPods = []PendingPod{young}
+	plan = Decide(s, p, History{}, t0)
+	if !plan.Held(CodePendingHold) || len(plan.Pods) != 0 {
+		t.Errorf("a young pod a worker could run: want the pending hold, no verdict yet\n%s", dump(plan))
+	}
+}
+
 // firstFit is textbook first-fit: each pod on the first bin with room.
 func firstFit(shape Resources, pre int, pods []Resources) int {
 	bins := make([]Resources, pre)

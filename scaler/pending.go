@@ -64,10 +64,10 @@ func (d *decision) pendingNeed() {
 	var whys, names []string
 	for i := range d.s.PendingPods {
 		pp := &d.s.PendingPods[i]
-		if d.now.Sub(pp.Since) < d.p.PendingGrace {
+		isYoung := d.now.Sub(pp.Since) < d.p.PendingGrace
+		if isYoung {
 			young++
 			d.recheck(pp.Since.Add(d.p.PendingGrace))
-			continue
 		}
 		why := ""
 		switch {
@@ -98,6 +98,16 @@ func (d *decision) pendingNeed() {
 					why = whys[0]
 				}
 			}
+		}
+		if isYoung {
+			// Judged already, so that a pod no worker of ours could run
+			// (another autoscaler's, kubernetes.worker_selector) holds no
+			// scale-down in its grace either; its verdict waits for the
+			// grace, as a pod we could run waits to count.
+			if why != "" {
+				d.youngNoWorker++
+			}
+			continue
 		}
 		if why != "" {
 			noWorker = append(noWorker, PodVerdict{Namespace: pp.Namespace, Name: pp.Name, Event: EventNotTriggerScaleUp, Message: notTriggered + why})

@@ -290,7 +290,7 @@ func (d *decision) finishReplace(r Replacement, st stale) {
 		d.replaceHold("waiting for the new worker VM %d to be a Ready Node before %s is drained", r.VMID, d.staleName(st))
 		return
 	}
-	if n := len(d.s.PendingPods) - d.noWorker; n > 0 {
+	if n := len(d.s.PendingPods) - d.noWorker - d.youngNoWorker; n > 0 {
 		d.replaceHold("%s pending; %s waits", count(n, "pod"), d.staleName(st))
 		return
 	}

@@ -19,8 +19,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
@@ -393,25 +395,34 @@ const (
 	gpuResource = "gpu.intel.com/i915"
 )
 
+// setReplicas sets a Deployment's replicas with a patch (an update would
+// race the deployment controller's status writes and fail on a conflict);
+// done is false when the Deployment does not exist yet.
+func setReplicas(ctx context.Context, env *kubetest.Env, name string, replicas int32) (bool, error) {
+	patch := []byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, replicas))
+	_, err := env.Client.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return true, err
+}
+
 // plex sets the Plex Deployment's replicas (creating it the first time):
 // one pod that needs the iGPU and tolerates the gpu pool's taint.
 func plex(ctx context.Context, env *kubetest.Env, replicas int32) error {
 	c := env.Client
-	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "plex", metav1.GetOptions{})
-	if err == nil {
-		dep.Spec.Replicas = &replicas
-		_, err = c.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{})
+	if done, err := setReplicas(ctx, env, "plex", replicas); done {
 		return err
 	}
 	labels := map[string]string{"app": "plex"}
 	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("2Gi"), gpuResource: resource.MustParse("1")}
-	dep = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "plex", Namespace: ns}, Spec: appsv1.DeploymentSpec{
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "plex", Namespace: ns}, Spec: appsv1.DeploymentSpec{
 		Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 			Tolerations: []corev1.Toleration{{Key: gpuLabel, Operator: corev1.TolerationOpEqual, Value: "igpu", Effect: corev1.TaintEffectNoSchedule}},
 			Containers: []corev1.Container{{Name: "plex", Image: "registry.example/plex:1", Resources: corev1.ResourceRequirements{
 				Requests: req, Limits: corev1.ResourceList{gpuResource: resource.MustParse("1")}}}}}}}}
-	_, err = c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{})
+	_, err := c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{})
 	return err
 }
 
@@ -429,17 +440,14 @@ func impossible(ctx context.Context, env *kubetest.Env) error {
 // its PodDisruptionBudget the first time).
 func load(ctx context.Context, env *kubetest.Env, replicas int32) error {
 	c := env.Client
-	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-	if err == nil {
-		dep.Spec.Replicas = &replicas
-		_, err = c.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{})
+	if done, err := setReplicas(ctx, env, "web", replicas); done {
 		return err
 	}
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	labels := map[string]string{"app": "web"}
-	dep = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: appsv1.DeploymentSpec{
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: appsv1.DeploymentSpec{
 		Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 			NodeSelector: map[string]string{scaler.LabelManaged: "true"},
@@ -450,7 +458,7 @@ func load(ctx context.Context, env *kubetest.Env, replicas int32) error {
 	}
 	// At most one web pod away at a time: drains wait for replacements.
 	one := intstr.FromInt32(1)
-	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+	_, err := c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 		Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one, Selector: &metav1.LabelSelector{MatchLabels: labels}}}, metav1.CreateOptions{})
 	return err
 }

@@ -63,3 +63,15 @@ func TestRequestsBySide(t *testing.T) {
 		t.Errorf("c: %v", got)
 	}
 }
+
+// The table says over how many runs: the fewest any row has, on either
+// side, while slots of different scenarios finish at different times.
+func TestMinRuns(t *testing.T) {
+	rows := []Row{{Ours: Sample{1, 2, 3}, Theirs: Sample{1, 2, 3}}, {Ours: Sample{1}, Theirs: Sample{1, 2}}}
+	if got := minRuns(rows); got != 1 {
+		t.Errorf("minRuns %d, want 1", got)
+	}
+	if got := minRuns(nil); got != 0 {
+		t.Errorf("minRuns of no rows %d, want 0", got)
+	}
+}

@@ -133,6 +133,7 @@ type Policy struct {
 	CPU              Thresholds       `json:"cpu"`
 	Memory           Thresholds       `json:"memory"`
 	ScaleUpAfter     Duration         `json:"scale_up_after"`
+	ScaleUpLookahead Duration         `json:"scale_up_lookahead"`
 	ScaleDownAfter   Duration         `json:"scale_down_after"`
 	Cooldown         Cooldown         `json:"cooldown"`
 	MaxNodesPerStep  int              `json:"max_nodes_per_step"`
@@ -266,6 +267,7 @@ func Default() Config {
 			CPU:              Thresholds{ScaleUpAt: 80, ScaleDownAt: 30},
 			Memory:           Thresholds{ScaleUpAt: 85, ScaleDownAt: 40},
 			ScaleUpAfter:     Duration(60e9),
+			ScaleUpLookahead: Duration(120e9),
 			ScaleDownAfter:   Duration(300e9),
 			Cooldown:         Cooldown{AfterScaleUp: Duration(300e9), AfterScaleDown: Duration(300e9), AfterFailure: Duration(300e9)},
 			MaxNodesPerStep:  3,

@@ -296,6 +296,7 @@ func (v *validator) policy(c *Config) {
 		d    Duration
 	}{
 		{"policy.scale_up_after", p.ScaleUpAfter},
+		{"policy.scale_up_lookahead", p.ScaleUpLookahead},
 		{"policy.scale_down_after", p.ScaleDownAfter},
 		{"policy.cooldown.after_scale_up", p.Cooldown.AfterScaleUp},
 		{"policy.cooldown.after_scale_down", p.Cooldown.AfterScaleDown},

@@ -35,6 +35,7 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 		CPU:                  scaler.Threshold{Up: p.CPU.ScaleUpAt, Down: p.CPU.ScaleDownAt, Target: p.CPU.Target},
 		Memory:               scaler.Threshold{Up: p.Memory.ScaleUpAt, Down: p.Memory.ScaleDownAt, Target: p.Memory.Target},
 		UpWindow:             p.ScaleUpAfter.D(),
+		Lookahead:            p.ScaleUpLookahead.D(),
 		DownWindow:           p.ScaleDownAfter.D(),
 		CooldownAfterUp:      p.Cooldown.AfterScaleUp.D(),
 		CooldownAfterDown:    p.Cooldown.AfterScaleDown.D(),

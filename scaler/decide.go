@@ -72,6 +72,11 @@ type decision struct {
 	utilValid    bool
 	cpuPct       float64
 	memPct       float64
+	// proj is usage projected Policy.Lookahead ahead on its trend
+	// (trend.go), never under usage; projCPU and projMem its percentages
+	// of alloc (cpuPct and memPct without a rise).
+	proj             Resources
+	projCPU, projMem float64
 
 	added         int
 	wantsCapacity bool
@@ -259,9 +264,15 @@ func (d *decision) observe() {
 	if !d.utilValid {
 		// Fail static: without trustworthy figures the clocks start over.
 		next.CPUHighSince, next.MemoryHighSince, next.LowSince = time.Time{}, time.Time{}, time.Time{}
+		next.Usage = nil
 	} else {
-		next.CPUHighSince = since(next.CPUHighSince, d.cpuPct >= d.p.CPU.Up, d.now)
-		next.MemoryHighSince = since(next.MemoryHighSince, d.memPct >= d.p.Memory.Up, d.now)
+		span := TrendSpans * d.p.Lookahead
+		next.Usage = recordUsage(next.Usage, d.usage, d.now, span)
+		p := projectUsage(inWindow(next.Usage, d.now, span), d.p.Lookahead)
+		d.proj = Resources{MilliCPU: max(p.MilliCPU, d.usage.MilliCPU), Memory: max(p.Memory, d.usage.Memory)}
+		d.projCPU, d.projMem = pct(d.proj.MilliCPU, d.alloc.MilliCPU), pct(d.proj.Memory, d.alloc.Memory)
+		next.CPUHighSince = since(next.CPUHighSince, d.projCPU >= d.p.CPU.Up, d.now)
+		next.MemoryHighSince = since(next.MemoryHighSince, d.projMem >= d.p.Memory.Up, d.now)
 		next.LowSince = since(next.LowSince, d.cpuPct <= d.p.CPU.Down && d.memPct <= d.p.Memory.Down, d.now)
 	}
 	d.plan.Next = next
@@ -382,7 +393,7 @@ func (d *decision) planScaleUp() {
 		// Only when every clause is true: a resource at or above its
 		// threshold (held by its window, a cooldown or the VMs in flight)
 		// has its own hold saying so, and pods are named only when looked at.
-		if d.utilValid && d.cpuPct < d.p.CPU.Up && d.memPct < d.p.Memory.Up {
+		if d.utilValid && d.projCPU < d.p.CPU.Up && d.projMem < d.p.Memory.Up {
 			pods := ""
 			if d.p.PendingPods {
 				pods = ", no pod unschedulable past the grace needs a new worker"
@@ -562,16 +573,16 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 	type res struct {
 		name         string
 		code         Code
-		pct          float64
+		pct, ppct    float64 // now, and projected on the trend
 		th           Threshold
 		highSince    time.Time
-		usage, alloc int64
-		shape        int64
+		usage, proj  int64
+		alloc, shape int64
 		format       func(int64) string
 	}
 	all := []res{
-		{"CPU", CodeCPUHigh, d.cpuPct, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU},
-		{"memory", CodeMemoryHigh, d.memPct, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes},
+		{"CPU", CodeCPUHigh, d.cpuPct, d.projCPU, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.proj.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU},
+		{"memory", CodeMemoryHigh, d.memPct, d.projMem, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.proj.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes},
 	}
 	need := 0
 	var reasons []Reason
@@ -579,10 +590,18 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		if r.highSince.IsZero() {
 			continue
 		}
+		// "CPU 91.3% at or above 80%", or on a rising trend "CPU 73.0%
+		// rising to 97.1% at or above 80% within the 2m0s lookahead".
+		level := fmt.Sprintf("%s %s%% at or above %g%%", r.name, pctVs(r.pct, r.th.Up, true), r.th.Up)
+		used := r.format(r.usage)
+		if r.proj > r.usage {
+			level = fmt.Sprintf("%s %.1f%% rising to %s%% at or above %g%% within the %s lookahead", r.name, r.pct, pctVs(r.ppct, r.th.Up, true), r.th.Up, fmtDur(d.p.Lookahead))
+			used = r.format(r.usage) + " (" + r.format(r.proj) + " projected)"
+		}
 		held := d.now.Sub(r.highSince)
 		if held < d.p.UpWindow {
 			d.recheck(r.highSince.Add(d.p.UpWindow))
-			d.hold(CodeUpWindow, "%s %s%% at or above %g%% for %s of the %s window", r.name, pctVs(r.pct, r.th.Up, true), r.th.Up, fmtDur(held), fmtDur(d.p.UpWindow))
+			d.hold(CodeUpWindow, "%s, for %s of the %s window", level, fmtDur(held), fmtDur(d.p.UpWindow))
 			continue
 		}
 		owed := 0
@@ -598,9 +617,11 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 			// that need goes on now, the cooldown holds anything beyond it.
 			owed = d.h.UpOwed
 		}
+		// Sized on the projection: workers added for the load of now are
+		// short by the time they serve when it is still climbing.
 		target := r.th.TargetOrDefault()
 		capacity := r.alloc + int64(d.inFlight+d.joining)*r.shape
-		wantCap := float64(r.usage) * 100 / target
+		wantCap := float64(r.proj) * 100 / target
 		n := 0
 		if r.shape > 0 && wantCap > float64(capacity) {
 			n = int(math.Ceil((wantCap - float64(capacity)) / float64(r.shape)))
@@ -610,12 +631,12 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 			n = owed
 		}
 		if n == 0 {
-			d.hold(CodeInFlight, "%s %.1f%% is high, but the %s in flight bring it to %.1f%% (target %g%%)", r.name, r.pct, count(d.inFlight+d.joining, "worker"), pct(r.usage, capacity), target)
+			d.hold(CodeInFlight, "%s %.1f%% is high, but the %s in flight bring %s to %.1f%% (target %g%%)", r.name, r.ppct, count(d.inFlight+d.joining, "worker"), used, pct(r.proj, capacity), target)
 			continue
 		}
 		newCap := capacity + int64(n)*r.shape
-		reasons = append(reasons, reason(r.code, "%s %s%% at or above %g%% for %s: adding %s brings %s usage %s to %.1f%% (target %g%%)",
-			r.name, pctVs(r.pct, r.th.Up, true), r.th.Up, fmtDur(held), count(n, "worker"), r.name, r.format(r.usage), pct(r.usage, newCap), target))
+		reasons = append(reasons, reason(r.code, "%s for %s: adding %s brings %s usage %s to %.1f%% (target %g%%)",
+			level, fmtDur(held), count(n, "worker"), r.name, used, pct(r.proj, newCap), target))
 		need = max(need, n)
 	}
 	return need, reasons

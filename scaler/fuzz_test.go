@@ -193,6 +193,24 @@ func world(data []byte) (Policy, Snapshot, History) {
 			}
 		}
 	}
+	// The trend: a lookahead, and the usage of earlier decisions, rising,
+	// falling or noisy around the usage now (some from the future).
+	if g.flag() {
+		p.Lookahead = g.dur(time.Minute, 2*time.Minute, 5*time.Minute)
+		var used Resources
+		for _, n := range s.Nodes {
+			used = used.Add(n.Usage)
+		}
+		k := g.intn(7)
+		for i := range k {
+			f := int64(40 + g.intn(121))
+			h.Usage = append(h.Usage, UsageSample{
+				At:   t0.Add(-time.Duration(k-i)*time.Duration(15+g.intn(60))*time.Second + time.Duration(g.intn(2))*time.Hour/4),
+				Used: Resources{MilliCPU: used.MilliCPU * f / 100, Memory: used.Memory * int64(40+g.intn(121)) / 100},
+			})
+		}
+		slices.SortFunc(h.Usage, func(a, b UsageSample) int { return a.At.Compare(b.At) })
+	}
 	return p, s, h
 }
 

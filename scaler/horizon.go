@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -27,6 +28,14 @@ import (
 func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 	if len(p.Schedules) > 0 {
 		return now
+	}
+	// A decision that records a new usage sample draws the trend's line
+	// through a point at its own time: the projection, and so the course,
+	// may differ at every instant.
+	if p.Lookahead > 0 {
+		if used, ok := trendUsage(s); ok && !unchanged(h.Usage, used, now) {
+			return now
+		}
 	}
 	var hz time.Time
 	// at registers instant t: a rule comparing now >= t (or now < t)
@@ -55,6 +64,22 @@ func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 	for _, m := range [...]map[string]time.Time{h.Unneeded, h.Empty} {
 		for t := range maps.Values(m) {
 			clock(t)
+		}
+	}
+	// The trend's samples: one from the future counts from its time; one
+	// leaves the line TrendSpans x Lookahead after it, which changes the
+	// projection only while there is a line.
+	if p.Lookahead > 0 {
+		span := TrendSpans * p.Lookahead
+		for _, u := range h.Usage {
+			if u.At.After(now) {
+				at(u.At)
+			}
+		}
+		if w := inWindow(h.Usage, now, span); drawn(w, p.Lookahead) {
+			for _, u := range w {
+				at(u.At.Add(span))
+			}
 		}
 	}
 	for i := range s.Nodes {
@@ -93,6 +118,34 @@ func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 	return hz
 }
 
+// trendUsage is the usage Decide records for the trend: that of the
+// Ready, schedulable workers not being removed, when the metrics are
+// fresh and those workers have allocatable (Decide's utilization set).
+func trendUsage(s Snapshot) (Resources, bool) {
+	if s.Metrics.Stale {
+		return Resources{}, false
+	}
+	var used, alloc Resources
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		if n.ControlPlane || n.Standby || !n.Ready || n.Unschedulable || s.removing(n.Name) {
+			continue
+		}
+		used, alloc = used.Add(n.Usage), alloc.Add(n.Allocatable)
+	}
+	return used, alloc.MilliCPU > 0 && alloc.Memory > 0
+}
+
+// removing reports whether an operation removes the Node named name.
+func (s Snapshot) removing(name string) bool {
+	for _, op := range s.Operations {
+		if op.Kind == OpRemove && op.Node == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Equal reports whether two histories hold the same clocks (time.Time.Equal)
 // and counts.
 func (h History) Equal(o History) bool {
@@ -101,5 +154,6 @@ func (h History) Equal(o History) bool {
 	}
 	return h.CPUHighSince.Equal(o.CPUHighSince) && h.MemoryHighSince.Equal(o.MemoryHighSince) && h.LowSince.Equal(o.LowSince) &&
 		h.LastScaleUp.Equal(o.LastScaleUp) && h.LastScaleDown.Equal(o.LastScaleDown) && h.LastFailure.Equal(o.LastFailure) &&
-		h.UpOwed == o.UpOwed && eqMap(h.Unneeded, o.Unneeded) && eqMap(h.Empty, o.Empty)
+		h.UpOwed == o.UpOwed && eqMap(h.Unneeded, o.Unneeded) && eqMap(h.Empty, o.Empty) &&
+		slices.EqualFunc(h.Usage, o.Usage, func(a, b UsageSample) bool { return a.At.Equal(b.At) && a.Used == b.Used })
 }

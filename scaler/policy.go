@@ -32,6 +32,11 @@ type Policy struct {
 	// (an unneeded worker in a cluster that is not idle waits
 	// UnneededFactor x DownWindow).
 	UpWindow, DownWindow time.Duration
+	// Lookahead (0: off) is how far ahead the usage trend is projected
+	// (trend.go): about a worker's clone-to-Ready time. A resource
+	// projected at or above its Up counts as high, and scale-ups are
+	// sized on the projection.
+	Lookahead time.Duration
 	// CooldownAfterUp holds scale-down and further utilization scale-ups.
 	CooldownAfterUp time.Duration
 	// CooldownAfterDown holds further scale-downs.
@@ -184,6 +189,10 @@ type History struct {
 	// mirror pods. Decide returns new maps; it never changes these.
 	Unneeded map[string]time.Time `json:"unneeded_since,omitempty"`
 	Empty    map[string]time.Time `json:"empty_since,omitempty"`
+	// Usage is the usage the decisions of the last Policy.Lookahead saw,
+	// oldest first, one sample per change (trend.go). Decide returns a
+	// new slice; it never changes this one.
+	Usage []UsageSample `json:"usage,omitempty"`
 }
 
 // Spare is the memory a host can give new workers by this policy: its

@@ -23,7 +23,7 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	tracePath := fs.String("trace", "", "load trace, CSV with the header "+simulate.TraceHeader+" (required)")
 	poolName := fs.String("pool", "", "with pools: in the config, the one pool to replay (its VM size, min and max workers, standby), on its own columns of a trace the daemon recorded, else on the whole trace")
 	compare := fs.String("compare", "", `"recipe": also replay the kubectl-top + terraform script, side by side`)
-	sweep := fs.Bool("sweep", false, "replay 216 policy variants around the config (thresholds, windows, scale-up cooldown, margin) and print the Pareto front of node-hours against minutes over the threshold and pending pod-minutes, with the config lines of each")
+	sweep := fs.Bool("sweep", false, "replay 432 policy variants around the config (thresholds, windows, scale-up lookahead, scale-up cooldown, margin) and print the Pareto front of node-hours against minutes over the threshold and pending pod-minutes, with the config lines of each")
 	chart := fs.String("chart", "", "write a chart: FILE.svg, or FILE.html (chart and table)")
 	output := fs.String("output", "table", "table or json")
 	def := simulate.DefaultModel()

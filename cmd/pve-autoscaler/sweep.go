@@ -56,15 +56,16 @@ func durations(path string, set func(*config.Policy, config.Duration), ds ...tim
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
-// sweepGrid is the default grid: 216 combinations of the scale-up and
-// scale-down points, the two windows, the scale-up cooldown and the
-// scale-down margin. Standby is not varied: the simulation does not
+// sweepGrid is the default grid: 432 combinations of the scale-up and
+// scale-down points, the two windows, the scale-up lookahead (off or on),
+// the scale-up cooldown and the scale-down margin. Standby is not varied: the simulation does not
 // model it.
 func sweepGrid() []sweepAxis {
 	return []sweepAxis{
 		thresholds("scale_up_at", [2]float64{70, 75}, [2]float64{80, 85}, [2]float64{90, 90}),
 		thresholds("scale_down_at", [2]float64{20, 30}, [2]float64{30, 40}, [2]float64{45, 55}),
 		durations("policy.scale_up_after", func(p *config.Policy, d config.Duration) { p.ScaleUpAfter = d }, 0, time.Minute),
+		durations("policy.scale_up_lookahead", func(p *config.Policy, d config.Duration) { p.ScaleUpLookahead = d }, 0, 2*time.Minute),
 		durations("policy.scale_down_after", func(p *config.Policy, d config.Duration) { p.ScaleDownAfter = d }, 2*time.Minute, 5*time.Minute, 15*time.Minute),
 		durations("policy.cooldown.after_scale_up", func(p *config.Policy, d config.Duration) { p.Cooldown.AfterScaleUp = d }, 0, 5*time.Minute),
 		{

@@ -7,13 +7,17 @@ import (
 )
 
 // knownGaps are issue 18's goals the default policy does not meet yet, by
-// trace and goal: all scale-up latency (the 60 s up window plus about two
-// minutes to provision). A gap that closes must leave this list; a goal
-// missed that is not listed fails. Never loosen a goal here.
+// trace and goal. A gap that closes must leave this list; a goal missed
+// that is not listed fails. Never loosen a goal here.
 var knownGaps = map[string]bool{
-	"movie-night.csv over":     true, // 6 minutes over vs the recipe's 13
-	"movie-night.csv pending":  true, // 12 pending pod-minutes vs the recipe's 40
-	"diurnal-week.csv pending": true, // 5 pending pod-minutes vs the recipe's 6
+	// 5 pending pod-minutes vs the recipe's 6. The 09:00 bursts of four
+	// pods come as a step onto three workers with room for three: the
+	// fourth waits a worker's provisioning (1m56s modelled), 1.9
+	// pod-minutes each time, so a quarter of the recipe's 6 means no
+	// pod may wait at all. No trend sees a step; only standing room
+	// (lower thresholds) or a schedule before 09:00 meets it
+	// (docs/simulate.md).
+	"diurnal-week.csv pending": true,
 }
 
 // TestEfficiencyGoals holds issue 18's goals on the shipped traces with the

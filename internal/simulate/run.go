@@ -47,8 +47,15 @@ func Run(tr Trace, s Setup, m Model) Result {
 				snap := c.snapshot(t, l)
 				plan = scaler.Decide(snap, s.Policy, hist, now)
 				r.decided++
+				// A decision whose one change to the history is the
+				// usage sample it recorded (scaler's trend) stands for the
+				// next ones as well: given the history it returned, the
+				// same snapshot records nothing and makes the same plan,
+				// up to that history's horizon.
+				same := plan.Next
+				same.Usage = hist.Usage
 				memo = decided{version: c.version, plan: plan,
-					still: len(plan.Actions) == 0 && plan.Next.Equal(hist), horizon: scaler.Horizon(snap, s.Policy, hist, now)}
+					still: len(plan.Actions) == 0 && same.Equal(hist), horizon: scaler.Horizon(snap, s.Policy, plan.Next, now)}
 			}
 			hist = plan.Next
 			if s.Decided != nil {
@@ -111,7 +118,8 @@ func Run(tr Trace, s Setup, m Model) Result {
 type decided struct {
 	version uint64 // the cluster's snapshot version it saw
 	plan    scaler.Plan
-	// still: it had no action and returned the history it was given.
+	// still: it had no action and returned the history it was given, but
+	// for a usage sample recorded.
 	still   bool
 	horizon time.Time
 }

@@ -1,0 +1,155 @@
+package scaler
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Review of the rolling replacement (67d2805): cases the change gets
+// wrong. Each row fails on 67d2805; see the review report for the fixes.
+
+// TestReplaceSurgeNotRemovedOnPartialView: while a replacement's old
+// worker is still there (same vmid, same SMBIOS UUID, joined), one
+// observation that does not show it as due (its drift unreadable this
+// tick: proxmox.Client.drift answers "" when the template's digest
+// cannot be read; its Node re-registered, so max_age restarts) must not
+// turn the surge into "a worker above max_workers" that scale-down
+// removes at once, without any clock. Absence of drift is not evidence.
+func TestReplaceSurgeNotRemovedOnPartialView(t *testing.T) {
+	const why = "cloned from template 9000 whose configuration has changed since"
+	base := func() Snapshot {
+		nodes := workers(3, 40, 40)
+		for i := range nodes {
+			nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
+			nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
+		}
+		n := worker("w3", 0, 0, created(t0.Add(-time.Minute)))
+		n.VMID, n.SystemUUID, n.Pods = 5003, "uuid-3", nil
+		n.Usage, n.Requests = Resources{}, Resources{}
+		nodes = append(nodes, n)
+		return Snapshot{Nodes: nodes, Hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}},
+			Drifted:      []DriftedWorker{{VMID: 5000, Node: "w0", Why: why}, {VMID: 5001, Node: "w1", Why: why}},
+			Replacements: []Replacement{{VMID: 5003, Node: "w3", Step: StepJoined, Ready: true, ReplacesVMID: 5000, ReplacesUUID: "uuid-0"}}}
+	}
+	on := func(p *Policy) { p.MaxWorkers = 3; p.ReplaceDrifted = true; p.DownWindow = 10 * time.Minute }
+	cases := []struct {
+		name   string
+		policy func(*Policy)
+		snap   func(*Snapshot)
+	}{
+		{"the template's digest unreadable this tick: no worker is drifted", on, func(s *Snapshot) { s.Drifted = nil }},
+		{"the old worker's drift unreadable this tick, another still drifted", on, func(s *Snapshot) { s.Drifted = s.Drifted[1:] }},
+		{"max_age: the old worker's Node re-registered (its age starts over)", func(p *Policy) { on(p); p.MaxAge = 9*time.Hour + 30*time.Minute },
+			func(s *Snapshot) { s.Drifted = nil; s.Nodes[0].Created = t0.Add(-time.Minute) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPolicy()
+			tc.policy(&p)
+			s := base()
+			tc.snap(&s)
+			plan := Decide(s, p, History{}, t0)
+			for _, a := range plan.Actions {
+				if a.Kind == ActionRemove {
+					t.Errorf("removes %s (%s) while VM 5003 still replaces VM 5000 (uuid-0), which is there and joined: one observation without its drift destroys a worker\n%s", a.Node, a.Reasons[0].Code, dump(plan))
+				}
+			}
+		})
+	}
+}
+
+// TestReplaceMarkerIsNotTrusted: the marker is a line in the VM's
+// description, writable by anyone with VM.Config (and copied by a person
+// cloning a VM of ours by hand). A marker alone must not make the old
+// worker go: the marked VM must be a new worker of the old one's pool,
+// not the old worker itself. Built through ReplacementsOf, as the daemon
+// builds the snapshot.
+func TestReplaceMarkerIsNotTrusted(t *testing.T) {
+	const why = "cloned from template 9000 whose configuration has changed since"
+	cases := []struct {
+		name     string
+		policy   func() Policy
+		nodes    func() []Node
+		machines func([]Node) []Machine
+		old      string
+	}{
+		{
+			name: "a Ready worker of pool general marked as the replacement of a drifted gpu worker",
+			policy: func() Policy {
+				p := poolPolicy()
+				p.ReplaceDrifted = true
+				return p
+			},
+			nodes: func() []Node {
+				nodes := workers(3, 30, 30, inPool("general"))
+				nodes[2].Name, nodes[2].Pool = "x0", "gpu"
+				for i := range nodes {
+					nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
+					nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
+				}
+				return nodes
+			},
+			machines: func(nodes []Node) []Machine {
+				ms := machinesOf(nodes)
+				ms[1].Replaces, ms[1].ReplacesVMID = "uuid-2", 5002 // general VM 5001 "replaces" gpu VM 5002
+				return ms
+			},
+			old: "x0",
+		},
+		{
+			name: "a drifted worker whose own VM names itself: removed with no new worker at all",
+			policy: func() Policy {
+				p := testPolicy()
+				p.MaxWorkers, p.ReplaceDrifted = 3, true
+				return p
+			},
+			nodes: func() []Node {
+				nodes := workers(3, 30, 30)
+				for i := range nodes {
+					nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
+					nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
+				}
+				return nodes
+			},
+			machines: func(nodes []Node) []Machine {
+				ms := machinesOf(nodes)
+				ms[0].Replaces, ms[0].ReplacesVMID = "uuid-0", 5000
+				return ms
+			},
+			old: "w0",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := tc.nodes()
+			machines := tc.machines(nodes)
+			var oldVMID int
+			for _, n := range nodes {
+				if n.Name == tc.old {
+					oldVMID = n.VMID
+				}
+			}
+			s := Snapshot{Nodes: nodes, Hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}, {Name: "pve2", Online: true, MemoryFree: 64 * gi}},
+				Drifted:      []DriftedWorker{{VMID: oldVMID, Node: tc.old, Why: why}},
+				Replacements: ReplacementsOf(machines, nodes)}
+			p := tc.policy()
+			plan := Decide(s, p, History{}, t0)
+			for _, a := range plan.Actions {
+				if a.Kind == ActionRemove && a.Node == tc.old {
+					t.Errorf("removes %s (%s) on the strength of a marker alone; no new worker of its pool was made for it\n%s", a.Node, a.Reasons[0].Code, dump(plan))
+				}
+			}
+		})
+	}
+}
+
+// machinesOf is the joined VMs of ours behind nodes (same vmid, UUID and
+// pool).
+func machinesOf(nodes []Node) []Machine {
+	out := make([]Machine, len(nodes))
+	for i, n := range nodes {
+		out[i] = Machine{VMID: n.VMID, Name: n.Name, Host: "pve1", Running: true, Step: StepJoined, UUID: n.SystemUUID, Pool: n.Pool, Created: n.Created}
+	}
+	return out
+}

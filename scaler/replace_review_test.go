@@ -1,7 +1,9 @@
 package scaler
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -51,7 +53,10 @@ func TestReplaceSurgeNotRemovedOnPartialView(t *testing.T) {
 			tc.snap(&s)
 			plan := Decide(s, p, History{}, t0)
 			for _, a := range plan.Actions {
-				if a.Kind == ActionRemove {
+				// Finishing the replacement (the old worker, code replace)
+				// would be sound; anything else is a worker destroyed
+				// because one observation lacked the old one's drift.
+				if a.Kind == ActionRemove && (a.Node != "w0" || a.Reasons[0].Code != CodeReplace) {
 					t.Errorf("removes %s (%s) while VM 5003 still replaces VM 5000 (uuid-0), which is there and joined: one observation without its drift destroys a worker\n%s", a.Node, a.Reasons[0].Code, dump(plan))
 				}
 			}
@@ -136,7 +141,8 @@ func TestReplaceMarkerIsNotTrusted(t *testing.T) {
 			p := tc.policy()
 			plan := Decide(s, p, History{}, t0)
 			for _, a := range plan.Actions {
-				if a.Kind == ActionRemove && a.Node == tc.old {
+				// (A consolidation of it, on its own clocks, is not the marker's doing.)
+				if a.Kind == ActionRemove && a.Node == tc.old && a.Reasons[0].Code == CodeReplace {
 					t.Errorf("removes %s (%s) on the strength of a marker alone; no new worker of its pool was made for it\n%s", a.Node, a.Reasons[0].Code, dump(plan))
 				}
 			}
@@ -152,4 +158,47 @@ func machinesOf(nodes []Node) []Machine {
 		out[i] = Machine{VMID: n.VMID, Name: n.Name, Host: "pve1", Running: true, Step: StepJoined, UUID: n.SystemUUID, Pool: n.Pool, Created: n.Created}
 	}
 	return out
+}
+
+// TestReplaceSurgeSurvivesAnUnreadableDriftTick is the reconciler's side
+// of TestReplaceSurgeNotRemovedOnPartialView: VM 103 replaces VM 100
+// (its marker), both joined, at max_workers + 1. One tick in which VM
+// 100's drift cannot be told (its pool's template unreadable or, since
+// 624911a, named by two VMs: proxmox.Client.drift answers "") must not
+// drain and destroy a worker (here the new, still empty one, which the
+// next tick replaces by a new surge: churn on every flake): no reconciler
+// guard stands between the plan's above-max removal and the destroy.
+func TestReplaceSurgeSurvivesAnUnreadableDriftTick(t *testing.T) {
+	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
+	close(infra.release)
+	for vmid := 100; vmid <= 103; vmid++ {
+		infra.vms[vmid] = Machine{VMID: vmid, Name: fmt.Sprintf("w%d", vmid), Host: "pve1", Step: StepJoined, Running: true, Created: t0.Add(-time.Duration(110-vmid) * time.Hour), UUID: uuidOf(vmid)}
+	}
+	surge := infra.vms[103]
+	surge.Replaces, surge.ReplacesVMID = NormalUUID(uuidOf(100)), 100
+	infra.vms[103] = surge
+	infra.next = 104
+	// The new worker is empty yet: the first a removal above max_workers picks.
+	fresh := worker("w103", 0, 0, func(n *Node) { n.VMID, n.SystemUUID, n.Pods, n.Created = 103, uuidOf(103), nil, t0.Add(-time.Minute) })
+	cluster := &fakeCluster{infra: infra, nodes: map[int]Node{103: fresh}}
+	p := testPolicy()
+	p.MinWorkers, p.MaxWorkers, p.ReplaceDrifted = 2, 3, true
+	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }})
+	plan, err := r.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Wait()
+	for _, a := range plan.Actions {
+		// Finishing the replacement (VM 100, code replace) would be sound.
+		if a.Kind == ActionRemove && (a.VMID != 100 || a.Reasons[0].Code != CodeReplace) {
+			t.Errorf("the plan removes %s (%s) while VM 103 replaces VM 100, both there: %s", a.Node, a.Reasons[0].Code, a.Reasons[0].Message)
+		}
+	}
+	infra.mu.Lock()
+	destroyed := slices.Clone(infra.destroyed)
+	infra.mu.Unlock()
+	if slices.ContainsFunc(destroyed, func(vmid int) bool { return vmid != 100 }) {
+		t.Errorf("one tick without VM 100's drift: VMs %v destroyed", destroyed)
+	}
 }

@@ -2,6 +2,7 @@ package scaler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -200,5 +201,60 @@ func TestReplaceSurgeSurvivesAnUnreadableDriftTick(t *testing.T) {
 	infra.mu.Unlock()
 	if slices.ContainsFunc(destroyed, func(vmid int) bool { return vmid != 100 }) {
 		t.Errorf("one tick without VM 100's drift: VMs %v destroyed", destroyed)
+	}
+}
+
+// TestReplaceFailurePausesTheRollout: a replacement's new VM whose
+// provisioning a restarted daemon resumes, and which fails and is
+// destroyed, must pause the rollout like any failed surge (the commit:
+// "a failed step backs off like any other failure before the rollout
+// goes on"). A resumed operation's failure only backs its own VM off
+// (Reconciler.finish), and that VM is gone: the very next tick clones a
+// new surge, so a broken template after a restart loops clone, fail,
+// destroy with no pause.
+func TestReplaceFailurePausesTheRollout(t *testing.T) {
+	infra, os := newFakeInfra(), &fakeOS{applied: map[string]int{}}
+	close(infra.release)
+	for vmid := 100; vmid <= 102; vmid++ {
+		infra.vms[vmid] = Machine{VMID: vmid, Name: fmt.Sprintf("w%d", vmid), Host: "pve1", Step: StepJoined, Running: true, UUID: uuidOf(vmid)}
+	}
+	old := infra.vms[100]
+	old.Drift = "cloned from template 9000 whose configuration has changed since"
+	infra.vms[100] = old
+	// The surge for VM 100, left at configured by the last daemon.
+	infra.vms[103] = Machine{VMID: 103, Name: "w103", Host: "pve1", Step: StepConfigured, Stopped: true, Created: t0.Add(-time.Minute), UUID: uuidOf(103),
+		Replaces: NormalUUID(uuidOf(100)), ReplacesVMID: 100}
+	infra.failStart[103] = errors.New("start failed: the new template does not boot")
+	infra.next = 104
+	cluster := &fakeCluster{infra: infra}
+	p := testPolicy()
+	p.MinWorkers, p.MaxWorkers, p.ReplaceDrifted = 2, 3, true
+	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }, BackoffMin: time.Minute, BackoffMax: 10 * time.Minute})
+	ctx := context.Background()
+	plan, err := r.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range plan.Actions {
+		if a.Kind == ActionReplace {
+			t.Fatalf("a second surge while VM 103 is resumed: %+v", a)
+		}
+	}
+	r.Wait()
+	infra.mu.Lock()
+	destroyed := slices.Clone(infra.destroyed)
+	infra.mu.Unlock()
+	if !slices.Contains(destroyed, 103) {
+		t.Fatalf("the failed surge VM 103 was not cleaned up (destroyed %v): the case does not arise", destroyed)
+	}
+	plan, err = r.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Wait()
+	for _, a := range plan.Actions {
+		if a.Kind == ActionReplace {
+			t.Errorf("the tick right after the failed surge was destroyed makes a new one (%s): no pause after the failure (failures counted %d, last error %q)", a.Node, r.Status().Failures, r.Status().LastError)
+		}
 	}
 }

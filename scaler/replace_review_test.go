@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -255,6 +256,68 @@ func TestReplaceFailurePausesTheRollout(t *testing.T) {
 	for _, a := range plan.Actions {
 		if a.Kind == ActionReplace {
 			t.Errorf("the tick right after the failed surge was destroyed makes a new one (%s): no pause after the failure (failures counted %d, last error %q)", a.Node, r.Status().Failures, r.Status().LastError)
+		}
+	}
+}
+
+// poolRecorder is fakeInfra that records the pool of each Create.
+type poolRecorder struct {
+	*fakeInfra
+	mu    sync.Mutex
+	pools []string
+}
+
+func (p *poolRecorder) Create(ctx context.Context, pool string, hosts []string, replaces Machine) (Machine, error) {
+	p.mu.Lock()
+	p.pools = append(p.pools, pool)
+	p.mu.Unlock()
+	return p.fakeInfra.Create(ctx, pool, hosts, replaces)
+}
+
+// TestReplaceClonesThePoolItChecked: Decide sizes the surge by the old
+// worker's Node label pve-autoscaler.io/pool (max_workers, host room,
+// max_cores of that pool) and names it in Action.Pool; the reconciler
+// ignores Action.Pool and clones the pool of the VM's tag. A Node whose
+// label says general (relabelled by hand, or by its kubelet) on a VM
+// tagged big makes a 64 GiB surge that no check allowed (the host has no
+// room for one after the reserve).
+func TestReplaceClonesThePoolItChecked(t *testing.T) {
+	infra := &poolRecorder{fakeInfra: newFakeInfra()}
+	os := &fakeOS{applied: map[string]int{}}
+	close(infra.release)
+	cluster := &fakeCluster{infra: infra.fakeInfra, nodes: map[int]Node{}}
+	for vmid := 100; vmid <= 102; vmid++ {
+		pool := "general"
+		if vmid == 102 {
+			pool = "big" // its VM's tag; its Node says general
+		}
+		m := Machine{VMID: vmid, Name: fmt.Sprintf("w%d", vmid), Host: "pve1", Step: StepJoined, Running: true, UUID: uuidOf(vmid), Pool: pool}
+		if vmid == 102 {
+			m.Drift = "cloned from template 9000 whose configuration has changed since"
+		}
+		infra.vms[vmid] = m
+		cluster.nodes[vmid] = worker(m.Name, 60, 60, inPool("general"), func(n *Node) { n.VMID, n.SystemUUID = vmid, uuidOf(vmid) })
+	}
+	infra.next = 104
+	p := poolPolicy()
+	p.ReplaceDrifted = true
+	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }})
+	plan, err := r.Tick(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Wait()
+	want := map[string]bool{}
+	for _, a := range plan.Actions {
+		if a.Kind == ActionReplace || a.Kind == ActionAdd {
+			want[a.Pool] = true
+		}
+	}
+	infra.mu.Lock()
+	defer infra.mu.Unlock()
+	for _, pool := range infra.pools {
+		if !want[pool] {
+			t.Errorf("cloned a VM of pool %q; the plan's actions checked and named pools %v\n%s", pool, want, dump(plan))
 		}
 	}
 }

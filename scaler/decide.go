@@ -88,6 +88,9 @@ type decision struct {
 	repl     Replacement
 	replOld  stale
 	underWay bool
+	// replWait: a replacement's old worker VM is still listed but no
+	// Node of its identity is seen this tick: nothing of it is undone.
+	replWait string
 
 	// Pending pods: those no new worker can run (they hold no
 	// scale-down), those counted toward new workers and the workers
@@ -822,6 +825,10 @@ func (d *decision) planScaleDown() {
 		// The new worker of a replacement is not a worker too many: the
 		// old one goes next (planReplace), and nothing else meanwhile.
 		d.hold(CodeReplacing, "scale-down held: %s is being replaced (its new worker is VM %d)", d.staleName(d.replOld), d.repl.VMID)
+		return
+	}
+	if d.replWait != "" {
+		d.hold(CodeReplacing, "scale-down held: %s", d.replWait)
 		return
 	}
 	current := d.plan.Workers.Current

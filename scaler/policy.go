@@ -193,7 +193,16 @@ type History struct {
 	// oldest first, one sample per change (trend.go). Decide returns a
 	// new slice; it never changes this one.
 	Usage []UsageSample `json:"usage,omitempty"`
+	// ReplaceFailures counts the replacements' new workers that failed in
+	// a row (the reconciler's count; none succeeded since): at
+	// MaxReplaceFailures the rolling replacement stops.
+	ReplaceFailures int `json:"replace_failures,omitempty"`
 }
+
+// MaxReplaceFailures is how many replacements' new workers may fail in a
+// row before the rolling replacement stops until the daemon restarts (a
+// template that never boots would otherwise clone and destroy for ever).
+const MaxReplaceFailures = 3
 
 // Spare is the memory a host can give new workers by this policy: its
 // free memory less the reserve. The one place the engine applies

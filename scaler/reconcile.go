@@ -239,6 +239,10 @@ type Reconciler struct {
 	said     map[string]saidVerdict // pending pods' last event, by namespace/name
 	failures int
 	lastErr  string // the last error seen, kept until another replaces it
+	// replaceFailures: replacements' new workers failed in a row;
+	// resumedFailure: when such a resumed one last failed (replacementDone).
+	replaceFailures int
+	resumedFailure  time.Time
 	// vmGone and nodeGone hold the direct reads that found a VM (of a
 	// managed Node) or a Node (of a joined VM) gone, by vmid.
 	vmGone, nodeGone Absence
@@ -619,6 +623,12 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	p := r.policy
 	p.CooldownAfterFailure = r.Backoff(r.failures)
 	hist := r.hist
+	// Kept apart from r.hist: a resumed operation may end before this
+	// tick's plan replaces r.hist with what it read.
+	hist.ReplaceFailures = r.replaceFailures
+	if r.resumedFailure.After(hist.LastFailure) {
+		hist.LastFailure = r.resumedFailure
+	}
 	r.mu.Unlock()
 	sort.Slice(snap.Operations, func(i, j int) bool { return snap.Operations[i].VMID < snap.Operations[j].VMID })
 
@@ -673,6 +683,12 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 			m, listed := byVMID[a.VMID]
 			if !listed || m.UUID == "" || m.Step != StepJoined || !SameWorker(m, nodes[a.Node]) {
 				r.refuse(fmt.Sprintf("Node %s (vmid label %d) is not the Node of a joined VM of ours of known SMBIOS UUID: not replaced", a.Node, a.VMID))
+				continue
+			}
+			if a.Pool != "" && m.Pool != "" && a.Pool != m.Pool {
+				// Decide checked room and limits for a.Pool: a clone of
+				// another pool's size was checked by nothing.
+				r.refuse(fmt.Sprintf("Node %s is labelled pool %s but VM %d is in pool %s: not replaced", a.Node, a.Pool, m.VMID, m.Pool))
 				continue
 			}
 			if old, ok := r.oldStillThere(ctx, snap.Replacements, byVMID); ok {
@@ -1268,7 +1284,34 @@ func (r *Reconciler) startProvision(m Machine, now time.Time) {
 		defer r.wg.Done()
 		vmid, err := r.provision(m, op, now)
 		r.finish(kind, vmid, err)
+		if m.Replaces != "" && !m.ForStandby {
+			r.replacementDone(err, op != nil)
+		}
 	}()
+}
+
+// replacementDone counts a replacement's new worker that failed, resumed
+// or not (a resumed failure otherwise backs off only its own VM, which is
+// gone): the rollout waits out the cooldown after a failure (counted
+// once: finish counts a new operation's), and stops
+// after MaxReplaceFailures in a row (Decide holds it).
+func (r *Reconciler) replacementDone(err error, resumed bool) {
+	if errors.Is(err, errHalted) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.replaceFailures = 0
+		return
+	}
+	r.replaceFailures++
+	if resumed {
+		// finish counted a new one's failure already.
+		r.failures++
+		r.resumedFailure = r.o.Now()
+		r.last.Failures = r.failures
+	}
 }
 
 // provisionKind is a provisioning's kind: a build for standby is a refill.

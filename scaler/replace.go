@@ -61,6 +61,11 @@ type Replacement struct {
 	// UUID when that is known), whatever its step or its Node: no other
 	// replacement starts until it is gone.
 	OldListed bool `json:"old_listed,omitempty"`
+	// Pool is the new VM's worker pool and ReplacesPool the old VM's
+	// (their tags; ReplacesPool only while the old VM is listed): a
+	// replacement is of one pool.
+	Pool         string `json:"pool,omitempty"`
+	ReplacesPool string `json:"replaces_pool,omitempty"`
 }
 
 // ReplacementsOf lists the machines made to replace another worker, as
@@ -77,10 +82,12 @@ func ReplacementsOf(machines []Machine, nodes []Node) []Replacement {
 		default:
 			continue
 		}
-		r := Replacement{VMID: m.VMID, Step: m.Step, ReplacesVMID: m.ReplacesVMID, ReplacesUUID: NormalUUID(m.Replaces)}
-		r.OldListed = slices.ContainsFunc(machines, func(o Machine) bool {
+		r := Replacement{VMID: m.VMID, Step: m.Step, ReplacesVMID: m.ReplacesVMID, ReplacesUUID: NormalUUID(m.Replaces), Pool: m.Pool}
+		if i := slices.IndexFunc(machines, func(o Machine) bool {
 			return o.VMID == r.ReplacesVMID && (o.UUID == "" || NormalUUID(o.UUID) == r.ReplacesUUID)
-		})
+		}); i >= 0 {
+			r.OldListed, r.ReplacesPool = true, machines[i].Pool
+		}
 		if n, ok := NodeOf(m, nodes); ok {
 			r.Node = n.Name
 			r.Ready = n.Ready && !n.Unschedulable && m.Step == StepJoined
@@ -132,15 +139,51 @@ func (d *decision) toReplace() []stale {
 }
 
 // replacing finds the replacement under way: a Replacement whose old
-// worker (by vmid and SMBIOS UUID) is still a worker due for replacement.
+// worker (by vmid and SMBIOS UUID) is one of our workers, whether or not
+// its drift can be read this tick (the surge is never taken for a worker
+// too many on one observation). The marker is in a VM description anyone
+// with VM.Config may write: a marker naming its own VM, a worker of
+// another pool, or a worker two VMs claim, makes no replacement (a hold
+// says so).
 func (d *decision) replacing(due []stale) (Replacement, stale, bool) {
+	claims := map[string]int{}
 	for _, r := range d.s.Replacements {
-		for _, st := range due {
-			n := &d.s.Nodes[st.idx]
-			if n.VMID == r.ReplacesVMID && n.SystemUUID != "" && NormalUUID(n.SystemUUID) == r.ReplacesUUID {
-				return r, st, true
+		claims[r.ReplacesUUID]++
+	}
+	for _, r := range d.s.Replacements {
+		idx := -1
+		for _, i := range d.workers {
+			n := &d.s.Nodes[i]
+			if n.Managed && n.VMID == r.ReplacesVMID && n.SystemUUID != "" && NormalUUID(n.SystemUUID) == r.ReplacesUUID {
+				idx = i
 			}
 		}
+		var bad string
+		switch {
+		case r.ReplacesUUID == "" || r.VMID == r.ReplacesVMID:
+			bad = fmt.Sprintf("VM %d's replacement marker names itself", r.VMID)
+		case claims[r.ReplacesUUID] > 1:
+			bad = fmt.Sprintf("%d VMs claim to replace VM %d", claims[r.ReplacesUUID], r.ReplacesVMID)
+		case r.OldListed && r.Pool != r.ReplacesPool:
+			bad = fmt.Sprintf("VM %d (pool %q) claims to replace VM %d of pool %q", r.VMID, r.Pool, r.ReplacesVMID, r.ReplacesPool)
+		}
+		if bad != "" {
+			d.replaceHold("%s: it is not taken for a replacement (its VM description was changed?)", bad)
+			continue
+		}
+		if idx < 0 {
+			if r.OldListed {
+				d.replWait = fmt.Sprintf("VM %d, which VM %d replaces, is listed but no Node of its identity is seen this tick", r.ReplacesVMID, r.VMID)
+			}
+			continue
+		}
+		st := stale{idx: idx, why: "drifted when its replacement began; not readable this tick"}
+		for _, s := range due {
+			if s.idx == idx {
+				st = s
+			}
+		}
+		return r, st, true
 	}
 	return Replacement{}, stale{}, false
 }
@@ -158,14 +201,17 @@ func (d *decision) initReplace() {
 // planReplace plans the rolling replacement's next step, or says what
 // holds it.
 func (d *decision) planReplace() {
-	if !d.p.ReplaceDrifted || len(d.due) == 0 {
+	if !d.p.ReplaceDrifted {
 		return
 	}
-	if d.underWay {
+	switch {
+	case d.underWay:
 		d.finishReplace(d.repl, d.replOld)
-		return
+	case d.replWait != "":
+		d.replaceHold("%s", d.replWait)
+	case len(d.due) > 0:
+		d.startReplace()
 	}
-	d.startReplace()
 }
 
 func (d *decision) replaceHold(format string, args ...any) {
@@ -197,6 +243,9 @@ func (d *decision) startReplace() {
 	case d.wantsCapacity:
 		d.replaceHold("%s is due (%s), but the cluster wants capacity first", d.staleName(first), first.why)
 		return
+	case d.h.ReplaceFailures >= MaxReplaceFailures:
+		d.replaceHold("the last %d new workers made for replacements failed: the rollout stops until the daemon restarts (see the last error; fix the template or the worker config first; %s is due: %s)", d.h.ReplaceFailures, d.staleName(first), first.why)
+		return
 	case d.cooling(d.h.LastFailure, d.p.CooldownAfterFailure):
 		d.replaceHold("paused after a failed operation, %s left (%s is due: %s)", d.left(d.h.LastFailure, d.p.CooldownAfterFailure), d.staleName(first), first.why)
 		return
@@ -225,6 +274,11 @@ func (d *decision) startReplace() {
 		pi := d.poolOf(n.Managed, n.Pool)
 		if pi < 0 {
 			blocked = append(blocked, d.staleName(st)+": in no pool of this config")
+			continue
+		}
+		if i := slices.IndexFunc(d.s.Drifted, func(w DriftedWorker) bool { return w.VMID == n.VMID }); i >= 0 && d.multi() && d.s.Drifted[i].Pool != "" && d.poolOf(true, d.s.Drifted[i].Pool) != pi {
+			// Room and limits are checked for the pool the new VM is made in.
+			blocked = append(blocked, fmt.Sprintf("%s: its VM is in pool %s, its Node is labelled pool %s", d.staleName(st), d.s.Drifted[i].Pool, n.Pool))
 			continue
 		}
 		ps := &d.pools[pi]

@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// Review of the rolling replacement (67d2805): cases the change gets
-// wrong. Each row fails on 67d2805; see the review report for the fixes.
+// A hostile review of the rolling replacement: each case failed before
+// its fix (under way by identity, not by this tick's drift; the marker
+// checked; a resumed surge's failure counted; the pool cloned is the
+// pool checked).
 
 // TestReplaceSurgeNotRemovedOnPartialView: while a replacement's old
 // worker is still there (same vmid, same SMBIOS UUID, joined), one
@@ -194,7 +197,7 @@ func TestReplaceSurgeSurvivesAnUnreadableDriftTick(t *testing.T) {
 	for _, a := range plan.Actions {
 		// Finishing the replacement (VM 100, code replace) would be sound.
 		if a.Kind == ActionRemove && (a.VMID != 100 || a.Reasons[0].Code != CodeReplace) {
-			t.Errorf("the plan removes %s (%s) while VM 103 replaces VM 100, both there: %s", a.Node, a.Reasons[0].Code, a.Reasons[0].Message)
+			t.Errorf("the plan removes %s (%s) while VM 103 replaces VM 100, both there: %s\n%+v", a.Node, a.Reasons[0].Code, a.Reasons[0].Message, plan.Holds)
 		}
 	}
 	infra.mu.Lock()
@@ -318,6 +321,34 @@ func TestReplaceClonesThePoolItChecked(t *testing.T) {
 	for _, pool := range infra.pools {
 		if !want[pool] {
 			t.Errorf("cloned a VM of pool %q; the plan's actions checked and named pools %v\n%s", pool, want, dump(plan))
+		}
+	}
+}
+
+// TestReplaceStopsAfterFailedSurges: after MaxReplaceFailures new workers
+// for replacements failed in a row, no further surge is made (a template
+// that never boots would clone and destroy for ever); one fewer still
+// replaces.
+func TestReplaceStopsAfterFailedSurges(t *testing.T) {
+	nodes := workers(3, 60, 60) // no scale-down: without one, 90%
+	for i := range nodes {
+		nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
+	}
+	s := Snapshot{Nodes: nodes, Hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}},
+		Drifted: []DriftedWorker{{VMID: 5000, Node: "w0", Why: "cloned from template 9000 whose configuration has changed since"}}}
+	p := testPolicy()
+	p.MaxWorkers, p.ReplaceDrifted = 3, true
+	for _, tc := range []struct {
+		failures int
+		replace  bool
+	}{{0, true}, {MaxReplaceFailures - 1, true}, {MaxReplaceFailures, false}} {
+		plan := Decide(s, p, History{ReplaceFailures: tc.failures}, t0)
+		got := slices.ContainsFunc(plan.Actions, func(a Action) bool { return a.Kind == ActionReplace })
+		stopped := slices.ContainsFunc(plan.Holds, func(r Reason) bool {
+			return r.Code == CodeReplaceHeld && strings.Contains(r.Message, "the rollout stops until the daemon restarts")
+		})
+		if got != tc.replace || stopped == tc.replace {
+			t.Errorf("%d failed surges: replace %v (want %v), stop held %v\n%s", tc.failures, got, tc.replace, stopped, dump(plan))
 		}
 	}
 }

@@ -285,6 +285,14 @@ func (p *poolRecorder) Create(ctx context.Context, pool string, hosts []string, 
 // tagged big makes a 64 GiB surge that no check allowed (the host has no
 // room for one after the reserve).
 func TestReplaceClonesThePoolItChecked(t *testing.T) {
+	// Drifted, the engine sees the VM's pool and holds; due by max_age
+	// only, the reconciler refuses.
+	for _, byAge := range []bool{false, true} {
+		t.Run(fmt.Sprintf("by max_age %v", byAge), func(t *testing.T) { replaceClonesThePoolItChecked(t, byAge) })
+	}
+}
+
+func replaceClonesThePoolItChecked(t *testing.T, byAge bool) {
 	infra := &poolRecorder{fakeInfra: newFakeInfra()}
 	os := &fakeOS{applied: map[string]int{}}
 	close(infra.release)
@@ -295,15 +303,23 @@ func TestReplaceClonesThePoolItChecked(t *testing.T) {
 			pool = "big" // its VM's tag; its Node says general
 		}
 		m := Machine{VMID: vmid, Name: fmt.Sprintf("w%d", vmid), Host: "pve1", Step: StepJoined, Running: true, UUID: uuidOf(vmid), Pool: pool}
-		if vmid == 102 {
+		if vmid == 102 && !byAge {
 			m.Drift = "cloned from template 9000 whose configuration has changed since"
 		}
 		infra.vms[vmid] = m
-		cluster.nodes[vmid] = worker(m.Name, 60, 60, inPool("general"), func(n *Node) { n.VMID, n.SystemUUID = vmid, uuidOf(vmid) })
+		cluster.nodes[vmid] = worker(m.Name, 60, 60, inPool("general"), func(n *Node) {
+			n.VMID, n.SystemUUID, n.Created = vmid, uuidOf(vmid), t0.Add(-30*time.Minute)
+			if vmid == 102 {
+				n.Created = t0.Add(-2 * time.Hour)
+			}
+		})
 	}
 	infra.next = 104
 	p := poolPolicy()
 	p.ReplaceDrifted = true
+	if byAge {
+		p.MaxAge = time.Hour // only w102's Node is older
+	}
 	r := NewReconciler(infra, os, cluster, p, ReconcileOptions{Now: func() time.Time { return t0 }})
 	plan, err := r.Tick(context.Background())
 	if err != nil {

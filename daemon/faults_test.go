@@ -77,10 +77,12 @@ func faultConfig(w *world.World, minW, maxW int) *config.Config {
 // can throw, and checks that each row ends with the right workers, no
 // orphan, and the foreign guest untouched.
 func TestFaultMatrix(t *testing.T) {
+	var before []int // the workers before a row's fault, for its check
 	rows := []struct {
 		name   string
 		min    int
 		mod    func(*config.Config)
+		opts   func(*Options)
 		before func(*world.World)
 		after  func(*testing.T, *world.World, *Daemon) // once the workers are up
 		want   int
@@ -138,6 +140,23 @@ func TestFaultMatrix(t *testing.T) {
 			d.Reconciler = scaler.NewReconciler(proxmox.NewWorkers(d.PVE), talos.NodeOS{Client: d.Talos, Identities: d.PVE}, d.Kube,
 				withMin(d.Policy, 1), scaler.ReconcileOptions{Log: zap.NewNop(), MaxProvisionTime: time.Minute, BackoffMin: time.Second})
 		}, want: 1},
+		// A new template (a Talos upgrade) with replace_drifted: both
+		// workers are rolled, new ones first, the PDB guard holding.
+		{name: "the template changes: drifted workers rolled", min: 2, mod: func(c *config.Config) { c.Policy.ReplaceDrifted = true },
+			opts: func(o *Options) { o.TemplateCheck = time.Millisecond },
+			after: func(t *testing.T, w *world.World, d *Daemon) {
+				before = workerVMIDs(w)
+				w.Sim.SetTemplateAgent(9000, true)
+				// The rollout has begun before recovery is waited for.
+				converge(t, d, "a first replacement", 60*time.Second, func() bool { return ours(w) > 2 })
+			}, want: 2,
+			check: func(t *testing.T, w *world.World) {
+				for _, id := range workerVMIDs(w) {
+					if slices.Contains(before, id) {
+						t.Errorf("VM %d of the old template still serves", id)
+					}
+				}
+			}},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -154,7 +173,11 @@ func TestFaultMatrix(t *testing.T) {
 			if os.Getenv("FAULT_DEBUG") != "" {
 				log, _ = zap.NewDevelopment()
 			}
-			d, _ := build(t, w, cfg, Options{RequestTimeout: 300 * time.Millisecond, Log: log})
+			o := Options{RequestTimeout: 300 * time.Millisecond, Log: log}
+			if row.opts != nil {
+				row.opts(&o)
+			}
+			d, _ := build(t, w, cfg, o)
 			minReady := guard(t, w)
 			lastErr := ""
 			up := func() bool {

@@ -59,9 +59,9 @@ func (w *Workers) Machines(ctx context.Context) ([]scaler.Machine, []scaler.Host
 				}
 				m.UUID = meta.UUID
 				m.Replaces, m.ReplacesVMID = meta.Replaces, meta.ReplacesVMID
-				if step == scaler.StepJoined {
-					m.Drift = w.c.drift(ctx, inv, v, meta, m.Pool)
-				}
+				// A removal a restart withdraws makes it a joined worker
+				// again: its drift is known for that tick too.
+				m.Drift = w.c.drift(ctx, inv, v, meta, m.Pool)
 			}
 		} else {
 			// Read once per VM (descriptions do not change): no request per tick.

@@ -80,6 +80,9 @@ func (d *decision) consider() (cands []candidate, blocked []string) {
 		if b == "" {
 			b = d.poolBlocker(n, d.overOnly)
 		}
+		if b == "" {
+			b = d.replacementBlocker(n)
+		}
 		if b != "" {
 			if len(blocked) < 3 {
 				blocked = append(blocked, n.Name+": "+b)

@@ -425,3 +425,16 @@ func (d *decision) finishReplace(r Replacement, st stale) {
 	msg := fmt.Sprintf("worker %s drifted (%s); its replacement, VM %d (%s), is Ready: drained and removed", n.Name, st.why, r.VMID, r.Node)
 	d.plan.Actions = append(d.plan.Actions, Action{Kind: ActionRemove, Node: n.Name, VMID: n.VMID, Host: n.Host, Reasons: []Reason{{Code: CodeReplace, Message: msg}}})
 }
+
+// replacementBlocker keeps a replacement's new worker from a scale-down
+// while the VM it replaces is still there: the old one goes first
+// (a restart may find the old one's removal withdrawn, its drift not yet
+// read); "" when n is no such worker.
+func (d *decision) replacementBlocker(n *Node) string {
+	for _, r := range d.s.Replacements {
+		if r.OldListed && r.VMID == n.VMID && r.Node == n.Name {
+			return fmt.Sprintf("it replaces VM %d, which is still there (that one goes first)", r.ReplacesVMID)
+		}
+	}
+	return ""
+}

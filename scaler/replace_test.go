@@ -31,7 +31,7 @@ func TestReplaceDecisions(t *testing.T) {
 			n.VMID, n.SystemUUID, n.Ready, n.Pods = 5003, "uuid-3", ready, nil
 			n.Usage, n.Requests = Resources{}, Resources{}
 			s.Nodes = append(s.Nodes, n)
-			s.Replacements = []Replacement{{VMID: 5003, Node: "w3", Step: StepJoined, Ready: ready, ReplacesVMID: 5000, ReplacesUUID: "uuid-0"}}
+			s.Replacements = []Replacement{{VMID: 5003, Node: "w3", Step: StepJoined, Ready: ready, ReplacesVMID: 5000, ReplacesUUID: "uuid-0", OldListed: true}}
 		}
 	}
 	on := func(p *Policy) { p.MaxWorkers = 3; p.ReplaceDrifted = true; p.DownWindow = 10 * time.Minute }
@@ -106,18 +106,23 @@ func TestReplaceDecisions(t *testing.T) {
 			snap: surge(true), hist: History{LastFailure: ago(time.Minute)}, holds: []Code{CodeReplaceHeld}, held: "paused after a failed operation"},
 		{name: "the marker names another machine under the vmid: not under way", policy: on, snap: func(s *Snapshot) {
 			surge(true)(s)
-			s.Replacements[0].ReplacesUUID = "uuid-other"
+			s.Replacements[0].ReplacesUUID, s.Replacements[0].OldListed = "uuid-other", false
 		}, remove: "w3", removeCode: CodeAboveMax, holds: []Code{CodeReplaceHeld}, held: "this plan already acts"},
 		{name: "the old worker gone: the next one's turn", policy: on, snap: func(s *Snapshot) {
 			surge(true)(s)
 			s.Nodes = s.Nodes[1:]
 			s.Drifted = s.Drifted[1:]
+			s.Replacements[0].OldListed = false
 		}, replace: "w1"},
 		{name: "a worker lost mid-replacement: the old one does not count toward the minimum, a worker is added", policy: on, snap: func(s *Snapshot) {
 			surge(true)(s)
 			s.Nodes = []Node{s.Nodes[0], s.Nodes[3]}
 			s.Drifted = s.Drifted[:1]
 		}, adds: 1, holds: []Code{CodeReplaceHeld}, held: "below the minimum of 2"},
+		{name: "not due now (a withdrawn removal), the old one listed: its new worker is no scale-down candidate", policy: on, snap: func(s *Snapshot) {
+			surge(true)(s)
+			s.Drifted = nil
+		}, remove: "w2", removeCode: CodeAboveMax},
 		{name: "max_age: an old worker is due too", policy: func(p *Policy) { on(p); p.MaxAge = 9*time.Hour + 30*time.Minute },
 			snap: func(s *Snapshot) { s.Drifted = nil }, replace: "w0", held: ""},
 		{name: "max_age alone does nothing with replace_drifted off", policy: func(p *Policy) { p.MaxWorkers = 3; p.MaxAge = time.Hour; p.DownWindow = 10 * time.Minute },

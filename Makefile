@@ -1,6 +1,7 @@
 # pve-autoscaler: build, test, benchmark.
 #
-#   make demo    the daemon against the simulated world (DEMO_ARGS='--speed 20')
+#   make demo    the daemon against the simulated world (DEMO_ARGS='--speed 20');
+#                SCENARIO=upgrade: the short act of a rolling replacement
 #   make test    what CI runs (.ci/run): gofmt check, go vet, staticcheck, the
 #                Kubernetes test bed (built on first run), go test -race, and
 #                the date-dependent tests again a year back and a year ahead
@@ -71,9 +72,10 @@ kube-testbed:
 	@bash hack/kube-testbed.sh >/dev/null
 
 DEMO_ARGS ?=
+SCENARIO ?=
 demo:
 	@bash hack/kube-testbed.sh >/dev/null
-	$(GO) run ./cmd/pve-autoscaler-demo $(DEMO_ARGS)
+	$(GO) run ./cmd/pve-autoscaler-demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(DEMO_ARGS)
 
 unit: kube-testbed
 	$(GO) test -race ./...

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -38,7 +39,7 @@ func main() {
 	os.Exit(code)
 }
 
-const usageText = `Usage: pve-autoscaler-demo [--speed N] [--daemon-log FILE]
+const usageText = `Usage: pve-autoscaler-demo [--speed N] [--scenario upgrade] [--daemon-log FILE]
 
 Runs the real daemon against a simulated Proxmox VE, fake Talos APIs and a
 real Kubernetes control plane with kwok (make kube-testbed builds it), through
@@ -48,6 +49,9 @@ state it expects.
 Examples:
   # the scenario with simulated time running 20 times faster
   make demo DEMO_ARGS='--speed 20'
+  # the short upgrade act instead: the template changes, the workers are
+  # replaced one at a time (policy.replace_drifted)
+  make demo SCENARIO=upgrade DEMO_ARGS='--speed 20'
   # the same, keeping the daemon's own JSON log
   go run ./cmd/pve-autoscaler-demo --speed 20 --daemon-log /tmp/demo.log
 
@@ -60,6 +64,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SortFlags = false
 	fs.SetOutput(io.Discard) // usage and errors are printed below, once
 	speed := fs.Float64("speed", 1, "simulated seconds per real second: latencies, windows and cooldowns all run this much faster")
+	scenario := fs.String("scenario", "", "an optional act instead of the load ramp: upgrade (the template changes and the workers are replaced one at a time)")
 	logFile := fs.String("daemon-log", "", "write the daemon's own log (JSON) to this file")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -71,6 +76,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pve-autoscaler-demo: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if !slices.Contains(demo.Scenarios, *scenario) {
+		fmt.Fprintf(stderr, "pve-autoscaler-demo: --scenario %q: expected %s (or none: the load ramp)\n", *scenario, demo.ScenarioUpgrade)
 		return exitUsage
 	}
 	if *speed <= 0 || *speed > 100 {
@@ -91,7 +100,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), zapcore.InfoLevel))
 	}
 	fmt.Fprintln(stdout, "pve-autoscaler-demo: the real daemon against a simulated Proxmox VE, fake Talos APIs and a real Kubernetes control plane with kwok")
-	if _, err := demo.Run(ctx, demo.Options{Speed: *speed, Out: stdout, Log: log}); err != nil {
+	if _, err := demo.Run(ctx, demo.Options{Speed: *speed, Out: stdout, Log: log, Scenario: *scenario}); err != nil {
 		fmt.Fprintf(stderr, "pve-autoscaler-demo: %v\n", err)
 		return exitFailure
 	}

@@ -19,6 +19,7 @@ func TestFlags(t *testing.T) {
 		{args: []string{"--speed", "0"}, code: exitUsage, err: "--speed 0: expected more than 0"},
 		{args: []string{"--speed", "101"}, code: exitUsage, err: "at most 100"},
 		{args: []string{"--bogus"}, code: exitUsage, err: "unknown flag: --bogus"},
+		{args: []string{"--scenario", "rollout"}, code: exitUsage, err: `--scenario "rollout": expected upgrade`},
 		{args: []string{"extra"}, code: exitUsage, err: `unexpected argument "extra"`},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -40,7 +40,17 @@ type Options struct {
 	Out   io.Writer
 	// Log receives the daemon's own log (default: discarded).
 	Log *zap.Logger
+	// Scenario is "" (the load ramp and back) or ScenarioUpgrade.
+	Scenario string
 }
+
+// ScenarioUpgrade is the short act of a rolling replacement: the
+// template changes (a new Talos image) and, with policy.replace_drifted,
+// the workers are replaced one at a time, a new one first.
+const ScenarioUpgrade = "upgrade"
+
+// Scenarios are the names Options.Scenario takes ("" is the default).
+var Scenarios = []string{"", ScenarioUpgrade}
 
 // Summary is what the demo measured.
 type Summary struct {
@@ -69,6 +79,9 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	o.Out = &lockedWriter{w: o.Out} // the live view and the scenario both write
 	if o.Log == nil {
 		o.Log = zap.NewNop()
+	}
+	if !slices.Contains(Scenarios, o.Scenario) {
+		return Summary{}, fmt.Errorf("unknown scenario %q: expected %q (or none)", o.Scenario, ScenarioUpgrade)
 	}
 	sc := func(d time.Duration) time.Duration { return time.Duration(float64(d) / o.Speed) }
 	if miss := kubetest.Missing(); len(miss) > 0 {
@@ -128,7 +141,12 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	metrics := daemon.NewMetrics()
-	d, err := daemon.Build(runCtx, cfg, daemon.Options{Log: o.Log, TalosPort: w.TalosPort, Poll: sc(500 * time.Millisecond), Observer: metrics, Version: "demo"})
+	do := daemon.Options{Log: o.Log, TalosPort: w.TalosPort, Poll: sc(500 * time.Millisecond), Observer: metrics, Version: "demo"}
+	if o.Scenario == ScenarioUpgrade {
+		p.ReplaceDrifted = true
+		do.TemplateCheck = sc(10 * time.Second) // the template's digest read again this often
+	}
+	d, err := daemon.Build(runCtx, cfg, do)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -148,7 +166,11 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		})
 	}()
 	fmt.Fprintf(o.Out, "\n%-6s %-28s %-8s %-8s %-8s %s\n", "TIME", "WORKERS", "CPU", "MEMORY", "PENDING", "ACTION")
-	err = s.drive(runCtx, sc)
+	if o.Scenario == ScenarioUpgrade {
+		err = s.upgrade(runCtx, sc)
+	} else {
+		err = s.drive(runCtx, sc)
+	}
 	final := s.ready(runCtx)
 	stop()
 	<-done
@@ -211,6 +233,8 @@ func (s *scenario) tick(p scaler.Plan, err error) {
 		case scaler.ActionRemove:
 			s.downs++
 			action = fmt.Sprintf("remove %s: %s", a.Node, reason)
+		case scaler.ActionReplace:
+			action = fmt.Sprintf("replace %s: %s", a.Node, reason)
 		}
 	}
 	if action == "-" && len(p.Holds) > 0 {
@@ -225,6 +249,62 @@ func (s *scenario) tick(p scaler.Plan, err error) {
 
 func clock(d time.Duration) string {
 	return fmt.Sprintf("%02d:%02d", int(d.Minutes()), int(d.Seconds())%60)
+}
+
+// upgrade is the rolling replacement's act: with the two general workers
+// up and the web pods (under their PodDisruptionBudget) running, the
+// template changes; every worker is replaced, one at a time, a new one
+// first, never fewer than two Ready.
+func (s *scenario) upgrade(ctx context.Context, sc func(time.Duration) time.Duration) error {
+	wait := func(what string, limit time.Duration, cond func() bool) error {
+		deadline := time.Now().Add(limit)
+		for !cond() {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("scenario: %s did not happen within %s", what, limit)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	if err := wait("2 Ready workers and the web pods", sc(3*time.Minute)+30*time.Second, func() bool {
+		return s.ready(ctx) == 2 && s.available(ctx, "web") == 4
+	}); err != nil {
+		return err
+	}
+	old := map[string]bool{}
+	for _, n := range s.nodes(ctx) {
+		old[n.Name] = true
+	}
+	fmt.Fprintf(s.o.Out, "---- upgrade: template 9000 changes (a new Talos image): %d workers drifted, policy.replace_drifted rolls them\n", len(old))
+	s.world.Sim.SetTemplateAgent(9000, true)
+	fewest := 2
+	err := wait("every worker replaced", sc(15*time.Minute)+30*time.Second, func() bool {
+		fewest = min(fewest, s.ready(ctx))
+		if s.managed(ctx) != 2 || s.ready(ctx) != 2 {
+			return false
+		}
+		for _, n := range s.nodes(ctx) {
+			if old[n.Name] {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if fewest < 2 {
+		return fmt.Errorf("scenario: %d Ready workers during the upgrade, below the minimum of 2", fewest)
+	}
+	if n := s.available(ctx, "web"); n != 4 {
+		return fmt.Errorf("scenario: %d web replicas available after the upgrade, want 4", n)
+	}
+	fmt.Fprintf(s.o.Out, "---- upgrade done: both workers replaced one at a time, never fewer than 2 Ready, the web pods drained under their PodDisruptionBudget (maxUnavailable 1)\n")
+	return nil
 }
 
 // drive runs the load ramp and checks the states the scenario expects.

@@ -33,3 +33,30 @@ func TestDemoScenario(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoUpgrade runs the upgrade act at 20x: the template changes and
+// both workers are replaced, one at a time, never fewer than two Ready.
+func TestDemoUpgrade(t *testing.T) {
+	if miss := kubetest.Missing(); len(miss) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Kubernetes test bed missing %v: run make kube-testbed", miss)
+		}
+		t.Skipf("Kubernetes test bed missing %v: run make kube-testbed", miss)
+	}
+	var out bytes.Buffer
+	sum, err := Run(context.Background(), Options{Speed: 20, Out: &out, Scenario: ScenarioUpgrade})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if sum.FinalWorkers != 2 {
+		t.Errorf("summary %+v\n%s", sum, out.String())
+	}
+	for _, want := range []string{"---- upgrade: template 9000 changes", "replace talos-worker-", "remove talos-worker-5000: worker talos-worker-5000 drifted", "---- upgrade done"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("live view lacks %q:\n%s", want, out.String())
+		}
+	}
+	if _, err := Run(context.Background(), Options{Scenario: "rollout"}); err == nil || !strings.Contains(err.Error(), `unknown scenario "rollout"`) {
+		t.Errorf("an unknown scenario: %v", err)
+	}
+}

@@ -102,3 +102,31 @@ func TestReplaceInvalidMarkerPinsNoWorker(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaceSecondClaimDoesNotMakeTheSurgeAWorkerTooMany: a replacement
+// under way (VM 5003 replaces w0, both joined, at max_workers + 1) and,
+// on one observation, a second VM's description naming w0 too. Both
+// markers are then "not taken for a replacement": nothing is under way,
+// replWait is unset, and planScaleDown counts the surge as a worker too
+// many and drains and destroys another worker as above max_workers on
+// that one observation (the surge itself is pinned by replacementBlocker,
+// so a worker that is not the surge goes). A claim the engine cannot
+// trust should hold scale-down (as replWait does), not release it.
+func TestReplaceSecondClaimDoesNotMakeTheSurgeAWorkerTooMany(t *testing.T) {
+	nodes := reviewNodes(4, 20, 20)
+	nodes[3].Created = t0.Add(-time.Minute)
+	machines := machinesOf(nodes)
+	machines[3].Replaces, machines[3].ReplacesVMID = "uuid-0", 5000 // the real surge
+	machines[2].Replaces, machines[2].ReplacesVMID = "uuid-0", 5000 // the second claim
+	s := Snapshot{Nodes: nodes, Hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}},
+		Drifted:      []DriftedWorker{{VMID: 5000, Node: "w0", Why: "cloned from template 9000 whose configuration has changed since"}},
+		Replacements: ReplacementsOf(machines, nodes)}
+	p := testPolicy()
+	p.MaxWorkers, p.ReplaceDrifted = 3, true
+	plan := Decide(s, p, History{}, t0)
+	for _, a := range plan.Actions {
+		if a.Kind == ActionRemove && a.Reasons[0].Code == CodeAboveMax {
+			t.Errorf("removes %s as above max_workers on one observation of a second claim: the surge was counted as a worker too many\n%s", a.Node, dump(plan))
+		}
+	}
+}

@@ -91,6 +91,8 @@ type decision struct {
 	// replWait: a replacement's old worker VM is still listed but no
 	// Node of its identity is seen this tick: nothing of it is undone.
 	replWait string
+	// validRepl: the replacements whose markers are taken (replacing).
+	validRepl []Replacement
 
 	// Pending pods: those no new worker can run (they hold no
 	// scale-down), those counted toward new workers and the workers

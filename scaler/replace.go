@@ -83,8 +83,11 @@ func ReplacementsOf(machines []Machine, nodes []Node) []Replacement {
 			continue
 		}
 		r := Replacement{VMID: m.VMID, Step: m.Step, ReplacesVMID: m.ReplacesVMID, ReplacesUUID: NormalUUID(m.Replaces), Pool: m.Pool}
+		// Only a worker (joined, or on its way out) is a replacement's
+		// old VM: a standby or a VM being built is nobody's to replace.
 		if i := slices.IndexFunc(machines, func(o Machine) bool {
-			return o.VMID == r.ReplacesVMID && (o.UUID == "" || NormalUUID(o.UUID) == r.ReplacesUUID)
+			return o.VMID == r.ReplacesVMID && (o.UUID == "" || NormalUUID(o.UUID) == r.ReplacesUUID) && !o.ForStandby &&
+				(o.Step == StepJoined || o.Step == StepRemoving || o.Step == StepResetting || o.Step == StepReset)
 		}); i >= 0 {
 			r.OldListed, r.ReplacesPool = true, machines[i].Pool
 		}
@@ -145,7 +148,7 @@ func (d *decision) toReplace() []stale {
 // with VM.Config may write: a marker naming its own VM, a worker of
 // another pool, or a worker two VMs claim, makes no replacement (a hold
 // says so).
-func (d *decision) replacing(due []stale) (Replacement, stale, bool) {
+func (d *decision) replacing(due []stale) (repl Replacement, old stale, found bool) {
 	claims := map[string]int{}
 	for _, r := range d.s.Replacements {
 		claims[r.ReplacesUUID]++
@@ -169,23 +172,31 @@ func (d *decision) replacing(due []stale) (Replacement, stale, bool) {
 		}
 		if bad != "" {
 			d.replaceHold("%s: it is not taken for a replacement (its VM description was changed?)", bad)
+			if r.OldListed && r.VMID != r.ReplacesVMID && d.replWait == "" {
+				// Nor is its VM taken for a worker too many on this view.
+				d.replWait = fmt.Sprintf("%s (a replacement marker not taken: fix or remove it)", bad)
+			}
 			continue
 		}
+		d.validRepl = append(d.validRepl, r)
 		if idx < 0 {
 			if r.OldListed {
 				d.replWait = fmt.Sprintf("VM %d, which VM %d replaces, is listed but no Node of its identity is seen this tick", r.ReplacesVMID, r.VMID)
 			}
 			continue
 		}
-		st := stale{idx: idx, why: "drifted when its replacement began; not readable this tick"}
+		if found {
+			continue
+		}
+		st := stale{idx: idx}
 		for _, s := range due {
 			if s.idx == idx {
 				st = s
 			}
 		}
-		return r, st, true
+		repl, old, found = r, st, true
 	}
-	return Replacement{}, stale{}, false
+	return repl, old, found
 }
 
 // initReplace finds the replacement under way, before scale-down is
@@ -205,6 +216,10 @@ func (d *decision) planReplace() {
 		return
 	}
 	switch {
+	case d.underWay && d.replOld.why == "":
+		// Under way by identity, but not due on this tick's evidence (its
+		// drift not read, say): the new worker stays, the old one too.
+		d.replaceHold("%s is being replaced (new worker VM %d), but it is not seen drifted or past max_age this tick: its removal waits for that evidence", d.staleName(d.replOld), d.repl.VMID)
 	case d.underWay:
 		d.finishReplace(d.repl, d.replOld)
 	case d.replWait != "":
@@ -431,7 +446,7 @@ func (d *decision) finishReplace(r Replacement, st stale) {
 // (a restart may find the old one's removal withdrawn, its drift not yet
 // read); "" when n is no such worker.
 func (d *decision) replacementBlocker(n *Node) string {
-	for _, r := range d.s.Replacements {
+	for _, r := range d.validRepl { // only with replace_drifted, only markers taken
 		if r.OldListed && r.VMID == n.VMID && r.Node == n.Name {
 			return fmt.Sprintf("it replaces VM %d, which is still there (that one goes first)", r.ReplacesVMID)
 		}

@@ -119,10 +119,10 @@ func TestReplaceDecisions(t *testing.T) {
 			s.Nodes = []Node{s.Nodes[0], s.Nodes[3]}
 			s.Drifted = s.Drifted[:1]
 		}, adds: 1, holds: []Code{CodeReplaceHeld}, held: "below the minimum of 2"},
-		{name: "its drift not read this tick (a withdrawn removal): still under way, the old one goes", policy: on, snap: func(s *Snapshot) {
+		{name: "its drift not read this tick: still under way, nothing removed (the old one waits for the evidence, the new one is no worker too many)", policy: on, snap: func(s *Snapshot) {
 			surge(true)(s)
 			s.Drifted = nil
-		}, remove: "w0"},
+		}, holds: []Code{CodeReplaceHeld, CodeReplacing}, held: "its removal waits for that evidence"},
 		{name: "max_age: an old worker is due too", policy: func(p *Policy) { on(p); p.MaxAge = 9*time.Hour + 30*time.Minute },
 			snap: func(s *Snapshot) { s.Drifted = nil }, replace: "w0", held: ""},
 		{name: "max_age alone does nothing with replace_drifted off", policy: func(p *Policy) { p.MaxWorkers = 3; p.MaxAge = time.Hour; p.DownWindow = 10 * time.Minute },

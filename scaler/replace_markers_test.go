@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// A second hostile review of the rolling replacement (b989cb8, deb90fc,
-// a3f1fbf). Each test fails on b8be3f1; see the review report.
+// A second hostile review of the rolling replacement: stray or forged
+// markers. Each test failed before its fix.
 
 // reviewNodes is n joined workers w0.. with SMBIOS UUIDs uuid-0.., the
 // oldest first.

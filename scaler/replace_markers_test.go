@@ -10,17 +10,6 @@ import (
 // A second hostile review of the rolling replacement: stray or forged
 // markers. Each test failed before its fix.
 
-// reviewNodes is n joined workers w0.. with SMBIOS UUIDs uuid-0.., the
-// oldest first.
-func reviewNodes(n int, cpu, mem float64) []Node {
-	nodes := workers(n, cpu, mem)
-	for i := range nodes {
-		nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
-		nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
-	}
-	return nodes
-}
-
 // TestReplaceForgedMarkerRemovesNoWorkerThatIsNotDue: since deb90fc a
 // replacement is under way whenever its old worker is ours by vmid and
 // SMBIOS UUID, drifted or not, and finishReplace then drains and
@@ -32,7 +21,7 @@ func reviewNodes(n int, cpu, mem float64) []Node {
 // worker should be destroyed only on this tick's evidence that it is due
 // (under way by identity may hold scale-down; it may not destroy).
 func TestReplaceForgedMarkerRemovesNoWorkerThatIsNotDue(t *testing.T) {
-	nodes := reviewNodes(4, 40, 40) // 4 workers, none drifted, none aged
+	nodes := agedNodes(4, 40, 40) // 4 workers, none drifted, none aged
 	machines := machinesOf(nodes)
 	// w3 (VM 5003), an ordinary worker, is edited to "replace" w1.
 	machines[3].Replaces, machines[3].ReplacesVMID = "uuid-1", 5001
@@ -58,7 +47,7 @@ func TestReplaceForgedMarkerRemovesNoWorkerThatIsNotDue(t *testing.T) {
 // is (or was) a joined worker; a standby, a provisioning VM, or a VM of
 // no Node for longer than confirm_absence is no replacement's old worker.
 func TestReplaceMarkerNamingAStandbyHoldsNothingForEver(t *testing.T) {
-	nodes := reviewNodes(4, 20, 20) // max_workers 3 below: one too many
+	nodes := agedNodes(4, 20, 20) // max_workers 3 below: one too many
 	machines := machinesOf(nodes)
 	sb := Node{Name: "sb0", Managed: true, Standby: true, VMID: 5009, SystemUUID: "uuid-9", Host: "pve1", Allocatable: shape, Created: t0.Add(-20 * time.Hour)}
 	nodes = append(nodes, sb)
@@ -86,7 +75,7 @@ func TestReplaceMarkerNamingAStandbyHoldsNothingForEver(t *testing.T) {
 func TestReplaceInvalidMarkerPinsNoWorker(t *testing.T) {
 	for _, replace := range []bool{true, false} {
 		t.Run(fmt.Sprintf("replace_drifted %v", replace), func(t *testing.T) {
-			nodes := reviewNodes(3, 20, 20)
+			nodes := agedNodes(3, 20, 20)
 			machines := machinesOf(nodes)
 			for i := range machines {
 				machines[i].Replaces, machines[i].ReplacesVMID = machines[i].UUID, machines[i].VMID
@@ -113,7 +102,7 @@ func TestReplaceInvalidMarkerPinsNoWorker(t *testing.T) {
 // so a worker that is not the surge goes). A claim the engine cannot
 // trust should hold scale-down (as replWait does), not release it.
 func TestReplaceSecondClaimDoesNotMakeTheSurgeAWorkerTooMany(t *testing.T) {
-	nodes := reviewNodes(4, 20, 20)
+	nodes := agedNodes(4, 20, 20)
 	nodes[3].Created = t0.Add(-time.Minute)
 	machines := machinesOf(nodes)
 	machines[3].Replaces, machines[3].ReplacesVMID = "uuid-0", 5000 // the real surge

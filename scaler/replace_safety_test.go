@@ -26,11 +26,7 @@ import (
 func TestReplaceSurgeNotRemovedOnPartialView(t *testing.T) {
 	const why = "cloned from template 9000 whose configuration has changed since"
 	base := func() Snapshot {
-		nodes := workers(3, 40, 40)
-		for i := range nodes {
-			nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
-			nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
-		}
+		nodes := agedNodes(3, 40, 40)
 		n := worker("w3", 0, 0, created(t0.Add(-time.Minute)))
 		n.VMID, n.SystemUUID, n.Pods = 5003, "uuid-3", nil
 		n.Usage, n.Requests = Resources{}, Resources{}

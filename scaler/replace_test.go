@@ -16,11 +16,7 @@ func TestReplaceDecisions(t *testing.T) {
 	const why = "cloned from template 9000 whose configuration has changed since"
 	// Three workers at 40%: w0 (the oldest) and w1 drifted, w2 not.
 	base := func() Snapshot {
-		nodes := workers(3, 40, 40)
-		for i := range nodes {
-			nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
-			nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
-		}
+		nodes := agedNodes(3, 40, 40)
 		return Snapshot{Nodes: nodes, Hosts: []Host{{Name: "pve1", Online: true, MemoryFree: 64 * gi}},
 			Drifted: []DriftedWorker{{VMID: 5000, Node: "w0", Why: why}, {VMID: 5001, Node: "w1", Why: why}}}
 	}
@@ -203,4 +199,15 @@ func TestReplacementsOf(t *testing.T) {
 	if r := got[1]; r.VMID != 8 || r.Ready {
 		t.Errorf("a replacement still starting is not Ready: %+v", r)
 	}
+}
+
+// agedNodes is n joined workers w0.. with SMBIOS UUIDs uuid-0.., the
+// oldest first (w0 registered 10 hours ago, each next one an hour later).
+func agedNodes(n int, cpu, mem float64) []Node {
+	nodes := workers(n, cpu, mem)
+	for i := range nodes {
+		nodes[i].SystemUUID = fmt.Sprintf("uuid-%d", i)
+		nodes[i].Created = t0.Add(-time.Duration(10-i) * time.Hour)
+	}
+	return nodes
 }

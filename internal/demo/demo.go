@@ -251,24 +251,33 @@ func clock(d time.Duration) string {
 	return fmt.Sprintf("%02d:%02d", int(d.Minutes()), int(d.Seconds())%60)
 }
 
+// waitFor checks cond every 200ms until it holds, ctx ends or limit
+// passes; each (if any) runs after every check that failed.
+func waitFor(ctx context.Context, what string, limit time.Duration, cond func() bool, each func()) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("scenario: %s did not happen within %s", what, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if each != nil {
+			each()
+		}
+	}
+	return nil
+}
+
 // upgrade is the rolling replacement's act: with the two general workers
 // up and the web pods (under their PodDisruptionBudget) running, the
 // template changes; every worker is replaced, one at a time, a new one
 // first, never fewer than two Ready.
 func (s *scenario) upgrade(ctx context.Context, sc func(time.Duration) time.Duration) error {
 	wait := func(what string, limit time.Duration, cond func() bool) error {
-		deadline := time.Now().Add(limit)
-		for !cond() {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("scenario: %s did not happen within %s", what, limit)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		return nil
+		return waitFor(ctx, what, limit, cond, nil)
 	}
 	if err := wait("2 Ready workers and the web pods", sc(3*time.Minute)+30*time.Second, func() bool {
 		return s.ready(ctx) == 2 && s.available(ctx, "web") == 4
@@ -310,19 +319,7 @@ func (s *scenario) upgrade(ctx context.Context, sc func(time.Duration) time.Dura
 // drive runs the load ramp and checks the states the scenario expects.
 func (s *scenario) drive(ctx context.Context, sc func(time.Duration) time.Duration) error {
 	wait := func(what string, limit time.Duration, cond func() bool) error {
-		deadline := time.Now().Add(limit)
-		for !cond() {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("scenario: %s did not happen within %s", what, limit)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-			s.countPending(ctx)
-		}
-		return nil
+		return waitFor(ctx, what, limit, cond, func() { s.countPending(ctx) })
 	}
 	if err := wait("2 Ready workers", sc(3*time.Minute)+30*time.Second, func() bool { return s.ready(ctx) == 2 }); err != nil {
 		return err

@@ -39,16 +39,7 @@ func TestMain(m *testing.M) {
 // adapter starts an adapter as the harness admin.
 func adapter(t *testing.T, env *kubetest.Env, drain config.Drain) *Client {
 	t.Helper()
-	c, err := NewForConfig(env.Rest, Options{Drain: drain, EvictRetry: 200 * time.Millisecond, Log: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return adapterWith(t, env, Options{Drain: drain})
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {

@@ -23,7 +23,7 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	tracePath := fs.String("trace", "", "load trace, CSV with the header "+simulate.TraceHeader+" (required)")
 	poolName := fs.String("pool", "", "with pools: in the config, the one pool to replay (its VM size, min and max workers, standby), on its own columns of a trace the daemon recorded, else on the whole trace")
 	compare := fs.String("compare", "", `"recipe": also replay the kubectl-top + terraform script, side by side`)
-	sweep := fs.Bool("sweep", false, "replay 432 policy variants around the config (thresholds, windows, scale-up lookahead, scale-up cooldown, margin) and print the Pareto front of node-hours against minutes over the threshold and pending pod-minutes, with the config lines of each")
+	sweep := fs.Bool("sweep", false, "replay 864 policy variants around the config (thresholds, windows, scale-up lookahead, scale-up cooldown, margin, standby size) and print the Pareto front of node-hours against minutes over the threshold and pending pod-minutes, with the config lines of each")
 	chart := fs.String("chart", "", "write a chart: FILE.svg, or FILE.html (chart and table)")
 	output := fs.String("output", "table", "table or json")
 	def := simulate.DefaultModel()
@@ -34,6 +34,7 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	disk := fs.String("template-disk", "10Gi", "disk a full clone copies")
 	rate := fs.String("clone-rate", "200Mi", "full-clone copy speed per second, shared by parallel clones")
 	join := fs.Duration("join", def.Join, "apply-config to Node Ready (install, reboot, kubelet)")
+	boot := fs.Duration("boot", def.Boot, "with policy.standby: a standby worker's start to Node Ready (an installed Talos booting, no install)")
 	epoch := fs.String("start", def.Epoch.Format(time.RFC3339), "wall-clock time of the trace's 0 s (for schedules; a trace the daemon recorded names its own)")
 	if code, done := parse(fs, args, stdout); done {
 		return code
@@ -78,7 +79,7 @@ func simulateCmd(args []string, stdout, stderr io.Writer) int {
 	if m.Epoch, err = time.Parse(time.RFC3339, *epoch); err != nil {
 		return fail("--start %q: expected an RFC 3339 time such as 2026-01-05T00:00:00Z", *epoch)
 	}
-	m.StartWorkers, m.RecipeApply, m.Join = *start, *recipeApply, *join
+	m.StartWorkers, m.RecipeApply, m.Join, m.Boot = *start, *recipeApply, *join, *boot
 	if *join < 0 {
 		return fail("--join: expected 0s or more")
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -176,8 +177,8 @@ func TestSweepGrid(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The defaults' margin (10) is not in the grid: every combination differs.
-	if len(vs)-1+invalid != 432 || len(vs[0].Lines) != 0 || invalid > 40 {
-		t.Errorf("%d variants and %d invalid, want 432 after the user's config", len(vs)-1, invalid)
+	if len(vs)-1+invalid != 864 || len(vs[0].Lines) != 0 || invalid > 80 {
+		t.Errorf("%d variants and %d invalid, want 864 after the user's config", len(vs)-1, invalid)
 	}
 	seen := map[string]bool{}
 	for _, v := range vs[1:] {
@@ -189,13 +190,26 @@ func TestSweepGrid(t *testing.T) {
 		for _, l := range v.Lines {
 			switch {
 			case l == "policy.cpu.scale_up_at: 80", l == "policy.memory.scale_up_at: 85", l == "policy.scale_up_after: 1m",
-				l == "policy.scale_down_after: 5m", l == "policy.cooldown.after_scale_up: 5m", l == "policy.scale_down_margin: 10", l == "policy.scale_up_lookahead: 2m":
+				l == "policy.scale_down_after: 5m", l == "policy.cooldown.after_scale_up: 5m", l == "policy.scale_down_margin: 10", l == "policy.scale_up_lookahead: 2m", l == "policy.standby.size: 0":
 				t.Errorf("variant %q names a default value", key)
 			}
 		}
 	}
 	if !seen["policy.cpu.scale_up_at: 70\npolicy.memory.scale_up_at: 75\npolicy.scale_down_after: 15m\npolicy.scale_down_margin: 15"] {
 		t.Error("a variant changing the up points and the down window is missing")
+	}
+	// Standby: half the grid keeps one standby worker, and says so.
+	standby := 0
+	for _, v := range vs[1:] {
+		if v.Setup.Policy.StandbySize == 1 {
+			standby++
+			if !slices.Contains(v.Lines, "policy.standby.size: 1") {
+				t.Errorf("standby variant %q does not name its standby size", v.Lines)
+			}
+		}
+	}
+	if standby != (len(vs)-1)/2 || standby == 0 {
+		t.Errorf("%d standby variants of %d", standby, len(vs)-1)
 	}
 }
 
@@ -225,6 +239,7 @@ func BenchmarkSweepWeek(b *testing.B) {
 		simulate.Sweep(tr, simulate.DefaultModel(), vs)
 	}
 	b.ReportMetric(float64(len(vs)), "variants")
-	// The goal is per 200 variants: the grid grew from 217 to 433.
+	// The goal is per 200 variants: the grid grew from 217 to 433, then
+	// to 865 (standby size).
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*200/float64(len(vs)), "s/200-variants")
 }

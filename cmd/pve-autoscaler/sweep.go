@@ -54,12 +54,20 @@ func durations(path string, set func(*config.Policy, config.Duration), ds ...tim
 	return a
 }
 
+func counts(path string, set func(*config.Policy, int), ns ...int) sweepAxis {
+	var a sweepAxis
+	for _, n := range ns {
+		a = append(a, []sweepField{{path + ": " + strconv.Itoa(n), func(p *config.Policy) { set(p, n) }}})
+	}
+	return a
+}
+
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
-// sweepGrid is the default grid: 432 combinations of the scale-up and
+// sweepGrid is the default grid: 864 combinations of the scale-up and
 // scale-down points, the two windows, the scale-up lookahead (off or on),
-// the scale-up cooldown and the scale-down margin. Standby is not varied: the simulation does not
-// model it.
+// the scale-up cooldown, the scale-down margin and the standby size (off
+// or one worker).
 func sweepGrid() []sweepAxis {
 	return []sweepAxis{
 		thresholds("scale_up_at", [2]float64{70, 75}, [2]float64{80, 85}, [2]float64{90, 90}),
@@ -72,6 +80,7 @@ func sweepGrid() []sweepAxis {
 			{{"policy.scale_down_margin: 5", func(p *config.Policy) { p.ScaleDownMargin = 5 }}},
 			{{"policy.scale_down_margin: 15", func(p *config.Policy) { p.ScaleDownMargin = 15 }}},
 		},
+		counts("policy.standby.size", func(p *config.Policy, n int) { p.Standby.Size = n }, 0, 1),
 	}
 }
 

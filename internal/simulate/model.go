@@ -25,6 +25,11 @@ type Model struct {
 	Configure, Start, Maintenance, Join time.Duration
 	// Drain, Reset and Destroy: a removal's steps after the cordon.
 	Drain, Reset, Destroy time.Duration
+	// Standby (policy.standby): Boot is an installed worker's start to
+	// Node Ready (no install: a wake is Start + Boot); Stop is the
+	// shutdown task that parks a drained worker (a park is Drain + Stop).
+	// Retiring a stopped standby worker is Destroy.
+	Boot, Stop time.Duration
 
 	// The recipe: check interval, thresholds (average CPU only), cooldown,
 	// and one `terraform apply` per change.
@@ -59,6 +64,8 @@ func DefaultModel() Model {
 		Drain:          15 * time.Second,
 		Reset:          10 * time.Second,
 		Destroy:        5 * time.Second,
+		Boot:           20 * time.Second,
+		Stop:           10 * time.Second,
 		RecipeInterval: 60 * time.Second,
 		RecipeUp:       80,
 		RecipeDown:     30,
@@ -83,6 +90,8 @@ func (m Model) Check() error {
 		return fmt.Errorf("--clone-rate: expected more than 0")
 	case m.StartWorkers < 0:
 		return fmt.Errorf("--start-workers: expected 0 or more")
+	case m.Boot < 0:
+		return fmt.Errorf("--boot: expected 0s or more")
 	case m.Step <= 0:
 		return fmt.Errorf("step: expected more than 0")
 	}
@@ -106,6 +115,14 @@ func (m Model) Provision(full bool, k int) time.Duration {
 
 // Removal is the modelled time from the cordon to the VM destroyed.
 func (m Model) Removal() time.Duration { return m.Drain + m.Reset + m.Destroy }
+
+// Wake is the modelled time from a standby worker's start request to its
+// Node Ready: no clone, no install.
+func (m Model) Wake() time.Duration { return m.Start + m.Boot }
+
+// Park is the modelled time from the cordon to a drained worker stopped
+// in standby.
+func (m Model) Park() time.Duration { return m.Drain + m.Stop }
 
 // Setup is what a run needs from the config.
 type Setup struct {

@@ -49,6 +49,16 @@ func (r Report) WriteTable(w io.Writer) error {
 	row("time to capacity, worst", func(res Result) string { return ttc(res, res.WorstTTC) })
 	row("episodes of need", func(res Result) string { return fmt.Sprint(res.Episodes) })
 	row("peak / final workers", func(res Result) string { return fmt.Sprintf("%d / %d", res.Peak, res.End) })
+	if r.standby() {
+		// Only with standby: the rows above stay those of a run without it.
+		row("standby VM-hours (stopped: disk only)", func(res Result) string { return fmt.Sprintf("%.1f", res.StandbyVMHours) })
+		row("standby wakes / parks / refills / retires", func(res Result) string {
+			if res.Clairvoyant {
+				return "-"
+			}
+			return fmt.Sprintf("%d / %d / %d / %d", res.Wakes, res.Parks, res.Refills, res.Retires)
+		})
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -68,6 +78,16 @@ func (r Report) WriteTable(w io.Writer) error {
 	}
 	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// standby reports whether any run kept standby workers.
+func (r Report) standby() bool {
+	for _, res := range r.Results {
+		if res.StandbyVMHours > 0 || res.Wakes+res.Parks+res.Refills+res.Retires > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func ttc(r Result, d time.Duration) string {

@@ -15,6 +15,7 @@ const Host = "pve"
 // Run replays the trace through the real decision engine.
 func Run(tr Trace, s Setup, m Model) Result {
 	c := newCluster(m, s)
+	c.fillStandby(s.Policy.StandbySize)
 	r := Result{Name: "pve-autoscaler"}
 	end := tr.Duration()
 	a := accountant{r: &r, cpuUp: s.Policy.CPU.Up, memUp: s.Policy.Memory.Up, every: seriesEvery(end, m.Step)}
@@ -67,29 +68,7 @@ func Run(tr Trace, s Setup, m Model) Result {
 				at := plan.NextCheck.Sub(m.Epoch).Round(m.Step)
 				next = min(next, max(at, t+m.Step))
 			}
-			if add := plan.Added(); add > 0 {
-				k := min(add, len(slots))
-				for range add {
-					i := 0
-					for j := range slots {
-						if slots[j] < slots[i] {
-							i = j
-						}
-					}
-					start := max(t, slots[i])
-					slots[i] = start + m.clone(s.FullClone, k)
-					c.add(t, start+m.Provision(s.FullClone, k))
-				}
-				r.event(t, add, plan.Workers.Desired, why(plan, scaler.ActionAdd))
-			}
-			if rm, ok := plan.Removal(); ok {
-				for _, v := range c.vms {
-					if v.name == rm.Node {
-						c.remove(v, t, t+m.Removal())
-					}
-				}
-				r.event(t, -1, plan.Workers.Desired, why(plan, scaler.ActionRemove))
-			}
+			c.carryOut(t, plan, slots, &r)
 			l = c.load(t, smp)
 		}
 		// The steps up to the next decision, the next row of the trace or
@@ -111,6 +90,81 @@ func Run(tr Trace, s Setup, m Model) Result {
 	smp, _ := tr.at(end, si)
 	a.finish(end, c.load(end, smp))
 	return r
+}
+
+// carryOut starts the plan's actions at t as the reconciler would, with
+// the modelled durations: an add wakes the standby workers it names and
+// clones the rest, a removal parks or destroys, a refill builds a standby
+// worker, a retirement destroys one. slots are when each clone slot
+// (proxmox.max_parallel_clones) frees. Replacements are not modelled (no
+// worker drifts here).
+func (c *cluster) carryOut(t time.Duration, plan scaler.Plan, slots []time.Duration, r *Result) {
+	for _, a := range plan.Actions {
+		switch a.Kind {
+		case scaler.ActionAdd:
+			for _, vmid := range a.Wake {
+				if v := c.byVMID(vmid); v != nil {
+					c.wake(v, t)
+					r.Wakes++
+				}
+			}
+			clones := a.Count - len(a.Wake)
+			for range clones {
+				c.add(t, c.cloneReady(t, slots, clones))
+			}
+		case scaler.ActionRefill:
+			for range a.Count {
+				c.build(t, c.cloneReady(t, slots, a.Count))
+				r.Refills++
+			}
+		case scaler.ActionRetire:
+			if v := c.byVMID(a.VMID); v != nil {
+				c.retireAt(v, t)
+				r.Retires++
+			}
+		}
+	}
+	if add := plan.Added(); add > 0 {
+		r.event(t, add, plan.Workers.Desired, why(plan, scaler.ActionAdd))
+	}
+	if rm, ok := plan.Removal(); ok {
+		for _, v := range c.vms {
+			switch {
+			case v.name != rm.Node:
+			case rm.Park:
+				c.park(v, t)
+				r.Parks++
+			default:
+				c.remove(v, t, t+c.m.Removal())
+			}
+		}
+		r.event(t, -1, plan.Workers.Desired, why(plan, scaler.ActionRemove))
+	}
+}
+
+// cloneReady takes the clone slot that frees first for one of n clones
+// requested at t, and returns when that worker's Node is Ready.
+func (c *cluster) cloneReady(t time.Duration, slots []time.Duration, n int) time.Duration {
+	k := min(n, len(slots))
+	i := 0
+	for j := range slots {
+		if slots[j] < slots[i] {
+			i = j
+		}
+	}
+	start := max(t, slots[i])
+	slots[i] = start + c.m.clone(c.s.FullClone, k)
+	return start + c.m.Provision(c.s.FullClone, k)
+}
+
+// byVMID is the VM of that vmid, nil when there is none.
+func (c *cluster) byVMID(vmid int) *vm {
+	for _, v := range c.vms {
+		if v.vmid == vmid {
+			return v
+		}
+	}
+	return nil
 }
 
 // decided is the last decision of a replay, and when it may stand for
@@ -138,24 +192,23 @@ func why(p scaler.Plan, kind scaler.ActionKind) string {
 // keeps nothing of its snapshot).
 func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
 	s := &c.snap
-	s.Nodes, s.Operations, s.PendingPods = s.Nodes[:0], s.Operations[:0], s.PendingPods[:0]
+	s.Nodes, s.Operations, s.PendingPods, s.Standby = s.Nodes[:0], s.Operations[:0], s.PendingPods[:0], s.Standby[:0]
 	epoch := c.m.Epoch
 	for i, v := range l.ready {
 		k := int64(l.podsOn(i))
 		used := scaler.Resources{MilliCPU: l.base.MilliCPU + k*c.m.Pod.MilliCPU, Memory: l.base.Memory + k*c.m.Pod.Memory}
 		v.pods = c.pods(v, v.pods[:0], l.base, int(k))
-		s.Nodes = append(s.Nodes, scaler.Node{
+		n := scaler.Node{
 			Name: v.name, Managed: true, VMID: v.vmid, Host: Host, Ready: true,
-			Created: epoch.Add(v.ready), Allocatable: c.alloc, Usage: used, Requests: used, Pods: v.pods,
-		})
+			Created: epoch.Add(v.joined), Allocatable: c.alloc, Usage: used, Requests: used, Pods: v.pods,
+		}
+		if v.ready > v.joined {
+			n.ReadySince = epoch.Add(v.ready) // woken: its Node is the one that registered when it was built
+		}
+		s.Nodes = append(s.Nodes, n)
 	}
 	for _, v := range c.vms {
-		switch {
-		case v.exists(t) && t < v.ready:
-			s.Operations = append(s.Operations, scaler.Operation{Kind: scaler.OpProvision, VMID: v.vmid, Node: v.name, Host: Host, Step: "joining", Started: epoch.Add(v.created)})
-		case v.leave >= 0 && t >= v.leave && v.exists(t):
-			s.Operations = append(s.Operations, scaler.Operation{Kind: scaler.OpRemove, VMID: v.vmid, Node: v.name, Host: Host, Step: "removing", Started: epoch.Add(v.leave)})
-		}
+		c.report(s, v, t)
 	}
 	for i, since := range c.pending {
 		for len(c.pendingNames) <= i {
@@ -164,6 +217,45 @@ func (c *cluster) snapshot(t time.Duration, l load) scaler.Snapshot {
 		s.PendingPods = append(s.PendingPods, scaler.PendingPod{Namespace: "sim", Name: c.pendingNames[i], Requests: c.m.Pod, Since: epoch.Add(since)})
 	}
 	return *s
+}
+
+// report adds what the adapters show of v at t besides a Ready worker:
+// its operation in flight (as Classify and the reconciler report them),
+// and a standby worker with its Node, which stays registered, cordoned
+// and tainted standby while the VM is stopped or booting.
+func (c *cluster) report(s *scaler.Snapshot, v *vm, t time.Duration) {
+	epoch := c.m.Epoch
+	op := scaler.Operation{VMID: v.vmid, Node: v.name, Host: Host}
+	parked := false
+	switch v.phase(t) {
+	case provisioning:
+		op.Kind, op.Step, op.Started = scaler.OpProvision, "joining", epoch.Add(v.up)
+		switch v.how {
+		case refill:
+			op.Kind = scaler.OpRefill
+		case woken:
+			op.Step, parked = scaler.StepWaking, true
+		}
+	case leaving:
+		op.Kind, op.Step, op.Started = scaler.OpRemove, "removing", epoch.Add(v.leave)
+		if v.down != never {
+			op.Step = scaler.StepParking
+		}
+	case standby:
+		s.Standby = append(s.Standby, scaler.StandbyWorker{VMID: v.vmid, Name: v.name, Host: Host, Created: epoch.Add(v.built)})
+		op.Kind, parked = "", true
+	case retiring:
+		op.Kind, op.Step, op.Started, parked = scaler.OpRetire, scaler.StepRetiring, epoch.Add(v.retire), true
+	default:
+		return
+	}
+	if op.Kind != "" {
+		s.Operations = append(s.Operations, op)
+	}
+	if parked {
+		s.Nodes = append(s.Nodes, scaler.Node{Name: v.name, Managed: true, Standby: true, VMID: v.vmid, Host: Host, Unschedulable: true,
+			Created: epoch.Add(v.joined), Allocatable: c.alloc})
+	}
 }
 
 // pods splits a node's base share into pods of about the model's size, plus
@@ -218,7 +310,7 @@ func RunRecipe(tr Trace, s Setup, m Model) Result {
 				// Terraform's count removes the highest index: the newest VM.
 				var newest *vm
 				for _, v := range c.vms {
-					if v.gone < 0 && (newest == nil || v.vmid > newest.vmid) {
+					if v.gone == never && (newest == nil || v.vmid > newest.vmid) {
 						newest = v
 					}
 				}

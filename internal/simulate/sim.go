@@ -38,8 +38,12 @@ type Result struct {
 	// Clairvoyant marks the limit: a floor computed from the whole trace,
 	// not a scaler (no events, no time to capacity of its own).
 	Clairvoyant bool `json:"clairvoyant,omitempty"`
-	// NodeHours: worker VMs existing (provisioning, ready or being removed), in hours.
+	// NodeHours: worker VMs running (provisioning, ready, being removed
+	// or parked), in hours.
 	NodeHours float64 `json:"node_hours"`
+	// StandbyVMHours: standby workers stopped (their disk, no CPU or
+	// memory), in hours; not in NodeHours.
+	StandbyVMHours float64 `json:"standby_vm_hours,omitempty"`
 	// OverMinutes: minutes with CPU or memory at or above the config's up threshold
 	// (or demand and no worker).
 	OverMinutes float64 `json:"minutes_over_threshold"`
@@ -47,6 +51,14 @@ type Result struct {
 	PendingPodMinutes float64 `json:"pending_pod_minutes"`
 	ScaleUps          int     `json:"scale_ups"`
 	ScaleDowns        int     `json:"scale_downs"`
+	// Wakes are the workers of scale-ups started from standby (the rest
+	// cloned); Parks the scale-downs that parked their worker in standby
+	// (the rest destroyed); Refills and Retires the standby workers built
+	// and destroyed (stale).
+	Wakes   int `json:"standby_wakes,omitempty"`
+	Parks   int `json:"standby_parks,omitempty"`
+	Refills int `json:"standby_refills,omitempty"`
+	Retires int `json:"standby_retires,omitempty"`
 	// Flaps: additions started within FlapWindow after a removal.
 	Flaps int `json:"flaps"`
 	// Episodes of need (pending pods, or CPU or memory at or above the up
@@ -64,18 +76,71 @@ type Result struct {
 	decided, skipped int
 }
 
-// vm is one worker VM in the modelled cluster.
+// vm is one worker VM in the modelled cluster. Its times describe the
+// current run of its life; a wake or a park rewrites them from the
+// decision's time on (what came before is accounted already).
 type vm struct {
-	name    string
-	vmid    int
-	created time.Duration // VM exists from here
-	ready   time.Duration // Node Ready (capacity) from here
-	leave   time.Duration // capacity gone from here (-1: never)
-	gone    time.Duration // VM destroyed at (-1: never)
+	name string
+	vmid int
+	// built is when its VM was cloned (a standby worker's age); joined
+	// when its Node first registered (the Node's creation time, which a
+	// wake keeps).
+	built, joined time.Duration
+	up            time.Duration // running from here (its clone request, or a wake's start)
+	ready         time.Duration // Node Ready (capacity) from here
+	leave         time.Duration // capacity gone from here (never: never)
+	down          time.Duration // stopped in standby from here (never: never)
+	gone          time.Duration // VM destroyed at (never: never)
+	retire        time.Duration // a standby worker's retirement started at (never: none)
+	// how is what brings it to ready: a clone, a build for standby (which
+	// never gives capacity: its leave is its ready, then it parks) or a
+	// wake.
+	how provision
 	// baseNames and podNames are its pods' names, made once each.
 	baseNames, podNames []string
 	// pods is the buffer of its Node's pods in the snapshot.
 	pods []scaler.Pod
+}
+
+// never is a vm's time of what has not been decided: the times of a VM
+// started before the replay are negative.
+const never time.Duration = math.MinInt64
+
+// provision is how a VM comes to its ready.
+type provision int
+
+const (
+	cloned provision = iota // cloned and installed for capacity
+	refill                  // cloned and installed for standby
+	woken                   // a standby worker started
+)
+
+// phase is what a VM is at one moment.
+type phase int
+
+const (
+	absent       phase = iota // not yet, or gone
+	provisioning              // running, on its way to ready
+	serving                   // Ready: capacity
+	leaving                   // capacity gone: being removed or parked
+	standby                   // stopped in standby
+	retiring                  // stopped, being destroyed
+)
+
+func (v *vm) phase(t time.Duration) phase {
+	switch {
+	case t < v.up && (v.down == never || t < v.down), v.gone != never && t >= v.gone:
+		return absent
+	case v.down != never && t >= v.down && v.retire != never && t >= v.retire:
+		return retiring
+	case v.down != never && t >= v.down:
+		return standby
+	case t < v.ready:
+		return provisioning
+	case v.leave == never || t < v.leave:
+		return serving
+	}
+	return leaving
 }
 
 // podName returns the name of its i-th base pod or placed pod.
@@ -89,9 +154,6 @@ func (v *vm) podName(placed bool, i int) string {
 	}
 	return (*names)[i]
 }
-
-func (v *vm) exists(t time.Duration) bool   { return t >= v.created && (v.gone < 0 || t < v.gone) }
-func (v *vm) capacity(t time.Duration) bool { return t >= v.ready && (v.leave < 0 || t < v.leave) }
 
 // cluster is the modelled cluster both scalers run: demand spread evenly
 // over the Ready workers, pods of the model's size placed where they fit.
@@ -134,12 +196,50 @@ func newCluster(m Model, s Setup) *cluster {
 	return c
 }
 
+// add clones a VM at created that is Ready at ready.
 func (c *cluster) add(created, ready time.Duration) *vm {
-	v := &vm{name: fmt.Sprintf("%s%d", c.s.NamePrefix, c.nextID), vmid: c.nextID, created: created, ready: ready, leave: -1, gone: -1}
+	v := &vm{name: fmt.Sprintf("%s%d", c.s.NamePrefix, c.nextID), vmid: c.nextID, built: created, joined: ready, up: created, ready: ready,
+		leave: never, down: never, gone: never, retire: never}
 	c.nextID++
 	c.vms = append(c.vms, v)
 	c.changed = true
 	return v
+}
+
+// build clones a VM for standby at created: installed and joined at
+// joined, never capacity (its Node is tainted), it stops (a park with
+// nothing to drain) and waits in standby.
+func (c *cluster) build(created, joined time.Duration) *vm {
+	v := c.add(created, joined)
+	v.how, v.leave, v.down = refill, joined, joined+c.m.Stop
+	return v
+}
+
+// fillStandby parks n standby workers built before the replay, as the
+// starting workers are: the pool starts full.
+func (c *cluster) fillStandby(n int) {
+	for range n {
+		c.build(-24*time.Hour, -time.Hour)
+	}
+}
+
+// wake starts the standby worker v at t: Ready after the start task and
+// an installed worker's boot.
+func (c *cluster) wake(v *vm, t time.Duration) {
+	v.how, v.up, v.ready, v.leave, v.down = woken, t, t+c.m.Wake(), never, never
+	c.changed = true
+}
+
+// park takes v's capacity away at t and stops it in standby once drained.
+func (c *cluster) park(v *vm, t time.Duration) {
+	v.leave, v.down = t, t+c.m.Park()
+	c.changed = true
+}
+
+// retireAt destroys the standby worker v, stopped already, from t.
+func (c *cluster) retireAt(v *vm, t time.Duration) {
+	v.retire, v.gone = t, t+c.m.Destroy
+	c.changed = true
 }
 
 // load is the cluster's state at one moment. Its ready slice is the
@@ -150,7 +250,8 @@ type load struct {
 	fit      int              // pods of the model's size placed beyond the base, spread over the ready nodes
 	pending  int
 	cpu, mem float64 // utilization in percent; 100 with demand and no worker
-	vms      int
+	vms      int     // VMs running
+	stopped  int     // VMs stopped in standby (or being retired)
 }
 
 // remove takes v's capacity away at leave and destroys it at gone.
@@ -181,7 +282,7 @@ func (c *cluster) load(t time.Duration, s Sample) load {
 	// The next moment a VM comes, becomes Ready, leaves or goes.
 	c.until = 1<<63 - 1
 	for _, v := range c.vms {
-		for _, at := range [...]time.Duration{v.created, v.ready, v.leave, v.gone} {
+		for _, at := range [...]time.Duration{v.up, v.ready, v.leave, v.down, v.retire, v.gone} {
 			if at > t && at < c.until {
 				c.until = at
 			}
@@ -196,15 +297,18 @@ func (c *cluster) compute(t time.Duration, s Sample) load {
 	keep := c.vms[:0]
 	ready := c.readyBuf[:0]
 	for _, v := range c.vms {
-		if v.gone >= 0 && t >= v.gone {
+		if v.gone != never && t >= v.gone {
 			continue
 		}
 		keep = append(keep, v)
-		if v.exists(t) {
-			l.vms++
-		}
-		if v.capacity(t) {
+		switch v.phase(t) {
+		case serving:
 			ready = append(ready, v)
+			l.vms++
+		case provisioning, leaving:
+			l.vms++
+		case standby, retiring:
+			l.stopped++
 		}
 	}
 	clear(c.vms[len(keep):])
@@ -287,11 +391,12 @@ type accountant struct {
 	total     time.Duration
 	every     time.Duration
 	// Sums kept exact; converted at the end.
-	nodeTime, overTime, pendingTime time.Duration
+	nodeTime, overTime, pendingTime, standbyTime time.Duration
 }
 
 func (a *accountant) step(t, dt time.Duration, l load) {
 	a.nodeTime += time.Duration(l.vms) * dt
+	a.standbyTime += time.Duration(l.stopped) * dt
 	over := l.cpu >= a.cpuUp || l.mem >= a.memUp
 	if over {
 		a.overTime += dt
@@ -321,6 +426,7 @@ func (a *accountant) steps(t, dt time.Duration, n int64, l load) {
 	}
 	rest := time.Duration(n-1) * dt
 	a.nodeTime += time.Duration(l.vms) * rest
+	a.standbyTime += time.Duration(l.stopped) * rest
 	if l.cpu >= a.cpuUp || l.mem >= a.memUp {
 		a.overTime += rest
 	}
@@ -346,6 +452,7 @@ func (a *accountant) finish(t time.Duration, l load) {
 		a.episode(t - a.needSince)
 	}
 	a.r.NodeHours = a.nodeTime.Hours()
+	a.r.StandbyVMHours = a.standbyTime.Hours()
 	a.r.OverMinutes = a.overTime.Minutes()
 	a.r.PendingPodMinutes = a.pendingTime.Minutes()
 	a.r.End = len(l.ready)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,6 +28,11 @@ type SweepPoint struct {
 	PendingPodMinutes float64  `json:"pending_pod_minutes"`
 	Flaps             int      `json:"flaps"`
 	ScaleEvents       int      `json:"scale_events"`
+	// StandbySize marks a variant that keeps standby workers
+	// (policy.standby.size); StandbyVMHours is what they cost stopped,
+	// not in NodeHours.
+	StandbySize    int     `json:"standby_size"`
+	StandbyVMHours float64 `json:"standby_vm_hours"`
 }
 
 // SweepReport is a sweep over one trace: every variant, the Pareto front
@@ -56,7 +62,8 @@ func Sweep(tr Trace, m Model, variants []Variant) SweepReport {
 			for i := range work {
 				r := Run(tr, variants[i].Setup, m)
 				pts[i] = SweepPoint{Lines: variants[i].Lines, Current: i == 0, NodeHours: r.NodeHours, OverMinutes: r.OverMinutes,
-					PendingPodMinutes: r.PendingPodMinutes, Flaps: r.Flaps, ScaleEvents: r.ScaleUps + r.ScaleDowns}
+					PendingPodMinutes: r.PendingPodMinutes, Flaps: r.Flaps, ScaleEvents: r.ScaleUps + r.ScaleDowns,
+					StandbySize: variants[i].Setup.Policy.StandbySize, StandbyVMHours: r.StandbyVMHours}
 			}
 		}()
 	}
@@ -129,8 +136,13 @@ func (r SweepReport) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "sweep of %s: %d variants (%d more refused by validation), %d on the Pareto front: no other variant beats them on node-hours, minutes over the up threshold and pending pod-minutes at once. Limit: %.1f node-hours.\n\n",
 		r.Trace, len(r.Points), r.Invalid, front, r.LimitNodeHours)
+	standby := slices.ContainsFunc(r.Points, func(p SweepPoint) bool { return p.StandbySize > 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tnode-hours\tover (min)\tpending (pod-min)\tflaps\tevents\tconfig (the settings changed from yours)")
+	head := "\tnode-hours\tover (min)\tpending (pod-min)\tflaps\tevents\t"
+	if standby {
+		head += "standby (stopped VM-hours)\t"
+	}
+	fmt.Fprintln(tw, head+"config (the settings changed from yours)")
 	for _, rw := range rows {
 		p := rw.p
 		mark := " "
@@ -147,7 +159,15 @@ func (r SweepReport) WriteTable(w io.Writer) error {
 		if rw.same > 0 {
 			lines += fmt.Sprintf(" (and %d more with these figures)", rw.same)
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t%d\t%d\t%s\n", mark, p.NodeHours, p.OverMinutes, p.PendingPodMinutes, p.Flaps, p.ScaleEvents, lines)
+		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t%d\t%d\t", mark, p.NodeHours, p.OverMinutes, p.PendingPodMinutes, p.Flaps, p.ScaleEvents)
+		switch {
+		case !standby:
+		case p.StandbySize > 0:
+			fmt.Fprintf(tw, "%d (%.1f)\t", p.StandbySize, p.StandbyVMHours)
+		default:
+			fmt.Fprint(tw, "-\t")
+		}
+		fmt.Fprintf(tw, "%s\n", lines)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

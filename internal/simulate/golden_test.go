@@ -34,6 +34,13 @@ var goldenVariants = []struct {
 		c.Policy.ScaleDownMargin = 15
 		c.Policy.CPU.ScaleDownAt, c.Policy.Memory.ScaleDownAt = 45, 55
 	}},
+	// Standby: wakes, refills, and (the quick down window) parks.
+	{"standby", func(c *config.Config) { c.Policy.Standby.Size = 1 }},
+	{"standby quick down", func(c *config.Config) {
+		c.Policy.Standby.Size = 1
+		c.Policy.ScaleDownAfter = config.Duration(2 * time.Minute)
+		c.Policy.ScaleDownMargin = 5
+	}},
 }
 
 // golden renders a run exactly: every figure at full precision, every
@@ -43,6 +50,9 @@ func golden(name string, r Result) string {
 	fmt.Fprintf(&b, "== %s\n", name)
 	fmt.Fprintf(&b, "node-hours %v over-min %v pending-pod-min %v ups %d downs %d flaps %d episodes %d ttc %v/%v peak %d end %d\n",
 		r.NodeHours, r.OverMinutes, r.PendingPodMinutes, r.ScaleUps, r.ScaleDowns, r.Flaps, r.Episodes, r.MeanTTC, r.WorstTTC, r.Peak, r.End)
+	if r.StandbyVMHours > 0 || r.Wakes+r.Parks+r.Refills+r.Retires > 0 {
+		fmt.Fprintf(&b, "standby vm-hours %v wakes %d parks %d refills %d retires %d\n", r.StandbyVMHours, r.Wakes, r.Parks, r.Refills, r.Retires)
+	}
 	for _, e := range r.Events {
 		fmt.Fprintf(&b, "%s %+d -> %d: %s\n", e.At, e.Delta, e.Workers, e.Why)
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pve-autoscaler/pve-autoscaler/config"
 )
 
 // stepTrace is 10 minutes at a load two workers carry, then a step to one
@@ -57,9 +59,15 @@ func TestTimeToCapacityGoal(t *testing.T) {
 }
 
 // BenchmarkRunWeek replays the shipped week through the default policy
-// once: one variant of a sweep (BenchmarkSweepWeek runs 217 of them).
-func BenchmarkRunWeek(b *testing.B) {
-	s := setup(b, nil)
+// once: one variant of a sweep (BenchmarkSweepWeek runs 865 of them).
+func BenchmarkRunWeek(b *testing.B) { benchmarkRunWeek(b, nil) }
+
+// BenchmarkRunWeekStandby is BenchmarkRunWeek with one standby worker:
+// the sweep's other half.
+func BenchmarkRunWeekStandby(b *testing.B) { benchmarkRunWeek(b, withStandby(1)) }
+
+func benchmarkRunWeek(b *testing.B, mod func(*config.Config)) {
+	s := setup(b, mod)
 	m := DefaultModel()
 	tr := shippedTrace(b, "diurnal-week.csv")
 	b.ReportAllocs()

@@ -88,10 +88,10 @@ type vm struct {
 	built, joined time.Duration
 	up            time.Duration // running from here (its clone request, or a wake's start)
 	ready         time.Duration // Node Ready (capacity) from here
-	leave         time.Duration // capacity gone from here (never: never)
-	down          time.Duration // stopped in standby from here (never: never)
-	gone          time.Duration // VM destroyed at (never: never)
-	retire        time.Duration // a standby worker's retirement started at (never: none)
+	leave         time.Duration // capacity gone from here (never: not decided)
+	down          time.Duration // stopped in standby from here (never: not decided)
+	gone          time.Duration // VM destroyed at (never: not decided)
+	retire        time.Duration // a standby worker's retirement started at (never: not decided)
 	// how is what brings it to ready: a clone, a build for standby (which
 	// never gives capacity: its leave is its ready, then it parks) or a
 	// wake.

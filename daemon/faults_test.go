@@ -88,6 +88,10 @@ func TestFaultMatrix(t *testing.T) {
 		want   int
 		errSub string // expected in the last error seen, if any
 		check  func(*testing.T, *world.World)
+		// settled, when set, must also hold before recovery counts as
+		// reached: a rollout passes through the wanted count between
+		// its steps.
+		settled func(*world.World) bool
 	}{
 		{name: "clone task fails", min: 1, before: func(w *world.World) {
 			w.Sim.FailNextClone("clone failed: command '/usr/bin/qemu-img convert' failed: exit code 1")
@@ -150,6 +154,14 @@ func TestFaultMatrix(t *testing.T) {
 				// The rollout has begun before recovery is waited for.
 				converge(t, d, "a first replacement", 60*time.Second, func() bool { return ours(w) > 2 })
 			}, want: 2,
+			settled: func(w *world.World) bool {
+				for _, id := range workerVMIDs(w) {
+					if slices.Contains(before, id) {
+						return false
+					}
+				}
+				return true
+			},
 			check: func(t *testing.T, w *world.World) {
 				for _, id := range workerVMIDs(w) {
 					if slices.Contains(before, id) {
@@ -196,7 +208,8 @@ func TestFaultMatrix(t *testing.T) {
 					// Every managed Node is a Ready worker's: a NotReady one
 					// whose VM is gone is deleted first.
 					all, err := w.Kube.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: scaler.LabelManaged + "=true"})
-					return err == nil && len(all.Items) == row.want && v == row.want && n == row.want && ours(w) == row.want
+					return err == nil && len(all.Items) == row.want && v == row.want && n == row.want && ours(w) == row.want &&
+						(row.settled == nil || row.settled(w))
 				})
 				d.Reconciler.Wait()
 			}

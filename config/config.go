@@ -134,6 +134,7 @@ type Policy struct {
 	Memory           Thresholds       `json:"memory"`
 	ScaleUpAfter     Duration         `json:"scale_up_after"`
 	ScaleUpLookahead Duration         `json:"scale_up_lookahead"`
+	RecurringLoad    []Duration       `json:"recurring_load"`
 	ScaleDownAfter   Duration         `json:"scale_down_after"`
 	Cooldown         Cooldown         `json:"cooldown"`
 	MaxNodesPerStep  int              `json:"max_nodes_per_step"`
@@ -268,6 +269,7 @@ func Default() Config {
 			Memory:           Thresholds{ScaleUpAt: 85, ScaleDownAt: 40},
 			ScaleUpAfter:     Duration(60e9),
 			ScaleUpLookahead: Duration(120e9),
+			RecurringLoad:    []Duration{Duration(24 * 3600e9), Duration(7 * 24 * 3600e9)},
 			ScaleDownAfter:   Duration(300e9),
 			Cooldown:         Cooldown{AfterScaleUp: Duration(300e9), AfterScaleDown: Duration(300e9), AfterFailure: Duration(300e9)},
 			MaxNodesPerStep:  3,

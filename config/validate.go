@@ -308,6 +308,7 @@ func (v *validator) policy(c *Config) {
 			v.fail(d.path, "%s: expected 0s to 24h", d.d.D())
 		}
 	}
+	v.recurringLoad(p.RecurringLoad)
 	if p.MaxNodesPerStep < 1 || p.MaxNodesPerStep > MaxNodesPerStep {
 		v.fail("policy.max_nodes_per_step", "%d: expected 1 to %d", p.MaxNodesPerStep, MaxNodesPerStep)
 	}
@@ -547,4 +548,25 @@ func dnsLabelish(s string) bool {
 		}
 	}
 	return true
+}
+
+// MaxRecurringLoad is the most periods policy.recurring_load takes.
+const MaxRecurringLoad = 4
+
+// recurringLoad checks policy.recurring_load: at most MaxRecurringLoad
+// periods, each 1h to 8784h (a leap year), none twice.
+func (v *validator) recurringLoad(periods []Duration) {
+	if len(periods) > MaxRecurringLoad {
+		v.fail("policy.recurring_load", "%d periods: expected at most %d (a day and a week are the usual two)", len(periods), MaxRecurringLoad)
+		return
+	}
+	for i, d := range periods {
+		path := fmt.Sprintf("policy.recurring_load[%d]", i)
+		switch {
+		case d.D() < time.Hour || d.D() > 8784*time.Hour:
+			v.fail(path, "%s: expected 1h to 8784h (24h: a day, 168h: a week)", d.D())
+		case slices.Contains(periods[:i], d):
+			v.fail(path, "%s: listed twice", d.D())
+		}
+	}
 }

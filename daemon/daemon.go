@@ -139,6 +139,12 @@ func Build(ctx context.Context, cfg *config.Config, o Options) (*Daemon, error) 
 			PodEventEvery:        o.PodEventEvery,
 			StopGrace:            o.StopGrace,
 		})
+	// A restart remembers the load of the day and the week before.
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	d.Reconciler.RememberLoad(d.traceLoad(now()))
 	return d, nil
 }
 
@@ -158,6 +164,7 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes,
 		Now: now, MaxProvisionTime: d.Config.Policy.MaxProvisionTime.D()})
 	snap.Drifted = scaler.DriftedOf(machines, snap.Nodes)
+	snap.Past = scaler.SeasonWindows(d.traceLoad(now), d.Policy, now)
 	snap.Replacements = scaler.ReplacementsOf(machines, snap.Nodes)
 	return snap, kerr
 }

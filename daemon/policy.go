@@ -36,6 +36,7 @@ func ScalerPolicy(c *config.Config) (scaler.Policy, error) {
 		Memory:               scaler.Threshold{Up: p.Memory.ScaleUpAt, Down: p.Memory.ScaleDownAt, Target: p.Memory.Target},
 		UpWindow:             p.ScaleUpAfter.D(),
 		Lookahead:            p.ScaleUpLookahead.D(),
+		Seasons:              durations(p.RecurringLoad),
 		DownWindow:           p.ScaleDownAfter.D(),
 		CooldownAfterUp:      p.Cooldown.AfterScaleUp.D(),
 		CooldownAfterDown:    p.Cooldown.AfterScaleDown.D(),
@@ -113,4 +114,13 @@ func ScalerPool(pl config.Pool) scaler.Pool {
 // its Talos adapter.
 func NewWorker(c *config.Config) (scaler.NewWorker, error) {
 	return talos.NewWorkerOf(talos.OptionsFrom(c.Talos, nil))
+}
+
+// durations is ds as time.Durations (nil for none).
+func durations(ds []config.Duration) []time.Duration {
+	var out []time.Duration
+	for _, d := range ds {
+		out = append(out, d.D())
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"go.uber.org/zap"
 
 	"github.com/pve-autoscaler/pve-autoscaler/internal/tracefile"
@@ -70,4 +72,37 @@ func TraceRow(p scaler.Plan) tracefile.Row {
 		}
 	}
 	return r
+}
+
+// Pending pods in a trace row count at these requests when the row is
+// read back as load (simulate's --pod-cpu and --pod-memory defaults: the
+// same rows replayed give the same demand).
+const (
+	tracePodMilliCPU = 500
+	tracePodMemory   = 1 << 30
+)
+
+// traceLoad is the load daemon.trace_file (and the file before it) holds
+// of what policy.recurring_load looks back on from now: nil when either
+// is off or the file cannot be read (said in the log). Only read: a dry
+// run and `plan` read it too.
+func (d *Daemon) traceLoad(now time.Time) []scaler.LoadSample {
+	keep := scaler.SeasonsKeep(d.Policy)
+	path := d.Config.Daemon.TraceFile
+	if keep == 0 || path == "" {
+		return nil
+	}
+	rows, err := tracefile.ReadSince(path, now.Add(-keep))
+	if err != nil {
+		d.log.Warn("daemon.trace_file: the load it holds is not read back; policy.recurring_load starts from nothing", zap.Error(err))
+		return nil
+	}
+	out := make([]scaler.LoadSample, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, scaler.LoadSample{At: r.Time, Demand: scaler.Resources{
+			MilliCPU: int64(r.CPUCores*1000) + int64(r.Pending)*tracePodMilliCPU,
+			Memory:   int64(r.MemoryGiB*(1<<30)) + int64(r.Pending)*tracePodMemory,
+		}})
+	}
+	return out
 }

@@ -172,3 +172,40 @@ func TestTraceRoundTrip(t *testing.T) {
 		t.Errorf("peak %d workers replayed, %d live", replay.Peak, live.Peak)
 	}
 }
+
+// traceLoad reads daemon.trace_file back as the load policy.recurring_load
+// looks back on: the rows of the last week and a bit, pending pods at
+// simulate's default request; nothing when the policy or the file is off,
+// or when the file is not one the daemon wrote.
+func TestTraceLoad(t *testing.T) {
+	cfg := config.Default()
+	cfg.Daemon.TraceFile = filepath.Join(t.TempDir(), "trace.csv")
+	policy, err := ScalerPolicy(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
+	d := &Daemon{Config: &cfg, Policy: policy, log: zap.NewNop()}
+	tr := d.openTrace()
+	for _, ago := range []time.Duration{9 * 24 * time.Hour, 24 * time.Hour, 24*time.Hour - time.Minute} {
+		tr.record(scaler.Plan{Time: now.Add(-ago), Pending: 2, Workers: scaler.Workers{Ready: 3},
+			Utilization: &scaler.Utilization{Used: scaler.Resources{MilliCPU: 2500, Memory: 3 << 30}}}, nil)
+	}
+	tr.close()
+	got := d.traceLoad(now)
+	want := scaler.Resources{MilliCPU: 2500 + 2*500, Memory: 3<<30 + 2<<30}
+	if len(got) != 2 || !got[0].At.Equal(now.Add(-24*time.Hour)) || got[0].Demand != want {
+		t.Fatalf("load read back: %+v, want 2 samples from one day ago of %v", got, want)
+	}
+	off := *d
+	off.Policy.Seasons = nil
+	if got := off.traceLoad(now); got != nil {
+		t.Errorf("recurring_load off: %+v", got)
+	}
+	if err := os.WriteFile(cfg.Daemon.TraceFile, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.traceLoad(now); got != nil {
+		t.Errorf("a foreign file read back: %+v", got)
+	}
+}

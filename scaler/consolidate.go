@@ -131,9 +131,10 @@ func (d *decision) consider() (cands []candidate, blocked []string) {
 		c := &cands[k]
 		n := &d.s.Nodes[c.idx]
 		rest := d.alloc.Sub(n.Allocatable)
-		// On a rising trend, the usage projected (trend.go): a removal
-		// must not be followed by the scale-up the rise brings.
-		c.cpuAfter, c.memAfter = pct(d.proj.MilliCPU, rest.MilliCPU), pct(d.proj.Memory, rest.Memory)
+		// On a rising trend, the usage projected (trend.go), and a rise
+		// that recurs (seasonal.go) over the flap window: a removal must
+		// not be followed by the scale-up the rise brings.
+		c.cpuAfter, c.memAfter = pct(d.projDown.MilliCPU, rest.MilliCPU), pct(d.projDown.Memory, rest.Memory)
 		c.under = d.utilValid && rest.MilliCPU > 0 && rest.Memory > 0 &&
 			c.cpuAfter < d.p.CPU.Up-d.p.ScaleDownMargin && c.memAfter < d.p.Memory.Up-d.p.ScaleDownMargin
 		if rest.MilliCPU <= 0 && rest.Memory <= 0 && c.empty && len(d.workers) == 1 {

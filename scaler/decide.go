@@ -77,6 +77,15 @@ type decision struct {
 	// of alloc (cpuPct and memPct without a rise).
 	proj             Resources
 	projCPU, projMem float64
+	// cpuSeason / memSeason: the period whose recurring rise
+	// (seasonal.go) made proj's figure, zero when the trend or the usage
+	// did; projDown is the usage a removal must leave room for: proj, or
+	// the recurring rise further ahead (SeasonDownAhead).
+	cpuSeason, memSeason time.Duration
+	// pendingDemand: the requests of the pending pods (in their grace
+	// too) a new worker of the utilization pool could run (Plan.Load).
+	pendingDemand Resources
+	projDown      Resources
 
 	added         int
 	wantsCapacity bool
@@ -275,12 +284,30 @@ func (d *decision) observe() {
 		next.Usage = recordUsage(next.Usage, d.usage, d.now, span)
 		p := projectUsage(inWindow(next.Usage, d.now, span), d.p.Lookahead)
 		d.proj = Resources{MilliCPU: max(p.MilliCPU, d.usage.MilliCPU), Memory: max(p.Memory, d.usage.Memory)}
+		d.projDown = d.proj
+		if len(d.p.Seasons) > 0 {
+			d.projectSeasons()
+		}
 		d.projCPU, d.projMem = pct(d.proj.MilliCPU, d.alloc.MilliCPU), pct(d.proj.Memory, d.alloc.Memory)
 		next.CPUHighSince = since(next.CPUHighSince, d.projCPU >= d.p.CPU.Up, d.now)
 		next.MemoryHighSince = since(next.MemoryHighSince, d.projMem >= d.p.Memory.Up, d.now)
 		next.LowSince = since(next.LowSince, d.cpuPct <= d.p.CPU.Down && d.memPct <= d.p.Memory.Down, d.now)
 	}
 	d.plan.Next = next
+}
+
+// projectSeasons raises proj and projDown by the recurring rises one
+// period ago (seasonal.go).
+func (d *decision) projectSeasons() {
+	up, cpuAt, memAt := seasonalRise(d.s.Past, d.p.Seasons, d.now, SeasonUpAhead(d.p))
+	if v := d.usage.MilliCPU + up.MilliCPU; v > d.proj.MilliCPU {
+		d.proj.MilliCPU, d.cpuSeason = v, cpuAt
+	}
+	if v := d.usage.Memory + up.Memory; v > d.proj.Memory {
+		d.proj.Memory, d.memSeason = v, memAt
+	}
+	down, _, _ := seasonalRise(d.s.Past, d.p.Seasons, d.now, SeasonDownAhead(d.p))
+	d.projDown = Resources{MilliCPU: max(d.proj.MilliCPU, d.usage.MilliCPU+down.MilliCPU), Memory: max(d.proj.Memory, d.usage.Memory+down.Memory)}
 }
 
 func since(prev time.Time, cond bool, now time.Time) time.Time {
@@ -578,7 +605,8 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 	type res struct {
 		name         string
 		code         Code
-		pct, ppct    float64 // now, and projected on the trend
+		pct, ppct    float64       // now, and projected on the trend
+		season       time.Duration // the period of the recurring rise projected, if any
 		th           Threshold
 		highSince    time.Time
 		usage, proj  int64
@@ -586,8 +614,8 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		format       func(int64) string
 	}
 	all := []res{
-		{"CPU", CodeCPUHigh, d.cpuPct, d.projCPU, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.proj.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU},
-		{"memory", CodeMemoryHigh, d.memPct, d.projMem, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.proj.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes},
+		{"CPU", CodeCPUHigh, d.cpuPct, d.projCPU, d.cpuSeason, d.p.CPU, d.plan.Next.CPUHighSince, d.usage.MilliCPU, d.proj.MilliCPU, d.alloc.MilliCPU, d.shape.MilliCPU, fmtCPU},
+		{"memory", CodeMemoryHigh, d.memPct, d.projMem, d.memSeason, d.p.Memory, d.plan.Next.MemoryHighSince, d.usage.Memory, d.proj.Memory, d.alloc.Memory, d.shape.Memory, fmtBytes},
 	}
 	need := 0
 	var reasons []Reason
@@ -599,7 +627,13 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		// rising to 97.1% at or above 80% within the 2m0s lookahead".
 		level := fmt.Sprintf("%s %s%% at or above %g%%", r.name, pctVs(r.pct, r.th.Up, true), r.th.Up)
 		used := r.format(r.usage)
-		if r.proj > r.usage {
+		switch {
+		case r.proj > r.usage && r.season > 0:
+			// "CPU 70.0% rising to 87.5% at or above 80% within 3m0s, as
+			// it did 24h0m0s ago"
+			level = fmt.Sprintf("%s %.1f%% rising to %s%% at or above %g%% within %s, as it did %s ago", r.name, r.pct, pctVs(r.ppct, r.th.Up, true), r.th.Up, fmtDur(SeasonUpAhead(d.p)), fmtDur(r.season))
+			used = r.format(r.usage) + " (" + r.format(r.proj) + " projected)"
+		case r.proj > r.usage:
 			level = fmt.Sprintf("%s %.1f%% rising to %s%% at or above %g%% within the %s lookahead", r.name, r.pct, pctVs(r.ppct, r.th.Up, true), r.th.Up, fmtDur(d.p.Lookahead))
 			used = r.format(r.usage) + " (" + r.format(r.proj) + " projected)"
 		}
@@ -997,6 +1031,9 @@ func (d *decision) finish() Plan {
 	}
 	w.Desired = min(max(desired, w.Min), w.Max)
 	d.poolStatuses()
+	if d.utilValid {
+		d.plan.Load = LoadSample{At: d.now, Demand: d.usage.Add(d.pendingDemand)}
+	}
 	return d.plan
 }
 

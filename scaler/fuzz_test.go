@@ -211,6 +211,26 @@ func world(data []byte) (Policy, Snapshot, History) {
 		}
 		slices.SortFunc(h.Usage, func(a, b UsageSample) int { return a.At.Compare(b.At) })
 	}
+	// The recurring load: the demand around one day ago, a step up or
+	// down from the usage now at some instant (seasonal.go).
+	if g.flag() {
+		p.Seasons = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour}
+		var used Resources
+		for _, n := range s.Nodes {
+			used = used.Add(n.Usage)
+		}
+		at := t0.Add(-24*time.Hour - time.Duration(g.intn(8))*time.Minute)
+		step := at.Add(time.Duration(g.intn(30)) * time.Minute)
+		up := Resources{MilliCPU: int64(g.intn(8000)), Memory: int64(g.intn(16)) << 30}
+		for at.Before(t0.Add(-23*time.Hour - 30*time.Minute)) {
+			d := used
+			if !at.Before(step) {
+				d = d.Add(up)
+			}
+			s.Past = append(s.Past, LoadSample{At: at, Demand: d})
+			at = at.Add(time.Duration(30+g.intn(120)) * time.Second)
+		}
+	}
 	return p, s, h
 }
 
@@ -317,7 +337,7 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 		} else if len(a.Reasons) > 0 && a.Reasons[0].Code != CodeAboveMax {
 			// Consolidation's promise: the cluster without the node stays
 			// under every scale_up_at - scale_down_margin.
-			cpu, mem, ok := projectedWithout(s, a.Node)
+			cpu, mem, ok := projectedWithout(p, s, a.Node)
 			// The one exception: the last worker, running only DaemonSet
 			// and mirror pods, at min_workers 0: no load moves anywhere.
 			i := slices.IndexFunc(s.Nodes, func(n Node) bool { return n.Name == a.Node })
@@ -457,8 +477,9 @@ func checkInvariants(t *testing.T, p Policy, s Snapshot, h History, plan Plan) {
 }
 
 // projectedWithout is the utilization of the Ready, schedulable workers
-// (none being removed) without the named node, computed afresh.
-func projectedWithout(s Snapshot, name string) (cpu, mem float64, ok bool) {
+// (none being removed) without the named node, computed afresh, with the
+// demand's recurring rise over the removal's horizon on top.
+func projectedWithout(p Policy, s Snapshot, name string) (cpu, mem float64, ok bool) {
 	if s.Metrics.Stale {
 		return 0, 0, false
 	}
@@ -476,6 +497,9 @@ func projectedWithout(s Snapshot, name string) (cpu, mem float64, ok bool) {
 	if alloc.MilliCPU <= 0 || alloc.Memory <= 0 {
 		return 0, 0, false
 	}
+	// A rise that recurs within the flap window must fit as well.
+	rise, _, _ := seasonalRise(s.Past, p.Seasons, t0, SeasonDownAhead(p))
+	usage = usage.Add(rise)
 	return float64(usage.MilliCPU) * 100 / float64(alloc.MilliCPU), float64(usage.Memory) * 100 / float64(alloc.Memory), true
 }
 

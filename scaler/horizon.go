@@ -82,6 +82,17 @@ func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 			}
 		}
 	}
+	// The load one period ago (seasonal.go): a sample passes the instant
+	// one period ago, leaves the gap allowed before it, and enters or
+	// leaves the windows ahead of it and behind it.
+	for _, u := range s.Past {
+		for _, period := range p.Seasons {
+			t := u.At.Add(period)
+			for _, off := range [...]time.Duration{0, SeasonGap, SeasonUpAhead(p), -SeasonUpAhead(p), SeasonDownAhead(p), -SeasonDownAhead(p)} {
+				at(t.Add(off))
+			}
+		}
+	}
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		// The newest worker settling after a scale-up (from its
@@ -93,6 +104,10 @@ func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 			ready = n.ReadySince
 		}
 		at(ready.Add(NewWorkerRetry))
+		// A worker coming of age (policy.max_age) is due for replacement.
+		if p.MaxAge > 0 && !n.Created.IsZero() {
+			at(n.Created.Add(p.MaxAge))
+		}
 	}
 	for i := range s.PendingPods {
 		at(s.PendingPods[i].Since.Add(p.PendingGrace))

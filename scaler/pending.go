@@ -99,6 +99,9 @@ func (d *decision) pendingNeed() {
 				}
 			}
 		}
+		if why == "" && best == d.utilPool {
+			d.pendingDemand = d.pendingDemand.Add(pp.Requests)
+		}
 		if isYoung {
 			// Judged already, so that a pod no worker of ours could run
 			// (another autoscaler's, kubernetes.worker_selector) holds no

@@ -172,6 +172,10 @@ type Plan struct {
 	Notes   []Reason `json:"notes,omitempty"`
 	// Pending is the number of unschedulable pods in the snapshot.
 	Pending int `json:"pending_pods"`
+	// Load is the demand this decision saw (zero without utilization):
+	// the sample the caller's LoadMemory records for the decisions one
+	// Policy.Seasons period later.
+	Load LoadSample `json:"load,omitzero"`
 	// Awaiting are the pending pods not counted toward new workers because
 	// they fit on a worker that joined after they were marked unschedulable
 	// (CodeNewNodes), each until the scheduler has had its chance there.

@@ -37,6 +37,10 @@ type Policy struct {
 	// projected at or above its Up counts as high, and scale-ups are
 	// sized on the projection.
 	Lookahead time.Duration
+	// Seasons (none: off) are the periods the load recurs by, usually a
+	// day and a week (seasonal.go): a rise of the demand one period ago,
+	// from that instant on, counts on top of the usage of now.
+	Seasons []time.Duration
 	// CooldownAfterUp holds scale-down and further utilization scale-ups.
 	CooldownAfterUp time.Duration
 	// CooldownAfterDown holds further scale-downs.

@@ -236,6 +236,7 @@ type Reconciler struct {
 	// step, and nothing starts on its VM until a later list.
 	listGen  uint64
 	hist     History
+	past     *LoadMemory // the load of the decisions made, for Policy.Seasons
 	said     map[string]saidVerdict // pending pods' last event, by namespace/name
 	failures int
 	lastErr  string // the last error seen, kept until another replaces it
@@ -357,6 +358,18 @@ func stuckList(machines []Machine, ops []Operation, why map[int]string) []StuckV
 }
 
 // NewReconciler builds a reconciler; Run or Tick drive it.
+// RememberLoad adds load recorded before this reconciler started (the
+// daemon's trace file, read back), oldest first, to what its decisions
+// read of one Policy.Seasons period ago. Call it before the first tick:
+// a sample not after the newest is dropped.
+func (r *Reconciler) RememberLoad(samples []LoadSample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range samples {
+		r.past.Add(s)
+	}
+}
+
 func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o ReconcileOptions) *Reconciler {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
@@ -382,7 +395,7 @@ func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o Reconcil
 	if o.StopGrace == 0 {
 		o.StopGrace = 30 * time.Second
 	}
-	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[creatingKey]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}, stuck: map[int]stuckVM{}}
+	r := &Reconciler{infra: infra, os: os, cluster: cluster, policy: p, o: o, log: o.Log, ops: map[int]*operation{}, creating: map[creatingKey]int{}, ended: map[int]endedOp{}, vmGone: Absence{}, nodeGone: Absence{}, kept: map[int]bool{}, stuck: map[int]stuckVM{}, past: NewLoadMemory(p)}
 	r.work, r.cancel = context.WithCancel(context.Background())
 	r.halt, r.haltNow = context.WithCancel(r.work)
 	return r
@@ -626,6 +639,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	// Kept apart from r.hist: a resumed operation may end before this
 	// tick's plan replaces r.hist with what it read.
 	hist.ReplaceFailures = r.replaceFailures
+	snap.Past = r.past.Past(p, now)
 	if r.resumedFailure.After(hist.LastFailure) {
 		hist.LastFailure = r.resumedFailure
 	}
@@ -638,6 +652,7 @@ func (r *Reconciler) Tick(ctx context.Context) (Plan, error) {
 	}
 	r.mu.Lock()
 	r.hist = plan.Next
+	r.past.Add(plan.Load)
 	r.last = Status{Time: now, Plan: &plan, Machines: machines, Operations: snap.Operations, Failures: r.failures, DryRun: r.o.DryRun, LastError: r.lastErr, SafetyHold: hold, Refused: slices.Clone(r.refused), Stuck: stuck}
 	stopping := r.stopping
 	r.mu.Unlock()

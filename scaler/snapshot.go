@@ -56,6 +56,9 @@ type Snapshot struct {
 	// Replacements are the workers made to replace another
 	// (ReplacementsOf): a rolling replacement under way.
 	Replacements []Replacement `json:"replacements,omitempty"`
+	// Past is the load the decisions around one Policy.Seasons period
+	// ago saw (SeasonWindows of the daemon's LoadMemory), oldest first.
+	Past []LoadSample `json:"past,omitempty"`
 }
 
 // MetricsState says whether the metrics.k8s.io usage in the snapshot can be trusted.

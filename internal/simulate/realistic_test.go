@@ -138,10 +138,10 @@ func genBatch(r *rand.Rand) []byte {
 //     and noise at the threshold, where a quarter is 3 to 11 minutes.
 //   - diurnal pending: a burst of pods that does not fit waits a worker's
 //     provisioning (1m56s modelled): one pod is 1.9 pod-minutes, and the
-//     recipe's total is 0 to 87. Only standing room avoids it: lower
-//     thresholds, or a schedule before a known burst.
-//   - diurnal flaps: a removal at the edge of the margin, then noise and
-//     the day's rise within 15 minutes (lookahead off: 1 trace).
+//     recipe's total is 0 to 87. The bursts come at random times each
+//     day, so policy.recurring_load has nothing to take from the day
+//     before; only standing room avoids it: lower thresholds, or a
+//     schedule before a known burst.
 //   - spike over: a rise faster than the lookahead sees (3 to 5 minutes
 //     to the peak) is over the threshold for the provisioning time.
 //   - spike pending: pods pending from the first minute of a rise.
@@ -150,7 +150,6 @@ func genBatch(r *rand.Rand) []byte {
 var generatedGaps = map[string]int{
 	"diurnal over":    12,
 	"diurnal pending": 9,
-	"diurnal flaps":   2,
 	"spike over":      5,
 	"spike pending":   1,
 	"batch limit":     1,

@@ -25,6 +25,9 @@ func Run(tr Trace, s Setup, m Model) Result {
 	si, lastPending := 0, 0
 	var l load
 	var memo decided
+	// The replay's memory of its own load, for the recurring rises
+	// (scaler's seasonal.go), as the daemon's.
+	past := scaler.NewLoadMemory(s.Policy)
 	for t := time.Duration(0); t < end; {
 		var smp Sample
 		smp, si = tr.at(t, si)
@@ -46,6 +49,7 @@ func Run(tr Trace, s Setup, m Model) Result {
 				r.skipped++
 			} else {
 				snap := c.snapshot(t, l)
+				snap.Past = past.Past(s.Policy, now)
 				plan = scaler.Decide(snap, s.Policy, hist, now)
 				r.decided++
 				// A decision whose one change to the history is the
@@ -59,6 +63,10 @@ func Run(tr Trace, s Setup, m Model) Result {
 					still: len(plan.Actions) == 0 && same.Equal(hist), horizon: scaler.Horizon(snap, s.Policy, plan.Next, now)}
 			}
 			hist = plan.Next
+			if ld := plan.Load; !ld.At.IsZero() {
+				ld.At = now // a plan standing for this decision: the same load now
+				past.Add(ld)
+			}
 			if s.Decided != nil {
 				seen := plan
 				seen.Time = now

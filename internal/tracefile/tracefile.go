@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -233,4 +234,72 @@ func (w *Writer) Close() error {
 // num renders a figure with at most three decimals and no trailing zeros.
 func num(f float64) string {
 	return strconv.FormatFloat(float64(int64(f*1000+0.5))/1000, 'f', -1, 64)
+}
+
+// ReadSince reads back the rows of path's previous file (NAME.1) and of
+// path recorded at or after since, oldest first: the daemon's memory of
+// its own load after a restart. Only each row's first columns are read
+// (time, CPU, memory, pending pods, workers); a row that does not parse
+// (cut short by a crash) is left out. A file that does not exist reads as
+// none; one this daemon did not write is an error naming it.
+func ReadSince(path string, since time.Time) ([]Row, error) {
+	var rows []Row
+	for _, p := range []string{path + ".1", path} {
+		got, err := readFile(p, since)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range got {
+			if len(rows) == 0 || r.Time.After(rows[len(rows)-1].Time) {
+				rows = append(rows, r)
+			}
+		}
+	}
+	return rows, nil
+}
+
+// readFile is ReadSince for one file.
+func readFile(path string, since time.Time) ([]Row, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return nil, sc.Err() // empty
+	}
+	if !strings.HasPrefix(sc.Text(), startPrefix) {
+		return nil, fmt.Errorf("%s: not a trace this daemon wrote: expected a first line %q", path, startPrefix+"TIME")
+	}
+	start, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(sc.Text(), startPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("%s: first line %q: expected an RFC 3339 time", path, sc.Text())
+	}
+	if !sc.Scan() || (sc.Text() != Header && !strings.HasPrefix(sc.Text(), Header+",")) {
+		return nil, fmt.Errorf("%s: second line: expected %q (with a pool's columns after it)", path, Header)
+	}
+	var rows []Row
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), ",", 6)
+		if len(f) < 5 {
+			continue
+		}
+		var v [5]float64
+		ok := true
+		for i := range v {
+			if v[i], err = strconv.ParseFloat(f[i], 64); err != nil {
+				ok = false
+			}
+		}
+		at := start.Add(time.Duration(v[0] * float64(time.Second)).Round(time.Millisecond))
+		if !ok || at.Before(since) {
+			continue
+		}
+		rows = append(rows, Row{Time: at, CPUCores: v[1], MemoryGiB: v[2], Pending: int(v[3]), Workers: int(v[4])})
+	}
+	return rows, sc.Err()
 }

@@ -2,6 +2,7 @@ package tracefile
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -180,5 +181,58 @@ func TestPoolColumns(t *testing.T) {
 	}
 	if cur := parse(t, path); len(cur.Samples) != 2 || len(cur.Pools) != 0 {
 		t.Errorf("the new file: %d rows, pools %v", len(cur.Samples), cur.Pools)
+	}
+}
+
+// ReadSince reads back both files across a rotation and a restart, in
+// order, from the instant asked, skipping a torn last row; a missing file
+// is none, a foreign one an error naming it.
+func TestReadSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	if rows, err := ReadSince(path, t0); err != nil || len(rows) != 0 {
+		t.Fatalf("no file: %v, %v", rows, err)
+	}
+	const n = 40
+	for half := range 2 { // a restart half-way
+		w, err := Open(path, 400)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := half * n / 2; i < (half+1)*n/2; i++ {
+			record(t, w, row(60*i, 2))
+		}
+		w.Close()
+	}
+	if _, err := os.Stat(path + ".1"); err != nil {
+		t.Fatalf("no rotation: %v", err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("9999,1.") // a crash mid-row
+	f.Close()
+	from := 5
+	rows, err := ReadSince(path, t0.Add(time.Duration(from)*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rotated file holds the older rows, which rotation keeps only
+	// one file of: rows from the first the .1 file holds, or from.
+	old := parse(t, path+".1")
+	first := max(from, int(old.Start.Sub(t0)/time.Minute))
+	if len(rows) != n-first {
+		t.Fatalf("%d rows read back, want %d (from row %d)", len(rows), n-first, first)
+	}
+	for k, r := range rows {
+		if want := row(60*(first+k), 2); r.Time != want.Time || r.Pending != want.Pending || r.Workers != 2 || math.Abs(r.CPUCores-want.CPUCores) > 1e-9 {
+			t.Fatalf("row %d: %+v, want %+v", k, r, want)
+		}
+	}
+	if err := os.WriteFile(path, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadSince(path, t0); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("foreign file: %v", err)
 	}
 }

@@ -1,0 +1,211 @@
+package scaler
+
+import (
+	"slices"
+	"sort"
+	"time"
+)
+
+// Recurring load: scaling up ahead of a rise seen one period ago.
+//
+// The trend (trend.go) sees a climb once it has begun; a step (the CI
+// jobs every weekday at 09:00, a backup at 02:00) has no slope before
+// it, so its pods wait a whole provisioning. A homelab's load recurs
+// by the day and the week, so the engine also looks at what the load
+// did one Policy.Seasons period ago, from that instant on: the rise of
+// the demand (usage plus the requests of the pods pending then; Plan.Load)
+// from then to its peak within the horizon ahead, added to the usage of
+// now. The up decision reads it SeasonUpAhead(p) ahead (about a
+// worker's clone-to-Ready time plus the up window), a removal
+// SeasonDownAhead(p) ahead (that, plus the flap window), so no worker
+// goes that the recurring rise would bring back. Only a rise counts, and
+// only one clear of the noise around it (SeasonSignificance): a quiet
+// or noisy yesterday adds nothing, and a day unlike yesterday costs at
+// most one worker for an unneeded while.
+
+// LoadSample is the demand one decision saw: the usage of the Ready,
+// schedulable workers plus the requests of the pending pods a new
+// worker of the utilization pool could run.
+type LoadSample struct {
+	At     time.Time `json:"at"`
+	Demand Resources `json:"demand"`
+}
+
+// FlapWindow is how soon after a removal an addition counts as a flap;
+// the removal check looks this much further ahead in the load of one
+// period ago.
+const FlapWindow = 15 * time.Minute
+
+// SeasonGap is the farthest the last sample at or before one period ago
+// may be from that instant: with none that close, the period says
+// nothing (the daemon was not running then).
+const SeasonGap = 5 * time.Minute
+
+// SeasonSignificance: a rise counts when it is at least this many times
+// the median change between successive samples around it (the noise of
+// metrics-server's figures).
+const SeasonSignificance = 3
+
+// SeasonUpAhead is how far ahead of one period ago the up decision
+// looks: a worker's clone-to-Ready time (Lookahead) and the up window,
+// so that the worker is Ready when the rise comes.
+func SeasonUpAhead(p Policy) time.Duration { return p.Lookahead + p.UpWindow }
+
+// SeasonDownAhead is how far ahead the removal check looks.
+func SeasonDownAhead(p Policy) time.Duration { return SeasonUpAhead(p) + FlapWindow }
+
+// seasonalRise is, per resource, the largest rise over the periods of
+// the demand in past from one period before now to its peak within
+// ahead after that (zero without one, or when the rise is within the
+// noise), and the period it was seen at (zero: none). past is in time
+// order.
+func seasonalRise(past []LoadSample, periods []time.Duration, now time.Time, ahead time.Duration) (rise Resources, cpuAt, memAt time.Duration) {
+	for _, period := range periods {
+		r := riseAt(past, now.Add(-period), ahead)
+		if r.MilliCPU > rise.MilliCPU {
+			rise.MilliCPU, cpuAt = r.MilliCPU, period
+		}
+		if r.Memory > rise.Memory {
+			rise.Memory, memAt = r.Memory, period
+		}
+	}
+	return rise, cpuAt, memAt
+}
+
+// riseAt is the rise of the demand from the last sample at or before
+// then (within SeasonGap) to its peak in (then, then+ahead].
+func riseAt(past []LoadSample, then time.Time, ahead time.Duration) Resources {
+	// i: the first sample after then.
+	i := sort.Search(len(past), func(k int) bool { return past[k].At.After(then) })
+	if i == 0 || then.Sub(past[i-1].At) > SeasonGap {
+		return Resources{}
+	}
+	base := past[i-1].Demand
+	j := i
+	for j < len(past) && !past[j].At.After(then.Add(ahead)) {
+		j++
+	}
+	if j == i {
+		return Resources{}
+	}
+	// The noise: successive changes from a window as long before then as
+	// ahead reaches after it.
+	lo := i - 1
+	for lo > 0 && !past[lo-1].At.Before(then.Add(-ahead)) {
+		lo--
+	}
+	one := func(v func(Resources) int64) int64 {
+		peak := v(base)
+		for _, s := range past[i:j] {
+			peak = max(peak, v(s.Demand))
+		}
+		r := peak - v(base)
+		if r <= 0 || r < SeasonSignificance*medianStep(past[lo:j], v) {
+			return 0
+		}
+		return r
+	}
+	return Resources{
+		MilliCPU: one(func(r Resources) int64 { return r.MilliCPU }),
+		Memory:   one(func(r Resources) int64 { return r.Memory }),
+	}
+}
+
+// medianStep is the median of the absolute changes between successive
+// samples (0 with fewer than two).
+func medianStep(s []LoadSample, v func(Resources) int64) int64 {
+	if len(s) < 2 {
+		return 0
+	}
+	steps := make([]int64, 0, len(s)-1)
+	for k := 1; k < len(s); k++ {
+		d := v(s[k].Demand) - v(s[k-1].Demand)
+		steps = append(steps, max(d, -d))
+	}
+	slices.Sort(steps)
+	return steps[len(steps)/2]
+}
+
+// SeasonWindows is the part of past (in time order) a decision at now
+// reads: for each period, from SeasonGap and SeasonDownAhead(p) before
+// one period ago to SeasonDownAhead(p) after it, and the sample after
+// that (the next to enter; Horizon reads it). The adapters hand Decide
+// no more than this (Snapshot.Past).
+func SeasonWindows(past []LoadSample, p Policy, now time.Time) []LoadSample {
+	if len(p.Seasons) == 0 {
+		return nil
+	}
+	ahead := SeasonDownAhead(p)
+	var out []LoadSample
+	last := time.Time{}
+	// Periods from the longest (the oldest window) so the windows come in
+	// time order; overlapping ones are taken once.
+	ps := slices.Clone(p.Seasons)
+	slices.SortFunc(ps, func(a, b time.Duration) int { return int(b - a) })
+	for _, period := range ps {
+		from, to := now.Add(-period-SeasonGap-ahead), now.Add(-period+ahead)
+		if from.Before(last) || from.Equal(last) {
+			from = last.Add(time.Nanosecond)
+		}
+		i := sort.Search(len(past), func(k int) bool { return !past[k].At.Before(from) })
+		for ; i < len(past) && !past[i].At.After(to); i++ {
+			out = append(out, past[i])
+			last = past[i].At
+		}
+		// And the next one: Horizon tells when it enters the window.
+		if i < len(past) && past[i].At.After(last) {
+			out = append(out, past[i])
+			last = past[i].At
+		}
+	}
+	return out
+}
+
+// LoadMemory keeps the samples of the longest period (and the windows
+// around it): the daemon's and the replay's memory of their own load.
+// Not safe for concurrent use.
+type LoadMemory struct {
+	keep    time.Duration
+	samples []LoadSample
+}
+
+// SeasonsKeep is how far back p's periods read (0: none).
+func SeasonsKeep(p Policy) time.Duration {
+	var longest time.Duration
+	for _, s := range p.Seasons {
+		longest = max(longest, s)
+	}
+	if longest == 0 {
+		return 0
+	}
+	return longest + SeasonGap + SeasonDownAhead(p)
+}
+
+// NewLoadMemory keeps what p's periods read.
+func NewLoadMemory(p Policy) *LoadMemory {
+	return &LoadMemory{keep: SeasonsKeep(p)}
+}
+
+// Add records a sample; one not after the newest is dropped (a clock set
+// back), and samples older than the memory keeps are let go.
+func (m *LoadMemory) Add(s LoadSample) {
+	if m.keep <= 0 || s.At.IsZero() {
+		return
+	}
+	if n := len(m.samples); n > 0 && !s.At.After(m.samples[n-1].At) {
+		return
+	}
+	m.samples = append(m.samples, s)
+	cut := sort.Search(len(m.samples), func(k int) bool { return !m.samples[k].At.Before(s.At.Add(-m.keep)) })
+	if cut > len(m.samples)/2 {
+		m.samples = append(m.samples[:0:0], m.samples[cut:]...)
+	}
+}
+
+// Past is what a decision at now reads of the memory (SeasonWindows).
+func (m *LoadMemory) Past(p Policy, now time.Time) []LoadSample {
+	return SeasonWindows(m.samples, p, now)
+}
+
+// Len is the samples kept.
+func (m *LoadMemory) Len() int { return len(m.samples) }

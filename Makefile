@@ -77,8 +77,12 @@ demo:
 	@bash hack/kube-testbed.sh >/dev/null
 	$(GO) run ./cmd/pve-autoscaler-demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(DEMO_ARGS)
 
+# -timeout: the daemon package's end-to-end tests take 8 to 10 minutes under
+# -race on two loaded cores, and deploy's first `make deb` builds nfpm and
+# the release binary from a cold cache: go test's default 10m per package
+# binary is too close.
 unit: kube-testbed
-	$(GO) test -race ./...
+	$(GO) test -race -timeout 30m ./...
 
 # The date-dependent packages once more with their fixed dates a year
 # (52 weeks: same weekday and hour) in the past and in the future: no

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 )
@@ -111,6 +112,11 @@ func TestValidationRules(t *testing.T) {
 		{"standby size", func(c *Config) { c.Policy.Standby.Size = 7 }, "policy.standby.size", "expected 0 (off) to max_workers (6)", false},
 		{"standby size negative", func(c *Config) { c.Policy.Standby.Size = -1 }, "policy.standby.size", "expected 0 (off)", false},
 		{"standby max age", func(c *Config) { c.Policy.Standby.MaxAge = Duration(time.Minute) }, "policy.standby.max_age", "expected 1h to 8784h", false},
+		{"recurring load too short", func(c *Config) { c.Policy.RecurringLoad = []Duration{Duration(time.Minute)} }, "policy.recurring_load[0]", "expected 1h to 8784h", false},
+		{"recurring load twice", func(c *Config) { c.Policy.RecurringLoad = []Duration{Duration(24 * time.Hour), Duration(24 * time.Hour)} }, "policy.recurring_load[1]", "listed twice", false},
+		{"recurring load, too many", func(c *Config) {
+			c.Policy.RecurringLoad = []Duration{Duration(time.Hour), Duration(2 * time.Hour), Duration(3 * time.Hour), Duration(4 * time.Hour), Duration(5 * time.Hour)}
+		}, "policy.recurring_load", "expected at most 4", false},
 		{"max age too short", func(c *Config) { c.Policy.ReplaceDrifted = true; c.Policy.MaxAge = Duration(time.Minute) }, "policy.max_age", "expected 0 (off) or 1h to 8784h", false},
 		{"max age without replace_drifted", func(c *Config) { c.Policy.MaxAge = Duration(720 * time.Hour) }, "policy.max_age", "policy.replace_drifted is off", false},
 		{"standby host not allowed", func(c *Config) { c.Proxmox.Hosts = []string{"pve1"}; c.Policy.Standby.Hosts = []string{"pve2"} }, "policy.standby.hosts[0]", `"pve2": expected one of proxmox.hosts (pve1)`, false},
@@ -265,4 +271,24 @@ func TestYAMLRendersEffectiveConfig(t *testing.T) {
 // only root may (the rows that use it are skipped otherwise).
 func chownOrSkip(name string) {
 	_ = os.Chown(name, 54321, -1)
+}
+
+// recurring_load: a day and a week unless said; [] turns it off.
+func TestRecurringLoadDefault(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		want []Duration
+	}{
+		{"policy: {min_workers: 2}\n", []Duration{Duration(24 * time.Hour), Duration(168 * time.Hour)}},
+		{"policy: {recurring_load: []}\n", []Duration{}},
+		{"policy: {recurring_load: [12h]}\n", []Duration{Duration(12 * time.Hour)}},
+	} {
+		cfg, err := ParseBytes("config.yaml", []byte(c.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", c.yaml, err)
+		}
+		if !slices.Equal(cfg.Policy.RecurringLoad, c.want) {
+			t.Errorf("%q: recurring_load %v, want %v", c.yaml, cfg.Policy.RecurringLoad, c.want)
+		}
+	}
 }

@@ -3,8 +3,8 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -113,7 +113,9 @@ func TestValidationRules(t *testing.T) {
 		{"standby size negative", func(c *Config) { c.Policy.Standby.Size = -1 }, "policy.standby.size", "expected 0 (off)", false},
 		{"standby max age", func(c *Config) { c.Policy.Standby.MaxAge = Duration(time.Minute) }, "policy.standby.max_age", "expected 1h to 8784h", false},
 		{"recurring load too short", func(c *Config) { c.Policy.RecurringLoad = []Duration{Duration(time.Minute)} }, "policy.recurring_load[0]", "expected 1h to 8784h", false},
-		{"recurring load twice", func(c *Config) { c.Policy.RecurringLoad = []Duration{Duration(24 * time.Hour), Duration(24 * time.Hour)} }, "policy.recurring_load[1]", "listed twice", false},
+		{"recurring load twice", func(c *Config) {
+			c.Policy.RecurringLoad = []Duration{Duration(24 * time.Hour), Duration(24 * time.Hour)}
+		}, "policy.recurring_load[1]", "listed twice", false},
 		{"recurring load, too many", func(c *Config) {
 			c.Policy.RecurringLoad = []Duration{Duration(time.Hour), Duration(2 * time.Hour), Duration(3 * time.Hour), Duration(4 * time.Hour), Duration(5 * time.Hour)}
 		}, "policy.recurring_load", "expected at most 4", false},

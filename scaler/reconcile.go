@@ -236,7 +236,7 @@ type Reconciler struct {
 	// step, and nothing starts on its VM until a later list.
 	listGen  uint64
 	hist     History
-	past     *LoadMemory // the load of the decisions made, for Policy.Seasons
+	past     *LoadMemory            // the load of the decisions made, for Policy.Seasons
 	said     map[string]saidVerdict // pending pods' last event, by namespace/name
 	failures int
 	lastErr  string // the last error seen, kept until another replaces it

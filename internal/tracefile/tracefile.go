@@ -258,7 +258,15 @@ func ReadSince(path string, since time.Time) ([]Row, error) {
 	return rows, nil
 }
 
-// readFile is ReadSince for one file.
+// maxFigure bounds every figure read back (seconds, cores, GiB, pods,
+// workers): none this daemon writes comes near it, and below it the
+// daemon's int64 millicores and bytes cannot wrap.
+const maxFigure = 1e9
+
+// readFile is ReadSince for one file. A row with a figure that is not a
+// number, is negative or above maxFigure is left out, as one cut short:
+// read back as load, a negative base or a wrapped figure would be a
+// recurring rise of any size.
 func readFile(path string, since time.Time) ([]Row, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -291,8 +299,8 @@ func readFile(path string, since time.Time) ([]Row, error) {
 		var v [5]float64
 		ok := true
 		for i := range v {
-			if v[i], err = strconv.ParseFloat(f[i], 64); err != nil {
-				ok = false
+			if v[i], err = strconv.ParseFloat(f[i], 64); err != nil || !(v[i] >= 0 && v[i] <= maxFigure) {
+				ok = false // NaN fails both comparisons
 			}
 		}
 		at := start.Add(time.Duration(v[0] * float64(time.Second)).Round(time.Millisecond))

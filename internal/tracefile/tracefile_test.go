@@ -236,3 +236,26 @@ func TestReadSince(t *testing.T) {
 		t.Errorf("foreign file: %v", err)
 	}
 }
+
+// ReadSince leaves out a row whose figures this daemon never writes: NaN
+// and infinities (strconv.ParseFloat takes them), negative figures, and
+// ones too large for the daemon's int64 millicores and bytes: read back
+// as load, a negative base or a wrapped figure is a rise of any size.
+func TestReadSinceBogusFigures(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trace.csv")
+	body := "# start " + t0.Format(time.RFC3339Nano) + "\n" + Header + "\n" +
+		"0,1,2,0,1\n" +
+		"1,NaN,2,0,1\n2,1,+Inf,0,1\n3,1,2,Inf,1\n4,-1000,2,0,1\n5,1,-3,0,1\n6,1,2,-7,1\n" +
+		"7,1e300,2,0,1\n8,1,1e19,0,1\n9,1,2,1e300,1\nNaN,1,2,0,1\n-Inf,1,2,0,1\n1e300,1,2,0,1\n" +
+		"10,1,2,3,1\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := ReadSince(path, t0.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || !rows[0].Time.Equal(t0) || !rows[1].Time.Equal(t0.Add(10*time.Second)) || rows[1].Pending != 3 {
+		t.Fatalf("read back %+v, want the rows at 0 s and 10 s only", rows)
+	}
+}

@@ -83,7 +83,7 @@ const (
 )
 
 // traceLoad is the load daemon.trace_file (and the file before it) holds
-// of what policy.recurring_load looks back on from now: nil when either
+// of what policy.recurring_load looks back on from now, up to now: nil when either
 // is off or the file cannot be read (said in the log). Only read: a dry
 // run and `plan` read it too.
 func (d *Daemon) traceLoad(now time.Time) []scaler.LoadSample {
@@ -99,6 +99,12 @@ func (d *Daemon) traceLoad(now time.Time) []scaler.LoadSample {
 	}
 	out := make([]scaler.LoadSample, 0, len(rows))
 	for _, r := range rows {
+		if r.Time.After(now) {
+			// Written while the clock was ahead, or another host's: in the
+			// reconciler's memory it would drop every decision's load
+			// until the clock passes it.
+			break
+		}
 		out = append(out, scaler.LoadSample{At: r.Time, Demand: scaler.Resources{
 			MilliCPU: int64(r.CPUCores*1000) + int64(r.Pending)*tracePodMilliCPU,
 			Memory:   int64(r.MemoryGiB*(1<<30)) + int64(r.Pending)*tracePodMemory,

@@ -209,3 +209,36 @@ func TestTraceLoad(t *testing.T) {
 		t.Errorf("a foreign file read back: %+v", got)
 	}
 }
+
+// traceLoad leaves out rows after now (written while the clock was ahead,
+// or a file from another host): the reconciler's LoadMemory drops every
+// sample not after its newest, so one row from the future would keep it
+// from recording any decision's load until the clock passes that row.
+func TestTraceLoadFuture(t *testing.T) {
+	cfg := config.Default()
+	cfg.Daemon.TraceFile = filepath.Join(t.TempDir(), "trace.csv")
+	policy, err := ScalerPolicy(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
+	d := &Daemon{Config: &cfg, Policy: policy, log: zap.NewNop()}
+	tr := d.openTrace()
+	for _, ago := range []time.Duration{24 * time.Hour, time.Minute, -time.Hour} {
+		tr.record(scaler.Plan{Time: now.Add(-ago), Workers: scaler.Workers{Ready: 3},
+			Utilization: &scaler.Utilization{Used: scaler.Resources{MilliCPU: 2500, Memory: 3 << 30}}}, nil)
+	}
+	tr.close()
+	got := d.traceLoad(now)
+	if len(got) != 2 || got[len(got)-1].At.After(now) {
+		t.Fatalf("load read back: %+v, want the 2 samples not after now", got)
+	}
+	m := scaler.NewLoadMemory(policy)
+	for _, s := range got {
+		m.Add(s)
+	}
+	m.Add(scaler.LoadSample{At: now, Demand: got[0].Demand})
+	if m.Len() != 3 {
+		t.Errorf("the memory holds %d samples after a decision at now, want 3", m.Len())
+	}
+}

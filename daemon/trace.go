@@ -83,9 +83,9 @@ const (
 )
 
 // traceLoad is the load daemon.trace_file (and the file before it) holds
-// of what policy.recurring_load looks back on from now, up to now: nil when either
-// is off or the file cannot be read (said in the log). Only read: a dry
-// run and `plan` read it too.
+// of what policy.recurring_load looks back on from now, up to now: nil
+// when either is off or the file cannot be read (said in the log). Only
+// read: a dry run and `plan` read it too.
 func (d *Daemon) traceLoad(now time.Time) []scaler.LoadSample {
 	keep := scaler.SeasonsKeep(d.Policy)
 	path := d.Config.Daemon.TraceFile

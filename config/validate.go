@@ -308,7 +308,7 @@ func (v *validator) policy(c *Config) {
 			v.fail(d.path, "%s: expected 0s to 24h", d.d.D())
 		}
 	}
-	v.recurringLoad(p.RecurringLoad)
+	v.recurringLoad(p.RecurringLoad, p.ScaleUpLookahead.D()+p.ScaleUpAfter.D()+recurringFlap)
 	if p.MaxNodesPerStep < 1 || p.MaxNodesPerStep > MaxNodesPerStep {
 		v.fail("policy.max_nodes_per_step", "%d: expected 1 to %d", p.MaxNodesPerStep, MaxNodesPerStep)
 	}
@@ -553,9 +553,16 @@ func dnsLabelish(s string) bool {
 // MaxRecurringLoad is the most periods policy.recurring_load takes.
 const MaxRecurringLoad = 4
 
+// recurringFlap is scaler.FlapWindow: how much further ahead than the
+// up decision the removal check reads the load of one period ago.
+const recurringFlap = 15 * time.Minute
+
 // recurringLoad checks policy.recurring_load: at most MaxRecurringLoad
-// periods, each 1h to 8784h (a leap year), none twice.
-func (v *validator) recurringLoad(periods []Duration) {
+// periods, each 1h to 8784h (a leap year), none twice, and each longer
+// than ahead (what the removal check reads after one period ago): a
+// shorter one reads the load of the last minutes, already in the usage
+// of now, and counts its rise twice.
+func (v *validator) recurringLoad(periods []Duration, ahead time.Duration) {
 	if len(periods) > MaxRecurringLoad {
 		v.fail("policy.recurring_load", "%d periods: expected at most %d (a day and a week are the usual two)", len(periods), MaxRecurringLoad)
 		return
@@ -567,6 +574,8 @@ func (v *validator) recurringLoad(periods []Duration) {
 			v.fail(path, "%s: expected 1h to 8784h (24h: a day, 168h: a week)", d.D())
 		case slices.Contains(periods[:i], d):
 			v.fail(path, "%s: listed twice", d.D())
+		case d.D() <= ahead:
+			v.fail(path, "%s: expected longer than scale_up_lookahead + scale_up_after + 15m (%s)", d.D(), ahead)
 		}
 	}
 }

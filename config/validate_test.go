@@ -100,6 +100,12 @@ func TestValidationRules(t *testing.T) {
 		{"negative window", func(c *Config) { c.Policy.ScaleDownAfter = Duration(-time.Second) }, "policy.scale_down_after", "expected 0s to 24h", false},
 		{"negative cooldown", func(c *Config) { c.Policy.Cooldown.AfterFailure = Duration(-time.Second) }, "policy.cooldown.after_failure", "expected 0s to 24h", false},
 		{"max nodes per step", func(c *Config) { c.Policy.MaxNodesPerStep = 0 }, "policy.max_nodes_per_step", "expected 1 to 100", false},
+		// One period ago plus what the removal check reads ahead must be
+		// before now: otherwise the rise of the last minutes counts twice.
+		{"recurring load beyond the lookahead", func(c *Config) {
+			c.Policy.ScaleUpLookahead, c.Policy.ScaleUpAfter = Duration(30*time.Minute), Duration(20*time.Minute)
+			c.Policy.RecurringLoad = []Duration{Duration(day), Duration(time.Hour)}
+		}, "policy.recurring_load[1]", "longer than scale_up_lookahead + scale_up_after + 15m (1h5m0s)", false},
 		{"scale-down margin", func(c *Config) { c.Policy.ScaleDownMargin = 85 }, "policy.scale_down_margin", "below the lowest scale_up_at (80)", false},
 		{"timezone", func(c *Config) { c.Policy.Timezone = "Mars/Olympus" }, "policy.timezone", "IANA", false},
 		{"schedule window", func(c *Config) {

@@ -357,7 +357,6 @@ func stuckList(machines []Machine, ops []Operation, why map[int]string) []StuckV
 	return out
 }
 
-// NewReconciler builds a reconciler; Run or Tick drive it.
 // RememberLoad adds load recorded before this reconciler started (the
 // daemon's trace file, read back), oldest first, to what its decisions
 // read of one Policy.Seasons period ago. Call it before the first tick:
@@ -370,6 +369,7 @@ func (r *Reconciler) RememberLoad(samples []LoadSample) {
 	}
 }
 
+// NewReconciler builds a reconciler; Run or Tick drive it.
 func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o ReconcileOptions) *Reconciler {
 	if o.Log == nil {
 		o.Log = zap.NewNop()

@@ -20,8 +20,11 @@ import (
 // SeasonDownAhead(p) ahead (that, plus the flap window), so no worker
 // goes that the recurring rise would bring back. Only a rise counts, and
 // only one clear of the noise around it (SeasonSignificance): a quiet
-// or noisy yesterday adds nothing, and a day unlike yesterday costs at
-// most one worker for an unneeded while.
+// or noisy yesterday adds nothing. A day unlike yesterday costs the
+// workers sized for yesterday's rise, for an unneeded while: bounded only
+// by max_workers, max_nodes_per_step and the cooldowns (a capped step's
+// UpOwed goes on within the cooldown while the rise is in view: a one-off
+// flood of 100 cores one day ago adds 3 workers and owes 14 more on 3).
 
 // LoadSample is the demand one decision saw: the usage of the Ready,
 // schedulable workers plus the requests of the pending pods a new

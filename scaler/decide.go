@@ -299,15 +299,14 @@ func (d *decision) observe() {
 // projectSeasons raises proj and projDown by the recurring rises one
 // period ago (seasonal.go).
 func (d *decision) projectSeasons() {
-	up, cpuAt, memAt := seasonalRise(d.s.Past, d.p.Seasons, d.now, SeasonUpAhead(d.p))
-	if v := d.usage.MilliCPU + up.MilliCPU; v > d.proj.MilliCPU {
-		d.proj.MilliCPU, d.cpuSeason = v, cpuAt
+	r := RecurringAt(d.s.Past, d.p, d.now)
+	if v := d.usage.MilliCPU + r.Up.MilliCPU; v > d.proj.MilliCPU {
+		d.proj.MilliCPU, d.cpuSeason = v, r.CPUAt
 	}
-	if v := d.usage.Memory + up.Memory; v > d.proj.Memory {
-		d.proj.Memory, d.memSeason = v, memAt
+	if v := d.usage.Memory + r.Up.Memory; v > d.proj.Memory {
+		d.proj.Memory, d.memSeason = v, r.MemAt
 	}
-	down, _, _ := seasonalRise(d.s.Past, d.p.Seasons, d.now, SeasonDownAhead(d.p))
-	d.projDown = Resources{MilliCPU: max(d.proj.MilliCPU, d.usage.MilliCPU+down.MilliCPU), Memory: max(d.proj.Memory, d.usage.Memory+down.Memory)}
+	d.projDown = Resources{MilliCPU: max(d.proj.MilliCPU, d.usage.MilliCPU+r.Down.MilliCPU), Memory: max(d.proj.Memory, d.usage.Memory+r.Down.Memory)}
 }
 
 func since(prev time.Time, cond bool, now time.Time) time.Time {

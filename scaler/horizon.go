@@ -18,6 +18,10 @@ import (
 // schedules gives now: a schedule turns on the wall clock's minute, which
 // the decision does not look ahead to.
 //
+// The load one period ago (Snapshot.Past) is left out: Decide reads it
+// only through RecurringAt, which the caller compares itself (a replay's
+// memory grows as it goes).
+//
 // A replay (simulate) uses it to skip decisions whose inputs are those of
 // the last one, when that one changed nothing (no action, the history it
 // returned is the one it was given). The candidates are taken from every
@@ -79,17 +83,6 @@ func Horizon(s Snapshot, p Policy, h History, now time.Time) time.Time {
 		if w := inWindow(h.Usage, now, span); drawn(w, p.Lookahead) {
 			for _, u := range w {
 				at(u.At.Add(span))
-			}
-		}
-	}
-	// The load one period ago (seasonal.go): a sample passes the instant
-	// one period ago, leaves the gap allowed before it, and enters or
-	// leaves the windows ahead of it and behind it.
-	for _, u := range s.Past {
-		for _, period := range p.Seasons {
-			t := u.At.Add(period)
-			for _, off := range [...]time.Duration{0, SeasonGap, SeasonUpAhead(p), -SeasonUpAhead(p), SeasonDownAhead(p), -SeasonDownAhead(p)} {
-				at(t.Add(off))
 			}
 		}
 	}

@@ -57,6 +57,29 @@ func SeasonUpAhead(p Policy) time.Duration { return p.Lookahead + p.UpWindow }
 // SeasonDownAhead is how far ahead the removal check looks.
 func SeasonDownAhead(p Policy) time.Duration { return SeasonUpAhead(p) + FlapWindow }
 
+// Recurring is what a decision reads of the load one period ago: the
+// rises over the up horizon (and the periods they were seen at) and over
+// the removal's. Decide depends on Snapshot.Past and on the clock through
+// Past only by way of it, so a replay that finds it unchanged, before
+// Horizon, may skip the decision (Horizon leaves Past to the caller).
+type Recurring struct {
+	Up, Down     Resources
+	CPUAt, MemAt time.Duration
+}
+
+// RecurringAt is the Recurring a decision at now reads in past (in time
+// order; any part of it that covers SeasonWindows: the whole of a
+// LoadMemory, or a Snapshot.Past).
+func RecurringAt(past []LoadSample, p Policy, now time.Time) Recurring {
+	if len(p.Seasons) == 0 {
+		return Recurring{}
+	}
+	var r Recurring
+	r.Up, r.CPUAt, r.MemAt = seasonalRise(past, p.Seasons, now, SeasonUpAhead(p))
+	r.Down, _, _ = seasonalRise(past, p.Seasons, now, SeasonDownAhead(p))
+	return r
+}
+
 // seasonalRise is, per resource, the largest rise over the periods of
 // the demand in past from one period before now to its peak within
 // ahead after that (zero without one, or when the rise is within the
@@ -120,7 +143,8 @@ func medianStep(s []LoadSample, v func(Resources) int64) int64 {
 	if len(s) < 2 {
 		return 0
 	}
-	steps := make([]int64, 0, len(s)-1)
+	var buf [64]int64
+	steps := buf[:0]
 	for k := 1; k < len(s); k++ {
 		d := v(s[k].Demand) - v(s[k-1].Demand)
 		steps = append(steps, max(d, -d))
@@ -208,6 +232,11 @@ func (m *LoadMemory) Add(s LoadSample) {
 // Past is what a decision at now reads of the memory (SeasonWindows).
 func (m *LoadMemory) Past(p Policy, now time.Time) []LoadSample {
 	return SeasonWindows(m.samples, p, now)
+}
+
+// Recurring is RecurringAt on the memory.
+func (m *LoadMemory) Recurring(p Policy, now time.Time) Recurring {
+	return RecurringAt(m.samples, p, now)
 }
 
 // Len is the samples kept.

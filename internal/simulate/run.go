@@ -41,10 +41,12 @@ func Run(tr Trace, s Setup, m Model) Result {
 			next = t + s.Interval
 			now := m.Epoch.Add(t)
 			var plan scaler.Plan
-			if c.version == memo.version && memo.still && (memo.horizon.IsZero() || now.Before(memo.horizon)) {
+			recur := past.Recurring(s.Policy, now)
+			if c.version == memo.version && memo.still && (memo.horizon.IsZero() || now.Before(memo.horizon)) && recur == memo.recur {
 				// The same snapshot and history as the last decision, which
-				// changed nothing, before any clock it reads runs out:
-				// Decide would make the same plan (scaler.Horizon).
+				// changed nothing, before any clock it reads runs out, and
+				// the same load one period ago: Decide would make the
+				// same plan (scaler.Horizon, scaler.RecurringAt).
 				plan = memo.plan
 				r.skipped++
 			} else {
@@ -59,7 +61,7 @@ func Run(tr Trace, s Setup, m Model) Result {
 				// up to that history's horizon.
 				same := plan.Next
 				same.Usage = hist.Usage
-				memo = decided{version: c.version, plan: plan,
+				memo = decided{version: c.version, plan: plan, recur: recur,
 					still: len(plan.Actions) == 0 && same.Equal(hist), horizon: scaler.Horizon(snap, s.Policy, plan.Next, now)}
 			}
 			hist = plan.Next
@@ -184,6 +186,7 @@ type decided struct {
 	// for a usage sample recorded.
 	still   bool
 	horizon time.Time
+	recur   scaler.Recurring // what it read of the load one period ago
 }
 
 func why(p scaler.Plan, kind scaler.ActionKind) string {

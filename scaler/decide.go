@@ -629,8 +629,8 @@ func (d *decision) utilizationNeed() (int, []Reason) {
 		switch {
 		case r.proj > r.usage && r.season > 0:
 			// "CPU 70.0% rising to 87.5% at or above 80% within 3m0s, as
-			// it did 24h0m0s ago"
-			level = fmt.Sprintf("%s %.1f%% rising to %s%% at or above %g%% within %s, as it did %s ago", r.name, r.pct, pctVs(r.ppct, r.th.Up, true), r.th.Up, fmtDur(SeasonUpAhead(d.p)), fmtDur(r.season))
+			// it did 24h0m0s and 48h0m0s ago"
+			level = fmt.Sprintf("%s %.1f%% rising to %s%% at or above %g%% within %s, as it did %s ago", r.name, r.pct, pctVs(r.ppct, r.th.Up, true), r.th.Up, fmtDur(SeasonUpAhead(d.p)), seasonAgos(r.season))
 			used = r.format(r.usage) + " (" + r.format(r.proj) + " projected)"
 		case r.proj > r.usage:
 			level = fmt.Sprintf("%s %.1f%% rising to %s%% at or above %g%% within the %s lookahead", r.name, r.pct, pctVs(r.ppct, r.th.Up, true), r.th.Up, fmtDur(d.p.Lookahead))

@@ -222,16 +222,31 @@ func world(data []byte) (Policy, Snapshot, History) {
 		at := t0.Add(-24*time.Hour - time.Duration(g.intn(8))*time.Minute)
 		step := at.Add(time.Duration(g.intn(30)) * time.Minute)
 		up := Resources{MilliCPU: int64(g.intn(8000)), Memory: int64(g.intn(16)) << 30}
+		var day []LoadSample
 		for at.Before(t0.Add(-23*time.Hour - 30*time.Minute)) {
 			d := used
 			if !at.Before(step) {
 				d = d.Add(up)
 			}
-			s.Past = append(s.Past, LoadSample{At: at, Demand: d})
+			day = append(day, LoadSample{At: at, Demand: d})
 			at = at.Add(time.Duration(30+g.intn(120)) * time.Second)
 		}
+		s.Past = onEachDay(day)
 	}
 	return p, s, h
+}
+
+// onEachDay is day (samples around one day ago) on each of the last
+// SeasonRepeats days, in time order: a rise that recurs.
+func onEachDay(day []LoadSample) []LoadSample {
+	var out []LoadSample
+	for k := SeasonRepeats - 1; k >= 0; k-- {
+		for _, x := range day {
+			x.At = x.At.Add(-time.Duration(k) * 24 * time.Hour)
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func FuzzDecide(f *testing.F) {
@@ -498,8 +513,7 @@ func projectedWithout(p Policy, s Snapshot, name string) (cpu, mem float64, ok b
 		return 0, 0, false
 	}
 	// A rise that recurs within the flap window must fit as well.
-	rise, _, _ := seasonalRise(s.Past, p.Seasons, t0, SeasonDownAhead(p))
-	usage = usage.Add(rise)
+	usage = usage.Add(RecurringAt(s.Past, p, t0).Down)
 	return float64(usage.MilliCPU) * 100 / float64(alloc.MilliCPU), float64(usage.Memory) * 100 / float64(alloc.Memory), true
 }
 

@@ -56,7 +56,8 @@ func horizonWorld(data []byte) (Policy, Snapshot, History) {
 		}
 	}
 	// The load one day ago (seasonal.go): samples 1 to 6 minutes apart
-	// around that instant, with steps up and down.
+	// around that instant, with steps up and down, the same the days
+	// before (onEachDay).
 	if g.flag() {
 		p.Seasons = []time.Duration{24 * time.Hour}
 		if g.flag() {
@@ -64,14 +65,16 @@ func horizonWorld(data []byte) (Policy, Snapshot, History) {
 		}
 		at := t0.Add(-24*time.Hour - time.Duration(g.intn(40))*time.Minute)
 		d := Resources{MilliCPU: int64(1000 + g.intn(8000)), Memory: int64(1+g.intn(16)) << 30}
+		var day []LoadSample
 		for at.Before(t0.Add(-23 * time.Hour)) {
-			s.Past = append(s.Past, LoadSample{At: at, Demand: d})
+			day = append(day, LoadSample{At: at, Demand: d})
 			at = at.Add(time.Duration(60+g.intn(300)) * time.Second)
 			if g.u8()%4 == 0 {
 				d.MilliCPU = max(0, d.MilliCPU+int64(g.intn(4000))-1500)
 				d.Memory = max(0, d.Memory+int64(g.intn(8)-3)<<30)
 			}
 		}
+		s.Past = onEachDay(day)
 	}
 	// The operator's pause and boosts, starting or ending around now.
 	if g.u8()%3 == 0 {
@@ -170,7 +173,7 @@ func TestHorizon(t *testing.T) {
 	check := func(p Policy, s Snapshot, h History) (next History) {
 		hz := Horizon(s, p, h, t0)
 		plan := Decide(s, p, h, t0)
-		if r, _, _ := seasonalRise(s.Past, p.Seasons, t0, SeasonDownAhead(p)); plan.Utilization != nil && !r.IsZero() && !hz.Equal(t0) {
+		if r := RecurringAt(s.Past, p, t0); plan.Utilization != nil && !r.Down.IsZero() && !hz.Equal(t0) {
 			seasonal++ // a recurring rise in view
 		}
 		if len(p.Schedules) > 0 {

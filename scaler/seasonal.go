@@ -1,8 +1,10 @@
 package scaler
 
 import (
+	"cmp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -32,6 +34,26 @@ import (
 type LoadSample struct {
 	At     time.Time `json:"at"`
 	Demand Resources `json:"demand"`
+}
+
+// SeasonRepeats is how many periods in a row a rise must have been seen
+// at (the smallest of them counts) to scale up for it: a rise the load
+// made once (a pod flood, a broken Job) adds no worker a day and a week
+// later. A removal is held by a rise seen once: keeping a worker a while
+// is the cheap side of the error.
+const SeasonRepeats = 2
+
+// seasonAgos names the instants a rise of period was seen at: "24h0m0s
+// and 48h0m0s".
+func seasonAgos(period time.Duration) string {
+	var agos []string
+	for k := 1; k <= SeasonRepeats; k++ {
+		agos = append(agos, fmtDur(time.Duration(k)*period))
+	}
+	if len(agos) == 1 {
+		return agos[0]
+	}
+	return strings.Join(agos[:len(agos)-1], ", ") + " and " + agos[len(agos)-1]
 }
 
 // FlapWindow is how soon after a removal an addition counts as a flap;
@@ -75,8 +97,8 @@ func RecurringAt(past []LoadSample, p Policy, now time.Time) Recurring {
 		return Recurring{}
 	}
 	var r Recurring
-	r.Up, r.CPUAt, r.MemAt = seasonalRise(past, p.Seasons, now, SeasonUpAhead(p))
-	r.Down, _, _ = seasonalRise(past, p.Seasons, now, SeasonDownAhead(p))
+	r.Up, r.CPUAt, r.MemAt = seasonalRise(past, p.Seasons, now, SeasonUpAhead(p), SeasonRepeats)
+	r.Down, _, _ = seasonalRise(past, p.Seasons, now, SeasonDownAhead(p), 1)
 	return r
 }
 
@@ -85,9 +107,14 @@ func RecurringAt(past []LoadSample, p Policy, now time.Time) Recurring {
 // ahead after that (zero without one, or when the rise is within the
 // noise), and the period it was seen at (zero: none). past is in time
 // order.
-func seasonalRise(past []LoadSample, periods []time.Duration, now time.Time, ahead time.Duration) (rise Resources, cpuAt, memAt time.Duration) {
+func seasonalRise(past []LoadSample, periods []time.Duration, now time.Time, ahead time.Duration, repeats int) (rise Resources, cpuAt, memAt time.Duration) {
 	for _, period := range periods {
+		// Seen at each of the last repeats periods: the smallest.
 		r := riseAt(past, now.Add(-period), ahead)
+		for k := 2; k <= repeats; k++ {
+			rk := riseAt(past, now.Add(-time.Duration(k)*period), ahead)
+			r = Resources{MilliCPU: min(r.MilliCPU, rk.MilliCPU), Memory: min(r.Memory, rk.Memory)}
+		}
 		if r.MilliCPU > rise.MilliCPU {
 			rise.MilliCPU, cpuAt = r.MilliCPU, period
 		}
@@ -154,33 +181,31 @@ func medianStep(s []LoadSample, v func(Resources) int64) int64 {
 }
 
 // SeasonWindows is the part of past (in time order) a decision at now
-// reads: for each period, from SeasonGap and SeasonDownAhead(p) before
-// one period ago to SeasonDownAhead(p) after it, and the sample after
-// that (the next to enter; Horizon reads it). The adapters hand Decide
-// no more than this (Snapshot.Past).
+// reads: for each period and each of the last SeasonRepeats of it, from
+// SeasonGap and SeasonDownAhead(p) before that instant to
+// SeasonDownAhead(p) after it. The adapters hand Decide no more than
+// this (Snapshot.Past).
 func SeasonWindows(past []LoadSample, p Policy, now time.Time) []LoadSample {
-	if len(p.Seasons) == 0 {
-		return nil
+	var agos []time.Duration
+	for _, period := range p.Seasons {
+		for k := 1; k <= SeasonRepeats; k++ {
+			agos = append(agos, time.Duration(k)*period)
+		}
 	}
+	// The oldest window first, so the windows come in time order;
+	// overlapping ones are taken once.
+	slices.SortFunc(agos, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+	agos = slices.Compact(agos)
 	ahead := SeasonDownAhead(p)
 	var out []LoadSample
 	last := time.Time{}
-	// Periods from the longest (the oldest window) so the windows come in
-	// time order; overlapping ones are taken once.
-	ps := slices.Clone(p.Seasons)
-	slices.SortFunc(ps, func(a, b time.Duration) int { return int(b - a) })
-	for _, period := range ps {
-		from, to := now.Add(-period-SeasonGap-ahead), now.Add(-period+ahead)
-		if from.Before(last) || from.Equal(last) {
+	for _, ago := range agos {
+		from, to := now.Add(-ago-SeasonGap-ahead), now.Add(-ago+ahead)
+		if !from.After(last) {
 			from = last.Add(time.Nanosecond)
 		}
 		i := sort.Search(len(past), func(k int) bool { return !past[k].At.Before(from) })
 		for ; i < len(past) && !past[i].At.After(to); i++ {
-			out = append(out, past[i])
-			last = past[i].At
-		}
-		// And the next one: Horizon tells when it enters the window.
-		if i < len(past) && past[i].At.After(last) {
 			out = append(out, past[i])
 			last = past[i].At
 		}
@@ -205,7 +230,7 @@ func SeasonsKeep(p Policy) time.Duration {
 	if longest == 0 {
 		return 0
 	}
-	return longest + SeasonGap + SeasonDownAhead(p)
+	return SeasonRepeats*longest + SeasonGap + SeasonDownAhead(p)
 }
 
 // NewLoadMemory keeps what p's periods read.

@@ -3,6 +3,7 @@ package scaler
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,36 +19,51 @@ func series(start time.Time, milli ...int64) []LoadSample {
 	return out
 }
 
+// repeated is the same shape (series from off before each instant) at
+// each of the last SeasonRepeats periods before t0, in time order.
+func repeated(period, off time.Duration, milli ...int64) []LoadSample {
+	var out []LoadSample
+	for k := SeasonRepeats; k >= 1; k-- {
+		out = append(out, series(t0.Add(-time.Duration(k)*period-off), milli...)...)
+	}
+	return out
+}
+
 func TestSeasonalRise(t *testing.T) {
 	day := 24 * time.Hour
-	then := t0.Add(-day)
-	flat := []int64{4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000}
+	m3 := 3 * time.Minute
+	step := []int64{4000, 4000, 4000, 4000, 4000, 6000, 6000}
 	for _, c := range []struct {
 		name    string
 		past    []LoadSample
 		periods []time.Duration
-		ahead   time.Duration
-		want    int64 // CPU millicores
+		want    int64 // CPU millicores, over 3 minutes ahead
 	}{
-		{"nothing recorded", nil, []time.Duration{day}, 3 * time.Minute, 0},
-		{"flat", series(then.Add(-3*time.Minute), flat...), []time.Duration{day}, 3 * time.Minute, 0},
-		{"a step within the window", series(then.Add(-3*time.Minute), 4000, 4000, 4000, 4000, 4000, 6000, 6000), []time.Duration{day}, 3 * time.Minute, 2000},
-		{"the step's peak, not its end", series(then.Add(-3*time.Minute), 4000, 4000, 4000, 4000, 7000, 5000, 5000), []time.Duration{day}, 3 * time.Minute, 3000},
-		{"a step beyond the window", series(then.Add(-3*time.Minute), 4000, 4000, 4000, 4000, 4000, 4000, 4000, 6000), []time.Duration{day}, 3 * time.Minute, 0},
-		{"a fall is no rise", series(then.Add(-3*time.Minute), 6000, 6000, 6000, 6000, 3000, 3000, 3000), []time.Duration{day}, 3 * time.Minute, 0},
-		{"a longer record", series(then.Add(-10*time.Minute), 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 6000, 6000), []time.Duration{day}, 3 * time.Minute, 2000},
+		{"nothing recorded", nil, []time.Duration{day}, 0},
+		{"flat", repeated(day, m3, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000), []time.Duration{day}, 0},
+		{"a step within the window", repeated(day, m3, step...), []time.Duration{day}, 2000},
+		{"the step's peak, not its end", repeated(day, m3, 4000, 4000, 4000, 4000, 7000, 5000, 5000), []time.Duration{day}, 3000},
+		{"a step beyond the window", repeated(day, m3, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 6000), []time.Duration{day}, 0},
+		{"a fall is no rise", repeated(day, m3, 6000, 6000, 6000, 6000, 3000, 3000, 3000), []time.Duration{day}, 0},
+		{"a longer record", repeated(day, 10*time.Minute, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 4000, 6000, 6000), []time.Duration{day}, 2000},
 		// The last sample before then is older than SeasonGap: the daemon
 		// was not running then.
-		{"too old a base", series(then.Add(-SeasonGap-time.Minute), 4000), []time.Duration{day}, 3 * time.Minute, 0},
+		{"too old a base", repeated(day, SeasonGap+time.Minute, 4000), []time.Duration{day}, 0},
 		// Noise of ±1 core around then: a rise of 1.5 cores is within it.
-		{"within the noise", series(then.Add(-3*time.Minute), 4000, 5000, 4000, 5000, 4000, 5500, 4000), []time.Duration{day}, 3 * time.Minute, 0},
-		{"clear of the noise", series(then.Add(-3*time.Minute), 4000, 4100, 4000, 4100, 4000, 8000, 4000), []time.Duration{day}, 3 * time.Minute, 3900},
-		{"a period without samples", series(then.Add(-3*time.Minute), 4000, 4000, 4000, 4000, 4000, 6000, 6000), []time.Duration{7 * day}, 3 * time.Minute, 0},
-		{"the largest over the periods", append(series(t0.Add(-7*day-3*time.Minute), 4000, 4000, 4000, 4000, 9000),
-			series(then.Add(-3*time.Minute), 4000, 4000, 4000, 4000, 4000, 6000, 6000)...), []time.Duration{day, 7 * day}, 3 * time.Minute, 5000},
+		{"within the noise", repeated(day, m3, 4000, 5000, 4000, 5000, 4000, 5500, 4000), []time.Duration{day}, 0},
+		{"clear of the noise", repeated(day, m3, 4000, 4100, 4000, 4100, 4000, 8000, 4000), []time.Duration{day}, 3900},
+		{"a period without samples", repeated(day, m3, step...), []time.Duration{7 * day}, 0},
+		// A rise the load made once is not made again.
+		{"seen one day ago only", series(t0.Add(-day-m3), step...), []time.Duration{day}, 0},
+		{"seen two days ago only", series(t0.Add(-2*day-m3), step...), []time.Duration{day}, 0},
+		{"the smaller of the two", append(series(t0.Add(-2*day-m3), 4000, 4000, 4000, 4000, 4000, 9000),
+			series(t0.Add(-day-m3), step...)...), []time.Duration{day}, 2000},
+		{"the largest over the periods", append(repeated(7*day, m3, 4000, 4000, 4000, 4000, 9000),
+			repeated(day, m3, step...)...), []time.Duration{day, 7 * day}, 5000},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, cpuAt, _ := seasonalRise(c.past, c.periods, t0, c.ahead)
+			slices.SortStableFunc(c.past, func(a, b LoadSample) int { return a.At.Compare(b.At) })
+			got, cpuAt, _ := seasonalRise(c.past, c.periods, t0, m3, SeasonRepeats)
 			if got.MilliCPU != c.want {
 				t.Errorf("rise %dm, want %dm", got.MilliCPU, c.want)
 			}
@@ -58,12 +74,21 @@ func TestSeasonalRise(t *testing.T) {
 	}
 }
 
-// dayBefore is yesterday's demand around now: flat at flatMilli, then
-// from stepAt after one day ago up by rise.
+// dayBefore is the demand of the last SeasonRepeats days around now:
+// flat at flatMilli, then from stepAt after that instant up by rise.
 func dayBefore(flatMilli, rise int64, stepAt time.Duration) []LoadSample {
 	var out []LoadSample
+	for k := SeasonRepeats; k >= 1; k-- {
+		out = append(out, dayAgo(flatMilli, rise, stepAt, time.Duration(k)*24*time.Hour)...)
+	}
+	return out
+}
+
+// dayAgo is dayBefore's shape around ago before now.
+func dayAgo(flatMilli, rise int64, stepAt, ago time.Duration) []LoadSample {
+	var out []LoadSample
 	for m := -30; m <= 30; m++ {
-		at := t0.Add(-24*time.Hour + time.Duration(m)*time.Minute)
+		at := t0.Add(-ago + time.Duration(m)*time.Minute)
 		d := Resources{MilliCPU: flatMilli, Memory: 4 * gi}
 		if time.Duration(m)*time.Minute >= stepAt {
 			d.MilliCPU += rise
@@ -89,11 +114,13 @@ func TestRecurringScaleUp(t *testing.T) {
 	if plan.Added() == 0 {
 		t.Fatalf("no scale-up ahead of yesterday's rise\n%s", dump(plan))
 	}
-	if msg := plan.Actions[0].Reasons[0].Message; !strings.Contains(msg, "as it did 24h0m0s ago") {
+	if msg := plan.Actions[0].Reasons[0].Message; !strings.Contains(msg, "as it did 24h0m0s and 48h0m0s ago") {
 		t.Errorf("the reason does not say where the rise comes from: %s", msg)
 	}
-	// The same rise beyond the horizon (lookahead plus up window), or off.
+	// The same rise beyond the horizon (lookahead plus up window), seen
+	// one day only, or off.
 	for name, mod := range map[string]func(*Snapshot, *Policy){
+		"seen once":          func(s *Snapshot, _ *Policy) { s.Past = dayAgo(7200, 3000, 2*time.Minute, 24*time.Hour) },
 		"beyond the horizon": func(s *Snapshot, _ *Policy) { s.Past = dayBefore(7200, 3000, 4*time.Minute) },
 		"off":                func(_ *Snapshot, p *Policy) { p.Seasons = nil },
 	} {
@@ -122,6 +149,12 @@ func TestRecurringRiseHoldsRemoval(t *testing.T) {
 	if plan := Decide(s, p, h, t0); func() bool { _, ok := plan.Removal(); return ok }() {
 		t.Fatalf("removes a worker the recurring rise brings back within the flap window\n%s", dump(plan))
 	}
+	// Seen one day only, it holds the removal all the same: keeping a
+	// worker is the cheap side of the error.
+	s.Past = dayAgo(4200, 2500, 10*time.Minute, 24*time.Hour)
+	if plan := Decide(s, p, h, t0); func() bool { _, ok := plan.Removal(); return ok }() {
+		t.Fatalf("a rise seen once does not hold the removal\n%s", dump(plan))
+	}
 	// A rise past the flap window does not hold it.
 	s.Past = dayBefore(4200, 2500, SeasonDownAhead(p)+time.Minute)
 	if plan := Decide(s, p, h, t0); func() bool { _, ok := plan.Removal(); return !ok }() {
@@ -149,12 +182,12 @@ func TestLoadMemory(t *testing.T) {
 	p := testPolicy()
 	p.Seasons = []time.Duration{time.Hour, 24 * time.Hour}
 	m := NewLoadMemory(p)
-	start := t0.Add(-26 * time.Hour)
-	for i := range 26 * 60 {
+	start := t0.Add(-50 * time.Hour)
+	for i := range 50 * 60 {
 		m.Add(LoadSample{At: start.Add(time.Duration(i) * time.Minute), Demand: Resources{MilliCPU: int64(i)}})
 	}
 	m.Add(LoadSample{At: start, Demand: Resources{MilliCPU: 1}}) // the clock set back: dropped
-	keep := 24*time.Hour + SeasonGap + SeasonDownAhead(p)
+	keep := SeasonRepeats*24*time.Hour + SeasonGap + SeasonDownAhead(p)
 	if n := m.Len(); n < int(keep/time.Minute) || n > 2*int(keep/time.Minute)+2 {
 		t.Errorf("%d samples kept, want about %d", n, int(keep/time.Minute))
 	}
@@ -165,8 +198,8 @@ func TestLoadMemory(t *testing.T) {
 		}
 	}
 	ahead := SeasonDownAhead(p)
-	for _, period := range p.Seasons {
-		then := t0.Add(-period)
+	for _, ago := range []time.Duration{time.Hour, 2 * time.Hour, 24 * time.Hour, 48 * time.Hour} {
+		then := t0.Add(-ago)
 		var n int
 		for _, s := range past {
 			if !s.At.Before(then.Add(-SeasonGap-ahead)) && !s.At.After(then.Add(ahead)) {
@@ -174,10 +207,10 @@ func TestLoadMemory(t *testing.T) {
 			}
 		}
 		if want := int((SeasonGap + 2*ahead) / time.Minute); n < want {
-			t.Errorf("period %s: %d samples in its window, want %d", period, n, want)
+			t.Errorf("%s ago: %d samples in its window, want %d", ago, n, want)
 		}
 	}
-	if len(past) > int(2*(SeasonGap+2*ahead)/time.Minute)+4 {
+	if len(past) > int(4*(SeasonGap+2*ahead)/time.Minute)+4 {
 		t.Errorf("%d samples handed to Decide: more than the windows", len(past))
 	}
 	off := NewLoadMemory(testPolicy())

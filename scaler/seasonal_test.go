@@ -213,6 +213,18 @@ func TestLoadMemory(t *testing.T) {
 	if len(past) > int(4*(SeasonGap+2*ahead)/time.Minute)+4 {
 		t.Errorf("%d samples handed to Decide: more than the windows", len(past))
 	}
+	// Ticks a second apart (a skewed clock's next checks) are kept
+	// SampleGap apart, at their peak.
+	fast := NewLoadMemory(p)
+	for i := range 600 {
+		fast.Add(LoadSample{At: t0.Add(time.Duration(i) * time.Second), Demand: Resources{MilliCPU: int64(i % 97)}})
+	}
+	if n := fast.Len(); n != int(600*time.Second/SampleGap) {
+		t.Errorf("%d samples kept of ten minutes of ticks a second apart, want %d", n, int(600*time.Second/SampleGap))
+	}
+	if peak := fast.samples[0].Demand.MilliCPU; peak != 29 {
+		t.Errorf("the first sample's demand %dm, want the peak of its ticks, 29m", peak)
+	}
 	off := NewLoadMemory(testPolicy())
 	if off.Add(LoadSample{At: t0}); off.Len() != 0 {
 		t.Error("a memory without periods keeps samples")

@@ -18,15 +18,16 @@ import (
 // the demand (usage plus the requests of the pods pending then; Plan.Load)
 // from then to its peak within the horizon ahead, added to the usage of
 // now. The up decision reads it SeasonUpAhead(p) ahead (about a
-// worker's clone-to-Ready time plus the up window), a removal
-// SeasonDownAhead(p) ahead (that, plus the flap window), so no worker
-// goes that the recurring rise would bring back. Only a rise counts, and
+// worker's clone-to-Ready time plus the up window), and only a rise seen
+// at each of the last SeasonRepeats periods (the smallest counts): a
+// one-off flood is not replayed. A removal reads it SeasonDownAhead(p)
+// ahead (that, plus the flap window) and is held by a rise seen once, so
+// no worker goes that the rise would bring back. Only a rise counts, and
 // only one clear of the noise around it (SeasonSignificance): a quiet
-// or noisy yesterday adds nothing. A day unlike yesterday costs the
-// workers sized for yesterday's rise, for an unneeded while: bounded only
-// by max_workers, max_nodes_per_step and the cooldowns (a capped step's
-// UpOwed goes on within the cooldown while the rise is in view: a one-off
-// flood of 100 cores one day ago adds 3 workers and owes 14 more on 3).
+// or noisy past adds nothing. A day unlike the ones before costs the
+// workers sized for their rise, for an unneeded while: bounded by
+// max_workers, max_nodes_per_step and the cooldowns (a capped step's
+// UpOwed goes on within the cooldown while the rise is in view).
 
 // LoadSample is the demand one decision saw: the usage of the Ready,
 // schedulable workers plus the requests of the pending pods a new

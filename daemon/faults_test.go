@@ -142,7 +142,7 @@ func TestFaultMatrix(t *testing.T) {
 				}
 			}
 			d.Reconciler = scaler.NewReconciler(proxmox.NewWorkers(d.PVE), talos.NodeOS{Client: d.Talos, Identities: d.PVE}, d.Kube,
-				withMin(d.Policy, 1), scaler.ReconcileOptions{Log: zap.NewNop(), MaxProvisionTime: time.Minute, BackoffMin: time.Second})
+				withMin(d.Policy, 1), scaler.ReconcileOptions{Log: d.log, MaxProvisionTime: time.Minute, BackoffMin: time.Second})
 		}, want: 1},
 		// A new template (a Talos upgrade) with replace_drifted: both
 		// workers are rolled, new ones first, the PDB guard holding.
@@ -203,7 +203,7 @@ func TestFaultMatrix(t *testing.T) {
 			d.Reconciler.Wait()
 			if row.after != nil {
 				row.after(t, w, d)
-				converge(t, d, "recovery", 90*time.Second, func() bool {
+				converge(t, d, "recovery", 180*time.Second, func() bool {
 					v, n := joined(t, w)
 					// Every managed Node is a Ready worker's: a NotReady one
 					// whose VM is gone is deleted first.

@@ -174,7 +174,7 @@ func TestTraceRoundTrip(t *testing.T) {
 }
 
 // traceLoad reads daemon.trace_file back as the load policy.recurring_load
-// looks back on: the rows of the last week and a bit, pending pods at
+// looks back on: the rows of the last two weeks and a bit, pending pods at
 // simulate's default request; nothing when the policy or the file is off,
 // or when the file is not one the daemon wrote.
 func TestTraceLoad(t *testing.T) {
@@ -187,7 +187,7 @@ func TestTraceLoad(t *testing.T) {
 	now := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
 	d := &Daemon{Config: &cfg, Policy: policy, log: zap.NewNop()}
 	tr := d.openTrace()
-	for _, ago := range []time.Duration{9 * 24 * time.Hour, 24 * time.Hour, 24*time.Hour - time.Minute} {
+	for _, ago := range []time.Duration{16 * 24 * time.Hour, 24 * time.Hour, 24*time.Hour - time.Minute} {
 		tr.record(scaler.Plan{Time: now.Add(-ago), Pending: 2, Workers: scaler.Workers{Ready: 3},
 			Utilization: &scaler.Utilization{Used: scaler.Resources{MilliCPU: 2500, Memory: 3 << 30}}}, nil)
 	}

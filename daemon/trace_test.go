@@ -178,20 +178,8 @@ func TestTraceRoundTrip(t *testing.T) {
 // simulate's default request; nothing when the policy or the file is off,
 // or when the file is not one the daemon wrote.
 func TestTraceLoad(t *testing.T) {
-	cfg := config.Default()
-	cfg.Daemon.TraceFile = filepath.Join(t.TempDir(), "trace.csv")
-	policy, err := ScalerPolicy(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
-	d := &Daemon{Config: &cfg, Policy: policy, log: zap.NewNop()}
-	tr := d.openTrace()
-	for _, ago := range []time.Duration{16 * 24 * time.Hour, 24 * time.Hour, 24*time.Hour - time.Minute} {
-		tr.record(scaler.Plan{Time: now.Add(-ago), Pending: 2, Workers: scaler.Workers{Ready: 3},
-			Utilization: &scaler.Utilization{Used: scaler.Resources{MilliCPU: 2500, Memory: 3 << 30}}}, nil)
-	}
-	tr.close()
+	d, now := traced(t, 2, 16*24*time.Hour, 24*time.Hour, 24*time.Hour-time.Minute)
+	cfg := d.Config
 	got := d.traceLoad(now)
 	want := scaler.Resources{MilliCPU: 2500 + 2*500, Memory: 3<<30 + 2<<30}
 	if len(got) != 2 || !got[0].At.Equal(now.Add(-24*time.Hour)) || got[0].Demand != want {
@@ -215,20 +203,8 @@ func TestTraceLoad(t *testing.T) {
 // sample not after its newest, so one row from the future would keep it
 // from recording any decision's load until the clock passes that row.
 func TestTraceLoadFuture(t *testing.T) {
-	cfg := config.Default()
-	cfg.Daemon.TraceFile = filepath.Join(t.TempDir(), "trace.csv")
-	policy, err := ScalerPolicy(&cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
-	d := &Daemon{Config: &cfg, Policy: policy, log: zap.NewNop()}
-	tr := d.openTrace()
-	for _, ago := range []time.Duration{24 * time.Hour, time.Minute, -time.Hour} {
-		tr.record(scaler.Plan{Time: now.Add(-ago), Workers: scaler.Workers{Ready: 3},
-			Utilization: &scaler.Utilization{Used: scaler.Resources{MilliCPU: 2500, Memory: 3 << 30}}}, nil)
-	}
-	tr.close()
+	d, now := traced(t, 0, 24*time.Hour, time.Minute, -time.Hour)
+	policy := d.Policy
 	got := d.traceLoad(now)
 	if len(got) != 2 || got[len(got)-1].At.After(now) {
 		t.Fatalf("load read back: %+v, want the 2 samples not after now", got)
@@ -241,4 +217,26 @@ func TestTraceLoadFuture(t *testing.T) {
 	if m.Len() != 3 {
 		t.Errorf("the memory holds %d samples after a decision at now, want 3", m.Len())
 	}
+}
+
+// traced is a daemon of the default config whose trace file holds a row
+// of 2.5 cores, 3 GiB and pending pods at each of agos before the
+// instant it returns.
+func traced(t *testing.T, pending int, agos ...time.Duration) (*Daemon, time.Time) {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Daemon.TraceFile = filepath.Join(t.TempDir(), "trace.csv")
+	policy, err := ScalerPolicy(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 9, 10, 0, 0, 0, time.UTC)
+	d := &Daemon{Config: &cfg, Policy: policy, log: zap.NewNop()}
+	tr := d.openTrace()
+	for _, ago := range agos {
+		tr.record(scaler.Plan{Time: now.Add(-ago), Pending: pending, Workers: scaler.Workers{Ready: 3},
+			Utilization: &scaler.Utilization{Used: scaler.Resources{MilliCPU: 2500, Memory: 3 << 30}}}, nil)
+	}
+	tr.close()
+	return d, now
 }

@@ -164,7 +164,8 @@ func (d *Daemon) Snapshot(ctx context.Context, now time.Time) (scaler.Snapshot, 
 	snap.Operations, snap.Standby = scaler.Classify(machines, scaler.Counting{Nodes: snap.Nodes,
 		Now: now, MaxProvisionTime: d.Config.Policy.MaxProvisionTime.D()})
 	snap.Drifted = scaler.DriftedOf(machines, snap.Nodes)
-	snap.Past = scaler.SeasonWindows(d.traceLoad(now), d.Policy, now)
+	// The load Build read back from daemon.trace_file (not read again).
+	snap.Past = d.Reconciler.RememberedPast(now)
 	snap.Replacements = scaler.ReplacementsOf(machines, snap.Nodes)
 	return snap, kerr
 }

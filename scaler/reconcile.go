@@ -370,6 +370,14 @@ func (r *Reconciler) RememberLoad(samples []LoadSample) {
 }
 
 // NewReconciler builds a reconciler; Run or Tick drive it.
+// RememberedPast is what a decision at now reads of the load this
+// reconciler remembers (Snapshot.Past).
+func (r *Reconciler) RememberedPast(now time.Time) []LoadSample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.past.Past(r.policy, now)
+}
+
 func NewReconciler(infra Infra, os NodeOS, cluster Cluster, p Policy, o ReconcileOptions) *Reconciler {
 	if o.Log == nil {
 		o.Log = zap.NewNop()

@@ -125,17 +125,12 @@ func (w *Writer) resume(f *os.File) error {
 		return err
 	}
 	sc := bufio.NewScanner(bytes.NewReader(head))
-	if !sc.Scan() || !strings.HasPrefix(sc.Text(), startPrefix) {
+	if !sc.Scan() {
 		return errors.New("not a trace this daemon wrote: expected a first line \"" + startPrefix + "TIME\"")
 	}
-	w.start, err = time.Parse(time.RFC3339Nano, strings.TrimPrefix(sc.Text(), startPrefix))
-	if err != nil {
-		return fmt.Errorf("first line %q: expected an RFC 3339 time", sc.Text())
+	if w.start, w.header, err = readHead(sc); err != nil {
+		return err
 	}
-	if !sc.Scan() || (sc.Text() != Header && !strings.HasPrefix(sc.Text(), Header+",")) {
-		return fmt.Errorf("second line: expected %q (with a pool's columns after it)", Header)
-	}
-	w.header = sc.Text()
 	// The tail: the last complete row, and a torn one cut off.
 	from := max(w.size-4096, 0)
 	tail := make([]byte, w.size-from)
@@ -280,15 +275,9 @@ func readFile(path string, since time.Time) ([]Row, error) {
 	if !sc.Scan() {
 		return nil, sc.Err() // empty
 	}
-	if !strings.HasPrefix(sc.Text(), startPrefix) {
-		return nil, fmt.Errorf("%s: not a trace this daemon wrote: expected a first line %q", path, startPrefix+"TIME")
-	}
-	start, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(sc.Text(), startPrefix))
+	start, _, err := readHead(sc)
 	if err != nil {
-		return nil, fmt.Errorf("%s: first line %q: expected an RFC 3339 time", path, sc.Text())
-	}
-	if !sc.Scan() || (sc.Text() != Header && !strings.HasPrefix(sc.Text(), Header+",")) {
-		return nil, fmt.Errorf("%s: second line: expected %q (with a pool's columns after it)", path, Header)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	var rows []Row
 	for sc.Scan() {
@@ -310,4 +299,20 @@ func readFile(path string, since time.Time) ([]Row, error) {
 		rows = append(rows, Row{Time: at, CPUCores: v[1], MemoryGiB: v[2], Pending: int(v[3]), Workers: int(v[4])})
 	}
 	return rows, sc.Err()
+}
+
+// readHead reads a trace's head, its first line already scanned: the
+// start comment's time and the header line.
+func readHead(sc *bufio.Scanner) (start time.Time, header string, err error) {
+	if !strings.HasPrefix(sc.Text(), startPrefix) {
+		return start, "", errors.New("not a trace this daemon wrote: expected a first line \"" + startPrefix + "TIME\"")
+	}
+	start, err = time.Parse(time.RFC3339Nano, strings.TrimPrefix(sc.Text(), startPrefix))
+	if err != nil {
+		return start, "", fmt.Errorf("first line %q: expected an RFC 3339 time", sc.Text())
+	}
+	if !sc.Scan() || (sc.Text() != Header && !strings.HasPrefix(sc.Text(), Header+",")) {
+		return start, "", fmt.Errorf("second line: expected %q (with a pool's columns after it)", Header)
+	}
+	return start, sc.Text(), nil
 }

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/pve-autoscaler/pve-autoscaler/config"
+	"github.com/pve-autoscaler/pve-autoscaler/internal/tracefile"
 	"github.com/pve-autoscaler/pve-autoscaler/internal/world"
 	"github.com/pve-autoscaler/pve-autoscaler/proxmox"
 	"github.com/pve-autoscaler/pve-autoscaler/scaler"
@@ -121,6 +124,26 @@ func TestFaultMatrix(t *testing.T) {
 			}},
 		{name: "PVE answers 503 and hangs", min: 2, before: func(w *world.World) { w.Sim.FailRequests(3, 503, "Service Unavailable"); w.Sim.HangRequests(1) }, want: 2},
 		{name: "metrics API missing", min: 2, before: func(w *world.World) { w.Kube.Metrics.SetDown(true) }, want: 2},
+		// A trace file of bogus figures (NaN, infinite, negative, absurd)
+		// around one and two days ago, and a flood dated in the future:
+		// read back at start, none of it is a rise to scale up for.
+		{name: "daemon.trace_file holds bogus and future rows", min: 1, before: bogusTrace,
+			after: func(t *testing.T, _ *world.World, d *Daemon) {
+				for range 3 {
+					plan, err := d.Reconciler.Tick(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if plan.Added() > 0 || !plan.Next.CPUHighSince.IsZero() || !plan.Next.MemoryHighSince.IsZero() {
+						t.Fatalf("the trace file's rows made a rise: %+v", plan.Next)
+					}
+				}
+			}, want: 1,
+			check: func(t *testing.T, w *world.World) {
+				if n := w.Sim.Requests()["POST /nodes/{node}/qemu/{vmid}/clone"]; n != 1 {
+					t.Errorf("%d clones for a minimum of 1: the trace file's rows made a rise", n)
+				}
+			}},
 		{name: "our VM deleted by hand", min: 2, after: func(t *testing.T, w *world.World, _ *Daemon) {
 			for _, v := range w.Sim.VMs() {
 				if !v.Template && v.VMID != world.ForeignVMID {
@@ -287,5 +310,32 @@ func guard(t *testing.T, w *world.World) func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return minSeen
+	}
+}
+
+// bogusTrace writes the world's daemon.trace_file: around one and two
+// days ago, bogus rows (negative cores two days ago, negative pending
+// pods one day ago) up to 90 s after that instant and a flat half core
+// after them, which read as they stand would be a rise of cores from a
+// negative base on both days; and a 900-core row ten minutes ahead.
+func bogusTrace(w *world.World) {
+	now := time.Now().UTC()
+	start := now.Add(-49 * time.Hour)
+	var b strings.Builder
+	b.WriteString("# start " + start.Format(time.RFC3339Nano) + "\n" + tracefile.Header + "\n")
+	bogus := map[time.Duration]string{48 * time.Hour: "-1000,1,0,1", 24 * time.Hour: "0.5,1,-7,1"}
+	for _, ago := range []time.Duration{48 * time.Hour, 24 * time.Hour} {
+		for k := range 60 { // 20 s apart, from 10 minutes before to 10 after
+			at := now.Add(-ago - 10*time.Minute + time.Duration(k)*20*time.Second)
+			cols := "0.5,1,0,1"
+			if at.Before(now.Add(-ago + 90*time.Second)) {
+				cols = bogus[ago]
+			}
+			fmt.Fprintf(&b, "%.0f,%s\n", at.Sub(start).Seconds(), cols)
+		}
+	}
+	fmt.Fprintf(&b, "%.0f,900,900,0,1\n", now.Add(10*time.Minute).Sub(start).Seconds())
+	if err := os.WriteFile(filepath.Join(w.Dir, "trace.csv"), []byte(b.String()), 0o600); err != nil {
+		panic(err)
 	}
 }
